@@ -1,0 +1,973 @@
+//! The command line: a clap tree of noun-then-verb commands over `authority`, with `-o json`
+//! for machines. Secrets (passphrases, PKCS#12 passwords) are read from files or the
+//! environment, never taken as argument values.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde_json::json;
+use zeroize::Zeroizing;
+
+use crate::authority::{Authority, CertFilter, CertStatus, CertView, InitOptions, IssueOutcome};
+use crate::ca::{CaRole, ImportedCa, IssuingKeyAlgorithm, RootKeyAlgorithm};
+use crate::clock::SystemClock;
+use crate::config::{self, Config};
+use crate::error::{Error, Result};
+use crate::http;
+use crate::model::{HealthDomain, RevocationReason, Serial};
+use crate::policy::issuance::{IssueRequest, KeySource, Proofing, Subscriber};
+use crate::policy::profile::Profiles;
+use crate::x509;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "anchorage",
+    version,
+    about = "Certificate authority and trust-bundle service for Direct secure messaging"
+)]
+pub struct Cli {
+    /// Data directory (store, generated files); default ./anchorage-data.
+    #[arg(long, global = true, env = "ANCHORAGE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Configuration file; default <data-dir>/anchorage.toml when present.
+    #[arg(long, global = true, env = "ANCHORAGE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Output format.
+    #[arg(short = 'o', long = "output", global = true, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create (or import) the CA hierarchy for a set of managed health domains.
+    Init(InitArgs),
+    /// Run the HTTP service (creates an evaluation CA on first start when needed).
+    Serve {
+        /// Listen address, e.g. 127.0.0.1:8080.
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+    },
+    /// Issue, revoke and inspect Direct certificates.
+    #[command(subcommand)]
+    Cert(CertCommand),
+    /// CA certificates.
+    #[command(subcommand)]
+    Ca(CaCommand),
+    /// Certificate revocation lists.
+    #[command(subcommand)]
+    Crl(CrlCommand),
+    /// Configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// API tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// The hash-chained audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// A health domain this CA issues for (repeatable).
+    #[arg(long = "managed-domain")]
+    pub managed_domains: Vec<String>,
+    /// Public base URL written into CRL distribution points and AIA (http://).
+    #[arg(long)]
+    pub public_url: Option<String>,
+    /// Organisation name in the CA subjects.
+    #[arg(long)]
+    pub organization: Option<String>,
+    #[arg(long, value_enum)]
+    pub root_key: Option<RootKeyArg>,
+    #[arg(long, value_enum)]
+    pub issuing_key: Option<IssuingKeyArg>,
+    /// Import an existing root CA certificate (PEM or DER).
+    #[arg(long)]
+    pub root_cert: Option<PathBuf>,
+    /// The root CA's unencrypted PKCS#8 PEM key (omit for an offline root).
+    #[arg(long)]
+    pub root_key_file: Option<PathBuf>,
+    /// Import the root CA from a legacy PKCS#12.
+    #[arg(long)]
+    pub root_p12: Option<PathBuf>,
+    /// Import an existing issuing CA certificate (needs the root certificate).
+    #[arg(long)]
+    pub issuing_cert: Option<PathBuf>,
+    #[arg(long)]
+    pub issuing_key_file: Option<PathBuf>,
+    #[arg(long)]
+    pub issuing_p12: Option<PathBuf>,
+    /// File holding the password of the PKCS#12 files being imported.
+    #[arg(long)]
+    pub p12_password_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum RootKeyArg {
+    Rsa4096,
+    P384,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum IssuingKeyArg {
+    Rsa2048,
+    Rsa3072,
+    Rsa4096,
+    P256,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CertCommand {
+    /// Issue an address-bound or domain-bound certificate (or a single-use pair).
+    Issue(Box<IssueArgs>),
+    /// Revoke a certificate by serial.
+    Revoke {
+        serial: String,
+        /// RFC 5280 reason: unspecified, key-compromise, ca-compromise, affiliation-changed,
+        /// superseded, cessation-of-operation, privilege-withdrawn.
+        #[arg(long, default_value = "unspecified")]
+        reason: String,
+    },
+    /// List certificates.
+    List {
+        #[arg(long)]
+        holder: Option<String>,
+        #[arg(long)]
+        domain: Option<String>,
+        #[arg(long, value_enum)]
+        status: Option<StatusArg>,
+        #[arg(long)]
+        expiring_within_days: Option<u32>,
+    },
+    /// Show one certificate.
+    Show {
+        serial: String,
+        /// Print the PEM instead of the record.
+        #[arg(long)]
+        pem: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum StatusArg {
+    Valid,
+    Revoked,
+    Expired,
+    NotYetValid,
+}
+
+#[derive(Debug, Args)]
+pub struct IssueArgs {
+    #[arg(long, conflicts_with = "domain")]
+    pub address: Option<String>,
+    #[arg(long)]
+    pub domain: Option<String>,
+    /// dual, signing, encryption or pair.
+    #[arg(long)]
+    pub usage: String,
+    /// Profile name (default: by binding).
+    #[arg(long)]
+    pub profile: Option<String>,
+    /// Category key of the profile, e.g. covered-entity.
+    #[arg(long)]
+    pub category: Option<String>,
+    /// PKCS#10 request (PEM or DER); for a pair, the signing key's.
+    #[arg(long, conflicts_with = "keygen")]
+    pub csr: Option<PathBuf>,
+    /// The encryption key's CSR of a pair.
+    #[arg(long, requires = "csr")]
+    pub encryption_csr: Option<PathBuf>,
+    /// Generate the key on the server and write it to a PKCS#12.
+    #[arg(long)]
+    pub keygen: bool,
+    /// Where the PKCS#12 goes (pairs: <stem>-signing.p12 and <stem>-encryption.p12).
+    #[arg(long, requires = "keygen")]
+    pub p12_out: Option<PathBuf>,
+    /// File holding the PKCS#12 password; generated and shown once when absent.
+    #[arg(long, requires = "keygen")]
+    pub p12_password_file: Option<PathBuf>,
+    /// Write the certificate(s) here as PEM (signing first); stdout otherwise.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Subscriber (organisation or person) name; default: the address or domain.
+    #[arg(long)]
+    pub subscriber: Option<String>,
+    #[arg(long)]
+    pub organization: Option<String>,
+    /// Registrar name; default: cli:<login>.
+    #[arg(long)]
+    pub registrar: Option<String>,
+    /// Identity-proofing method, e.g. in-person, remote-supervised.
+    #[arg(long)]
+    pub proofing_method: Option<String>,
+    /// Level of assurance key of the profile, e.g. loa3.
+    #[arg(long)]
+    pub level_of_assurance: Option<String>,
+    /// Reference to the proofing evidence (no health data).
+    #[arg(long)]
+    pub evidence: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CaCommand {
+    /// Write the CA chain (issuing CA then root) as PEM.
+    Chain {
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Show the CAs, their keys and CRL state.
+    Status,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CrlCommand {
+    /// Write the current CRL (DER), re-signing it first when stale.
+    Export {
+        #[arg(long, default_value = "issuing")]
+        ca: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate the configuration and the certificate profiles without starting.
+    Check,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create an API token (printed once; stored hashed).
+    Create {
+        #[arg(long)]
+        role: String,
+        #[arg(long, default_value = "")]
+        label: String,
+        /// Expiry in days (default: 365).
+        #[arg(long, default_value_t = 365)]
+        valid_days: u32,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the hash chain of the whole audit log.
+    Verify,
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> Result<()> {
+    let out = cli.output;
+    let config = Config::resolve(cli.config.as_deref(), cli.data_dir.as_deref())?;
+    match cli.command {
+        Command::Init(args) => init(config, args, out, cli.config.is_none()),
+        Command::Serve { listen } => serve(config, listen, cli.config.is_none()),
+        Command::Config(ConfigCommand::Check) => config_check(&config, out),
+        Command::Cert(cmd) => cert(open(config)?, cmd, out),
+        Command::Ca(cmd) => ca(open(config)?, cmd, out),
+        Command::Crl(CrlCommand::Export { ca, out: path }) => {
+            let authority = open(config)?;
+            let role = CaRole::parse(&ca).ok_or_else(|| {
+                Error::InvalidInput(format!("unknown CA '{ca}'; use issuing or root"))
+            })?;
+            if authority.crl_is_stale(role)? {
+                unlock(&authority)?;
+            }
+            let crl = authority.current_crl(role)?;
+            write_file(&path, &crl.der, false)?;
+            emit(
+                out,
+                json!({"ca": ca, "number": crl.number, "next_update": crl.next_update.to_string(), "path": path}),
+                || {
+                    format!(
+                        "wrote CRL #{} of the {ca} CA to {}",
+                        crl.number,
+                        path.display()
+                    )
+                },
+            )
+        }
+        Command::Token(TokenCommand::Create {
+            role,
+            label,
+            valid_days,
+        }) => {
+            let authority = open(config)?;
+            let (secret, record) =
+                authority.create_token(&role, &label, Some(valid_days), &cli_actor())?;
+            emit(
+                out,
+                json!({"token": secret.as_str(), "id": record.id, "role": record.role, "expires_at": record.expires_at.map(|t| t.to_string())}),
+                || {
+                    format!(
+                        "{}\n(token {} for role {}; shown once, stored hashed)",
+                        secret.as_str(),
+                        record.id,
+                        record.role
+                    )
+                },
+            )
+        }
+        Command::Audit(AuditCommand::Verify) => {
+            let report = open(config)?.verify_audit()?;
+            emit(
+                out,
+                json!({"ok": true, "entries": report.entries, "head_hash": report.head_hash}),
+                || {
+                    format!(
+                        "audit log intact: {} entries, head {}",
+                        report.entries, report.head_hash
+                    )
+                },
+            )
+        }
+    }
+}
+
+fn open(config: Config) -> Result<Authority> {
+    let authority = Authority::open(config, Arc::new(SystemClock))?;
+    if !authority.is_initialised()? {
+        return Err(Error::NotInitialised);
+    }
+    Ok(authority)
+}
+
+fn unlock(authority: &Authority) -> Result<()> {
+    let (passphrase, source) = authority.passphrase(false)?;
+    if let crate::keyseal::PassphraseSource::Evaluation(_) = source {
+        tracing::warn!("using the evaluation passphrase file: not for production");
+    }
+    authority.unlock(&passphrase)
+}
+
+fn cli_actor() -> String {
+    format!(
+        "cli:{}",
+        std::env::var("USER")
+            .or_else(|_| std::env::var("LOGNAME"))
+            .unwrap_or_else(|_| "unknown".into())
+    )
+}
+
+/// Prints JSON or text.
+fn emit(out: Output, value: serde_json::Value, text: impl FnOnce() -> String) -> Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    let line = match out {
+        Output::Json => {
+            serde_json::to_string_pretty(&value).map_err(|e| Error::InvalidInput(e.to_string()))?
+        }
+        Output::Text => text(),
+    };
+    writeln!(stdout, "{line}").map_err(|e| Error::io("stdout", e))
+}
+
+/// Writes a file atomically (temp + rename), 0600 when it holds a secret.
+pub fn write_file(path: &Path, bytes: &[u8], secret: bool) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(if secret { 0o600 } else { 0o644 })
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.map_err(|e| Error::io(path, e))
+}
+
+fn read_secret_file(path: &Path) -> Result<Zeroizing<String>> {
+    let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?);
+    Ok(Zeroizing::new(
+        text.trim_end_matches(['\r', '\n']).to_string(),
+    ))
+}
+
+// ---- init / serve --------------------------------------------------------------------
+
+fn apply_init_args(config: &mut Config, args: &InitArgs) -> Result<()> {
+    if !args.managed_domains.is_empty() {
+        config.managed_domains = args
+            .managed_domains
+            .iter()
+            .map(|d| HealthDomain::parse(d).map_err(Error::InvalidInput))
+            .collect::<Result<_>>()?;
+        config.managed_domains.sort();
+        config.managed_domains.dedup();
+    }
+    if let Some(url) = &args.public_url {
+        config.public_url = url.trim_end_matches('/').to_string();
+    }
+    if let Some(org) = &args.organization {
+        config.ca.organization = org.clone();
+    }
+    if let Some(k) = args.root_key {
+        config.ca.root_key = match k {
+            RootKeyArg::Rsa4096 => RootKeyAlgorithm::Rsa4096,
+            RootKeyArg::P384 => RootKeyAlgorithm::P384,
+        };
+    }
+    if let Some(k) = args.issuing_key {
+        config.ca.issuing_key = match k {
+            IssuingKeyArg::Rsa2048 => IssuingKeyAlgorithm::Rsa2048,
+            IssuingKeyArg::Rsa3072 => IssuingKeyAlgorithm::Rsa3072,
+            IssuingKeyArg::Rsa4096 => IssuingKeyAlgorithm::Rsa4096,
+            IssuingKeyArg::P256 => IssuingKeyAlgorithm::P256,
+        };
+    }
+    Ok(())
+}
+
+fn import_options(args: &InitArgs) -> Result<InitOptions> {
+    let password = args
+        .p12_password_file
+        .as_deref()
+        .map(read_secret_file)
+        .transpose()?;
+    let load = |cert: &Option<PathBuf>,
+                key: &Option<PathBuf>,
+                p12: &Option<PathBuf>,
+                what: &str|
+     -> Result<Option<ImportedCa>> {
+        match (cert, p12) {
+            (Some(_), Some(_)) => Err(Error::InvalidInput(format!(
+                "give the {what} CA as certificate + key files or as a PKCS#12, not both"
+            ))),
+            (None, Some(p12)) => {
+                let pw = password.as_ref().ok_or_else(|| {
+                    Error::InvalidInput(
+                        "--p12-password-file is required to import a PKCS#12".into(),
+                    )
+                })?;
+                ImportedCa::from_pkcs12(&std::fs::read(p12).map_err(|e| Error::io(p12, e))?, pw)
+                    .map(Some)
+            }
+            (Some(cert), None) => {
+                let cert_bytes = std::fs::read(cert).map_err(|e| Error::io(cert, e))?;
+                let key_bytes = key
+                    .as_ref()
+                    .map(|k| {
+                        std::fs::read(k)
+                            .map(Zeroizing::new)
+                            .map_err(|e| Error::io(k, e))
+                    })
+                    .transpose()?;
+                ImportedCa::from_pem(&cert_bytes, key_bytes.as_deref().map(|k| k.as_slice()))
+                    .map(Some)
+            }
+            (None, None) if key.is_some() => Err(Error::InvalidInput(format!(
+                "a {what} key was given without its certificate"
+            ))),
+            (None, None) => Ok(None),
+        }
+    };
+    Ok(InitOptions {
+        import_root: load(&args.root_cert, &args.root_key_file, &args.root_p12, "root")?,
+        import_issuing: load(
+            &args.issuing_cert,
+            &args.issuing_key_file,
+            &args.issuing_p12,
+            "issuing",
+        )?,
+    })
+}
+
+fn init(mut config: Config, args: InitArgs, out: Output, write_config: bool) -> Result<()> {
+    apply_init_args(&mut config, &args)?;
+    if config.managed_domains.is_empty() {
+        return Err(Error::InvalidInput(
+            "name at least one health domain with --managed-domain (or managed_domains in the configuration)".into(),
+        ));
+    }
+    let options = import_options(&args)?;
+    let authority = Authority::open(config.clone(), Arc::new(SystemClock))?;
+    let (passphrase, source) = authority.passphrase(true)?;
+    let report = authority.init(options, &passphrase, &cli_actor())?;
+    if write_config {
+        write_file(
+            &config.data_dir.join(config::DATA_DIR_CONFIG),
+            config.to_toml()?.as_bytes(),
+            false,
+        )?;
+    }
+    authority.publish_crl(CaRole::Issuing)?;
+    if report.origin == "generated"
+        || authority
+            .ca_status()?
+            .iter()
+            .any(|s| s.role == CaRole::Root && s.key_online)
+    {
+        authority.publish_crl(CaRole::Root)?;
+    }
+    warn_if_evaluation(&source);
+    emit(
+        out,
+        json!({"initialised": true, "data_dir": config.data_dir, "passphrase_source": source.to_string(), "ca": report}),
+        || {
+            format!(
+            "initialised {}\n  root CA:    {} ({}), SHA-256 {}\n  issuing CA: {} ({}), SHA-256 {}\n  managed domains: {}\n  public URL: {}\n  CA keys sealed with the passphrase from {}",
+            config.data_dir.display(),
+            report.root_subject, report.root_key, report.root_fingerprint,
+            report.issuing_subject, report.issuing_key, report.issuing_fingerprint,
+            report.managed_domains.join(", "),
+            report.public_url,
+            source
+        )
+        },
+    )
+}
+
+fn warn_if_evaluation(source: &crate::keyseal::PassphraseSource) {
+    if let crate::keyseal::PassphraseSource::Evaluation(path) = source {
+        eprintln!(
+            "WARNING: the CA keys are sealed with a random passphrase stored in {} - this is for EVALUATION ONLY.\n         For production set {} or passphrase_file, and keep the passphrase away from the data.",
+            path.display(),
+            config::PASSPHRASE_ENV
+        );
+    }
+}
+
+fn serve(
+    mut config: Config,
+    listen: Option<std::net::SocketAddr>,
+    write_config: bool,
+) -> Result<()> {
+    if let Some(addr) = listen {
+        config.listen = addr;
+        if write_config
+            && !config.data_dir.join(config::DATA_DIR_CONFIG).exists()
+            && config.public_url == Config::default().public_url
+        {
+            config.public_url = format!("http://{addr}");
+        }
+    }
+    let authority = Authority::open(config.clone(), Arc::new(SystemClock))?;
+    if !authority.is_initialised()? {
+        if config.managed_domains.is_empty() {
+            config.managed_domains =
+                vec![HealthDomain::parse(config::EVALUATION_DOMAIN).map_err(Error::Config)?];
+        }
+        drop(authority);
+        let init_args = InitArgs {
+            managed_domains: Vec::new(),
+            public_url: None,
+            organization: None,
+            root_key: None,
+            issuing_key: None,
+            root_cert: None,
+            root_key_file: None,
+            root_p12: None,
+            issuing_cert: None,
+            issuing_key_file: None,
+            issuing_p12: None,
+            p12_password_file: None,
+        };
+        println!(
+            "first start: no CA in {}, creating an evaluation CA hierarchy",
+            config.data_dir.display()
+        );
+        init(config.clone(), init_args, Output::Text, write_config)?;
+    }
+    let authority = Authority::open(config.clone(), Arc::new(SystemClock))?;
+    let (passphrase, source) = authority.passphrase(false)?;
+    authority.unlock(&passphrase)?;
+    drop(passphrase);
+    warn_if_evaluation(&source);
+    authority.refresh_crls()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("tokio runtime", e))?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|e| Error::io(config.listen.to_string(), e))?;
+        let local = listener.local_addr().map_err(|e| Error::io("listener", e))?;
+        let base = format!("http://{local}");
+        println!("anchorage listening on {base}");
+        println!("  data directory:   {}", config.data_dir.display());
+        println!("  managed domains:  {}", config.managed_domains.iter().map(|d| d.as_str()).collect::<Vec<_>>().join(", "));
+        println!("  public URL (in certificates): {}", config.public_url);
+        println!("  CA certificates:  {base}/ca/root.cer  {base}/ca/issuing.cer  {base}/ca/chain.pem");
+        println!("  CRLs:             {base}/crl/root.crl  {base}/crl/issuing.crl");
+        println!("  API:              {base}/api/v1/certificates  (token: anchorage token create --role registrar)");
+        println!("  health:           {base}/healthz");
+        let state = http::AppState::new(Arc::new(authority));
+        http::serve(state, listener, shutdown_signal())
+            .await
+            .map_err(|e| Error::io("http server", e))
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+    tracing::info!("shutting down");
+}
+
+fn config_check(config: &Config, out: Output) -> Result<()> {
+    let mut problems = config.problems();
+    if let Err(e) = Profiles::load(config.policies_dir.as_deref()) {
+        problems.push(e.to_string());
+    }
+    if let Some(file) = &config.passphrase_file {
+        if !file.exists() {
+            problems.push(format!("passphrase_file {} does not exist", file.display()));
+        }
+    }
+    if problems.is_empty() {
+        emit(out, json!({"ok": true, "problems": []}), || {
+            "configuration OK".to_string()
+        })
+    } else {
+        emit(out, json!({"ok": false, "problems": problems}), || {
+            problems
+                .iter()
+                .map(|p| format!("problem: {p}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        })?;
+        Err(Error::Config(format!(
+            "{} problem(s) found",
+            problems.len()
+        )))
+    }
+}
+
+// ---- cert ----------------------------------------------------------------------------
+
+fn cert(authority: Authority, cmd: CertCommand, out: Output) -> Result<()> {
+    match cmd {
+        CertCommand::Issue(args) => issue(&authority, *args, out),
+        CertCommand::Revoke { serial, reason } => {
+            let serial = Serial::parse(&serial).map_err(Error::InvalidInput)?;
+            let reason = RevocationReason::parse(&reason).map_err(Error::InvalidInput)?;
+            unlock(&authority)?;
+            let revocation = authority.revoke(&serial, reason, &cli_actor())?;
+            let crl = authority.publish_crl(CaRole::Issuing)?;
+            emit(
+                out,
+                json!({"serial": serial, "reason": reason.as_str(), "revoked_at": revocation.revoked_at.to_string(), "crl_number": crl.number}),
+                || {
+                    format!(
+                        "revoked {serial} ({}); published CRL #{}",
+                        reason.as_str(),
+                        crl.number
+                    )
+                },
+            )
+        }
+        CertCommand::List {
+            holder,
+            domain,
+            status,
+            expiring_within_days,
+        } => {
+            let filter = CertFilter {
+                holder,
+                domain,
+                status: status.map(|s| match s {
+                    StatusArg::Valid => CertStatus::Valid,
+                    StatusArg::Revoked => CertStatus::Revoked,
+                    StatusArg::Expired => CertStatus::Expired,
+                    StatusArg::NotYetValid => CertStatus::NotYetValid,
+                }),
+                expiring_within_days,
+            };
+            let certs = authority.certs(&filter)?;
+            emit(
+                out,
+                serde_json::to_value(certs.iter().map(list_json).collect::<Vec<_>>())
+                    .unwrap_or_default(),
+                || {
+                    let mut lines = vec![format!(
+                        "{:<32}  {:<8}  {:<10}  {:<12}  {:<20}  {}",
+                        "SERIAL", "BINDING", "USAGE", "STATUS", "NOT AFTER", "HOLDER"
+                    )];
+                    for c in &certs {
+                        lines.push(format!(
+                            "{:<32}  {:<8}  {:<10}  {:<12}  {:<20}  {}",
+                            c.record.serial,
+                            c.record.holder.binding().as_str(),
+                            c.record.usage.as_str(),
+                            serde_json::to_value(c.status)
+                                .ok()
+                                .and_then(|v| v.as_str().map(String::from))
+                                .unwrap_or_default(),
+                            c.record.not_after.date().to_string(),
+                            c.record.holder
+                        ));
+                    }
+                    lines.join("\n")
+                },
+            )
+        }
+        CertCommand::Show { serial, pem } => {
+            let serial = Serial::parse(&serial).map_err(Error::InvalidInput)?;
+            let view = authority.cert(&serial)?;
+            let pem_text = x509::to_pem("CERTIFICATE", &view.record.der);
+            if pem {
+                print!("{pem_text}");
+                return Ok(());
+            }
+            let mut value = serde_json::to_value(&view).unwrap_or_default();
+            value["pem"] = json!(pem_text);
+            emit(out, value, || {
+                let r = &view.record;
+                format!(
+                    "serial:        {}\nholder:        {} ({}-bound)\nusage:         {}\nstatus:        {:?}\nprofile:       {} ({}, {})\nsubscriber:    {}{}\nregistrar:     {}\nproofing:      {} / evidence {}\nkey:           {} ({})\nvalidity:      {} .. {}\nSHA-256:       {}\n{}",
+                    r.serial, r.holder, r.holder.binding().as_str(), r.usage.as_str(), view.status,
+                    r.profile, r.level_of_assurance, r.category,
+                    r.subscriber.name, r.subscriber.organization.as_ref().map(|o| format!(" ({o})")).unwrap_or_default(),
+                    r.registrar, r.proofing.method, r.proofing.evidence_reference,
+                    r.key, r.key_origin, r.not_before, r.not_after, r.fingerprint, pem_text.trim_end()
+                )
+            })
+        }
+    }
+}
+
+fn list_json(c: &CertView) -> serde_json::Value {
+    json!({
+        "serial": c.record.serial,
+        "holder": c.record.holder.to_string(),
+        "binding": c.record.holder.binding().as_str(),
+        "usage": c.record.usage.as_str(),
+        "status": c.status,
+        "not_before": c.record.not_before.to_string(),
+        "not_after": c.record.not_after.to_string(),
+        "fingerprint": c.record.fingerprint,
+        "subscriber": c.record.subscriber,
+        "registrar": c.record.registrar,
+    })
+}
+
+fn issue(authority: &Authority, args: IssueArgs, out: Output) -> Result<()> {
+    let key = match (&args.csr, args.keygen) {
+        (Some(csr), false) => KeySource::Csr {
+            signing: std::fs::read(csr).map_err(|e| Error::io(csr, e))?,
+            encryption: args
+                .encryption_csr
+                .as_ref()
+                .map(|p| std::fs::read(p).map_err(|e| Error::io(p, e)))
+                .transpose()?,
+        },
+        (None, true) => {
+            if args.p12_out.is_none() {
+                return Err(Error::InvalidInput(
+                    "--keygen needs --p12-out FILE for the PKCS#12".into(),
+                ));
+            }
+            KeySource::Generate
+        }
+        _ => return Err(Error::InvalidInput("give --csr FILE or --keygen".into())),
+    };
+    let holder = args
+        .address
+        .clone()
+        .or(args.domain.clone())
+        .unwrap_or_default();
+    let defaulted_proofing = args.proofing_method.is_none() || args.evidence.is_none();
+    let request = IssueRequest {
+        address: args.address.clone(),
+        domain: args.domain.clone(),
+        usage: args.usage.clone(),
+        profile: args.profile.clone(),
+        category: args.category.clone(),
+        key,
+        subscriber: Subscriber {
+            name: args
+                .subscriber
+                .clone()
+                .unwrap_or_else(|| holder.trim().to_ascii_lowercase()),
+            organization: args.organization.clone(),
+        },
+        registrar: args.registrar.clone().unwrap_or_else(cli_actor),
+        proofing: Proofing {
+            method: args
+                .proofing_method
+                .clone()
+                .unwrap_or_else(|| "operator-attested".into()),
+            level_of_assurance: args.level_of_assurance.clone(),
+            evidence_reference: args
+                .evidence
+                .clone()
+                .unwrap_or_else(|| format!("{} at the CA console", cli_actor())),
+        },
+    };
+    // Rules first, so a refused request never needs the passphrase.
+    authority.approve(&request)?;
+    let password = args
+        .p12_password_file
+        .as_deref()
+        .map(read_secret_file)
+        .transpose()?;
+    unlock(authority)?;
+    let outcome = authority.issue(&request, password)?;
+    if defaulted_proofing {
+        eprintln!(
+            "note: no --proofing-method/--evidence given; recorded as operator-attested by {}",
+            request.registrar
+        );
+    }
+    write_issue_outputs(&args, &outcome, out)
+}
+
+fn p12_paths(base: &Path, count: usize) -> Vec<PathBuf> {
+    if count == 1 {
+        return vec![base.to_path_buf()];
+    }
+    let stem = base
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "key".into());
+    let dir = base.parent().unwrap_or(Path::new(""));
+    ["signing", "encryption"]
+        .iter()
+        .map(|u| dir.join(format!("{stem}-{u}.p12")))
+        .collect()
+}
+
+fn write_issue_outputs(args: &IssueArgs, outcome: &IssueOutcome, out: Output) -> Result<()> {
+    let pem: String = outcome.certs.iter().map(|c| c.pem.as_str()).collect();
+    let mut p12_files = Vec::new();
+    if let Some(base) = &args.p12_out {
+        let with_keys: Vec<_> = outcome
+            .certs
+            .iter()
+            .filter_map(|c| c.pkcs12.as_ref())
+            .collect();
+        for (path, bytes) in p12_paths(base, with_keys.len()).into_iter().zip(with_keys) {
+            write_file(&path, bytes, true)?;
+            p12_files.push(path);
+        }
+    }
+    if let Some(path) = &args.out {
+        write_file(path, pem.as_bytes(), false)?;
+    }
+    let serials: Vec<&Serial> = outcome.certs.iter().map(|c| &c.serial).collect();
+    let password = outcome.generated_password.as_ref().map(|p| p.as_str());
+    let value = json!({
+        "serial": serials.first(),
+        "serials": serials,
+        "certificates": outcome.certs,
+        "out": args.out,
+        "p12_files": p12_files,
+        "p12_password": password,
+    });
+    emit(out, value, || {
+        let mut lines: Vec<String> = outcome
+            .certs
+            .iter()
+            .map(|c| {
+                format!(
+                    "issued {} certificate {} for {} (valid until {})",
+                    c.usage.as_str(),
+                    c.serial,
+                    c.holder,
+                    c.not_after.date()
+                )
+            })
+            .collect();
+        match &args.out {
+            Some(p) => lines.push(format!("certificate(s) written to {}", p.display())),
+            None => lines.push(pem.trim_end().to_string()),
+        }
+        for p in &p12_files {
+            lines.push(format!(
+                "PKCS#12 written to {} (legacy encryption: `openssl pkcs12 -legacy` reads it)",
+                p.display()
+            ));
+        }
+        if let Some(pw) = password {
+            lines.push(format!("PKCS#12 password (shown once, not stored): {pw}"));
+        }
+        lines.join("\n")
+    })
+}
+
+// ---- ca ------------------------------------------------------------------------------
+
+fn ca(authority: Authority, cmd: CaCommand, out: Output) -> Result<()> {
+    match cmd {
+        CaCommand::Chain { out: path } => {
+            let pem: String = authority
+                .ca_chain()?
+                .iter()
+                .map(|d| x509::to_pem("CERTIFICATE", d))
+                .collect();
+            match path {
+                Some(p) => {
+                    write_file(&p, pem.as_bytes(), false)?;
+                    emit(out, json!({"path": p}), || {
+                        format!("wrote the CA chain (issuing, root) to {}", p.display())
+                    })
+                }
+                None => emit(out, json!({"pem": pem}), || pem.trim_end().to_string()),
+            }
+        }
+        CaCommand::Status => {
+            let status = authority.ca_status()?;
+            emit(
+                out,
+                serde_json::to_value(&status).unwrap_or_default(),
+                || {
+                    status
+                    .iter()
+                    .map(|s| {
+                        format!(
+                            "{} CA: {}\n  key: {} ({})\n  SHA-256: {}\n  not after: {}\n  CRL: {}",
+                            s.role.as_str(), s.subject, s.key, if s.key_online { "online, sealed" } else { "offline" },
+                            s.fingerprint, s.not_after,
+                            match (s.crl_number, s.crl_next_update) {
+                                (Some(n), Some(t)) => format!("#{n}, next update {t}"),
+                                _ => "none".into(),
+                            }
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+                },
+            )
+        }
+    }
+}

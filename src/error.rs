@@ -1,0 +1,84 @@
+//! The crate error: one enum, each variant with a stable string `code()` that the CLI, the
+//! HTTP layer and the audit log use, so callers can branch on codes instead of messages.
+
+use crate::policy::Denial;
+
+/// Every failure the library reports.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("request refused: {0}")]
+    Denied(Denial),
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("configuration error: {0}")]
+    Config(String),
+    #[error("profile error in {file}: {message}")]
+    Profile { file: String, message: String },
+    #[error("CA key error: {0}")]
+    CaKey(String),
+    #[error("the CA is not initialised in this data directory; run `anchorage init`")]
+    NotInitialised,
+    #[error("passphrase error: {0}")]
+    Passphrase(String),
+    #[error("unauthorised: {0}")]
+    Unauthorised(String),
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    #[error("certificate generation failed: {0}")]
+    Generation(String),
+    #[error("store error: {0}")]
+    Store(String),
+    #[error("the data directory {0} is in use by another anchorage process (is `serve` running?)")]
+    Locked(String),
+    #[error("audit log integrity: {0}")]
+    AuditIntegrity(String),
+    #[error("i/o error on {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    /// A stable machine-readable code, part of the public interface.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::Denied(_) => "request_denied",
+            Error::InvalidInput(_) => "invalid_input",
+            Error::NotFound(_) => "not_found",
+            Error::Conflict(_) => "conflict",
+            Error::Config(_) => "config_invalid",
+            Error::Profile { .. } => "profile_invalid",
+            Error::CaKey(_) => "ca_key_error",
+            Error::NotInitialised => "not_initialised",
+            Error::Passphrase(_) => "passphrase_error",
+            Error::Unauthorised(_) => "unauthorised",
+            Error::Forbidden(_) => "forbidden",
+            Error::Generation(_) => "generation_failed",
+            Error::Store(_) => "store_error",
+            Error::Locked(_) => "data_dir_locked",
+            Error::AuditIntegrity(_) => "audit_integrity",
+            Error::Io { .. } => "io_error",
+        }
+    }
+
+    pub fn io(path: impl AsRef<std::path::Path>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.as_ref().display().to_string(),
+            source,
+        }
+    }
+}
+
+impl From<sled::Error> for Error {
+    fn from(e: sled::Error) -> Self {
+        Error::Store(e.to_string())
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,264 @@
+//! `/api/v1` certificate resources: issue (CSR or server-generated key), list, fetch, revoke,
+//! and CA status. Same rules as the CLI because both call `authority`.
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use super::{ApiError, ApiJson, AppState, Caller};
+use crate::authority::{CertFilter, CertStatus, CertView, IssuedCert};
+use crate::error::Error;
+use crate::model::{RevocationReason, Serial};
+use crate::policy::issuance::{IssueRequest, KeySource, Proofing, Subscriber};
+use crate::x509;
+
+const ISSUERS: &[&str] = &["registrar", "admin"];
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/certificates", post(issue).get(list))
+        .route("/certificates/{serial}", get(show))
+        .route("/certificates/{serial}/pem", get(pem))
+        .route("/certificates/{serial}/der", get(der))
+        .route("/certificates/{serial}/revoke", post(revoke))
+        .route("/ca", get(ca_status))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssueBody {
+    pub address: Option<String>,
+    pub domain: Option<String>,
+    pub usage: String,
+    pub profile: Option<String>,
+    pub category: Option<String>,
+    /// PEM, or base64 of DER.
+    pub csr: Option<String>,
+    pub encryption_csr: Option<String>,
+    #[serde(default)]
+    pub keygen: bool,
+    /// Optional PKCS#12 password; generated and returned once when absent.
+    pub p12_password: Option<String>,
+    pub subscriber: Subscriber,
+    pub proofing: Proofing,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Pkcs12Out {
+    pub serial: Serial,
+    pub usage: String,
+    pub pkcs12_base64: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct IssueResponse {
+    pub serial: Serial,
+    pub serials: Vec<Serial>,
+    pub certificates: Vec<IssuedCert>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pkcs12: Vec<Pkcs12Out>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub p12_password: Option<String>,
+}
+
+fn csr_bytes(text: &str) -> Vec<u8> {
+    let t = text.trim();
+    if t.starts_with("-----BEGIN") {
+        return t.as_bytes().to_vec();
+    }
+    base64::engine::general_purpose::STANDARD
+        .decode(t.split_whitespace().collect::<String>())
+        .unwrap_or_else(|_| t.as_bytes().to_vec())
+}
+
+async fn issue(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<IssueBody>,
+) -> Result<Response, ApiError> {
+    caller.require(ISSUERS)?;
+    let key = match (body.keygen, &body.csr) {
+        (true, None) => KeySource::Generate,
+        (false, Some(csr)) => KeySource::Csr {
+            signing: csr_bytes(csr),
+            encryption: body.encryption_csr.as_deref().map(csr_bytes),
+        },
+        (true, Some(_)) => {
+            return Err(
+                Error::InvalidInput("give either csr or keygen: true, not both".into()).into(),
+            )
+        }
+        (false, None) => {
+            return Err(Error::InvalidInput(
+                "give a csr, or keygen: true for a server-generated key".into(),
+            )
+            .into())
+        }
+    };
+    let request = IssueRequest {
+        address: body.address,
+        domain: body.domain,
+        usage: body.usage,
+        profile: body.profile,
+        category: body.category,
+        key,
+        subscriber: body.subscriber,
+        registrar: caller.actor(),
+        proofing: body.proofing,
+    };
+    let password = body.p12_password.map(Zeroizing::new);
+    let authority = state.authority.clone();
+    let outcome = tokio::task::spawn_blocking(move || authority.issue(&request, password))
+        .await
+        .map_err(|e| Error::Generation(format!("issuance task failed: {e}")))??;
+    let serials: Vec<Serial> = outcome.certs.iter().map(|c| c.serial.clone()).collect();
+    let pkcs12 = outcome
+        .certs
+        .iter()
+        .filter_map(|c| {
+            c.pkcs12.as_ref().map(|p| Pkcs12Out {
+                serial: c.serial.clone(),
+                usage: c.usage.as_str().to_string(),
+                pkcs12_base64: base64::engine::general_purpose::STANDARD.encode(p),
+            })
+        })
+        .collect();
+    let response = IssueResponse {
+        serial: serials
+            .first()
+            .cloned()
+            .ok_or_else(|| Error::Generation("nothing was issued".into()))?,
+        serials,
+        certificates: outcome.certs,
+        pkcs12,
+        p12_password: outcome.generated_password.map(|p| p.to_string()),
+    };
+    let mut r = (StatusCode::CREATED, Json(response)).into_response();
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(r)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    pub holder: Option<String>,
+    pub domain: Option<String>,
+    pub status: Option<String>,
+    pub expiring_within_days: Option<u32>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CertJson {
+    #[serde(flatten)]
+    view: CertView,
+    pem: String,
+}
+
+fn parse_status(s: &str) -> Result<CertStatus, ApiError> {
+    match s {
+        "valid" => Ok(CertStatus::Valid),
+        "revoked" => Ok(CertStatus::Revoked),
+        "expired" => Ok(CertStatus::Expired),
+        "not_yet_valid" => Ok(CertStatus::NotYetValid),
+        other => Err(Error::InvalidInput(format!(
+            "status '{other}' is unknown; use valid, revoked, expired or not_yet_valid"
+        ))
+        .into()),
+    }
+}
+
+async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Vec<CertView>>, ApiError> {
+    caller.require(ISSUERS)?;
+    let filter = CertFilter {
+        holder: q.holder,
+        domain: q.domain,
+        status: q.status.as_deref().map(parse_status).transpose()?,
+        expiring_within_days: q.expiring_within_days,
+    };
+    Ok(Json(state.authority.certs(&filter)?))
+}
+
+fn serial_of(s: &str) -> Result<Serial, ApiError> {
+    Serial::parse(s).map_err(|e| ApiError(Error::InvalidInput(e)))
+}
+
+async fn show(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(serial): Path<String>,
+) -> Result<Json<CertJson>, ApiError> {
+    caller.require(ISSUERS)?;
+    let view = state.authority.cert(&serial_of(&serial)?)?;
+    let pem = x509::to_pem("CERTIFICATE", &view.record.der);
+    Ok(Json(CertJson { view, pem }))
+}
+
+async fn pem(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(serial): Path<String>,
+) -> Result<Response, ApiError> {
+    caller.require(ISSUERS)?;
+    let view = state.authority.cert(&serial_of(&serial)?)?;
+    let mut r = x509::to_pem("CERTIFICATE", &view.record.der).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-pem-file"),
+    );
+    Ok(r)
+}
+
+async fn der(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(serial): Path<String>,
+) -> Result<Response, ApiError> {
+    caller.require(ISSUERS)?;
+    let view = state.authority.cert(&serial_of(&serial)?)?;
+    let mut r = view.record.der.into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/pkix-cert"),
+    );
+    Ok(r)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeBody {
+    pub reason: String,
+}
+
+async fn revoke(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(serial): Path<String>,
+    ApiJson(body): ApiJson<RevokeBody>,
+) -> Result<Json<crate::store::Revocation>, ApiError> {
+    caller.require(ISSUERS)?;
+    let reason =
+        RevocationReason::parse(&body.reason).map_err(|e| ApiError(Error::InvalidInput(e)))?;
+    let serial = serial_of(&serial)?;
+    let authority = state.authority.clone();
+    let actor = caller.actor();
+    let revocation = tokio::task::spawn_blocking(move || authority.revoke(&serial, reason, &actor))
+        .await
+        .map_err(|e| Error::Generation(format!("revocation task failed: {e}")))??;
+    state.crl_dirty.notify_one();
+    Ok(Json(revocation))
+}
+
+async fn ca_status(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
+    caller.require(&["admin", "registrar"])?;
+    Ok(Json(state.authority.ca_status()?).into_response())
+}

@@ -1,0 +1,253 @@
+//! The HTTP surface: `router(state)` builds the whole axum app (testable with `oneshot`, never
+//! binds), `serve` binds and runs it with graceful shutdown. Handlers are thin calls into
+//! `authority`; errors map to statuses in exactly one place (`ApiError`).
+
+mod certs;
+mod public;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{Json, Router};
+use serde::Serialize;
+use tokio::sync::Notify;
+use tower_http::timeout::TimeoutLayer;
+
+use crate::authority::Authority;
+use crate::error::Error;
+use crate::policy::Reason;
+use crate::store::TokenRecord;
+
+/// Shared by every handler.
+#[derive(Clone)]
+pub struct AppState {
+    pub authority: Arc<Authority>,
+    /// Wakes the CRL publisher after a revocation.
+    pub crl_dirty: Arc<Notify>,
+}
+
+impl AppState {
+    pub fn new(authority: Arc<Authority>) -> AppState {
+        AppState {
+            authority,
+            crl_dirty: Arc::new(Notify::new()),
+        }
+    }
+}
+
+/// The whole application.
+pub fn router(state: AppState) -> Router {
+    let limits = &state.authority.config.api;
+    let timeout = Duration::from_secs(limits.request_timeout_secs);
+    Router::new()
+        .merge(public::routes())
+        .nest("/api/v1", certs::routes())
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            timeout,
+        ))
+        .with_state(state)
+}
+
+/// Runs the CRL publisher: coalesces revocation bursts and re-signs before nextUpdate.
+pub fn spawn_crl_publisher(state: &AppState) -> tokio::task::JoinHandle<()> {
+    let authority = state.authority.clone();
+    let dirty = state.crl_dirty.clone();
+    let coalesce = Duration::from_millis(authority.config.crl.coalesce_millis);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(600));
+        loop {
+            tokio::select! {
+                _ = dirty.notified() => tokio::time::sleep(coalesce).await,
+                _ = tick.tick() => {}
+            }
+            let a = authority.clone();
+            match tokio::task::spawn_blocking(move || a.refresh_crls()).await {
+                Ok(Ok(published)) => {
+                    for crl in published {
+                        tracing::info!(ca = crl.ca.as_str(), number = crl.number, "published CRL");
+                    }
+                }
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, code = e.code(), "CRL publication failed")
+                }
+                Err(e) => tracing::error!(error = %e, "CRL publisher task failed"),
+            }
+        }
+    })
+}
+
+/// Binds nothing itself: serves on an already bound listener until `shutdown` resolves.
+pub async fn serve(
+    state: AppState,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let publisher = spawn_crl_publisher(&state);
+    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await;
+    publisher.abort();
+    result
+}
+
+/// The JSON error body: `{code, message, reasons}`.
+#[derive(Debug, Serialize)]
+pub struct ErrorBody {
+    pub code: String,
+    pub message: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<Reason>,
+}
+
+/// Every handler error goes through here.
+#[derive(Debug)]
+pub struct ApiError(pub Error);
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        ApiError(e)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let e = self.0;
+        let status = match &e {
+            Error::Denied(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Error::InvalidInput(_) => StatusCode::BAD_REQUEST,
+            Error::NotFound(_) => StatusCode::NOT_FOUND,
+            Error::Conflict(_) => StatusCode::CONFLICT,
+            Error::Unauthorised(_) => StatusCode::UNAUTHORIZED,
+            Error::Forbidden(_) => StatusCode::FORBIDDEN,
+            Error::NotInitialised | Error::CaKey(_) | Error::Passphrase(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        let (message, reasons) = match &e {
+            Error::Denied(d) => (
+                "the request was refused; see reasons".to_string(),
+                d.reasons.clone(),
+            ),
+            // 5xx bodies never carry internals: the cause goes to the log.
+            _ if status.is_server_error() => {
+                tracing::error!(error = %e, code = e.code(), "request failed");
+                (
+                    "the service could not complete the request".to_string(),
+                    Vec::new(),
+                )
+            }
+            _ => (e.to_string(), Vec::new()),
+        };
+        let mut response = (
+            status,
+            Json(ErrorBody {
+                code: e.code().to_string(),
+                message,
+                reasons,
+            }),
+        )
+            .into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+        }
+        response
+    }
+}
+
+/// `Json` whose rejections use the error body above.
+pub struct ApiJson<T>(pub T);
+
+impl<T, S> FromRequest<S> for ApiJson<T>
+where
+    Json<T>: FromRequest<S, Rejection = JsonRejection>,
+    S: Send + Sync,
+{
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(ApiJson(v)),
+            Err(rejection) => {
+                let status = rejection.status();
+                let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                    "body_too_large"
+                } else {
+                    "invalid_input"
+                };
+                Err((
+                    status,
+                    Json(ErrorBody {
+                        code: code.into(),
+                        message: rejection.body_text(),
+                        reasons: Vec::new(),
+                    }),
+                )
+                    .into_response())
+            }
+        }
+    }
+}
+
+/// A caller authenticated by `Authorization: Bearer <token>`.
+pub struct Caller(pub TokenRecord);
+
+impl Caller {
+    pub fn require(&self, roles: &[&str]) -> Result<(), ApiError> {
+        if roles.contains(&self.0.role.as_str()) {
+            Ok(())
+        } else {
+            Err(ApiError(Error::Forbidden(format!(
+                "the '{}' role may not do this (needs {})",
+                self.0.role,
+                roles.join(" or ")
+            ))))
+        }
+    }
+
+    /// How the caller appears in records and the audit log.
+    pub fn actor(&self) -> String {
+        let label = if self.0.label.is_empty() {
+            "token"
+        } else {
+            &self.0.label
+        };
+        format!("{label} ({} token {})", self.0.role, self.0.id)
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let header = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| {
+                ApiError(Error::Unauthorised(
+                    "an Authorization: Bearer token is required".into(),
+                ))
+            })?;
+        let secret = header.strip_prefix("Bearer ").ok_or_else(|| {
+            ApiError(Error::Unauthorised(
+                "use Authorization: Bearer <token>".into(),
+            ))
+        })?;
+        Ok(Caller(state.authority.authenticate(secret)?))
+    }
+}

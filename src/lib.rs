@@ -1,0 +1,19 @@
+//! anchorage: a certificate authority and trust-bundle service for Direct secure health
+//! messaging. The library holds every use case; the `anchorage` binary is a thin CLI over it.
+
+pub mod audit;
+pub mod authority;
+pub mod ca;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod keyseal;
+pub mod model;
+pub mod pkcs12;
+pub mod policy;
+pub mod store;
+pub mod x509;
+
+pub use error::{Error, Result};

@@ -1,0 +1,510 @@
+//! Parsed domain types. A value of one of these types has already been checked, so code that
+//! receives a `DirectAddress` never re-validates it, and raw strings stop at the edges.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Characters allowed in a local part: RFC 5322 atext minus those that would need escaping in
+/// a DNS master file label (RFC 1035 §5.1: `$`, `"`, `(`, `)`, `;`, `@`, `\`) - because the
+/// local part becomes DNS labels of the CERT owner name (spec §3).
+const LOCAL_EXTRA: &str = "!#%&'*+/=?^_`{|}~-";
+
+/// A lower-case health domain name (the part after `@` of a Direct address).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct HealthDomain(String);
+
+impl HealthDomain {
+    pub fn parse(input: &str) -> Result<Self, String> {
+        let name = input
+            .strip_suffix('.')
+            .unwrap_or(input)
+            .to_ascii_lowercase();
+        if name.is_empty() {
+            return Err("the domain is empty".into());
+        }
+        if !name.is_ascii() {
+            return Err(format!(
+                "'{input}' contains non-ASCII characters; use the A-label (xn--) form"
+            ));
+        }
+        if name.len() > 253 {
+            return Err(format!("'{input}' is longer than 253 characters"));
+        }
+        let labels: Vec<&str> = name.split('.').collect();
+        if labels.len() < 2 {
+            return Err(format!(
+                "'{input}' is not a fully qualified domain name (it needs at least two labels)"
+            ));
+        }
+        for label in &labels {
+            check_hostname_label(label).map_err(|why| format!("'{input}': {why}"))?;
+        }
+        if labels
+            .last()
+            .is_some_and(|tld| tld.chars().all(|c| c.is_ascii_digit()))
+        {
+            return Err(format!("'{input}' looks like an IP address, not a domain"));
+        }
+        Ok(HealthDomain(name))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// True when `self` is `other` or a subdomain of it.
+    pub fn is_within(&self, other: &HealthDomain) -> bool {
+        self.0 == other.0 || self.0.ends_with(&format!(".{}", other.0))
+    }
+}
+
+fn check_hostname_label(label: &str) -> Result<(), String> {
+    if label.is_empty() {
+        return Err("has an empty label".into());
+    }
+    if label.len() > 63 {
+        return Err(format!("label '{label}' is longer than 63 characters"));
+    }
+    if label.starts_with('-') || label.ends_with('-') {
+        return Err(format!("label '{label}' starts or ends with a hyphen"));
+    }
+    if let Some(c) = label
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '-'))
+    {
+        return Err(format!("label '{label}' contains the character '{c}'"));
+    }
+    Ok(())
+}
+
+impl TryFrom<String> for HealthDomain {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        HealthDomain::parse(&s)
+    }
+}
+
+impl From<HealthDomain> for String {
+    fn from(d: HealthDomain) -> String {
+        d.0
+    }
+}
+
+impl fmt::Display for HealthDomain {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A lower-case Direct address `local@domain` whose owner name can be written in DNS.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct DirectAddress {
+    local: String,
+    domain: HealthDomain,
+}
+
+impl DirectAddress {
+    pub fn parse(input: &str) -> Result<Self, String> {
+        let lower = input.trim().to_ascii_lowercase();
+        let (local, domain) = lower
+            .rsplit_once('@')
+            .ok_or_else(|| format!("'{input}' is not an address: it has no '@'"))?;
+        if local.is_empty() {
+            return Err(format!("'{input}' has an empty local part"));
+        }
+        if !local.is_ascii() {
+            return Err(format!(
+                "'{input}': the local part must be ASCII (SMTPUTF8 addresses cannot be published in DNS)"
+            ));
+        }
+        for label in local.split('.') {
+            if label.is_empty() {
+                return Err(format!(
+                    "'{input}': the local part has a leading, trailing or doubled dot"
+                ));
+            }
+            if label.len() > 63 {
+                return Err(format!(
+                    "'{input}': '{label}' would be a DNS label longer than 63 characters"
+                ));
+            }
+            if let Some(c) = label
+                .chars()
+                .find(|c| !(c.is_ascii_alphanumeric() || LOCAL_EXTRA.contains(*c)))
+            {
+                return Err(format!(
+                    "'{input}': the character '{c}' is not allowed in a Direct local part that is published in DNS"
+                ));
+            }
+        }
+        let domain = HealthDomain::parse(domain)?;
+        let address = DirectAddress {
+            local: local.to_string(),
+            domain,
+        };
+        if address.dns_owner().len() > 253 {
+            return Err(format!(
+                "'{input}': its DNS owner name would be longer than 253 characters"
+            ));
+        }
+        Ok(address)
+    }
+
+    pub fn local(&self) -> &str {
+        &self.local
+    }
+
+    pub fn domain(&self) -> &HealthDomain {
+        &self.domain
+    }
+
+    /// RFC 4398 / Direct owner name without the final dot: `local@domain` -> `local.domain`.
+    pub fn dns_owner(&self) -> String {
+        format!("{}.{}", self.local, self.domain)
+    }
+}
+
+impl TryFrom<String> for DirectAddress {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        DirectAddress::parse(&s)
+    }
+}
+
+impl From<DirectAddress> for String {
+    fn from(a: DirectAddress) -> String {
+        a.to_string()
+    }
+}
+
+impl fmt::Display for DirectAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}", self.local, self.domain)
+    }
+}
+
+/// What a certificate is bound to: one Direct address, or a whole health domain.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "binding", content = "name", rename_all = "snake_case")]
+pub enum Holder {
+    Address(DirectAddress),
+    Domain(HealthDomain),
+}
+
+impl Holder {
+    pub fn domain(&self) -> &HealthDomain {
+        match self {
+            Holder::Address(a) => a.domain(),
+            Holder::Domain(d) => d,
+        }
+    }
+
+    /// The DNS owner name (without the final dot) under which the certificate is published.
+    pub fn dns_owner(&self) -> String {
+        match self {
+            Holder::Address(a) => a.dns_owner(),
+            Holder::Domain(d) => d.to_string(),
+        }
+    }
+
+    pub fn binding(&self) -> Binding {
+        match self {
+            Holder::Address(_) => Binding::Address,
+            Holder::Domain(_) => Binding::Domain,
+        }
+    }
+}
+
+impl fmt::Display for Holder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Holder::Address(a) => a.fmt(f),
+            Holder::Domain(d) => d.fmt(f),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Binding {
+    Address,
+    Domain,
+}
+
+impl Binding {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Binding::Address => "address",
+            Binding::Domain => "domain",
+        }
+    }
+}
+
+/// The usage a registrar asks for; `Pair` yields one signing and one encryption certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Usage {
+    Dual,
+    Signing,
+    Encryption,
+    Pair,
+}
+
+impl Usage {
+    pub const ALL: [Usage; 4] = [Usage::Dual, Usage::Signing, Usage::Encryption, Usage::Pair];
+
+    pub fn parse(s: &str) -> Option<Usage> {
+        Usage::ALL.into_iter().find(|u| u.as_str() == s)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Usage::Dual => "dual",
+            Usage::Signing => "signing",
+            Usage::Encryption => "encryption",
+            Usage::Pair => "pair",
+        }
+    }
+
+    /// The certificates one request of this usage produces, in output order (signing first).
+    pub fn certificate_usages(self) -> &'static [CertUsage] {
+        match self {
+            Usage::Dual => &[CertUsage::Dual],
+            Usage::Signing => &[CertUsage::Signing],
+            Usage::Encryption => &[CertUsage::Encryption],
+            Usage::Pair => &[CertUsage::Signing, CertUsage::Encryption],
+        }
+    }
+}
+
+impl fmt::Display for Usage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The usage of one issued certificate (a pair is two certificates of different usages).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CertUsage {
+    Dual,
+    Signing,
+    Encryption,
+}
+
+impl CertUsage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CertUsage::Dual => "dual",
+            CertUsage::Signing => "signing",
+            CertUsage::Encryption => "encryption",
+        }
+    }
+}
+
+/// A certificate serial number: 16 bytes from the CSPRNG, positive, kept as lower-case hex.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Serial(String);
+
+impl Serial {
+    pub fn from_bytes(bytes: &[u8]) -> Serial {
+        Serial(hex::encode(bytes))
+    }
+
+    /// Accepts hex with optional colons and `0x`, any case (as openssl and browsers print it).
+    pub fn parse(input: &str) -> Result<Serial, String> {
+        let cleaned: String = input
+            .trim()
+            .trim_start_matches("0x")
+            .chars()
+            .filter(|c| *c != ':')
+            .collect::<String>()
+            .to_ascii_lowercase();
+        if cleaned.is_empty() || cleaned.len() > 40 || cleaned.len() % 2 != 0 {
+            return Err(format!(
+                "'{input}' is not a certificate serial (even-length hex, at most 20 bytes)"
+            ));
+        }
+        if hex::decode(&cleaned).is_err() {
+            return Err(format!("'{input}' is not hexadecimal"));
+        }
+        Ok(Serial(cleaned))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        hex::decode(&self.0).unwrap_or_default()
+    }
+}
+
+impl TryFrom<String> for Serial {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        Serial::parse(&s)
+    }
+}
+
+impl From<Serial> for String {
+    fn from(s: Serial) -> String {
+        s.0
+    }
+}
+
+impl fmt::Display for Serial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// SHA-256 of a DER object, lower-case hex.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Fingerprint(pub String);
+
+impl Fingerprint {
+    pub fn of(der: &[u8]) -> Fingerprint {
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der);
+        Fingerprint(hex::encode(digest.as_ref()))
+    }
+}
+
+impl fmt::Display for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// RFC 5280 §5.3.1 revocation reasons that a CA may assert for an end-entity certificate.
+/// certificateHold is deliberately absent: anchorage revocations are permanent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RevocationReason {
+    Unspecified,
+    KeyCompromise,
+    CaCompromise,
+    AffiliationChanged,
+    Superseded,
+    CessationOfOperation,
+    PrivilegeWithdrawn,
+}
+
+impl RevocationReason {
+    pub const ALL: [RevocationReason; 7] = [
+        RevocationReason::Unspecified,
+        RevocationReason::KeyCompromise,
+        RevocationReason::CaCompromise,
+        RevocationReason::AffiliationChanged,
+        RevocationReason::Superseded,
+        RevocationReason::CessationOfOperation,
+        RevocationReason::PrivilegeWithdrawn,
+    ];
+
+    pub fn parse(s: &str) -> Result<RevocationReason, String> {
+        let wanted = s.trim().to_ascii_lowercase().replace('_', "-");
+        RevocationReason::ALL
+            .into_iter()
+            .find(|r| r.as_str() == wanted || r.rfc5280_name().eq_ignore_ascii_case(s.trim()))
+            .ok_or_else(|| {
+                let names: Vec<&str> = RevocationReason::ALL.iter().map(|r| r.as_str()).collect();
+                format!(
+                    "unknown revocation reason '{s}'; use one of {}",
+                    names.join(", ")
+                )
+            })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RevocationReason::Unspecified => "unspecified",
+            RevocationReason::KeyCompromise => "key-compromise",
+            RevocationReason::CaCompromise => "ca-compromise",
+            RevocationReason::AffiliationChanged => "affiliation-changed",
+            RevocationReason::Superseded => "superseded",
+            RevocationReason::CessationOfOperation => "cessation-of-operation",
+            RevocationReason::PrivilegeWithdrawn => "privilege-withdrawn",
+        }
+    }
+
+    pub fn rfc5280_name(self) -> &'static str {
+        match self {
+            RevocationReason::Unspecified => "unspecified",
+            RevocationReason::KeyCompromise => "keyCompromise",
+            RevocationReason::CaCompromise => "cACompromise",
+            RevocationReason::AffiliationChanged => "affiliationChanged",
+            RevocationReason::Superseded => "superseded",
+            RevocationReason::CessationOfOperation => "cessationOfOperation",
+            RevocationReason::PrivilegeWithdrawn => "privilegeWithdrawn",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses() {
+        let cases: &[(&str, &str, Option<&str>)] = &[
+            (
+                "ok/simple",
+                "Jones@Direct.Example.com",
+                Some("jones.direct.example.com"),
+            ),
+            ("ok/dotted-local", "a.b@c.example", Some("a.b.c.example")),
+            ("ok/plus", "dr+x@d.example", Some("dr+x.d.example")),
+            ("fail/no-at", "jones.direct.example.com", None),
+            ("fail/empty-local", "@direct.example.com", None),
+            ("fail/double-dot", "a..b@c.example", None),
+            ("fail/dollar", "$x@c.example", None),
+            ("fail/space", "a b@c.example", None),
+            ("fail/quote", "\"a\"@c.example", None),
+            ("fail/single-label-domain", "a@localhost", None),
+            ("fail/ip-domain", "a@10.0.0.1", None),
+            ("fail/bad-domain-char", "a@exa_mple.com", None),
+            ("fail/utf8", "jörg@c.example", None),
+        ];
+        for (name, input, want) in cases {
+            let got = DirectAddress::parse(input).map(|a| a.dns_owner()).ok();
+            assert_eq!(got.as_deref(), *want, "{name}");
+        }
+    }
+
+    #[test]
+    fn serials_and_reasons() {
+        assert_eq!(Serial::parse("0A:bC").map(|s| s.0), Ok("0abc".into()));
+        assert!(Serial::parse("xyz1").is_err());
+        assert!(Serial::parse("abc").is_err());
+        assert_eq!(
+            RevocationReason::parse("key-compromise"),
+            Ok(RevocationReason::KeyCompromise)
+        );
+        assert_eq!(
+            RevocationReason::parse("keyCompromise"),
+            Ok(RevocationReason::KeyCompromise)
+        );
+        assert!(RevocationReason::parse("hold").is_err());
+    }
+}
+
+/// Serde adapter: binary fields (DER) as standard base64 strings in stored JSON records.
+pub mod base64_bytes {
+    use base64::Engine;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .map_err(serde::de::Error::custom)
+    }
+}

@@ -1,0 +1,526 @@
+//! The sled store: one tree per record kind, JSON records that carry a schema version and a
+//! store-wide revision, and multi-tree transactions so a certificate, its owner index entry and
+//! its audit entry are written together or not at all. Acknowledged writes are flushed.
+
+use std::path::Path;
+
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use sled::transaction::{
+    ConflictableTransactionError, TransactionError, TransactionalTree, UnabortableTransactionError,
+};
+use sled::Transactional;
+use time::OffsetDateTime;
+
+use crate::audit::{AuditDraft, AuditEntry, AuditHead};
+use crate::ca::{CaRecord, CaRole};
+use crate::error::{Error, Result};
+use crate::model::{CertUsage, Fingerprint, Holder, RevocationReason, Serial, Usage};
+use crate::policy::issuance::{Proofing, Subscriber};
+
+pub const RECORD_VERSION: u32 = 1;
+
+const REVISION: &[u8] = b"revision";
+const AUDIT_HEAD: &[u8] = b"audit_head";
+
+/// An issued certificate and everything recorded about its request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CertRecord {
+    pub record_version: u32,
+    pub revision: u64,
+    pub serial: Serial,
+    /// Shared by the two halves of a pair.
+    pub request_id: String,
+    pub holder: Holder,
+    pub dns_owner: String,
+    pub usage: CertUsage,
+    pub requested_usage: Usage,
+    pub profile: String,
+    pub level_of_assurance: String,
+    pub category: String,
+    pub subscriber: Subscriber,
+    pub registrar: String,
+    pub proofing: Proofing,
+    pub key: String,
+    /// `csr` or `generated`.
+    pub key_origin: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub not_before: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub not_after: OffsetDateTime,
+    pub fingerprint: Fingerprint,
+    #[serde(with = "time::serde::rfc3339")]
+    pub issued_at: OffsetDateTime,
+    #[serde(with = "crate::model::base64_bytes")]
+    pub der: Vec<u8>,
+}
+
+/// A revocation. Permanent: there is no un-revoke.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Revocation {
+    pub record_version: u32,
+    pub revision: u64,
+    pub serial: Serial,
+    pub ca: CaRole,
+    pub reason: RevocationReason,
+    #[serde(with = "time::serde::rfc3339")]
+    pub revoked_at: OffsetDateTime,
+    pub revoked_by: String,
+}
+
+/// The latest CRL of one CA.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CrlRecord {
+    pub record_version: u32,
+    pub ca: CaRole,
+    pub number: u64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub this_update: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub next_update: OffsetDateTime,
+    /// Store revision the CRL reflects; a newer revocation makes it stale.
+    pub revision: u64,
+    #[serde(with = "crate::model::base64_bytes")]
+    pub der: Vec<u8>,
+}
+
+/// An API token; only the SHA-256 of the secret is kept.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TokenRecord {
+    pub record_version: u32,
+    pub id: String,
+    pub hash: String,
+    pub role: String,
+    pub label: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub expires_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub revoked_at: Option<OffsetDateTime>,
+}
+
+/// The opened store.
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+    meta: sled::Tree,
+    ca: sled::Tree,
+    certs: sled::Tree,
+    owners: sled::Tree,
+    revocations: sled::Tree,
+    crls: sled::Tree,
+    tokens: sled::Tree,
+    audit: sled::Tree,
+}
+
+type TxResult<T> = std::result::Result<T, ConflictableTransactionError<Error>>;
+
+fn abort<T>(e: Error) -> TxResult<T> {
+    Err(ConflictableTransactionError::Abort(e))
+}
+
+fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(value).map_err(|e| Error::Store(format!("encoding a record: {e}")))
+}
+
+fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| Error::Store(format!("a stored {what} record is unreadable: {e}")))
+}
+
+fn tx_error(e: TransactionError<Error>) -> Error {
+    match e {
+        TransactionError::Abort(e) => e,
+        TransactionError::Storage(e) => Error::Store(e.to_string()),
+    }
+}
+
+fn u64_of(bytes: Option<sled::IVec>) -> u64 {
+    bytes
+        .and_then(|b| <[u8; 8]>::try_from(b.as_ref()).ok())
+        .map(u64::from_be_bytes)
+        .unwrap_or(0)
+}
+
+/// Bumps the store revision inside a transaction.
+fn next_revision(
+    meta: &TransactionalTree,
+) -> std::result::Result<u64, UnabortableTransactionError> {
+    let next = u64_of(meta.get(REVISION)?) + 1;
+    meta.insert(REVISION, &next.to_be_bytes())?;
+    Ok(next)
+}
+
+/// Appends an audit entry inside a transaction.
+fn append_audit(
+    meta: &TransactionalTree,
+    audit: &TransactionalTree,
+    at: OffsetDateTime,
+    draft: AuditDraft,
+) -> TxResult<AuditEntry> {
+    let head: Option<AuditHead> = match meta.get(AUDIT_HEAD)? {
+        Some(b) => match decode(&b, "audit head") {
+            Ok(h) => Some(h),
+            Err(e) => return abort(e),
+        },
+        None => None,
+    };
+    let entry = AuditEntry::chain(head.as_ref(), at, draft);
+    let (bytes, head_bytes) = match (encode(&entry), encode(&entry.head())) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(e), _) | (_, Err(e)) => return abort(e),
+    };
+    audit.insert(&entry.seq.to_be_bytes(), bytes)?;
+    meta.insert(AUDIT_HEAD, head_bytes)?;
+    Ok(entry)
+}
+
+/// The owner index entry: who holds a DNS owner name, and every serial issued under it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct OwnerEntry {
+    pub holder: String,
+    pub serials: Vec<Serial>,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store under `dir/store`.
+    pub fn open(dir: &Path) -> Result<Store> {
+        let path = dir.join("store");
+        let db = sled::Config::new()
+            .path(&path)
+            .mode(sled::Mode::HighThroughput)
+            .open()
+            .map_err(|e| match e {
+                sled::Error::Io(ref io) if io.kind() == std::io::ErrorKind::WouldBlock => {
+                    Error::Locked(dir.display().to_string())
+                }
+                sled::Error::Io(io) if io.to_string().contains("lock") => {
+                    Error::Locked(dir.display().to_string())
+                }
+                other => Error::Store(format!("opening {}: {other}", path.display())),
+            })?;
+        let tree = |name: &str| db.open_tree(name);
+        Ok(Store {
+            meta: tree("meta")?,
+            ca: tree("ca")?,
+            certs: tree("certs")?,
+            owners: tree("owners")?,
+            revocations: tree("revocations")?,
+            crls: tree("crls")?,
+            tokens: tree("tokens")?,
+            audit: tree("audit")?,
+            db,
+        })
+    }
+
+    /// Makes every write so far durable.
+    pub fn flush(&self) -> Result<()> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Async flush for the server; concurrent callers share sled's flush.
+    pub async fn flush_async(&self) -> Result<()> {
+        self.db.flush_async().await?;
+        Ok(())
+    }
+
+    pub fn revision(&self) -> Result<u64> {
+        Ok(u64_of(self.meta.get(REVISION)?))
+    }
+
+    // ---- CA ----------------------------------------------------------------------------
+
+    pub fn ca_record(&self, role: CaRole) -> Result<Option<CaRecord>> {
+        self.ca
+            .get(role.as_str())?
+            .map(|b| decode(&b, "CA"))
+            .transpose()
+    }
+
+    /// Stores a new hierarchy; refuses when one exists already.
+    pub fn put_hierarchy(
+        &self,
+        root: &CaRecord,
+        issuing: &CaRecord,
+        at: OffsetDateTime,
+        draft: AuditDraft,
+    ) -> Result<()> {
+        let (root_bytes, issuing_bytes) = (encode(root)?, encode(issuing)?);
+        (&self.ca, &self.meta, &self.audit)
+            .transaction(|(ca, meta, audit)| {
+                if ca.get("root")?.is_some() || ca.get("issuing")?.is_some() {
+                    return abort(Error::Conflict(
+                        "this data directory already holds a CA hierarchy".into(),
+                    ));
+                }
+                ca.insert("root", root_bytes.clone())?;
+                ca.insert("issuing", issuing_bytes.clone())?;
+                next_revision(meta)?;
+                append_audit(meta, audit, at, draft.clone())?;
+                Ok(())
+            })
+            .map_err(tx_error)?;
+        self.flush()
+    }
+
+    // ---- certificates ------------------------------------------------------------------
+
+    /// The holder published under a DNS owner name, if any certificate was issued for it.
+    pub fn owner_holder(&self, dns_owner: &str) -> Result<Option<String>> {
+        Ok(self.owner(dns_owner)?.map(|o| o.holder))
+    }
+
+    pub fn owner(&self, dns_owner: &str) -> Result<Option<OwnerEntry>> {
+        self.owners
+            .get(dns_owner.as_bytes())?
+            .map(|b| decode(&b, "owner"))
+            .transpose()
+    }
+
+    /// Stores newly issued certificates (one, or both halves of a pair) with their index and
+    /// audit entries atomically, re-checking serial uniqueness and owner collisions.
+    pub fn insert_certs(
+        &self,
+        records: &mut [CertRecord],
+        at: OffsetDateTime,
+        draft: AuditDraft,
+    ) -> Result<u64> {
+        let revision = (&self.certs, &self.owners, &self.meta, &self.audit)
+            .transaction(|(certs, owners, meta, audit)| {
+                let revision = next_revision(meta)?;
+                for record in records.iter() {
+                    let serial_key = record.serial.to_bytes();
+                    if certs.get(&serial_key)?.is_some() {
+                        return abort(Error::Conflict(format!(
+                            "serial {} is already in use",
+                            record.serial
+                        )));
+                    }
+                    let holder = record.holder.to_string();
+                    let mut owner: OwnerEntry = match owners.get(record.dns_owner.as_bytes())? {
+                        Some(b) => match decode(&b, "owner") {
+                            Ok(o) => o,
+                            Err(e) => return abort(e),
+                        },
+                        None => OwnerEntry {
+                            holder: holder.clone(),
+                            serials: Vec::new(),
+                        },
+                    };
+                    if owner.holder != holder {
+                        return abort(Error::Conflict(format!(
+                            "DNS owner name '{}.' already belongs to '{}'",
+                            record.dns_owner, owner.holder
+                        )));
+                    }
+                    owner.serials.push(record.serial.clone());
+                    let mut stored = record.clone();
+                    stored.revision = revision;
+                    let bytes = match encode(&stored) {
+                        Ok(b) => b,
+                        Err(e) => return abort(e),
+                    };
+                    let owner_bytes = match encode(&owner) {
+                        Ok(b) => b,
+                        Err(e) => return abort(e),
+                    };
+                    certs.insert(serial_key, bytes)?;
+                    owners.insert(record.dns_owner.as_bytes(), owner_bytes)?;
+                }
+                append_audit(meta, audit, at, draft.clone())?;
+                Ok(revision)
+            })
+            .map_err(tx_error)?;
+        for record in records.iter_mut() {
+            record.revision = revision;
+        }
+        Ok(revision)
+    }
+
+    pub fn cert(&self, serial: &Serial) -> Result<Option<CertRecord>> {
+        self.certs
+            .get(serial.to_bytes())?
+            .map(|b| decode(&b, "certificate"))
+            .transpose()
+    }
+
+    /// Every certificate, in serial order.
+    pub fn certs(&self) -> impl Iterator<Item = Result<CertRecord>> + '_ {
+        self.certs.iter().values().map(|v| {
+            v.map_err(Error::from)
+                .and_then(|b| decode(&b, "certificate"))
+        })
+    }
+
+    pub fn cert_count(&self) -> usize {
+        self.certs.len()
+    }
+
+    // ---- revocation --------------------------------------------------------------------
+
+    /// Records a revocation; refuses unknown or already revoked serials.
+    pub fn revoke(&self, revocation: &Revocation, draft: AuditDraft) -> Result<Revocation> {
+        let key = revocation.serial.to_bytes();
+        let stored = (&self.certs, &self.revocations, &self.meta, &self.audit)
+            .transaction(|(certs, revocations, meta, audit)| {
+                if certs.get(&key)?.is_none() {
+                    return abort(Error::NotFound(format!(
+                        "no certificate with serial {}",
+                        revocation.serial
+                    )));
+                }
+                if revocations.get(&key)?.is_some() {
+                    return abort(Error::Conflict(format!(
+                        "certificate {} is already revoked",
+                        revocation.serial
+                    )));
+                }
+                let mut stored = revocation.clone();
+                stored.revision = next_revision(meta)?;
+                let bytes = match encode(&stored) {
+                    Ok(b) => b,
+                    Err(e) => return abort(e),
+                };
+                revocations.insert(key.clone(), bytes)?;
+                append_audit(meta, audit, revocation.revoked_at, draft.clone())?;
+                Ok(stored)
+            })
+            .map_err(tx_error)?;
+        Ok(stored)
+    }
+
+    pub fn revocation(&self, serial: &Serial) -> Result<Option<Revocation>> {
+        self.revocations
+            .get(serial.to_bytes())?
+            .map(|b| decode(&b, "revocation"))
+            .transpose()
+    }
+
+    /// Revocations of one CA, in serial order.
+    pub fn revocations(&self, ca: CaRole) -> Result<Vec<Revocation>> {
+        let mut out = Vec::new();
+        for item in self.revocations.iter().values() {
+            let r: Revocation = decode(&item?, "revocation")?;
+            if r.ca == ca {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Newest revision of any revocation of `ca` (0 when none).
+    pub fn latest_revocation_revision(&self, ca: CaRole) -> Result<u64> {
+        Ok(self
+            .revocations(ca)?
+            .iter()
+            .map(|r| r.revision)
+            .max()
+            .unwrap_or(0))
+    }
+
+    // ---- CRLs --------------------------------------------------------------------------
+
+    /// Reserves the next CRL number durably, so a number is never reused even after a crash.
+    pub fn reserve_crl_number(&self, ca: CaRole) -> Result<u64> {
+        let key = format!("crl_number/{}", ca.as_str());
+        let next = self.meta.update_and_fetch(key.as_bytes(), |old| {
+            let n = u64_of(old.map(sled::IVec::from)) + 1;
+            Some(n.to_be_bytes().to_vec())
+        })?;
+        self.flush()?;
+        Ok(u64_of(next))
+    }
+
+    pub fn crl(&self, ca: CaRole) -> Result<Option<CrlRecord>> {
+        self.crls
+            .get(ca.as_str())?
+            .map(|b| decode(&b, "CRL"))
+            .transpose()
+    }
+
+    /// Saves a CRL unless a newer-numbered one is already stored.
+    pub fn put_crl(&self, crl: &CrlRecord) -> Result<()> {
+        let bytes = encode(crl)?;
+        let number = crl.number;
+        (&self.crls,)
+            .transaction(|(crls,)| {
+                if let Some(old) = crls.get(crl.ca.as_str())? {
+                    match decode::<CrlRecord>(&old, "CRL") {
+                        Ok(old) if old.number >= number => return Ok(()),
+                        Ok(_) => {}
+                        Err(e) => return abort(e),
+                    }
+                }
+                crls.insert(crl.ca.as_str(), bytes.clone())?;
+                Ok(())
+            })
+            .map_err(tx_error)?;
+        self.flush()
+    }
+
+    // ---- tokens ------------------------------------------------------------------------
+
+    pub fn put_token(
+        &self,
+        token: &TokenRecord,
+        at: OffsetDateTime,
+        draft: AuditDraft,
+    ) -> Result<()> {
+        let bytes = encode(token)?;
+        (&self.tokens, &self.meta, &self.audit)
+            .transaction(|(tokens, meta, audit)| {
+                tokens.insert(token.hash.as_bytes(), bytes.clone())?;
+                append_audit(meta, audit, at, draft.clone())?;
+                Ok(())
+            })
+            .map_err(tx_error)?;
+        self.flush()
+    }
+
+    pub fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>> {
+        self.tokens
+            .get(hash.as_bytes())?
+            .map(|b| decode(&b, "token"))
+            .transpose()
+    }
+
+    pub fn tokens(&self) -> Result<Vec<TokenRecord>> {
+        self.tokens
+            .iter()
+            .values()
+            .map(|v| decode(&v?, "token"))
+            .collect()
+    }
+
+    // ---- audit -------------------------------------------------------------------------
+
+    /// Appends an audit entry on its own (for events that change nothing else).
+    pub fn audit(&self, at: OffsetDateTime, draft: AuditDraft) -> Result<AuditEntry> {
+        let entry = (&self.meta, &self.audit)
+            .transaction(|(meta, audit)| append_audit(meta, audit, at, draft.clone()))
+            .map_err(tx_error)?;
+        self.flush()?;
+        Ok(entry)
+    }
+
+    pub fn audit_entries(&self) -> impl Iterator<Item = Result<AuditEntry>> + '_ {
+        self.audit
+            .iter()
+            .values()
+            .map(|v| v.map_err(Error::from).and_then(|b| decode(&b, "audit")))
+    }
+
+    pub fn audit_head(&self) -> Result<Option<AuditHead>> {
+        self.meta
+            .get(AUDIT_HEAD)?
+            .map(|b| decode(&b, "audit head"))
+            .transpose()
+    }
+
+    /// For tests that prove tampering is detected: raw access to the audit tree.
+    #[doc(hidden)]
+    pub fn danger_audit_tree(&self) -> &sled::Tree {
+        &self.audit
+    }
+}

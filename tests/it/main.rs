@@ -1,0 +1,5 @@
+//! The one integration test binary: every module checks anchorage's artifacts with someone
+//! else's implementation (openssl, pkilint, real servers), not only with our own parser.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod tools;
