@@ -523,3 +523,209 @@ fn allowed_text(p: &CertProfile) -> String {
         .collect::<Vec<_>>()
         .join(" or ")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn csr(alg: &'static rcgen::SignatureAlgorithm) -> Vec<u8> {
+        let key = rcgen::KeyPair::generate_for(alg).unwrap();
+        let params = rcgen::CertificateParams::new(vec!["ignored.example".to_string()]).unwrap();
+        params.serialize_request(&key).unwrap().der().to_vec()
+    }
+
+    fn request(address: &str, usage: &str, key: KeySource) -> IssueRequest {
+        IssueRequest {
+            address: Some(address.into()),
+            domain: None,
+            usage: usage.into(),
+            profile: None,
+            category: None,
+            key,
+            subscriber: Subscriber {
+                name: "Jones Clinic".into(),
+                organization: None,
+            },
+            registrar: "ra".into(),
+            proofing: Proofing {
+                method: "in-person".into(),
+                level_of_assurance: None,
+                evidence_reference: "case-1".into(),
+            },
+        }
+    }
+
+    fn run(req: &IssueRequest, taken: Option<(&str, &str)>) -> Result<Approved, Denial> {
+        let profiles = Profiles::load(None).unwrap();
+        let managed = vec![
+            HealthDomain::parse("direct.example.com").unwrap(),
+            HealthDomain::parse("b.direct.example.com").unwrap(),
+        ];
+        let owner_of = move |o: &str| {
+            taken
+                .filter(|(owner, _)| *owner == o)
+                .map(|(_, holder)| holder.to_string())
+        };
+        check(
+            req,
+            &Context {
+                profiles: &profiles,
+                managed_domains: &managed,
+                owner_of: &owner_of,
+            },
+        )
+    }
+
+    #[test]
+    fn approves_and_plans() {
+        let p256 = csr(&rcgen::PKCS_ECDSA_P256_SHA256);
+        let ok = run(
+            &request(
+                "Jones@Direct.Example.com",
+                "dual",
+                KeySource::Csr {
+                    signing: p256.clone(),
+                    encryption: None,
+                },
+            ),
+            None,
+        )
+        .unwrap();
+        assert_eq!(ok.holder.to_string(), "jones@direct.example.com");
+        assert_eq!(ok.certs.len(), 1);
+        assert_eq!(
+            ok.policy_oids,
+            vec![
+                "1.3.6.1.4.1.41179.0.1.3",
+                "1.3.6.1.4.1.41179.1.3",
+                "1.3.6.1.4.1.41179.2.1"
+            ]
+        );
+        let pair = run(
+            &request("a@direct.example.com", "pair", KeySource::Generate),
+            None,
+        )
+        .unwrap();
+        let usages: Vec<CertUsage> = pair.certs.iter().map(|c| c.usage).collect();
+        assert_eq!(usages, vec![CertUsage::Signing, CertUsage::Encryption]);
+        // Renewal for the same holder is not a collision.
+        assert!(run(
+            &request("a.b@direct.example.com", "dual", KeySource::Generate),
+            Some(("a.b.direct.example.com", "a.b@direct.example.com"))
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn refusals_list_every_rule() {
+        let p256 = csr(&rcgen::PKCS_ECDSA_P256_SHA256);
+        let p384 = csr(&rcgen::PKCS_ECDSA_P384_SHA384);
+        let with_csr = |c: &Vec<u8>| KeySource::Csr {
+            signing: c.clone(),
+            encryption: None,
+        };
+        type Case<'a> = (
+            &'a str,
+            IssueRequest,
+            Option<(&'a str, &'a str)>,
+            Vec<&'a str>,
+        );
+        let cases: Vec<Case> = vec![
+            (
+                "fail/malformed-address",
+                request("a..b@direct.example.com", "dual", KeySource::Generate),
+                None,
+                vec!["address_malformed"],
+            ),
+            (
+                "fail/unmanaged",
+                request("a@other.example", "dual", KeySource::Generate),
+                None,
+                vec!["domain_not_managed"],
+            ),
+            (
+                "fail/owner-collision",
+                request("a@b.direct.example.com", "dual", KeySource::Generate),
+                Some(("a.b.direct.example.com", "a.b@direct.example.com")),
+                vec!["owner_name_collision"],
+            ),
+            (
+                "fail/p384",
+                request("a@direct.example.com", "dual", with_csr(&p384)),
+                None,
+                vec!["key_type_unsupported"],
+            ),
+            (
+                "fail/usage",
+                request("a@direct.example.com", "both", with_csr(&p256)),
+                None,
+                vec!["usage_unknown"],
+            ),
+            (
+                "fail/pair-one-csr",
+                request("a@direct.example.com", "pair", with_csr(&p256)),
+                None,
+                vec!["pair_needs_two_keys"],
+            ),
+            (
+                "fail/pair-same-key",
+                request(
+                    "a@direct.example.com",
+                    "pair",
+                    KeySource::Csr {
+                        signing: p256.clone(),
+                        encryption: Some(p256.clone()),
+                    },
+                ),
+                None,
+                vec!["pair_same_key"],
+            ),
+            (
+                "fail/many",
+                {
+                    let mut r = request(
+                        "a@other.example",
+                        "both",
+                        KeySource::Csr {
+                            signing: b"junk".to_vec(),
+                            encryption: None,
+                        },
+                    );
+                    r.subscriber.name = " ".into();
+                    r.proofing.evidence_reference = String::new();
+                    r
+                },
+                None,
+                vec![
+                    "domain_not_managed",
+                    "usage_unknown",
+                    "subscriber_missing",
+                    "proofing_evidence_missing",
+                    "csr_malformed",
+                ],
+            ),
+        ];
+        for (name, req, taken, want) in cases {
+            let denial = run(&req, taken).expect_err(name);
+            assert_eq!(denial.codes(), want, "{name}");
+        }
+        let mut unknown_profile = request("a@direct.example.com", "dual", KeySource::Generate);
+        unknown_profile.profile = Some("nope".into());
+        assert_eq!(
+            run(&unknown_profile, None).unwrap_err().codes(),
+            vec!["profile_unknown"]
+        );
+        let mut wrong_binding = request("a@direct.example.com", "dual", KeySource::Generate);
+        wrong_binding.profile = Some("domain".into());
+        assert_eq!(
+            run(&wrong_binding, None).unwrap_err().codes(),
+            vec!["profile_binding_mismatch"]
+        );
+        let mut signer = request("a@direct.example.com", "dual", KeySource::Generate);
+        signer.profile = Some("bundle-signer".into());
+        assert_eq!(
+            run(&signer, None).unwrap_err().codes(),
+            vec!["profile_not_for_subscribers"]
+        );
+    }
+}
