@@ -17,6 +17,7 @@ use axum::{Json, Router};
 use serde::Serialize;
 use tokio::sync::Notify;
 use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
 
 use crate::authority::Authority;
 use crate::error::Error;
@@ -52,6 +53,8 @@ pub fn router(state: AppState) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             timeout,
         ))
+        // Method, path and status only: bodies may hold keys or passwords.
+        .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
 
