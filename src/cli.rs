@@ -567,7 +567,7 @@ fn serve(
             config.public_url = format!("http://{addr}");
         }
     }
-    let authority = Authority::open(config.clone(), Arc::new(SystemClock))?;
+    let mut authority = Authority::open(config.clone(), Arc::new(SystemClock))?;
     if !authority.is_initialised()? {
         if config.managed_domains.is_empty() {
             config.managed_domains =
@@ -593,8 +593,9 @@ fn serve(
             config.data_dir.display()
         );
         init(config.clone(), init_args, Output::Text, write_config)?;
+        // Re-open only here: the store is locked while `authority` is alive.
+        authority = Authority::open(config.clone(), Arc::new(SystemClock))?;
     }
-    let authority = Authority::open(config.clone(), Arc::new(SystemClock))?;
     let (passphrase, source) = authority.passphrase(false)?;
     authority.unlock(&passphrase)?;
     drop(passphrase);

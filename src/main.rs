@@ -1,6 +1,8 @@
 //! Process entry: parse the command line, set up logging, run, and turn errors into a message
 //! and an exit status.
 
+use std::io::Write;
+
 use clap::Parser;
 
 use anchorage::cli::{self, Cli, Output};
@@ -39,7 +41,9 @@ fn report(e: &Error, output: Output) {
         Output::Json => {
             let body =
                 serde_json::json!({"code": e.code(), "message": e.to_string(), "reasons": reasons});
-            println!(
+            // A closed pipe (`... | head`) must not turn an error report into a panic.
+            let _ = writeln!(
+                std::io::stdout().lock(),
                 "{}",
                 serde_json::to_string_pretty(&body).unwrap_or_default()
             );

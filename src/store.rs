@@ -518,6 +518,14 @@ impl Store {
             .transpose()
     }
 
+    /// For tests that prove a mismatched CA key is refused: overwrites a CA record with no
+    /// check and no audit entry.
+    #[doc(hidden)]
+    pub fn danger_put_ca_record(&self, record: &CaRecord) -> Result<()> {
+        self.ca.insert(record.role.as_str(), encode(record)?)?;
+        self.flush()
+    }
+
     /// For tests that prove tampering is detected: raw access to the audit tree.
     #[doc(hidden)]
     pub fn danger_audit_tree(&self) -> &sled::Tree {

@@ -124,17 +124,43 @@ pub fn parse_csr(input: &[u8]) -> Result<CsrKey, CsrProblem> {
             "the CSR is followed by trailing bytes",
         ));
     }
-    csr.verify_signature().map_err(|_| {
-        CsrProblem::new(
+    let spki = &csr.certification_request_info.subject_pki;
+    if csr.verify_signature().is_err() && !verifies_as_short_rsa(&csr) {
+        return Err(CsrProblem::new(
             "csr_signature_invalid",
             "the CSR signature does not verify with its own public key (no proof of possession)",
-        )
-    })?;
-    let spki = &csr.certification_request_info.subject_pki;
+        ));
+    }
     Ok(CsrKey {
         spki_der: spki.raw.to_vec(),
         key: key_info(spki),
     })
+}
+
+/// aws-lc-rs refuses RSA keys under 2048 bits in its default verifiers, so a weak-key CSR
+/// would be reported as a bad signature. Verify it with the legacy verifier instead, so the
+/// policy can name the real problem (the key size); such a key is refused there.
+fn verifies_as_short_rsa(csr: &X509CertificationRequest<'_>) -> bool {
+    use aws_lc_rs::signature::{self, UnparsedPublicKey};
+    let spki = &csr.certification_request_info.subject_pki;
+    let info = key_info(spki);
+    if info.kind != Some(KeyKind::Rsa) || info.bits >= 2048 {
+        return false;
+    }
+    let algorithm: &dyn signature::VerificationAlgorithm =
+        match csr.signature_algorithm.algorithm.to_id_string().as_str() {
+            "1.2.840.113549.1.1.5" => &signature::RSA_PKCS1_1024_8192_SHA1_FOR_LEGACY_USE_ONLY,
+            "1.2.840.113549.1.1.11" => &signature::RSA_PKCS1_1024_8192_SHA256_FOR_LEGACY_USE_ONLY,
+            "1.2.840.113549.1.1.12" => &signature::RSA_PKCS1_2048_8192_SHA384,
+            "1.2.840.113549.1.1.13" => &signature::RSA_PKCS1_1024_8192_SHA512_FOR_LEGACY_USE_ONLY,
+            _ => return false,
+        };
+    UnparsedPublicKey::new(algorithm, &spki.subject_public_key.data)
+        .verify(
+            csr.certification_request_info.raw,
+            &csr.signature_value.data,
+        )
+        .is_ok()
 }
 
 fn csr_der(input: &[u8]) -> Result<Vec<u8>, CsrProblem> {

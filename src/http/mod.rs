@@ -183,11 +183,16 @@ where
         match Json::<T>::from_request(req, state).await {
             Ok(Json(v)) => Ok(ApiJson(v)),
             Err(rejection) => {
-                let status = rejection.status();
-                let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
-                    "body_too_large"
-                } else {
-                    "invalid_input"
+                // axum answers 422 for JSON that does not fit the type (unknown field, wrong
+                // type); here 422 means a policy refusal with reasons, so that is a 400.
+                let (status, code) = match rejection.status() {
+                    StatusCode::PAYLOAD_TOO_LARGE => {
+                        (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large")
+                    }
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+                        (StatusCode::UNSUPPORTED_MEDIA_TYPE, "invalid_input")
+                    }
+                    _ => (StatusCode::BAD_REQUEST, "invalid_input"),
                 };
                 Err((
                     status,

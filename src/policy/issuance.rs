@@ -450,6 +450,9 @@ fn check_keys(
             if keys.len() != wanted.len() {
                 return None;
             }
+            for (usage, key) in wanted.iter().zip(&keys) {
+                check_key_fits_usage(&key.key, *usage, p, r);
+            }
             Some(
                 wanted
                     .iter()
@@ -461,6 +464,32 @@ fn check_keys(
                     .collect(),
             )
         }
+    }
+}
+
+/// RFC 8813 forbids keyEncipherment for EC keys, and Direct STAs encrypt with RSA only, so a
+/// certificate that encrypts needs an RSA key.
+fn check_key_fits_usage(key: &KeyInfo, usage: CertUsage, p: &CertProfile, r: &mut Reasons) {
+    let encrypts = matches!(usage, CertUsage::Dual | CertUsage::Encryption);
+    // A key type the profile refuses outright is already reported by check_key_strength.
+    let allowed_ec = key
+        .kind
+        .is_some_and(|k| k != super::profile::KeyKind::Rsa && p.keys.allowed.contains(&k));
+    if encrypts && allowed_ec {
+        let field = if usage == CertUsage::Encryption {
+            "encryption_csr"
+        } else {
+            "csr"
+        };
+        r.add(
+            "key_type_not_for_usage",
+            field,
+            format!(
+                "a {} certificate encrypts, which needs an RSA key; {} keys can sign only (ask for usage 'signing', or a pair with an RSA encryption key)",
+                usage.as_str(),
+                key.description
+            ),
+        );
     }
 }
 
@@ -582,7 +611,7 @@ mod tests {
         let ok = run(
             &request(
                 "Jones@Direct.Example.com",
-                "dual",
+                "signing",
                 KeySource::Csr {
                     signing: p256.clone(),
                     encryption: None,
@@ -678,7 +707,7 @@ mod tests {
                     },
                 ),
                 None,
-                vec!["pair_same_key"],
+                vec!["pair_same_key", "key_type_not_for_usage"],
             ),
             (
                 "fail/many",

@@ -23,22 +23,76 @@ fn json(out: &std::process::Output) -> serde_json::Value {
 
 /// A data directory with an init, two issuances and a revocation in its log.
 fn populated(dir: &Path) {
-    let init = anchorage(dir, &["--data-dir", "d", "init", "--managed-domain", "direct.example.com", "--public-url", "http://127.0.0.1:8080"]);
-    assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
+    let init = anchorage(
+        dir,
+        &[
+            "--data-dir",
+            "d",
+            "init",
+            "--managed-domain",
+            "direct.example.com",
+            "--public-url",
+            "http://127.0.0.1:8080",
+        ],
+    );
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
     std::fs::write(dir.join("pw"), "a-long-p12-password").unwrap();
     let mut serials = Vec::new();
     for address in ["a@direct.example.com", "b@direct.example.com"] {
         // -o json after the subcommand works as well as before it.
-        let out = anchorage(dir, &["--data-dir", "d", "cert", "issue", "--address", address, "--usage", "dual", "--keygen", "--p12-out", "k.p12", "--p12-password-file", "pw", "-o", "json"]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = anchorage(
+            dir,
+            &[
+                "--data-dir",
+                "d",
+                "cert",
+                "issue",
+                "--address",
+                address,
+                "--usage",
+                "dual",
+                "--keygen",
+                "--p12-out",
+                "k.p12",
+                "--p12-password-file",
+                "pw",
+                "-o",
+                "json",
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         serials.push(json(&out)["serial"].as_str().unwrap().to_string());
     }
-    let revoke = anchorage(dir, &["-o", "json", "--data-dir", "d", "cert", "revoke", &serials[0], "--reason", "superseded"]);
+    let revoke = anchorage(
+        dir,
+        &[
+            "-o",
+            "json",
+            "--data-dir",
+            "d",
+            "cert",
+            "revoke",
+            &serials[0],
+            "--reason",
+            "superseded",
+        ],
+    );
     assert!(revoke.status.success());
 }
 
 fn verify(dir: &Path) -> serde_json::Value {
-    json(&anchorage(dir, &["--data-dir", "d", "-o", "json", "audit", "verify"]))
+    json(&anchorage(
+        dir,
+        &["--data-dir", "d", "-o", "json", "audit", "verify"],
+    ))
 }
 
 #[test]
@@ -51,14 +105,29 @@ fn log_records_who_did_what_and_verifies() {
     let actions: Vec<String> = store.audit_entries().map(|e| e.unwrap().action).collect();
     assert_eq!(
         actions,
-        ["ca.init", "crl.publish", "crl.publish", "cert.issue", "cert.issue", "cert.revoke", "crl.publish"]
+        [
+            "ca.init",
+            "crl.publish",
+            "crl.publish",
+            "cert.issue",
+            "cert.issue",
+            "cert.revoke",
+            "crl.publish"
+        ]
     );
-    let issue = store.audit_entries().map(|e| e.unwrap()).find(|e| e.action == "cert.issue").unwrap();
+    let issue = store
+        .audit_entries()
+        .map(|e| e.unwrap())
+        .find(|e| e.action == "cert.issue")
+        .unwrap();
     assert!(issue.actor.starts_with("cli:"));
     assert_eq!(issue.target, "a@direct.example.com");
     assert_eq!(issue.details["proofing"]["method"], "operator-attested");
     let text = serde_json::to_string(&issue).unwrap();
-    assert!(!text.contains("a-long-p12-password"), "no secrets in the audit log");
+    assert!(
+        !text.contains("a-long-p12-password"),
+        "no secrets in the audit log"
+    );
     assert_eq!(report["entries"], 7);
 }
 
@@ -66,18 +135,32 @@ fn log_records_who_did_what_and_verifies() {
 fn verify_detects_changed_removed_and_truncated_entries() {
     type Tamper = fn(&sled::Tree);
     let cases: [(&str, Tamper, &str); 3] = [
-        ("fail/changed", |t| {
-            let key = 4u64.to_be_bytes();
-            let old = t.get(key).unwrap().unwrap();
-            let new = String::from_utf8(old.to_vec()).unwrap().replace("a@direct", "x@direct");
-            t.insert(key, new.as_bytes()).unwrap();
-        }, "changed"),
-        ("fail/removed", |t| {
-            t.remove(3u64.to_be_bytes()).unwrap();
-        }, "missing"),
-        ("fail/truncated", |t| {
-            t.remove(7u64.to_be_bytes()).unwrap();
-        }, "removed from the end"),
+        (
+            "fail/changed",
+            |t| {
+                let key = 4u64.to_be_bytes();
+                let old = t.get(key).unwrap().unwrap();
+                let new = String::from_utf8(old.to_vec())
+                    .unwrap()
+                    .replace("a@direct", "x@direct");
+                t.insert(key, new.as_bytes()).unwrap();
+            },
+            "changed",
+        ),
+        (
+            "fail/removed",
+            |t| {
+                t.remove(3u64.to_be_bytes()).unwrap();
+            },
+            "missing",
+        ),
+        (
+            "fail/truncated",
+            |t| {
+                t.remove(7u64.to_be_bytes()).unwrap();
+            },
+            "removed from the end",
+        ),
     ];
     for (name, tamper, needle) in cases {
         let dir = tempfile::tempdir().unwrap();
@@ -87,10 +170,16 @@ fn verify_detects_changed_removed_and_truncated_entries() {
             tamper(store.danger_audit_tree());
             store.flush().unwrap();
         }
-        let out = anchorage(dir.path(), &["--data-dir", "d", "-o", "json", "audit", "verify"]);
+        let out = anchorage(
+            dir.path(),
+            &["--data-dir", "d", "-o", "json", "audit", "verify"],
+        );
         assert!(!out.status.success(), "{name}");
         let v = json(&out);
         assert_eq!(v["code"], "audit_integrity", "{name}");
-        assert!(v["message"].as_str().unwrap().contains(needle), "{name}: {v}");
+        assert!(
+            v["message"].as_str().unwrap().contains(needle),
+            "{name}: {v}"
+        );
     }
 }

@@ -2,4 +2,12 @@
 //! else's implementation (openssl, pkilint, real servers), not only with our own parser.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod api;
+mod audit;
+mod durability;
+mod harness;
+mod issuance;
+mod refusals;
+mod server;
+mod setup;
 mod tools;

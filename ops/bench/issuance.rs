@@ -1,0 +1,430 @@
+//! Issuance benchmarks (requirement 13 of issue 2, items 1 and 2).
+//!
+//!   cargo bench --bench issuance                 # everything
+//!   cargo bench --bench issuance -- csr/         # only the CSR path
+//!
+//! Groups:
+//! - `csr/check`: `policy::issuance::check` through `Authority::approve` (CSR parse, CSR
+//!   signature verification, every rule, one owner-index lookup).
+//! - `csr/sign`: building and RSA-2048-signing the certificate of an approved plan with
+//!   `UnlockedCa::issue`, done the way `Authority::sign_plan` does it (fresh serial with a
+//!   store lookup, profile URLs, fingerprint) but without storing anything.
+//! - `csr/check_and_sign`: the two together - the "issuance from a CSR in-process, without
+//!   durability" figure (target >= 1,000 certificates/s on one core).
+//! - `csr/authority_issue_durable`: `Authority::issue` end to end, including the sled
+//!   transaction and the flush to disk that precede every acknowledgement.
+//! - `keygen/*`: server-generated RSA-2048 keys: `ca::generate_key`, `pkcs12::build`, and
+//!   `Authority::issue` with `KeySource::Generate` end to end (target >= 8 PKCS#12/s/core).
+//! - `parallel2/*`: the same paths from 2 threads at once (criterion's time is wall time per
+//!   certificate, so `thrpt` is the combined rate): the in-process ceiling for the HTTP
+//!   benchmark's 2 concurrent clients, without HTTP, JSON or the load generator.
+//! - `store/*`: `Store::insert_certs` (the issuance transaction: certificate, owner index,
+//!   revision, audit entry) with and without the flush that follows it in `Authority::issue`.
+//! - `durability/*`: what a flush costs on this disk (raw fdatasync, sled insert + flush).
+//!
+//! Every figure is single-threaded; criterion's `thrpt` line is certificates (or PKCS#12) per
+//! second. Results and the commands used are in ops/BENCHMARKS.md.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::hint::black_box;
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use time::OffsetDateTime;
+
+use anchorage::audit::AuditDraft;
+use anchorage::authority::{Authority, InitOptions};
+use anchorage::ca::{self, CaRole, EndEntitySpec, UnlockedCa};
+use anchorage::clock::SystemClock;
+use anchorage::config::Config;
+use anchorage::keyseal::Passphrase;
+use anchorage::model::{DirectAddress, Fingerprint, HealthDomain, Holder};
+use anchorage::pkcs12;
+use anchorage::policy::issuance::{
+    Approved, IssueRequest, KeySource, PlannedKey, Proofing, Subscriber,
+};
+use anchorage::policy::profile::GeneratedKey;
+use anchorage::store::{CertRecord, RECORD_VERSION};
+
+const DOMAIN: &str = "direct.example.com";
+const PASSPHRASE: &str = "bench-passphrase-not-secret";
+
+/// A CA in a temporary data directory, unlocked, plus one RSA-2048 CSR.
+struct Fixture {
+    _dir: tempfile::TempDir,
+    authority: Authority,
+    issuing: UnlockedCa,
+    csr_pem: Vec<u8>,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config {
+        managed_domains: vec![HealthDomain::parse(DOMAIN).unwrap()],
+        data_dir: dir.path().to_path_buf(),
+        ..Default::default()
+    };
+    let authority = Authority::open(config, Arc::new(SystemClock)).unwrap();
+    let pass = Passphrase::new(PASSPHRASE.into()).unwrap();
+    authority
+        .init(InitOptions::default(), &pass, "bench")
+        .unwrap();
+    // The same unlocked issuing CA `Authority` holds (its `Signers` are private).
+    let record = authority.store.ca_record(CaRole::Issuing).unwrap().unwrap();
+    let issuing = ca::unlock(&record, &pass).unwrap();
+    Fixture {
+        _dir: dir,
+        authority,
+        issuing,
+        csr_pem: rsa2048_csr(),
+    }
+}
+
+/// A subscriber CSR as a client would send it: RSA-2048, SHA-256, PEM.
+fn rsa2048_csr() -> Vec<u8> {
+    let key = rcgen::KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048)
+        .unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "bench@direct.example.com");
+    let csr = params.serialize_request(&key).unwrap();
+    csr.pem().unwrap().into_bytes()
+}
+
+fn request(address: &str, key: KeySource) -> IssueRequest {
+    IssueRequest {
+        address: Some(address.to_string()),
+        domain: None,
+        usage: "dual".into(),
+        profile: None,
+        category: None,
+        key,
+        subscriber: Subscriber {
+            name: "Bench".into(),
+            organization: None,
+        },
+        registrar: "bench".into(),
+        proofing: Proofing {
+            method: "in-person".into(),
+            level_of_assurance: None,
+            evidence_reference: "bench".into(),
+        },
+    }
+}
+
+fn csr_request(f: &Fixture, address: &str) -> IssueRequest {
+    request(
+        address,
+        KeySource::Csr {
+            signing: f.csr_pem.clone(),
+            encryption: None,
+        },
+    )
+}
+
+/// Mirrors `Authority::sign_plan` for CSR keys, minus the record it hands to the store:
+/// fresh serial (CSPRNG + store lookup), spec from the profile, build + sign, fingerprint.
+fn sign_approved(f: &Fixture, approved: &Approved) -> Vec<(Vec<u8>, Fingerprint)> {
+    let a = &f.authority;
+    let now = OffsetDateTime::now_utc();
+    let not_after = (now + time::Duration::days(i64::from(approved.profile.validity_days)))
+        .min(f.issuing.not_after());
+    let public_url = &a.config.public_url;
+    let mut out = Vec::with_capacity(approved.certs.len());
+    for planned in &approved.certs {
+        let serial = ca::random_serial().unwrap();
+        assert!(a.store.cert(&serial).unwrap().is_none());
+        let spec = EndEntitySpec {
+            serial,
+            holder: approved.holder.clone(),
+            usage: planned.usage,
+            organization: approved.subscriber.organization.clone(),
+            not_before: now,
+            not_after,
+            policy_oids: approved.policy_oids.clone(),
+            crl_url: approved.profile.crl_url(public_url, "issuing"),
+            ca_issuers_url: approved.profile.ca_issuers_url(public_url, "issuing"),
+        };
+        let PlannedKey::FromCsr(csr) = &planned.key else {
+            panic!("the CSR bench plans CSR keys only");
+        };
+        let spki = rcgen::SubjectPublicKeyInfo::from_der(&csr.spki_der).unwrap();
+        let der = f.issuing.issue(&spec, &spki).unwrap();
+        let fingerprint = Fingerprint::of(&der);
+        out.push((der, fingerprint));
+    }
+    out
+}
+
+fn csr_path(c: &mut Criterion) {
+    let f = fixture();
+    let req = csr_request(&f, "bench@direct.example.com");
+    let approved = f.authority.approve(&req).unwrap();
+    assert_eq!(approved.certs.len(), 1, "usage dual is one certificate");
+
+    let mut g = c.benchmark_group("csr");
+    g.throughput(Throughput::Elements(1));
+    g.measurement_time(Duration::from_secs(10));
+    g.bench_function("check", |b| {
+        b.iter(|| black_box(f.authority.approve(black_box(&req)).unwrap()))
+    });
+    g.bench_function("sign", |b| {
+        b.iter(|| black_box(sign_approved(&f, black_box(&approved))))
+    });
+    g.bench_function("check_and_sign", |b| {
+        b.iter(|| {
+            let approved = f.authority.approve(black_box(&req)).unwrap();
+            black_box(sign_approved(&f, &approved))
+        })
+    });
+    // Durable: one sled transaction (cert, owner index, revision, audit entry) and a flush
+    // per certificate. A distinct address per iteration so the owner-index entry of one
+    // holder does not grow over the run (see BENCHMARKS.md on that growth).
+    let n = AtomicU64::new(0);
+    g.bench_function("authority_issue_durable", |b| {
+        b.iter(|| {
+            let i = n.fetch_add(1, Ordering::Relaxed);
+            let req = csr_request(&f, &format!("bench{i}@{DOMAIN}"));
+            black_box(f.authority.issue(&req, None).unwrap())
+        })
+    });
+    g.finish();
+}
+
+fn keygen_path(c: &mut Criterion) {
+    let f = fixture();
+    let mut g = c.benchmark_group("keygen");
+    g.throughput(Throughput::Elements(1));
+    g.sample_size(20);
+    g.measurement_time(Duration::from_secs(20));
+    g.bench_function("generate_key_rsa2048", |b| {
+        b.iter(|| black_box(ca::generate_key(GeneratedKey::Rsa2048).unwrap()))
+    });
+    let key = ca::generate_key(GeneratedKey::Rsa2048).unwrap();
+    let cert = f
+        .authority
+        .issue(&csr_request(&f, &format!("p12@{DOMAIN}")), None)
+        .unwrap();
+    let cert_der = x509_der(&cert.certs[0].pem);
+    let chain = f.authority.ca_chain().unwrap();
+    let chain: Vec<&[u8]> = chain.iter().map(Vec::as_slice).collect();
+    let password = pkcs12::generate_password().unwrap();
+    g.bench_function("pkcs12_build", |b| {
+        b.iter(|| {
+            black_box(pkcs12::build(&cert_der, &key, &chain, &password, "bench (dual)").unwrap())
+        })
+    });
+    // End to end as the API does it for `keygen: true`: plan, generate, sign, store + flush,
+    // PKCS#12 with a server-generated password.
+    let n = AtomicU64::new(0);
+    g.bench_function("authority_issue_generate", |b| {
+        b.iter(|| {
+            let i = n.fetch_add(1, Ordering::Relaxed);
+            let req = request(&format!("keygen{i}@{DOMAIN}"), KeySource::Generate);
+            let out = f.authority.issue(&req, None).unwrap();
+            assert!(out.certs[0].pkcs12.is_some());
+            black_box(out)
+        })
+    });
+    g.finish();
+}
+
+/// The record `Authority::issue` stores for certificate `der` of `approved`, for holder `i`.
+fn record_for(approved: &Approved, der: &[u8], i: u64) -> CertRecord {
+    let holder = Holder::Address(DirectAddress::parse(&format!("store{i}@{DOMAIN}")).unwrap());
+    let now = OffsetDateTime::now_utc();
+    let PlannedKey::FromCsr(csr) = &approved.certs[0].key else {
+        panic!("CSR plan expected");
+    };
+    CertRecord {
+        record_version: RECORD_VERSION,
+        revision: 0,
+        serial: ca::random_serial().unwrap(),
+        request_id: "0011223344556677".into(),
+        dns_owner: holder.dns_owner(),
+        holder,
+        usage: approved.certs[0].usage,
+        requested_usage: approved.usage,
+        profile: approved.profile.name.clone(),
+        level_of_assurance: approved.level_of_assurance.clone(),
+        category: approved.category.clone(),
+        subscriber: approved.subscriber.clone(),
+        registrar: approved.registrar.clone(),
+        proofing: approved.proofing.clone(),
+        key: csr.key.description.clone(),
+        key_origin: "csr".into(),
+        not_before: now,
+        not_after: now + time::Duration::days(365),
+        fingerprint: Fingerprint::of(der),
+        issued_at: now,
+        der: der.to_vec(),
+    }
+}
+
+fn store_path(c: &mut Criterion) {
+    let f = fixture();
+    let approved = f
+        .authority
+        .approve(&csr_request(&f, &format!("bench@{DOMAIN}")))
+        .unwrap();
+    let der = sign_approved(&f, &approved).remove(0).0;
+    let store = &f.authority.store;
+    let draft = |r: &CertRecord| {
+        AuditDraft::new(
+            "bench",
+            "cert.issue",
+            r.holder.to_string(),
+            serde_json::json!({"serials": [r.serial.to_string()], "usage": "dual",
+                "profile": "address", "subscriber": r.subscriber, "proofing": r.proofing,
+                "key_origin": "csr"}),
+        )
+    };
+    let mut g = c.benchmark_group("store");
+    g.throughput(Throughput::Elements(1));
+    g.measurement_time(Duration::from_secs(10));
+    let n = AtomicU64::new(0);
+    g.bench_function("insert_certs", |b| {
+        b.iter(|| {
+            let mut records = [record_for(
+                &approved,
+                &der,
+                n.fetch_add(1, Ordering::Relaxed),
+            )];
+            let d = draft(&records[0]);
+            black_box(
+                store
+                    .insert_certs(&mut records, OffsetDateTime::now_utc(), d)
+                    .unwrap(),
+            )
+        })
+    });
+    g.bench_function("insert_certs_and_flush", |b| {
+        b.iter(|| {
+            let mut records = [record_for(
+                &approved,
+                &der,
+                n.fetch_add(1, Ordering::Relaxed),
+            )];
+            let d = draft(&records[0]);
+            store
+                .insert_certs(&mut records, OffsetDateTime::now_utc(), d)
+                .unwrap();
+            store.flush().unwrap();
+        })
+    });
+    g.finish();
+}
+
+/// Runs `iters` calls of `op` split over 2 threads; returns the wall time.
+fn two_threads(iters: u64, op: &(dyn Fn(u64) + Sync)) -> Duration {
+    let start = std::time::Instant::now();
+    std::thread::scope(|s| {
+        let half = iters / 2;
+        s.spawn(move || (0..half).for_each(op));
+        s.spawn(move || (half..iters).for_each(op));
+    });
+    start.elapsed()
+}
+
+fn parallel_path(c: &mut Criterion) {
+    let f = fixture();
+    let req = csr_request(&f, &format!("bench@{DOMAIN}"));
+    let mut g = c.benchmark_group("parallel2");
+    g.throughput(Throughput::Elements(1));
+    g.measurement_time(Duration::from_secs(10));
+    g.bench_function("check_and_sign", |b| {
+        b.iter_custom(|iters| {
+            two_threads(iters, &|_| {
+                let approved = f.authority.approve(&req).unwrap();
+                black_box(sign_approved(&f, &approved));
+            })
+        })
+    });
+    let n = AtomicU64::new(0);
+    let store = &f.authority.store;
+    // What a perfect group commit (flush cost amortised to ~0) could reach.
+    g.bench_function("check_sign_store_no_flush", |b| {
+        b.iter_custom(|iters| {
+            two_threads(iters, &|_| {
+                let approved = f.authority.approve(&req).unwrap();
+                let der = sign_approved(&f, &approved).remove(0).0;
+                let mut records = [record_for(
+                    &approved,
+                    &der,
+                    n.fetch_add(1, Ordering::Relaxed),
+                )];
+                let d = AuditDraft::new("bench", "cert.issue", "x", serde_json::json!({}));
+                black_box(store.insert_certs(&mut records, OffsetDateTime::now_utc(), d)).unwrap();
+            })
+        })
+    });
+    g.bench_function("authority_issue_durable", |b| {
+        b.iter_custom(|iters| {
+            two_threads(iters, &|_| {
+                let i = n.fetch_add(1, Ordering::Relaxed);
+                let req = csr_request(&f, &format!("par{i}@{DOMAIN}"));
+                black_box(f.authority.issue(&req, None).unwrap());
+            })
+        })
+    });
+    g.finish();
+}
+
+fn durability(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut g = c.benchmark_group("durability");
+    g.measurement_time(Duration::from_secs(10));
+    // The disk's floor: append 4 KiB and fdatasync.
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.path().join("fsync-probe"))
+        .unwrap();
+    let block = vec![0x5au8; 4096];
+    g.bench_function("write_4k_fdatasync", |b| {
+        b.iter(|| {
+            file.write_all(&block).unwrap();
+            file.sync_data().unwrap();
+        })
+    });
+    // sled as the store opens it: one ~3 KB record (the size of a stored CertRecord), flush.
+    let db = sled::Config::new()
+        .path(dir.path().join("sled"))
+        .mode(sled::Mode::HighThroughput)
+        .open()
+        .unwrap();
+    let value = vec![0x42u8; 3000];
+    let n = AtomicU64::new(0);
+    g.bench_function("sled_insert_3k_flush", |b| {
+        b.iter(|| {
+            let i = n.fetch_add(1, Ordering::Relaxed);
+            db.insert(i.to_be_bytes(), value.as_slice()).unwrap();
+            db.flush().unwrap();
+        })
+    });
+    g.bench_function("sled_insert_3k_no_flush", |b| {
+        b.iter(|| {
+            let i = n.fetch_add(1, Ordering::Relaxed);
+            db.insert(i.to_be_bytes(), value.as_slice()).unwrap();
+        })
+    });
+    g.finish();
+}
+
+fn x509_der(pem_text: &str) -> Vec<u8> {
+    pem::parse(pem_text).unwrap().into_contents()
+}
+
+criterion_group!(
+    benches,
+    csr_path,
+    keygen_path,
+    parallel_path,
+    store_path,
+    durability
+);
+criterion_main!(benches);
