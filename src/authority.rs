@@ -100,6 +100,7 @@ pub enum CertStatus {
 pub struct CertView {
     #[serde(flatten)]
     pub record: CertRecord,
+    pub binding: crate::model::Binding,
     pub status: CertStatus,
     pub revocation: Option<Revocation>,
 }
@@ -560,6 +561,7 @@ impl Authority {
             CertStatus::Valid
         };
         Ok(CertView {
+            binding: record.holder.binding(),
             record,
             status,
             revocation,

@@ -187,8 +187,9 @@ impl fmt::Display for DirectAddress {
 }
 
 /// What a certificate is bound to: one Direct address, or a whole health domain.
+/// Serialised as the plain name: an address has an `@`, a domain never does.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(tag = "binding", content = "name", rename_all = "snake_case")]
+#[serde(try_from = "String", into = "String")]
 pub enum Holder {
     Address(DirectAddress),
     Domain(HealthDomain),
@@ -215,6 +216,29 @@ impl Holder {
             Holder::Address(_) => Binding::Address,
             Holder::Domain(_) => Binding::Domain,
         }
+    }
+}
+
+impl Holder {
+    pub fn parse(input: &str) -> Result<Holder, String> {
+        if input.contains('@') {
+            DirectAddress::parse(input).map(Holder::Address)
+        } else {
+            HealthDomain::parse(input).map(Holder::Domain)
+        }
+    }
+}
+
+impl TryFrom<String> for Holder {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        Holder::parse(&s)
+    }
+}
+
+impl From<Holder> for String {
+    fn from(h: Holder) -> String {
+        h.to_string()
     }
 }
 
@@ -473,6 +497,16 @@ mod tests {
             let got = DirectAddress::parse(input).map(|a| a.dns_owner()).ok();
             assert_eq!(got.as_deref(), *want, "{name}");
         }
+    }
+
+    #[test]
+    fn holders_serialise_as_plain_names() {
+        let a: Holder = serde_json::from_str("\"Jones@Direct.Example.com\"").unwrap();
+        assert_eq!(a.binding(), Binding::Address);
+        assert_eq!(serde_json::to_string(&a).unwrap(), "\"jones@direct.example.com\"");
+        let d: Holder = serde_json::from_str("\"direct.example.com\"").unwrap();
+        assert_eq!(d.binding(), Binding::Domain);
+        assert!(serde_json::from_str::<Holder>("\"not a name\"").is_err());
     }
 
     #[test]

@@ -517,7 +517,8 @@ async fn api_issues_from_a_csr_in_pem_or_base64_der() {
     let shown = show.json();
     assert_eq!(shown["serial"], json!(serial));
     assert_eq!(shown["status"], json!("valid"));
-    assert_eq!(shown["holder"]["name"], json!("jones@direct.example.com"));
+    assert_eq!(shown["holder"], json!("jones@direct.example.com"));
+    assert_eq!(shown["binding"], json!("address"));
     assert_eq!(shown["pem"], json!(pem_text));
     let pem_reply = api.get(&format!("/api/v1/certificates/{serial}/pem")).await;
     pem_reply.expect_status(StatusCode::OK);
