@@ -4,6 +4,7 @@
 
 mod api;
 mod audit;
+mod crl;
 mod durability;
 mod harness;
 mod issuance;
