@@ -503,7 +503,10 @@ mod tests {
     fn holders_serialise_as_plain_names() {
         let a: Holder = serde_json::from_str("\"Jones@Direct.Example.com\"").unwrap();
         assert_eq!(a.binding(), Binding::Address);
-        assert_eq!(serde_json::to_string(&a).unwrap(), "\"jones@direct.example.com\"");
+        assert_eq!(
+            serde_json::to_string(&a).unwrap(),
+            "\"jones@direct.example.com\""
+        );
         let d: Holder = serde_json::from_str("\"direct.example.com\"").unwrap();
         assert_eq!(d.binding(), Binding::Domain);
         assert!(serde_json::from_str::<Holder>("\"not a name\"").is_err());
