@@ -581,3 +581,63 @@ pub fn check_issued_by(child_der: &[u8], parent_der: &[u8]) -> Result<()> {
             Error::CaKey("the issuing CA certificate is not signed by the root key".into())
         })
 }
+
+/// Everything about the bundle-signing certificate except its key.
+#[derive(Debug, Clone)]
+pub struct SignerSpec {
+    pub serial: Serial,
+    pub common_name: String,
+    pub organization: String,
+    pub not_before: OffsetDateTime,
+    pub not_after: OffsetDateTime,
+    pub crl_url: String,
+    pub ca_issuers_url: String,
+}
+
+impl UnlockedCa {
+    /// Signs the certificate that signs trust bundles (.p7m). digitalSignature and the
+    /// emailProtection EKU, because relying parties check CMS signers with S/MIME rules
+    /// (`openssl cms -verify` defaults). No SAN: it names no mailbox or host.
+    pub fn issue_bundle_signer(&self, spec: &SignerSpec, key: &KeyPair) -> Result<Vec<u8>> {
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, spec.common_name.clone());
+        dn.push(DnType::OrganizationName, spec.organization.clone());
+        params.distinguished_name = dn;
+        params.not_before = spec.not_before;
+        params.not_after = spec.not_after.min(self.not_after);
+        params.serial_number = Some(SerialNumber::from_slice(&spec.serial.to_bytes()));
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::EmailProtection];
+        params.crl_distribution_points = vec![CrlDistributionPoint {
+            uris: vec![spec.crl_url.clone()],
+        }];
+        params.key_identifier_method =
+            KeyIdMethod::PreSpecified(x509::key_identifier_of_bits(key.der_bytes()));
+        params.use_authority_key_identifier_extension = true;
+        params.custom_extensions = vec![aia_extension(&spec.ca_issuers_url)?];
+        let cert = params.signed_by(key, &self.issuer).map_err(generation)?;
+        Ok(cert.der().to_vec())
+    }
+}
+
+/// Loads a PKCS#8 key for signing with the algorithm its kind implies.
+pub fn key_from_pkcs8(pkcs8: &[u8], cert_der: &[u8]) -> Result<KeyPair> {
+    let (_, cert) = X509Certificate::from_der(cert_der)
+        .map_err(|e| Error::CaKey(format!("signer certificate: {e}")))?;
+    let kind = x509::key_info(cert.public_key())
+        .kind
+        .ok_or_else(|| Error::CaKey("unsupported signer key type".into()))?;
+    let key = KeyPair::from_pkcs8_der_and_sign_algo(
+        &PrivatePkcs8KeyDer::from(pkcs8.to_vec()),
+        sign_algorithm_for(kind),
+    )
+    .map_err(|_| Error::CaKey("the signer key does not match its certificate".into()))?;
+    if key.subject_public_key_info() != cert.public_key().raw {
+        return Err(Error::CaKey(
+            "the signer key does not match its certificate".into(),
+        ));
+    }
+    Ok(key)
+}

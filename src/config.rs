@@ -35,9 +35,24 @@ pub struct Config {
     pub passphrase_file: Option<PathBuf>,
     /// Health domains this CA issues for.
     pub managed_domains: Vec<HealthDomain>,
+    /// The trust-bundle inventory (`<name>.toml` declarations); a missing directory is empty.
+    pub bundles_dir: PathBuf,
+    /// HTTPS listener for trust bundles; plain HTTP only when absent.
+    pub tls: Option<TlsConfig>,
     pub ca: CaConfig,
     pub crl: CrlConfig,
     pub api: ApiConfig,
+}
+
+/// TLS for the bundle endpoints (rustls; PEM files).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub listen: SocketAddr,
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    /// Public base URL of the HTTPS listener, used in bundle metadata and links.
+    pub public_url: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -80,6 +95,8 @@ impl Default for Config {
             policies_dir: None,
             passphrase_file: None,
             managed_domains: Vec::new(),
+            bundles_dir: PathBuf::from("bundles"),
+            tls: None,
             ca: CaConfig::default(),
             crl: CrlConfig::default(),
             api: ApiConfig::default(),
@@ -181,10 +198,34 @@ impl Config {
         if self.crl.refresh_before_hours >= self.crl.next_update_hours {
             out.push("crl.refresh_before_hours must be smaller than crl.next_update_hours".into());
         }
+        if let Some(tls) = &self.tls {
+            if !tls.public_url.starts_with("https://") {
+                out.push(format!(
+                    "tls.public_url = '{}' must be an https:// URL",
+                    tls.public_url
+                ));
+            }
+            for (what, path) in [
+                ("tls.cert_file", &tls.cert_file),
+                ("tls.key_file", &tls.key_file),
+            ] {
+                if !path.exists() {
+                    out.push(format!("{what} {} does not exist", path.display()));
+                }
+            }
+        }
         if self.api.max_body_bytes < 1024 {
             out.push("api.max_body_bytes must be at least 1024".into());
         }
         out
+    }
+
+    /// Base URL under which bundles are published (HTTPS when configured).
+    pub fn bundle_base_url(&self) -> String {
+        match &self.tls {
+            Some(tls) => tls.public_url.trim_end_matches('/').to_string(),
+            None => self.public_url.trim_end_matches('/').to_string(),
+        }
     }
 
     pub fn to_toml(&self) -> Result<String> {

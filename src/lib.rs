@@ -3,12 +3,14 @@
 
 pub mod audit;
 pub mod authority;
+pub mod bundle;
 pub mod ca;
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod inventory;
 pub mod keyseal;
 pub mod model;
 pub mod pkcs12;

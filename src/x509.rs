@@ -169,7 +169,8 @@ fn csr_der(input: &[u8]) -> Result<Vec<u8>, CsrProblem> {
         return Err(CsrProblem::new("csr_empty", "the CSR is empty"));
     }
     if !trimmed.starts_with(b"-----BEGIN") {
-        return Ok(trimmed.to_vec());
+        // DER as given: trimming would cut a final signature byte that happens to be 0x20.
+        return Ok(input.to_vec());
     }
     let block = ::pem::parse(trimmed)
         .map_err(|e| CsrProblem::new("csr_malformed", format!("the CSR PEM is unreadable: {e}")))?;
@@ -270,8 +271,9 @@ pub fn certificates_from_pem_or_der(input: &[u8]) -> Result<Vec<Vec<u8>>, String
         }
         Ok(certs)
     } else {
-        X509Certificate::from_der(trimmed).map_err(|e| format!("not a DER certificate: {e}"))?;
-        Ok(vec![trimmed.to_vec()])
+        // DER as given: trimming would cut a final signature byte that happens to be 0x20.
+        X509Certificate::from_der(input).map_err(|e| format!("not a DER certificate: {e}"))?;
+        Ok(vec![input.to_vec()])
     }
 }
 
@@ -280,6 +282,549 @@ pub fn to_pem(tag: &str, der: &[u8]) -> String {
         &::pem::Pem::new(tag, der.to_vec()),
         ::pem::EncodeConfig::new().set_line_ending(::pem::LineEnding::LF),
     )
+}
+
+/// The signature algorithms an admission policy can allow, as written in policy files. MD5 and
+/// SHA-1 have no variant on purpose: a policy file cannot allow a forgeable signature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SignatureAlgorithm {
+    RsaSha256,
+    RsaSha384,
+    RsaSha512,
+    RsaPssSha256,
+    RsaPssSha384,
+    RsaPssSha512,
+    EcdsaSha256,
+    EcdsaSha384,
+    EcdsaSha512,
+}
+
+impl SignatureAlgorithm {
+    /// The name policy files use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SignatureAlgorithm::RsaSha256 => "rsa-sha256",
+            SignatureAlgorithm::RsaSha384 => "rsa-sha384",
+            SignatureAlgorithm::RsaSha512 => "rsa-sha512",
+            SignatureAlgorithm::RsaPssSha256 => "rsa-pss-sha256",
+            SignatureAlgorithm::RsaPssSha384 => "rsa-pss-sha384",
+            SignatureAlgorithm::RsaPssSha512 => "rsa-pss-sha512",
+            SignatureAlgorithm::EcdsaSha256 => "ecdsa-sha256",
+            SignatureAlgorithm::EcdsaSha384 => "ecdsa-sha384",
+            SignatureAlgorithm::EcdsaSha512 => "ecdsa-sha512",
+        }
+    }
+}
+
+/// What a certificate's signature algorithm is, as far as policy cares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignatureInfo {
+    /// `None` for MD5, SHA-1, SHA-224, DSA, Ed25519 and anything unknown.
+    pub algorithm: Option<SignatureAlgorithm>,
+    /// The conventional name (`sha256WithRSAEncryption`), or the OID when unknown.
+    pub description: String,
+    /// MD2, MD4, MD5 or SHA-1: collisions can be made, so such signatures can be forged.
+    pub broken: bool,
+}
+
+/// Classifies the signatureAlgorithm of a certificate (or CSR, CRL).
+pub fn signature_info(alg: &AlgorithmIdentifier<'_>) -> SignatureInfo {
+    let oid = alg.algorithm.to_id_string();
+    match signature_scheme(alg) {
+        Some((scheme, digest, description)) => {
+            use SignatureAlgorithm as A;
+            let algorithm = match (scheme, digest) {
+                (Scheme::RsaPkcs1, Some(Digest::Sha256)) => Some(A::RsaSha256),
+                (Scheme::RsaPkcs1, Some(Digest::Sha384)) => Some(A::RsaSha384),
+                (Scheme::RsaPkcs1, Some(Digest::Sha512)) => Some(A::RsaSha512),
+                (Scheme::RsaPss, Some(Digest::Sha256)) => Some(A::RsaPssSha256),
+                (Scheme::RsaPss, Some(Digest::Sha384)) => Some(A::RsaPssSha384),
+                (Scheme::RsaPss, Some(Digest::Sha512)) => Some(A::RsaPssSha512),
+                (Scheme::Ecdsa, Some(Digest::Sha256)) => Some(A::EcdsaSha256),
+                (Scheme::Ecdsa, Some(Digest::Sha384)) => Some(A::EcdsaSha384),
+                (Scheme::Ecdsa, Some(Digest::Sha512)) => Some(A::EcdsaSha512),
+                _ => None,
+            };
+            SignatureInfo {
+                algorithm,
+                description,
+                broken: digest.is_some_and(Digest::is_broken),
+            }
+        }
+        None => SignatureInfo {
+            algorithm: None,
+            description: format!("unknown signature algorithm {oid}"),
+            broken: false,
+        },
+    }
+}
+
+/// Whether `cert`'s signature verifies with `issuer`'s public key. Legacy algorithms and RSA
+/// keys under 2048 bits are verified too, on purpose: this answers "who signed it", and the
+/// caller judges strength separately, so a weak CA is reported as weak, not as a stranger.
+pub fn verify_signed_by(
+    cert: &X509Certificate<'_>,
+    issuer: &SubjectPublicKeyInfo<'_>,
+) -> Result<(), String> {
+    use aws_lc_rs::signature::{self as sig, UnparsedPublicKey, VerificationAlgorithm};
+    let Some((scheme, digest, description)) = signature_scheme(&cert.signature_algorithm) else {
+        return Err(format!(
+            "its signature algorithm {} is unknown",
+            cert.signature_algorithm.algorithm.to_id_string()
+        ));
+    };
+    let curve = issuer
+        .algorithm
+        .parameters
+        .as_ref()
+        .and_then(|p| p.as_oid().ok())
+        .map(|o| o.to_id_string())
+        .unwrap_or_default();
+    let algorithm: Option<&'static dyn VerificationAlgorithm> = match (scheme, digest) {
+        (Scheme::RsaPkcs1, Some(Digest::Sha1)) => {
+            Some(&sig::RSA_PKCS1_1024_8192_SHA1_FOR_LEGACY_USE_ONLY)
+        }
+        (Scheme::RsaPkcs1, Some(Digest::Sha256)) => {
+            Some(&sig::RSA_PKCS1_1024_8192_SHA256_FOR_LEGACY_USE_ONLY)
+        }
+        (Scheme::RsaPkcs1, Some(Digest::Sha384)) => Some(&sig::RSA_PKCS1_2048_8192_SHA384),
+        (Scheme::RsaPkcs1, Some(Digest::Sha512)) => {
+            Some(&sig::RSA_PKCS1_1024_8192_SHA512_FOR_LEGACY_USE_ONLY)
+        }
+        (Scheme::RsaPss, Some(Digest::Sha256)) => Some(&sig::RSA_PSS_2048_8192_SHA256),
+        (Scheme::RsaPss, Some(Digest::Sha384)) => Some(&sig::RSA_PSS_2048_8192_SHA384),
+        (Scheme::RsaPss, Some(Digest::Sha512)) => Some(&sig::RSA_PSS_2048_8192_SHA512),
+        (Scheme::Ecdsa, Some(d)) => match (curve.as_str(), d) {
+            (OID_P256, Digest::Sha1) => Some(&sig::ECDSA_P256_SHA1_ASN1),
+            (OID_P256, Digest::Sha256) => Some(&sig::ECDSA_P256_SHA256_ASN1),
+            (OID_P256, Digest::Sha384) => Some(&sig::ECDSA_P256_SHA384_ASN1),
+            (OID_P256, Digest::Sha512) => Some(&sig::ECDSA_P256_SHA512_ASN1),
+            (OID_P384, Digest::Sha256) => Some(&sig::ECDSA_P384_SHA256_ASN1),
+            (OID_P384, Digest::Sha384) => Some(&sig::ECDSA_P384_SHA384_ASN1),
+            (OID_P384, Digest::Sha512) => Some(&sig::ECDSA_P384_SHA512_ASN1),
+            (OID_P521, Digest::Sha1) => Some(&sig::ECDSA_P521_SHA1_ASN1),
+            (OID_P521, Digest::Sha224) => Some(&sig::ECDSA_P521_SHA224_ASN1),
+            (OID_P521, Digest::Sha256) => Some(&sig::ECDSA_P521_SHA256_ASN1),
+            (OID_P521, Digest::Sha384) => Some(&sig::ECDSA_P521_SHA384_ASN1),
+            (OID_P521, Digest::Sha512) => Some(&sig::ECDSA_P521_SHA512_ASN1),
+            _ => None,
+        },
+        (Scheme::Ed25519, None) => Some(&sig::ED25519),
+        _ => None,
+    };
+    let Some(algorithm) = algorithm else {
+        return Err(format!(
+            "a {description} signature by this kind of key cannot be verified"
+        ));
+    };
+    UnparsedPublicKey::new(algorithm, &issuer.subject_public_key.data)
+        .verify(cert.tbs_certificate.as_ref(), &cert.signature_value.data)
+        .map_err(|_| "its signature does not verify with the issuer's public key".to_string())
+}
+
+/// The subjectKeyIdentifier of a certificate, when it has one.
+pub fn subject_key_id(cert: &X509Certificate<'_>) -> Option<Vec<u8>> {
+    cert.extensions()
+        .iter()
+        .find_map(|ext| match ext.parsed_extension() {
+            ParsedExtension::SubjectKeyIdentifier(id) => Some(id.0.to_vec()),
+            _ => None,
+        })
+}
+
+/// The longest validity [`direct_profile_problems`] accepts: three calendar years, which span
+/// 1096 days when they include a 29 February (anchorage itself issues at most 1095).
+pub const DIRECT_MAX_VALIDITY_DAYS: i64 = 1096;
+
+/// Lints an end-entity certificate against the Direct profile (spec §2): exactly one SAN that
+/// is the address (rfc822Name) or the domain (dNSName), keyUsage, emailProtection, not a CA,
+/// a current validity of at most three years, an http CRL distribution point and caIssuers,
+/// SHA-256 or stronger, an RSA-2048+ or P-256 key, CN, key identifiers. Returns every problem as
+/// (stable code, sentence); empty means conforming. Used on the sample certificates of a
+/// member's anchor, to show that the CA issues what Direct relying parties accept.
+pub fn direct_profile_problems(
+    der: &[u8],
+    now: ::time::OffsetDateTime,
+) -> Vec<(&'static str, String)> {
+    let mut out: Vec<(&'static str, String)> = Vec::new();
+    let cert = match X509Certificate::from_der(der) {
+        Ok(([], cert)) => cert,
+        _ => {
+            out.push(("unreadable", "it is not a DER X.509 certificate".into()));
+            return out;
+        }
+    };
+    if cert.version() != X509Version::V3 {
+        out.push(("not_v3", "it is not an X.509 v3 certificate".into()));
+    }
+    if cert.subject().iter_common_name().next().is_none() {
+        out.push((
+            "subject_cn_missing",
+            "its subject has no common name (CN)".into(),
+        ));
+    }
+    lint_subject_alt_name(&cert, &mut out);
+    lint_usages(&cert, &mut out);
+    let not_before = cert.validity().not_before.to_datetime();
+    let not_after = cert.validity().not_after.to_datetime();
+    if now < not_before {
+        out.push((
+            "not_yet_valid",
+            format!("it is not valid before {}", not_before.date()),
+        ));
+    }
+    if now > not_after {
+        out.push(("expired", format!("it expired on {}", not_after.date())));
+    }
+    let days = (not_after - not_before).whole_days();
+    if days > DIRECT_MAX_VALIDITY_DAYS {
+        out.push((
+            "validity_too_long",
+            format!("it is valid for {days} days; Direct allows at most 3 years ({DIRECT_MAX_VALIDITY_DAYS} days)"),
+        ));
+    }
+    lint_locations(&cert, &mut out);
+    let signature = signature_info(&cert.signature_algorithm);
+    if signature.algorithm.is_none() {
+        out.push((
+            "signature_algorithm_weak",
+            format!(
+                "it is signed with {}; Direct requires SHA-256 or stronger with RSA or ECDSA",
+                signature.description
+            ),
+        ));
+    }
+    let key = key_info(cert.public_key());
+    let key_ok = match key.kind {
+        Some(KeyKind::Rsa) => key.bits >= 2048,
+        Some(KeyKind::P256) => true,
+        _ => false,
+    };
+    if !key_ok {
+        out.push((
+            "key_unsupported",
+            format!(
+                "its key is {}; Direct requires RSA of at least 2048 bits or ECDSA P-256",
+                key.description
+            ),
+        ));
+    }
+    let has =
+        |oid: &x509_parser::oid_registry::Oid<'_>| cert.iter_extensions().any(|e| &e.oid == oid);
+    if !has(&x509_parser::oid_registry::OID_X509_EXT_SUBJECT_KEY_IDENTIFIER)
+        || !has(&x509_parser::oid_registry::OID_X509_EXT_AUTHORITY_KEY_IDENTIFIER)
+    {
+        out.push((
+            "key_identifier_missing",
+            "it lacks the subjectKeyIdentifier or authorityKeyIdentifier extension".into(),
+        ));
+    }
+    out
+}
+
+fn lint_subject_alt_name(cert: &X509Certificate<'_>, out: &mut Vec<(&'static str, String)>) {
+    let names = match cert.subject_alternative_name() {
+        Ok(Some(san)) => &san.value.general_names,
+        Ok(None) => {
+            out.push((
+                "san_missing",
+                "it has no subjectAltName; Direct requires the address (rfc822Name) or the domain (dNSName)".into(),
+            ));
+            return;
+        }
+        Err(_) => {
+            out.push((
+                "san_malformed",
+                "its subjectAltName is malformed or repeated".into(),
+            ));
+            return;
+        }
+    };
+    let [name] = names.as_slice() else {
+        out.push((
+            "san_not_single",
+            format!(
+                "its subjectAltName has {} entries; Direct requires exactly one (the address or the domain)",
+                names.len()
+            ),
+        ));
+        return;
+    };
+    let value = match name {
+        GeneralName::RFC822Name(v) | GeneralName::DNSName(v) => *v,
+        other => {
+            out.push((
+                "san_type",
+                format!("its subjectAltName entry {other} is neither an rfc822Name nor a dNSName"),
+            ));
+            return;
+        }
+    };
+    if value.contains('*') {
+        out.push((
+            "san_wildcard",
+            format!("its subjectAltName '{value}' is a wildcard"),
+        ));
+    }
+    if value.chars().any(|c| c.is_ascii_uppercase()) {
+        out.push((
+            "san_not_lower_case",
+            format!("its subjectAltName '{value}' is not lower-case"),
+        ));
+    }
+}
+
+fn lint_usages(cert: &X509Certificate<'_>, out: &mut Vec<(&'static str, String)>) {
+    match cert.key_usage() {
+        Ok(Some(ku)) => {
+            if !(ku.value.digital_signature() || ku.value.key_encipherment()) {
+                out.push((
+                    "key_usage_wrong",
+                    format!(
+                        "its keyUsage ({}) has neither digitalSignature nor keyEncipherment",
+                        ku.value
+                    ),
+                ));
+            }
+            if !ku.critical {
+                out.push((
+                    "key_usage_not_critical",
+                    "its keyUsage is not marked critical".into(),
+                ));
+            }
+        }
+        Ok(None) => out.push(("key_usage_missing", "it has no keyUsage extension".into())),
+        Err(_) => out.push((
+            "key_usage_missing",
+            "its keyUsage is malformed or repeated".into(),
+        )),
+    }
+    match cert.extended_key_usage() {
+        Ok(Some(eku)) if eku.value.email_protection => {}
+        _ => out.push((
+            "eku_email_protection_missing",
+            "its extKeyUsage does not include emailProtection (1.3.6.1.5.5.7.3.4)".into(),
+        )),
+    }
+    if !matches!(
+        cert.basic_constraints(),
+        Ok(None)
+            | Ok(Some(BasicExtension {
+                value: BasicConstraints { ca: false, .. },
+                ..
+            }))
+    ) {
+        out.push((
+            "is_ca",
+            "it is a CA certificate (basicConstraints CA:TRUE), not an end-entity certificate"
+                .into(),
+        ));
+    }
+}
+
+/// The plain-http locations relying parties fetch: CRL distribution point and caIssuers.
+fn lint_locations(cert: &X509Certificate<'_>, out: &mut Vec<(&'static str, String)>) {
+    let is_http = |name: &GeneralName<'_>| matches!(name, GeneralName::URI(uri) if uri.get(..7).is_some_and(|s| s.eq_ignore_ascii_case("http://")));
+    let mut crl = false;
+    let mut ca_issuers = false;
+    for ext in cert.extensions() {
+        match ext.parsed_extension() {
+            ParsedExtension::CRLDistributionPoints(points) => {
+                crl |= points.iter().any(|p| {
+                    matches!(&p.distribution_point, Some(DistributionPointName::FullName(names)) if names.iter().any(is_http))
+                });
+            }
+            ParsedExtension::AuthorityInfoAccess(aia) => {
+                ca_issuers |= aia.iter().any(|d| {
+                    d.access_method
+                        == x509_parser::oid_registry::OID_PKIX_ACCESS_DESCRIPTOR_CA_ISSUERS
+                        && is_http(&d.access_location)
+                });
+            }
+            _ => {}
+        }
+    }
+    if !crl {
+        out.push((
+            "crl_distribution_point_missing",
+            "it has no http:// URI in cRLDistributionPoints, so relying parties cannot check revocation".into(),
+        ));
+    }
+    if !ca_issuers {
+        out.push((
+            "ca_issuers_missing",
+            "it has no http:// caIssuers URI in authorityInfoAccess, so relying parties cannot fetch the issuer".into(),
+        ));
+    }
+}
+
+const OID_P521: &str = "1.3.132.0.35";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scheme {
+    RsaPkcs1,
+    RsaPss,
+    Ecdsa,
+    Dsa,
+    Ed25519,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Digest {
+    Md2,
+    Md4,
+    Md5,
+    Sha1,
+    Sha224,
+    Sha256,
+    Sha384,
+    Sha512,
+}
+
+impl Digest {
+    fn is_broken(self) -> bool {
+        matches!(self, Digest::Md2 | Digest::Md4 | Digest::Md5 | Digest::Sha1)
+    }
+}
+
+/// Signature OIDs (RFC 3279, 4055, 5758, 8410) with their conventional names.
+const SIGNATURE_OIDS: &[(&str, Scheme, Option<Digest>, &str)] = &[
+    (
+        "1.2.840.113549.1.1.2",
+        Scheme::RsaPkcs1,
+        Some(Digest::Md2),
+        "md2WithRSAEncryption",
+    ),
+    (
+        "1.2.840.113549.1.1.3",
+        Scheme::RsaPkcs1,
+        Some(Digest::Md4),
+        "md4WithRSAEncryption",
+    ),
+    (
+        "1.2.840.113549.1.1.4",
+        Scheme::RsaPkcs1,
+        Some(Digest::Md5),
+        "md5WithRSAEncryption",
+    ),
+    (
+        "1.2.840.113549.1.1.5",
+        Scheme::RsaPkcs1,
+        Some(Digest::Sha1),
+        "sha1WithRSAEncryption",
+    ),
+    (
+        "1.3.14.3.2.29",
+        Scheme::RsaPkcs1,
+        Some(Digest::Sha1),
+        "sha1WithRSASignature",
+    ),
+    (
+        "1.2.840.113549.1.1.14",
+        Scheme::RsaPkcs1,
+        Some(Digest::Sha224),
+        "sha224WithRSAEncryption",
+    ),
+    (
+        "1.2.840.113549.1.1.11",
+        Scheme::RsaPkcs1,
+        Some(Digest::Sha256),
+        "sha256WithRSAEncryption",
+    ),
+    (
+        "1.2.840.113549.1.1.12",
+        Scheme::RsaPkcs1,
+        Some(Digest::Sha384),
+        "sha384WithRSAEncryption",
+    ),
+    (
+        "1.2.840.113549.1.1.13",
+        Scheme::RsaPkcs1,
+        Some(Digest::Sha512),
+        "sha512WithRSAEncryption",
+    ),
+    (
+        "1.2.840.10045.4.1",
+        Scheme::Ecdsa,
+        Some(Digest::Sha1),
+        "ecdsa-with-SHA1",
+    ),
+    (
+        "1.2.840.10045.4.3.1",
+        Scheme::Ecdsa,
+        Some(Digest::Sha224),
+        "ecdsa-with-SHA224",
+    ),
+    (
+        "1.2.840.10045.4.3.2",
+        Scheme::Ecdsa,
+        Some(Digest::Sha256),
+        "ecdsa-with-SHA256",
+    ),
+    (
+        "1.2.840.10045.4.3.3",
+        Scheme::Ecdsa,
+        Some(Digest::Sha384),
+        "ecdsa-with-SHA384",
+    ),
+    (
+        "1.2.840.10045.4.3.4",
+        Scheme::Ecdsa,
+        Some(Digest::Sha512),
+        "ecdsa-with-SHA512",
+    ),
+    (
+        "1.2.840.10040.4.3",
+        Scheme::Dsa,
+        Some(Digest::Sha1),
+        "dsa-with-SHA1",
+    ),
+    (
+        "2.16.840.1.101.3.4.3.1",
+        Scheme::Dsa,
+        Some(Digest::Sha224),
+        "dsa-with-SHA224",
+    ),
+    (
+        "2.16.840.1.101.3.4.3.2",
+        Scheme::Dsa,
+        Some(Digest::Sha256),
+        "dsa-with-SHA256",
+    ),
+    ("1.3.101.112", Scheme::Ed25519, None, "Ed25519"),
+];
+
+const OID_RSASSA_PSS: &str = "1.2.840.113549.1.1.10";
+
+/// (scheme, digest, conventional name) of a signature AlgorithmIdentifier; RSASSA-PSS takes
+/// its digest from the parameters (SHA-1 when they name none, RFC 4055).
+fn signature_scheme(alg: &AlgorithmIdentifier<'_>) -> Option<(Scheme, Option<Digest>, String)> {
+    let oid = alg.algorithm.to_id_string();
+    if oid == OID_RSASSA_PSS {
+        use x509_parser::signature_algorithm::RsaSsaPssParams;
+        let params = alg
+            .parameters
+            .as_ref()
+            .and_then(|p| RsaSsaPssParams::try_from(p).ok())?;
+        let (digest, name) = match params.hash_algorithm_oid().to_id_string().as_str() {
+            "1.3.14.3.2.26" => (Digest::Sha1, "SHA-1"),
+            "2.16.840.1.101.3.4.2.4" => (Digest::Sha224, "SHA-224"),
+            "2.16.840.1.101.3.4.2.1" => (Digest::Sha256, "SHA-256"),
+            "2.16.840.1.101.3.4.2.2" => (Digest::Sha384, "SHA-384"),
+            "2.16.840.1.101.3.4.2.3" => (Digest::Sha512, "SHA-512"),
+            _ => return None,
+        };
+        return Some((
+            Scheme::RsaPss,
+            Some(digest),
+            format!("RSASSA-PSS with {name}"),
+        ));
+    }
+    SIGNATURE_OIDS
+        .iter()
+        .find(|(o, ..)| *o == oid)
+        .map(|(_, scheme, digest, name)| (*scheme, *digest, (*name).to_string()))
 }
 
 #[cfg(test)]
@@ -336,5 +881,178 @@ mod tests {
     #[test]
     fn rfc7093_identifier_is_160_bits() {
         assert_eq!(key_identifier_of_bits(b"abc").len(), 20);
+    }
+
+    /// A Direct end-entity certificate (spec §2), changed by `edit`; self-signed, since the
+    /// lint does not look at the issuer.
+    fn direct_cert(
+        alg: &'static rcgen::SignatureAlgorithm,
+        edit: impl FnOnce(&mut rcgen::CertificateParams),
+    ) -> Vec<u8> {
+        use rcgen::{
+            CertificateParams, CrlDistributionPoint, CustomExtension, DistinguishedName, DnType,
+            ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, SanType,
+        };
+        let now = ::time::OffsetDateTime::now_utc();
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, "direct.example.com");
+        params.distinguished_name = dn;
+        params.subject_alt_names = vec![SanType::DnsName("direct.example.com".try_into().unwrap())];
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::EmailProtection];
+        params.crl_distribution_points = vec![CrlDistributionPoint {
+            uris: vec!["http://ca.example.com/crl/issuing.crl".into()],
+        }];
+        params.custom_extensions = vec![CustomExtension::from_oid_content(
+            &[1, 3, 6, 1, 5, 5, 7, 1, 1],
+            ca_issuers_der("http://ca.example.com/ca/issuing.cer").unwrap(),
+        )];
+        params.use_authority_key_identifier_extension = true;
+        params.not_before = now - ::time::Duration::days(1);
+        params.not_after = now + ::time::Duration::days(825);
+        edit(&mut params);
+        let key = KeyPair::generate_for(alg).unwrap();
+        params.self_signed(&key).unwrap().der().to_vec()
+    }
+
+    #[test]
+    fn direct_profile_lint() {
+        use rcgen::{BasicConstraints, IsCa, KeyUsagePurpose, SanType};
+        let now = ::time::OffsetDateTime::now_utc();
+        let days = ::time::Duration::days;
+        let email = |s: &str| SanType::Rfc822Name(s.try_into().unwrap());
+        type Edit = Box<dyn FnOnce(&mut rcgen::CertificateParams)>;
+        let cases: Vec<(&str, Edit, &[&str])> = vec![
+            ("ok/domain", Box::new(|_| {}), &[]),
+            (
+                "ok/address",
+                Box::new(move |p| p.subject_alt_names = vec![email("a@d.example")]),
+                &[],
+            ),
+            (
+                "ok/1096-days",
+                Box::new(move |p| p.not_after = p.not_before + days(1096)),
+                &[],
+            ),
+            (
+                "fail/no-san",
+                Box::new(|p| p.subject_alt_names.clear()),
+                &["san_missing"],
+            ),
+            (
+                "fail/two-sans",
+                Box::new(move |p| p.subject_alt_names.push(email("a@d.example"))),
+                &["san_not_single"],
+            ),
+            (
+                "fail/uri-san",
+                Box::new(|p| {
+                    p.subject_alt_names = vec![SanType::URI("http://x.example".try_into().unwrap())]
+                }),
+                &["san_type"],
+            ),
+            (
+                "fail/upper-case",
+                Box::new(move |p| p.subject_alt_names = vec![email("A@d.example")]),
+                &["san_not_lower_case"],
+            ),
+            (
+                "fail/wildcard",
+                Box::new(|p| {
+                    p.subject_alt_names = vec![SanType::DnsName("*.d.example".try_into().unwrap())]
+                }),
+                &["san_wildcard"],
+            ),
+            (
+                "fail/no-cn",
+                Box::new(|p| p.distinguished_name = rcgen::DistinguishedName::new()),
+                &["subject_cn_missing"],
+            ),
+            (
+                "fail/no-key-usage",
+                Box::new(|p| p.key_usages.clear()),
+                &["key_usage_missing"],
+            ),
+            (
+                "fail/key-usage-cert-sign",
+                Box::new(|p| p.key_usages = vec![KeyUsagePurpose::KeyCertSign]),
+                &["key_usage_wrong"],
+            ),
+            (
+                "fail/no-eku",
+                Box::new(|p| p.extended_key_usages.clear()),
+                &["eku_email_protection_missing"],
+            ),
+            (
+                "fail/ca",
+                Box::new(|p| p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained)),
+                &["is_ca"],
+            ),
+            (
+                "fail/expired",
+                Box::new(move |p| {
+                    p.not_before = now - days(400);
+                    p.not_after = now - days(1);
+                }),
+                &["expired"],
+            ),
+            (
+                "fail/not-yet-valid",
+                Box::new(move |p| p.not_before = now + days(1)),
+                &["not_yet_valid"],
+            ),
+            (
+                "fail/1097-days",
+                Box::new(move |p| p.not_after = p.not_before + days(1097)),
+                &["validity_too_long"],
+            ),
+            (
+                "fail/https-crl",
+                Box::new(|p| {
+                    p.crl_distribution_points[0].uris = vec!["https://ca.example.com/x.crl".into()]
+                }),
+                &["crl_distribution_point_missing"],
+            ),
+            (
+                "fail/no-aia",
+                Box::new(|p| p.custom_extensions.clear()),
+                &["ca_issuers_missing"],
+            ),
+            (
+                "fail/no-key-identifiers",
+                Box::new(|p| p.use_authority_key_identifier_extension = false),
+                &["key_identifier_missing"],
+            ),
+        ];
+        for (name, edit, want) in cases {
+            let got: Vec<&str> =
+                direct_profile_problems(&direct_cert(&rcgen::PKCS_ECDSA_P256_SHA256, edit), now)
+                    .into_iter()
+                    .map(|(code, _)| code)
+                    .collect();
+            assert_eq!(got, want, "{name}");
+        }
+        let p384 = direct_cert(&rcgen::PKCS_ECDSA_P384_SHA384, |_| {});
+        assert_eq!(direct_profile_problems(&p384, now)[0].0, "key_unsupported");
+        assert_eq!(direct_profile_problems(b"junk", now)[0].0, "unreadable");
+    }
+
+    #[test]
+    fn signatures_are_named_and_verified() {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap();
+        let other = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap();
+        let params = rcgen::CertificateParams::new(vec!["x.example".to_string()]).unwrap();
+        let der = params.self_signed(&key).unwrap().der().to_vec();
+        let (_, cert) = X509Certificate::from_der(&der).unwrap();
+        let info = signature_info(&cert.signature_algorithm);
+        assert_eq!(info.algorithm, Some(SignatureAlgorithm::EcdsaSha384));
+        assert_eq!(info.description, "ecdsa-with-SHA384");
+        assert!(!info.broken);
+        assert!(verify_signed_by(&cert, cert.public_key()).is_ok());
+        let other_der = params.self_signed(&other).unwrap().der().to_vec();
+        let (_, other_cert) = X509Certificate::from_der(&other_der).unwrap();
+        assert!(verify_signed_by(&cert, other_cert.public_key()).is_err());
     }
 }

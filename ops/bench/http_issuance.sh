@@ -40,6 +40,7 @@ echo "==== machine"
 echo "date:    $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 echo "nproc:   $(nproc)"
 echo "cpu:     $(lscpu | sed -n 's/^Model name: *//p' | head -1)"
+echo "commit:  ${BENCH_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet HEAD 2>/dev/null || echo ' (+ uncommitted changes)')}"
 echo "load:    $(uptime)"
 echo "mode:    ADDRESS_MODE=$ADDRESS_MODE, $CONNECTIONS connections, ${DURATION}s"
 

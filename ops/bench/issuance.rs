@@ -15,9 +15,10 @@
 //!   transaction and the flush to disk that precede every acknowledgement.
 //! - `keygen/*`: server-generated RSA-2048 keys: `ca::generate_key`, `pkcs12::build`, and
 //!   `Authority::issue` with `KeySource::Generate` end to end (target >= 8 PKCS#12/s/core).
-//! - `parallel2/*`: the same paths from 2 threads at once (criterion's time is wall time per
-//!   certificate, so `thrpt` is the combined rate): the in-process ceiling for the HTTP
-//!   benchmark's 2 concurrent clients, without HTTP, JSON or the load generator.
+//! - `parallel2/*`, `parallel8/*`: the same paths from 2 (or 8) threads at once (criterion's
+//!   time is wall time per certificate, so `thrpt` is the combined rate): the in-process
+//!   ceiling for the HTTP benchmark's 2 concurrent clients, without HTTP, JSON or the load
+//!   generator; with a flush per certificate, no flush, and a group-commit prototype.
 //! - `store/*`: `Store::insert_certs` (the issuance transaction: certificate, owner index,
 //!   revision, audit entry) with and without the flush that follows it in `Authority::issue`.
 //! - `durability/*`: what a flush costs on this disk (raw fdatasync, sled insert + flush).
@@ -29,7 +30,7 @@
 use std::hint::black_box;
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -319,59 +320,234 @@ fn store_path(c: &mut Criterion) {
     g.finish();
 }
 
-/// Runs `iters` calls of `op` split over 2 threads; returns the wall time.
-fn two_threads(iters: u64, op: &(dyn Fn(u64) + Sync)) -> Duration {
+/// Runs `iters` calls of `op` split over `threads` threads; returns the wall time.
+fn on_threads(threads: u64, iters: u64, op: &(dyn Fn(u64) + Sync)) -> Duration {
     let start = std::time::Instant::now();
     std::thread::scope(|s| {
-        let half = iters / 2;
-        s.spawn(move || (0..half).for_each(op));
-        s.spawn(move || (half..iters).for_each(op));
+        for t in 0..threads {
+            let (from, to) = (iters * t / threads, iters * (t + 1) / threads);
+            s.spawn(move || (from..to).for_each(op));
+        }
     });
     start.elapsed()
+}
+
+/// A prototype of group commit, built only on the public `Store::flush`: a caller whose
+/// transaction has committed takes a ticket; one caller at a time flushes on behalf of every
+/// ticket taken before its flush began, the others wait for a flush that covers theirs.
+/// (Proposed for `Authority::issue`; see BENCHMARKS.md. Not used by anchorage itself.)
+#[derive(Default)]
+struct GroupCommit {
+    state: Mutex<GroupState>,
+    flushed: Condvar,
+    flushes: AtomicU64,
+}
+
+#[derive(Default)]
+struct GroupState {
+    tickets: u64,
+    durable: u64,
+    flushing: bool,
+}
+
+impl GroupCommit {
+    fn commit(&self, store: &anchorage::store::Store) {
+        let mut st = self.state.lock().unwrap();
+        st.tickets += 1;
+        let mine = st.tickets;
+        while st.durable < mine {
+            if st.flushing {
+                st = self.flushed.wait(st).unwrap();
+                continue;
+            }
+            st.flushing = true;
+            let covers = st.tickets;
+            drop(st);
+            store.flush().unwrap();
+            self.flushes.fetch_add(1, Ordering::Relaxed);
+            st = self.state.lock().unwrap();
+            st.flushing = false;
+            st.durable = covers;
+            self.flushed.notify_all();
+        }
+    }
+}
+
+/// A prototype of a leaner issuance transaction (a proposal, not anchorage's code), in its
+/// own sled database: the certificate record is encoded before the transaction, the owner
+/// index keeps the holder under the owner name and one small key per serial (instead of an
+/// entry whose serial list grows with every certificate), and inside the transaction only
+/// the revision, the uniqueness and owner checks and the audit chain link are done.
+struct LeanStore {
+    db: sled::Db,
+    meta: sled::Tree,
+    certs: sled::Tree,
+    owners: sled::Tree,
+    audit: sled::Tree,
+}
+
+impl LeanStore {
+    fn open(dir: &std::path::Path) -> LeanStore {
+        let db = sled::Config::new()
+            .path(dir.join("lean"))
+            .mode(sled::Mode::HighThroughput)
+            .open()
+            .unwrap();
+        let tree = |n: &str| db.open_tree(n).unwrap();
+        LeanStore {
+            meta: tree("meta"),
+            certs: tree("certs"),
+            owners: tree("owners"),
+            audit: tree("audit"),
+            db,
+        }
+    }
+
+    fn insert(&self, record: &CertRecord, draft: &AuditDraft) {
+        use sled::transaction::ConflictableTransactionError as E;
+        use sled::Transactional;
+        let body = serde_json::to_vec(record).unwrap();
+        let serial = record.serial.to_bytes();
+        let holder = record.holder.to_string();
+        let owner = record.dns_owner.as_bytes();
+        let mut owner_serial = owner.to_vec();
+        owner_serial.push(0);
+        owner_serial.extend_from_slice(&serial);
+        let now = OffsetDateTime::now_utc();
+        (&self.certs, &self.owners, &self.meta, &self.audit)
+            .transaction(|(certs, owners, meta, audit)| {
+                let revision = meta
+                    .get(b"revision")?
+                    .map_or(0, |b| u64::from_be_bytes(b.as_ref().try_into().unwrap()))
+                    + 1;
+                meta.insert(b"revision", &revision.to_be_bytes())?;
+                if certs.get(&serial)?.is_some() {
+                    return Err(E::Abort("serial in use"));
+                }
+                match owners.get(owner)? {
+                    Some(h) if h.as_ref() != holder.as_bytes() => {
+                        return Err(E::Abort("owner collision"))
+                    }
+                    Some(_) => {}
+                    None => {
+                        owners.insert(owner, holder.as_bytes())?;
+                    }
+                }
+                owners.insert(owner_serial.as_slice(), &[])?;
+                // revision in front of the pre-encoded record
+                let mut value = revision.to_be_bytes().to_vec();
+                value.extend_from_slice(&body);
+                certs.insert(serial.as_slice(), value)?;
+                let head: Option<anchorage::audit::AuditHead> = meta
+                    .get(b"audit_head")?
+                    .map(|b| serde_json::from_slice(&b).unwrap());
+                let entry = anchorage::audit::AuditEntry::chain(head.as_ref(), now, draft.clone());
+                audit.insert(
+                    &entry.seq.to_be_bytes(),
+                    serde_json::to_vec(&entry).unwrap(),
+                )?;
+                meta.insert(b"audit_head", serde_json::to_vec(&entry.head()).unwrap())?;
+                Ok(())
+            })
+            .unwrap();
+    }
 }
 
 fn parallel_path(c: &mut Criterion) {
     let f = fixture();
     let req = csr_request(&f, &format!("bench@{DOMAIN}"));
-    let mut g = c.benchmark_group("parallel2");
-    g.throughput(Throughput::Elements(1));
-    g.measurement_time(Duration::from_secs(10));
-    g.bench_function("check_and_sign", |b| {
-        b.iter_custom(|iters| {
-            two_threads(iters, &|_| {
-                let approved = f.authority.approve(&req).unwrap();
-                black_box(sign_approved(&f, &approved));
-            })
-        })
-    });
     let n = AtomicU64::new(0);
     let store = &f.authority.store;
-    // What a perfect group commit (flush cost amortised to ~0) could reach.
-    g.bench_function("check_sign_store_no_flush", |b| {
-        b.iter_custom(|iters| {
-            two_threads(iters, &|_| {
+    // approve + sign + the issuance transaction, as `Authority::issue` does before its flush.
+    let issue_without_flush = || {
+        let approved = f.authority.approve(&req).unwrap();
+        let der = sign_approved(&f, &approved).remove(0).0;
+        let mut records = [record_for(
+            &approved,
+            &der,
+            n.fetch_add(1, Ordering::Relaxed),
+        )];
+        let d = AuditDraft::new("bench", "cert.issue", "x", serde_json::json!({}));
+        black_box(store.insert_certs(&mut records, OffsetDateTime::now_utc(), d)).unwrap();
+    };
+    for threads in [2u64, 8] {
+        let mut g = c.benchmark_group(format!("parallel{threads}"));
+        g.throughput(Throughput::Elements(1));
+        g.measurement_time(Duration::from_secs(10));
+        if threads == 2 {
+            g.bench_function("check_and_sign", |b| {
+                b.iter_custom(|iters| {
+                    on_threads(threads, iters, &|_| {
+                        let approved = f.authority.approve(&req).unwrap();
+                        black_box(sign_approved(&f, &approved));
+                    })
+                })
+            });
+            // The ceiling for any flush strategy: no flush at all.
+            g.bench_function("check_sign_store_no_flush", |b| {
+                b.iter_custom(|iters| on_threads(threads, iters, &|_| issue_without_flush()))
+            });
+        }
+        // Today: every request flushes (sled coalesces only what overlaps by chance).
+        g.bench_function("check_sign_store_flush_each", |b| {
+            b.iter_custom(|iters| {
+                on_threads(threads, iters, &|_| {
+                    issue_without_flush();
+                    store.flush().unwrap();
+                })
+            })
+        });
+        if threads == 2 {
+            let lean = LeanStore::open(f._dir.path());
+            let lean_issue = || {
                 let approved = f.authority.approve(&req).unwrap();
                 let der = sign_approved(&f, &approved).remove(0).0;
-                let mut records = [record_for(
-                    &approved,
-                    &der,
-                    n.fetch_add(1, Ordering::Relaxed),
-                )];
+                let record = record_for(&approved, &der, n.fetch_add(1, Ordering::Relaxed));
                 let d = AuditDraft::new("bench", "cert.issue", "x", serde_json::json!({}));
-                black_box(store.insert_certs(&mut records, OffsetDateTime::now_utc(), d)).unwrap();
+                lean.insert(&record, &d);
+            };
+            g.bench_function("check_sign_lean_store_no_flush", |b| {
+                b.iter_custom(|iters| on_threads(threads, iters, &|_| lean_issue()))
+            });
+            g.bench_function("check_sign_lean_store_flush_each", |b| {
+                b.iter_custom(|iters| {
+                    on_threads(threads, iters, &|_| {
+                        lean_issue();
+                        lean.db.flush().unwrap();
+                    })
+                })
+            });
+        }
+        let group = GroupCommit::default();
+        g.bench_function("check_sign_store_group_commit", |b| {
+            b.iter_custom(|iters| {
+                on_threads(threads, iters, &|_| {
+                    issue_without_flush();
+                    group.commit(store);
+                })
             })
-        })
-    });
-    g.bench_function("authority_issue_durable", |b| {
-        b.iter_custom(|iters| {
-            two_threads(iters, &|_| {
-                let i = n.fetch_add(1, Ordering::Relaxed);
-                let req = csr_request(&f, &format!("par{i}@{DOMAIN}"));
-                black_box(f.authority.issue(&req, None).unwrap());
+        });
+        let (tickets, flushes) = (
+            group.state.lock().unwrap().tickets,
+            group.flushes.load(Ordering::Relaxed),
+        );
+        if flushes > 0 {
+            eprintln!(
+                "parallel{threads}/group_commit: {tickets} commits in {flushes} flushes ({:.2} per flush)",
+                tickets as f64 / flushes as f64
+            );
+        }
+        g.bench_function("authority_issue_durable", |b| {
+            b.iter_custom(|iters| {
+                on_threads(threads, iters, &|_| {
+                    let i = n.fetch_add(1, Ordering::Relaxed);
+                    let req = csr_request(&f, &format!("par{i}@{DOMAIN}"));
+                    black_box(f.authority.issue(&req, None).unwrap());
+                })
             })
-        })
-    });
-    g.finish();
+        });
+        g.finish();
+    }
 }
 
 fn durability(c: &mut Criterion) {

@@ -31,6 +31,7 @@ echo "==== machine"
 echo "date:    $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 echo "nproc:   $(nproc)"
 echo "cpu:     $(lscpu | sed -n 's/^Model name: *//p' | head -1)"
+echo "commit:  ${BENCH_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet HEAD 2>/dev/null || echo ' (+ uncommitted changes)')}"
 echo "load:    $(uptime)"
 
 echo "==== build (release)"
@@ -52,7 +53,11 @@ if [[ ! -d "$DATA/store" ]]; then
 else
   echo "==== re-using $DATA"
 fi
-echo "store: $("$BIN" --data-dir "$DATA" cert list -o json | jq length) certificates, $(du -sh "$DATA/store" | cut -f1) on disk"
+# Lists every record with the current binary: also proves the store is readable by it.
+count=$("$BIN" --data-dir "$DATA" -o json cert list |
+  jq -r 'if type == "array" then length else "unreadable: \(.message)" end')
+echo "store: $count certificates, $(du -sh "$DATA/store" | cut -f1) on disk"
+[[ "$count" =~ ^[0-9]+$ ]] || { echo "the store in $DATA cannot be read by this build: refill it" >&2; exit 1; }
 
 echo "==== $RUNS start-ups (load before: $(cut -d' ' -f1-3 /proc/loadavg))"
 python3 - "$BIN" "$DATA" "$RUNS" "$IDLE" "$TARGET_MS" "$TARGET_RSS_MB" "${COLD:-0}" <<'PY'

@@ -2,8 +2,11 @@
 //! binds), `serve` binds and runs it with graceful shutdown. Handlers are thin calls into
 //! `authority`; errors map to statuses in exactly one place (`ApiError`).
 
+pub mod anchors;
+pub mod bundles;
 mod certs;
 mod public;
+pub mod tls;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,13 +33,24 @@ pub struct AppState {
     pub authority: Arc<Authority>,
     /// Wakes the CRL publisher after a revocation.
     pub crl_dirty: Arc<Notify>,
+    /// The published trust bundles, served from memory.
+    pub bundles: bundles::BundleCache,
+    /// SHA-256 of the local control token `serve` writes into the data directory, so the CLI
+    /// can act through the running server while the store is locked.
+    pub control_hash: Option<Arc<str>>,
 }
 
 impl AppState {
     pub fn new(authority: Arc<Authority>) -> AppState {
+        let bundles = bundles::BundleCache::default();
+        if let Err(e) = bundles.reload(&authority) {
+            tracing::error!(error = %e, "loading the published bundles failed");
+        }
         AppState {
             authority,
             crl_dirty: Arc::new(Notify::new()),
+            bundles,
+            control_hash: None,
         }
     }
 }
@@ -47,7 +61,8 @@ pub fn router(state: AppState) -> Router {
     let timeout = Duration::from_secs(limits.request_timeout_secs);
     Router::new()
         .merge(public::routes())
-        .nest("/api/v1", certs::routes())
+        .merge(bundles::routes())
+        .nest("/api/v1", certs::routes().merge(anchors::routes()))
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
@@ -86,17 +101,40 @@ pub fn spawn_crl_publisher(state: &AppState) -> tokio::task::JoinHandle<()> {
     })
 }
 
-/// Binds nothing itself: serves on an already bound listener until `shutdown` resolves.
+/// Binds nothing itself: serves on an already bound listener (and an optional TLS one for
+/// the same app) until `shutdown` resolves.
 pub async fn serve(
     state: AppState,
     listener: tokio::net::TcpListener,
+    tls: Option<tls::TlsListener>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let publisher = spawn_crl_publisher(&state);
-    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let app = router(state);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let https = tls.map(|listener| {
+        let app = app.clone().into_make_service();
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.changed().await;
+                })
+                .await
+        })
+    });
+    let result = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    })
+    .await;
+    if let Some(task) = https {
+        let _ = task.await;
+    }
     publisher.abort();
     result
 }
@@ -208,6 +246,29 @@ where
     }
 }
 
+/// The local CLI acting through the server; it names its operator in `X-Anchorage-Actor`.
+fn control_caller(parts: &Parts) -> TokenRecord {
+    let actor: String = parts
+        .headers
+        .get("x-anchorage-actor")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("cli")
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(64)
+        .collect();
+    TokenRecord {
+        record_version: crate::store::RECORD_VERSION,
+        id: "control".into(),
+        hash: String::new(),
+        role: "admin".into(),
+        label: actor,
+        created_at: time::OffsetDateTime::UNIX_EPOCH,
+        expires_at: None,
+        revoked_at: None,
+    }
+}
+
 /// A caller authenticated by `Authorization: Bearer <token>`.
 pub struct Caller(pub TokenRecord);
 
@@ -256,6 +317,11 @@ impl FromRequestParts<AppState> for Caller {
                 "use Authorization: Bearer <token>".into(),
             ))
         })?;
+        if let Some(control) = &state.control_hash {
+            if crate::authority::token_hash(secret) == **control {
+                return Ok(Caller(control_caller(parts)));
+            }
+        }
         Ok(Caller(state.authority.authenticate(secret)?))
     }
 }

@@ -2,6 +2,7 @@
 //! listing every failed rule (stable code + sentence), so a registrar can fix a request in one
 //! round trip.
 
+pub mod admission;
 pub mod issuance;
 pub mod profile;
 

@@ -107,6 +107,7 @@ fn log_records_who_did_what_and_verifies() {
         actions,
         [
             "ca.init",
+            "bundle_signer.issue",
             "crl.publish",
             "crl.publish",
             "cert.issue",
@@ -128,7 +129,7 @@ fn log_records_who_did_what_and_verifies() {
         !text.contains("a-long-p12-password"),
         "no secrets in the audit log"
     );
-    assert_eq!(report["entries"], 7);
+    assert_eq!(report["entries"], 8);
 }
 
 #[test]
@@ -138,7 +139,7 @@ fn verify_detects_changed_removed_and_truncated_entries() {
         (
             "fail/changed",
             |t| {
-                let key = 4u64.to_be_bytes();
+                let key = 5u64.to_be_bytes();
                 let old = t.get(key).unwrap().unwrap();
                 let new = String::from_utf8(old.to_vec())
                     .unwrap()
@@ -157,7 +158,7 @@ fn verify_detects_changed_removed_and_truncated_entries() {
         (
             "fail/truncated",
             |t| {
-                t.remove(7u64.to_be_bytes()).unwrap();
+                t.remove(8u64.to_be_bytes()).unwrap();
             },
             "removed from the end",
         ),

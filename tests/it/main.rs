@@ -2,8 +2,10 @@
 //! else's implementation (openssl, pkilint, real servers), not only with our own parser.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod admission;
 mod api;
 mod audit;
+mod bundle_format;
 mod crl;
 mod durability;
 mod harness;

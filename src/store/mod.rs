@@ -11,6 +11,12 @@ use sled::transaction::{
 use sled::Transactional;
 use time::OffsetDateTime;
 
+mod bundles;
+
+pub use bundles::{
+    AnchorEvent, AnchorRecord, AnchorState, BundleVersion, SignerRecord, VersionAnchor,
+};
+
 use crate::audit::{AuditDraft, AuditEntry, AuditHead};
 use crate::ca::{CaRecord, CaRole};
 use crate::error::{Error, Result};
@@ -111,6 +117,8 @@ pub struct Store {
     crls: sled::Tree,
     tokens: sled::Tree,
     audit: sled::Tree,
+    anchors: sled::Tree,
+    bundle_versions: sled::Tree,
 }
 
 type TxResult<T> = std::result::Result<T, ConflictableTransactionError<Error>>;
@@ -209,6 +217,8 @@ impl Store {
             crls: tree("crls")?,
             tokens: tree("tokens")?,
             audit: tree("audit")?,
+            anchors: tree("anchors")?,
+            bundle_versions: tree("bundle_versions")?,
             db,
         })
     }

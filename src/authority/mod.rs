@@ -17,6 +17,7 @@ use crate::ca::{
 use crate::clock::Clock;
 use crate::config::{self, Config};
 use crate::error::{Error, Result};
+use crate::inventory::Inventory;
 use crate::keyseal::{self, Passphrase, PassphraseSource};
 use crate::model::{CertUsage, Fingerprint, RevocationReason, Serial};
 use crate::pkcs12;
@@ -24,6 +25,10 @@ use crate::policy::issuance::{self, Approved, IssueRequest, PlannedKey};
 use crate::policy::profile::Profiles;
 use crate::store::{CertRecord, CrlRecord, Revocation, Store, TokenRecord, RECORD_VERSION};
 use crate::x509;
+
+mod bundles;
+
+pub use bundles::Submission;
 
 /// API roles. Issue 5 adds scoping; the foundation needs these.
 pub const ROLES: [&str; 4] = ["admin", "registrar", "member", "dns_operator"];
@@ -40,8 +45,10 @@ pub struct Authority {
     pub config: Config,
     pub store: Store,
     pub profiles: Profiles,
+    pub inventory: Inventory,
     clock: Arc<dyn Clock>,
     signers: RwLock<Option<Arc<Signers>>>,
+    bundle_signer: RwLock<Option<Arc<bundles::BundleSigner>>>,
 }
 
 /// How `init` creates or imports the hierarchy.
@@ -133,13 +140,16 @@ impl Authority {
     pub fn open(config: Config, clock: Arc<dyn Clock>) -> Result<Authority> {
         std::fs::create_dir_all(&config.data_dir).map_err(|e| Error::io(&config.data_dir, e))?;
         let profiles = Profiles::load(config.policies_dir.as_deref())?;
+        let inventory = Inventory::load(&config.bundles_dir)?;
         let store = Store::open(&config.data_dir)?;
         Ok(Authority {
             config,
             store,
             profiles,
+            inventory,
             clock,
             signers: RwLock::new(None),
+            bundle_signer: RwLock::new(None),
         })
     }
 
@@ -230,6 +240,7 @@ impl Authority {
             .signers
             .write()
             .map_err(|_| Error::Store("lock poisoned".into()))? = Some(Arc::new(signers));
+        self.ensure_bundle_signer(passphrase)?;
         Ok(report)
     }
 
@@ -314,7 +325,7 @@ impl Authority {
             .signers
             .write()
             .map_err(|_| Error::Store("lock poisoned".into()))? = Some(Arc::new(signers));
-        Ok(())
+        self.ensure_bundle_signer(passphrase)
     }
 
     fn signers(&self) -> Result<Arc<Signers>> {

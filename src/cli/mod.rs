@@ -21,6 +21,8 @@ use crate::policy::issuance::{IssueRequest, KeySource, Proofing, Subscriber};
 use crate::policy::profile::Profiles;
 use crate::x509;
 
+mod bundles;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Output {
     Text,
@@ -40,6 +42,9 @@ pub struct Cli {
     /// Configuration file; default <data-dir>/anchorage.toml when present.
     #[arg(long, global = true, env = "ANCHORAGE_CONFIG")]
     pub config: Option<PathBuf>,
+    /// The trust-bundle inventory directory; default ./bundles.
+    #[arg(long, global = true, env = "ANCHORAGE_BUNDLES_DIR")]
+    pub bundles_dir: Option<PathBuf>,
     /// Output format.
     #[arg(short = 'o', long = "output", global = true, value_enum, default_value_t = Output::Text)]
     pub output: Output,
@@ -75,6 +80,12 @@ pub enum Command {
     /// The hash-chained audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Member trust anchors: submit, review, publish.
+    #[command(subcommand)]
+    Anchor(bundles::AnchorCommand),
+    /// Trust bundles.
+    #[command(subcommand)]
+    Bundle(bundles::BundleCommand),
 }
 
 #[derive(Debug, Args)]
@@ -270,7 +281,10 @@ pub enum AuditCommand {
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
     let out = cli.output;
-    let config = Config::resolve(cli.config.as_deref(), cli.data_dir.as_deref())?;
+    let mut config = Config::resolve(cli.config.as_deref(), cli.data_dir.as_deref())?;
+    if let Some(dir) = cli.bundles_dir {
+        config.bundles_dir = dir;
+    }
     match cli.command {
         Command::Init(args) => init(config, args, out, cli.config.is_none()),
         Command::Serve { listen } => serve(config, listen, cli.config.is_none()),
@@ -320,6 +334,8 @@ pub fn run(cli: Cli) -> Result<()> {
                 },
             )
         }
+        Command::Anchor(cmd) => bundles::anchor(config, cmd, out),
+        Command::Bundle(cmd) => bundles::bundle(config, cmd, out),
         Command::Audit(AuditCommand::Verify) => {
             let report = open(config)?.verify_audit()?;
             emit(
@@ -601,6 +617,23 @@ fn serve(
     drop(passphrase);
     warn_if_evaluation(&source);
     authority.refresh_crls()?;
+    for line in authority.load_seeds()? {
+        println!("{line}");
+    }
+    for name in authority.inventory.bundles.keys() {
+        if let Some(v) = authority.rebuild_bundle(name, "system")? {
+            println!(
+                "published bundle {name} version {} ({} anchors)",
+                v.version,
+                v.anchors.len()
+            );
+        }
+    }
+    let tls_config = config
+        .tls
+        .as_ref()
+        .map(|t| http::tls::server_config(&t.cert_file, &t.key_file))
+        .transpose()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -610,20 +643,62 @@ fn serve(
             .await
             .map_err(|e| Error::io(config.listen.to_string(), e))?;
         let local = listener.local_addr().map_err(|e| Error::io("listener", e))?;
+        let tls = match (&config.tls, tls_config) {
+            (Some(t), Some(server_config)) => {
+                let tcp = tokio::net::TcpListener::bind(t.listen)
+                    .await
+                    .map_err(|e| Error::io(t.listen.to_string(), e))?;
+                Some(http::tls::TlsListener::new(tcp, server_config).map_err(|e| Error::io("TLS listener", e))?)
+            }
+            _ => None,
+        };
         let base = format!("http://{local}");
+        let bundle_base = match (&tls, &config.tls) {
+            (Some(l), Some(_)) => format!("https://{}", axum::serve::Listener::local_addr(l).map_err(|e| Error::io("TLS listener", e))?),
+            _ => base.clone(),
+        };
+        let mut state = http::AppState::new(Arc::new(authority));
+        let control = control_files(&config.data_dir, &base)?;
+        state.control_hash = Some(Arc::from(crate::authority::token_hash(&control).as_str()));
         println!("anchorage listening on {base}");
         println!("  data directory:   {}", config.data_dir.display());
         println!("  managed domains:  {}", config.managed_domains.iter().map(|d| d.as_str()).collect::<Vec<_>>().join(", "));
         println!("  public URL (in certificates): {}", config.public_url);
         println!("  CA certificates:  {base}/ca/root.cer  {base}/ca/issuing.cer  {base}/ca/chain.pem");
         println!("  CRLs:             {base}/crl/root.crl  {base}/crl/issuing.crl");
+        println!("  trust bundles:    {bundle_base}/bundles/  {bundle_base}/bundles.json");
         println!("  API:              {base}/api/v1/certificates  (token: anchorage token create --role registrar)");
         println!("  health:           {base}/healthz");
-        let state = http::AppState::new(Arc::new(authority));
-        http::serve(state, listener, shutdown_signal())
+        let result = http::serve(state, listener, tls, shutdown_signal())
             .await
-            .map_err(|e| Error::io("http server", e))
+            .map_err(|e| Error::io("http server", e));
+        let _ = std::fs::remove_file(config.data_dir.join(bundles::SERVE_FILE));
+        let _ = std::fs::remove_file(config.data_dir.join(bundles::CONTROL_TOKEN_FILE));
+        result
     })
+}
+
+/// Writes where the server listens and a fresh local control token (0600) for the CLI.
+fn control_files(data_dir: &Path, base: &str) -> Result<Zeroizing<String>> {
+    use aws_lc_rs::rand::SecureRandom;
+    use base64::Engine;
+    let mut bytes = [0u8; 32];
+    aws_lc_rs::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| Error::Generation("the system random generator failed".into()))?;
+    let token = Zeroizing::new(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes));
+    write_file(
+        &data_dir.join(bundles::CONTROL_TOKEN_FILE),
+        token.as_bytes(),
+        true,
+    )?;
+    let serve = json!({"url": base, "pid": std::process::id()});
+    write_file(
+        &data_dir.join(bundles::SERVE_FILE),
+        serve.to_string().as_bytes(),
+        false,
+    )?;
+    Ok(token)
 }
 
 async fn shutdown_signal() {

@@ -1,0 +1,570 @@
+//! Trust-bundle use cases: submit, approve, reject, retire and promote member anchors, and
+//! rebuild a bundle into a new published version when (and only when) its membership changed.
+
+use serde_json::json;
+use time::OffsetDateTime;
+
+use super::Authority;
+use crate::audit::AuditDraft;
+use crate::bundle;
+use crate::error::{Error, Result};
+use crate::inventory::DeclaredBundle;
+use crate::model::Fingerprint;
+use crate::policy::admission::{self, AdmissionPolicy, ExistingAnchor};
+use crate::policy::Denial;
+use crate::store::{
+    AnchorEvent, AnchorRecord, AnchorState, BundleVersion, VersionAnchor, RECORD_VERSION,
+};
+
+/// What a member sends with an anchor.
+#[derive(Debug, Clone, Default)]
+pub struct Submission {
+    pub bundle: String,
+    /// The uploaded file: PEM, DER, or a .p7b holding several anchors.
+    pub file: Vec<u8>,
+    /// Sample end-entity certificates (any of the same forms).
+    pub samples: Vec<Vec<u8>>,
+    pub organization: String,
+    pub contact: String,
+}
+
+impl Authority {
+    fn declared(&self, bundle: &str) -> Result<&DeclaredBundle> {
+        self.inventory.get(bundle)
+    }
+
+    /// The declaration's admission policy: `anchor-admission` is built in; other names are
+    /// files in the configured policies directory.
+    fn admission_policy(&self, declared: &DeclaredBundle) -> Result<AdmissionPolicy> {
+        let name = &declared.declaration.admission_policy;
+        let dir = self.config.policies_dir.as_deref();
+        match (name.as_str(), dir) {
+            ("anchor-admission", _) => AdmissionPolicy::load(dir),
+            (_, Some(dir)) => {
+                let path = dir.join(format!("{name}.toml"));
+                let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+                AdmissionPolicy::parse(&text, &path.display().to_string())
+            }
+            (_, None) => Err(Error::Config(format!(
+                "bundle '{}' names admission policy '{name}', which needs policies_dir",
+                declared.declaration.name
+            ))),
+        }
+    }
+
+    fn existing_in(&self, bundle: &str, except: Option<u64>) -> Result<Vec<ExistingAnchor>> {
+        Ok(self
+            .store
+            .anchors_of(bundle)?
+            .into_iter()
+            .filter(|a| a.state.is_live() && Some(a.id) != except)
+            .map(|a| ExistingAnchor {
+                fingerprint: a.fingerprint,
+                subject_raw: a.subject_raw,
+                key_id: hex::decode(&a.key_id).ok(),
+            })
+            .collect())
+    }
+
+    /// Classifies the upload, runs the admission policy on every anchor in it and stores them
+    /// as pending. All or nothing: one refused anchor refuses the file.
+    pub fn submit_anchor(&self, submission: &Submission, actor: &str) -> Result<Vec<AnchorRecord>> {
+        let declared = self.declared(&submission.bundle)?;
+        let policy = self.admission_policy(declared)?;
+        let anchors = admission::read_anchor_upload(&submission.file, policy.max_upload_bytes)
+            .map_err(Error::Denied)?;
+        let mut samples: Vec<Vec<u8>> = Vec::new();
+        for file in &submission.samples {
+            let certs: Vec<Vec<u8>> = admission::read_anchor_upload(file, policy.max_upload_bytes)
+                .map_err(Error::Denied)?;
+            samples.extend(certs);
+        }
+        if submission.organization.trim().is_empty() || submission.contact.trim().is_empty() {
+            return Err(Error::InvalidInput(
+                "an anchor submission needs the member organisation and a contact".into(),
+            ));
+        }
+        let now = self.now();
+        let mut existing = self.existing_in(&submission.bundle, None)?;
+        let mut reasons = Vec::new();
+        let mut admitted = Vec::new();
+        for (i, der) in anchors.iter().enumerate() {
+            match admission::admit(der, &samples, &existing, &policy, now) {
+                Ok(facts) => {
+                    existing.push(ExistingAnchor {
+                        fingerprint: facts.fingerprint.clone(),
+                        subject_raw: facts.subject_raw.clone(),
+                        key_id: Some(facts.key_id.clone()),
+                    });
+                    admitted.push((der, facts));
+                }
+                Err(denial) => reasons.extend(denial.reasons.into_iter().map(|mut r| {
+                    if anchors.len() > 1 {
+                        r.message = format!("anchor {} of {}: {}", i + 1, anchors.len(), r.message);
+                    }
+                    r
+                })),
+            }
+        }
+        if !reasons.is_empty() {
+            return Err(Error::Denied(Denial { reasons }));
+        }
+        let sample_text: Vec<String> = samples
+            .iter()
+            .map(|s| crate::x509::to_pem("CERTIFICATE", s))
+            .collect();
+        let mut stored = Vec::new();
+        for (der, facts) in admitted {
+            let record = AnchorRecord {
+                record_version: RECORD_VERSION,
+                revision: 0,
+                id: 0,
+                bundle: submission.bundle.clone(),
+                state: AnchorState::Pending,
+                fingerprint: facts.fingerprint.clone(),
+                subject: facts.subject.clone(),
+                subject_raw: facts.subject_raw.clone(),
+                key_id: hex::encode(&facts.key_id),
+                not_after: facts.not_after,
+                key: facts.key.clone(),
+                organization: submission.organization.trim().to_string(),
+                contact: submission.contact.trim().to_string(),
+                der: der.clone(),
+                samples: sample_text.clone(),
+                promoted_from: None,
+                history: vec![event(now, actor, "submitted", "")],
+            };
+            stored.push(self.store.insert_anchor(
+                &record,
+                now,
+                AuditDraft::new(
+                    actor,
+                    "anchor.submit",
+                    "",
+                    json!({"bundle": record.bundle, "fingerprint": record.fingerprint, "subject": record.subject, "organization": record.organization}),
+                ),
+            )?);
+        }
+        Ok(stored)
+    }
+
+    /// Approves a pending anchor after re-running admission against the bundle as it is now.
+    pub fn approve_anchor(&self, id: u64, actor: &str, note: &str) -> Result<AnchorRecord> {
+        let record = self.anchor(id)?;
+        if record.state != AnchorState::Pending {
+            return Err(Error::Conflict(format!(
+                "anchor #{id} is {}, only pending anchors can be approved",
+                record.state.as_str()
+            )));
+        }
+        let declared = self.declared(&record.bundle)?;
+        let policy = self.admission_policy(declared)?;
+        let samples = samples_of(&record);
+        let existing = self.existing_in(&record.bundle, Some(id))?;
+        admission::admit(&record.der, &samples, &existing, &policy, self.now())
+            .map_err(Error::Denied)?;
+        self.transition(id, actor, "anchor.approve", "approved", note, |r| {
+            expect_state(r, &[AnchorState::Pending])?;
+            r.state = AnchorState::Approved;
+            Ok(())
+        })
+    }
+
+    /// Rejects a pending or approved (not yet published) anchor with the reviewer's reason.
+    pub fn reject_anchor(&self, id: u64, reason: &str, actor: &str) -> Result<AnchorRecord> {
+        if reason.trim().is_empty() {
+            return Err(Error::InvalidInput("a rejection needs a reason".into()));
+        }
+        self.transition(id, actor, "anchor.reject", "rejected", reason, |r| {
+            expect_state(r, &[AnchorState::Pending, AnchorState::Approved])?;
+            r.state = AnchorState::Rejected;
+            Ok(())
+        })
+    }
+
+    /// Removes an anchor from its bundle (published or approved); the next build drops it.
+    pub fn retire_anchor(&self, id: u64, actor: &str, note: &str) -> Result<AnchorRecord> {
+        self.transition(id, actor, "anchor.retire", "retired", note, |r| {
+            expect_state(r, &[AnchorState::Published, AnchorState::Approved])?;
+            r.state = AnchorState::Retired;
+            Ok(())
+        })
+    }
+
+    /// Copies an approved or published anchor of a test bundle into the production bundle
+    /// it promotes to, as approved there (promotion is the production review).
+    pub fn promote_anchor(&self, id: u64, to: &str, actor: &str) -> Result<AnchorRecord> {
+        let source = self.anchor(id)?;
+        let from = self.declared(&source.bundle)?;
+        if from.declaration.promote_to.as_deref() != Some(to) {
+            return Err(Error::InvalidInput(format!(
+                "bundle '{}' does not promote to '{to}'{}",
+                source.bundle,
+                from.declaration
+                    .promote_to
+                    .as_ref()
+                    .map(|t| format!(" (it promotes to '{t}')"))
+                    .unwrap_or_default()
+            )));
+        }
+        if !matches!(source.state, AnchorState::Approved | AnchorState::Published) {
+            return Err(Error::Conflict(format!(
+                "anchor #{id} is {}; only approved or published anchors can be promoted",
+                source.state.as_str()
+            )));
+        }
+        let target = self.declared(to)?;
+        let policy = self.admission_policy(target)?;
+        let existing = self.existing_in(to, None)?;
+        admission::admit(
+            &source.der,
+            &samples_of(&source),
+            &existing,
+            &policy,
+            self.now(),
+        )
+        .map_err(Error::Denied)?;
+        let now = self.now();
+        let record = AnchorRecord {
+            id: 0,
+            revision: 0,
+            bundle: to.to_string(),
+            state: AnchorState::Approved,
+            promoted_from: Some(id),
+            history: vec![event(
+                now,
+                actor,
+                "promoted",
+                &format!("from #{id} in {}", source.bundle),
+            )],
+            ..source.clone()
+        };
+        self.store.insert_anchor(
+            &record,
+            now,
+            AuditDraft::new(actor, "anchor.promote", "", json!({"from": id, "from_bundle": source.bundle, "to_bundle": to, "fingerprint": source.fingerprint})),
+        )
+    }
+
+    pub fn anchor(&self, id: u64) -> Result<AnchorRecord> {
+        self.store
+            .anchor(id)?
+            .ok_or_else(|| Error::NotFound(format!("no anchor #{id}")))
+    }
+
+    fn transition(
+        &self,
+        id: u64,
+        actor: &str,
+        action: &str,
+        event_name: &str,
+        note: &str,
+        change: impl Fn(&mut AnchorRecord) -> Result<()>,
+    ) -> Result<AnchorRecord> {
+        let now = self.now();
+        let before = self.anchor(id)?;
+        self.store.update_anchor(
+            id,
+            now,
+            AuditDraft::new(
+                actor,
+                action,
+                format!("anchor {id}"),
+                json!({"bundle": before.bundle, "fingerprint": before.fingerprint, "note": note}),
+            ),
+            |r| {
+                change(r)?;
+                r.history.push(event(now, actor, event_name, note));
+                Ok(())
+            },
+        )
+    }
+
+    /// Builds the bundle from its approved and published anchors. Publishes a new version only
+    /// when the .p7b differs from the latest one; returns it, or `None` when unchanged.
+    pub fn rebuild_bundle(&self, name: &str, actor: &str) -> Result<Option<BundleVersion>> {
+        let declared = self.declared(name)?;
+        let mut members: Vec<AnchorRecord> = self
+            .store
+            .anchors_of(name)?
+            .into_iter()
+            .filter(|a| matches!(a.state, AnchorState::Approved | AnchorState::Published))
+            .collect();
+        members.sort_by(|a, b| a.der.cmp(&b.der));
+        members.dedup_by(|a, b| a.fingerprint == b.fingerprint);
+        let ders: Vec<Vec<u8>> = members.iter().map(|a| a.der.clone()).collect();
+        let now = self.now();
+        let p7b = if declared.declaration.metadata.embed_in_p7b {
+            let xml = self.metadata_xml(declared, &members, now)?;
+            bundle::build_p7b_with_metadata(&ders, xml.as_bytes())
+        } else {
+            bundle::build_p7b(&ders)
+        };
+        let sha256 = Fingerprint::of(&p7b).0;
+        let latest = self.store.latest_bundle_version(name)?;
+        if latest.as_ref().is_some_and(|l| l.sha256 == sha256) {
+            return Ok(None);
+        }
+        let anchors: Vec<VersionAnchor> = members.iter().map(version_anchor).collect();
+        let previous = latest
+            .as_ref()
+            .map(|l| l.anchors.clone())
+            .unwrap_or_default();
+        let added = anchors
+            .iter()
+            .filter(|a| !previous.iter().any(|p| p.fingerprint == a.fingerprint))
+            .cloned()
+            .collect();
+        let removed = previous
+            .iter()
+            .filter(|p| !anchors.iter().any(|a| a.fingerprint == p.fingerprint))
+            .cloned()
+            .collect();
+        let p7m = if declared.declaration.signed {
+            Some(self.sign_bundle(&p7b, now)?)
+        } else {
+            None
+        };
+        let version = BundleVersion {
+            record_version: RECORD_VERSION,
+            bundle: name.to_string(),
+            version: latest.map_or(1, |l| l.version + 1),
+            published_at: now,
+            sha256,
+            anchors,
+            added,
+            removed,
+            p7b,
+            p7m,
+        };
+        self.store.publish_bundle_version(
+            &version,
+            AuditDraft::new(
+                actor,
+                "bundle.publish",
+                name,
+                json!({"version": version.version, "sha256": version.sha256, "anchors": version.anchors.len(), "added": version.added.len(), "removed": version.removed.len()}),
+            ),
+        )?;
+        Ok(Some(version))
+    }
+
+    fn metadata_xml(
+        &self,
+        declared: &DeclaredBundle,
+        members: &[AnchorRecord],
+        now: OffsetDateTime,
+    ) -> Result<String> {
+        let meta = &declared.declaration.metadata;
+        let point = if meta.distribution_point.is_empty() {
+            format!(
+                "{}/bundles/{}.p7b",
+                self.config.bundle_base_url(),
+                declared.declaration.name
+            )
+        } else {
+            meta.distribution_point.clone()
+        };
+        let valid_to = members
+            .iter()
+            .map(|m| m.not_after)
+            .min()
+            .unwrap_or(now)
+            .max(now);
+        let pairs: Vec<(Vec<u8>, Vec<u8>)> = members
+            .iter()
+            .filter_map(|m| bundle::issuer_and_serial(&m.der).ok())
+            .collect();
+        let anchors: Vec<(&[u8], &[u8])> = pairs
+            .iter()
+            .map(|(i, s)| (i.as_slice(), s.as_slice()))
+            .collect();
+        bundle::metadata_xml(&meta.profile, &point, now, valid_to, &anchors).map_err(|e| {
+            Error::Config(format!(
+                "bundle '{}' metadata: {e}",
+                declared.declaration.name
+            ))
+        })
+    }
+
+    /// Every bundle's latest version (for serving and listings).
+    pub fn published_bundles(&self) -> Result<Vec<BundleVersion>> {
+        let mut out = Vec::new();
+        for name in self.inventory.bundles.keys() {
+            if let Some(v) = self.store.latest_bundle_version(name)? {
+                out.push(v);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Loads seed anchors shipped in `bundles/<name>/anchors/` that the bundle does not hold
+    /// yet: admitted by the same policy, approved by "seed", then the bundle is rebuilt.
+    pub fn load_seeds(&self) -> Result<Vec<String>> {
+        let mut report = Vec::new();
+        for (name, declared) in &self.inventory.bundles {
+            for seed in &declared.seeds {
+                let actor = format!("seed:{}", seed.path.display());
+                let submission = Submission {
+                    bundle: name.clone(),
+                    file: seed.bytes.clone(),
+                    samples: Vec::new(),
+                    organization: "seed".into(),
+                    contact: seed.path.display().to_string(),
+                };
+                match self.submit_anchor(&submission, &actor) {
+                    Ok(records) => {
+                        for r in records {
+                            self.approve_anchor(r.id, &actor, "seed anchor from the inventory")?;
+                            report
+                                .push(format!("{name}: seeded {} ({})", r.subject, r.fingerprint));
+                        }
+                    }
+                    Err(Error::Conflict(_)) => {}
+                    Err(Error::Denied(d))
+                        if d.codes().iter().all(|c| c.starts_with("duplicate")) => {}
+                    Err(e) => {
+                        return Err(Error::Config(format!("seed {}: {e}", seed.path.display())))
+                    }
+                }
+            }
+        }
+        Ok(report)
+    }
+}
+
+fn event(at: OffsetDateTime, actor: &str, action: &str, note: &str) -> AnchorEvent {
+    AnchorEvent {
+        at,
+        actor: actor.to_string(),
+        action: action.to_string(),
+        note: note.to_string(),
+    }
+}
+
+fn expect_state(r: &AnchorRecord, allowed: &[AnchorState]) -> Result<()> {
+    if allowed.contains(&r.state) {
+        Ok(())
+    } else {
+        let names: Vec<&str> = allowed.iter().map(|s| s.as_str()).collect();
+        Err(Error::Conflict(format!(
+            "anchor #{} is {}; this needs it to be {}",
+            r.id,
+            r.state.as_str(),
+            names.join(" or ")
+        )))
+    }
+}
+
+fn samples_of(record: &AnchorRecord) -> Vec<Vec<u8>> {
+    record
+        .samples
+        .iter()
+        .filter_map(|pem_text| ::pem::parse(pem_text).ok().map(|p| p.into_contents()))
+        .collect()
+}
+
+fn version_anchor(a: &AnchorRecord) -> VersionAnchor {
+    VersionAnchor {
+        id: a.id,
+        fingerprint: a.fingerprint.clone(),
+        subject: a.subject.clone(),
+        not_after: a.not_after,
+        organization: a.organization.clone(),
+    }
+}
+
+/// The bundle signer in memory. Not `Debug`: it holds a private key.
+pub struct BundleSigner {
+    pub cert_der: Vec<u8>,
+    key: rcgen::KeyPair,
+}
+
+/// Rotate the signer when less than this remains of its validity.
+const SIGNER_ROTATE_DAYS: i64 = 30;
+
+impl Authority {
+    /// Unseals the bundle signer, creating (or rotating) it first when absent or near expiry.
+    /// Needs the passphrase, so it runs where the CA keys are unlocked.
+    pub(super) fn ensure_bundle_signer(
+        &self,
+        passphrase: &crate::keyseal::Passphrase,
+    ) -> Result<()> {
+        let now = self.now();
+        let current = self.store.bundle_signer()?;
+        let usable = current
+            .as_ref()
+            .filter(|s| s.not_after - now > time::Duration::days(SIGNER_ROTATE_DAYS));
+        let signer = match usable {
+            Some(record) => {
+                let pkcs8 = crate::keyseal::open(&record.sealed_key, passphrase, "bundle_signer")?;
+                BundleSigner {
+                    cert_der: record.cert_der.clone(),
+                    key: crate::ca::key_from_pkcs8(&pkcs8, &record.cert_der)?,
+                }
+            }
+            None => self.create_bundle_signer(passphrase, now, current.is_some())?,
+        };
+        *self
+            .bundle_signer
+            .write()
+            .map_err(|_| Error::Store("lock poisoned".into()))? = Some(std::sync::Arc::new(signer));
+        Ok(())
+    }
+
+    fn create_bundle_signer(
+        &self,
+        passphrase: &crate::keyseal::Passphrase,
+        now: OffsetDateTime,
+        rotation: bool,
+    ) -> Result<BundleSigner> {
+        let signers = self.signers()?;
+        let profile = &self.profiles.bundle_signer;
+        let key = crate::ca::generate_key(profile.keys.generate)?;
+        let spec = crate::ca::SignerSpec {
+            serial: crate::ca::random_serial()?,
+            common_name: format!("{} Trust Bundle Signer", self.config.ca.organization),
+            organization: self.config.ca.organization.clone(),
+            not_before: now,
+            not_after: now + time::Duration::days(i64::from(profile.validity_days)),
+            crl_url: profile.crl_url(&self.config.public_url, "issuing"),
+            ca_issuers_url: profile.ca_issuers_url(&self.config.public_url, "issuing"),
+        };
+        let cert_der = signers.issuing.issue_bundle_signer(&spec, &key)?;
+        let summary = crate::x509::summarize(&cert_der).map_err(Error::Generation)?;
+        let record = crate::store::SignerRecord {
+            record_version: RECORD_VERSION,
+            cert_der: cert_der.clone(),
+            sealed_key: crate::keyseal::seal(&key.serialize_der(), passphrase, "bundle_signer")?,
+            not_after: summary.not_after,
+        };
+        self.store.put_bundle_signer(
+            &record,
+            now,
+            AuditDraft::new(
+                "system",
+                if rotation { "bundle_signer.rotate" } else { "bundle_signer.issue" },
+                spec.serial.to_string(),
+                json!({"subject": summary.subject, "not_after": summary.not_after.to_string(), "fingerprint": summary.fingerprint}),
+            ),
+        )?;
+        Ok(BundleSigner { cert_der, key })
+    }
+
+    /// The current bundle-signing certificate (DER), if one exists.
+    pub fn bundle_signer_cert(&self) -> Result<Option<Vec<u8>>> {
+        Ok(self.store.bundle_signer()?.map(|s| s.cert_der))
+    }
+
+    fn sign_bundle(&self, p7b: &[u8], now: OffsetDateTime) -> Result<Vec<u8>> {
+        let signer = self
+            .bundle_signer
+            .read()
+            .map_err(|_| Error::Store("lock poisoned".into()))?
+            .clone()
+            .ok_or_else(|| Error::CaKey("the bundle signer is locked".into()))?;
+        let issuing = self.ca_cert(crate::ca::CaRole::Issuing)?;
+        bundle::sign_p7m(p7b, &signer.cert_der, &[&issuing], &signer.key, now)
+            .map_err(|e| Error::Generation(format!("signing the bundle: {e}")))
+    }
+}

@@ -1,0 +1,705 @@
+//! Trust bundles as bytes: the unsigned `.p7b` (a degenerate CMS SignedData holding the
+//! anchors), its optional metadata XML, the signed `.p7m` around it, and reading the
+//! certificates out of a `.p7b` someone else wrote. Pure functions: no I/O, no clock.
+//!
+//! Everything we write is assembled TLV by TLV (spec §5, design/crates.md "cms: build bundles
+//! yourself"): the `cms` crate's SET OF handling re-encodes certificates on every comparison and
+//! its order is not X.690's, so a 1,000-anchor bundle took over a minute and was not strict DER.
+//! Here a SET OF is sorted by the plain bytes of its DER elements, which is exactly the X.690
+//! §11.6 order (complete TLVs are never prefixes of one another), and byte-equal elements are
+//! written once. The same membership therefore always gives the same bytes.
+//!
+//! Reading uses `cms`/`der` 0.8 for the outer ContentInfo and `x509-cert` for each certificate,
+//! and returns every certificate exactly as it was encoded in the input.
+
+use const_oid::db::rfc5911::{
+    ID_CONTENT_TYPE, ID_DATA, ID_MESSAGE_DIGEST, ID_SIGNED_DATA, ID_SIGNING_TIME,
+};
+use const_oid::db::rfc5912::{ECDSA_WITH_SHA_256, ID_SHA_256, SHA_256_WITH_RSA_ENCRYPTION};
+use const_oid::ObjectIdentifier;
+use der::{Decode, ErrorKind, Header, Reader, SliceReader, Tag, Tagged};
+use rcgen::SigningKey;
+use time::format_description::well_known::Rfc3339;
+use time::{OffsetDateTime, UtcOffset};
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+/// The most certificates [`certificates_in`] accepts from one input.
+pub const MAX_CERTIFICATES: usize = 100_000;
+
+/// Why a bundle could not be read or written. `code()` is stable, like [`crate::Error::code`].
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    #[error("not a well-formed DER PKCS#7/CMS bundle: {0}")]
+    Malformed(String),
+    #[error(
+        "the bundle uses BER indefinite-length encoding (as the Java reference bundler and \
+         `openssl cms -stream` write it), which is not supported yet"
+    )]
+    IndefiniteLength,
+    #[error("the CMS content type is {0}, not signedData")]
+    NotSignedData(String),
+    #[error("PEM input: {0}")]
+    Pem(String),
+    #[error("the bundle holds more than {limit} certificates")]
+    TooManyCertificates { limit: usize },
+    #[error("the signer certificate cannot be used: {0}")]
+    SignerCertificate(String),
+    #[error("the signing key does not belong to the signer certificate")]
+    SignerKeyMismatch,
+    #[error("unsupported signing key ({0}); RSA with SHA-256 or ECDSA P-256 is required")]
+    UnsupportedKey(String),
+    #[error("signing failed: {0}")]
+    Signing(String),
+    #[error("the signing time {0} cannot be encoded")]
+    SigningTime(String),
+    #[error("invalid bundle metadata: {0}")]
+    Metadata(String),
+}
+
+impl BundleError {
+    /// A stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            BundleError::Malformed(_) => "bundle_malformed",
+            BundleError::IndefiniteLength => "bundle_ber_unsupported",
+            BundleError::NotSignedData(_) => "bundle_not_signed_data",
+            BundleError::Pem(_) => "bundle_pem_invalid",
+            BundleError::TooManyCertificates { .. } => "bundle_too_many_certificates",
+            BundleError::SignerCertificate(_) => "bundle_signer_certificate_invalid",
+            BundleError::SignerKeyMismatch => "bundle_signer_key_mismatch",
+            BundleError::UnsupportedKey(_) => "bundle_signer_key_unsupported",
+            BundleError::Signing(_) => "bundle_signing_failed",
+            BundleError::SigningTime(_) => "bundle_signing_time_invalid",
+            BundleError::Metadata(_) => "bundle_metadata_invalid",
+        }
+    }
+}
+
+impl From<BundleError> for crate::Error {
+    fn from(e: BundleError) -> Self {
+        match e {
+            BundleError::Signing(_) => crate::Error::Generation(e.to_string()),
+            _ => crate::Error::InvalidInput(e.to_string()),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// DER writing
+
+const SEQUENCE: u8 = 0x30;
+const SET: u8 = 0x31;
+const INTEGER: u8 = 0x02;
+const OCTET_STRING: u8 = 0x04;
+const NULL: u8 = 0x05;
+const OID: u8 = 0x06;
+const UTC_TIME: u8 = 0x17;
+const GENERALIZED_TIME: u8 = 0x18;
+/// `[0]` constructed: the EXPLICIT content of ContentInfo and encapContentInfo, the IMPLICIT
+/// `certificates` of SignedData and `signedAttrs` of SignerInfo.
+const CONTEXT_0: u8 = 0xa0;
+
+/// Bytes of a DER length field.
+fn length_len(len: usize) -> usize {
+    if len < 0x80 {
+        1
+    } else {
+        1 + (usize::BITS - len.leading_zeros()).div_ceil(8) as usize
+    }
+}
+
+/// Total size of a TLV whose value is `len` bytes (single-byte tags only).
+fn tlv_len(len: usize) -> usize {
+    1 + length_len(len) + len
+}
+
+fn push_header(out: &mut Vec<u8>, tag: u8, len: usize) {
+    out.push(tag);
+    if len < 0x80 {
+        out.extend_from_slice(&[len as u8]);
+    } else {
+        let bytes = len.to_be_bytes();
+        let skip = (len.leading_zeros() / 8) as usize;
+        let significant = bytes.iter().skip(skip);
+        out.push(0x80 | significant.len() as u8);
+        out.extend(significant);
+    }
+}
+
+/// One TLV whose value is the concatenation of `parts`.
+fn tlv(tag: u8, parts: &[&[u8]]) -> Vec<u8> {
+    let len = parts.iter().map(|p| p.len()).sum();
+    let mut out = Vec::with_capacity(tlv_len(len));
+    push_header(&mut out, tag, len);
+    for part in parts {
+        out.extend_from_slice(part);
+    }
+    out
+}
+
+fn oid(o: &ObjectIdentifier) -> Vec<u8> {
+    tlv(OID, &[o.as_bytes()])
+}
+
+/// AlgorithmIdentifier with absent parameters (SHA-2 digests per RFC 5754, ECDSA per RFC 5758).
+fn algorithm(o: &ObjectIdentifier) -> Vec<u8> {
+    tlv(SEQUENCE, &[&oid(o)])
+}
+
+/// AlgorithmIdentifier with NULL parameters (RSA PKCS#1 v1.5 per RFC 4055).
+fn algorithm_null(o: &ObjectIdentifier) -> Vec<u8> {
+    tlv(SEQUENCE, &[&oid(o), &[NULL, 0x00]])
+}
+
+/// SET OF members in DER order, byte-equal members once.
+fn der_set_order<'a>(members: impl IntoIterator<Item = &'a [u8]>) -> Vec<&'a [u8]> {
+    let mut members: Vec<&[u8]> = members.into_iter().collect();
+    members.sort_unstable();
+    members.dedup();
+    members
+}
+
+/// The parts of a SignedData that differ between the unsigned and the signed bundle.
+struct SignedDataParts<'a> {
+    /// The complete `digestAlgorithms` SET TLV.
+    digest_algorithms: &'a [u8],
+    /// id-data content, absent for a certificates-only bundle.
+    content: Option<&'a [u8]>,
+    /// Certificates in DER SET OF order, already de-duplicated.
+    certificates: &'a [&'a [u8]],
+    /// The complete `signerInfos` SET TLV.
+    signer_infos: &'a [u8],
+}
+
+impl SignedDataParts<'_> {
+    /// ContentInfo { id-signedData, [0] EXPLICIT SignedData }, written into one buffer sized
+    /// up front: large bundles are copied exactly once.
+    fn encode(&self) -> Vec<u8> {
+        let id_data = oid(&ID_DATA);
+        let id_signed_data = oid(&ID_SIGNED_DATA);
+        let version: &[u8] = &[INTEGER, 0x01, 0x01];
+
+        let octets_len = self.content.map(|c| tlv_len(c.len()));
+        let explicit_len = octets_len.map(tlv_len);
+        let encap_len = id_data.len() + explicit_len.unwrap_or(0);
+        let certs_len: usize = self.certificates.iter().map(|c| c.len()).sum();
+        let signed_data_len = version.len()
+            + self.digest_algorithms.len()
+            + tlv_len(encap_len)
+            + tlv_len(certs_len)
+            + self.signer_infos.len();
+        let content_info_len = id_signed_data.len() + tlv_len(tlv_len(signed_data_len));
+
+        let mut out = Vec::with_capacity(tlv_len(content_info_len));
+        push_header(&mut out, SEQUENCE, content_info_len);
+        out.extend_from_slice(&id_signed_data);
+        push_header(&mut out, CONTEXT_0, tlv_len(signed_data_len));
+        push_header(&mut out, SEQUENCE, signed_data_len);
+        out.extend_from_slice(version);
+        out.extend_from_slice(self.digest_algorithms);
+        push_header(&mut out, SEQUENCE, encap_len);
+        out.extend_from_slice(&id_data);
+        if let (Some(content), Some(octets_len)) = (self.content, octets_len) {
+            push_header(&mut out, CONTEXT_0, octets_len);
+            push_header(&mut out, OCTET_STRING, content.len());
+            out.extend_from_slice(content);
+        }
+        push_header(&mut out, CONTEXT_0, certs_len);
+        for cert in self.certificates {
+            out.extend_from_slice(cert);
+        }
+        out.extend_from_slice(self.signer_infos);
+        out
+    }
+}
+
+const EMPTY_SET: &[u8] = &[SET, 0x00];
+
+// ---------------------------------------------------------------------------------------------
+// Unsigned bundles
+
+/// The unsigned trust bundle (`.p7b`): ContentInfo(signedData) with SignedData version 1, no
+/// digest algorithms, encapContentInfo id-data with the content absent, `certificates` =
+/// the anchors in DER order with byte-equal duplicates removed, no CRLs, no signerInfos.
+///
+/// Any order of the same anchors, with or without duplicates, gives byte-identical output.
+/// `certificates` is always present, as an empty SET when there are no anchors. The anchors
+/// must each be one complete DER certificate; they are copied as given, not parsed.
+pub fn build_p7b(anchors: &[Vec<u8>]) -> Vec<u8> {
+    build(anchors, None)
+}
+
+/// [`build_p7b`] whose encapContentInfo carries `metadata` (normally [`metadata_xml`]) as
+/// id-data content: `[0] EXPLICIT OCTET STRING`. Certificate readers ignore the content.
+pub fn build_p7b_with_metadata(anchors: &[Vec<u8>], metadata: &[u8]) -> Vec<u8> {
+    build(anchors, Some(metadata))
+}
+
+fn build(anchors: &[Vec<u8>], content: Option<&[u8]>) -> Vec<u8> {
+    let certificates = der_set_order(anchors.iter().map(Vec::as_slice));
+    SignedDataParts {
+        digest_algorithms: EMPTY_SET,
+        content,
+        certificates: &certificates,
+        signer_infos: EMPTY_SET,
+    }
+    .encode()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Metadata
+
+/// The issuer (DER Name) and serial number (the INTEGER's content octets) of a certificate,
+/// as [`metadata_xml`] takes them.
+pub fn issuer_and_serial(cert_der: &[u8]) -> Result<(Vec<u8>, Vec<u8>), BundleError> {
+    let (_, cert) = X509Certificate::from_der(cert_der)
+        .map_err(|e| BundleError::Metadata(format!("an anchor is not a certificate: {e}")))?;
+    Ok((
+        cert.tbs_certificate.issuer.as_raw().to_vec(),
+        cert.tbs_certificate.raw_serial().to_vec(),
+    ))
+}
+
+/// Trust-bundle metadata XML in the form of the Direct Project bundler's
+/// `TrustBundleMetadata.xsd` (Trust Bundle Distribution IG v1.0): `TrustBundle` holding
+/// `Profile`, `DistributionPoint`, `ValidFrom`, `ValidTo` (xs:dateTime, UTC, whole seconds)
+/// and `Anchors/Anchor/X509IssuerSerial` with `X509IssuerName` (RFC 4514) and
+/// `X509SerialNumber` (decimal, as in XML-DSig). No namespace, as in that schema.
+///
+/// `anchors` are (issuer DER Name, serial INTEGER content octets) pairs, see
+/// [`issuer_and_serial`]. They are written sorted and de-duplicated, and `Anchors` is omitted
+/// when there are none (the schema requires at least one `Anchor` inside it), so the same
+/// inputs always give the same text. Text is escaped; characters XML 1.0 cannot carry at all
+/// (control characters) are refused.
+pub fn metadata_xml(
+    profile: &str,
+    distribution_point: &str,
+    valid_from: OffsetDateTime,
+    valid_to: OffsetDateTime,
+    anchors: &[(&[u8], &[u8])],
+) -> Result<String, BundleError> {
+    if valid_from > valid_to {
+        return Err(BundleError::Metadata(
+            "ValidFrom is later than ValidTo".into(),
+        ));
+    }
+    let mut ids: Vec<(&[u8], &[u8])> = anchors.to_vec();
+    ids.sort_unstable();
+    ids.dedup();
+
+    let mut xml = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<TrustBundle>\n");
+    element(&mut xml, 1, "Profile", profile)?;
+    element(&mut xml, 1, "DistributionPoint", distribution_point)?;
+    element(&mut xml, 1, "ValidFrom", &xml_datetime(valid_from)?)?;
+    element(&mut xml, 1, "ValidTo", &xml_datetime(valid_to)?)?;
+    if !ids.is_empty() {
+        xml.push_str("  <Anchors>\n");
+        for (issuer, serial) in ids {
+            let name = x509_cert::name::Name::from_der(issuer)
+                .map_err(|e| BundleError::Metadata(format!("an issuer is not a DER Name: {e}")))?;
+            xml.push_str("    <Anchor>\n      <X509IssuerSerial>\n");
+            element(&mut xml, 4, "X509IssuerName", &name.to_string())?;
+            element(&mut xml, 4, "X509SerialNumber", &integer_decimal(serial)?)?;
+            xml.push_str("      </X509IssuerSerial>\n    </Anchor>\n");
+        }
+        xml.push_str("  </Anchors>\n");
+    }
+    xml.push_str("</TrustBundle>\n");
+    Ok(xml)
+}
+
+fn element(xml: &mut String, depth: usize, name: &str, text: &str) -> Result<(), BundleError> {
+    for _ in 0..depth {
+        xml.push_str("  ");
+    }
+    xml.push('<');
+    xml.push_str(name);
+    xml.push('>');
+    for c in text.chars() {
+        match c {
+            '&' => xml.push_str("&amp;"),
+            '<' => xml.push_str("&lt;"),
+            '>' => xml.push_str("&gt;"),
+            '"' => xml.push_str("&quot;"),
+            '\'' => xml.push_str("&apos;"),
+            '\t' | '\n' | '\r' => xml.push(c),
+            c if c < ' ' || c == '\u{fffe}' || c == '\u{ffff}' => {
+                return Err(BundleError::Metadata(format!(
+                    "{name} contains a character XML cannot carry (U+{:04X})",
+                    u32::from(c)
+                )))
+            }
+            c => xml.push(c),
+        }
+    }
+    xml.push_str("</");
+    xml.push_str(name);
+    xml.push_str(">\n");
+    Ok(())
+}
+
+fn xml_datetime(t: OffsetDateTime) -> Result<String, BundleError> {
+    t.to_offset(UtcOffset::UTC)
+        .replace_nanosecond(0)
+        .map_err(|e| BundleError::Metadata(e.to_string()))?
+        .format(&Rfc3339)
+        .map_err(|e| BundleError::Metadata(format!("{t} cannot be written as xs:dateTime: {e}")))
+}
+
+/// The decimal text of a DER INTEGER's content octets (two's complement, big-endian).
+fn integer_decimal(content: &[u8]) -> Result<String, BundleError> {
+    let Some(first) = content.first() else {
+        return Err(BundleError::Metadata("an empty serial number".into()));
+    };
+    let negative = first & 0x80 != 0;
+    let mut magnitude: Vec<u8> = content.to_vec();
+    if negative {
+        // Two's complement: invert and add one.
+        let mut carry = true;
+        for b in magnitude.iter_mut().rev() {
+            *b = !*b;
+            if carry {
+                let (v, overflow) = b.overflowing_add(1);
+                *b = v;
+                carry = overflow;
+            }
+        }
+    }
+    let mut digits = Vec::new();
+    while magnitude.iter().any(|b| *b != 0) {
+        let mut rem = 0u32;
+        for b in magnitude.iter_mut() {
+            let acc = (rem << 8) | u32::from(*b);
+            *b = (acc / 10) as u8;
+            rem = acc % 10;
+        }
+        digits.push(char::from(b'0' + rem as u8));
+    }
+    if digits.is_empty() {
+        digits.push('0');
+    }
+    if negative {
+        digits.push('-');
+    }
+    Ok(digits.iter().rev().collect())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Signed bundles
+
+/// Signs `content` (the DER `.p7b`) into a `.p7m`: ContentInfo(signedData) with SignedData
+/// version 1, digestAlgorithms {sha256}, encapContentInfo id-data carrying `content`,
+/// certificates = the signer certificate and `extra_certs` (its chain; DER order, duplicates
+/// removed), and one SignerInfo: version 1, issuerAndSerialNumber, sha256, signed attributes
+/// content-type (id-data), signing-time and message-digest in DER SET order, and
+/// sha256WithRSAEncryption (RSA keys) or ecdsa-with-SHA256 (P-256 keys) over the DER of the
+/// signed attributes as a SET.
+///
+/// signing-time is a UTCTime for 1950 to 2049 and a GeneralizedTime otherwise (RFC 5652
+/// §11.3), in whole seconds. The key must be the signer certificate's key.
+pub fn sign_p7m(
+    content: &[u8],
+    signer_cert_der: &[u8],
+    extra_certs: &[&[u8]],
+    key: &impl SigningKey,
+    signing_time: OffsetDateTime,
+) -> Result<Vec<u8>, BundleError> {
+    let (rest, cert) = X509Certificate::from_der(signer_cert_der)
+        .map_err(|e| BundleError::SignerCertificate(e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(BundleError::SignerCertificate(
+            "trailing bytes after the certificate".into(),
+        ));
+    }
+    if key.subject_public_key_info() != cert.public_key().raw {
+        return Err(BundleError::SignerKeyMismatch);
+    }
+    let signature_algorithm = if key.algorithm() == &rcgen::PKCS_RSA_SHA256 {
+        algorithm_null(&SHA_256_WITH_RSA_ENCRYPTION)
+    } else if key.algorithm() == &rcgen::PKCS_ECDSA_P256_SHA256 {
+        algorithm(&ECDSA_WITH_SHA_256)
+    } else {
+        return Err(BundleError::UnsupportedKey(format!(
+            "{:?}",
+            key.algorithm()
+        )));
+    };
+    let sha256 = algorithm(&ID_SHA_256);
+
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, content);
+    let attribute = |kind: &ObjectIdentifier, value: Vec<u8>| {
+        tlv(SEQUENCE, &[&oid(kind), &tlv(SET, &[&value])])
+    };
+    let attributes = [
+        attribute(&ID_CONTENT_TYPE, oid(&ID_DATA)),
+        attribute(&ID_SIGNING_TIME, signing_time_der(signing_time)?),
+        attribute(&ID_MESSAGE_DIGEST, tlv(OCTET_STRING, &[digest.as_ref()])),
+    ];
+    let attributes = der_set_order(attributes.iter().map(Vec::as_slice));
+    // RFC 5652 §5.4: the signature covers the attributes encoded as a SET OF (tag 0x31); they
+    // are written with the IMPLICIT [0] tag.
+    let to_sign = tlv(SET, &attributes);
+    let signature = key
+        .sign(&to_sign)
+        .map_err(|e| BundleError::Signing(e.to_string()))?;
+
+    let issuer_and_serial = tlv(
+        SEQUENCE,
+        &[
+            cert.tbs_certificate.issuer.as_raw(),
+            &tlv(INTEGER, &[cert.tbs_certificate.raw_serial()]),
+        ],
+    );
+    let signer_info = tlv(
+        SEQUENCE,
+        &[
+            &[INTEGER, 0x01, 0x01],
+            &issuer_and_serial,
+            &sha256,
+            &tlv(CONTEXT_0, &attributes),
+            &signature_algorithm,
+            &tlv(OCTET_STRING, &[&signature]),
+        ],
+    );
+    let certificates =
+        der_set_order(std::iter::once(signer_cert_der).chain(extra_certs.iter().copied()));
+    Ok(SignedDataParts {
+        digest_algorithms: &tlv(SET, &[&sha256]),
+        content: Some(content),
+        certificates: &certificates,
+        signer_infos: &tlv(SET, &[&signer_info]),
+    }
+    .encode())
+}
+
+fn signing_time_der(t: OffsetDateTime) -> Result<Vec<u8>, BundleError> {
+    let t = t.to_offset(UtcOffset::UTC);
+    let year = t.year();
+    let rest = format!(
+        "{:02}{:02}{:02}{:02}{:02}Z",
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    );
+    if (1950..2050).contains(&year) {
+        Ok(tlv(
+            UTC_TIME,
+            &[format!("{:02}{rest}", year % 100).as_bytes()],
+        ))
+    } else if (0..=9999).contains(&year) {
+        Ok(tlv(
+            GENERALIZED_TIME,
+            &[format!("{year:04}{rest}").as_bytes()],
+        ))
+    } else {
+        Err(BundleError::SigningTime(t.to_string()))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading
+
+/// The certificates of a PKCS#7/CMS SignedData, as DER, in file order, duplicates kept: a
+/// `.p7b` (degenerate SignedData) or the outer SignedData of a signed bundle (whose
+/// certificates are the signer's chain; the anchors of a `.p7m` are inside its content).
+/// Accepts DER, or PEM with `PKCS7` or `CMS` blocks (the certificates of every block, in
+/// order).
+///
+/// Each certificate is returned exactly as encoded in the input, after checking that it
+/// decodes as an X.509 certificate. Certificate choices that are not X.509 certificates
+/// (attribute certificates, `other`) are skipped. More than [`MAX_CERTIFICATES`] are refused
+/// before any certificate is decoded.
+///
+/// DER only: BER with indefinite lengths (the Java reference bundler, `openssl cms -stream`)
+/// is refused with [`BundleError::IndefiniteLength`]; reading it is a later issue.
+pub fn certificates_in(bytes: &[u8]) -> Result<Vec<Vec<u8>>, BundleError> {
+    let trimmed = bytes.trim_ascii_start();
+    let infos = if trimmed.starts_with(b"-----BEGIN ") {
+        let blocks = pem::parse_many(trimmed).map_err(|e| BundleError::Pem(e.to_string()))?;
+        if blocks.is_empty() {
+            return Err(BundleError::Pem("no PEM block found".into()));
+        }
+        blocks
+            .iter()
+            .map(|block| match block.tag() {
+                "PKCS7" | "CMS" => signed_data_of(block.contents()),
+                other => Err(BundleError::Pem(format!(
+                    "a \"{other}\" block where PKCS7 was expected"
+                ))),
+            })
+            .collect::<Result<Vec<_>, _>>()?
+    } else {
+        vec![signed_data_of(bytes)?]
+    };
+    // Count everything first, then decode.
+    let mut raw: Vec<&[u8]> = Vec::new();
+    for info in &infos {
+        let limit = MAX_CERTIFICATES.saturating_sub(raw.len());
+        raw.extend(certificate_tlvs(info.content.value(), limit)?);
+    }
+    let mut out = Vec::with_capacity(raw.len());
+    for (i, cert) in raw.iter().enumerate() {
+        // CertificateChoices: a Certificate is a SEQUENCE; the alternatives are [0]..[3].
+        if cert.first() != Some(&SEQUENCE) {
+            continue;
+        }
+        x509_cert::Certificate::from_der(cert).map_err(|e| {
+            BundleError::Malformed(format!(
+                "certificate {} is not an X.509 certificate: {e}",
+                i + 1
+            ))
+        })?;
+        out.push(cert.to_vec());
+    }
+    Ok(out)
+}
+
+/// The ContentInfo of a DER SignedData.
+fn signed_data_of(der: &[u8]) -> Result<cms::content_info::ContentInfo, BundleError> {
+    let info = cms::content_info::ContentInfo::from_der(der).map_err(decode_error)?;
+    if info.content_type != ID_SIGNED_DATA {
+        return Err(BundleError::NotSignedData(info.content_type.to_string()));
+    }
+    if info.content.tag() != Tag::Sequence {
+        return Err(BundleError::Malformed(
+            "the signedData content is not a SEQUENCE".into(),
+        ));
+    }
+    Ok(info)
+}
+
+fn decode_error(e: der::Error) -> BundleError {
+    match e.kind() {
+        ErrorKind::IndefiniteLength => BundleError::IndefiniteLength,
+        _ => BundleError::Malformed(e.to_string()),
+    }
+}
+
+/// Walks SignedData's fields (RFC 5652 §5.1) and returns the complete TLV of each member of
+/// `certificates`, in order, without decoding them.
+fn certificate_tlvs(signed_data: &[u8], limit: usize) -> Result<Vec<&[u8]>, BundleError> {
+    let mut r = SliceReader::new(signed_data).map_err(decode_error)?;
+    let expect = |r: &mut SliceReader<'_>, tag: Tag, what: &str| -> Result<(), BundleError> {
+        match Tag::peek(r) {
+            Ok(t) if t == tag => r.tlv_bytes().map(|_| ()).map_err(decode_error),
+            Ok(t) => Err(BundleError::Malformed(format!(
+                "SignedData {what}: expected {tag}, found {t}"
+            ))),
+            Err(e) => Err(decode_error(e)),
+        }
+    };
+    expect(&mut r, Tag::Integer, "version")?;
+    expect(&mut r, Tag::Set, "digestAlgorithms")?;
+    expect(&mut r, Tag::Sequence, "encapContentInfo")?;
+    let mut certs = Vec::new();
+    if r.peek_byte() == Some(CONTEXT_0) {
+        let header = Header::decode(&mut r).map_err(decode_error)?;
+        let body = r.read_slice(header.length()).map_err(decode_error)?;
+        let mut set = SliceReader::new(body).map_err(decode_error)?;
+        while !set.is_finished() {
+            if certs.len() == limit {
+                return Err(BundleError::TooManyCertificates {
+                    limit: MAX_CERTIFICATES,
+                });
+            }
+            certs.push(set.tlv_bytes().map_err(decode_error)?);
+        }
+    }
+    if r.peek_byte() == Some(0xa1) {
+        r.tlv_bytes().map_err(decode_error)?; // crls
+    }
+    expect(&mut r, Tag::Set, "signerInfos")?;
+    if !r.is_finished() {
+        return Err(BundleError::Malformed(
+            "unexpected data after SignedData signerInfos".into(),
+        ));
+    }
+    Ok(certs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lengths_are_minimal() {
+        for (len, want) in [
+            (0usize, vec![0x30, 0x00]),
+            (0x7f, vec![0x30, 0x7f]),
+            (0x80, vec![0x30, 0x81, 0x80]),
+            (0xff, vec![0x30, 0x81, 0xff]),
+            (0x100, vec![0x30, 0x82, 0x01, 0x00]),
+            (0x01_0000, vec![0x30, 0x83, 0x01, 0x00, 0x00]),
+            (0x0100_0000, vec![0x30, 0x84, 0x01, 0x00, 0x00, 0x00]),
+        ] {
+            let mut out = Vec::new();
+            push_header(&mut out, SEQUENCE, len);
+            assert_eq!(out, want, "{len:#x}");
+            assert_eq!(tlv_len(len), want.len() + len);
+        }
+    }
+
+    #[test]
+    fn empty_bundle_is_the_fixed_wrapper() {
+        let p7b = build_p7b(&[]);
+        assert_eq!(
+            hex::encode(&p7b),
+            "3025\
+             06092a864886f70d010702\
+             a0183016\
+             020101\
+             3100\
+             300b06092a864886f70d010701\
+             a000\
+             3100"
+        );
+    }
+
+    #[test]
+    fn serial_numbers_in_decimal() {
+        assert_eq!(integer_decimal(&[0x00]).unwrap(), "0");
+        assert_eq!(integer_decimal(&[0x7f]).unwrap(), "127");
+        assert_eq!(integer_decimal(&[0x00, 0x80]).unwrap(), "128");
+        assert_eq!(integer_decimal(&[0x01, 0x00]).unwrap(), "256");
+        assert_eq!(integer_decimal(&[0xff]).unwrap(), "-1");
+        assert_eq!(integer_decimal(&[0x80]).unwrap(), "-128");
+        assert_eq!(integer_decimal(&[0xff, 0x7f]).unwrap(), "-129");
+        assert_eq!(
+            integer_decimal(&hex::decode("00ffffffffffffffffffffffffffffffff").unwrap()).unwrap(),
+            u128::MAX.to_string()
+        );
+        assert!(integer_decimal(&[]).is_err());
+    }
+
+    #[test]
+    fn signing_time_switches_to_generalized_time_in_2050() {
+        use time::macros::datetime;
+        assert_eq!(
+            signing_time_der(datetime!(2049-12-31 23:59:59.9 UTC)).unwrap(),
+            tlv(UTC_TIME, &[b"491231235959Z"])
+        );
+        assert_eq!(
+            signing_time_der(datetime!(2050-01-01 00:00:00 UTC)).unwrap(),
+            tlv(GENERALIZED_TIME, &[b"20500101000000Z"])
+        );
+        assert_eq!(
+            signing_time_der(datetime!(1950-01-01 01:00:00 +02:00)).unwrap(),
+            tlv(GENERALIZED_TIME, &[b"19491231230000Z"])
+        );
+    }
+
+    #[test]
+    fn xml_text_is_escaped_and_control_characters_refused() {
+        let mut xml = String::new();
+        element(&mut xml, 0, "P", "a<b>&\"c'").unwrap();
+        assert_eq!(xml, "<P>a&lt;b&gt;&amp;&quot;c&apos;</P>\n");
+        assert_eq!(
+            element(&mut String::new(), 0, "P", "a\u{1}b")
+                .unwrap_err()
+                .code(),
+            "bundle_metadata_invalid"
+        );
+    }
+}

@@ -1,0 +1,433 @@
+//! `anchor` and `bundle` commands. They act on the store directly, or - when `serve` holds the
+//! store - through the running server's API with the local control token it wrote into the
+//! data directory, so a change made at the console is published without a restart.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use clap::Subcommand;
+use serde_json::{json, Value};
+
+use super::{cli_actor, emit, Output};
+use crate::authority::{Authority, Submission};
+use crate::clock::SystemClock;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::http::anchors::{AnchorJson, Published};
+
+/// Where `serve` says how to reach it.
+pub const SERVE_FILE: &str = "serve.json";
+/// The local control token (0600) `serve` writes for the CLI.
+pub const CONTROL_TOKEN_FILE: &str = "control-token";
+
+#[derive(Debug, Subcommand)]
+pub enum AnchorCommand {
+    /// Submit a trust anchor (PEM, DER, .cer/.crt, or a .p7b holding several) to a bundle.
+    Submit {
+        #[arg(long)]
+        bundle: String,
+        file: PathBuf,
+        /// A sample end-entity certificate issued under the anchor (repeatable).
+        #[arg(long = "sample")]
+        samples: Vec<PathBuf>,
+        /// The member organisation (default: the anchor's subject O or CN).
+        #[arg(long)]
+        organization: Option<String>,
+        /// A contact for the member (default: the CLI user).
+        #[arg(long)]
+        contact: Option<String>,
+    },
+    /// List anchors.
+    List {
+        #[arg(long)]
+        bundle: Option<String>,
+        /// pending, approved, published, rejected or retired.
+        #[arg(long)]
+        state: Option<String>,
+    },
+    /// Approve a pending anchor (and publish its bundle).
+    Approve {
+        id: u64,
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+    /// Reject an anchor with a reason.
+    Reject {
+        id: u64,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Remove a published anchor from its bundle (and publish the bundle).
+    Retire {
+        id: u64,
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+    /// Copy an approved anchor of a test bundle to its production bundle.
+    Promote {
+        id: u64,
+        #[arg(long)]
+        to: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BundleCommand {
+    /// List the declared bundles and their published versions.
+    List,
+    /// Build a bundle; publishes a new version only when its membership changed.
+    Build { name: String },
+}
+
+/// Opens the store, or says where the running server is when it holds the store.
+enum Target {
+    Direct(Box<Authority>),
+    Server { url: String, token: String },
+}
+
+fn target(config: Config) -> Result<Target> {
+    let data_dir = config.data_dir.clone();
+    match Authority::open(config, Arc::new(SystemClock)) {
+        Ok(a) if a.is_initialised()? => Ok(Target::Direct(Box::new(a))),
+        Ok(_) => Err(Error::NotInitialised),
+        Err(Error::Locked(dir)) => server_target(&data_dir).ok_or(Error::Locked(dir)),
+        Err(e) => Err(e),
+    }
+}
+
+fn server_target(data_dir: &Path) -> Option<Target> {
+    let serve: Value =
+        serde_json::from_slice(&std::fs::read(data_dir.join(SERVE_FILE)).ok()?).ok()?;
+    let token = std::fs::read_to_string(data_dir.join(CONTROL_TOKEN_FILE)).ok()?;
+    Some(Target::Server {
+        url: serve["url"].as_str()?.trim_end_matches('/').to_string(),
+        token: token.trim().to_string(),
+    })
+}
+
+/// One API call to the running server; API errors come back as our error codes.
+fn call(
+    url: &str,
+    token: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> Result<Value> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("tokio runtime", e))?;
+    runtime.block_on(async {
+        let client = reqwest::Client::new();
+        let mut request = client
+            .request(method, format!("{url}/api/v1{path}"))
+            .bearer_auth(token)
+            .header("x-anchorage-actor", cli_actor());
+        if let Some(b) = body {
+            request = request.json(&b);
+        }
+        let response = request.send().await.map_err(|e| {
+            Error::Store(format!("the running server at {url} did not answer: {e}"))
+        })?;
+        let status = response.status();
+        let value: Value = response
+            .json()
+            .await
+            .map_err(|e| Error::Store(format!("unreadable answer from the server: {e}")))?;
+        if status.is_success() {
+            return Ok(value);
+        }
+        let message = value["message"]
+            .as_str()
+            .unwrap_or("request failed")
+            .to_string();
+        Err(match value["code"].as_str().unwrap_or_default() {
+            "request_denied" => Error::Denied(crate::policy::Denial {
+                reasons: serde_json::from_value::<Vec<RemoteReason>>(value["reasons"].clone())
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(RemoteReason::into_reason)
+                    .collect(),
+            }),
+            "not_found" => Error::NotFound(message),
+            "conflict" => Error::Conflict(message),
+            "invalid_input" => Error::InvalidInput(message),
+            "forbidden" => Error::Forbidden(message),
+            "unauthorised" => Error::Unauthorised(message),
+            _ => Error::Store(message),
+        })
+    })
+}
+
+#[derive(serde::Deserialize)]
+struct RemoteReason {
+    code: String,
+    message: String,
+}
+
+impl RemoteReason {
+    fn into_reason(self) -> crate::policy::Reason {
+        // Reason codes are &'static str in-process; remote ones are leaked once per CLI run.
+        crate::policy::Reason {
+            code: Box::leak(self.code.into_boxed_str()),
+            message: self.message,
+            field: None,
+        }
+    }
+}
+
+fn unlock(a: &Authority) -> Result<()> {
+    super::unlock(a)
+}
+
+fn publish(a: &Authority, bundle: &str) -> Result<Option<Published>> {
+    Ok(a.rebuild_bundle(bundle, &cli_actor())?
+        .as_ref()
+        .map(Published::from))
+}
+
+fn decided(a: &Authority, id: u64, published: Option<Published>) -> Result<Value> {
+    let record = a.anchor(id)?;
+    Ok(json!({"anchor": AnchorJson::from(&record), "published": published}))
+}
+
+fn read(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| Error::io(path, e))
+}
+
+fn default_organization(file: &[u8]) -> String {
+    crate::policy::admission::read_anchor_upload(file, usize::MAX)
+        .ok()
+        .and_then(|certs| certs.into_iter().next())
+        .and_then(|der| crate::x509::summarize(&der).ok())
+        .map(|s| {
+            s.subject
+                .split(", ")
+                .find_map(|p| p.strip_prefix("O="))
+                .or_else(|| s.subject.split(", ").find_map(|p| p.strip_prefix("CN=")))
+                .unwrap_or(&s.subject)
+                .to_string()
+        })
+        .unwrap_or_else(|| "unnamed member".into())
+}
+
+pub fn anchor(config: Config, cmd: AnchorCommand, out: Output) -> Result<()> {
+    let value = match (target(config)?, cmd) {
+        (
+            t,
+            AnchorCommand::Submit {
+                bundle,
+                file,
+                samples,
+                organization,
+                contact,
+            },
+        ) => {
+            let bytes = read(&file)?;
+            let samples = samples
+                .iter()
+                .map(|p| read(p))
+                .collect::<Result<Vec<_>>>()?;
+            let submission = Submission {
+                organization: organization.unwrap_or_else(|| default_organization(&bytes)),
+                contact: contact.unwrap_or_else(cli_actor),
+                bundle,
+                file: bytes,
+                samples,
+            };
+            match t {
+                Target::Direct(a) => {
+                    let records = a.submit_anchor(&submission, &cli_actor())?;
+                    let ids: Vec<u64> = records.iter().map(|r| r.id).collect();
+                    let anchors: Vec<AnchorJson> = records.iter().map(AnchorJson::from).collect();
+                    json!({"id": ids.first(), "ids": ids, "anchors": anchors})
+                }
+                Target::Server { url, token } => {
+                    use base64::Engine;
+                    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+                    call(
+                        &url,
+                        &token,
+                        reqwest::Method::POST,
+                        &format!("/bundles/{}/anchors", submission.bundle),
+                        Some(json!({
+                            "file": b64(&submission.file),
+                            "samples": submission.samples.iter().map(|s| b64(s)).collect::<Vec<_>>(),
+                            "organization": submission.organization,
+                            "contact": submission.contact,
+                        })),
+                    )?
+                }
+            }
+        }
+        (Target::Direct(a), AnchorCommand::List { bundle, state }) => {
+            let list: Vec<AnchorJson> = a
+                .store
+                .anchors()?
+                .iter()
+                .filter(|r| bundle.as_ref().is_none_or(|b| *b == r.bundle))
+                .filter(|r| state.as_ref().is_none_or(|s| s == r.state.as_str()))
+                .map(AnchorJson::from)
+                .collect();
+            serde_json::to_value(list).unwrap_or_default()
+        }
+        (Target::Server { url, token }, AnchorCommand::List { bundle, state }) => {
+            let mut query = Vec::new();
+            if let Some(b) = bundle {
+                query.push(format!("bundle={b}"));
+            }
+            if let Some(s) = state {
+                query.push(format!("state={s}"));
+            }
+            call(
+                &url,
+                &token,
+                reqwest::Method::GET,
+                &format!("/anchors?{}", query.join("&")),
+                None,
+            )?
+        }
+        (Target::Direct(a), AnchorCommand::Approve { id, note }) => {
+            unlock(&a)?;
+            let record = a.approve_anchor(id, &cli_actor(), &note)?;
+            let published = publish(&a, &record.bundle)?;
+            decided(&a, id, published)?
+        }
+        (Target::Direct(a), AnchorCommand::Reject { id, reason }) => {
+            a.reject_anchor(id, &reason, &cli_actor())?;
+            decided(&a, id, None)?
+        }
+        (Target::Direct(a), AnchorCommand::Retire { id, note }) => {
+            unlock(&a)?;
+            let record = a.retire_anchor(id, &cli_actor(), &note)?;
+            let published = publish(&a, &record.bundle)?;
+            decided(&a, id, published)?
+        }
+        (Target::Direct(a), AnchorCommand::Promote { id, to }) => {
+            unlock(&a)?;
+            let record = a.promote_anchor(id, &to, &cli_actor())?;
+            let published = publish(&a, &record.bundle)?;
+            decided(&a, record.id, published)?
+        }
+        (Target::Server { url, token }, cmd) => {
+            let (path, body) = match cmd {
+                AnchorCommand::Approve { id, note } => {
+                    (format!("/anchors/{id}/approve"), json!({"note": note}))
+                }
+                AnchorCommand::Reject { id, reason } => {
+                    (format!("/anchors/{id}/reject"), json!({"reason": reason}))
+                }
+                AnchorCommand::Retire { id, note } => {
+                    (format!("/anchors/{id}/retire"), json!({"note": note}))
+                }
+                AnchorCommand::Promote { id, to } => {
+                    (format!("/anchors/{id}/promote"), json!({"to": to}))
+                }
+                AnchorCommand::Submit { .. } | AnchorCommand::List { .. } => {
+                    return Err(Error::InvalidInput("unreachable command".into()))
+                }
+            };
+            call(&url, &token, reqwest::Method::POST, &path, Some(body))?
+        }
+    };
+    emit(out, value.clone(), || anchor_text(&value))
+}
+
+fn anchor_text(v: &Value) -> String {
+    let line = |a: &Value| {
+        format!(
+            "#{:<5} {:<14} {:<10} {}  {}",
+            a["id"],
+            a["bundle"].as_str().unwrap_or(""),
+            a["state"].as_str().unwrap_or(""),
+            a["fingerprint"]
+                .as_str()
+                .unwrap_or("")
+                .get(..16)
+                .unwrap_or(""),
+            a["subject"].as_str().unwrap_or("")
+        )
+    };
+    let mut lines: Vec<String> = match v {
+        Value::Array(list) => list.iter().map(line).collect(),
+        _ if v.get("anchors").is_some() => v["anchors"]
+            .as_array()
+            .map(|l| l.iter().map(line).collect())
+            .unwrap_or_default(),
+        _ => vec![line(&v["anchor"])],
+    };
+    if let Some(p) = v.get("published").filter(|p| !p.is_null()) {
+        lines.push(format!(
+            "published {} version {} ({} anchors, SHA-256 {})",
+            p["bundle"].as_str().unwrap_or(""),
+            p["version"],
+            p["anchors"],
+            p["sha256"].as_str().unwrap_or("")
+        ));
+    }
+    lines.join("\n")
+}
+
+pub fn bundle(config: Config, cmd: BundleCommand, out: Output) -> Result<()> {
+    let value = match (target(config)?, cmd) {
+        (Target::Direct(a), BundleCommand::List) => {
+            let published = a.published_bundles()?;
+            let list: Vec<Value> = a
+                .inventory
+                .bundles
+                .values()
+                .map(|b| {
+                    let d = &b.declaration;
+                    let v = published.iter().find(|v| v.bundle == d.name);
+                    json!({"name": d.name, "title": d.title, "test": d.test, "signed": d.signed, "promote_to": d.promote_to,
+                           "version": v.map(|v| v.version), "sha256": v.map(|v| v.sha256.clone()), "anchors": v.map(|v| v.anchors.len())})
+                })
+                .collect();
+            Value::Array(list)
+        }
+        (Target::Direct(a), BundleCommand::Build { name }) => {
+            a.inventory.get(&name)?;
+            unlock(&a)?;
+            let published = publish(&a, &name)?;
+            let current = a.store.latest_bundle_version(&name)?;
+            json!({"bundle": name, "published": published.is_some(), "version": current.as_ref().map(|v| v.version), "sha256": current.map(|v| v.sha256)})
+        }
+        (Target::Server { url, token }, BundleCommand::List) => {
+            call(&url, &token, reqwest::Method::GET, "/bundles", None)?
+        }
+        (Target::Server { url, token }, BundleCommand::Build { name }) => call(
+            &url,
+            &token,
+            reqwest::Method::POST,
+            &format!("/bundles/{name}/build"),
+            None,
+        )?,
+    };
+    emit(out, value.clone(), || match &value {
+        Value::Array(list) => list
+            .iter()
+            .map(|b| {
+                format!(
+                    "{:<16} {:<6} version {:<4} anchors {:<4} {}",
+                    b["name"].as_str().unwrap_or(""),
+                    if b["test"] == true { "test" } else { "" },
+                    b["version"],
+                    b["anchors"],
+                    b["sha256"].as_str().unwrap_or("-")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n"),
+        v if v["published"] == true => format!(
+            "published {} version {} (SHA-256 {})",
+            v["bundle"].as_str().unwrap_or(""),
+            v["version"],
+            v["sha256"].as_str().unwrap_or("")
+        ),
+        v => format!(
+            "{} unchanged at version {}",
+            v["bundle"].as_str().unwrap_or(""),
+            v["version"]
+        ),
+    })
+}

@@ -1,0 +1,404 @@
+//! Trust-bundle publication over HTTP(S): the current .p7b/.p7m/.sha256/.json of every bundle,
+//! every older version, the changelog as JSON and Atom, and an HTML and JSON index. Everything
+//! is served from memory (rebuilt only when a new version is published), with strong ETags,
+//! Last-Modified, conditional GET and HEAD.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+use std::time::SystemTime;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use serde_json::json;
+
+use super::{ApiError, AppState};
+use crate::authority::Authority;
+use crate::error::{Error, Result};
+use crate::store::BundleVersion;
+
+const P7_TYPE: &str = "application/pkcs7-mime";
+/// Current versions change; clients should revalidate within the hour (STAs poll daily).
+const CURRENT_CACHE: &str = "public, max-age=300, must-revalidate";
+/// A numbered version never changes.
+const IMMUTABLE_CACHE: &str = "public, max-age=31536000, immutable";
+
+/// One representation, ready to send.
+#[derive(Clone)]
+pub struct Representation {
+    pub body: Bytes,
+    pub content_type: &'static str,
+    pub etag: String,
+    pub last_modified: SystemTime,
+}
+
+impl Representation {
+    fn new(body: Vec<u8>, content_type: &'static str, last_modified: SystemTime) -> Representation {
+        let etag = format!("\"{}\"", crate::model::Fingerprint::of(&body));
+        Representation {
+            body: Bytes::from(body),
+            content_type,
+            etag,
+            last_modified,
+        }
+    }
+}
+
+/// Everything served for one bundle's current version.
+pub struct ServedBundle {
+    pub version: u64,
+    pub sha256: String,
+    pub files: BTreeMap<&'static str, Representation>,
+}
+
+/// The in-memory publication; swapped whole per bundle when a version is published.
+#[derive(Default, Clone)]
+pub struct BundleCache {
+    inner: Arc<RwLock<BTreeMap<String, Arc<ServedBundle>>>>,
+    index: Arc<RwLock<Option<(Representation, Representation)>>>,
+}
+
+impl BundleCache {
+    /// Reloads every bundle's latest version from the store (start-up, after publication).
+    pub fn reload(&self, authority: &Authority) -> Result<()> {
+        let mut map = BTreeMap::new();
+        for name in authority.inventory.bundles.keys() {
+            let versions = authority.store.bundle_versions(name)?;
+            if let Some(latest) = versions.last() {
+                map.insert(name.clone(), Arc::new(served(authority, latest, &versions)));
+            }
+        }
+        let index = index_pages(authority, &map);
+        *self
+            .inner
+            .write()
+            .map_err(|_| Error::Store("lock poisoned".into()))? = map;
+        *self
+            .index
+            .write()
+            .map_err(|_| Error::Store("lock poisoned".into()))? = Some(index);
+        Ok(())
+    }
+
+    fn get(&self, name: &str) -> Option<Arc<ServedBundle>> {
+        self.inner.read().ok()?.get(name).cloned()
+    }
+
+    fn index(&self) -> Option<(Representation, Representation)> {
+        self.index.read().ok()?.clone()
+    }
+}
+
+fn system_time(t: time::OffsetDateTime) -> SystemTime {
+    SystemTime::from(t)
+}
+
+fn served(authority: &Authority, v: &BundleVersion, all: &[BundleVersion]) -> ServedBundle {
+    let at = system_time(v.published_at);
+    let name = &v.bundle;
+    let mut files = BTreeMap::new();
+    files.insert("p7b", Representation::new(v.p7b.clone(), P7_TYPE, at));
+    if let Some(p7m) = &v.p7m {
+        files.insert("p7m", Representation::new(p7m.clone(), P7_TYPE, at));
+    }
+    files.insert(
+        "sha256",
+        Representation::new(
+            format!("{}  {name}.p7b\n", v.sha256).into_bytes(),
+            "text/plain; charset=utf-8",
+            at,
+        ),
+    );
+    let base = authority.config.bundle_base_url();
+    let signer = authority.bundle_signer_cert().ok().flatten();
+    let status = json!({
+        "name": name,
+        "version": v.version,
+        "published_at": v.published_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+        "sha256": v.sha256,
+        "signed": v.p7m.is_some(),
+        "p7b": format!("{base}/bundles/{name}.p7b"),
+        "p7m": v.p7m.as_ref().map(|_| format!("{base}/bundles/{name}.p7m")),
+        "signer_sha256": signer.as_ref().map(|s| crate::model::Fingerprint::of(s).0),
+        "anchors": v.anchors.iter().map(|a| json!({
+            "subject": a.subject,
+            "fingerprint": a.fingerprint,
+            "not_after": a.not_after.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+            "organization": a.organization,
+        })).collect::<Vec<_>>(),
+    });
+    files.insert(
+        "json",
+        Representation::new(pretty(&status), "application/json", at),
+    );
+    let changes: Vec<serde_json::Value> = all
+        .iter()
+        .rev()
+        .map(|v| json!({
+            "version": v.version,
+            "published_at": v.published_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+            "sha256": v.sha256,
+            "anchors": v.anchors.len(),
+            "added": v.added.iter().map(|a| json!({"subject": a.subject, "fingerprint": a.fingerprint})).collect::<Vec<_>>(),
+            "removed": v.removed.iter().map(|a| json!({"subject": a.subject, "fingerprint": a.fingerprint})).collect::<Vec<_>>(),
+            "p7b": format!("{base}/bundles/{name}/v/{}.p7b", v.version),
+        }))
+        .collect();
+    files.insert(
+        "changes.json",
+        Representation::new(
+            pretty(&json!({"name": name, "versions": changes})),
+            "application/json",
+            at,
+        ),
+    );
+    files.insert(
+        "changes.atom",
+        Representation::new(
+            atom(&base, name, all).into_bytes(),
+            "application/atom+xml",
+            at,
+        ),
+    );
+    ServedBundle {
+        version: v.version,
+        sha256: v.sha256.clone(),
+        files,
+    }
+}
+
+fn pretty(v: &serde_json::Value) -> Vec<u8> {
+    let mut out = serde_json::to_vec_pretty(v).unwrap_or_default();
+    out.push(b'\n');
+    out
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&apos;")
+}
+
+fn rfc3339(t: time::OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// RFC 4287 feed: one entry per version, newest first.
+fn atom(base: &str, name: &str, all: &[BundleVersion]) -> String {
+    let updated = all
+        .last()
+        .map(|v| rfc3339(v.published_at))
+        .unwrap_or_default();
+    let mut out = format!(
+        "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<feed xmlns=\"http://www.w3.org/2005/Atom\">\n  <title>{t} trust bundle changes</title>\n  <id>{b}/bundles/{t}/changes.atom</id>\n  <link rel=\"self\" href=\"{b}/bundles/{t}/changes.atom\"/>\n  <link href=\"{b}/bundles/{t}.p7b\"/>\n  <updated>{updated}</updated>\n  <author><name>anchorage</name></author>\n",
+        t = xml_escape(name),
+        b = xml_escape(base)
+    );
+    for v in all.iter().rev() {
+        let mut summary = format!("{} anchors, SHA-256 {}.", v.anchors.len(), v.sha256);
+        for a in &v.added {
+            summary.push_str(&format!(" Added: {} ({}).", a.subject, a.fingerprint));
+        }
+        for a in &v.removed {
+            summary.push_str(&format!(" Removed: {} ({}).", a.subject, a.fingerprint));
+        }
+        out.push_str(&format!(
+            "  <entry>\n    <title>{n} version {ver}</title>\n    <id>{b}/bundles/{n}/v/{ver}.p7b</id>\n    <link href=\"{b}/bundles/{n}/v/{ver}.p7b\"/>\n    <updated>{at}</updated>\n    <summary>{s}</summary>\n  </entry>\n",
+            n = xml_escape(name),
+            ver = v.version,
+            b = xml_escape(base),
+            at = rfc3339(v.published_at),
+            s = xml_escape(&summary)
+        ));
+    }
+    out.push_str("</feed>\n");
+    out
+}
+
+fn index_pages(
+    authority: &Authority,
+    map: &BTreeMap<String, Arc<ServedBundle>>,
+) -> (Representation, Representation) {
+    let base = authority.config.bundle_base_url();
+    let latest = map
+        .values()
+        .filter_map(|b| b.files.get("p7b").map(|r| r.last_modified))
+        .max()
+        .unwrap_or(SystemTime::UNIX_EPOCH);
+    let mut rows = String::new();
+    let mut list = Vec::new();
+    for (name, declared) in &authority.inventory.bundles {
+        let d = &declared.declaration;
+        let served = map.get(name);
+        let links = match served {
+            Some(s) => {
+                let p7m = if s.files.contains_key("p7m") {
+                    format!(" <a href=\"{n}.p7m\">.p7m</a>", n = xml_escape(name))
+                } else {
+                    String::new()
+                };
+                format!(
+                    "<a href=\"{n}.p7b\">.p7b</a>{p7m} <a href=\"{n}.sha256\">.sha256</a> <a href=\"{n}.json\">.json</a> <a href=\"{n}/changes.atom\">changes</a>",
+                    n = xml_escape(name)
+                )
+            }
+            None => "not published yet".to_string(),
+        };
+        rows.push_str(&format!(
+            "<tr><td><strong>{title}</strong>{test}<br><small>{desc}</small></td><td>{ver}</td><td><code>{sha}</code></td><td>{links}</td></tr>\n",
+            title = xml_escape(&d.title),
+            test = if d.test { " <em>(test)</em>" } else { "" },
+            desc = xml_escape(&d.description),
+            ver = served.map(|s| s.version.to_string()).unwrap_or_else(|| "-".into()),
+            sha = served.map(|s| s.sha256.clone()).unwrap_or_default(),
+        ));
+        list.push(json!({
+            "name": name,
+            "title": d.title,
+            "description": d.description,
+            "test": d.test,
+            "signed": d.signed,
+            "version": served.map(|s| s.version),
+            "sha256": served.map(|s| s.sha256.clone()),
+            "p7b": served.map(|_| format!("{base}/bundles/{name}.p7b")),
+            "p7m": served.filter(|s| s.files.contains_key("p7m")).map(|_| format!("{base}/bundles/{name}.p7m")),
+            "json": served.map(|_| format!("{base}/bundles/{name}.json")),
+        }));
+    }
+    let html = format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>Trust bundles</title>\n<style>body{{font-family:system-ui,sans-serif;margin:2rem;max-width:70rem}}table{{border-collapse:collapse;width:100%}}td,th{{border-bottom:1px solid #ccc;padding:.5rem;text-align:left;vertical-align:top}}code{{font-size:.8rem;word-break:break-all}}</style></head>\n<body><h1>Trust bundles</h1>\n<p>Direct trust bundles published by this service. STAs should download the signed <code>.p7m</code> (or the <code>.p7b</code>) at least daily and compare the SHA-256 digest.</p>\n<table><thead><tr><th>Bundle</th><th>Version</th><th>SHA-256 of the .p7b</th><th>Downloads</th></tr></thead><tbody>\n{rows}</tbody></table>\n</body></html>\n"
+    );
+    (
+        Representation::new(html.into_bytes(), "text/html; charset=utf-8", latest),
+        Representation::new(
+            pretty(&json!({"bundles": list})),
+            "application/json",
+            latest,
+        ),
+    )
+}
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/bundles", get(index_html))
+        .route("/bundles/", get(index_html))
+        .route("/bundles.json", get(index_json))
+        .route("/bundles/{file}", get(current))
+        .route("/bundles/{name}/{file}", get(changes))
+        .route("/bundles/{name}/v/{file}", get(older))
+}
+
+/// 304 when the client's validators match (If-None-Match wins over If-Modified-Since).
+fn respond(r: &Representation, headers: &HeaderMap, cache: &'static str) -> Response {
+    let not_modified = match headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(list) => list
+            .split(',')
+            .map(str::trim)
+            .any(|tag| tag == "*" || tag == r.etag),
+        None => headers
+            .get(header::IF_MODIFIED_SINCE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| httpdate::parse_http_date(v).ok())
+            .is_some_and(|since| {
+                // HTTP dates have whole seconds.
+                let modified = httpdate::parse_http_date(&httpdate::fmt_http_date(r.last_modified))
+                    .unwrap_or(r.last_modified);
+                modified <= since
+            }),
+    };
+    let mut response = if not_modified {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        let mut ok = r.body.clone().into_response();
+        ok.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(r.content_type),
+        );
+        ok
+    };
+    let h = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&r.etag) {
+        h.insert(header::ETAG, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(r.last_modified)) {
+        h.insert(header::LAST_MODIFIED, v);
+    }
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    response
+}
+
+fn not_found(what: &str) -> ApiError {
+    ApiError(Error::NotFound(format!("no such bundle resource '{what}'")))
+}
+
+async fn index_html(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (html, _) = state.bundles.index().ok_or_else(|| not_found("index"))?;
+    Ok(respond(&html, &headers, CURRENT_CACHE))
+}
+
+async fn index_json(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (_, list) = state.bundles.index().ok_or_else(|| not_found("index"))?;
+    Ok(respond(&list, &headers, CURRENT_CACHE))
+}
+
+async fn current(
+    State(state): State<AppState>,
+    Path(file): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (name, ext) = file.rsplit_once('.').ok_or_else(|| not_found(&file))?;
+    let bundle = state.bundles.get(name).ok_or_else(|| not_found(&file))?;
+    let r = bundle.files.get(ext).ok_or_else(|| not_found(&file))?;
+    Ok(respond(r, &headers, CURRENT_CACHE))
+}
+
+async fn changes(
+    State(state): State<AppState>,
+    Path((name, file)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let bundle = state.bundles.get(&name).ok_or_else(|| not_found(&name))?;
+    let r = bundle
+        .files
+        .get(file.as_str())
+        .filter(|_| file.starts_with("changes."))
+        .ok_or_else(|| not_found(&file))?;
+    Ok(respond(r, &headers, CURRENT_CACHE))
+}
+
+async fn older(
+    State(state): State<AppState>,
+    Path((name, file)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (number, ext) = file.rsplit_once('.').ok_or_else(|| not_found(&file))?;
+    let number: u64 = number.parse().map_err(|_| not_found(&file))?;
+    let authority = state.authority.clone();
+    let version =
+        tokio::task::spawn_blocking(move || authority.store.bundle_version(&name, number))
+            .await
+            .map_err(|e| Error::Store(e.to_string()))??
+            .ok_or_else(|| not_found(&file))?;
+    let at = system_time(version.published_at);
+    let r = match ext {
+        "p7b" => Representation::new(version.p7b, P7_TYPE, at),
+        "p7m" => Representation::new(version.p7m.ok_or_else(|| not_found(&file))?, P7_TYPE, at),
+        _ => return Err(not_found(&file)),
+    };
+    Ok(respond(&r, &headers, IMMUTABLE_CACHE))
+}

@@ -1,0 +1,270 @@
+//! The trust-bundle inventory: one reviewed `bundles/<name>.toml` per bundle, with optional
+//! seed anchors under `bundles/<name>/anchors/`. Loading is strict so that a typo in a
+//! declaration stops the service instead of publishing the wrong bundle.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// File extensions read as seed anchors.
+const SEED_EXTENSIONS: [&str; 5] = ["pem", "cer", "crt", "der", "p7b"];
+
+/// A bundle name: lower-case letters, digits and hyphens, as used in URLs.
+pub fn check_bundle_name(name: &str) -> std::result::Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !name.starts_with('-')
+        && !name.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "'{name}' is not a bundle name (1-63 lower-case letters, digits and inner hyphens)"
+        ))
+    }
+}
+
+/// Trust-bundle metadata carried in the .p7b content and shown to operators.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BundleMetadata {
+    /// The trust-community profile the bundle implements (free text).
+    #[serde(default)]
+    pub profile: String,
+    /// Where the bundle is published; `{public_https_url}/bundles/<name>.p7b` when empty.
+    #[serde(default)]
+    pub distribution_point: String,
+    /// Embed the metadata XML as the .p7b content (spec §5 variant); off by default because
+    /// some consumers expect the content to be absent.
+    #[serde(default)]
+    pub embed_in_p7b: bool,
+}
+
+/// One local bundle as declared.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BundleDeclaration {
+    #[serde(default)]
+    pub name: String,
+    pub title: String,
+    #[serde(default)]
+    pub description: String,
+    /// Admission policy file under `policies/` (without `.toml`).
+    #[serde(default = "default_policy")]
+    pub admission_policy: String,
+    /// Publish a CMS-signed .p7m beside the .p7b.
+    #[serde(default = "yes")]
+    pub signed: bool,
+    /// A test/staging bundle; its anchors can be promoted to `promote_to`.
+    #[serde(default)]
+    pub test: bool,
+    #[serde(default)]
+    pub promote_to: Option<String>,
+    #[serde(default)]
+    pub metadata: BundleMetadata,
+}
+
+fn default_policy() -> String {
+    "anchor-admission".into()
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A seed anchor file shipped with a declaration.
+#[derive(Debug, Clone)]
+pub struct SeedFile {
+    pub path: PathBuf,
+    pub bytes: Vec<u8>,
+}
+
+/// A declaration with its seed files.
+#[derive(Debug, Clone)]
+pub struct DeclaredBundle {
+    pub declaration: BundleDeclaration,
+    pub file: PathBuf,
+    pub seeds: Vec<SeedFile>,
+}
+
+/// Every declared bundle, by name.
+#[derive(Debug, Clone, Default)]
+pub struct Inventory {
+    pub bundles: BTreeMap<String, DeclaredBundle>,
+}
+
+impl Inventory {
+    /// Reads `dir/*.toml`; a missing directory is an empty inventory.
+    pub fn load(dir: &Path) -> Result<Inventory> {
+        let mut inventory = Inventory::default();
+        if !dir.exists() {
+            return Ok(inventory);
+        }
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(|e| Error::io(dir, e))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect();
+        files.sort();
+        for file in files {
+            let declared = load_declaration(&file)?;
+            inventory
+                .bundles
+                .insert(declared.declaration.name.clone(), declared);
+        }
+        inventory.check_links()?;
+        Ok(inventory)
+    }
+
+    fn check_links(&self) -> Result<()> {
+        for (name, b) in &self.bundles {
+            if let Some(target) = &b.declaration.promote_to {
+                let Some(t) = self.bundles.get(target) else {
+                    return Err(Error::Config(format!(
+                        "{}: promote_to = '{target}' names no declared bundle",
+                        b.file.display()
+                    )));
+                };
+                if t.declaration.test || target == name {
+                    return Err(Error::Config(format!(
+                        "{}: promote_to = '{target}' must name a production bundle",
+                        b.file.display()
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn get(&self, name: &str) -> Result<&DeclaredBundle> {
+        self.bundles.get(name).ok_or_else(|| {
+            let known: Vec<&str> = self.bundles.keys().map(String::as_str).collect();
+            Error::NotFound(format!(
+                "no bundle '{name}' (declared: {})",
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
+            ))
+        })
+    }
+}
+
+fn load_declaration(file: &Path) -> Result<DeclaredBundle> {
+    let text = std::fs::read_to_string(file).map_err(|e| Error::io(file, e))?;
+    let origin = file.display().to_string();
+    let mut declaration: BundleDeclaration =
+        toml::from_str(&text).map_err(|e| Error::Config(format!("{origin}: {e}")))?;
+    let stem = file
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if declaration.name.is_empty() {
+        declaration.name = stem.clone();
+    }
+    check_bundle_name(&declaration.name).map_err(|e| Error::Config(format!("{origin}: {e}")))?;
+    if declaration.name != stem {
+        return Err(Error::Config(format!(
+            "{origin}: name = '{}' must equal the file name '{stem}'",
+            declaration.name
+        )));
+    }
+    if declaration.title.trim().is_empty() {
+        return Err(Error::Config(format!("{origin}: title is empty")));
+    }
+    if declaration.promote_to.is_some() && !declaration.test {
+        return Err(Error::Config(format!(
+            "{origin}: promote_to is only for test bundles (set test = true)"
+        )));
+    }
+    let seeds = load_seeds(&file.with_extension("").join("anchors"))?;
+    Ok(DeclaredBundle {
+        declaration,
+        file: file.to_path_buf(),
+        seeds,
+    })
+}
+
+fn load_seeds(dir: &Path) -> Result<Vec<SeedFile>> {
+    if !dir.exists() {
+        return Ok(Vec::new());
+    }
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(dir, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension()
+                .and_then(|x| x.to_str())
+                .is_some_and(|x| SEED_EXTENSIONS.contains(&x.to_ascii_lowercase().as_str()))
+        })
+        .collect();
+    paths.sort();
+    paths
+        .into_iter()
+        .map(|path| {
+            let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+            Ok(SeedFile { path, bytes })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_declarations_load() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("bundles");
+        let inv = Inventory::load(&dir).unwrap();
+        let names: Vec<&str> = inv.bundles.keys().map(String::as_str).collect();
+        assert_eq!(
+            names,
+            ["patient", "patient-test", "provider", "provider-test"]
+        );
+        assert_eq!(
+            inv.get("provider-test")
+                .unwrap()
+                .declaration
+                .promote_to
+                .as_deref(),
+            Some("provider")
+        );
+    }
+
+    #[test]
+    fn strict_loading() {
+        let cases: &[(&str, &str, &str)] = &[
+            ("fail/unknown-key", "p.toml", "title = \"P\"\ncolour = 1\n"),
+            (
+                "fail/name-mismatch",
+                "p.toml",
+                "name = \"q\"\ntitle = \"P\"\n",
+            ),
+            ("fail/bad-name", "P_1.toml", "title = \"P\"\n"),
+            (
+                "fail/promote-missing",
+                "p.toml",
+                "title = \"P\"\ntest = true\npromote_to = \"nope\"\n",
+            ),
+            (
+                "fail/promote-from-production",
+                "p.toml",
+                "title = \"P\"\npromote_to = \"p\"\n",
+            ),
+            ("fail/empty-title", "p.toml", "title = \" \"\n"),
+        ];
+        for (name, file, text) in cases {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(dir.path().join(file), text).unwrap();
+            let err = Inventory::load(dir.path()).unwrap_err();
+            assert_eq!(err.code(), "config_invalid", "{name}");
+        }
+    }
+}

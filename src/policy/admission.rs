@@ -1,0 +1,1493 @@
+//! Anchor admission: whether a member's CA certificate may join a trust bundle. Trust is
+//! all-or-nothing per bundle (spec §1): one weak, expired or mistaken anchor exposes the mail of
+//! every member, so this is the community's gate. Two pure steps: [`read_anchor_upload`] says
+//! what an uploaded file is, and refuses private keys, PKCS#12 files and CSRs with a reason a
+//! member can act on; [`admit`] checks one anchor against the [`AdmissionPolicy`] of
+//! `policies/anchor-admission.toml`. A refusal lists every failed rule. The policy is a plain
+//! value, so the same check can run in report-only mode over the anchors of external bundles.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use time::{Duration, OffsetDateTime};
+use x509_parser::prelude::{FromDer, X509Certificate, X509CertificationRequest};
+
+use super::profile::KeyKind;
+use super::{Denial, Reasons};
+use crate::error::{Error, Result};
+use crate::model::Fingerprint;
+use crate::x509::{self, KeyInfo, SignatureAlgorithm, SignatureInfo};
+
+/// The policy's file name, in `policies_dir` or embedded.
+pub const POLICY_FILE: &str = "anchor-admission.toml";
+
+const EMBEDDED_POLICY: &str = include_str!("../../policies/anchor-admission.toml");
+
+/// Bounds beyond which a policy value is a mistake rather than a choice.
+const MAX_RSA_BITS: u32 = 16384;
+const MAX_DAYS_REMAINING: u32 = 3650;
+const MAX_UPLOAD_BYTES: usize = 16 * 1024 * 1024;
+
+/// The `field` of a reason: the uploaded anchor, or the sample certificates.
+const ANCHOR: &str = "anchor";
+const SAMPLES: &str = "samples";
+
+/// The admission rules, as loaded from `policies/anchor-admission.toml`. A key left out of the
+/// file takes the value of [`AdmissionPolicy::default`], which the shipped file spells out.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdmissionPolicy {
+    /// Days the anchor must stay valid after admission.
+    pub min_days_remaining: u32,
+    pub key_types: Vec<KeyKind>,
+    pub min_rsa_bits: u32,
+    /// The anchor's own signature algorithm.
+    pub signature_algorithms: Vec<SignatureAlgorithm>,
+    pub require_basic_constraints_ca: bool,
+    pub require_key_cert_sign: bool,
+    /// Check the sample end-entity certificates a member gives (samples are optional).
+    pub check_samples: bool,
+    pub max_upload_bytes: usize,
+}
+
+impl Default for AdmissionPolicy {
+    fn default() -> Self {
+        use SignatureAlgorithm as S;
+        AdmissionPolicy {
+            min_days_remaining: 30,
+            key_types: vec![KeyKind::Rsa, KeyKind::P256, KeyKind::P384],
+            min_rsa_bits: 2048,
+            signature_algorithms: vec![
+                S::RsaSha256,
+                S::RsaSha384,
+                S::RsaSha512,
+                S::RsaPssSha256,
+                S::RsaPssSha384,
+                S::RsaPssSha512,
+                S::EcdsaSha256,
+                S::EcdsaSha384,
+                S::EcdsaSha512,
+            ],
+            require_basic_constraints_ca: true,
+            require_key_cert_sign: true,
+            check_samples: true,
+            max_upload_bytes: 1024 * 1024,
+        }
+    }
+}
+
+impl AdmissionPolicy {
+    /// Loads `anchor-admission.toml` from `dir`, or the copy embedded at build time when no
+    /// directory is configured.
+    pub fn load(dir: Option<&Path>) -> Result<AdmissionPolicy> {
+        match dir {
+            None => AdmissionPolicy::parse(EMBEDDED_POLICY, &format!("(embedded) {POLICY_FILE}")),
+            Some(dir) => {
+                let path = dir.join(POLICY_FILE);
+                let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+                AdmissionPolicy::parse(&text, &path.display().to_string())
+            }
+        }
+    }
+
+    /// Parses a policy; `origin` names the file in errors. Unknown keys and impossible values
+    /// are refused, so a typo stops the service instead of silently admitting something else.
+    pub fn parse(text: &str, origin: &str) -> Result<AdmissionPolicy> {
+        let policy: AdmissionPolicy = toml::from_str(text).map_err(|e| Error::Profile {
+            file: origin.to_string(),
+            message: e.to_string(),
+        })?;
+        let problems = policy.problems();
+        if problems.is_empty() {
+            Ok(policy)
+        } else {
+            Err(Error::Profile {
+                file: origin.to_string(),
+                message: problems.join("; "),
+            })
+        }
+    }
+
+    fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.key_types.is_empty() {
+            out.push("key_types is empty: no anchor could be admitted".into());
+        }
+        if self.signature_algorithms.is_empty() {
+            out.push("signature_algorithms is empty: no anchor could be admitted".into());
+        }
+        if self.min_rsa_bits < 2048 || self.min_rsa_bits > MAX_RSA_BITS {
+            out.push(format!(
+                "min_rsa_bits = {} is outside 2048..={MAX_RSA_BITS} (RSA below 2048 bits is breakable)",
+                self.min_rsa_bits
+            ));
+        }
+        if self.min_rsa_bits % 8 != 0 {
+            out.push(format!(
+                "min_rsa_bits = {} is not a multiple of 8 (RSA moduli are whole bytes)",
+                self.min_rsa_bits
+            ));
+        }
+        if self.min_days_remaining > MAX_DAYS_REMAINING {
+            out.push(format!(
+                "min_days_remaining = {} is more than {MAX_DAYS_REMAINING} (10 years): it would refuse almost every CA",
+                self.min_days_remaining
+            ));
+        }
+        if self.max_upload_bytes == 0 || self.max_upload_bytes > MAX_UPLOAD_BYTES {
+            out.push(format!(
+                "max_upload_bytes = {} is outside 1..={MAX_UPLOAD_BYTES}",
+                self.max_upload_bytes
+            ));
+        }
+        out
+    }
+}
+
+/// Says what an uploaded anchor file is and returns its DER certificates, in file order
+/// without duplicates: a PEM file (one or several CERTIFICATE blocks, text around them
+/// allowed), a DER certificate (.cer/.crt), or a PKCS#7 .p7b (DER or `-----BEGIN PKCS7-----`).
+/// Private keys, PKCS#12 files and CSRs are refused with their own codes so the member learns
+/// what went wrong; nothing of their content reaches a message. The size is checked first, so
+/// nothing parses an oversized input.
+pub fn read_anchor_upload(bytes: &[u8], max_bytes: usize) -> Result<Vec<Vec<u8>>, Denial> {
+    let mut r = Reasons::default();
+    if bytes.len() > max_bytes {
+        r.add(
+            "upload_too_large",
+            ANCHOR,
+            format!(
+                "the upload is {} bytes; the limit is {max_bytes} bytes",
+                bytes.len()
+            ),
+        );
+        return r.into_result(|| None);
+    }
+    if bytes.trim_ascii().is_empty() {
+        r.add(
+            "upload_empty",
+            ANCHOR,
+            "the upload is empty; choose the CA certificate file (.pem, .cer, .crt or .p7b)",
+        );
+        return r.into_result(|| None);
+    }
+    let certs = if find(bytes, b"-----BEGIN ").is_some() {
+        read_pem(bytes, &mut r)
+    } else {
+        read_der(bytes, &mut r)
+    };
+    let mut seen = HashSet::new();
+    let unique: Vec<Vec<u8>> = certs
+        .into_iter()
+        .filter(|c| seen.insert(c.clone()))
+        .collect();
+    r.into_result(|| (!unique.is_empty()).then_some(unique))
+}
+
+/// An anchor already in the target bundle, as far as duplicate detection needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExistingAnchor {
+    pub fingerprint: Fingerprint,
+    pub subject_raw: Vec<u8>,
+    /// Its key identifier ([`AnchorFacts::key_id`]); `None` when unknown.
+    pub key_id: Option<Vec<u8>>,
+}
+
+impl From<&AnchorFacts> for ExistingAnchor {
+    fn from(facts: &AnchorFacts) -> Self {
+        ExistingAnchor {
+            fingerprint: facts.fingerprint.clone(),
+            subject_raw: facts.subject_raw.clone(),
+            key_id: Some(facts.key_id.clone()),
+        }
+    }
+}
+
+/// What admission learned about an anchor it accepted: what a store record and a listing need.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnchorFacts {
+    /// SHA-256 of the DER certificate.
+    pub fingerprint: Fingerprint,
+    pub subject: String,
+    /// The subject name's DER: names chain byte for byte, never by their text.
+    #[serde(with = "crate::model::base64_bytes")]
+    pub subject_raw: Vec<u8>,
+    /// The subjectKeyIdentifier, or the RFC 7093 method 1 identifier of the key when absent.
+    #[serde(with = "hex_bytes")]
+    pub key_id: Vec<u8>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub not_before: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub not_after: OffsetDateTime,
+    /// Such as `RSA-2048` or `ECDSA P-384`.
+    pub key: String,
+    /// Such as `sha256WithRSAEncryption`.
+    pub signature_algorithm: String,
+}
+
+/// Checks one anchor (DER) against `policy`. `samples` are end-entity certificates (DER) the
+/// member says the CA issued, numbered from 1 in messages; a CA among them that the anchor
+/// issued counts as an intermediate for the others (one level). `existing` are the anchors
+/// already in the target bundle. Returns the anchor's facts, or every rule it failed.
+pub fn admit(
+    anchor_der: &[u8],
+    samples: &[Vec<u8>],
+    existing: &[ExistingAnchor],
+    policy: &AdmissionPolicy,
+    now: OffsetDateTime,
+) -> Result<AnchorFacts, Denial> {
+    let mut r = Reasons::default();
+    let Some(anchor) = parse_certificate(anchor_der) else {
+        r.add(
+            "anchor_unreadable",
+            ANCHOR,
+            "the anchor is not a DER X.509 certificate",
+        );
+        return r.into_result(|| None);
+    };
+    check_ca(&anchor, policy, &mut r);
+    check_validity(&anchor, policy, now, &mut r);
+    let key = x509::key_info(anchor.public_key());
+    check_key(&key, policy, &mut r);
+    let signature = x509::signature_info(&anchor.signature_algorithm);
+    check_signature(&signature, policy, &mut r);
+    let facts = AnchorFacts {
+        fingerprint: Fingerprint::of(anchor_der),
+        subject: anchor.subject().to_string(),
+        subject_raw: anchor.subject().as_raw().to_vec(),
+        key_id: x509::subject_key_id(&anchor)
+            .unwrap_or_else(|| x509::key_identifier(anchor.public_key())),
+        not_before: anchor.validity().not_before.to_datetime(),
+        not_after: anchor.validity().not_after.to_datetime(),
+        key: key.description,
+        signature_algorithm: signature.description,
+    };
+    check_duplicates(&anchor, &facts, existing, &mut r);
+    if policy.check_samples {
+        check_samples(&anchor, samples, now, &mut r);
+    }
+    r.into_result(move || Some(facts))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Upload classification
+
+const SEQUENCE: u8 = 0x30;
+const SET: u8 = 0x31;
+const INTEGER: u8 = 0x02;
+const OCTET_STRING: u8 = 0x04;
+const OID: u8 = 0x06;
+const CONTEXT_0: u8 = 0xa0;
+const CONTEXT_1: u8 = 0xa1;
+/// 1.2.840.113549.1.7: the PKCS#7 content types (data, signedData, ...).
+const PKCS7_ARC: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07];
+/// 1.2.840.113549.1.7.2 signedData.
+const PKCS7_SIGNED_DATA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x02];
+
+const NEVER_KEYS: &str = "Never upload private keys: keep the key where it is and upload only \
+                          the CA certificate (.pem, .cer, .crt or .p7b)";
+
+fn read_pem(bytes: &[u8], r: &mut Reasons) -> Vec<Vec<u8>> {
+    // Labels are read before any decoding, so a key is recognised even when its body is
+    // damaged, and nothing of it is decoded at all.
+    let labels = pem_labels(bytes);
+    let mut refused = false;
+    if labels.iter().any(|l| l.contains("PRIVATE KEY")) {
+        r.add(
+            "upload_is_private_key",
+            ANCHOR,
+            format!("the upload contains a private key. {NEVER_KEYS}"),
+        );
+        refused = true;
+    }
+    if labels
+        .iter()
+        .any(|l| l == "CERTIFICATE REQUEST" || l == "NEW CERTIFICATE REQUEST")
+    {
+        r.add(
+            "upload_is_csr",
+            ANCHOR,
+            "the upload contains a certificate signing request (CSR), not a certificate; upload the CA certificate itself",
+        );
+        refused = true;
+    }
+    if refused {
+        return Vec::new();
+    }
+    let Ok(blocks) = ::pem::parse_many(bytes) else {
+        r.add(
+            "upload_unreadable",
+            ANCHOR,
+            "the PEM armour is malformed (a block is not base64, or BEGIN and END lines do not match)",
+        );
+        return Vec::new();
+    };
+    let mut certs = Vec::new();
+    let mut others = Vec::new();
+    for (i, block) in blocks.iter().enumerate() {
+        let n = i + 1;
+        match block.tag() {
+            "CERTIFICATE" | "X509 CERTIFICATE" => {
+                if parse_certificate(block.contents()).is_some() {
+                    certs.push(block.contents().to_vec());
+                } else {
+                    r.add(
+                        "upload_unreadable",
+                        ANCHOR,
+                        format!("PEM block {n} (CERTIFICATE) is not a readable X.509 certificate"),
+                    );
+                }
+            }
+            "PKCS7" | "CMS" => match pkcs7_certificates(block.contents()) {
+                Ok(found) => certs.extend(found),
+                Err(why) => r.add("upload_unreadable", ANCHOR, format!("PEM block {n}: {why}")),
+            },
+            other => others.push(other.to_string()),
+        }
+    }
+    if blocks.is_empty() {
+        r.add(
+            "upload_unreadable",
+            ANCHOR,
+            "the PEM file holds no complete BEGIN/END block",
+        );
+    } else if certs.is_empty() && !others.is_empty() {
+        r.add(
+            "upload_unreadable",
+            ANCHOR,
+            format!(
+                "the PEM file holds no CERTIFICATE or PKCS7 block (found: {})",
+                others.join(", ")
+            ),
+        );
+    }
+    certs
+}
+
+fn read_der(bytes: &[u8], r: &mut Reasons) -> Vec<Vec<u8>> {
+    if let Ok((rest, _)) = X509Certificate::from_der(bytes) {
+        if rest.is_empty() {
+            return vec![bytes.to_vec()];
+        }
+        r.add(
+            "upload_unreadable",
+            ANCHOR,
+            format!(
+                "the file holds a DER certificate followed by {} more bytes; upload a PEM file or a .p7b for several certificates",
+                rest.len()
+            ),
+        );
+        return Vec::new();
+    }
+    match der_kind(bytes) {
+        DerKind::Cms { .. } => match pkcs7_certificates(bytes) {
+            Ok(certs) => return certs,
+            Err(why) => r.add("upload_unreadable", ANCHOR, why),
+        },
+        DerKind::Pkcs12 => r.add(
+            "upload_is_pkcs12",
+            ANCHOR,
+            format!(
+                "the upload is a PKCS#12 file (.p12/.pfx), which carries a private key. {NEVER_KEYS}; \
+                 `openssl pkcs12 -in FILE -nokeys -out ca.pem` takes the certificates out of it"
+            ),
+        ),
+        DerKind::PrivateKey(form) => r.add(
+            "upload_is_private_key",
+            ANCHOR,
+            format!("the upload is a private key ({form}). {NEVER_KEYS}"),
+        ),
+        DerKind::Unknown if X509CertificationRequest::from_der(bytes).is_ok() => r.add(
+            "upload_is_csr",
+            ANCHOR,
+            "the upload is a certificate signing request (CSR), not a certificate; upload the CA certificate itself",
+        ),
+        DerKind::Unknown => r.add(
+            "upload_unreadable",
+            ANCHOR,
+            "the upload is neither a certificate (PEM or DER) nor a PKCS#7 bundle (.p7b)",
+        ),
+    }
+    Vec::new()
+}
+
+/// The certificates of a DER PKCS#7, refusing a signed message: the certificates of a `.p7m`
+/// are its signer's chain, and taking them for anchors would trust the wrong CA.
+fn pkcs7_certificates(der: &[u8]) -> std::result::Result<Vec<Vec<u8>>, String> {
+    if der_kind(der) == (DerKind::Cms { signed: true }) {
+        return Err(
+            "the PKCS#7 file is a signed message (such as a signed bundle .p7m), not a certificates-only .p7b; upload the CA certificate itself"
+                .into(),
+        );
+    }
+    let certs = crate::bundle::certificates_in(der)
+        .map_err(|e| format!("the PKCS#7 file cannot be read: {e}"))?;
+    if certs.is_empty() {
+        return Err("the PKCS#7 file holds no certificates".into());
+    }
+    Ok(certs)
+}
+
+/// What a DER (or BER) file that is not a certificate looks like, judged by its first elements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DerKind {
+    /// A PKCS#7/CMS ContentInfo; `signed` when it is SignedData with signerInfos.
+    Cms {
+        signed: bool,
+    },
+    Pkcs12,
+    /// The form of the key, for the message.
+    PrivateKey(&'static str),
+    Unknown,
+}
+
+fn der_kind(bytes: &[u8]) -> DerKind {
+    let Some(outer) = tlv(bytes).filter(|t| t.tag == SEQUENCE) else {
+        return DerKind::Unknown;
+    };
+    let int = |t: &Tlv<'_>, v: u8| t.tag == INTEGER && t.contents == [v];
+    let starts_with_oid =
+        |t: &Tlv<'_>| t.tag == SEQUENCE && tlv(t.contents).is_some_and(|o| o.tag == OID);
+    match children(outer.contents).as_slice() {
+        // RFC 5652 ContentInfo: contentType, [0] EXPLICIT content.
+        [oid, content, ..]
+            if oid.tag == OID
+                && oid.contents.starts_with(PKCS7_ARC)
+                && content.tag == CONTEXT_0 =>
+        {
+            let signed = oid.contents == PKCS7_SIGNED_DATA
+                && tlv(content.contents)
+                    .filter(|t| t.tag == SEQUENCE)
+                    .is_some_and(|signed_data| {
+                        // SignedData ends with signerInfos, a SET that is empty in a .p7b.
+                        let fields = children(signed_data.contents);
+                        fields.len() >= 4
+                            && fields
+                                .last()
+                                .is_some_and(|t| t.tag == SET && !t.contents.is_empty())
+                    });
+            DerKind::Cms { signed }
+        }
+        // RFC 7292 PFX: version 3, authSafe ContentInfo (data or signedData), macData.
+        [version, auth_safe, ..]
+            if int(version, 3)
+                && auth_safe.tag == SEQUENCE
+                && tlv(auth_safe.contents)
+                    .is_some_and(|o| o.tag == OID && o.contents.starts_with(PKCS7_ARC)) =>
+        {
+            DerKind::Pkcs12
+        }
+        // RFC 5958 OneAsymmetricKey (PKCS#8): version, privateKeyAlgorithm, privateKey.
+        [version, algorithm, key, ..]
+            if (int(version, 0) || int(version, 1))
+                && starts_with_oid(algorithm)
+                && key.tag == OCTET_STRING =>
+        {
+            DerKind::PrivateKey("PKCS#8")
+        }
+        // RFC 5958 EncryptedPrivateKeyInfo: encryptionAlgorithm, encryptedData.
+        [algorithm, data] if starts_with_oid(algorithm) && data.tag == OCTET_STRING => {
+            DerKind::PrivateKey("encrypted PKCS#8")
+        }
+        // RFC 5915 ECPrivateKey: version 1, privateKey, [0] parameters, [1] publicKey.
+        [version, key, optional @ ..]
+            if int(version, 1)
+                && key.tag == OCTET_STRING
+                && optional.len() <= 2
+                && optional
+                    .iter()
+                    .all(|t| t.tag == CONTEXT_0 || t.tag == CONTEXT_1) =>
+        {
+            DerKind::PrivateKey("SEC1 EC")
+        }
+        // RFC 8017 RSAPrivateKey: version, n, e, d, p, q, dP, dQ, qInv (+ other primes).
+        [version, fields @ ..]
+            if (int(version, 0) || int(version, 1))
+                && fields.len() >= 8
+                && fields.iter().take(8).all(|t| t.tag == INTEGER) =>
+        {
+            DerKind::PrivateKey("PKCS#1 RSA")
+        }
+        _ => DerKind::Unknown,
+    }
+}
+
+/// One BER element: tag byte, contents, and the bytes after it. With an indefinite length
+/// (BER, as Java writes PKCS#12 and PKCS#7) the contents run to the end of the input: enough
+/// to look at the first children, which is all classifying a file needs.
+#[derive(Debug, Clone, Copy)]
+struct Tlv<'a> {
+    tag: u8,
+    contents: &'a [u8],
+    rest: &'a [u8],
+}
+
+fn tlv(input: &[u8]) -> Option<Tlv<'_>> {
+    let (&tag, after_tag) = input.split_first()?;
+    if tag & 0x1f == 0x1f {
+        return None; // multi-byte tags start none of the structures classified here
+    }
+    let (&first, after_length) = after_tag.split_first()?;
+    if first == 0x80 {
+        return (tag & 0x20 != 0).then_some(Tlv {
+            tag,
+            contents: after_length,
+            rest: &[],
+        });
+    }
+    let (length, body) = if first < 0x80 {
+        (usize::from(first), after_length)
+    } else {
+        let (length_bytes, body) = after_length.split_at_checked(usize::from(first & 0x7f))?;
+        if length_bytes.len() > 4 {
+            return None;
+        }
+        let length = length_bytes
+            .iter()
+            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+        (length, body)
+    };
+    let (contents, rest) = body.split_at_checked(length)?;
+    Some(Tlv {
+        tag,
+        contents,
+        rest,
+    })
+}
+
+/// The elements of `contents`, up to the first that does not parse or an end-of-contents
+/// marker; at most 16, more than any structure classified here has.
+fn children(mut contents: &[u8]) -> Vec<Tlv<'_>> {
+    let mut out = Vec::new();
+    while out.len() < 16 {
+        match tlv(contents) {
+            Some(t) if t.tag != 0 => {
+                contents = t.rest;
+                out.push(t);
+            }
+            _ => break,
+        }
+    }
+    out
+}
+
+/// The labels of every `-----BEGIN LABEL-----` line.
+fn pem_labels(bytes: &[u8]) -> Vec<String> {
+    let mut labels = Vec::new();
+    let mut rest = bytes;
+    while let Some(at) = find(rest, b"-----BEGIN ") {
+        rest = rest.get(at + 11..).unwrap_or_default();
+        let end = find(rest, b"-----").unwrap_or(rest.len());
+        labels.push(String::from_utf8_lossy(rest.get(..end).unwrap_or_default()).into_owned());
+        rest = rest.get(end..).unwrap_or_default();
+    }
+    labels
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Anchor rules
+
+fn parse_certificate(der: &[u8]) -> Option<X509Certificate<'_>> {
+    match X509Certificate::from_der(der) {
+        Ok(([], cert)) => Some(cert),
+        _ => None,
+    }
+}
+
+fn is_ca(cert: &X509Certificate<'_>) -> bool {
+    matches!(cert.basic_constraints(), Ok(Some(bc)) if bc.value.ca)
+}
+
+fn check_ca(anchor: &X509Certificate<'_>, policy: &AdmissionPolicy, r: &mut Reasons) {
+    if policy.require_basic_constraints_ca {
+        let problem = match anchor.basic_constraints() {
+            Ok(Some(bc)) if bc.value.ca => None,
+            Ok(Some(_)) => Some("its basicConstraints says CA:FALSE (an end-entity certificate)"),
+            Ok(None) => Some("it has no basicConstraints extension"),
+            Err(_) => Some("its basicConstraints extension is malformed or repeated"),
+        };
+        if let Some(problem) = problem {
+            r.add(
+                "not_ca",
+                ANCHOR,
+                format!("the anchor is not a CA certificate: {problem}; a trust anchor needs basicConstraints CA:TRUE"),
+            );
+        }
+    }
+    if policy.require_key_cert_sign {
+        let problem = match anchor.key_usage() {
+            Ok(Some(ku)) if ku.value.key_cert_sign() => None,
+            Ok(Some(ku)) => Some(format!("its keyUsage is {}", ku.value)),
+            Ok(None) => Some("it has no keyUsage extension".to_string()),
+            Err(_) => Some("its keyUsage extension is malformed or repeated".to_string()),
+        };
+        if let Some(problem) = problem {
+            r.add(
+                "no_key_cert_sign",
+                ANCHOR,
+                format!("the anchor may not sign certificates: {problem}; a trust anchor needs keyUsage keyCertSign"),
+            );
+        }
+    }
+}
+
+fn check_validity(
+    anchor: &X509Certificate<'_>,
+    policy: &AdmissionPolicy,
+    now: OffsetDateTime,
+    r: &mut Reasons,
+) {
+    let not_before = anchor.validity().not_before.to_datetime();
+    let not_after = anchor.validity().not_after.to_datetime();
+    if now > not_after {
+        r.add(
+            "expired",
+            ANCHOR,
+            format!("the anchor expired on {}", moment(not_after)),
+        );
+        return;
+    }
+    if now < not_before {
+        r.add(
+            "not_yet_valid",
+            ANCHOR,
+            format!("the anchor is not valid before {}", moment(not_before)),
+        );
+    }
+    let left = not_after - now;
+    if left < Duration::days(i64::from(policy.min_days_remaining)) {
+        r.add(
+            "validity_too_short",
+            ANCHOR,
+            format!(
+                "the anchor expires on {}, in {} days; the policy requires at least {} days left",
+                moment(not_after),
+                left.whole_days(),
+                policy.min_days_remaining
+            ),
+        );
+    }
+}
+
+/// RFC 3339, as the API and the audit log write times.
+fn moment(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| t.to_string())
+}
+
+fn check_key(key: &KeyInfo, policy: &AdmissionPolicy, r: &mut Reasons) {
+    if !key.kind.is_some_and(|k| policy.key_types.contains(&k)) {
+        let allowed: Vec<&str> = policy.key_types.iter().map(|k| key_kind_name(*k)).collect();
+        r.add(
+            "key_type_unsupported",
+            ANCHOR,
+            format!(
+                "the anchor's key ({}) is not a type the policy allows ({})",
+                key.description,
+                allowed.join(", ")
+            ),
+        );
+    }
+    if key.kind == Some(KeyKind::Rsa) && key.bits < policy.min_rsa_bits as usize {
+        r.add(
+            "key_too_weak",
+            ANCHOR,
+            format!(
+                "the anchor's key is RSA-{}; the policy requires at least {} bits",
+                key.bits, policy.min_rsa_bits
+            ),
+        );
+    }
+}
+
+fn key_kind_name(kind: KeyKind) -> &'static str {
+    match kind {
+        KeyKind::Rsa => "rsa",
+        KeyKind::P256 => "p256",
+        KeyKind::P384 => "p384",
+    }
+}
+
+fn check_signature(signature: &SignatureInfo, policy: &AdmissionPolicy, r: &mut Reasons) {
+    if signature
+        .algorithm
+        .is_some_and(|a| policy.signature_algorithms.contains(&a))
+    {
+        return;
+    }
+    let why = if signature.broken {
+        " (MD5 and SHA-1 signatures can be forged)"
+    } else {
+        ""
+    };
+    let allowed: Vec<&str> = policy
+        .signature_algorithms
+        .iter()
+        .map(|a| a.as_str())
+        .collect();
+    r.add(
+        "signature_algorithm_weak",
+        ANCHOR,
+        format!(
+            "the anchor is signed with {}{why}; the policy allows {}",
+            signature.description,
+            allowed.join(", ")
+        ),
+    );
+}
+
+/// An exact copy is reported as such; otherwise the same subject with the same key (a CA
+/// certificate re-issued for the same key) is a duplicate too. The key is compared by the
+/// anchor's SKI and by its RFC 7093 identifier, since the copy in the bundle may carry either.
+fn check_duplicates(
+    anchor: &X509Certificate<'_>,
+    facts: &AnchorFacts,
+    existing: &[ExistingAnchor],
+    r: &mut Reasons,
+) {
+    if existing.iter().any(|e| e.fingerprint == facts.fingerprint) {
+        r.add(
+            "duplicate_fingerprint",
+            ANCHOR,
+            format!(
+                "this certificate (SHA-256 {}) is already an anchor of the bundle",
+                facts.fingerprint
+            ),
+        );
+        return;
+    }
+    let rfc7093 = x509::key_identifier(anchor.public_key());
+    let same = existing.iter().find(|e| {
+        e.subject_raw == facts.subject_raw
+            && e.key_id
+                .as_ref()
+                .is_some_and(|id| *id == facts.key_id || *id == rfc7093)
+    });
+    if let Some(e) = same {
+        r.add(
+            "duplicate_subject_key",
+            ANCHOR,
+            format!(
+                "the bundle already holds an anchor with this subject and key (SHA-256 {}); replace that anchor instead of adding a second certificate for the same CA key",
+                e.fingerprint
+            ),
+        );
+    }
+}
+
+fn check_samples(
+    anchor: &X509Certificate<'_>,
+    samples: &[Vec<u8>],
+    now: OffsetDateTime,
+    r: &mut Reasons,
+) {
+    let parsed: Vec<Option<X509Certificate<'_>>> =
+        samples.iter().map(|der| parse_certificate(der)).collect();
+    // A CA among the samples that the anchor issued is an intermediate the end-entity samples
+    // may chain through. One level only: an intermediate's intermediate is not followed.
+    let intermediates: Vec<&X509Certificate<'_>> = parsed
+        .iter()
+        .flatten()
+        .filter(|c| is_ca(c) && issued_by(c, anchor).is_ok())
+        .collect();
+    for (i, (der, cert)) in samples.iter().zip(&parsed).enumerate() {
+        let n = i + 1;
+        let Some(cert) = cert else {
+            r.add(
+                "sample_unreadable",
+                SAMPLES,
+                format!("sample {n} is not a DER X.509 certificate"),
+            );
+            continue;
+        };
+        if is_ca(cert) {
+            if let Err(why) = issued_by(cert, anchor) {
+                r.add(
+                    "sample_is_ca",
+                    SAMPLES,
+                    format!(
+                        "sample {n} ({}) is a CA certificate, not an end-entity certificate",
+                        cert.subject()
+                    ),
+                );
+                r.add(
+                    "sample_not_issued_by_anchor",
+                    SAMPLES,
+                    format!("sample {n}: {why}"),
+                );
+            }
+            continue;
+        }
+        if let Err(why) = chains_to_anchor(cert, anchor, &intermediates) {
+            r.add(
+                "sample_not_issued_by_anchor",
+                SAMPLES,
+                format!("sample {n}: {why}"),
+            );
+        }
+        for (code, message) in x509::direct_profile_problems(der, now) {
+            r.add(
+                "sample_profile",
+                SAMPLES,
+                format!("sample {n} does not follow the Direct profile: {message} [{code}]"),
+            );
+        }
+    }
+}
+
+/// Issuer name byte for byte, then the signature with the issuer's key.
+fn issued_by(
+    cert: &X509Certificate<'_>,
+    issuer: &X509Certificate<'_>,
+) -> std::result::Result<(), String> {
+    if cert.issuer().as_raw() != issuer.subject().as_raw() {
+        let text_equal = cert.issuer().to_string() == issuer.subject().to_string();
+        return Err(format!(
+            "its issuer '{}' is not the anchor's subject '{}'{}",
+            cert.issuer(),
+            issuer.subject(),
+            if text_equal {
+                " (the names read alike but are encoded differently)"
+            } else {
+                ""
+            }
+        ));
+    }
+    x509::verify_signed_by(cert, issuer.public_key())
+        .map_err(|e| format!("it names the anchor as its issuer, but {e}"))
+}
+
+fn chains_to_anchor(
+    cert: &X509Certificate<'_>,
+    anchor: &X509Certificate<'_>,
+    intermediates: &[&X509Certificate<'_>],
+) -> std::result::Result<(), String> {
+    let named: Vec<&&X509Certificate<'_>> = intermediates
+        .iter()
+        .filter(|c| c.subject().as_raw() == cert.issuer().as_raw())
+        .collect();
+    if named.is_empty() || cert.issuer().as_raw() == anchor.subject().as_raw() {
+        return issued_by(cert, anchor);
+    }
+    if named
+        .iter()
+        .any(|c| x509::verify_signed_by(cert, c.public_key()).is_ok())
+    {
+        Ok(())
+    } else {
+        Err(format!(
+            "it names the intermediate CA '{}' among the samples as its issuer, but its signature does not verify with that CA's key",
+            cert.issuer()
+        ))
+    }
+}
+
+/// Key identifiers as lower-case hex in stored JSON, as CA tools print them.
+mod hex_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        hex::decode(String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rcgen::{
+        BasicConstraints, CertificateParams, CrlDistributionPoint, CustomExtension,
+        DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+        SanType, SerialNumber,
+    };
+
+    use super::*;
+
+    fn now() -> OffsetDateTime {
+        OffsetDateTime::now_utc()
+    }
+
+    /// A CA certificate, its parameters and its key (to issue or re-issue with).
+    struct Ca {
+        der: Vec<u8>,
+        params: CertificateParams,
+        key: KeyPair,
+    }
+
+    impl Ca {
+        fn issuer(&self) -> Issuer<'_, &KeyPair> {
+            Issuer::from_params(&self.params, &self.key)
+        }
+    }
+
+    fn ca(
+        name: &str,
+        alg: &'static rcgen::SignatureAlgorithm,
+        edit: impl FnOnce(&mut CertificateParams),
+    ) -> Ca {
+        let key = KeyPair::generate_for(alg).unwrap();
+        let mut params = ca_params(name);
+        edit(&mut params);
+        let der = params.self_signed(&key).unwrap().der().to_vec();
+        Ca { der, params, key }
+    }
+
+    fn ca_params(name: &str) -> CertificateParams {
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::OrganizationName, "Member");
+        dn.push(DnType::CommonName, name);
+        params.distinguished_name = dn;
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(1));
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        params.not_before = now() - Duration::days(1);
+        params.not_after = now() + Duration::days(3650);
+        params
+    }
+
+    /// A CA issued by `parent` (an intermediate).
+    fn sub_ca(name: &str, parent: &Ca) -> Ca {
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut params = ca_params(name);
+        params.use_authority_key_identifier_extension = true;
+        let der = params
+            .signed_by(&key, &parent.issuer())
+            .unwrap()
+            .der()
+            .to_vec();
+        Ca { der, params, key }
+    }
+
+    /// A Direct end-entity certificate (spec §2) issued by `issuer`.
+    fn sample(issuer: &Ca, edit: impl FnOnce(&mut CertificateParams)) -> Vec<u8> {
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, "jones@direct.example.com");
+        params.distinguished_name = dn;
+        params.subject_alt_names = vec![SanType::Rfc822Name(
+            "jones@direct.example.com".try_into().unwrap(),
+        )];
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::EmailProtection];
+        params.crl_distribution_points = vec![CrlDistributionPoint {
+            uris: vec!["http://ca.example.com/crl/issuing.crl".into()],
+        }];
+        params.custom_extensions = vec![CustomExtension::from_oid_content(
+            &[1, 3, 6, 1, 5, 5, 7, 1, 1],
+            x509::ca_issuers_der("http://ca.example.com/ca/issuing.cer").unwrap(),
+        )];
+        params.use_authority_key_identifier_extension = true;
+        params.not_before = now() - Duration::days(1);
+        params.not_after = now() + Duration::days(365);
+        edit(&mut params);
+        params
+            .signed_by(&key, &issuer.issuer())
+            .unwrap()
+            .der()
+            .to_vec()
+    }
+
+    fn codes(result: Result<AnchorFacts, Denial>) -> Vec<&'static str> {
+        match result {
+            Ok(_) => vec![],
+            Err(d) => d.codes(),
+        }
+    }
+
+    #[test]
+    fn embedded_and_repository_policies_load_and_state_every_default() {
+        let embedded = AdmissionPolicy::load(None).unwrap();
+        assert_eq!(embedded, AdmissionPolicy::default());
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+        assert_eq!(AdmissionPolicy::load(Some(&dir)).unwrap(), embedded);
+        assert_eq!(
+            AdmissionPolicy::parse("min_days_remaining = 60", "x.toml")
+                .unwrap()
+                .min_days_remaining,
+            60,
+            "a key left out takes its default"
+        );
+    }
+
+    #[test]
+    fn strict_policy_loading() {
+        // Keys left out take their defaults, so each case states only what it breaks.
+        let cases: &[(&str, &str)] = &[
+            ("fail/unknown-key", "check_sample = true"),
+            ("fail/rsa-below-2048", "min_rsa_bits = 1024"),
+            ("fail/rsa-not-whole-bytes", "min_rsa_bits = 2049"),
+            ("fail/rsa-absurd", "min_rsa_bits = 65536"),
+            ("fail/no-key-types", "key_types = []"),
+            ("fail/unknown-key-type", "key_types = [\"rsa\", \"dsa\"]"),
+            ("fail/sha1-allowed", "signature_algorithms = [\"rsa-sha1\"]"),
+            ("fail/no-signatures", "signature_algorithms = []"),
+            ("fail/days-absurd", "min_days_remaining = 9000"),
+            ("fail/no-uploads", "max_upload_bytes = 0"),
+            ("fail/wrong-type", "check_samples = \"yes\""),
+        ];
+        for (name, text) in cases {
+            let err = AdmissionPolicy::parse(text, "x.toml").unwrap_err();
+            assert_eq!(err.code(), "profile_invalid", "{name}");
+            let key = text.split(' ').next().unwrap_or_default();
+            let message = err.to_string();
+            assert!(
+                message.contains("x.toml") && message.contains(key),
+                "{name}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn upload_classification() {
+        let one = ca("One", &rcgen::PKCS_ECDSA_P256_SHA256, |_| {});
+        let two = ca("Two", &rcgen::PKCS_ECDSA_P384_SHA384, |_| {});
+        let pem_one = x509::to_pem("CERTIFICATE", &one.der);
+        let pem_two = x509::to_pem("CERTIFICATE", &two.der);
+        let key_pem = one.key.serialize_pem();
+        let key_der = one.key.serialize_der();
+        // The privateKey OCTET STRING of an EC PKCS#8 holds the SEC1 ECPrivateKey.
+        let sec1 = {
+            let outer = tlv(&key_der).unwrap();
+            let fields = children(outer.contents);
+            fields[2].contents.to_vec()
+        };
+        let rsa_key = KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
+        let pkcs1 = {
+            let der = rsa_key.serialize_der();
+            let outer = tlv(&der).unwrap();
+            children(outer.contents)[2].contents.to_vec()
+        };
+        let csr = CertificateParams::new(vec!["x.example".to_string()])
+            .unwrap()
+            .serialize_request(&one.key)
+            .unwrap();
+        let p12 = crate::pkcs12::build(&one.der, &one.key, &[], "a password", "one").unwrap();
+        let p7b = crate::bundle::build_p7b(&[one.der.clone(), two.der.clone()]);
+        // A SignedData with a signerInfo: the shape of a signed bundle (.p7m).
+        let p7m = {
+            fn t(tag: u8, parts: &[&[u8]]) -> Vec<u8> {
+                let body: Vec<u8> = parts.concat();
+                let mut out = vec![tag];
+                if body.len() < 0x80 {
+                    out.push(body.len() as u8);
+                } else {
+                    out.extend([0x82, (body.len() >> 8) as u8, body.len() as u8]);
+                }
+                out.extend(body);
+                out
+            }
+            let data_oid = t(OID, &[PKCS7_ARC, &[1]]);
+            let signed_data = t(
+                SEQUENCE,
+                &[
+                    &t(INTEGER, &[&[1]]),
+                    &t(SET, &[]),
+                    &t(SEQUENCE, &[&data_oid]),
+                    &t(CONTEXT_0, &[&one.der]),
+                    &t(SET, &[&t(SEQUENCE, &[&t(INTEGER, &[&[1]])])]),
+                ],
+            );
+            t(
+                SEQUENCE,
+                &[
+                    &t(OID, &[PKCS7_SIGNED_DATA]),
+                    &t(CONTEXT_0, &[&signed_data]),
+                ],
+            )
+        };
+        let mut trailing = one.der.clone();
+        trailing.extend_from_slice(b"\0\0");
+        let mut oversized = pem_one.clone().into_bytes();
+        oversized.resize(1024 * 1024 + 1, b'\n');
+
+        type Case<'a> = (&'a str, Vec<u8>, Vec<&'a Vec<u8>>);
+        let ok: &[Case<'_>] = &[
+            ("ok/pem-one", pem_one.clone().into_bytes(), vec![&one.der]),
+            ("ok/der", one.der.clone(), vec![&one.der]),
+            (
+                "ok/pem-with-text-around",
+                format!("Subject: One\n{pem_one}\nIssuer: Two\r\n{pem_two}trailer\n").into_bytes(),
+                vec![&one.der, &two.der],
+            ),
+            (
+                "ok/pem-duplicates-removed",
+                format!("{pem_one}{pem_two}{pem_one}").into_bytes(),
+                vec![&one.der, &two.der],
+            ),
+            ("ok/p7b-der", p7b.clone(), vec![&one.der, &two.der]),
+            (
+                "ok/p7b-pem",
+                x509::to_pem("PKCS7", &p7b).into_bytes(),
+                vec![&one.der, &two.der],
+            ),
+        ];
+        for (name, input, want) in ok {
+            let mut got =
+                read_anchor_upload(input, 1024 * 1024).unwrap_or_else(|d| panic!("{name}: {d}"));
+            let mut want: Vec<Vec<u8>> = want.iter().map(|c| c.to_vec()).collect();
+            if name.starts_with("ok/p7b") {
+                // A .p7b holds a SET OF: its order is not the upload's.
+                got.sort();
+                want.sort();
+            }
+            assert_eq!(got, want, "{name}");
+        }
+
+        let fail: &[(&str, Vec<u8>, &[&str])] = &[
+            ("fail/empty", vec![], &["upload_empty"]),
+            ("fail/whitespace", b" \r\n\t".to_vec(), &["upload_empty"]),
+            ("fail/too-large", oversized, &["upload_too_large"]),
+            ("fail/pem-private-key", key_pem.clone().into_bytes(), &["upload_is_private_key"]),
+            (
+                "fail/pem-certificate-and-key",
+                format!("{pem_one}{key_pem}").into_bytes(),
+                &["upload_is_private_key"],
+            ),
+            (
+                "fail/pem-damaged-rsa-key",
+                b"-----BEGIN RSA PRIVATE KEY-----\nnot base64!\n-----END RSA PRIVATE KEY-----\n"
+                    .to_vec(),
+                &["upload_is_private_key"],
+            ),
+            (
+                "fail/pem-encrypted-key",
+                b"-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n"
+                    .to_vec(),
+                &["upload_is_private_key"],
+            ),
+            ("fail/der-pkcs8", key_der.clone(), &["upload_is_private_key"]),
+            ("fail/der-sec1", sec1, &["upload_is_private_key"]),
+            ("fail/der-pkcs1", pkcs1, &["upload_is_private_key"]),
+            ("fail/pkcs12", p12, &["upload_is_pkcs12"]),
+            ("fail/csr-pem", csr.pem().unwrap().into_bytes(), &["upload_is_csr"]),
+            ("fail/csr-der", csr.der().to_vec(), &["upload_is_csr"]),
+            (
+                "fail/csr-and-key",
+                format!("{}{key_pem}", csr.pem().unwrap()).into_bytes(),
+                &["upload_is_private_key", "upload_is_csr"],
+            ),
+            ("fail/random", vec![0x13, 0x37, 0x00, 0xff, 0x42, 0x99], &["upload_unreadable"]),
+            ("fail/trailing-bytes", trailing, &["upload_unreadable"]),
+            ("fail/p7m", p7m, &["upload_unreadable"]),
+            (
+                "fail/empty-p7b",
+                crate::bundle::build_p7b(&[]),
+                &["upload_unreadable"],
+            ),
+            (
+                "fail/pem-crl-only",
+                x509::to_pem("X509 CRL", b"\x30\x00").into_bytes(),
+                &["upload_unreadable"],
+            ),
+            (
+                "fail/pem-bad-certificate",
+                x509::to_pem("CERTIFICATE", b"\x30\x03\x02\x01\x01").into_bytes(),
+                &["upload_unreadable"],
+            ),
+            (
+                "fail/pem-unterminated",
+                b"-----BEGIN CERTIFICATE-----\nMIIB\n".to_vec(),
+                &["upload_unreadable"],
+            ),
+        ];
+        for (name, input, want) in fail {
+            let denial = read_anchor_upload(input, 1024 * 1024).unwrap_err();
+            assert_eq!(denial.codes(), *want, "{name}: {denial}");
+        }
+
+        // Nothing of a key reaches a message.
+        let secret_b64: String = key_pem.lines().nth(1).unwrap().chars().take(16).collect();
+        let denial = read_anchor_upload(key_pem.as_bytes(), 1024 * 1024).unwrap_err();
+        assert!(!denial.to_string().contains(&secret_b64));
+        assert!(denial.to_string().contains("Never upload private keys"));
+    }
+
+    #[test]
+    fn admission_rules() {
+        let now = now();
+        let days = Duration::days;
+        let p256 = &rcgen::PKCS_ECDSA_P256_SHA256;
+        let good = ca("Good CA", p256, |_| {});
+        let p384 = ca("P-384 CA", &rcgen::PKCS_ECDSA_P384_SHA384, |_| {});
+        let rsa = ca("RSA CA", &rcgen::PKCS_RSA_SHA256, |_| {});
+        let end_entity = ca("End entity", p256, |p| {
+            p.is_ca = IsCa::ExplicitNoCa;
+            p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        });
+        let no_bc = ca("No basicConstraints", p256, |p| p.is_ca = IsCa::NoCa);
+        let no_kcs = ca("No keyCertSign", p256, |p| {
+            p.key_usages = vec![KeyUsagePurpose::CrlSign]
+        });
+        let no_ku = ca("No keyUsage", p256, |p| p.key_usages = vec![]);
+        let expired = ca("Expired", p256, |p| {
+            p.not_before = now - days(400);
+            p.not_after = now - days(1);
+        });
+        let future = ca("Future", p256, |p| {
+            p.not_before = now + days(1);
+            p.not_after = now + days(400);
+        });
+        let short = ca("Short", p256, |p| p.not_after = now + days(10));
+        let ed25519 = ca("Ed25519 CA", &rcgen::PKCS_ED25519, |_| {});
+        // The same CA key re-issued under the same subject (new serial and validity).
+        let reissued = {
+            let mut params = ca_params("Good CA");
+            params.serial_number = Some(SerialNumber::from_slice(&[7; 16]));
+            params.self_signed(&good.key).unwrap().der().to_vec()
+        };
+        let good_facts = admit(&good.der, &[], &[], &AdmissionPolicy::default(), now).unwrap();
+        let in_bundle = vec![ExistingAnchor::from(&good_facts)];
+
+        let other = ca("Other CA", p256, |_| {});
+        let impostor = ca("Good CA", p256, |_| {}); // same name, another key
+        let intermediate = sub_ca("Intermediate", &good);
+        let nested = sub_ca("Nested", &intermediate);
+
+        let good_sample = sample(&good, |_| {});
+        let domain_sample = sample(&good, |p| {
+            p.subject_alt_names = vec![SanType::DnsName("direct.example.com".try_into().unwrap())]
+        });
+        let two_sans = sample(&good, |p| {
+            p.subject_alt_names
+                .push(SanType::DnsName("direct.example.com".try_into().unwrap()))
+        });
+        let bare = sample(&good, |p| {
+            p.crl_distribution_points.clear();
+            p.custom_extensions.clear();
+            p.extended_key_usages.clear();
+        });
+        let from_other = sample(&other, |_| {});
+        let from_impostor = sample(&impostor, |_| {});
+        let via_intermediate = sample(&intermediate, |_| {});
+        let via_nested = sample(&nested, |_| {});
+
+        let policy = AdmissionPolicy::default();
+        let no_p384 = AdmissionPolicy {
+            key_types: vec![KeyKind::Rsa, KeyKind::P256],
+            ..AdmissionPolicy::default()
+        };
+        let rsa_3072 = AdmissionPolicy {
+            min_rsa_bits: 3072,
+            ..AdmissionPolicy::default()
+        };
+        let rsa_only_signatures = AdmissionPolicy {
+            signature_algorithms: vec![SignatureAlgorithm::RsaSha256],
+            ..AdmissionPolicy::default()
+        };
+        let report_legacy = AdmissionPolicy {
+            require_basic_constraints_ca: false,
+            require_key_cert_sign: false,
+            ..AdmissionPolicy::default()
+        };
+        let no_samples = AdmissionPolicy {
+            check_samples: false,
+            ..AdmissionPolicy::default()
+        };
+        let anchor_cases: &[(&str, &[u8], &AdmissionPolicy, &[&str])] = &[
+            ("ok/p256", &good.der, &policy, &[]),
+            ("ok/p384", &p384.der, &policy, &[]),
+            ("ok/rsa", &rsa.der, &policy, &[]),
+            (
+                "ok/legacy-report-mode",
+                &end_entity.der,
+                &report_legacy,
+                &[],
+            ),
+            (
+                "fail/not-ca",
+                &end_entity.der,
+                &policy,
+                &["not_ca", "no_key_cert_sign"],
+            ),
+            (
+                "fail/no-basic-constraints",
+                &no_bc.der,
+                &policy,
+                &["not_ca"],
+            ),
+            (
+                "fail/no-key-cert-sign",
+                &no_kcs.der,
+                &policy,
+                &["no_key_cert_sign"],
+            ),
+            (
+                "fail/no-key-usage",
+                &no_ku.der,
+                &policy,
+                &["no_key_cert_sign"],
+            ),
+            ("fail/expired", &expired.der, &policy, &["expired"]),
+            (
+                "fail/not-yet-valid",
+                &future.der,
+                &policy,
+                &["not_yet_valid"],
+            ),
+            (
+                "fail/validity-too-short",
+                &short.der,
+                &policy,
+                &["validity_too_short"],
+            ),
+            (
+                "fail/key-type-not-allowed",
+                &p384.der,
+                &no_p384,
+                &["key_type_unsupported"],
+            ),
+            (
+                "fail/ed25519",
+                &ed25519.der,
+                &policy,
+                &["key_type_unsupported", "signature_algorithm_weak"],
+            ),
+            ("fail/key-too-weak", &rsa.der, &rsa_3072, &["key_too_weak"]),
+            (
+                "fail/signature-not-allowed",
+                &good.der,
+                &rsa_only_signatures,
+                &["signature_algorithm_weak"],
+            ),
+            (
+                "fail/anchor-unreadable",
+                b"junk",
+                &policy,
+                &["anchor_unreadable"],
+            ),
+        ];
+        for (name, anchor, policy, want) in anchor_cases {
+            assert_eq!(codes(admit(anchor, &[], &[], policy, now)), *want, "{name}");
+        }
+
+        let duplicate_cases: &[(&str, &[u8], &[&str])] = &[
+            ("ok/another-anchor", &p384.der, &[]),
+            (
+                "fail/duplicate-fingerprint",
+                &good.der,
+                &["duplicate_fingerprint"],
+            ),
+            (
+                "fail/duplicate-subject-key",
+                &reissued,
+                &["duplicate_subject_key"],
+            ),
+        ];
+        for (name, anchor, want) in duplicate_cases {
+            let got = codes(admit(anchor, &[], &in_bundle, &policy, now));
+            assert_eq!(got, *want, "{name}");
+        }
+
+        let not_issued = "sample_not_issued_by_anchor";
+        type SampleCase<'a> = (&'a str, &'a [&'a [u8]], &'a [&'a str]);
+        let sample_cases: &[SampleCase<'_>] = &[
+            ("ok/samples", &[&good_sample, &domain_sample], &[]),
+            (
+                "ok/via-intermediate",
+                &[&via_intermediate, &intermediate.der],
+                &[],
+            ),
+            ("ok/intermediate-alone", &[&intermediate.der], &[]),
+            ("fail/from-other-ca", &[&from_other], &[not_issued]),
+            ("fail/forged-issuer-name", &[&from_impostor], &[not_issued]),
+            (
+                "fail/without-its-intermediate",
+                &[&via_intermediate],
+                &[not_issued],
+            ),
+            (
+                "fail/two-levels-down",
+                &[&intermediate.der, &nested.der, &via_nested],
+                &["sample_is_ca", not_issued, not_issued],
+            ),
+            (
+                "fail/foreign-ca",
+                &[&other.der],
+                &["sample_is_ca", not_issued],
+            ),
+            ("fail/two-sans", &[&two_sans], &["sample_profile"]),
+            ("fail/bare", &[&bare], &["sample_profile"; 3]),
+            ("fail/unreadable", &[b"junk"], &["sample_unreadable"]),
+        ];
+        for (name, samples, want) in sample_cases {
+            let samples: Vec<Vec<u8>> = samples.iter().map(|s| s.to_vec()).collect();
+            let got = codes(admit(&good.der, &samples, &[], &policy, now));
+            assert_eq!(got, *want, "{name}");
+            let unchecked = admit(&good.der, &samples, &[], &no_samples, now);
+            assert!(
+                unchecked.is_ok(),
+                "{name}: check_samples = false ignores samples"
+            );
+        }
+
+        // Every failed rule at once.
+        let denial = admit(
+            &end_entity.der,
+            &[from_other.clone(), two_sans.clone()],
+            &[],
+            &no_p384,
+            now,
+        )
+        .unwrap_err();
+        assert_eq!(
+            denial.codes(),
+            [
+                "not_ca",
+                "no_key_cert_sign",
+                not_issued,
+                not_issued,
+                "sample_profile"
+            ]
+        );
+        // Messages number the samples from 1 and carry the lint's code.
+        let denial = admit(&good.der, &[good_sample, two_sans], &[], &policy, now).unwrap_err();
+        assert!(
+            denial.reasons[0].message.starts_with("sample 2 ")
+                && denial.reasons[0].message.contains("[san_not_single]"),
+            "{denial}"
+        );
+        assert_eq!(denial.reasons[0].field, Some("samples"));
+    }
+
+    #[test]
+    fn facts_of_an_admitted_anchor() {
+        let good = ca("Good CA", &rcgen::PKCS_ECDSA_P384_SHA384, |_| {});
+        let facts = admit(&good.der, &[], &[], &AdmissionPolicy::default(), now()).unwrap();
+        let cert = parse_certificate(&good.der).unwrap();
+        assert_eq!(facts.fingerprint, Fingerprint::of(&good.der));
+        assert_eq!(facts.subject, "O=Member, CN=Good CA");
+        assert_eq!(facts.subject_raw, cert.subject().as_raw());
+        assert_eq!(facts.key, "ECDSA P-384");
+        assert_eq!(facts.signature_algorithm, "ecdsa-with-SHA384");
+        assert_eq!(facts.key_id, x509::subject_key_id(&cert).unwrap());
+        // Without an SKI (rcgen writes none without basicConstraints), the RFC 7093 identifier
+        // of the key.
+        let legacy = AdmissionPolicy {
+            require_basic_constraints_ca: false,
+            ..AdmissionPolicy::default()
+        };
+        let no_ski = ca("No SKI", &rcgen::PKCS_ECDSA_P256_SHA256, |p| {
+            p.is_ca = IsCa::NoCa
+        });
+        let cert = parse_certificate(&no_ski.der).unwrap();
+        assert_eq!(x509::subject_key_id(&cert), None);
+        let no_ski_facts = admit(&no_ski.der, &[], &[], &legacy, now()).unwrap();
+        assert_eq!(no_ski_facts.key_id, x509::key_identifier(cert.public_key()));
+        let json = serde_json::to_value(&facts).unwrap();
+        assert_eq!(json["key_id"], hex::encode(&facts.key_id));
+        let back: AnchorFacts = serde_json::from_value(json).unwrap();
+        assert_eq!(back, facts);
+    }
+}
