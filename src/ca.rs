@@ -305,21 +305,12 @@ pub fn from_parts(role: CaRole, cert_der: &[u8], pkcs8: &[u8]) -> Result<Unlocke
     let ca = UnlockedCa {
         role,
         cert_der: cert_der.to_vec(),
-        subject_key_id: cert_ski(&cert).unwrap_or(subject_key_id),
+        subject_key_id: x509::subject_key_id(&cert).unwrap_or(subject_key_id),
         not_after: cert.validity().not_after.to_datetime(),
         issuer,
     };
     check_name_round_trip(&ca, cert.subject().as_raw())?;
     Ok(ca)
-}
-
-fn cert_ski(cert: &X509Certificate<'_>) -> Option<Vec<u8>> {
-    cert.extensions()
-        .iter()
-        .find_map(|e| match e.parsed_extension() {
-            ParsedExtension::SubjectKeyIdentifier(id) => Some(id.0.to_vec()),
-            _ => None,
-        })
 }
 
 fn check_ca_certificate(cert: &X509Certificate<'_>, name: &str) -> Result<()> {

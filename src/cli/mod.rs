@@ -725,6 +725,13 @@ fn config_check(config: &Config, out: Output) -> Result<()> {
     if let Err(e) = Profiles::load(config.policies_dir.as_deref()) {
         problems.push(e.to_string());
     }
+    if let Err(e) = crate::policy::admission::AdmissionPolicy::load(config.policies_dir.as_deref())
+    {
+        problems.push(e.to_string());
+    }
+    if let Err(e) = crate::inventory::Inventory::load(&config.bundles_dir) {
+        problems.push(e.to_string());
+    }
     if let Some(file) = &config.passphrase_file {
         if !file.exists() {
             problems.push(format!("passphrase_file {} does not exist", file.display()));

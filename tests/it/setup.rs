@@ -250,6 +250,10 @@ fn config_check_lists_problems() {
             root.join("policies").to_str().unwrap(),
         )
         .replace(
+            "/etc/anchorage/bundles",
+            root.join("bundles").to_str().unwrap(),
+        )
+        .replace(
             "/etc/anchorage/passphrase",
             dir.path().join("pass").to_str().unwrap(),
         );
