@@ -400,10 +400,27 @@ impl Authority {
 
     /// Loads seed anchors shipped in `bundles/<name>/anchors/` that the bundle does not hold
     /// yet: admitted by the same policy, approved by "seed", then the bundle is rebuilt.
+    /// A seed the bundle has held in any state stays as it is: an operator's retirement (or
+    /// rejection) of a seed anchor survives restarts.
     pub fn load_seeds(&self) -> Result<Vec<String>> {
         let mut report = Vec::new();
         for (name, declared) in &self.inventory.bundles {
+            let known: Vec<Fingerprint> = self
+                .store
+                .anchors_of(name)?
+                .into_iter()
+                .map(|a| a.fingerprint)
+                .collect();
             for seed in &declared.seeds {
+                let held_before =
+                    admission::read_anchor_upload(&seed.bytes, usize::MAX).is_ok_and(|certs| {
+                        certs
+                            .iter()
+                            .all(|der| known.contains(&Fingerprint::of(der)))
+                    });
+                if held_before {
+                    continue;
+                }
                 let actor = format!("seed:{}", seed.path.display());
                 let submission = Submission {
                     bundle: name.clone(),

@@ -151,7 +151,7 @@ fn call(
             }),
             "not_found" => Error::NotFound(message),
             "conflict" => Error::Conflict(message),
-            "invalid_input" => Error::InvalidInput(message),
+            "invalid_input" | "body_too_large" => Error::InvalidInput(message),
             "forbidden" => Error::Forbidden(message),
             "unauthorised" => Error::Unauthorised(message),
             _ => Error::Store(message),

@@ -2,7 +2,7 @@
 //! retire and promote them, and any change that alters a bundle publishes a new version and
 //! swaps the in-memory copy the bundle endpoints serve.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -18,10 +18,19 @@ use crate::store::{AnchorRecord, BundleVersion};
 const REVIEWERS: &[&str] = &["admin"];
 const SUBMITTERS: &[&str] = &["member", "admin"];
 
+/// Body limit of an anchor submission: the files travel base64-encoded, and the admission
+/// policy accepts files up to 1 MiB by default, so the general API limit (64 KiB) would refuse
+/// anchors the policy admits, and answer a file over the policy's limit with `body_too_large`
+/// instead of its `upload_too_large`. Room for a maximal file and samples.
+const SUBMIT_BODY_LIMIT: usize = 4 * 1024 * 1024;
+
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/bundles", get(list_bundles))
-        .route("/bundles/{name}/anchors", post(submit))
+        .route(
+            "/bundles/{name}/anchors",
+            post(submit).layer(DefaultBodyLimit::max(SUBMIT_BODY_LIMIT)),
+        )
         .route("/bundles/{name}/build", post(build))
         .route("/anchors", get(list_anchors))
         .route("/anchors/{id}", get(show))

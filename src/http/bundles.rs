@@ -303,7 +303,8 @@ fn respond(r: &Representation, headers: &HeaderMap, cache: &'static str) -> Resp
         Some(list) => list
             .split(',')
             .map(str::trim)
-            .any(|tag| tag == "*" || tag == r.etag),
+            // RFC 9110 §13.1.2: If-None-Match uses the weak comparison.
+            .any(|tag| tag == "*" || tag.trim_start_matches("W/") == r.etag),
         None => headers
             .get(header::IF_MODIFIED_SINCE)
             .and_then(|v| v.to_str().ok())

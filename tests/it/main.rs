@@ -6,6 +6,7 @@ mod admission;
 mod api;
 mod audit;
 mod bundle_format;
+mod bundles;
 mod crl;
 mod durability;
 mod harness;

@@ -5,7 +5,9 @@
 //! when a test fails) and is killed when it drops, also when the test panics. [`http`] is a
 //! minimal blocking HTTP/1.1 client (one connection per request, `Connection: close`), enough
 //! for these tests without an HTTP client crate; it refuses a truncated body, so a response
-//! cut off by a kill never counts as an acknowledgement.
+//! cut off by a kill never counts as an acknowledgement. [`http_with_headers`] adds request
+//! headers (conditional GETs) and returns the response headers too; [`curl`] makes the same
+//! kind of request with curl, over HTTPS when the server has a TLS listener.
 //!
 //! The CA passphrase reaches children through `Command::env`, never `std::env::set_var`.
 
@@ -253,10 +255,21 @@ impl Drop for Server {
 #[derive(Debug)]
 pub struct HttpResponse {
     pub status: u16,
+    /// Header names lower-cased, in the order received.
+    pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
 }
 
 impl HttpResponse {
+    /// The first value of a header (name case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
     pub fn json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap_or_else(|e| {
             panic!(
@@ -277,12 +290,39 @@ pub fn http(
     bearer: Option<&str>,
     body: Option<&[u8]>,
 ) -> io::Result<HttpResponse> {
+    let authorization = bearer.map(|token| format!("Bearer {token}"));
+    let headers: Vec<(&str, &str)> = authorization
+        .as_deref()
+        .map(|value| ("Authorization", value))
+        .into_iter()
+        .collect();
+    request(addr, method, path, &headers, body)
+}
+
+/// One request without a body but with extra request headers (`If-None-Match`...). The body
+/// of a response to HEAD, or of a 304, is whatever followed the head: it must be empty.
+pub fn http_with_headers(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> io::Result<HttpResponse> {
+    request(addr, method, path, headers, None)
+}
+
+fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> io::Result<HttpResponse> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(10))?;
     stream.set_read_timeout(Some(Duration::from_secs(60)))?;
     stream.set_write_timeout(Some(Duration::from_secs(60)))?;
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    if let Some(token) = bearer {
-        head.push_str(&format!("Authorization: Bearer {token}\r\n"));
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
     }
     if let Some(b) = body {
         head.push_str(&format!(
@@ -296,14 +336,75 @@ pub fn http(
     stream.write_all(&request)?;
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw)?;
-    parse_response(&raw)
+    parse_response(&raw, method.eq_ignore_ascii_case("HEAD"))
+}
+
+/// One request with curl, the way an operator or an STA's cron job fetches a bundle: curl's
+/// own HTTP and TLS stack, over HTTPS with `--cacert CA` as the only trust anchor. curl reads
+/// no body for HEAD (`--head`), so a HEAD response's body is empty here whatever the server
+/// sent; [`http_with_headers`] sees the bytes. `Err` carries curl's output when curl fails
+/// (exit status 60: the server certificate is not trusted).
+pub fn curl(
+    url: &str,
+    cacert: Option<&Path>,
+    method: &str,
+    headers: &[(&str, &str)],
+) -> Result<HttpResponse, ToolOutput> {
+    let dir = tempfile::tempdir().expect("temp dir for curl output");
+    let (head_file, body_file) = (dir.path().join("head"), dir.path().join("body"));
+    let mut cmd = Command::new("curl");
+    cmd.args(["--silent", "--show-error", "--http1.1", "--max-time", "30"])
+        .arg("--dump-header")
+        .arg(&head_file)
+        .arg("--output")
+        .arg(&body_file);
+    if let Some(ca) = cacert {
+        cmd.arg("--cacert").arg(ca);
+    }
+    let head_request = method.eq_ignore_ascii_case("HEAD");
+    if head_request {
+        cmd.arg("--head");
+    } else if !method.eq_ignore_ascii_case("GET") {
+        cmd.args(["--request", method]);
+    }
+    for (name, value) in headers {
+        cmd.arg("--header").arg(format!("{name}: {value}"));
+    }
+    let out = cmd
+        .arg(url)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run curl: {e} (run ops/test.sh to install it)"));
+    if !out.status.success() {
+        return Err(ToolOutput {
+            status: out.status,
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        });
+    }
+    let heads = std::fs::read_to_string(&head_file)
+        .unwrap_or_else(|e| panic!("curl {url} wrote no headers: {e}"));
+    // The last head is the final response (after any 100 Continue).
+    let head = heads
+        .trim_end()
+        .rsplit("\r\n\r\n")
+        .next()
+        .unwrap_or_default();
+    let mut raw = format!("{head}\r\n\r\n").into_bytes();
+    if !head_request {
+        // curl creates no output file for an empty body (a 304).
+        raw.extend(std::fs::read(&body_file).unwrap_or_default());
+    }
+    Ok(parse_response(&raw, true)
+        .unwrap_or_else(|e| panic!("curl {url}: unreadable response head: {e}\n{heads}")))
 }
 
 fn bad(message: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, message.into())
 }
 
-fn parse_response(raw: &[u8]) -> io::Result<HttpResponse> {
+/// `bodiless`: a response to HEAD, whose Content-Length describes the body a GET would get.
+fn parse_response(raw: &[u8], bodiless: bool) -> io::Result<HttpResponse> {
     let split = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
@@ -327,7 +428,10 @@ fn parse_response(raw: &[u8]) -> io::Result<HttpResponse> {
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.as_str())
     };
-    let body = if header("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+    // No body follows a response to HEAD, a 1xx, 204 or 304, whatever the headers say.
+    let body = if bodiless || status == 204 || status == 304 || status < 200 {
+        rest.to_vec()
+    } else if header("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
         dechunk(rest)?
     } else if let Some(len) = header("content-length") {
         let len: usize = len.parse().map_err(|_| bad("bad Content-Length"))?;
@@ -341,7 +445,11 @@ fn parse_response(raw: &[u8]) -> io::Result<HttpResponse> {
     } else {
         rest.to_vec()
     };
-    Ok(HttpResponse { status, body })
+    Ok(HttpResponse {
+        status,
+        headers,
+        body,
+    })
 }
 
 fn dechunk(mut data: &[u8]) -> io::Result<Vec<u8>> {
