@@ -112,7 +112,10 @@ pub struct Store {
     meta: sled::Tree,
     ca: sled::Tree,
     certs: sled::Tree,
+    /// DNS owner name -> the one holder allowed to use it (collision check).
     owners: sled::Tree,
+    /// `dns_owner NUL serial` -> empty: every certificate published under an owner name.
+    owner_certs: sled::Tree,
     revocations: sled::Tree,
     crls: sled::Tree,
     tokens: sled::Tree,
@@ -183,11 +186,17 @@ fn append_audit(
     Ok(entry)
 }
 
-/// The owner index entry: who holds a DNS owner name, and every serial issued under it.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct OwnerEntry {
-    pub holder: String,
-    pub serials: Vec<Serial>,
+/// Key of the owner-to-certificate index: `dns_owner NUL serial`.
+fn owner_cert_key(dns_owner: &str, serial: &Serial) -> Vec<u8> {
+    let mut key = owner_prefix(dns_owner);
+    key.extend_from_slice(serial.as_str().as_bytes());
+    key
+}
+
+fn owner_prefix(dns_owner: &str) -> Vec<u8> {
+    let mut key = dns_owner.as_bytes().to_vec();
+    key.push(0);
+    key
 }
 
 impl Store {
@@ -197,6 +206,9 @@ impl Store {
         let db = sled::Config::new()
             .path(&path)
             .mode(sled::Mode::HighThroughput)
+            // sled caches up to 1 GiB by default; records are read rarely after the write, and
+            // an idle service should stay small.
+            .cache_capacity(16 * 1024 * 1024)
             .open()
             .map_err(|e| match e {
                 sled::Error::Io(ref io) if io.kind() == std::io::ErrorKind::WouldBlock => {
@@ -213,6 +225,7 @@ impl Store {
             ca: tree("ca")?,
             certs: tree("certs")?,
             owners: tree("owners")?,
+            owner_certs: tree("owner_certs")?,
             revocations: tree("revocations")?,
             crls: tree("crls")?,
             tokens: tree("tokens")?,
@@ -278,14 +291,25 @@ impl Store {
 
     /// The holder published under a DNS owner name, if any certificate was issued for it.
     pub fn owner_holder(&self, dns_owner: &str) -> Result<Option<String>> {
-        Ok(self.owner(dns_owner)?.map(|o| o.holder))
+        Ok(self
+            .owners
+            .get(dns_owner.as_bytes())?
+            .map(|b| String::from_utf8_lossy(&b).into_owned()))
     }
 
-    pub fn owner(&self, dns_owner: &str) -> Result<Option<OwnerEntry>> {
-        self.owners
-            .get(dns_owner.as_bytes())?
-            .map(|b| decode(&b, "owner"))
-            .transpose()
+    /// Serials of every certificate issued under a DNS owner name, in serial order.
+    pub fn serials_of_owner(&self, dns_owner: &str) -> Result<Vec<Serial>> {
+        let prefix = owner_prefix(dns_owner);
+        self.owner_certs
+            .scan_prefix(&prefix)
+            .keys()
+            .map(|k| {
+                let k = k?;
+                let serial =
+                    String::from_utf8_lossy(k.get(prefix.len()..).unwrap_or_default()).into_owned();
+                Serial::parse(&serial).map_err(Error::Store)
+            })
+            .collect()
     }
 
     /// Stores newly issued certificates (one, or both halves of a pair) with their index and
@@ -296,8 +320,14 @@ impl Store {
         at: OffsetDateTime,
         draft: AuditDraft,
     ) -> Result<u64> {
-        let revision = (&self.certs, &self.owners, &self.meta, &self.audit)
-            .transaction(|(certs, owners, meta, audit)| {
+        let revision = (
+            &self.certs,
+            &self.owners,
+            &self.owner_certs,
+            &self.meta,
+            &self.audit,
+        )
+            .transaction(|(certs, owners, owner_certs, meta, audit)| {
                 let revision = next_revision(meta)?;
                 for record in records.iter() {
                     let serial_key = record.serial.to_bytes();
@@ -308,35 +338,24 @@ impl Store {
                         )));
                     }
                     let holder = record.holder.to_string();
-                    let mut owner: OwnerEntry = match owners.get(record.dns_owner.as_bytes())? {
-                        Some(b) => match decode(&b, "owner") {
-                            Ok(o) => o,
-                            Err(e) => return abort(e),
-                        },
-                        None => OwnerEntry {
-                            holder: holder.clone(),
-                            serials: Vec::new(),
-                        },
-                    };
-                    if owner.holder != holder {
-                        return abort(Error::Conflict(format!(
-                            "DNS owner name '{}.' already belongs to '{}'",
-                            record.dns_owner, owner.holder
-                        )));
+                    if let Some(existing) = owners.get(record.dns_owner.as_bytes())? {
+                        if existing.as_ref() != holder.as_bytes() {
+                            return abort(Error::Conflict(format!(
+                                "DNS owner name '{}.' already belongs to '{}'",
+                                record.dns_owner,
+                                String::from_utf8_lossy(&existing)
+                            )));
+                        }
                     }
-                    owner.serials.push(record.serial.clone());
                     let mut stored = record.clone();
                     stored.revision = revision;
                     let bytes = match encode(&stored) {
                         Ok(b) => b,
                         Err(e) => return abort(e),
                     };
-                    let owner_bytes = match encode(&owner) {
-                        Ok(b) => b,
-                        Err(e) => return abort(e),
-                    };
                     certs.insert(serial_key, bytes)?;
-                    owners.insert(record.dns_owner.as_bytes(), owner_bytes)?;
+                    owners.insert(record.dns_owner.as_bytes(), holder.as_bytes())?;
+                    owner_certs.insert(owner_cert_key(&record.dns_owner, &record.serial), &[])?;
                 }
                 append_audit(meta, audit, at, draft.clone())?;
                 Ok(revision)

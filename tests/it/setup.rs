@@ -51,28 +51,36 @@ fn http_get(port: u16, path: &str) -> (u16, Vec<u8>) {
 #[test]
 fn zero_config_serve_creates_an_evaluation_ca_and_serves_it() {
     let cwd = tempfile::tempdir().unwrap();
-    let port = free_port();
+    // A port picked free can be taken by a parallel test before serve binds it: retry then.
+    let (mut child, port, lines) = (0..3)
+        .find_map(|_| {
+            let port = free_port();
+            // No --data-dir, no config, no passphrase: everything defaults.
+            let mut child = Command::new(BIN)
+                .current_dir(cwd.path())
+                .env_remove("ANCHORAGE_PASSPHRASE")
+                .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let stdout = child.stdout.take().unwrap();
+            let mut lines = Vec::new();
+            let deadline = Instant::now() + Duration::from_secs(60);
+            for line in BufReader::new(stdout).lines() {
+                let line = line.unwrap();
+                let done = line.contains("health:");
+                lines.push(line);
+                if done || Instant::now() > deadline {
+                    return Some((child, port, lines));
+                }
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            None
+        })
+        .expect("serve did not start in three attempts");
     let listen = format!("127.0.0.1:{port}");
-    // No --data-dir, no config, no passphrase: everything defaults.
-    let mut child = Command::new(BIN)
-        .current_dir(cwd.path())
-        .env_remove("ANCHORAGE_PASSPHRASE")
-        .args(["serve", "--listen", &listen])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    for line in BufReader::new(stdout).lines() {
-        let line = line.unwrap();
-        let done = line.contains("health:");
-        lines.push(line);
-        if done || Instant::now() > deadline {
-            break;
-        }
-    }
     let text = lines.join("\n");
     let (status, body) = http_get(port, "/healthz");
     let (root_status, root) = http_get(port, "/ca/root.cer");
