@@ -4,6 +4,8 @@
 # against (openssl, pkilint, BIND's checkers, Knot, OpenLDAP), then runs
 # fmt, clippy and cargo test. Extra arguments go to `cargo test`.
 set -euo pipefail
+# Nothing here reads the terminal; a stray stdin must not reach the compilers.
+exec </dev/null
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
