@@ -405,43 +405,57 @@ impl Authority {
     pub fn load_seeds(&self) -> Result<Vec<String>> {
         let mut report = Vec::new();
         for (name, declared) in &self.inventory.bundles {
-            let known: Vec<Fingerprint> = self
+            // Any state counts: a retired or rejected seed must not come back on restart.
+            let mut known: Vec<Fingerprint> = self
                 .store
                 .anchors_of(name)?
                 .into_iter()
                 .map(|a| a.fingerprint)
                 .collect();
             for seed in &declared.seeds {
-                let held_before =
-                    admission::read_anchor_upload(&seed.bytes, usize::MAX).is_ok_and(|certs| {
-                        certs
-                            .iter()
-                            .all(|der| known.contains(&Fingerprint::of(der)))
-                    });
-                if held_before {
-                    continue;
-                }
+                let certs = admission::read_anchor_upload(&seed.bytes, usize::MAX)
+                    .map_err(|d| Error::Config(format!("seed {}: {d}", seed.path.display())))?;
                 let actor = format!("seed:{}", seed.path.display());
-                let submission = Submission {
-                    bundle: name.clone(),
-                    file: seed.bytes.clone(),
-                    samples: Vec::new(),
-                    organization: "seed".into(),
-                    contact: seed.path.display().to_string(),
-                };
-                match self.submit_anchor(&submission, &actor) {
-                    Ok(records) => {
-                        for r in records {
-                            self.approve_anchor(r.id, &actor, "seed anchor from the inventory")?;
-                            report
-                                .push(format!("{name}: seeded {} ({})", r.subject, r.fingerprint));
-                        }
+                // One certificate at a time, so an anchor added to a seed .p7b is picked up.
+                for der in certs {
+                    let fingerprint = Fingerprint::of(&der);
+                    if known.contains(&fingerprint) {
+                        continue;
                     }
-                    Err(Error::Conflict(_)) => {}
-                    Err(Error::Denied(d))
-                        if d.codes().iter().all(|c| c.starts_with("duplicate")) => {}
-                    Err(e) => {
-                        return Err(Error::Config(format!("seed {}: {e}", seed.path.display())))
+                    known.push(fingerprint.clone());
+                    let submission = Submission {
+                        bundle: name.clone(),
+                        file: der,
+                        samples: Vec::new(),
+                        organization: "seed".into(),
+                        contact: seed.path.display().to_string(),
+                    };
+                    match self.submit_anchor(&submission, &actor) {
+                        Ok(records) => {
+                            for r in records {
+                                self.approve_anchor(
+                                    r.id,
+                                    &actor,
+                                    "seed anchor from the inventory",
+                                )?;
+                                report.push(format!(
+                                    "{name}: seeded {} ({})",
+                                    r.subject, r.fingerprint
+                                ));
+                            }
+                        }
+                        // A seed that no longer passes admission (expired, say) is reported,
+                        // not fatal: the bundle keeps what it has.
+                        Err(Error::Denied(d)) => {
+                            tracing::warn!(bundle = %name, seed = %seed.path.display(), %fingerprint, reasons = %d, "seed anchor refused");
+                            report.push(format!(
+                                "{name}: seed {fingerprint} in {} refused: {d}",
+                                seed.path.display()
+                            ));
+                        }
+                        Err(e) => {
+                            return Err(Error::Config(format!("seed {}: {e}", seed.path.display())))
+                        }
                     }
                 }
             }

@@ -12,6 +12,7 @@ mod durability;
 mod harness;
 mod issuance;
 mod refusals;
+mod seeds;
 mod server;
 mod setup;
 mod tools;
