@@ -7,6 +7,8 @@
 #   COUNT=0 ops/bench/startup.sh               # baseline: an empty store
 #   COUNT=100000 RUNS=20 DATA=/tmp/anc-100k ops/bench/startup.sh   # re-use a filled store
 #   COLD=1 ops/bench/startup.sh                # drop the page cache before each start (root)
+#   SERVE_ENV="GLIBC_TUNABLES=glibc.malloc.trim_threshold=131072" ops/bench/startup.sh
+#                                              # extra environment for `serve` (K=V ...)
 #
 # Steps: release build; `anchorage init` in a data dir; fill it with COUNT real certificates
 # (ops/bench/fill_store.rs: every one approved by the issuance rules, RSA-2048-signed and
@@ -60,11 +62,14 @@ echo "store: $count certificates, $(du -sh "$DATA/store" | cut -f1) on disk"
 [[ "$count" =~ ^[0-9]+$ ]] || { echo "the store in $DATA cannot be read by this build: refill it" >&2; exit 1; }
 
 echo "==== $RUNS start-ups (load before: $(cut -d' ' -f1-3 /proc/loadavg))"
-python3 - "$BIN" "$DATA" "$RUNS" "$IDLE" "$TARGET_MS" "$TARGET_RSS_MB" "${COLD:-0}" <<'PY'
+[[ -z "${SERVE_ENV:-}" ]] || echo "serve environment: $SERVE_ENV"
+python3 - "$BIN" "$DATA" "$RUNS" "$IDLE" "$TARGET_MS" "$TARGET_RSS_MB" "${COLD:-0}" "${SERVE_ENV:-}" <<'PY'
 import os, signal, socket, statistics, subprocess, sys, time
 
 binary, data, runs, idle, target_ms, target_mb = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5]), float(sys.argv[6])
 cold = sys.argv[7] == "1"
+env = dict(os.environ)
+env.update(kv.split("=", 1) for kv in sys.argv[8].split())
 
 def free_port():
     s = socket.socket()
@@ -95,7 +100,7 @@ for i in range(runs):
             f.write("3\n")
     t0 = time.perf_counter()
     p = subprocess.Popen([binary, "--data-dir", data, "serve", "--listen", f"127.0.0.1:{port}"],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     while True:
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.05).close()
