@@ -28,6 +28,19 @@ pub struct Submission {
     pub contact: String,
 }
 
+/// One line of a bundle listing.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BundleSummary {
+    pub name: String,
+    pub title: String,
+    pub test: bool,
+    pub signed: bool,
+    pub promote_to: Option<String>,
+    pub version: Option<u64>,
+    pub sha256: Option<String>,
+    pub anchors: Option<usize>,
+}
+
 impl Authority {
     fn declared(&self, bundle: &str) -> Result<&DeclaredBundle> {
         self.inventory.get(bundle)
@@ -385,6 +398,30 @@ impl Authority {
                 declared.declaration.name
             ))
         })
+    }
+
+    /// Every declared bundle with its current version, for listings (CLI and API).
+    pub fn bundle_summaries(&self) -> Result<Vec<BundleSummary>> {
+        let published = self.published_bundles()?;
+        Ok(self
+            .inventory
+            .bundles
+            .values()
+            .map(|b| {
+                let d = &b.declaration;
+                let v = published.iter().find(|v| v.bundle == d.name);
+                BundleSummary {
+                    name: d.name.clone(),
+                    title: d.title.clone(),
+                    test: d.test,
+                    signed: d.signed,
+                    promote_to: d.promote_to.clone(),
+                    version: v.map(|v| v.version),
+                    sha256: v.map(|v| v.sha256.clone()),
+                    anchors: v.map(|v| v.anchors.len()),
+                }
+            })
+            .collect())
     }
 
     /// Every bundle's latest version (for serving and listings).

@@ -28,7 +28,7 @@ use crate::x509;
 
 mod bundles;
 
-pub use bundles::Submission;
+pub use bundles::{BundleSummary, Submission};
 
 /// API roles. Issue 5 adds scoping; the foundation needs these.
 pub const ROLES: [&str; 4] = ["admin", "registrar", "member", "dns_operator"];

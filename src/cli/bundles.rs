@@ -371,19 +371,7 @@ fn anchor_text(v: &Value) -> String {
 pub fn bundle(config: Config, cmd: BundleCommand, out: Output) -> Result<()> {
     let value = match (target(config)?, cmd) {
         (Target::Direct(a), BundleCommand::List) => {
-            let published = a.published_bundles()?;
-            let list: Vec<Value> = a
-                .inventory
-                .bundles
-                .values()
-                .map(|b| {
-                    let d = &b.declaration;
-                    let v = published.iter().find(|v| v.bundle == d.name);
-                    json!({"name": d.name, "title": d.title, "test": d.test, "signed": d.signed, "promote_to": d.promote_to,
-                           "version": v.map(|v| v.version), "sha256": v.map(|v| v.sha256.clone()), "anchors": v.map(|v| v.anchors.len())})
-                })
-                .collect();
-            Value::Array(list)
+            serde_json::to_value(a.bundle_summaries()?).unwrap_or_default()
         }
         (Target::Direct(a), BundleCommand::Build { name }) => {
             a.inventory.get(&name)?;

@@ -88,7 +88,7 @@ pub enum Command {
     Bundle(bundles::BundleCommand),
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Default, Args)]
 pub struct InitArgs {
     /// A health domain this CA issues for (repeatable).
     #[arg(long = "managed-domain")]
@@ -584,38 +584,33 @@ fn serve(
         }
     }
     let mut authority = Authority::open(config.clone(), Arc::new(SystemClock))?;
-    if !authority.is_initialised()? {
+    let first_start = !authority.is_initialised()?;
+    if first_start {
         if config.managed_domains.is_empty() {
             config.managed_domains =
                 vec![HealthDomain::parse(config::EVALUATION_DOMAIN).map_err(Error::Config)?];
         }
         drop(authority);
-        let init_args = InitArgs {
-            managed_domains: Vec::new(),
-            public_url: None,
-            organization: None,
-            root_key: None,
-            issuing_key: None,
-            root_cert: None,
-            root_key_file: None,
-            root_p12: None,
-            issuing_cert: None,
-            issuing_key_file: None,
-            issuing_p12: None,
-            p12_password_file: None,
-        };
         println!(
             "first start: no CA in {}, creating an evaluation CA hierarchy",
             config.data_dir.display()
         );
-        init(config.clone(), init_args, Output::Text, write_config)?;
+        init(
+            config.clone(),
+            InitArgs::default(),
+            Output::Text,
+            write_config,
+        )?;
         // Re-open only here: the store is locked while `authority` is alive.
         authority = Authority::open(config.clone(), Arc::new(SystemClock))?;
     }
     let (passphrase, source) = authority.passphrase(false)?;
     authority.unlock(&passphrase)?;
     drop(passphrase);
-    warn_if_evaluation(&source);
+    if !first_start {
+        // `init` has just printed the same warning.
+        warn_if_evaluation(&source);
+    }
     authority.refresh_crls()?;
     for line in authority.load_seeds()? {
         println!("{line}");

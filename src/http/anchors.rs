@@ -151,22 +151,7 @@ async fn list_bundles(
     _caller: Caller,
 ) -> Result<Response, ApiError> {
     let authority = state.authority.clone();
-    let published = blocking(move || authority.published_bundles()).await?;
-    let list: Vec<serde_json::Value> = state
-        .authority
-        .inventory
-        .bundles
-        .values()
-        .map(|b| {
-            let d = &b.declaration;
-            let v = published.iter().find(|v| v.bundle == d.name);
-            serde_json::json!({
-                "name": d.name, "title": d.title, "test": d.test, "signed": d.signed,
-                "promote_to": d.promote_to, "version": v.map(|v| v.version),
-                "sha256": v.map(|v| v.sha256.clone()), "anchors": v.map(|v| v.anchors.len()),
-            })
-        })
-        .collect();
+    let list = blocking(move || authority.bundle_summaries()).await?;
     Ok(Json(list).into_response())
 }
 
