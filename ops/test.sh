@@ -4,8 +4,20 @@
 # against (openssl, pkilint, BIND's checkers, Knot, OpenLDAP), then runs
 # fmt, clippy and cargo test. Extra arguments go to `cargo test`.
 set -euo pipefail
-# Nothing here reads the terminal; a stray stdin must not reach the compilers.
-exec </dev/null
+# Some sandboxes (this CI machine among them) have a regular file at
+# /dev/null: every `>/dev/null` writes into it, and whatever reads it back
+# gets that text (cargo's `rustc -` probe compiled stale warnings from it).
+# Put the character device back when we may; either way stdin is an empty
+# pipe, so nothing below reads leftovers.
+if [[ ! -c /dev/null ]]; then
+  if mknod -m 666 /dev/null.anchorage c 1 3 2>/dev/null && mv -f /dev/null.anchorage /dev/null; then
+    echo "note: /dev/null was not a character device; recreated it"
+  else
+    rm -f /dev/null.anchorage 2>/dev/null || true
+    echo "warning: /dev/null is not a character device and cannot be recreated" >&2
+  fi
+fi
+exec < <(:)
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
