@@ -42,6 +42,7 @@ pub struct Config {
     pub ca: CaConfig,
     pub crl: CrlConfig,
     pub api: ApiConfig,
+    pub web: WebConfig,
 }
 
 /// TLS for the bundle endpoints (rustls; PEM files).
@@ -86,6 +87,37 @@ pub struct ApiConfig {
     pub request_timeout_secs: u64,
 }
 
+/// Browser sessions and the sign-in throttle.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebConfig {
+    /// A session ends after this long without a request.
+    pub session_idle_minutes: u32,
+    /// And after this long in any case.
+    pub session_absolute_hours: u32,
+    /// Failed sign-ins (per account and per client address) before delays start.
+    pub login_free_failures: u32,
+    /// First delay after the free failures; it doubles with each further failure.
+    pub login_delay_secs: u32,
+    /// The longest delay.
+    pub login_max_delay_secs: u32,
+    /// Largest upload through the web forms (anchors with samples, CSRs).
+    pub max_form_bytes: usize,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        WebConfig {
+            session_idle_minutes: 30,
+            session_absolute_hours: 8,
+            login_free_failures: 5,
+            login_delay_secs: 30,
+            login_max_delay_secs: 900,
+            max_form_bytes: 2 * 1024 * 1024,
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -100,6 +132,7 @@ impl Default for Config {
             ca: CaConfig::default(),
             crl: CrlConfig::default(),
             api: ApiConfig::default(),
+            web: WebConfig::default(),
         }
     }
 }
@@ -216,6 +249,17 @@ impl Config {
         }
         if self.api.max_body_bytes < 1024 {
             out.push("api.max_body_bytes must be at least 1024".into());
+        }
+        if self.web.session_idle_minutes == 0 || self.web.session_absolute_hours == 0 {
+            out.push("web session lifetimes must be at least one minute / one hour".into());
+        }
+        if self.web.login_delay_secs == 0
+            || self.web.login_max_delay_secs < self.web.login_delay_secs
+        {
+            out.push("web.login_delay_secs must be > 0 and <= web.login_max_delay_secs".into());
+        }
+        if self.web.max_form_bytes < 64 * 1024 {
+            out.push("web.max_form_bytes must be at least 65536".into());
         }
         out
     }

@@ -1,6 +1,7 @@
 //! anchorage: a certificate authority and trust-bundle service for Direct secure health
 //! messaging. The library holds every use case; the `anchorage` binary is a thin CLI over it.
 
+pub mod accounts;
 pub mod audit;
 pub mod authority;
 pub mod bundle;

@@ -10,6 +10,7 @@ use serde_json::json;
 use time::{Duration, OffsetDateTime};
 use zeroize::Zeroizing;
 
+use crate::accounts::Scope;
 use crate::audit::{self, AuditDraft, AuditReport};
 use crate::ca::{
     self, CaRecord, CaRole, EndEntitySpec, HierarchyOptions, ImportedCa, RevokedEntry, UnlockedCa,
@@ -26,11 +27,13 @@ use crate::policy::profile::Profiles;
 use crate::store::{CertRecord, CrlRecord, Revocation, Store, TokenRecord, RECORD_VERSION};
 use crate::x509;
 
+mod accounts;
 mod bundles;
 
+pub use accounts::{token_principal, NewUser, SignedIn};
 pub use bundles::{BundleSummary, Submission};
 
-/// API roles. Issue 5 adds scoping; the foundation needs these.
+/// API roles (see `accounts::Role`).
 pub const ROLES: [&str; 4] = ["admin", "registrar", "member", "dns_operator"];
 
 /// The unlocked CAs. The root may be offline (imported without its key).
@@ -115,6 +118,8 @@ pub struct CertView {
 /// Filters for listings.
 #[derive(Debug, Clone, Default)]
 pub struct CertFilter {
+    /// Text contained in the holder, the subscriber name or organisation, or the serial.
+    pub search: Option<String>,
     pub holder: Option<String>,
     pub domain: Option<String>,
     pub status: Option<CertStatus>,
@@ -589,6 +594,11 @@ impl Authority {
             .domain
             .as_ref()
             .map(|d| d.trim().trim_end_matches('.').to_ascii_lowercase());
+        let search = filter
+            .search
+            .as_ref()
+            .map(|q| q.trim().to_lowercase())
+            .filter(|q| !q.is_empty());
         let mut out = Vec::new();
         for record in self.store.certs() {
             let record = record?;
@@ -608,6 +618,9 @@ impl Authority {
                 .expiring_within_days
                 .is_some_and(|days| record.not_after > now + Duration::days(i64::from(days)))
             {
+                continue;
+            }
+            if search.as_ref().is_some_and(|q| !matches_search(&record, q)) {
                 continue;
             }
             let view = self.view(record)?;
@@ -749,7 +762,8 @@ impl Authority {
 
     // ---- tokens ------------------------------------------------------------------------
 
-    /// Creates an API token; the secret is returned once and only its hash is stored.
+    /// Creates an API token with the widest scope of its role (every managed domain, every
+    /// bundle); the secret is returned once and only its hash is stored.
     pub fn create_token(
         &self,
         role: &str,
@@ -757,30 +771,8 @@ impl Authority {
         valid_days: Option<u32>,
         actor: &str,
     ) -> Result<(Zeroizing<String>, TokenRecord)> {
-        if !ROLES.contains(&role) {
-            return Err(Error::InvalidInput(format!(
-                "unknown role '{role}'; use one of {}",
-                ROLES.join(", ")
-            )));
-        }
-        let secret = new_token_secret()?;
-        let now = self.now();
-        let record = TokenRecord {
-            record_version: RECORD_VERSION,
-            id: hex::encode(ca::random_serial()?.to_bytes().get(..6).unwrap_or_default()),
-            hash: token_hash(&secret),
-            role: role.to_string(),
-            label: label.to_string(),
-            created_at: now,
-            expires_at: valid_days.map(|d| now + Duration::days(i64::from(d))),
-            revoked_at: None,
-        };
-        self.store.put_token(
-            &record,
-            now,
-            AuditDraft::new(actor, "token.create", &record.id, json!({"role": role, "label": label, "expires_at": record.expires_at.map(|t| t.to_string())})),
-        )?;
-        Ok((secret, record))
+        let role = crate::accounts::Role::parse(role)?;
+        self.create_scoped_token(role, Scope::widest(role), label, valid_days, None, actor)
     }
 
     /// Finds the live token for a presented secret.
@@ -808,6 +800,17 @@ impl Authority {
     }
 }
 
+fn matches_search(record: &CertRecord, q: &str) -> bool {
+    record.holder.to_string().contains(q)
+        || record.serial.as_str().eq_ignore_ascii_case(q)
+        || record.subscriber.name.to_lowercase().contains(q)
+        || record
+            .subscriber
+            .organization
+            .as_ref()
+            .is_some_and(|o| o.to_lowercase().contains(q))
+}
+
 fn has_generated_key(approved: &Approved) -> bool {
     approved
         .certs
@@ -820,19 +823,6 @@ fn describe_key(key: &KeyPair) -> String {
         Ok((_, spki)) => x509::key_info(&spki).description,
         Err(_) => String::new(),
     }
-}
-
-fn new_token_secret() -> Result<Zeroizing<String>> {
-    use aws_lc_rs::rand::{SecureRandom, SystemRandom};
-    use base64::Engine;
-    let mut bytes = [0u8; 32];
-    SystemRandom::new()
-        .fill(&mut bytes)
-        .map_err(|_| Error::Generation("the system random generator failed".into()))?;
-    Ok(Zeroizing::new(format!(
-        "anc_{}",
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-    )))
 }
 
 /// Tokens carry 256 random bits, so a plain SHA-256 is a sufficient one-way hash.

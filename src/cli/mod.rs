@@ -21,6 +21,7 @@ use crate::policy::issuance::{IssueRequest, KeySource, Proofing, Subscriber};
 use crate::policy::profile::Profiles;
 use crate::x509;
 
+mod accounts;
 mod bundles;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -74,12 +75,15 @@ pub enum Command {
     /// Configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
-    /// API tokens.
+    /// API tokens: create, list, revoke.
     #[command(subcommand)]
-    Token(TokenCommand),
-    /// The hash-chained audit log.
+    Token(accounts::TokenCommand),
+    /// Users of the web interface.
     #[command(subcommand)]
-    Audit(AuditCommand),
+    User(accounts::UserCommand),
+    /// The hash-chained audit log: verify, export.
+    #[command(subcommand)]
+    Audit(accounts::AuditCommand),
     /// Member trust anchors: submit, review, publish.
     #[command(subcommand)]
     Anchor(bundles::AnchorCommand),
@@ -258,26 +262,6 @@ pub enum ConfigCommand {
     Check,
 }
 
-#[derive(Debug, Subcommand)]
-pub enum TokenCommand {
-    /// Create an API token (printed once; stored hashed).
-    Create {
-        #[arg(long)]
-        role: String,
-        #[arg(long, default_value = "")]
-        label: String,
-        /// Expiry in days (default: 365).
-        #[arg(long, default_value_t = 365)]
-        valid_days: u32,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-pub enum AuditCommand {
-    /// Check the hash chain of the whole audit log.
-    Verify,
-}
-
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
     let out = cli.output;
@@ -313,42 +297,11 @@ pub fn run(cli: Cli) -> Result<()> {
                 },
             )
         }
-        Command::Token(TokenCommand::Create {
-            role,
-            label,
-            valid_days,
-        }) => {
-            let authority = open(config)?;
-            let (secret, record) =
-                authority.create_token(&role, &label, Some(valid_days), &cli_actor())?;
-            emit(
-                out,
-                json!({"token": secret.as_str(), "id": record.id, "role": record.role, "expires_at": record.expires_at.map(|t| t.to_string())}),
-                || {
-                    format!(
-                        "{}\n(token {} for role {}; shown once, stored hashed)",
-                        secret.as_str(),
-                        record.id,
-                        record.role
-                    )
-                },
-            )
-        }
+        Command::Token(cmd) => accounts::token(config, cmd, out),
+        Command::User(cmd) => accounts::user(config, cmd, out),
         Command::Anchor(cmd) => bundles::anchor(config, cmd, out),
         Command::Bundle(cmd) => bundles::bundle(config, cmd, out),
-        Command::Audit(AuditCommand::Verify) => {
-            let report = open(config)?.verify_audit()?;
-            emit(
-                out,
-                json!({"ok": true, "entries": report.entries, "head_hash": report.head_hash}),
-                || {
-                    format!(
-                        "audit log intact: {} entries, head {}",
-                        report.entries, report.head_hash
-                    )
-                },
-            )
-        }
+        Command::Audit(cmd) => accounts::audit(config, cmd, out),
     }
 }
 
@@ -781,6 +734,7 @@ fn cert(authority: Authority, cmd: CertCommand, out: Output) -> Result<()> {
             expiring_within_days,
         } => {
             let filter = CertFilter {
+                search: None,
                 holder,
                 domain,
                 status: status.map(|s| match s {

@@ -121,7 +121,7 @@ impl From<&BundleVersion> for Published {
 }
 
 /// Runs blocking store and signing work off the async runtime.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> crate::error::Result<T> + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f)
@@ -131,7 +131,7 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// Rebuilds a bundle and, when a version was published, swaps the served copy.
-async fn publish(
+pub(crate) async fn publish(
     state: &AppState,
     bundle: String,
     actor: String,
@@ -162,6 +162,12 @@ async fn submit(
     ApiJson(body): ApiJson<SubmitBody>,
 ) -> Result<Response, ApiError> {
     caller.require(SUBMITTERS)?;
+    if !caller.principal().may_use_bundle(&name) {
+        return Err(Error::Forbidden(format!(
+            "this account may not submit to the bundle '{name}'"
+        ))
+        .into());
+    }
     let submission = Submission {
         bundle: name,
         file: file_bytes(&body.file),
@@ -196,8 +202,10 @@ async fn list_anchors(
     caller.require(SUBMITTERS)?;
     let authority = state.authority.clone();
     let all = blocking(move || authority.store.anchors()).await?;
+    let principal = caller.principal();
     Ok(Json(
         all.iter()
+            .filter(|a| principal.may_use_bundle(&a.bundle))
             .filter(|a| q.bundle.as_ref().is_none_or(|b| *b == a.bundle))
             .filter(|a| q.state.as_ref().is_none_or(|s| s == a.state.as_str()))
             .map(AnchorJson::from)
@@ -213,6 +221,9 @@ async fn show(
     caller.require(SUBMITTERS)?;
     let authority = state.authority.clone();
     let record = blocking(move || authority.anchor(id)).await?;
+    if !caller.principal().may_use_bundle(&record.bundle) {
+        return Err(Error::NotFound(format!("no anchor #{id}")).into());
+    }
     Ok(Json(AnchorJson::from(&record)))
 }
 

@@ -66,7 +66,35 @@ pub struct IssueResponse {
     pub p12_password: Option<String>,
 }
 
-fn csr_bytes(text: &str) -> Vec<u8> {
+/// The health domain a request is for, as far as it can be read; malformed input is left
+/// to the issuance policy, which names the problem.
+pub fn request_domain(address: Option<&str>, domain: Option<&str>) -> Option<String> {
+    match (address, domain) {
+        (Some(a), _) => a
+            .trim()
+            .rsplit_once('@')
+            .map(|(_, d)| d.trim_end_matches('.').to_ascii_lowercase()),
+        (None, Some(d)) => Some(d.trim().trim_end_matches('.').to_ascii_lowercase()),
+        (None, None) => None,
+    }
+}
+
+/// A certificate the caller may see: out-of-scope ones are reported as not found, so a
+/// registrar learns nothing about other domains.
+pub fn scoped_cert(
+    state: &AppState,
+    principal: &crate::accounts::Principal,
+    serial: &Serial,
+) -> Result<CertView, ApiError> {
+    let view = state.authority.cert(serial)?;
+    if principal.sees_domain(view.record.holder.domain().as_str()) {
+        Ok(view)
+    } else {
+        Err(Error::NotFound(format!("no certificate with serial {}", serial.as_str())).into())
+    }
+}
+
+pub fn csr_bytes(text: &str) -> Vec<u8> {
     let t = text.trim();
     if t.starts_with("-----BEGIN") {
         return t.as_bytes().to_vec();
@@ -82,6 +110,11 @@ async fn issue(
     ApiJson(body): ApiJson<IssueBody>,
 ) -> Result<Response, ApiError> {
     caller.require(ISSUERS)?;
+    if let Some(domain) = request_domain(body.address.as_deref(), body.domain.as_deref()) {
+        caller
+            .principal()
+            .may_issue_for(&domain, body.subscriber.organization.as_deref())?;
+    }
     let key = match (body.keygen, &body.csr) {
         (true, None) => KeySource::Generate,
         (false, Some(csr)) => KeySource::Csr {
@@ -147,6 +180,8 @@ async fn issue(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
+    /// Text contained in the holder, subscriber or organisation, or an exact serial.
+    pub q: Option<String>,
     pub holder: Option<String>,
     pub domain: Option<String>,
     pub status: Option<String>,
@@ -180,12 +215,16 @@ async fn list(
 ) -> Result<Json<Vec<CertView>>, ApiError> {
     caller.require(ISSUERS)?;
     let filter = CertFilter {
+        search: q.q,
         holder: q.holder,
         domain: q.domain,
         status: q.status.as_deref().map(parse_status).transpose()?,
         expiring_within_days: q.expiring_within_days,
     };
-    Ok(Json(state.authority.certs(&filter)?))
+    let principal = caller.principal();
+    let mut views = state.authority.certs(&filter)?;
+    views.retain(|v| principal.sees_domain(v.record.holder.domain().as_str()));
+    Ok(Json(views))
 }
 
 fn serial_of(s: &str) -> Result<Serial, ApiError> {
@@ -198,7 +237,7 @@ async fn show(
     Path(serial): Path<String>,
 ) -> Result<Json<CertJson>, ApiError> {
     caller.require(ISSUERS)?;
-    let view = state.authority.cert(&serial_of(&serial)?)?;
+    let view = scoped_cert(&state, caller.principal(), &serial_of(&serial)?)?;
     let pem = x509::to_pem("CERTIFICATE", &view.record.der);
     Ok(Json(CertJson { view, pem }))
 }
@@ -209,7 +248,7 @@ async fn pem(
     Path(serial): Path<String>,
 ) -> Result<Response, ApiError> {
     caller.require(ISSUERS)?;
-    let view = state.authority.cert(&serial_of(&serial)?)?;
+    let view = scoped_cert(&state, caller.principal(), &serial_of(&serial)?)?;
     let mut r = x509::to_pem("CERTIFICATE", &view.record.der).into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -224,7 +263,7 @@ async fn der(
     Path(serial): Path<String>,
 ) -> Result<Response, ApiError> {
     caller.require(ISSUERS)?;
-    let view = state.authority.cert(&serial_of(&serial)?)?;
+    let view = scoped_cert(&state, caller.principal(), &serial_of(&serial)?)?;
     let mut r = view.record.der.into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -249,6 +288,7 @@ async fn revoke(
     let reason =
         RevocationReason::parse(&body.reason).map_err(|e| ApiError(Error::InvalidInput(e)))?;
     let serial = serial_of(&serial)?;
+    scoped_cert(&state, caller.principal(), &serial)?;
     let authority = state.authority.clone();
     let actor = caller.actor();
     let revocation = tokio::task::spawn_blocking(move || authority.revoke(&serial, reason, &actor))

@@ -7,6 +7,7 @@ pub mod bundles;
 mod certs;
 mod public;
 pub mod tls;
+pub mod web;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,10 +23,10 @@ use tokio::sync::Notify;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::accounts::{Principal, Role, Scope};
 use crate::authority::Authority;
 use crate::error::Error;
 use crate::policy::Reason;
-use crate::store::TokenRecord;
 
 /// Shared by every handler.
 #[derive(Clone)]
@@ -38,6 +39,8 @@ pub struct AppState {
     /// SHA-256 of the local control token `serve` writes into the data directory, so the CLI
     /// can act through the running server while the store is locked.
     pub control_hash: Option<Arc<str>>,
+    /// Sign-in throttle and one-time downloads of the web interface.
+    pub web: web::WebState,
 }
 
 impl AppState {
@@ -46,11 +49,13 @@ impl AppState {
         if let Err(e) = bundles.reload(&authority) {
             tracing::error!(error = %e, "loading the published bundles failed");
         }
+        let web = web::WebState::new(&authority.config.web);
         AppState {
             authority,
             crl_dirty: Arc::new(Notify::new()),
             bundles,
             control_hash: None,
+            web,
         }
     }
 }
@@ -62,8 +67,10 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(public::routes())
         .merge(bundles::routes())
+        .merge(web::routes(&state))
         .nest("/api/v1", certs::routes().merge(anchors::routes()))
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .layer(axum::middleware::from_fn(security_headers))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             timeout,
@@ -71,6 +78,31 @@ pub fn router(state: AppState) -> Router {
         // Method, path and status only: bodies may hold keys or passwords.
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// Headers every response carries. The pages use no inline script or style and are never
+/// framed; HSTS only over TLS (RFC 6797 §7.2: never over plain HTTP).
+async fn security_headers(request: Request, next: axum::middleware::Next) -> Response {
+    let tls = request.extensions().get::<web::OverTls>().is_some();
+    let mut response = next.run(request).await;
+    let h = response.headers_mut();
+    let set = |h: &mut axum::http::HeaderMap, name: &'static str, value: &'static str| {
+        h.entry(name)
+            .or_insert(header::HeaderValue::from_static(value));
+    };
+    set(
+        h,
+        "content-security-policy",
+        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    );
+    set(h, "x-content-type-options", "nosniff");
+    set(h, "x-frame-options", "DENY");
+    set(h, "referrer-policy", "no-referrer");
+    set(h, "cross-origin-opener-policy", "same-origin");
+    if tls {
+        set(h, "strict-transport-security", "max-age=31536000");
+    }
+    response
 }
 
 /// Runs the CRL publisher: coalesces revocation bursts and re-signs before nextUpdate.
@@ -113,7 +145,10 @@ pub async fn serve(
     let app = router(state);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let https = tls.map(|listener| {
-        let app = app.clone().into_make_service();
+        let app = app
+            .clone()
+            .layer(axum::Extension(web::OverTls))
+            .into_make_service_with_connect_info::<tls::ClientAddr>();
         let mut stop = stop_rx.clone();
         tokio::spawn(async move {
             axum::serve(listener, app)
@@ -125,7 +160,7 @@ pub async fn serve(
     });
     let result = axum::serve(
         listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        app.into_make_service_with_connect_info::<tls::ClientAddr>(),
     )
     .with_graceful_shutdown(async move {
         shutdown.await;
@@ -158,10 +193,10 @@ impl From<Error> for ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let e = self.0;
-        let status = match &e {
+impl ApiError {
+    /// The HTTP status of this error.
+    pub fn status(&self) -> StatusCode {
+        match &self.0 {
             Error::Denied(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Error::InvalidInput(_) => StatusCode::BAD_REQUEST,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
@@ -172,7 +207,14 @@ impl IntoResponse for ApiError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             _ => StatusCode::INTERNAL_SERVER_ERROR,
-        };
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let e = self.0;
         let (message, reasons) = match &e {
             Error::Denied(d) => (
                 "the request was refused; see reasons".to_string(),
@@ -247,7 +289,7 @@ where
 }
 
 /// The local CLI acting through the server; it names its operator in `X-Anchorage-Actor`.
-fn control_caller(parts: &Parts) -> TokenRecord {
+fn control_caller(parts: &Parts) -> Principal {
     let actor: String = parts
         .headers
         .get("x-anchorage-actor")
@@ -257,20 +299,16 @@ fn control_caller(parts: &Parts) -> TokenRecord {
         .filter(|c| !c.is_control())
         .take(64)
         .collect();
-    TokenRecord {
-        record_version: crate::store::RECORD_VERSION,
-        id: "control".into(),
-        hash: String::new(),
-        role: "admin".into(),
-        label: actor,
-        created_at: time::OffsetDateTime::UNIX_EPOCH,
-        expires_at: None,
-        revoked_at: None,
+    Principal {
+        role: Role::Admin,
+        scope: Scope::default(),
+        actor: format!("{actor} (admin token control)"),
+        user: None,
     }
 }
 
 /// A caller authenticated by `Authorization: Bearer <token>`.
-pub struct Caller(pub TokenRecord);
+pub struct Caller(pub Principal);
 
 impl Caller {
     pub fn require(&self, roles: &[&str]) -> Result<(), ApiError> {
@@ -279,7 +317,7 @@ impl Caller {
         } else {
             Err(ApiError(Error::Forbidden(format!(
                 "the '{}' role may not do this (needs {})",
-                self.0.role,
+                self.0.role.as_str(),
                 roles.join(" or ")
             ))))
         }
@@ -287,12 +325,11 @@ impl Caller {
 
     /// How the caller appears in records and the audit log.
     pub fn actor(&self) -> String {
-        let label = if self.0.label.is_empty() {
-            "token"
-        } else {
-            &self.0.label
-        };
-        format!("{label} ({} token {})", self.0.role, self.0.id)
+        self.0.actor.clone()
+    }
+
+    pub fn principal(&self) -> &Principal {
+        &self.0
     }
 }
 
@@ -322,6 +359,7 @@ impl FromRequestParts<AppState> for Caller {
                 return Ok(Caller(control_caller(parts)));
             }
         }
-        Ok(Caller(state.authority.authenticate(secret)?))
+        let token = state.authority.authenticate(secret)?;
+        Ok(Caller(crate::authority::token_principal(&token)?))
     }
 }

@@ -11,6 +11,7 @@ use sled::transaction::{
 use sled::Transactional;
 use time::OffsetDateTime;
 
+mod accounts;
 mod bundles;
 
 pub use bundles::{
@@ -103,6 +104,12 @@ pub struct TokenRecord {
     pub expires_at: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339::option")]
     pub revoked_at: Option<OffsetDateTime>,
+    /// What a registrar or member token may touch (issue scoping); empty for admin tokens.
+    #[serde(default)]
+    pub scope: crate::accounts::Scope,
+    /// The user who created the token, when created by a signed-in user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 /// The opened store.
@@ -122,6 +129,10 @@ pub struct Store {
     audit: sled::Tree,
     anchors: sled::Tree,
     bundle_versions: sled::Tree,
+    users: sled::Tree,
+    /// Browser sessions; written on sign-in and activity, not flushed (a lost session only
+    /// means signing in again).
+    sessions: sled::Tree,
 }
 
 type TxResult<T> = std::result::Result<T, ConflictableTransactionError<Error>>;
@@ -232,6 +243,8 @@ impl Store {
             audit: tree("audit")?,
             anchors: tree("anchors")?,
             bundle_versions: tree("bundle_versions")?,
+            users: tree("users")?,
+            sessions: tree("sessions")?,
             db,
         })
     }
@@ -514,6 +527,29 @@ impl Store {
             .transpose()
     }
 
+    /// Marks a token revoked (by id), with its audit entry. Revoking twice is a no-op error.
+    pub fn revoke_token(
+        &self,
+        id: &str,
+        at: OffsetDateTime,
+        draft: AuditDraft,
+    ) -> Result<TokenRecord> {
+        let found = self
+            .tokens()?
+            .into_iter()
+            .find(|t| t.id == id)
+            .ok_or_else(|| Error::NotFound(format!("no API token with id {id}")))?;
+        if found.revoked_at.is_some() {
+            return Err(Error::Conflict(format!(
+                "API token {id} is already revoked"
+            )));
+        }
+        let mut revoked = found;
+        revoked.revoked_at = Some(at);
+        self.put_token(&revoked, at, draft)?;
+        Ok(revoked)
+    }
+
     pub fn tokens(&self) -> Result<Vec<TokenRecord>> {
         self.tokens
             .iter()
@@ -538,6 +574,14 @@ impl Store {
             .iter()
             .values()
             .map(|v| v.map_err(Error::from).and_then(|b| decode(&b, "audit")))
+    }
+
+    /// Newest first (the viewer pages backwards).
+    pub fn audit_entries_rev(&self) -> impl Iterator<Item = Result<AuditEntry>> + '_ {
+        self.audit.iter().rev().map(|kv| {
+            kv.map_err(Error::from)
+                .and_then(|(_, b)| decode(&b, "audit"))
+        })
     }
 
     pub fn audit_head(&self) -> Result<Option<AuditHead>> {

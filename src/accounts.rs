@@ -1,0 +1,456 @@
+//! People and what they may do: roles, scopes, user records with argon2id password hashes,
+//! browser sessions, and the login throttle. The HTTP layer authenticates; this module decides
+//! what an authenticated principal may touch.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use serde::{Deserialize, Serialize};
+use time::{Duration, OffsetDateTime};
+
+use crate::error::{Error, Result};
+use crate::model::HealthDomain;
+
+/// The four roles of the service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Admin,
+    Registrar,
+    Member,
+    DnsOperator,
+}
+
+impl Role {
+    pub const ALL: [Role; 4] = [
+        Role::Admin,
+        Role::Registrar,
+        Role::Member,
+        Role::DnsOperator,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Registrar => "registrar",
+            Role::Member => "member",
+            Role::DnsOperator => "dns_operator",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Role> {
+        Role::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| {
+                Error::InvalidInput(format!(
+                    "unknown role '{s}'; use one of admin, registrar, member, dns_operator"
+                ))
+            })
+    }
+}
+
+/// What a registrar may issue for and which bundles a member may submit to. An empty list
+/// means "no restriction" only for the fields a role does not use; `validate` makes sure a
+/// registrar names its domains and a member its bundles.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Scope {
+    /// Health domains (a certificate for `x@d` or for `d` needs `d` here); `*` = every managed
+    /// domain.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub domains: Vec<String>,
+    /// When not empty, the subscriber organisation must be one of these (exact, case-insensitive).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub organisations: Vec<String>,
+    /// Bundles a member may submit to and see; `*` = every bundle.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bundles: Vec<String>,
+}
+
+impl Scope {
+    /// Everything the role can be scoped to.
+    pub fn widest(role: Role) -> Scope {
+        match role {
+            Role::Registrar => Scope {
+                domains: vec!["*".into()],
+                ..Scope::default()
+            },
+            Role::Member => Scope {
+                bundles: vec!["*".into()],
+                ..Scope::default()
+            },
+            Role::Admin | Role::DnsOperator => Scope::default(),
+        }
+    }
+
+    /// Normalises and checks a scope for a role.
+    pub fn validate(mut self, role: Role, managed: &[String]) -> Result<Scope> {
+        self.domains = self
+            .domains
+            .iter()
+            .map(|d| d.trim().to_ascii_lowercase())
+            .collect();
+        self.domains.sort();
+        self.domains.dedup();
+        self.bundles.sort();
+        self.bundles.dedup();
+        for d in &self.domains {
+            if d == "*" {
+                continue;
+            }
+            HealthDomain::parse(d).map_err(Error::InvalidInput)?;
+            if !managed.is_empty() && !managed.iter().any(|m| m.eq_ignore_ascii_case(d)) {
+                return Err(Error::InvalidInput(format!(
+                    "'{d}' is not a managed domain of this service ({})",
+                    managed.join(", ")
+                )));
+            }
+        }
+        match role {
+            Role::Registrar if self.domains.is_empty() => Err(Error::InvalidInput(
+                "a registrar needs at least one --domain it may issue for (or '*')".into(),
+            )),
+            Role::Member if self.bundles.is_empty() => Err(Error::InvalidInput(
+                "a member needs at least one --bundle it may submit to (or '*')".into(),
+            )),
+            _ => Ok(self),
+        }
+    }
+
+    pub fn allows_domain(&self, domain: &str) -> bool {
+        self.domains
+            .iter()
+            .any(|d| d == "*" || d.eq_ignore_ascii_case(domain))
+    }
+
+    pub fn allows_organisation(&self, organisation: Option<&str>) -> bool {
+        if self.organisations.is_empty() {
+            return true;
+        }
+        organisation.is_some_and(|o| {
+            self.organisations
+                .iter()
+                .any(|allowed| allowed.trim().eq_ignore_ascii_case(o.trim()))
+        })
+    }
+
+    pub fn allows_bundle(&self, bundle: &str) -> bool {
+        self.bundles.iter().any(|b| b == "*" || b == bundle)
+    }
+}
+
+/// Who is acting: a user through a browser session, or an API token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub role: Role,
+    pub scope: Scope,
+    /// How the principal appears in records and the audit log.
+    pub actor: String,
+    /// The user name, when a person is behind it.
+    pub user: Option<String>,
+}
+
+impl Principal {
+    /// Admins are unscoped; every other role is limited to its scope.
+    pub fn may_issue_for(&self, domain: &str, organisation: Option<&str>) -> Result<()> {
+        match self.role {
+            Role::Admin => Ok(()),
+            Role::Registrar
+                if self.scope.allows_domain(domain)
+                    && self.scope.allows_organisation(organisation) =>
+            {
+                Ok(())
+            }
+            Role::Registrar if !self.scope.allows_domain(domain) => Err(Error::Forbidden(format!(
+                "this registrar may not issue for the domain {domain}"
+            ))),
+            Role::Registrar => Err(Error::Forbidden(
+                "this registrar may not issue for that subscriber organisation".into(),
+            )),
+            _ => Err(Error::Forbidden(format!(
+                "the '{}' role may not issue certificates",
+                self.role.as_str()
+            ))),
+        }
+    }
+
+    pub fn sees_domain(&self, domain: &str) -> bool {
+        self.role == Role::Admin || self.scope.allows_domain(domain)
+    }
+
+    pub fn may_use_bundle(&self, bundle: &str) -> bool {
+        self.role == Role::Admin || self.scope.allows_bundle(bundle)
+    }
+}
+
+/// A person who signs in to the web interface.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UserRecord {
+    pub record_version: u32,
+    pub username: String,
+    pub display_name: String,
+    pub role: Role,
+    #[serde(default)]
+    pub scope: Scope,
+    /// argon2id PHC string; never leaves the store.
+    pub password_hash: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option", default)]
+    pub disabled_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option", default)]
+    pub password_changed_at: Option<OffsetDateTime>,
+}
+
+impl UserRecord {
+    pub fn principal(&self) -> Principal {
+        Principal {
+            role: self.role,
+            scope: self.scope.clone(),
+            actor: format!("{} ({})", self.username, self.role.as_str()),
+            user: Some(self.username.clone()),
+        }
+    }
+}
+
+/// A signed-in browser. The cookie holds a random secret; only its SHA-256 is the key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SessionRecord {
+    pub record_version: u32,
+    pub username: String,
+    /// Echoed in every form and compared on every POST.
+    pub csrf: String,
+    pub client: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub last_seen: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: OffsetDateTime,
+}
+
+/// Session lifetimes: idle and absolute.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionLimits {
+    pub idle: Duration,
+    pub absolute: Duration,
+}
+
+impl SessionRecord {
+    /// When the session ends, given activity now.
+    pub fn refreshed_expiry(&self, now: OffsetDateTime, limits: SessionLimits) -> OffsetDateTime {
+        (now + limits.idle).min(self.created_at + limits.absolute)
+    }
+}
+
+/// Checks a user name: lower-case letters, digits, `.`, `_`, `-`, 2 to 64 characters.
+pub fn check_username(name: &str) -> Result<()> {
+    let ok_chars = name
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'));
+    if (2..=64).contains(&name.len()) && ok_chars {
+        Ok(())
+    } else {
+        Err(Error::InvalidInput(format!(
+            "user name '{}' is not allowed: use 2-64 lower-case letters, digits, '.', '_' or '-'",
+            name.chars().take(64).collect::<String>()
+        )))
+    }
+}
+
+/// Length is what makes a password strong; there is no composition rule (NIST SP 800-63B).
+pub fn check_password(password: &str) -> Result<()> {
+    let n = password.chars().count();
+    if n < 12 {
+        return Err(Error::InvalidInput(
+            "the password must have at least 12 characters".into(),
+        ));
+    }
+    if n > 1024 {
+        return Err(Error::InvalidInput(
+            "the password must have at most 1024 characters".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// OWASP's argon2id baseline: 19 MiB, 2 passes, 1 lane.
+fn argon2() -> Result<Argon2<'static>> {
+    let params = Params::new(19 * 1024, 2, 1, None)
+        .map_err(|e| Error::Generation(format!("argon2 parameters: {e}")))?;
+    Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
+}
+
+pub fn hash_password(password: &str) -> Result<String> {
+    let mut salt = [0u8; 16];
+    fill_random(&mut salt)?;
+    let salt = SaltString::encode_b64(&salt)
+        .map_err(|e| Error::Generation(format!("password salt: {e}")))?;
+    Ok(argon2()?
+        .hash_password(password.as_bytes(), &salt)
+        .map_err(|e| Error::Generation(format!("password hashing: {e}")))?
+        .to_string())
+}
+
+/// Constant-time in the hash comparison; the cost is the same for a wrong password.
+pub fn verify_password(hash: &str, password: &str) -> bool {
+    let Ok(parsed) = PasswordHash::new(hash) else {
+        return false;
+    };
+    argon2().is_ok_and(|a| a.verify_password(password.as_bytes(), &parsed).is_ok())
+}
+
+/// A hash to verify against when the user does not exist, so that an unknown user name
+/// costs as much time as a wrong password.
+pub fn dummy_hash() -> &'static str {
+    static DUMMY: OnceLock<String> = OnceLock::new();
+    DUMMY.get_or_init(|| hash_password("anchorage-no-such-user").unwrap_or_default())
+}
+
+/// Fills `buf` from the operating system's generator.
+pub fn fill_random(buf: &mut [u8]) -> Result<()> {
+    use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+    SystemRandom::new()
+        .fill(buf)
+        .map_err(|_| Error::Generation("the system random generator failed".into()))
+}
+
+/// A URL-safe random secret of 256 bits (session ids, CSRF tokens).
+pub fn random_secret() -> Result<String> {
+    use base64::Engine;
+    let mut bytes = [0u8; 32];
+    fill_random(&mut bytes)?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// Failed sign-ins per account and per client address. After `free` failures the next
+/// attempt waits `base * 2^(extra failures)` up to `max`; a success clears the account.
+pub struct Throttle {
+    free: u32,
+    base: Duration,
+    max: Duration,
+    entries: Mutex<HashMap<String, (u32, OffsetDateTime)>>,
+}
+
+impl Throttle {
+    pub fn new(free: u32, base: Duration, max: Duration) -> Throttle {
+        Throttle {
+            free,
+            base,
+            max,
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// When the next attempt for any of `keys` is allowed, if that is in the future.
+    pub fn blocked_until(&self, keys: &[String], now: OffsetDateTime) -> Option<OffsetDateTime> {
+        let entries = self.entries.lock().ok()?;
+        keys.iter()
+            .filter_map(|k| entries.get(k))
+            .filter_map(|(failures, last)| self.delay(*failures).map(|d| *last + d))
+            .filter(|until| *until > now)
+            .max()
+    }
+
+    pub fn fail(&self, keys: &[String], now: OffsetDateTime) {
+        if let Ok(mut entries) = self.entries.lock() {
+            // Forget stale entries so the map cannot grow without bound.
+            let horizon = self.max * 4;
+            entries.retain(|_, (_, last)| now - *last < horizon);
+            for k in keys {
+                let e = entries.entry(k.clone()).or_insert((0, now));
+                e.0 = e.0.saturating_add(1);
+                e.1 = now;
+            }
+        }
+    }
+
+    pub fn succeed(&self, key: &str) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.remove(key);
+        }
+    }
+
+    fn delay(&self, failures: u32) -> Option<Duration> {
+        let extra = failures.checked_sub(self.free)?;
+        let factor = 2i32.saturating_pow(extra.min(20));
+        Some((self.base * factor).min(self.max))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn password_hash_round_trip_and_wrong_password() {
+        let h = hash_password("correct horse battery").unwrap();
+        assert!(h.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
+        assert!(verify_password(&h, "correct horse battery"));
+        assert!(!verify_password(&h, "correct horse battery!"));
+        assert!(!verify_password(dummy_hash(), "anything at all"));
+    }
+
+    #[test]
+    fn registrar_scope_limits_domains_and_organisations() {
+        let scope = Scope {
+            domains: vec!["Direct.Example.com".into()],
+            organisations: vec!["Good Clinic".into()],
+            bundles: vec![],
+        }
+        .validate(Role::Registrar, &["direct.example.com".into()])
+        .unwrap();
+        let p = Principal {
+            role: Role::Registrar,
+            scope,
+            actor: "r".into(),
+            user: None,
+        };
+        assert!(p
+            .may_issue_for("direct.example.com", Some("good clinic"))
+            .is_ok());
+        assert!(p
+            .may_issue_for("other.example.com", Some("Good Clinic"))
+            .is_err());
+        assert!(p
+            .may_issue_for("direct.example.com", Some("Bad Clinic"))
+            .is_err());
+        assert!(p.may_issue_for("direct.example.com", None).is_err());
+        assert!(Scope::default().validate(Role::Registrar, &[]).is_err());
+        assert!(Scope {
+            domains: vec!["elsewhere.example.org".into()],
+            ..Scope::default()
+        }
+        .validate(Role::Registrar, &["direct.example.com".into()])
+        .is_err());
+    }
+
+    #[test]
+    fn throttle_blocks_after_free_failures_and_doubles() {
+        let t = Throttle::new(3, Duration::seconds(10), Duration::seconds(300));
+        let now = OffsetDateTime::UNIX_EPOCH + Duration::days(1000);
+        let keys = vec!["user:a".to_string(), "client:1.2.3.4".to_string()];
+        for _ in 0..3 {
+            assert!(t.blocked_until(&keys, now).is_none());
+            t.fail(&keys, now);
+        }
+        assert_eq!(
+            t.blocked_until(&keys, now),
+            Some(now + Duration::seconds(10))
+        );
+        t.fail(&keys, now);
+        assert_eq!(
+            t.blocked_until(&keys, now),
+            Some(now + Duration::seconds(20))
+        );
+        assert!(t
+            .blocked_until(&keys, now + Duration::seconds(21))
+            .is_none());
+        t.succeed("user:a");
+        // The client address stays throttled after a success on the account.
+        assert!(t.blocked_until(&keys, now).is_some());
+        assert!(t.blocked_until(&keys[..1], now).is_none());
+    }
+}

@@ -1,0 +1,645 @@
+//! The admin console: the anchor review queue, bundles and their versions, users and API
+//! tokens, CA status, and the audit-log viewer. Every action is a POST with the CSRF token,
+//! followed by a redirect back to the page (post/redirect/get).
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use serde::Deserialize;
+
+use super::{render, see_other, Nav, WebError, WebSession};
+use crate::accounts::{Role, Scope, UserRecord};
+use crate::audit::AuditEntry;
+use crate::authority::{BundleSummary, CaStatus, NewUser};
+use crate::error::Error;
+use crate::http::anchors::{blocking, publish};
+use crate::http::AppState;
+use crate::store::{AnchorRecord, AnchorState, BundleVersion, TokenRecord};
+
+const ADMIN: &[Role] = &[Role::Admin];
+const AUDIT_PAGE: usize = 200;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/admin", get(|| async { see_other("/admin/queue") }))
+        .route("/admin/queue", get(queue))
+        .route("/admin/anchors/{id}/{action}", post(decide))
+        .route("/admin/bundles", get(bundles))
+        .route("/admin/bundles/{name}/build", post(build))
+        .route("/admin/users", get(users).post(add_user))
+        .route("/admin/users/{name}/{action}", post(user_action))
+        .route("/admin/tokens", get(tokens).post(add_token))
+        .route("/admin/tokens/{id}/revoke", post(revoke_token))
+        .route("/admin/ca", get(ca))
+        .route("/admin/audit", get(audit))
+}
+
+fn err(e: crate::http::ApiError) -> WebError {
+    WebError::from(e.0)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Done {
+    done: Option<String>,
+}
+
+#[derive(askama::Template)]
+#[template(path = "admin_queue.html", config = "src/http/web/askama.toml")]
+struct QueuePage {
+    nav: Nav,
+    csrf: String,
+    pending: Vec<AnchorRecord>,
+    promotable: Vec<(AnchorRecord, String)>,
+    published: Vec<AnchorRecord>,
+}
+
+async fn queue(
+    State(state): State<AppState>,
+    session: WebSession,
+    Query(d): Query<Done>,
+) -> Result<Response, WebError> {
+    session.require(ADMIN)?;
+    let authority = state.authority.clone();
+    let (anchors, summaries) =
+        blocking(move || Ok((authority.store.anchors()?, authority.bundle_summaries()?)))
+            .await
+            .map_err(err)?;
+    let promote_to = |bundle: &str| {
+        summaries
+            .iter()
+            .find(|s| s.name == bundle)
+            .and_then(|s| s.promote_to.clone())
+    };
+    let pending = anchors
+        .iter()
+        .filter(|a| a.state == AnchorState::Pending)
+        .cloned()
+        .collect();
+    let promotable = anchors
+        .iter()
+        .filter(|a| matches!(a.state, AnchorState::Approved | AnchorState::Published))
+        .filter_map(|a| promote_to(&a.bundle).map(|to| (a.clone(), to)))
+        .filter(|(a, to)| {
+            !anchors
+                .iter()
+                .any(|b| b.bundle == *to && b.fingerprint == a.fingerprint && b.state.is_live())
+        })
+        .collect();
+    let published = anchors
+        .iter()
+        .filter(|a| a.state == AnchorState::Published)
+        .cloned()
+        .collect();
+    let page = QueuePage {
+        nav: session.nav("/admin/queue").with_flash(d.done),
+        csrf: session.csrf().to_string(),
+        pending,
+        promotable,
+        published,
+    };
+    Ok(render(&page, true))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct DecisionForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    note: String,
+    #[serde(default)]
+    to: String,
+}
+
+async fn decide(
+    State(state): State<AppState>,
+    session: WebSession,
+    Path((id, action)): Path<(u64, String)>,
+    Form(form): Form<DecisionForm>,
+) -> Result<Response, WebError> {
+    session.require(ADMIN)?;
+    session.check_csrf(&form.csrf)?;
+    let (authority, actor) = (state.authority.clone(), session.actor());
+    let note = form.note.trim().to_string();
+    let record = match action.as_str() {
+        "approve" => blocking(move || authority.approve_anchor(id, &actor, &note)).await,
+        "reject" if note.is_empty() => {
+            return Err(WebError::status(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "A rejection needs a reason for the member. Go back and write one.",
+            ))
+        }
+        "reject" => blocking(move || authority.reject_anchor(id, &note, &actor)).await,
+        "retire" => blocking(move || authority.retire_anchor(id, &actor, &note)).await,
+        "promote" => {
+            let to = form.to.clone();
+            blocking(move || authority.promote_anchor(id, &to, &actor)).await
+        }
+        _ => return Err(WebError::status(StatusCode::NOT_FOUND, "No such action.")),
+    }
+    .map_err(err)?;
+    let mut message = format!("Anchor #{} {}.", record.id, record.state.as_str());
+    if action != "reject" {
+        if let Some(p) = publish(&state, record.bundle.clone(), session.actor())
+            .await
+            .map_err(err)?
+        {
+            message = format!(
+                "{message} Published {} version {} ({} anchors).",
+                p.bundle, p.version, p.anchors
+            );
+        }
+    }
+    Ok(see_other(&format!(
+        "/admin/queue?done={}",
+        super::forms::url_encode(&message)
+    )))
+}
+
+#[derive(askama::Template)]
+#[template(path = "admin_bundles.html", config = "src/http/web/askama.toml")]
+struct BundlesPage {
+    nav: Nav,
+    csrf: String,
+    bundles: Vec<(BundleSummary, Vec<BundleVersion>)>,
+}
+
+async fn bundles(
+    State(state): State<AppState>,
+    session: WebSession,
+    Query(d): Query<Done>,
+) -> Result<Response, WebError> {
+    session.require(ADMIN)?;
+    let authority = state.authority.clone();
+    let bundles = blocking(move || {
+        let mut out = Vec::new();
+        for s in authority.bundle_summaries()? {
+            let mut versions = authority.store.bundle_versions(&s.name)?;
+            versions.reverse();
+            versions.truncate(10);
+            out.push((s, versions));
+        }
+        Ok(out)
+    })
+    .await
+    .map_err(err)?;
+    let page = BundlesPage {
+        nav: session.nav("/admin/bundles").with_flash(d.done),
+        csrf: session.csrf().to_string(),
+        bundles,
+    };
+    Ok(render(&page, true))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CsrfOnly {
+    #[serde(default)]
+    csrf: String,
+}
+
+async fn build(
+    State(state): State<AppState>,
+    session: WebSession,
+    Path(name): Path<String>,
+    Form(form): Form<CsrfOnly>,
+) -> Result<Response, WebError> {
+    session.require(ADMIN)?;
+    session.check_csrf(&form.csrf)?;
+    state.authority.inventory.get(&name)?;
+    let message = match publish(&state, name.clone(), session.actor())
+        .await
+        .map_err(err)?
+    {
+        Some(p) => format!("Published {} version {}.", p.bundle, p.version),
+        None => format!("{name} is unchanged; nothing new was published."),
+    };
+    Ok(see_other(&format!(
+        "/admin/bundles?done={}",
+        super::forms::url_encode(&message)
+    )))
+}
+
+#[derive(askama::Template)]
+#[template(path = "admin_users.html", config = "src/http/web/askama.toml")]
+struct UsersPage {
+    nav: Nav,
+    csrf: String,
+    users: Vec<UserRecord>,
+    error: Option<String>,
+    generated: Option<(String, String)>,
+    roles: Vec<&'static str>,
+}
+
+fn roles() -> Vec<&'static str> {
+    Role::ALL.iter().map(|r| r.as_str()).collect()
+}
+
+async fn users_page(
+    state: &AppState,
+    session: &WebSession,
+    error: Option<String>,
+    generated: Option<(String, String)>,
+    flash: Option<String>,
+) -> Result<Response, WebError> {
+    let mut users = state.authority.users()?;
+    users.sort_by(|a, b| a.username.cmp(&b.username));
+    let page = UsersPage {
+        nav: session.nav("/admin/users").with_flash(flash),
+        csrf: session.csrf().to_string(),
+        users,
+        error,
+        generated,
+        roles: roles(),
+    };
+    Ok(render(&page, true))
+}
+
+async fn users(
+    State(state): State<AppState>,
+    session: WebSession,
+    Query(d): Query<Done>,
+) -> Result<Response, WebError> {
+    session.require(ADMIN)?;
+    users_page(&state, &session, None, None, d.done).await
+}
+
+#[derive(Deserialize)]
+pub struct UserForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    role: String,
+    #[serde(default)]
+    domains: String,
+    #[serde(default)]
+    organisations: String,
+    #[serde(default)]
+    bundles: String,
+}
+
+/// Comma- or line-separated list field.
+fn list_of(s: &str) -> Vec<String> {
+    s.split([',', '\n'])
+        .map(str::trim)
+        .filter(|x| !x.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+async fn add_user(
+    State(state): State<AppState>,
+    session: WebSession,
+    Form(form): Form<UserForm>,
+) -> Result<Response, WebError> {
+    session.require(ADMIN)?;
+    session.check_csrf(&form.csrf)?;
+    let role = match Role::parse(form.role.trim()) {
+        Ok(r) => r,
+        Err(e) => return users_page(&state, &session, Some(e.to_string()), None, None).await,
+    };
+    let password = zeroize::Zeroizing::new(crate::accounts::random_secret()?);
+    let new = NewUser {
+        username: form.username.trim().to_ascii_lowercase(),
+        display_name: form.name,
+        role,
+        scope: Scope {
+            domains: list_of(&form.domains),
+            organisations: list_of(&form.organisations),
+            bundles: list_of(&form.bundles),
+        },
+    };
+    let authority = state.authority.clone();
+    let actor = session.actor();
+    let pw = password.clone();
+    match blocking(move || authority.add_user(new, &pw, &actor)).await {
+        Ok(user) => {
+            let generated = Some((user.username.clone(), password.to_string()));
+            users_page(
+                &state,
+                &session,
+                None,
+                generated,
+                Some(format!("Created {}.", user.username)),
+            )
+            .await
+        }
+        Err(crate::http::ApiError(e @ (Error::InvalidInput(_) | Error::Conflict(_)))) => {
+            let mut r = users_page(&state, &session, Some(e.to_string()), None, None).await?;
+            *r.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+            Ok(r)
+        }
+        Err(e) => Err(err(e)),
+    }
+}
+
+async fn user_action(
+    State(state): State<AppState>,
+    session: WebSession,
+    Path((name, action)): Path<(String, String)>,
+    Form(form): Form<CsrfOnly>,
+) -> Result<Response, WebError> {
+    session.require(ADMIN)?;
+    session.check_csrf(&form.csrf)?;
+    let (authority, actor) = (state.authority.clone(), session.actor());
+    let message = match action.as_str() {
+        "disable" if name == session.signed_in.user.username => {
+            return Err(WebError::status(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "You cannot disable your own account.",
+            ))
+        }
+        "disable" | "enable" => {
+            let disable = action == "disable";
+            let n = name.clone();
+            blocking(move || authority.set_user_disabled(&n, disable, &actor))
+                .await
+                .map_err(err)?;
+            format!("{name} {action}d.")
+        }
+        "reset" => {
+            let password = zeroize::Zeroizing::new(crate::accounts::random_secret()?);
+            let (n, pw) = (name.clone(), password.clone());
+            blocking(move || authority.set_password(&n, &pw, &actor))
+                .await
+                .map_err(err)?;
+            return users_page(
+                &state,
+                &session,
+                None,
+                Some((name.clone(), password.to_string())),
+                Some(format!("New password for {name}.")),
+            )
+            .await;
+        }
+        _ => return Err(WebError::status(StatusCode::NOT_FOUND, "No such action.")),
+    };
+    Ok(see_other(&format!(
+        "/admin/users?done={}",
+        super::forms::url_encode(&message)
+    )))
+}
+
+#[derive(askama::Template)]
+#[template(path = "admin_tokens.html", config = "src/http/web/askama.toml")]
+struct TokensPage {
+    nav: Nav,
+    csrf: String,
+    tokens: Vec<(TokenRecord, &'static str)>,
+    created: Option<(String, String)>,
+    error: Option<String>,
+    roles: Vec<&'static str>,
+}
+
+async fn tokens_page(
+    state: &AppState,
+    session: &WebSession,
+    created: Option<(String, String)>,
+    error: Option<String>,
+    flash: Option<String>,
+) -> Result<Response, WebError> {
+    let now = state.authority.now();
+    let tokens = state
+        .authority
+        .tokens()?
+        .into_iter()
+        .rev()
+        .map(|t| {
+            let status = if t.revoked_at.is_some() {
+                "revoked"
+            } else if t.expires_at.is_some_and(|e| e <= now) {
+                "expired"
+            } else {
+                "live"
+            };
+            (t, status)
+        })
+        .collect();
+    let page = TokensPage {
+        nav: session.nav("/admin/tokens").with_flash(flash),
+        csrf: session.csrf().to_string(),
+        tokens,
+        created,
+        error,
+        roles: roles(),
+    };
+    Ok(render(&page, true))
+}
+
+async fn tokens(
+    State(state): State<AppState>,
+    session: WebSession,
+    Query(d): Query<Done>,
+) -> Result<Response, WebError> {
+    session.require(ADMIN)?;
+    tokens_page(&state, &session, None, None, d.done).await
+}
+
+#[derive(Deserialize)]
+pub struct TokenForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    role: String,
+    #[serde(default)]
+    label: String,
+    #[serde(default)]
+    valid_days: String,
+    #[serde(default)]
+    domains: String,
+    #[serde(default)]
+    organisations: String,
+    #[serde(default)]
+    bundles: String,
+}
+
+async fn add_token(
+    State(state): State<AppState>,
+    session: WebSession,
+    Form(form): Form<TokenForm>,
+) -> Result<Response, WebError> {
+    session.require(ADMIN)?;
+    session.check_csrf(&form.csrf)?;
+    let parsed = Role::parse(form.role.trim()).and_then(|role| {
+        let days = form
+            .valid_days
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|d| (1..=3650).contains(d))
+            .ok_or_else(|| Error::InvalidInput("validity must be 1 to 3650 days".into()))?;
+        Ok((role, days))
+    });
+    let (role, days) = match parsed {
+        Ok(x) => x,
+        Err(e) => return tokens_page(&state, &session, None, Some(e.to_string()), None).await,
+    };
+    let scope = Scope {
+        domains: list_of(&form.domains),
+        organisations: list_of(&form.organisations),
+        bundles: list_of(&form.bundles),
+    };
+    let owner = session.signed_in.user.username.clone();
+    let (authority, actor, label) = (state.authority.clone(), session.actor(), form.label.clone());
+    match blocking(move || {
+        authority.create_scoped_token(role, scope, &label, Some(days), Some(&owner), &actor)
+    })
+    .await
+    {
+        Ok((secret, record)) => {
+            tokens_page(
+                &state,
+                &session,
+                Some((record.id.clone(), secret.to_string())),
+                None,
+                None,
+            )
+            .await
+        }
+        Err(crate::http::ApiError(e @ Error::InvalidInput(_))) => {
+            tokens_page(&state, &session, None, Some(e.to_string()), None).await
+        }
+        Err(e) => Err(err(e)),
+    }
+}
+
+async fn revoke_token(
+    State(state): State<AppState>,
+    session: WebSession,
+    Path(id): Path<String>,
+    Form(form): Form<CsrfOnly>,
+) -> Result<Response, WebError> {
+    session.require(ADMIN)?;
+    session.check_csrf(&form.csrf)?;
+    let (authority, actor, i) = (state.authority.clone(), session.actor(), id.clone());
+    blocking(move || authority.revoke_token(&i, &actor))
+        .await
+        .map_err(err)?;
+    Ok(see_other(&format!(
+        "/admin/tokens?done={}",
+        super::forms::url_encode(&format!("Token {id} revoked."))
+    )))
+}
+
+#[derive(askama::Template)]
+#[template(path = "admin_ca.html", config = "src/http/web/askama.toml")]
+struct CaPage {
+    nav: Nav,
+    cas: Vec<CaStatus>,
+    signer: Option<String>,
+}
+
+async fn ca(State(state): State<AppState>, session: WebSession) -> Result<Response, WebError> {
+    session.require(ADMIN)?;
+    let authority = state.authority.clone();
+    let (cas, signer) = blocking(move || {
+        let signer = authority
+            .bundle_signer_cert()?
+            .and_then(|der| crate::x509::summarize(&der).ok())
+            .map(|s| format!("{} (until {})", s.subject, s.not_after.date()));
+        Ok((authority.ca_status()?, signer))
+    })
+    .await
+    .map_err(err)?;
+    Ok(render(
+        &CaPage {
+            nav: session.nav("/admin/ca"),
+            cas,
+            signer,
+        },
+        true,
+    ))
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct AuditQuery {
+    #[serde(default)]
+    actor: String,
+    #[serde(default)]
+    action: String,
+    #[serde(default)]
+    target: String,
+    #[serde(default)]
+    before: Option<u64>,
+}
+
+#[derive(askama::Template)]
+#[template(path = "admin_audit.html", config = "src/http/web/askama.toml")]
+struct AuditPage {
+    nav: Nav,
+    q: AuditQuery,
+    entries: Vec<AuditEntry>,
+    older: Option<u64>,
+    query_base: String,
+}
+
+/// Newest first, filtered, one page; `before` pages back through older entries.
+pub fn audit_entries(
+    authority: &crate::authority::Authority,
+    q: &AuditQuery,
+    limit: usize,
+) -> crate::error::Result<(Vec<AuditEntry>, Option<u64>)> {
+    let (actor, action, target) = (
+        q.actor.trim().to_lowercase(),
+        q.action.trim().to_string(),
+        q.target.trim().to_lowercase(),
+    );
+    let mut out = Vec::new();
+    let mut older = None;
+    for entry in authority.store.audit_entries_rev() {
+        let entry = entry?;
+        if q.before.is_some_and(|b| entry.seq >= b) {
+            continue;
+        }
+        if (!actor.is_empty() && !entry.actor.to_lowercase().contains(&actor))
+            || (!action.is_empty() && !entry.action.starts_with(&action))
+            || (!target.is_empty() && !entry.target.to_lowercase().contains(&target))
+        {
+            continue;
+        }
+        if out.len() == limit {
+            older = out.last().map(|e: &AuditEntry| e.seq);
+            break;
+        }
+        out.push(entry);
+    }
+    Ok((out, older))
+}
+
+async fn audit(
+    State(state): State<AppState>,
+    session: WebSession,
+    Query(q): Query<AuditQuery>,
+) -> Result<Response, WebError> {
+    session.require(ADMIN)?;
+    let authority = state.authority.clone();
+    let q2 = AuditQuery {
+        actor: q.actor.clone(),
+        action: q.action.clone(),
+        target: q.target.clone(),
+        before: q.before,
+    };
+    let (entries, older) = blocking(move || audit_entries(&authority, &q2, AUDIT_PAGE))
+        .await
+        .map_err(err)?;
+    let query_base = format!(
+        "actor={}&action={}&target={}",
+        super::forms::url_encode(&q.actor),
+        super::forms::url_encode(&q.action),
+        super::forms::url_encode(&q.target)
+    );
+    Ok(render(
+        &AuditPage {
+            nav: session.nav("/admin/audit"),
+            q,
+            entries,
+            older,
+            query_base,
+        },
+        true,
+    ))
+}

@@ -1,0 +1,716 @@
+//! Registrar pages: the issuance form (CSR or server-generated key), the certificate list
+//! with search and filters, the detail page with downloads, revocation and renewal.
+
+use axum::extract::{Multipart, Path, Query, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Form, Router};
+use serde::Deserialize;
+
+use super::forms::{read_multipart, FormData};
+use super::{render, see_other, Download, Nav, WebError, WebSession};
+use crate::accounts::Role;
+use crate::authority::{CertFilter, CertStatus, CertView, IssueOutcome};
+use crate::error::Error;
+use crate::http::certs::{csr_bytes, request_domain};
+use crate::http::AppState;
+use crate::model::{RevocationReason, Serial};
+use crate::policy::issuance::{IssueRequest, KeySource, Proofing, Subscriber};
+use crate::policy::Reason;
+use crate::x509;
+
+const ISSUERS: &[Role] = &[Role::Registrar, Role::Admin];
+/// A generated PKCS#12 can be fetched once, within this time.
+const DOWNLOAD_MINUTES: i64 = 15;
+const PAGE_SIZE: usize = 100;
+
+pub fn routes(form_limit: usize) -> Router<AppState> {
+    Router::new()
+        .route(
+            "/registrar/issue",
+            get(issue_page)
+                .post(issue)
+                .layer(axum::extract::DefaultBodyLimit::max(form_limit)),
+        )
+        .route("/registrar/download/{ticket}", get(download))
+        .route("/registrar/certs", get(list))
+        .route("/registrar/certs/{serial}", get(detail))
+        .route("/registrar/certs/{serial}/pem", get(pem))
+        .route("/registrar/certs/{serial}/der", get(der))
+        .route(
+            "/registrar/certs/{serial}/revoke",
+            get(revoke_page).post(revoke),
+        )
+}
+
+/// What the form shows: the values typed so far and the errors beside each field.
+#[derive(Debug, Default, Clone)]
+pub struct IssueValues {
+    pub address: String,
+    pub domain: String,
+    pub subscriber_name: String,
+    pub subscriber_organization: String,
+    pub usage: String,
+    pub level_of_assurance: String,
+    pub category: String,
+    pub proofing_method: String,
+    pub evidence_reference: String,
+    pub key_source: String,
+    pub csr: String,
+    pub encryption_csr: String,
+}
+
+#[derive(askama::Template)]
+#[template(path = "issue.html", config = "src/http/web/askama.toml")]
+struct IssuePage {
+    nav: Nav,
+    csrf: String,
+    v: IssueValues,
+    errors: Vec<Reason>,
+    general: Vec<String>,
+    levels: Vec<String>,
+    categories: Vec<String>,
+    usages: Vec<&'static str>,
+    methods: Vec<&'static str>,
+    domains: Vec<String>,
+}
+
+impl IssuePage {
+    /// The messages for one field (the template shows them beside it).
+    fn errors_for(&self, field: &str) -> Vec<&str> {
+        self.errors
+            .iter()
+            .filter(|r| {
+                r.field == Some(field)
+                    || (field == "csr" && r.field.is_some_and(|f| f.starts_with("key")))
+            })
+            .map(|r| r.message.as_str())
+            .collect()
+    }
+
+    fn invalid(&self, field: &str) -> bool {
+        !self.errors_for(field).is_empty()
+    }
+}
+
+const METHODS: [&str; 4] = [
+    "in-person",
+    "remote-supervised",
+    "antecedent",
+    "trusted-referee",
+];
+
+fn issue_page_for(
+    state: &AppState,
+    session: &WebSession,
+    v: IssueValues,
+    errors: Vec<Reason>,
+) -> IssuePage {
+    let profile = &state.authority.profiles.address;
+    let (levels, categories) = profile
+        .policies
+        .as_ref()
+        .map(|p| {
+            (
+                p.levels_of_assurance.keys().cloned().collect(),
+                p.categories.keys().cloned().collect(),
+            )
+        })
+        .unwrap_or_default();
+    let principal = session.principal();
+    let domains = state
+        .authority
+        .config
+        .managed_domains
+        .iter()
+        .map(|d| d.as_str().to_string())
+        .filter(|d| principal.sees_domain(d))
+        .collect();
+    let (field_errors, general) = errors
+        .into_iter()
+        .partition(|r| r.field.is_some_and(|f| f != "registrar" && f != "field"));
+    IssuePage {
+        nav: session.nav("/registrar/issue"),
+        csrf: session.csrf().to_string(),
+        v,
+        errors: field_errors,
+        general: general.into_iter().map(|r: Reason| r.message).collect(),
+        levels,
+        categories,
+        usages: vec!["dual", "signing", "encryption", "pair"],
+        methods: METHODS.to_vec(),
+        domains,
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RenewQuery {
+    renew: Option<String>,
+}
+
+async fn issue_page(
+    State(state): State<AppState>,
+    session: WebSession,
+    Query(q): Query<RenewQuery>,
+) -> Result<Response, WebError> {
+    session.require(ISSUERS)?;
+    let mut v = IssueValues {
+        usage: "dual".into(),
+        key_source: "csr".into(),
+        ..IssueValues::default()
+    };
+    if let Some(serial) = q.renew.as_deref() {
+        let view = scoped(&state, &session, serial)?;
+        v = renewal_values(&view);
+    }
+    Ok(render(
+        &issue_page_for(&state, &session, v, Vec::new()),
+        true,
+    ))
+}
+
+/// A renewal starts from the old certificate's holder, subscriber and usage; the registrar
+/// confirms the proofing again and supplies a new key.
+fn renewal_values(view: &CertView) -> IssueValues {
+    let r = &view.record;
+    let (address, domain) = match view.binding {
+        crate::model::Binding::Address => (r.holder.to_string(), String::new()),
+        crate::model::Binding::Domain => (String::new(), r.holder.to_string()),
+    };
+    IssueValues {
+        address,
+        domain,
+        subscriber_name: r.subscriber.name.clone(),
+        subscriber_organization: r.subscriber.organization.clone().unwrap_or_default(),
+        usage: r.requested_usage.as_str().to_string(),
+        level_of_assurance: r.level_of_assurance.clone(),
+        category: r.category.clone(),
+        proofing_method: r.proofing.method.clone(),
+        evidence_reference: String::new(),
+        key_source: "csr".into(),
+        csr: String::new(),
+        encryption_csr: String::new(),
+    }
+}
+
+fn values_of(form: &FormData) -> IssueValues {
+    IssueValues {
+        address: form.get("address"),
+        domain: form.get("domain"),
+        subscriber_name: form.get("subscriber_name"),
+        subscriber_organization: form.get("subscriber_organization"),
+        usage: form.get("usage"),
+        level_of_assurance: form.get("level_of_assurance"),
+        category: form.get("category"),
+        proofing_method: form.get("proofing_method"),
+        evidence_reference: form.get("evidence_reference"),
+        key_source: form.get("key_source"),
+        csr: form.get("csr"),
+        encryption_csr: form.get("encryption_csr"),
+    }
+}
+
+fn csr_input(form: &FormData, file: &str, text: &str) -> Option<Vec<u8>> {
+    form.file(file)
+        .map(<[u8]>::to_vec)
+        .or_else(|| form.opt(text).map(|t| csr_bytes(&t)))
+}
+
+fn form_reason(field: &'static str, message: &str) -> Reason {
+    Reason {
+        code: "field_invalid",
+        message: message.to_string(),
+        field: Some(field),
+    }
+}
+
+/// Turns the form into a request, or the reasons it cannot be one.
+fn request_of(
+    form: &FormData,
+    v: &IssueValues,
+    actor: String,
+) -> Result<IssueRequest, Vec<Reason>> {
+    let key = match v.key_source.as_str() {
+        "generate" => KeySource::Generate,
+        _ => match csr_input(form, "csr_file", "csr") {
+            Some(signing) => KeySource::Csr {
+                signing,
+                encryption: csr_input(form, "encryption_csr_file", "encryption_csr"),
+            },
+            None => {
+                return Err(vec![form_reason(
+                    "csr",
+                    "Paste or upload a CSR, or choose a server-generated key.",
+                )])
+            }
+        },
+    };
+    Ok(IssueRequest {
+        address: Some(v.address.clone()).filter(|s| !s.is_empty()),
+        domain: Some(v.domain.clone()).filter(|s| !s.is_empty()),
+        usage: v.usage.clone(),
+        profile: None,
+        category: Some(v.category.clone()).filter(|s| !s.is_empty()),
+        key,
+        subscriber: Subscriber {
+            name: v.subscriber_name.clone(),
+            organization: Some(v.subscriber_organization.clone()).filter(|s| !s.is_empty()),
+        },
+        registrar: actor,
+        proofing: Proofing {
+            method: v.proofing_method.clone(),
+            level_of_assurance: Some(v.level_of_assurance.clone()).filter(|s| !s.is_empty()),
+            evidence_reference: v.evidence_reference.clone(),
+        },
+    })
+}
+
+#[derive(askama::Template)]
+#[template(path = "issued.html", config = "src/http/web/askama.toml")]
+struct IssuedPage {
+    nav: Nav,
+    certs: Vec<IssuedRow>,
+    password: Option<String>,
+}
+
+struct IssuedRow {
+    serial: String,
+    usage: String,
+    holder: String,
+    not_after: String,
+    fingerprint: String,
+    download: Option<String>,
+}
+
+async fn issue(
+    State(state): State<AppState>,
+    session: WebSession,
+    multipart: Multipart,
+) -> Result<Response, WebError> {
+    session.require(ISSUERS)?;
+    let form = read_multipart(multipart, &["csr_file", "encryption_csr_file"]).await?;
+    session.check_csrf(&form.get("csrf"))?;
+    let mut v = values_of(&form);
+    let retry = |state: &AppState, v: IssueValues, errors: Vec<Reason>| {
+        let mut r = render(&issue_page_for(state, &session, v, errors), true);
+        *r.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+        Ok(r)
+    };
+    if let Some(domain) = request_domain(
+        Some(v.address.as_str()).filter(|s| !s.is_empty()),
+        Some(v.domain.as_str()).filter(|s| !s.is_empty()),
+    ) {
+        if let Err(e) = session.principal().may_issue_for(
+            &domain,
+            Some(v.subscriber_organization.as_str()).filter(|s| !s.is_empty()),
+        ) {
+            let field = if v.address.is_empty() {
+                "domain"
+            } else {
+                "address"
+            };
+            let message = e.to_string();
+            return retry(
+                &state,
+                v,
+                vec![form_reason(
+                    field,
+                    message.trim_start_matches("forbidden: "),
+                )],
+            );
+        }
+    }
+    let request = match request_of(&form, &v, session.actor()) {
+        Ok(r) => r,
+        Err(reasons) => return retry(&state, v, reasons),
+    };
+    let authority = state.authority.clone();
+    let outcome = tokio::task::spawn_blocking(move || authority.issue(&request, None))
+        .await
+        .map_err(|e| Error::Generation(format!("issuance task failed: {e}")))?;
+    match outcome {
+        Ok(outcome) => Ok(issued(&state, &session, outcome)),
+        Err(Error::Denied(denial)) => {
+            // The CSR text stays; a typed password or key never reaches this form.
+            v.key_source = if v.key_source == "generate" {
+                "generate".into()
+            } else {
+                "csr".into()
+            };
+            retry(&state, v, denial.reasons)
+        }
+        Err(Error::InvalidInput(message)) => retry(&state, v, vec![form_reason("csr", &message)]),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn issued(state: &AppState, session: &WebSession, outcome: IssueOutcome) -> Response {
+    let expires_at = state.authority.now() + time::Duration::minutes(DOWNLOAD_MINUTES);
+    let mut rows = Vec::new();
+    for cert in outcome.certs {
+        let download = cert.pkcs12.map(|bytes| {
+            let ticket = crate::accounts::random_secret().unwrap_or_default();
+            if let Ok(mut downloads) = state.web.downloads.lock() {
+                let now = state.authority.now();
+                downloads.retain(|_, d| d.expires_at > now);
+                downloads.insert(
+                    ticket.clone(),
+                    Download {
+                        owner: session.signed_in.user.username.clone(),
+                        filename: format!(
+                            "{}-{}.p12",
+                            cert.holder.replace('@', "_at_"),
+                            cert.usage.as_str()
+                        ),
+                        bytes,
+                        expires_at,
+                    },
+                );
+            }
+            ticket
+        });
+        rows.push(IssuedRow {
+            serial: cert.serial.as_str().to_string(),
+            usage: cert.usage.as_str().to_string(),
+            holder: cert.holder.clone(),
+            not_after: cert.not_after.date().to_string(),
+            fingerprint: cert.fingerprint.to_string(),
+            download,
+        });
+    }
+    let page = IssuedPage {
+        nav: session.nav("/registrar/issue"),
+        certs: rows,
+        password: outcome.generated_password.map(|p| p.to_string()),
+    };
+    render(&page, true)
+}
+
+async fn download(
+    State(state): State<AppState>,
+    session: WebSession,
+    Path(ticket): Path<String>,
+) -> Result<Response, WebError> {
+    session.require(ISSUERS)?;
+    let now = state.authority.now();
+    let taken = state.web.downloads.lock().ok().and_then(|mut d| {
+        let found = d
+            .get(&ticket)
+            .is_some_and(|x| x.owner == session.signed_in.user.username && x.expires_at > now);
+        if found {
+            d.remove(&ticket)
+        } else {
+            None
+        }
+    });
+    let Some(file) = taken else {
+        return Err(WebError::status(
+            StatusCode::GONE,
+            "This PKCS#12 was already downloaded, or its download window has passed. It is not stored: revoke the certificate and issue a new one.",
+        ));
+    };
+    let mut r = file.bytes.into_response();
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-pkcs12"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{}\"", file.filename)) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    Ok(r)
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct ListQuery {
+    #[serde(default)]
+    q: String,
+    #[serde(default)]
+    domain: String,
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    expiring: String,
+    #[serde(default)]
+    page: usize,
+}
+
+#[derive(askama::Template)]
+#[template(path = "certs.html", config = "src/http/web/askama.toml")]
+struct CertsPage {
+    nav: Nav,
+    q: ListQuery,
+    domains: Vec<String>,
+    rows: Vec<CertView>,
+    total: usize,
+    page: usize,
+    pages: usize,
+    query_base: String,
+}
+
+fn status_of(s: &str) -> Option<CertStatus> {
+    match s {
+        "valid" => Some(CertStatus::Valid),
+        "revoked" => Some(CertStatus::Revoked),
+        "expired" => Some(CertStatus::Expired),
+        "not_yet_valid" => Some(CertStatus::NotYetValid),
+        _ => None,
+    }
+}
+
+pub fn status_word(s: &CertStatus) -> &'static str {
+    match s {
+        CertStatus::Valid => "valid",
+        CertStatus::Revoked => "revoked",
+        CertStatus::Expired => "expired",
+        CertStatus::NotYetValid => "not_yet_valid",
+    }
+}
+
+async fn list(
+    State(state): State<AppState>,
+    session: WebSession,
+    Query(q): Query<ListQuery>,
+) -> Result<Response, WebError> {
+    session.require(ISSUERS)?;
+    let expiring = q.expiring.trim();
+    let expiring_within_days = if expiring.is_empty() {
+        None
+    } else {
+        Some(expiring.parse::<u32>().map_err(|_| {
+            WebError::status(
+                StatusCode::BAD_REQUEST,
+                "\"Expiring within\" must be a number of days.",
+            )
+        })?)
+    };
+    let filter = CertFilter {
+        search: Some(q.q.clone()).filter(|s| !s.trim().is_empty()),
+        holder: None,
+        domain: Some(q.domain.clone()).filter(|s| !s.is_empty()),
+        status: status_of(&q.status),
+        expiring_within_days,
+    };
+    let principal = session.principal();
+    let authority = state.authority.clone();
+    let mut rows = tokio::task::spawn_blocking(move || authority.certs(&filter))
+        .await
+        .map_err(|e| Error::Generation(format!("listing task failed: {e}")))??;
+    rows.retain(|v| principal.sees_domain(v.record.holder.domain().as_str()));
+    let total = rows.len();
+    let pages = total.div_ceil(PAGE_SIZE).max(1);
+    let page = q.page.min(pages - 1);
+    let rows: Vec<CertView> = rows
+        .into_iter()
+        .skip(page * PAGE_SIZE)
+        .take(PAGE_SIZE)
+        .collect();
+    let domains = state
+        .authority
+        .config
+        .managed_domains
+        .iter()
+        .map(|d| d.as_str().to_string())
+        .filter(|d| principal.sees_domain(d))
+        .collect();
+    let query_base = format!(
+        "q={}&domain={}&status={}&expiring={}",
+        super::forms::url_encode(&q.q),
+        super::forms::url_encode(&q.domain),
+        super::forms::url_encode(&q.status),
+        super::forms::url_encode(&q.expiring)
+    );
+    let page_view = CertsPage {
+        nav: session.nav("/registrar/certs"),
+        q,
+        domains,
+        rows,
+        total,
+        page,
+        pages,
+        query_base,
+    };
+    Ok(render(&page_view, true))
+}
+
+/// A certificate the session may see; others are "not found".
+fn scoped(state: &AppState, session: &WebSession, serial: &str) -> Result<CertView, WebError> {
+    let serial = Serial::parse(serial).map_err(|e| WebError::from(Error::InvalidInput(e)))?;
+    crate::http::certs::scoped_cert(state, &session.principal(), &serial)
+        .map_err(|e| WebError::from(e.0))
+}
+
+#[derive(askama::Template)]
+#[template(path = "cert.html", config = "src/http/web/askama.toml")]
+struct CertPage {
+    nav: Nav,
+    v: CertView,
+    status: &'static str,
+    pem: String,
+    ca_url: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct FlashQuery {
+    done: Option<String>,
+}
+
+async fn detail(
+    State(state): State<AppState>,
+    session: WebSession,
+    Path(serial): Path<String>,
+    Query(f): Query<FlashQuery>,
+) -> Result<Response, WebError> {
+    session.require(ISSUERS)?;
+    let v = scoped(&state, &session, &serial)?;
+    let flash = match f.done.as_deref() {
+        Some("revoked") => Some(
+            "The certificate was revoked. The next CRL will list it within seconds.".to_string(),
+        ),
+        _ => None,
+    };
+    let page = CertPage {
+        nav: session.nav("/registrar/certs").with_flash(flash),
+        status: status_word(&v.status),
+        pem: x509::to_pem("CERTIFICATE", &v.record.der),
+        ca_url: state
+            .authority
+            .config
+            .public_url
+            .trim_end_matches('/')
+            .to_string(),
+        v,
+    };
+    Ok(render(&page, true))
+}
+
+fn file_response(bytes: Vec<u8>, content_type: &'static str, filename: String) -> Response {
+    let mut r = bytes.into_response();
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{filename}\"")) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    r
+}
+
+async fn pem(
+    State(state): State<AppState>,
+    session: WebSession,
+    Path(serial): Path<String>,
+) -> Result<Response, WebError> {
+    session.require(ISSUERS)?;
+    let v = scoped(&state, &session, &serial)?;
+    let text = x509::to_pem("CERTIFICATE", &v.record.der);
+    Ok(file_response(
+        text.into_bytes(),
+        "application/x-pem-file",
+        format!("{}.pem", v.record.serial.as_str()),
+    ))
+}
+
+async fn der(
+    State(state): State<AppState>,
+    session: WebSession,
+    Path(serial): Path<String>,
+) -> Result<Response, WebError> {
+    session.require(ISSUERS)?;
+    let v = scoped(&state, &session, &serial)?;
+    Ok(file_response(
+        v.record.der.clone(),
+        "application/pkix-cert",
+        format!("{}.cer", v.record.serial.as_str()),
+    ))
+}
+
+#[derive(askama::Template)]
+#[template(path = "revoke.html", config = "src/http/web/askama.toml")]
+struct RevokePage {
+    nav: Nav,
+    csrf: String,
+    v: CertView,
+    reasons: Vec<&'static str>,
+    error: Option<String>,
+}
+
+const REASONS: [&str; 6] = [
+    "unspecified",
+    "key-compromise",
+    "affiliation-changed",
+    "superseded",
+    "cessation-of-operation",
+    "privilege-withdrawn",
+];
+
+async fn revoke_page(
+    State(state): State<AppState>,
+    session: WebSession,
+    Path(serial): Path<String>,
+) -> Result<Response, WebError> {
+    session.require(ISSUERS)?;
+    let v = scoped(&state, &session, &serial)?;
+    let page = RevokePage {
+        nav: session.nav("/registrar/certs"),
+        csrf: session.csrf().to_string(),
+        v,
+        reasons: REASONS.to_vec(),
+        error: None,
+    };
+    Ok(render(&page, true))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RevokeForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    reason: String,
+    #[serde(default)]
+    confirm: String,
+}
+
+async fn revoke(
+    State(state): State<AppState>,
+    session: WebSession,
+    Path(serial): Path<String>,
+    Form(form): Form<RevokeForm>,
+) -> Result<Response, WebError> {
+    session.require(ISSUERS)?;
+    session.check_csrf(&form.csrf)?;
+    let v = scoped(&state, &session, &serial)?;
+    let refuse = |v: CertView, error: String| {
+        let page = RevokePage {
+            nav: session.nav("/registrar/certs"),
+            csrf: session.csrf().to_string(),
+            v,
+            reasons: REASONS.to_vec(),
+            error: Some(error),
+        };
+        let mut r = render(&page, true);
+        *r.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+        Ok(r)
+    };
+    let reason = match RevocationReason::parse(&form.reason) {
+        Ok(r) if form.confirm == "yes" => r,
+        Ok(_) => {
+            return refuse(
+                v,
+                "Tick the box to confirm the revocation: it cannot be undone.".into(),
+            )
+        }
+        Err(e) => return refuse(v, e),
+    };
+    let authority = state.authority.clone();
+    let actor = session.actor();
+    let serial_v = v.record.serial.clone();
+    tokio::task::spawn_blocking(move || authority.revoke(&serial_v, reason, &actor))
+        .await
+        .map_err(|e| Error::Generation(format!("revocation task failed: {e}")))??;
+    state.crl_dirty.notify_one();
+    Ok(see_other(&format!(
+        "/registrar/certs/{}?done=revoked",
+        v.record.serial.as_str()
+    )))
+}
