@@ -309,3 +309,39 @@ pub fn token_principal(token: &TokenRecord) -> Result<Principal> {
         user: token.owner.clone(),
     })
 }
+
+/// Audit entries newest first, filtered (actor and target contain, action starts with), at
+/// most `limit`; the second value is the `before` for the next older page.
+pub fn audit_page(
+    authority: &Authority,
+    actor: &str,
+    action: &str,
+    target: &str,
+    before: Option<u64>,
+    limit: usize,
+) -> Result<(Vec<crate::audit::AuditEntry>, Option<u64>)> {
+    let (actor, action, target) = (
+        actor.trim().to_lowercase(),
+        action.trim(),
+        target.trim().to_lowercase(),
+    );
+    let mut out: Vec<crate::audit::AuditEntry> = Vec::new();
+    for entry in authority.store.audit_entries_rev() {
+        let entry = entry?;
+        if before.is_some_and(|b| entry.seq >= b) {
+            continue;
+        }
+        if (!actor.is_empty() && !entry.actor.to_lowercase().contains(&actor))
+            || (!action.is_empty() && !entry.action.starts_with(action))
+            || (!target.is_empty() && !entry.target.to_lowercase().contains(&target))
+        {
+            continue;
+        }
+        if out.len() == limit {
+            let older = out.last().map(|e| e.seq);
+            return Ok((out, older));
+        }
+        out.push(entry);
+    }
+    Ok((out, None))
+}

@@ -30,7 +30,7 @@ use crate::x509;
 mod accounts;
 mod bundles;
 
-pub use accounts::{token_principal, NewUser, SignedIn};
+pub use accounts::{audit_page, token_principal, NewUser, SignedIn};
 pub use bundles::{BundleSummary, Submission};
 
 /// API roles (see `accounts::Role`).

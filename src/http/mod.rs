@@ -2,6 +2,7 @@
 //! binds), `serve` binds and runs it with graceful shutdown. Handlers are thin calls into
 //! `authority`; errors map to statuses in exactly one place (`ApiError`).
 
+mod accounts;
 pub mod anchors;
 pub mod bundles;
 mod certs;
@@ -68,7 +69,12 @@ pub fn router(state: AppState) -> Router {
         .merge(public::routes())
         .merge(bundles::routes())
         .merge(web::routes(&state))
-        .nest("/api/v1", certs::routes().merge(anchors::routes()))
+        .nest(
+            "/api/v1",
+            certs::routes()
+                .merge(anchors::routes())
+                .merge(accounts::routes()),
+        )
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(axum::middleware::from_fn(security_headers))
         .layer(TimeoutLayer::with_status_code(

@@ -577,39 +577,6 @@ struct AuditPage {
     query_base: String,
 }
 
-/// Newest first, filtered, one page; `before` pages back through older entries.
-pub fn audit_entries(
-    authority: &crate::authority::Authority,
-    q: &AuditQuery,
-    limit: usize,
-) -> crate::error::Result<(Vec<AuditEntry>, Option<u64>)> {
-    let (actor, action, target) = (
-        q.actor.trim().to_lowercase(),
-        q.action.trim().to_string(),
-        q.target.trim().to_lowercase(),
-    );
-    let mut out = Vec::new();
-    let mut older = None;
-    for entry in authority.store.audit_entries_rev() {
-        let entry = entry?;
-        if q.before.is_some_and(|b| entry.seq >= b) {
-            continue;
-        }
-        if (!actor.is_empty() && !entry.actor.to_lowercase().contains(&actor))
-            || (!action.is_empty() && !entry.action.starts_with(&action))
-            || (!target.is_empty() && !entry.target.to_lowercase().contains(&target))
-        {
-            continue;
-        }
-        if out.len() == limit {
-            older = out.last().map(|e: &AuditEntry| e.seq);
-            break;
-        }
-        out.push(entry);
-    }
-    Ok((out, older))
-}
-
 async fn audit(
     State(state): State<AppState>,
     session: WebSession,
@@ -623,9 +590,13 @@ async fn audit(
         target: q.target.clone(),
         before: q.before,
     };
-    let (entries, older) = blocking(move || audit_entries(&authority, &q2, AUDIT_PAGE))
-        .await
-        .map_err(err)?;
+    let (entries, older) = blocking(move || {
+        crate::authority::audit_page(
+            &authority, &q2.actor, &q2.action, &q2.target, q2.before, AUDIT_PAGE,
+        )
+    })
+    .await
+    .map_err(err)?;
     let query_base = format!(
         "actor={}&action={}&target={}",
         super::forms::url_encode(&q.actor),
