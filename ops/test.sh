@@ -49,7 +49,8 @@ elif ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
   # Debian's python3 splits venv/ensurepip out; pyenv's CPython has them.
   missing+=(python3-venv)
 fi
-for pkg in bind9-utils bind9-dnsutils knot slapd ldap-utils; do
+# chromium + chromium-driver: the web interface is driven by a real browser (WebDriver).
+for pkg in bind9-utils bind9-dnsutils knot slapd ldap-utils chromium chromium-driver; do
   installed "$pkg" || missing+=("$pkg")
 done
 

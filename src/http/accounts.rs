@@ -9,7 +9,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 use super::anchors::blocking;
-use super::{ApiError, ApiJson, AppState, Caller};
+use super::{Admins, Allowed, ApiError, ApiJson, AppState, Caller};
 use crate::accounts::{Role, Scope, UserRecord};
 use crate::audit::AuditEntry;
 use crate::authority::NewUser;
@@ -87,7 +87,7 @@ pub struct NewUserBody {
 
 async fn add_user(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Allowed<Admins>,
     ApiJson(body): ApiJson<NewUserBody>,
 ) -> Result<Response, ApiError> {
     caller.require(ADMIN)?;
@@ -134,18 +134,18 @@ async fn set_disabled(
 
 async fn disable_user(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Allowed<Admins>,
     Path(name): Path<String>,
 ) -> Result<Json<UserJson>, ApiError> {
-    set_disabled(state, caller, name, true).await
+    set_disabled(state, caller.0, name, true).await
 }
 
 async fn enable_user(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Allowed<Admins>,
     Path(name): Path<String>,
 ) -> Result<Json<UserJson>, ApiError> {
-    set_disabled(state, caller, name, false).await
+    set_disabled(state, caller.0, name, false).await
 }
 
 /// A token as the API shows it: never the secret or its hash.
@@ -206,7 +206,7 @@ pub struct NewTokenBody {
 
 async fn add_token(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Allowed<Admins>,
     ApiJson(body): ApiJson<NewTokenBody>,
 ) -> Result<Response, ApiError> {
     caller.require(ADMIN)?;
@@ -242,7 +242,7 @@ async fn add_token(
 
 async fn revoke_token(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Allowed<Admins>,
     Path(id): Path<String>,
 ) -> Result<Json<TokenJson>, ApiError> {
     caller.require(ADMIN)?;

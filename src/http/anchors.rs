@@ -10,7 +10,7 @@ use axum::{Json, Router};
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 
-use super::{ApiError, ApiJson, AppState, Caller};
+use super::{Admins, Allowed, ApiError, ApiJson, AppState, Caller, Submitters};
 use crate::authority::Submission;
 use crate::error::Error;
 use crate::store::{AnchorRecord, BundleVersion};
@@ -157,7 +157,7 @@ async fn list_bundles(
 
 async fn submit(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Allowed<Submitters>,
     Path(name): Path<String>,
     ApiJson(body): ApiJson<SubmitBody>,
 ) -> Result<Response, ApiError> {
@@ -255,7 +255,7 @@ fn decided(record: &AnchorRecord, published: Option<Published>) -> Response {
 
 async fn approve(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Allowed<Admins>,
     Path(id): Path<u64>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
@@ -270,7 +270,7 @@ async fn approve(
 
 async fn reject(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Allowed<Admins>,
     Path(id): Path<u64>,
     ApiJson(body): ApiJson<DecisionBody>,
 ) -> Result<Response, ApiError> {
@@ -282,7 +282,7 @@ async fn reject(
 
 async fn retire(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Allowed<Admins>,
     Path(id): Path<u64>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
@@ -296,7 +296,7 @@ async fn retire(
 
 async fn promote(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Allowed<Admins>,
     Path(id): Path<u64>,
     ApiJson(body): ApiJson<DecisionBody>,
 ) -> Result<Response, ApiError> {
@@ -311,7 +311,7 @@ async fn promote(
 
 async fn build(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Allowed<Admins>,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
     caller.require(REVIEWERS)?;

@@ -10,7 +10,7 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use super::{ApiError, ApiJson, AppState, Caller};
+use super::{Allowed, ApiError, ApiJson, AppState, Caller, Issuers};
 use crate::authority::{CertFilter, CertStatus, CertView, IssuedCert};
 use crate::error::Error;
 use crate::model::{RevocationReason, Serial};
@@ -106,7 +106,7 @@ pub fn csr_bytes(text: &str) -> Vec<u8> {
 
 async fn issue(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Allowed<Issuers>,
     ApiJson(body): ApiJson<IssueBody>,
 ) -> Result<Response, ApiError> {
     caller.require(ISSUERS)?;
@@ -280,7 +280,7 @@ pub struct RevokeBody {
 
 async fn revoke(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Allowed<Issuers>,
     Path(serial): Path<String>,
     ApiJson(body): ApiJson<RevokeBody>,
 ) -> Result<Json<crate::store::Revocation>, ApiError> {

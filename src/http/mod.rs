@@ -316,6 +316,53 @@ fn control_caller(parts: &Parts) -> Principal {
 /// A caller authenticated by `Authorization: Bearer <token>`.
 pub struct Caller(pub Principal);
 
+/// A set of roles a route admits.
+pub trait Roles: Send + Sync {
+    const ROLES: &'static [&'static str];
+}
+
+/// Registrars and admins.
+pub struct Issuers;
+impl Roles for Issuers {
+    const ROLES: &'static [&'static str] = &["registrar", "admin"];
+}
+
+/// Members and admins.
+pub struct Submitters;
+impl Roles for Submitters {
+    const ROLES: &'static [&'static str] = &["member", "admin"];
+}
+
+/// Admins only.
+pub struct Admins;
+impl Roles for Admins {
+    const ROLES: &'static [&'static str] = &["admin"];
+}
+
+/// A caller whose role is checked before the body is read, so a caller without the role
+/// gets 403 whatever it sent (and learns nothing from body validation).
+pub struct Allowed<R: Roles>(pub Caller, std::marker::PhantomData<R>);
+
+impl<R: Roles> std::ops::Deref for Allowed<R> {
+    type Target = Caller;
+    fn deref(&self) -> &Caller {
+        &self.0
+    }
+}
+
+impl<R: Roles> FromRequestParts<AppState> for Allowed<R> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        caller.require(R::ROLES)?;
+        Ok(Allowed(caller, std::marker::PhantomData))
+    }
+}
+
 impl Caller {
     pub fn require(&self, roles: &[&str]) -> Result<(), ApiError> {
         if roles.contains(&self.0.role.as_str()) {

@@ -16,3 +16,4 @@ mod seeds;
 mod server;
 mod setup;
 mod tools;
+mod web;

@@ -23,7 +23,7 @@ const AUDIT_PAGE: usize = 200;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/admin", get(|| async { see_other("/admin/queue") }))
+        .route("/admin", get(console))
         .route("/admin/queue", get(queue))
         .route("/admin/anchors/{id}/{action}", post(decide))
         .route("/admin/bundles", get(bundles))
@@ -34,6 +34,11 @@ pub fn routes() -> Router<AppState> {
         .route("/admin/tokens/{id}/revoke", post(revoke_token))
         .route("/admin/ca", get(ca))
         .route("/admin/audit", get(audit))
+}
+
+async fn console(session: WebSession) -> Result<Response, WebError> {
+    session.require(ADMIN)?;
+    Ok(see_other("/admin/queue"))
 }
 
 fn err(e: crate::http::ApiError) -> WebError {

@@ -1,0 +1,1216 @@
+//! The web interface and accounts (issue 5) in process: the authorisation matrix (every page
+//! and API route x every role and anonymous), CSRF on every form, session expiry (idle and
+//! absolute, with a clock the test moves), the sign-in throttle per account and per client,
+//! scoped API tokens, security headers, and the issuance form keeping what was typed and
+//! showing each failed rule beside its field.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use anchorage::accounts::{Role, Scope};
+use anchorage::authority::{Authority, InitOptions, NewUser};
+use anchorage::clock::Clock;
+use anchorage::config::Config;
+use anchorage::http::tls::ClientAddr;
+use anchorage::http::{router, AppState};
+use anchorage::keyseal::Passphrase;
+use anchorage::model::HealthDomain;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{header, HeaderMap, Method, Request, StatusCode};
+use axum::Router;
+use serde_json::{json, Value};
+use tempfile::TempDir;
+use time::{Duration, OffsetDateTime};
+use tower::ServiceExt;
+
+use crate::tools::run_in;
+
+const DOMAIN: &str = "direct.example.com";
+const OTHER_DOMAIN: &str = "direct.other.example";
+const PASSWORD: &str = "correct horse battery staple";
+const MEMBER_BUNDLE: &str = "provider-test";
+
+/// A clock the test moves forward.
+struct TestClock(Mutex<OffsetDateTime>);
+
+impl Clock for TestClock {
+    fn now(&self) -> OffsetDateTime {
+        *self.0.lock().unwrap()
+    }
+}
+
+struct Web {
+    dir: TempDir,
+    clock: Arc<TestClock>,
+    authority: Arc<Authority>,
+    app: Router,
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: String,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    fn location(&self) -> &str {
+        self.header("location").unwrap_or("")
+    }
+
+    fn is_login_redirect(&self) -> bool {
+        self.status == StatusCode::SEE_OTHER && self.location().starts_with("/login")
+    }
+
+    fn set_cookies(&self) -> Vec<String> {
+        self.headers
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_string())
+            .collect()
+    }
+
+    fn cookie(&self, name: &str) -> Option<String> {
+        self.set_cookies().into_iter().find_map(|c| {
+            let first = c.split(';').next()?.to_string();
+            let (n, v) = first.split_once('=')?;
+            (n == name).then(|| v.to_string())
+        })
+    }
+
+    /// The value of a hidden `csrf` input on the page.
+    fn csrf(&self) -> String {
+        hidden(&self.body, "csrf")
+    }
+}
+
+fn hidden(html: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no hidden {name} in page: {html}"))
+        + marker.len();
+    html[start..].split('"').next().unwrap().to_string()
+}
+
+/// A signed-in browser: its session cookie and the session's CSRF token.
+#[derive(Clone)]
+struct Browser {
+    cookie: String,
+    csrf: String,
+}
+
+fn form(pairs: &[(&str, &str)]) -> String {
+    pairs
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "{}={}",
+                k,
+                percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// A multipart body of text fields and one optional file.
+fn multipart(fields: &[(&str, &str)], files: &[(&str, &str, &[u8])]) -> (String, Vec<u8>) {
+    let boundary = "----anchorage-test-boundary-7d1f";
+    let mut body = Vec::new();
+    for (name, value) in fields {
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n")
+                .as_bytes(),
+        );
+    }
+    for (name, filename, bytes) in files {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{filename}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+impl Web {
+    fn new() -> Web {
+        Web::with_config(|_| {})
+    }
+
+    fn with_config(adjust: impl FnOnce(&mut Config)) -> Web {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config {
+            data_dir: dir.path().join("data"),
+            public_url: "http://pki.direct.example.com:8080".into(),
+            managed_domains: vec![
+                HealthDomain::parse(DOMAIN).unwrap(),
+                HealthDomain::parse(OTHER_DOMAIN).unwrap(),
+            ],
+            ..Config::default()
+        };
+        adjust(&mut config);
+        let start = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
+        let clock = Arc::new(TestClock(Mutex::new(start)));
+        let authority = Authority::open(config, clock.clone()).unwrap();
+        let passphrase = Passphrase::new("web test passphrase (not a secret)".into()).unwrap();
+        authority
+            .init(InitOptions::default(), &passphrase, "web-test")
+            .unwrap();
+        authority.refresh_crls().unwrap();
+        let users = [
+            ("admin", Role::Admin, Scope::default()),
+            (
+                "registrar",
+                Role::Registrar,
+                Scope {
+                    domains: vec![DOMAIN.into()],
+                    ..Scope::default()
+                },
+            ),
+            (
+                "member",
+                Role::Member,
+                Scope {
+                    bundles: vec![MEMBER_BUNDLE.into()],
+                    ..Scope::default()
+                },
+            ),
+            ("dns", Role::DnsOperator, Scope::default()),
+        ];
+        for (name, role, scope) in users {
+            authority
+                .add_user(
+                    NewUser {
+                        username: name.into(),
+                        display_name: format!("Test {name}"),
+                        role,
+                        scope,
+                    },
+                    PASSWORD,
+                    "web-test",
+                )
+                .unwrap();
+        }
+        let authority = Arc::new(authority);
+        let app = router(AppState::new(authority.clone()));
+        Web {
+            dir,
+            clock,
+            authority,
+            app,
+        }
+    }
+
+    fn advance(&self, by: Duration) {
+        *self.clock.0.lock().unwrap() += by;
+    }
+
+    async fn request(
+        &self,
+        method: Method,
+        uri: &str,
+        headers: &[(&str, String)],
+        content_type: Option<&str>,
+        body: Vec<u8>,
+        client: &str,
+    ) -> Reply {
+        let mut builder = Request::builder().method(method).uri(uri);
+        for (name, value) in headers {
+            builder = builder.header(*name, value);
+        }
+        if let Some(ct) = content_type {
+            builder = builder.header(header::CONTENT_TYPE, ct);
+        }
+        let mut request = builder.body(Body::from(body)).unwrap();
+        let addr: SocketAddr = format!("{client}:40000").parse().unwrap();
+        request
+            .extensions_mut()
+            .insert(ConnectInfo(ClientAddr(addr)));
+        let response = self.app.clone().oneshot(request).await.unwrap();
+        let (parts, body) = response.into_parts();
+        let body = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+        Reply {
+            status: parts.status,
+            headers: parts.headers,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        }
+    }
+
+    async fn get(&self, uri: &str, browser: Option<&Browser>) -> Reply {
+        let headers: Vec<(&str, String)> = browser
+            .map(|b| vec![("cookie", b.cookie.clone())])
+            .unwrap_or_default();
+        self.request(Method::GET, uri, &headers, None, Vec::new(), "192.0.2.10")
+            .await
+    }
+
+    async fn post_form(
+        &self,
+        uri: &str,
+        browser: Option<&Browser>,
+        pairs: &[(&str, &str)],
+    ) -> Reply {
+        let headers: Vec<(&str, String)> = browser
+            .map(|b| vec![("cookie", b.cookie.clone())])
+            .unwrap_or_default();
+        self.request(
+            Method::POST,
+            uri,
+            &headers,
+            Some("application/x-www-form-urlencoded"),
+            form(pairs).into_bytes(),
+            "192.0.2.10",
+        )
+        .await
+    }
+
+    async fn post_multipart(
+        &self,
+        uri: &str,
+        browser: &Browser,
+        fields: &[(&str, &str)],
+        files: &[(&str, &str, &[u8])],
+    ) -> Reply {
+        let (ct, body) = multipart(fields, files);
+        self.request(
+            Method::POST,
+            uri,
+            &[("cookie", browser.cookie.clone())],
+            Some(&ct),
+            body,
+            "192.0.2.10",
+        )
+        .await
+    }
+
+    /// The sign-in form round trip, from a given client address.
+    async fn try_login(&self, user: &str, password: &str, client: &str) -> Reply {
+        let page = self
+            .request(Method::GET, "/login", &[], None, Vec::new(), client)
+            .await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        let login_csrf = page
+            .cookie("anchorage_login_csrf")
+            .expect("login CSRF cookie");
+        let token = page.csrf();
+        assert_eq!(login_csrf, token, "double-submit cookie and field differ");
+        self.request(
+            Method::POST,
+            "/login",
+            &[("cookie", format!("anchorage_login_csrf={login_csrf}"))],
+            Some("application/x-www-form-urlencoded"),
+            form(&[
+                ("username", user),
+                ("password", password),
+                ("csrf", &token),
+                ("next", "/"),
+            ])
+            .into_bytes(),
+            client,
+        )
+        .await
+    }
+
+    async fn login(&self, user: &str) -> Browser {
+        let r = self.try_login(user, PASSWORD, "192.0.2.10").await;
+        assert_eq!(
+            r.status,
+            StatusCode::SEE_OTHER,
+            "sign-in of {user} failed: {}",
+            r.body
+        );
+        let session = r.cookie("anchorage_session").expect("session cookie");
+        let cookie = format!("anchorage_session={session}");
+        let home = self
+            .get(
+                "/",
+                Some(&Browser {
+                    cookie: cookie.clone(),
+                    csrf: String::new(),
+                }),
+            )
+            .await;
+        assert_eq!(home.status, StatusCode::OK);
+        let csrf = hidden(&home.body, "csrf");
+        Browser { cookie, csrf }
+    }
+
+    fn token(&self, role: Role, scope: Scope) -> String {
+        let (secret, _) = self
+            .authority
+            .create_scoped_token(role, scope, "web test", Some(30), None, "web-test")
+            .unwrap();
+        secret.to_string()
+    }
+
+    async fn api(
+        &self,
+        method: Method,
+        uri: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Reply {
+        let mut headers = Vec::new();
+        if let Some(t) = token {
+            headers.push(("authorization", format!("Bearer {t}")));
+        }
+        let (ct, bytes) = match body {
+            Some(v) => (Some("application/json"), serde_json::to_vec(&v).unwrap()),
+            None => (None, Vec::new()),
+        };
+        self.request(method, uri, &headers, ct, bytes, "192.0.2.20")
+            .await
+    }
+
+    fn csr(&self, name: &str) -> String {
+        let (key, req) = (format!("{name}.key"), format!("{name}.csr"));
+        run_in(
+            self.dir.path(),
+            "openssl",
+            &[
+                "req",
+                "-new",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                &key,
+                "-out",
+                &req,
+                "-subj",
+                "/CN=web test",
+            ],
+        )
+        .assert_success("openssl req");
+        std::fs::read_to_string(self.dir.path().join(&req)).unwrap()
+    }
+}
+
+fn issue_fields<'a>(csrf: &'a str, address: &'a str, csr: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("csrf", csrf),
+        ("address", address),
+        ("domain", ""),
+        ("subscriber_name", "Dr. Jane Smith"),
+        ("subscriber_organization", "Good Clinic"),
+        ("usage", "dual"),
+        ("level_of_assurance", ""),
+        ("category", ""),
+        ("proofing_method", "in-person"),
+        ("evidence_reference", "case-1234"),
+        ("key_source", "csr"),
+        ("csr", csr),
+        ("encryption_csr", ""),
+    ]
+}
+
+#[tokio::test]
+async fn sign_in_sets_a_hardened_session_cookie_and_sign_out_ends_it() {
+    let web = Web::new();
+    let r = web.try_login("registrar", PASSWORD, "192.0.2.10").await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let set = r
+        .set_cookies()
+        .into_iter()
+        .find(|c| c.starts_with("anchorage_session="))
+        .unwrap();
+    for attr in ["HttpOnly", "SameSite=Strict", "Path=/", "Max-Age="] {
+        assert!(set.contains(attr), "{attr} missing from {set}");
+    }
+    // Plain HTTP: no Secure attribute (the browser would drop the cookie), no HSTS.
+    assert!(!set.contains("Secure"), "{set}");
+    assert!(r.header("strict-transport-security").is_none());
+    let browser = web.login("registrar").await;
+    let page = web.get("/registrar/certs", Some(&browser)).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert_eq!(page.header("cache-control"), Some("no-store"));
+    // Sign-out needs the CSRF token, then the session is gone for good.
+    let refused = web
+        .post_form("/logout", Some(&browser), &[("csrf", "wrong")])
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    let out = web
+        .post_form("/logout", Some(&browser), &[("csrf", &browser.csrf)])
+        .await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER);
+    assert!(web
+        .get("/registrar/certs", Some(&browser))
+        .await
+        .is_login_redirect());
+    // Audited with the client address.
+    let audit = web
+        .authority
+        .store
+        .audit_entries()
+        .map(Result::unwrap)
+        .collect::<Vec<_>>();
+    let login = audit.iter().find(|e| e.action == "user.login").unwrap();
+    assert_eq!(login.details["from"], json!("192.0.2.10"));
+    assert!(audit.iter().any(|e| e.action == "user.logout"));
+}
+
+#[tokio::test]
+async fn security_headers_on_pages_and_api() {
+    let web = Web::new();
+    for uri in ["/", "/login", "/api/v1/certificates", "/healthz"] {
+        let r = web.get(uri, None).await;
+        let csp = r.header("content-security-policy").unwrap_or_default();
+        assert!(csp.contains("frame-ancestors 'none'"), "{uri}: {csp}");
+        assert!(csp.contains("default-src 'none'"), "{uri}: {csp}");
+        assert_eq!(r.header("x-content-type-options"), Some("nosniff"), "{uri}");
+        assert_eq!(r.header("x-frame-options"), Some("DENY"), "{uri}");
+    }
+}
+
+#[tokio::test]
+async fn hsts_and_secure_cookies_over_tls() {
+    let web = Web::new();
+    // What the HTTPS listener adds to every request.
+    let mut request = Request::builder()
+        .uri("/login")
+        .body(Body::empty())
+        .unwrap();
+    request
+        .extensions_mut()
+        .insert(anchorage::http::web::OverTls);
+    let r = web.app.clone().oneshot(request).await.unwrap();
+    assert_eq!(
+        r.headers().get("strict-transport-security").unwrap(),
+        "max-age=31536000"
+    );
+    let cookie = r
+        .headers()
+        .get(header::SET_COOKIE)
+        .unwrap()
+        .to_str()
+        .unwrap();
+    assert!(cookie.contains("Secure"), "{cookie}");
+}
+
+#[tokio::test]
+async fn every_form_post_needs_the_csrf_token() {
+    let web = Web::new();
+    let admin = web.login("admin").await;
+    let registrar = web.login("registrar").await;
+    let csr = web.csr("csrf");
+    // Wrong token, then no token, on a multipart form.
+    for token in ["not-the-token", ""] {
+        let r = web
+            .post_multipart(
+                "/registrar/issue",
+                &registrar,
+                &issue_fields(token, "dr.csrf@direct.example.com", &csr),
+                &[],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    }
+    assert!(
+        web.authority.certs(&Default::default()).unwrap().is_empty(),
+        "nothing issued without the token"
+    );
+    // Another session's token does not work either.
+    let r = web
+        .post_multipart(
+            "/registrar/issue",
+            &registrar,
+            &issue_fields(&admin.csrf, "dr.csrf@direct.example.com", &csr),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    // URL-encoded admin forms.
+    for (uri, fields) in [
+        ("/admin/users", vec![("username", "eve"), ("role", "admin")]),
+        (
+            "/admin/tokens",
+            vec![("role", "admin"), ("valid_days", "5")],
+        ),
+        ("/admin/users/registrar/disable", vec![]),
+        ("/admin/bundles/provider-test/build", vec![]),
+        ("/admin/anchors/1/approve", vec![]),
+    ] {
+        let mut with = fields.clone();
+        with.push(("csrf", "forged"));
+        let r = web.post_form(uri, Some(&admin), &with).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{uri}: {}", r.body);
+    }
+    assert!(web.authority.store.user("eve").unwrap().is_none());
+    assert!(web
+        .authority
+        .user("registrar")
+        .unwrap()
+        .disabled_at
+        .is_none());
+    // The sign-in form has its own double-submit token.
+    let r = web
+        .request(
+            Method::POST,
+            "/login",
+            &[],
+            Some("application/x-www-form-urlencoded"),
+            form(&[("username", "admin"), ("password", PASSWORD), ("csrf", "x")]).into_bytes(),
+            "192.0.2.30",
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.cookie("anchorage_session").is_none());
+    assert!(r.body.contains("expired"), "{}", r.body);
+    // With the right token, the same form works.
+    let r = web
+        .post_multipart(
+            "/registrar/issue",
+            &registrar,
+            &issue_fields(&registrar.csrf, "dr.csrf@direct.example.com", &csr),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(r.body.contains("Certificate issued"));
+}
+
+#[tokio::test]
+async fn sessions_expire_when_idle_and_after_the_absolute_limit() {
+    let web = Web::with_config(|c| {
+        c.web.session_idle_minutes = 30;
+        c.web.session_absolute_hours = 2;
+    });
+    let browser = web.login("registrar").await;
+    web.advance(Duration::minutes(29));
+    assert_eq!(
+        web.get("/registrar/certs", Some(&browser)).await.status,
+        StatusCode::OK
+    );
+    // Activity moved the idle deadline.
+    web.advance(Duration::minutes(29));
+    assert_eq!(
+        web.get("/registrar/certs", Some(&browser)).await.status,
+        StatusCode::OK
+    );
+    web.advance(Duration::minutes(31));
+    let r = web.get("/registrar/certs", Some(&browser)).await;
+    assert!(r.is_login_redirect(), "{} {}", r.status, r.location());
+    assert!(
+        r.location().contains("next=%2Fregistrar%2Fcerts"),
+        "{}",
+        r.location()
+    );
+    // Absolute limit: active every 20 minutes, still ends after 2 hours.
+    let browser = web.login("registrar").await;
+    for _ in 0..5 {
+        web.advance(Duration::minutes(20));
+        assert_eq!(
+            web.get("/registrar/certs", Some(&browser)).await.status,
+            StatusCode::OK
+        );
+    }
+    web.advance(Duration::minutes(21));
+    assert!(web
+        .get("/registrar/certs", Some(&browser))
+        .await
+        .is_login_redirect());
+    // A disabled user's session ends at once.
+    let browser = web.login("registrar").await;
+    web.authority
+        .set_user_disabled("registrar", true, "web-test")
+        .unwrap();
+    assert!(web
+        .get("/registrar/certs", Some(&browser))
+        .await
+        .is_login_redirect());
+}
+
+#[tokio::test]
+async fn sign_in_is_throttled_per_account_and_per_client() {
+    let web = Web::with_config(|c| {
+        c.web.login_free_failures = 3;
+        c.web.login_delay_secs = 60;
+        c.web.login_max_delay_secs = 600;
+    });
+    for i in 0..3 {
+        let r = web
+            .try_login("registrar", "wrong password!!", &format!("198.51.100.{i}"))
+            .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
+        assert!(r.body.contains("user name or the password is wrong"));
+    }
+    // The account is throttled from any address, even with the right password.
+    let r = web.try_login("registrar", PASSWORD, "198.51.100.99").await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.body);
+    assert_eq!(r.header("retry-after"), Some("60"));
+    // Another account from a clean address is not affected.
+    assert_eq!(
+        web.try_login("admin", PASSWORD, "198.51.100.50")
+            .await
+            .status,
+        StatusCode::SEE_OTHER
+    );
+    // After the delay the right password works, and a success clears the account.
+    web.advance(Duration::seconds(61));
+    assert_eq!(
+        web.try_login("registrar", PASSWORD, "198.51.100.99")
+            .await
+            .status,
+        StatusCode::SEE_OTHER
+    );
+    // Per client: one address guessing at many accounts is stopped too.
+    for user in ["a1", "a2", "a3"] {
+        assert_eq!(
+            web.try_login(user, "guess guess guess", "203.0.113.7")
+                .await
+                .status,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    let r = web.try_login("member", PASSWORD, "203.0.113.7").await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    // Failed sign-ins are audited with the address, never with the password.
+    let failed: Vec<_> = web
+        .authority
+        .store
+        .audit_entries()
+        .map(Result::unwrap)
+        .filter(|e| e.action == "user.login_failed")
+        .collect();
+    assert!(failed.len() >= 6);
+    assert!(failed
+        .iter()
+        .all(|e| !e.details.to_string().contains("guess")));
+    assert!(failed
+        .iter()
+        .any(|e| e.details["from"] == json!("203.0.113.7")));
+}
+
+#[tokio::test]
+async fn api_tokens_are_limited_to_their_role_scope_expiry_and_revocation() {
+    let web = Web::new();
+    let scoped = web.token(
+        Role::Registrar,
+        Scope {
+            domains: vec![DOMAIN.into()],
+            ..Scope::default()
+        },
+    );
+    let csr = web.csr("scope");
+    let body = |address: &str| {
+        json!({"address": address, "usage": "dual", "csr": csr,
+               "subscriber": {"name": "Scope Test"},
+               "proofing": {"method": "in-person", "evidence_reference": "t-1"}})
+    };
+    let ok = web
+        .api(
+            Method::POST,
+            "/api/v1/certificates",
+            Some(&scoped),
+            Some(body("a@direct.example.com")),
+        )
+        .await;
+    assert_eq!(ok.status, StatusCode::CREATED, "{}", ok.body);
+    let denied = web
+        .api(
+            Method::POST,
+            "/api/v1/certificates",
+            Some(&scoped),
+            Some(body("a@direct.other.example")),
+        )
+        .await;
+    assert_eq!(denied.status, StatusCode::FORBIDDEN, "{}", denied.body);
+    // A certificate of another domain is invisible to the scoped token.
+    let admin = web.token(Role::Admin, Scope::default());
+    let other = web
+        .api(
+            Method::POST,
+            "/api/v1/certificates",
+            Some(&admin),
+            Some(body("b@direct.other.example")),
+        )
+        .await;
+    assert_eq!(other.status, StatusCode::CREATED, "{}", other.body);
+    let other_serial = serde_json::from_str::<Value>(&other.body).unwrap()["serial"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = web
+        .api(
+            Method::GET,
+            &format!("/api/v1/certificates/{other_serial}"),
+            Some(&scoped),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let listed: Value = serde_json::from_str(
+        &web.api(Method::GET, "/api/v1/certificates", Some(&scoped), None)
+            .await
+            .body,
+    )
+    .unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    // Organisation scope.
+    let org_scoped = web.token(
+        Role::Registrar,
+        Scope {
+            domains: vec!["*".into()],
+            organisations: vec!["Good Clinic".into()],
+            ..Scope::default()
+        },
+    );
+    let mut b = body("c@direct.example.com");
+    b["subscriber"]["organization"] = json!("Other Clinic");
+    assert_eq!(
+        web.api(
+            Method::POST,
+            "/api/v1/certificates",
+            Some(&org_scoped),
+            Some(b)
+        )
+        .await
+        .status,
+        StatusCode::FORBIDDEN
+    );
+    // Member tokens submit only to their bundles; dns_operator and member tokens cannot issue.
+    let member = web.token(
+        Role::Member,
+        Scope {
+            bundles: vec![MEMBER_BUNDLE.into()],
+            ..Scope::default()
+        },
+    );
+    let r = web
+        .api(
+            Method::POST,
+            "/api/v1/bundles/provider/anchors",
+            Some(&member),
+            Some(json!({"file": "x", "organization": "o", "contact": "c"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    for role in [Role::Member, Role::DnsOperator] {
+        let t = web.token(role, Scope::widest(role));
+        let r = web
+            .api(
+                Method::POST,
+                "/api/v1/certificates",
+                Some(&t),
+                Some(body("d@direct.example.com")),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{role:?}");
+    }
+    // Revocation and expiry end a token.
+    let listed: Value = serde_json::from_str(
+        &web.api(Method::GET, "/api/v1/tokens", Some(&admin), None)
+            .await
+            .body,
+    )
+    .unwrap();
+    assert!(
+        listed.to_string().find("hash").is_none(),
+        "token hashes must not be listed"
+    );
+    let id = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["scope"]["domains"] == json!([DOMAIN]))
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = web
+        .api(
+            Method::POST,
+            &format!("/api/v1/tokens/{id}/revoke"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = web
+        .api(Method::GET, "/api/v1/certificates", Some(&scoped), None)
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert!(r.body.contains("revoked"));
+    web.advance(Duration::days(31));
+    let r = web
+        .api(Method::GET, "/api/v1/certificates", Some(&org_scoped), None)
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert!(r.body.contains("expired"));
+}
+
+#[tokio::test]
+async fn the_issue_form_keeps_what_was_typed_and_shows_each_rule_beside_its_field() {
+    let web = Web::new();
+    let registrar = web.login("registrar").await;
+    let mut fields = issue_fields(&registrar.csrf, "not an address", "");
+    for f in fields.iter_mut() {
+        match f.0 {
+            "subscriber_name" => f.1 = "",
+            "evidence_reference" => f.1 = "",
+            "key_source" => f.1 = "generate",
+            _ => {}
+        }
+    }
+    let r = web
+        .post_multipart("/registrar/issue", &registrar, &fields, &[])
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    for id in [
+        "address-error",
+        "subscriber_name-error",
+        "evidence_reference-error",
+    ] {
+        assert!(
+            r.body.contains(&format!("id=\"{id}\"")),
+            "no {id} in the page"
+        );
+    }
+    assert!(
+        r.body.contains("value=\"not an address\""),
+        "the typed address was lost"
+    );
+    assert!(r.body.contains("value=\"Good Clinic\""));
+    assert!(r.body.contains("aria-invalid=\"true\""));
+    // Out of the registrar's scope: refused beside the address field.
+    let csr = web.csr("form");
+    let r = web
+        .post_multipart(
+            "/registrar/issue",
+            &registrar,
+            &issue_fields(&registrar.csrf, "x@direct.other.example", &csr),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.body.contains("id=\"address-error\""));
+    assert!(r
+        .body
+        .contains("may not issue for the domain direct.other.example"));
+    assert!(
+        r.body.contains(csr.lines().nth(1).unwrap()),
+        "the pasted CSR was lost"
+    );
+    assert!(web.authority.certs(&Default::default()).unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_generated_pkcs12_downloads_once_with_a_password_shown_once() {
+    let web = Web::new();
+    let registrar = web.login("registrar").await;
+    let mut fields = issue_fields(&registrar.csrf, "p12.once@direct.example.com", "");
+    for f in fields.iter_mut() {
+        if f.0 == "key_source" {
+            f.1 = "generate";
+        }
+    }
+    let r = web
+        .post_multipart("/registrar/issue", &registrar, &fields, &[])
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    let password = r
+        .body
+        .split("id=\"p12-password\">")
+        .nth(1)
+        .unwrap()
+        .split('<')
+        .next()
+        .unwrap()
+        .to_string();
+    assert!(password.len() >= 20);
+    let link = r
+        .body
+        .split("href=\"/registrar/download/")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    let uri = format!("/registrar/download/{link}");
+    // Another signed-in registrar cannot take it.
+    let admin = web.login("admin").await;
+    assert_eq!(web.get(&uri, Some(&admin)).await.status, StatusCode::GONE);
+    let first = web.get(&uri, Some(&registrar)).await;
+    assert_eq!(first.status, StatusCode::OK);
+    assert_eq!(first.header("content-type"), Some("application/x-pkcs12"));
+    let second = web.get(&uri, Some(&registrar)).await;
+    assert_eq!(second.status, StatusCode::GONE);
+    // Neither the password nor the key is anywhere in the store.
+    assert!(!store_contains(
+        &web.authority.config.data_dir,
+        password.as_bytes()
+    ));
+}
+
+fn store_contains(dir: &std::path::Path, needle: &[u8]) -> bool {
+    std::fs::read_dir(dir).unwrap().any(|entry| {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            store_contains(&path, needle)
+        } else {
+            let bytes = std::fs::read(&path).unwrap();
+            bytes.windows(needle.len()).any(|w| w == needle)
+        }
+    })
+}
+
+/// Who may use a route. `Pages` routes answer anonymous users with a redirect to the sign-in
+/// page and other roles with 403; API routes with 401 and 403.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Who {
+    Anyone,
+    Admin,
+    Issuers,
+    Members,
+}
+
+impl Who {
+    fn allows(self, role: Option<Role>) -> bool {
+        match self {
+            Who::Anyone => true,
+            Who::Admin => role == Some(Role::Admin),
+            Who::Issuers => matches!(role, Some(Role::Admin | Role::Registrar)),
+            Who::Members => matches!(role, Some(Role::Admin | Role::Member)),
+        }
+    }
+}
+
+#[tokio::test]
+async fn authorisation_matrix_every_route_every_role() {
+    let web = Web::new();
+    let csr = web.csr("matrix");
+    let admin_token = web.token(Role::Admin, Scope::default());
+    // Fixtures the routes act on.
+    let issued = web
+        .api(
+            Method::POST,
+            "/api/v1/certificates",
+            Some(&admin_token),
+            Some(json!({"address": "matrix@direct.example.com", "usage": "dual", "csr": csr,
+                        "subscriber": {"name": "Matrix"}, "proofing": {"method": "in-person", "evidence_reference": "m"}})),
+        )
+        .await;
+    assert_eq!(issued.status, StatusCode::CREATED, "{}", issued.body);
+    let serial = serde_json::from_str::<Value>(&issued.body).unwrap()["serial"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let roles: [(Option<Role>, &str); 5] = [
+        (None, ""),
+        (Some(Role::Admin), "admin"),
+        (Some(Role::Registrar), "registrar"),
+        (Some(Role::Member), "member"),
+        (Some(Role::DnsOperator), "dns"),
+    ];
+    let pages: Vec<(Method, String, Who)> = vec![
+        (Method::GET, "/".into(), Who::Anyone),
+        (Method::GET, "/login".into(), Who::Anyone),
+        (Method::GET, "/static/app.css".into(), Who::Anyone),
+        (Method::GET, "/registrar/issue".into(), Who::Issuers),
+        (Method::POST, "/registrar/issue".into(), Who::Issuers),
+        (Method::GET, "/registrar/certs".into(), Who::Issuers),
+        (
+            Method::GET,
+            format!("/registrar/certs/{serial}"),
+            Who::Issuers,
+        ),
+        (
+            Method::GET,
+            format!("/registrar/certs/{serial}/pem"),
+            Who::Issuers,
+        ),
+        (
+            Method::GET,
+            format!("/registrar/certs/{serial}/der"),
+            Who::Issuers,
+        ),
+        (
+            Method::GET,
+            format!("/registrar/certs/{serial}/revoke"),
+            Who::Issuers,
+        ),
+        (
+            Method::POST,
+            format!("/registrar/certs/{serial}/revoke"),
+            Who::Issuers,
+        ),
+        (Method::GET, "/registrar/download/none".into(), Who::Issuers),
+        (Method::GET, "/member/anchors".into(), Who::Members),
+        (Method::POST, "/member/anchors".into(), Who::Members),
+        (Method::GET, "/member/anchors/1".into(), Who::Members),
+        (Method::GET, "/admin".into(), Who::Admin),
+        (Method::GET, "/admin/queue".into(), Who::Admin),
+        (Method::POST, "/admin/anchors/1/approve".into(), Who::Admin),
+        (Method::GET, "/admin/bundles".into(), Who::Admin),
+        (
+            Method::POST,
+            "/admin/bundles/provider-test/build".into(),
+            Who::Admin,
+        ),
+        (Method::GET, "/admin/users".into(), Who::Admin),
+        (Method::POST, "/admin/users".into(), Who::Admin),
+        (Method::POST, "/admin/users/dns/enable".into(), Who::Admin),
+        (Method::GET, "/admin/tokens".into(), Who::Admin),
+        (Method::POST, "/admin/tokens".into(), Who::Admin),
+        (Method::POST, "/admin/tokens/none/revoke".into(), Who::Admin),
+        (Method::GET, "/admin/ca".into(), Who::Admin),
+        (Method::GET, "/admin/audit".into(), Who::Admin),
+    ];
+    let mut checked = 0;
+    for (role, user) in roles {
+        let browser = match role {
+            Some(_) => Some(web.login(user).await),
+            None => None,
+        };
+        for (method, uri, who) in &pages {
+            // POSTs carry a valid CSRF token, so only authorisation decides.
+            let r = if *method == Method::POST {
+                let csrf = browser.as_ref().map(|b| b.csrf.clone()).unwrap_or_default();
+                if uri == "/registrar/issue" || uri == "/member/anchors" {
+                    match &browser {
+                        Some(b) => web.post_multipart(uri, b, &[("csrf", &csrf)], &[]).await,
+                        None => web.post_form(uri, None, &[("csrf", "")]).await,
+                    }
+                } else {
+                    web.post_form(
+                        uri,
+                        browser.as_ref(),
+                        &[("csrf", &csrf), ("reason", "superseded")],
+                    )
+                    .await
+                }
+            } else {
+                web.get(uri, browser.as_ref()).await
+            };
+            let allowed = who.allows(role);
+            let denied = r.is_login_redirect()
+                || r.status == StatusCode::FORBIDDEN
+                || r.status == StatusCode::UNAUTHORIZED;
+            if allowed {
+                assert!(
+                    !denied,
+                    "{user:?} should reach {method} {uri}: {} {}",
+                    r.status,
+                    r.location()
+                );
+            } else if role.is_none() {
+                assert!(
+                    r.is_login_redirect(),
+                    "anonymous {method} {uri}: {} {}",
+                    r.status,
+                    r.body
+                );
+            } else {
+                assert_eq!(
+                    r.status,
+                    StatusCode::FORBIDDEN,
+                    "{user} {method} {uri}: {}",
+                    r.body
+                );
+            }
+            checked += 1;
+        }
+    }
+
+    let api: Vec<(Method, String, Who)> = vec![
+        (Method::POST, "/api/v1/certificates".into(), Who::Issuers),
+        (Method::GET, "/api/v1/certificates".into(), Who::Issuers),
+        (
+            Method::GET,
+            format!("/api/v1/certificates/{serial}"),
+            Who::Issuers,
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/certificates/{serial}/pem"),
+            Who::Issuers,
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/certificates/{serial}/der"),
+            Who::Issuers,
+        ),
+        (
+            Method::POST,
+            "/api/v1/certificates/0badc0de/revoke".into(),
+            Who::Issuers,
+        ),
+        (Method::GET, "/api/v1/ca".into(), Who::Issuers),
+        (Method::GET, "/api/v1/bundles".into(), Who::Anyone),
+        (
+            Method::POST,
+            format!("/api/v1/bundles/{MEMBER_BUNDLE}/anchors"),
+            Who::Members,
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/bundles/{MEMBER_BUNDLE}/build"),
+            Who::Admin,
+        ),
+        (Method::GET, "/api/v1/anchors".into(), Who::Members),
+        (Method::GET, "/api/v1/anchors/1".into(), Who::Members),
+        (Method::POST, "/api/v1/anchors/1/approve".into(), Who::Admin),
+        (Method::POST, "/api/v1/anchors/1/reject".into(), Who::Admin),
+        (Method::POST, "/api/v1/anchors/1/retire".into(), Who::Admin),
+        (Method::POST, "/api/v1/anchors/1/promote".into(), Who::Admin),
+        (Method::GET, "/api/v1/users".into(), Who::Admin),
+        (Method::POST, "/api/v1/users".into(), Who::Admin),
+        (Method::GET, "/api/v1/users/dns".into(), Who::Admin),
+        (Method::POST, "/api/v1/users/dns/disable".into(), Who::Admin),
+        (Method::POST, "/api/v1/users/dns/enable".into(), Who::Admin),
+        (Method::GET, "/api/v1/tokens".into(), Who::Admin),
+        (Method::POST, "/api/v1/tokens".into(), Who::Admin),
+        (
+            Method::POST,
+            "/api/v1/tokens/none/revoke".into(),
+            Who::Admin,
+        ),
+        (Method::GET, "/api/v1/audit".into(), Who::Admin),
+    ];
+    for (role, _) in roles {
+        let token = role.map(|r| web.token(r, Scope::widest(r)));
+        for (method, uri, who) in &api {
+            let body = (*method == Method::POST).then(|| json!({}));
+            let r = web.api(method.clone(), uri, token.as_deref(), body).await;
+            let allowed = who.allows(role);
+            // The bundle list is public information but still needs some token.
+            if role.is_none() {
+                assert_eq!(
+                    r.status,
+                    StatusCode::UNAUTHORIZED,
+                    "anonymous {method} {uri}: {}",
+                    r.body
+                );
+            } else if allowed {
+                assert!(
+                    r.status != StatusCode::UNAUTHORIZED && r.status != StatusCode::FORBIDDEN,
+                    "{role:?} should reach {method} {uri}: {} {}",
+                    r.status,
+                    r.body
+                );
+            } else {
+                assert_eq!(
+                    r.status,
+                    StatusCode::FORBIDDEN,
+                    "{role:?} {method} {uri}: {}",
+                    r.body
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 5 * (pages.len() + api.len()));
+}
