@@ -5,6 +5,7 @@
 mod admission;
 mod api;
 mod audit;
+mod browser;
 mod bundle_format;
 mod bundles;
 mod crl;
