@@ -413,6 +413,9 @@ impl FromRequestParts<AppState> for Caller {
             }
         }
         let token = state.authority.authenticate(secret)?;
-        Ok(Caller(crate::authority::token_principal(&token)?))
+        let mut principal = crate::authority::token_principal(&token)?;
+        // The audit log records from where, not only who.
+        principal.actor = format!("{} from {}", principal.actor, web::client_of(parts));
+        Ok(Caller(principal))
     }
 }

@@ -157,6 +157,23 @@ impl Browser {
         self.client.source().await.unwrap()
     }
 
+    /// Polls the page until it contains `needle`: a click that submits a form may return
+    /// before the browser has loaded the answer.
+    async fn wait_for(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let html = self.source().await;
+            if html.contains(needle) {
+                return html;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the page never showed {needle:?}: {html}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     async fn sign_in(&mut self, user: &str) {
         self.go("/login").await;
         self.shot(&format!("login-{user}")).await;
@@ -169,8 +186,7 @@ impl Browser {
             .click()
             .await
             .unwrap();
-        let html = self.source().await;
-        assert!(html.contains("Sign out"), "{user} is not signed in: {html}");
+        self.wait_for("Sign out").await;
     }
 
     /// Waits for a finished download (Chromium writes `.crdownload` first).
@@ -308,9 +324,8 @@ async fn registrar_member_and_admin_in_a_real_browser() {
         .await
         .unwrap();
     b.click("issue-submit").await;
+    b.wait_for("Certificate issued").await;
     b.shot("issued-from-csr").await;
-    let html = b.source().await;
-    assert!(html.contains("Certificate issued"), "{html}");
     b.client
         .find(Locator::LinkText("PEM"))
         .await
@@ -407,6 +422,7 @@ async fn registrar_member_and_admin_in_a_real_browser() {
     b.fill("evidence_reference", "case-web-2").await;
     b.click("key_generate").await;
     b.click("issue-submit").await;
+    b.wait_for("p12-password").await;
     b.shot("issued-with-generated-key").await;
     let password = b.text("#p12-password").await;
     assert!(password.len() >= 20, "{password}");
@@ -521,9 +537,8 @@ async fn registrar_member_and_admin_in_a_real_browser() {
         .await
         .unwrap();
     m.click("anchor-submit").await;
+    m.wait_for("Submitted #").await;
     m.shot("member-submitted").await;
-    let html = m.source().await;
-    assert!(html.contains("Submitted #"), "{html}");
     assert!(m.text("#anchor-list").await.contains("pending"));
     m.client.clone().close().await.unwrap();
 
@@ -538,6 +553,7 @@ async fn registrar_member_and_admin_in_a_real_browser() {
         .await
         .unwrap();
     approve.click().await.unwrap();
+    a.wait_for("class=\"flash\"").await;
     a.shot("admin-approved").await;
     let flash = a.text(".flash").await;
     assert!(
@@ -580,7 +596,62 @@ async fn registrar_member_and_admin_in_a_real_browser() {
         ],
     );
     assert!(certs.contains("Browser Member Root"), "{certs}");
-    drop(server);
+
+    // No password, generated or typed, reached the service's log.
+    let mut server = server;
+    assert!(server.stop().success(), "{}", server.output());
+    let log = server.output();
+    for secret in [PASSWORD, password.as_str()] {
+        assert!(!log.contains(secret), "a secret is in the server log");
+    }
+
+    // `audit export`: JSON lines, filterable, with who, when and from where.
+    let out = w.join("audit.jsonl");
+    cli(
+        &data_dir,
+        PASSPHRASE,
+        &["audit", "export", "--out", &out.display().to_string()],
+    )
+    .assert_success("audit export");
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let seqs: Vec<u64> = lines.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert!(
+        seqs.windows(2).all(|p| p[1] == p[0] + 1),
+        "oldest first, none missing"
+    );
+    let issued = lines
+        .iter()
+        .find(|e| {
+            e["action"] == "cert.issue" && e["actor"].as_str().unwrap().starts_with("registrar1")
+        })
+        .expect("the browser issuance is audited");
+    assert!(
+        issued["actor"]
+            .as_str()
+            .unwrap()
+            .ends_with("from 127.0.0.1"),
+        "{issued}"
+    );
+    assert!(issued["at"].as_str().is_some());
+    let logins = cli(
+        &data_dir,
+        PASSPHRASE,
+        &["audit", "export", "--action", "user.login"],
+    );
+    logins.assert_success("audit export --action");
+    let logins: Vec<serde_json::Value> = logins
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(logins.len(), 3, "three sign-ins");
+    assert!(logins
+        .iter()
+        .all(|e| e["details"]["from"] == json!("127.0.0.1")));
 }
 
 async fn reqwest_get(url: &str) -> Vec<u8> {

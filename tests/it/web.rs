@@ -902,6 +902,58 @@ async fn the_issue_form_keeps_what_was_typed_and_shows_each_rule_beside_its_fiel
         "the pasted CSR was lost"
     );
     assert!(web.authority.certs(&Default::default()).unwrap().is_empty());
+
+    // Renewal starts from the old certificate: holder, subscriber and usage filled in.
+    let fields = issue_fields(&registrar.csrf, "renew.me@direct.example.com", &csr);
+    let r = web
+        .post_multipart("/registrar/issue", &registrar, &fields, &[])
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let serial = r
+        .body
+        .split("href=\"/registrar/certs/")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    let form = web
+        .get(
+            &format!("/registrar/issue?renew={serial}"),
+            Some(&registrar),
+        )
+        .await;
+    assert_eq!(form.status, StatusCode::OK);
+    assert!(form.body.contains("value=\"renew.me@direct.example.com\""));
+    assert!(form.body.contains("value=\"Dr. Jane Smith\""));
+    // The certificate's page offers PEM and DER, renewal and revocation.
+    let detail = web
+        .get(&format!("/registrar/certs/{serial}"), Some(&registrar))
+        .await;
+    for id in ["download-pem", "download-der", "revoke-link"] {
+        assert!(detail.body.contains(&format!("id=\"{id}\"")), "{id}");
+    }
+    // Revocation needs the confirmation box.
+    let revoke = format!("/registrar/certs/{serial}/revoke");
+    let unconfirmed = [("csrf", registrar.csrf.as_str()), ("reason", "superseded")];
+    let r = web.post_form(&revoke, Some(&registrar), &unconfirmed).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let confirmed = [
+        ("csrf", registrar.csrf.as_str()),
+        ("reason", "superseded"),
+        ("confirm", "yes"),
+    ];
+    let r = web.post_form(&revoke, Some(&registrar), &confirmed).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let revoked = web
+        .get("/registrar/certs?status=revoked", Some(&registrar))
+        .await;
+    assert!(revoked.body.contains("renew.me@direct.example.com"));
+    let valid = web
+        .get("/registrar/certs?status=valid", Some(&registrar))
+        .await;
+    assert!(!valid.body.contains("renew.me@direct.example.com"));
 }
 
 #[tokio::test]

@@ -54,7 +54,12 @@ fn visible(session: &WebSession, a: &AnchorRecord) -> bool {
     if p.role == Role::Admin {
         return true;
     }
-    let own = a.history.first().is_some_and(|e| e.actor == p.actor)
+    // Actors carry the client address; the same user from another address is still the same.
+    let me = session.signed_in.user.principal().actor;
+    let own = a
+        .history
+        .first()
+        .is_some_and(|e| e.actor == me || e.actor.starts_with(&format!("{me} from ")))
         || p.scope
             .organisations
             .iter()

@@ -87,8 +87,11 @@ pub struct WebSession {
 }
 
 impl WebSession {
+    /// The user as the audit log and issued records show it: who, and from where.
     pub fn principal(&self) -> Principal {
-        self.signed_in.user.principal()
+        let mut p = self.signed_in.user.principal();
+        p.actor = format!("{} from {}", p.actor, self.client);
+        p
     }
 
     pub fn role(&self) -> Role {
