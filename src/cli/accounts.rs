@@ -4,9 +4,10 @@
 use std::path::PathBuf;
 
 use clap::Subcommand;
-use serde_json::json;
+use serde_json::{json, Value};
 use zeroize::Zeroizing;
 
+use super::bundles::{call, target, Target};
 use super::{cli_actor, emit, open, Output};
 use crate::accounts::{Role, Scope};
 use crate::authority::{Authority, NewUser};
@@ -136,7 +137,117 @@ fn user_json(u: &crate::accounts::UserRecord) -> serde_json::Value {
 }
 
 pub fn user(config: Config, cmd: UserCommand, out: Output) -> Result<()> {
-    let authority = open(config)?;
+    match target(config)? {
+        Target::Direct(authority) => user_direct(&authority, cmd, out),
+        Target::Server { url, token } => user_remote(&url, &token, cmd, out),
+    }
+}
+
+fn user_text(v: &Value) -> String {
+    let mut t = format!(
+        "user {} ({}){}",
+        v["username"].as_str().unwrap_or_default(),
+        v["role"].as_str().unwrap_or_default(),
+        if v["disabled"] == json!(true) {
+            " [disabled]"
+        } else {
+            ""
+        }
+    );
+    if let Some(p) = v["password"].as_str() {
+        t.push_str(&format!("\npassword (shown once): {p}"));
+    }
+    t
+}
+
+fn users_text(v: &Value) -> String {
+    v.as_array()
+        .map(|users| {
+            users
+                .iter()
+                .map(|u| {
+                    let scope: Scope =
+                        serde_json::from_value(u["scope"].clone()).unwrap_or_default();
+                    format!(
+                        "{:<24} {:<13} {}{}",
+                        u["username"].as_str().unwrap_or_default(),
+                        u["role"].as_str().unwrap_or_default(),
+                        scope_text(&scope),
+                        if u["disabled"] == json!(true) {
+                            "  [disabled]"
+                        } else {
+                            ""
+                        }
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .unwrap_or_default()
+}
+
+/// While `serve` holds the store, the same commands go through its API.
+fn user_remote(url: &str, token: &str, cmd: UserCommand, out: Output) -> Result<()> {
+    let post = reqwest::Method::POST;
+    match cmd {
+        UserCommand::Add {
+            username,
+            role,
+            name,
+            scope,
+            password_file,
+        } => {
+            let (password, generated) = password_from(password_file)?;
+            let mut body =
+                json!({"username": username, "name": name, "role": role, "scope": scope.scope()});
+            if !generated {
+                body["password"] = json!(password.as_str());
+            }
+            let v = call(url, token, post, "/users", Some(body))?;
+            emit(out, v.clone(), || user_text(&v))
+        }
+        UserCommand::List => {
+            let v = call(url, token, reqwest::Method::GET, "/users", None)?;
+            emit(out, v.clone(), || users_text(&v))
+        }
+        UserCommand::Passwd {
+            username,
+            password_file,
+        } => {
+            let (password, generated) = password_from(password_file)?;
+            let body = (!generated)
+                .then(|| json!({"password": password.as_str()}))
+                .unwrap_or(json!({}));
+            let v = call(
+                url,
+                token,
+                post,
+                &format!("/users/{username}/password"),
+                Some(body),
+            )?;
+            emit(out, v.clone(), || match v["password"].as_str() {
+                Some(p) => format!("new password for {username} (shown once): {p}"),
+                None => format!("password of {username} changed; its sessions ended"),
+            })
+        }
+        UserCommand::Disable { username } => {
+            let v = call(
+                url,
+                token,
+                post,
+                &format!("/users/{username}/disable"),
+                None,
+            )?;
+            emit(out, v.clone(), || user_text(&v))
+        }
+        UserCommand::Enable { username } => {
+            let v = call(url, token, post, &format!("/users/{username}/enable"), None)?;
+            emit(out, v.clone(), || user_text(&v))
+        }
+    }
+}
+
+fn user_direct(authority: &Authority, cmd: UserCommand, out: Output) -> Result<()> {
     match cmd {
         UserCommand::Add {
             username,
@@ -160,39 +271,13 @@ pub fn user(config: Config, cmd: UserCommand, out: Output) -> Result<()> {
             if generated {
                 v["password"] = json!(password.as_str());
             }
-            emit(out, v, || {
-                let mut t = format!("created user {} ({})", user.username, user.role.as_str());
-                if generated {
-                    t.push_str(&format!("\npassword (shown once): {}", password.as_str()));
-                }
-                t
-            })
+            emit(out, v.clone(), || user_text(&v))
         }
         UserCommand::List => {
-            let users = authority.users()?;
-            emit(
-                out,
-                json!(users.iter().map(user_json).collect::<Vec<_>>()),
-                || {
-                    users
-                        .iter()
-                        .map(|u| {
-                            format!(
-                                "{:<24} {:<13} {}{}",
-                                u.username,
-                                u.role.as_str(),
-                                scope_text(&u.scope),
-                                if u.disabled_at.is_some() {
-                                    "  [disabled]"
-                                } else {
-                                    ""
-                                }
-                            )
-                        })
-                        .collect::<Vec<_>>()
-                        .join("\n")
-                },
-            )
+            let mut users = authority.users()?;
+            users.sort_by(|a, b| a.username.cmp(&b.username));
+            let v = json!(users.iter().map(user_json).collect::<Vec<_>>());
+            emit(out, v.clone(), || users_text(&v))
         }
         UserCommand::Passwd {
             username,
@@ -215,8 +300,8 @@ pub fn user(config: Config, cmd: UserCommand, out: Output) -> Result<()> {
                 }
             })
         }
-        UserCommand::Disable { username } => set_disabled(&authority, &username, true, out),
-        UserCommand::Enable { username } => set_disabled(&authority, &username, false, out),
+        UserCommand::Disable { username } => set_disabled(authority, &username, true, out),
+        UserCommand::Enable { username } => set_disabled(authority, &username, false, out),
     }
 }
 
@@ -250,7 +335,81 @@ fn scope_text(s: &Scope) -> String {
 }
 
 pub fn token(config: Config, cmd: TokenCommand, out: Output) -> Result<()> {
-    let authority = open(config)?;
+    match target(config)? {
+        Target::Direct(authority) => token_direct(&authority, cmd, out),
+        Target::Server { url, token } => token_remote(&url, &token, cmd, out),
+    }
+}
+
+fn token_created_text(v: &Value) -> String {
+    format!(
+        "{}\n(token {} for role {}; shown once, stored hashed)",
+        v["token"].as_str().unwrap_or_default(),
+        v["id"].as_str().unwrap_or_default(),
+        v["role"].as_str().unwrap_or_default()
+    )
+}
+
+fn tokens_text(v: &Value) -> String {
+    v.as_array()
+        .map(|tokens| {
+            tokens
+                .iter()
+                .map(|t| {
+                    let scope: Scope =
+                        serde_json::from_value(t["scope"].clone()).unwrap_or_default();
+                    format!(
+                        "{}  {:<13} {:<8} {}  {}",
+                        t["id"].as_str().unwrap_or_default(),
+                        t["role"].as_str().unwrap_or_default(),
+                        t["state"].as_str().unwrap_or_default(),
+                        t["label"].as_str().unwrap_or_default(),
+                        scope_text(&scope)
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .unwrap_or_default()
+}
+
+fn widest_if_empty(role: Role, scope: Scope) -> Scope {
+    if scope == Scope::default() {
+        Scope::widest(role)
+    } else {
+        scope
+    }
+}
+
+fn token_remote(url: &str, token: &str, cmd: TokenCommand, out: Output) -> Result<()> {
+    let post = reqwest::Method::POST;
+    match cmd {
+        TokenCommand::Create {
+            role,
+            label,
+            valid_days,
+            scope,
+        } => {
+            let r = Role::parse(&role)?;
+            let body = json!({"role": role, "label": label, "valid_days": valid_days,
+                              "scope": widest_if_empty(r, scope.scope())});
+            let v = call(url, token, post, "/tokens", Some(body))?;
+            emit(out, v.clone(), || token_created_text(&v))
+        }
+        TokenCommand::List => {
+            let v = call(url, token, reqwest::Method::GET, "/tokens", None)?;
+            emit(out, v.clone(), || tokens_text(&v))
+        }
+        TokenCommand::Revoke { id } => {
+            let v = call(url, token, post, &format!("/tokens/{id}/revoke"), None)?;
+            emit(out, json!({"id": v["id"], "revoked": true}), || {
+                format!("revoked API token {id}")
+            })
+        }
+    }
+}
+
+fn token_direct(authority: &Authority, cmd: TokenCommand, out: Output) -> Result<()> {
     match cmd {
         TokenCommand::Create {
             role,
@@ -259,71 +418,41 @@ pub fn token(config: Config, cmd: TokenCommand, out: Output) -> Result<()> {
             scope,
         } => {
             let role = Role::parse(&role)?;
-            let scope = scope.scope();
-            let scope = if scope == Scope::default() {
-                Scope::widest(role)
-            } else {
-                scope
-            };
             let (secret, record) = authority.create_scoped_token(
                 role,
-                scope,
+                widest_if_empty(role, scope.scope()),
                 &label,
                 Some(valid_days),
                 None,
                 &cli_actor(),
             )?;
-            emit(
-                out,
-                json!({"token": secret.as_str(), "id": record.id, "role": record.role,
-                       "scope": record.scope,
-                       "expires_at": record.expires_at.map(|t| t.to_string())}),
-                || {
-                    format!(
-                        "{}\n(token {} for role {}; shown once, stored hashed)",
-                        secret.as_str(),
-                        record.id,
-                        record.role
-                    )
-                },
-            )
+            let v = json!({"token": secret.as_str(), "id": record.id, "role": record.role,
+                           "scope": record.scope,
+                           "expires_at": record.expires_at.map(|t| t.to_string())});
+            emit(out, v.clone(), || token_created_text(&v))
         }
         TokenCommand::List => {
-            let tokens = authority.tokens()?;
             let now = authority.now();
-            let rows: Vec<serde_json::Value> = tokens
+            let rows: Vec<Value> = authority
+                .tokens()?
                 .iter()
                 .map(|t| {
+                    let state = if t.revoked_at.is_some() {
+                        "revoked"
+                    } else if t.expires_at.is_some_and(|e| e <= now) {
+                        "expired"
+                    } else {
+                        "live"
+                    };
                     json!({"id": t.id, "role": t.role, "label": t.label, "scope": t.scope,
                            "owner": t.owner, "created_at": t.created_at.to_string(),
                            "expires_at": t.expires_at.map(|x| x.to_string()),
                            "revoked_at": t.revoked_at.map(|x| x.to_string()),
-                           "live": t.revoked_at.is_none() && t.expires_at.is_none_or(|e| e > now)})
+                           "state": state})
                 })
                 .collect();
-            emit(out, json!(rows), || {
-                tokens
-                    .iter()
-                    .map(|t| {
-                        let state = if t.revoked_at.is_some() {
-                            "revoked"
-                        } else if t.expires_at.is_some_and(|e| e <= now) {
-                            "expired"
-                        } else {
-                            "live"
-                        };
-                        format!(
-                            "{}  {:<13} {:<8} {}  {}",
-                            t.id,
-                            t.role,
-                            state,
-                            t.label,
-                            scope_text(&t.scope)
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            })
+            let v = json!(rows);
+            emit(out, v.clone(), || tokens_text(&v))
         }
         TokenCommand::Revoke { id } => {
             let t = authority.revoke_token(&id, &cli_actor())?;

@@ -24,6 +24,7 @@ pub fn routes() -> Router<AppState> {
         .route("/users/{name}", get(show_user))
         .route("/users/{name}/disable", post(disable_user))
         .route("/users/{name}/enable", post(enable_user))
+        .route("/users/{name}/password", post(set_password))
         .route("/tokens", get(list_tokens).post(add_token))
         .route("/tokens/{id}/revoke", post(revoke_token))
         .route("/audit", get(audit))
@@ -148,6 +149,46 @@ async fn enable_user(
     set_disabled(state, caller.0, name, false).await
 }
 
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordBody {
+    /// Generated and returned once when absent.
+    pub password: Option<String>,
+}
+
+/// Sets a new password (ends the user's sessions); a generated one is returned once.
+async fn set_password(
+    State(state): State<AppState>,
+    caller: Allowed<Admins>,
+    Path(name): Path<String>,
+    ApiJson(body): ApiJson<PasswordBody>,
+) -> Result<Response, ApiError> {
+    let (password, generated) = match body.password {
+        Some(p) => (zeroize::Zeroizing::new(p), false),
+        None => (
+            zeroize::Zeroizing::new(crate::accounts::random_secret()?),
+            true,
+        ),
+    };
+    let (authority, actor, pw, n) = (
+        state.authority.clone(),
+        caller.actor(),
+        password.clone(),
+        name.clone(),
+    );
+    blocking(move || authority.set_password(&n, &pw, &actor)).await?;
+    let mut v = serde_json::json!({"username": name, "password_changed": true});
+    if generated {
+        v["password"] = serde_json::json!(password.as_str());
+    }
+    let mut r = Json(v).into_response();
+    r.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
+    );
+    Ok(r)
+}
+
 /// A token as the API shows it: never the secret or its hash.
 #[derive(Debug, Serialize)]
 pub struct TokenJson {
@@ -159,6 +200,25 @@ pub struct TokenJson {
     pub created_at: String,
     pub expires_at: Option<String>,
     pub revoked_at: Option<String>,
+    /// `live`, `expired` or `revoked` when listed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<&'static str>,
+}
+
+impl TokenJson {
+    fn with_state(t: &TokenRecord, now: time::OffsetDateTime) -> TokenJson {
+        let state = if t.revoked_at.is_some() {
+            "revoked"
+        } else if t.expires_at.is_some_and(|e| e <= now) {
+            "expired"
+        } else {
+            "live"
+        };
+        TokenJson {
+            state: Some(state),
+            ..TokenJson::from(t)
+        }
+    }
 }
 
 impl From<&TokenRecord> for TokenJson {
@@ -172,6 +232,7 @@ impl From<&TokenRecord> for TokenJson {
             created_at: t.created_at.to_string(),
             expires_at: t.expires_at.map(|x| x.to_string()),
             revoked_at: t.revoked_at.map(|x| x.to_string()),
+            state: None,
         }
     }
 }
@@ -181,12 +242,13 @@ async fn list_tokens(
     caller: Caller,
 ) -> Result<Json<Vec<TokenJson>>, ApiError> {
     caller.require(ADMIN)?;
+    let now = state.authority.now();
     Ok(Json(
         state
             .authority
             .tokens()?
             .iter()
-            .map(TokenJson::from)
+            .map(|t| TokenJson::with_state(t, now))
             .collect(),
     ))
 }

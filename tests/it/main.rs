@@ -2,6 +2,7 @@
 //! else's implementation (openssl, pkilint, real servers), not only with our own parser.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod accounts;
 mod admission;
 mod api;
 mod audit;
