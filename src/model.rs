@@ -348,7 +348,7 @@ impl Serial {
             .filter(|c| *c != ':')
             .collect::<String>()
             .to_ascii_lowercase();
-        if cleaned.is_empty() || cleaned.len() > 40 || cleaned.len() % 2 != 0 {
+        if cleaned.is_empty() || cleaned.len() > 40 || !cleaned.len().is_multiple_of(2) {
             return Err(format!(
                 "'{input}' is not a certificate serial (even-length hex, at most 20 bytes)"
             ));

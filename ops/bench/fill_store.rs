@@ -234,10 +234,10 @@ fn main() {
                 .insert_certs(&mut records, now, draft)
                 .unwrap();
             stored += 1;
-            if stored % FLUSH_EVERY == 0 {
+            if stored.is_multiple_of(FLUSH_EVERY) {
                 authority.store.flush().unwrap();
             }
-            if stored % 10_000 == 0 {
+            if stored.is_multiple_of(10_000) {
                 eprintln!("{stored} certificates in {:.1?}", start.elapsed());
             }
         }

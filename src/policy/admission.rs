@@ -123,7 +123,7 @@ impl AdmissionPolicy {
                 self.min_rsa_bits
             ));
         }
-        if self.min_rsa_bits % 8 != 0 {
+        if !self.min_rsa_bits.is_multiple_of(8) {
             out.push(format!(
                 "min_rsa_bits = {} is not a multiple of 8 (RSA moduli are whole bytes)",
                 self.min_rsa_bits
