@@ -9,7 +9,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 use super::anchors::blocking;
-use super::{ApiError, ApiJson, AppState, Caller};
+use super::{ApiError, ApiJson, AppState, Caller, ErrorBody};
 use crate::accounts::{Role, Scope, UserRecord};
 use crate::audit::AuditEntry;
 use crate::authority::NewUser;
@@ -30,12 +30,14 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// A user as the API shows it: never the password hash.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct UserJson {
     pub username: String,
+    /// Display name.
     pub name: String,
     pub role: Role,
     pub scope: Scope,
+    /// When the account was created.
     pub created_at: String,
     pub disabled: bool,
 }
@@ -53,6 +55,19 @@ impl From<&UserRecord> for UserJson {
     }
 }
 
+/// Every user, by username.
+#[utoipa::path(
+    get,
+    path = "/api/v1/users",
+    operation_id = "list_users",
+    tag = "accounts",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The users", body = Vec<UserJson>),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "Only administrators manage users", body = ErrorBody),
+    )
+)]
 async fn list_users(
     State(state): State<AppState>,
     caller: Caller,
@@ -63,6 +78,21 @@ async fn list_users(
     Ok(Json(users.iter().map(UserJson::from).collect()))
 }
 
+/// One user.
+#[utoipa::path(
+    get,
+    path = "/api/v1/users/{name}",
+    operation_id = "get_user",
+    tag = "accounts",
+    security(("bearer" = [])),
+    params(("name" = String, Path, description = "Username")),
+    responses(
+        (status = 200, description = "The user", body = UserJson),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "Only administrators manage users", body = ErrorBody),
+        (status = 404, description = "No such user", body = ErrorBody),
+    )
+)]
 async fn show_user(
     State(state): State<AppState>,
     caller: Caller,
@@ -72,19 +102,40 @@ async fn show_user(
     Ok(Json(UserJson::from(&state.authority.user(&name)?)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewUserBody {
+    /// Stored lower-case.
     pub username: String,
+    /// Display name.
     #[serde(default)]
     pub name: String,
+    /// `admin`, `registrar`, `member` or `dns_operator`.
+    #[schema(example = "registrar")]
     pub role: String,
+    /// A registrar names its domains (or organisations), a member its bundles.
     #[serde(default)]
     pub scope: Scope,
     /// Generated and returned once when absent.
     pub password: Option<String>,
 }
 
+/// Create a user; a generated password is returned once.
+#[utoipa::path(
+    post,
+    path = "/api/v1/users",
+    operation_id = "create_user",
+    tag = "accounts",
+    security(("bearer" = [])),
+    request_body = NewUserBody,
+    responses(
+        (status = 201, description = "Created", body = NewUserJson),
+        (status = 400, description = "Malformed body, unknown role, invalid scope or weak password", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "Only administrators manage users", body = ErrorBody),
+        (status = 409, description = "The username is taken", body = ErrorBody),
+    )
+)]
 async fn add_user(
     State(state): State<AppState>,
     caller: Caller,
@@ -107,17 +158,25 @@ async fn add_user(
     };
     let (authority, actor, pw) = (state.authority.clone(), caller.actor(), password.clone());
     let user = blocking(move || authority.add_user(new, &pw, &actor)).await?;
-    let mut v =
-        serde_json::to_value(UserJson::from(&user)).map_err(|e| Error::Store(e.to_string()))?;
-    if generated {
-        v["password"] = serde_json::json!(password.as_str());
-    }
+    let v = NewUserJson {
+        user: UserJson::from(&user),
+        password: generated.then(|| password.to_string()),
+    };
     let mut r = (StatusCode::CREATED, Json(v)).into_response();
     r.headers_mut().insert(
         axum::http::header::CACHE_CONTROL,
         axum::http::HeaderValue::from_static("no-store"),
     );
     Ok(r)
+}
+
+/// A user just created, with the password when the server generated it (shown once).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct NewUserJson {
+    #[serde(flatten)]
+    pub user: UserJson,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
 }
 
 async fn set_disabled(
@@ -132,6 +191,21 @@ async fn set_disabled(
     Ok(Json(UserJson::from(&user)))
 }
 
+/// Disable a user: sign-in refused, sessions and the user's tokens stop working.
+#[utoipa::path(
+    post,
+    path = "/api/v1/users/{name}/disable",
+    operation_id = "disable_user",
+    tag = "accounts",
+    security(("bearer" = [])),
+    params(("name" = String, Path, description = "Username")),
+    responses(
+        (status = 200, description = "The user, disabled", body = UserJson),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "Only administrators manage users", body = ErrorBody),
+        (status = 404, description = "No such user", body = ErrorBody),
+    )
+)]
 async fn disable_user(
     State(state): State<AppState>,
     caller: Caller,
@@ -140,6 +214,21 @@ async fn disable_user(
     set_disabled(state, caller, name, true).await
 }
 
+/// Enable a disabled user.
+#[utoipa::path(
+    post,
+    path = "/api/v1/users/{name}/enable",
+    operation_id = "enable_user",
+    tag = "accounts",
+    security(("bearer" = [])),
+    params(("name" = String, Path, description = "Username")),
+    responses(
+        (status = 200, description = "The user, enabled", body = UserJson),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "Only administrators manage users", body = ErrorBody),
+        (status = 404, description = "No such user", body = ErrorBody),
+    )
+)]
 async fn enable_user(
     State(state): State<AppState>,
     caller: Caller,
@@ -149,12 +238,14 @@ async fn enable_user(
 }
 
 /// A token as the API shows it: never the secret or its hash.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TokenJson {
     pub id: String,
+    #[schema(value_type = Role)]
     pub role: String,
     pub label: String,
     pub scope: Scope,
+    /// The user who created the token, when created by a signed-in user.
     pub owner: Option<String>,
     pub created_at: String,
     pub expires_at: Option<String>,
@@ -176,6 +267,19 @@ impl From<&TokenRecord> for TokenJson {
     }
 }
 
+/// Every API token (never the secrets).
+#[utoipa::path(
+    get,
+    path = "/api/v1/tokens",
+    operation_id = "list_tokens",
+    tag = "accounts",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The tokens", body = Vec<TokenJson>),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "Only administrators manage tokens", body = ErrorBody),
+    )
+)]
 async fn list_tokens(
     State(state): State<AppState>,
     caller: Caller,
@@ -191,9 +295,11 @@ async fn list_tokens(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewTokenBody {
+    /// `admin`, `registrar`, `member` or `dns_operator`.
+    #[schema(example = "registrar")]
     pub role: String,
     #[serde(default)]
     pub label: String,
@@ -204,6 +310,21 @@ pub struct NewTokenBody {
     pub scope: Option<Scope>,
 }
 
+/// Create an API token; its secret is returned once.
+#[utoipa::path(
+    post,
+    path = "/api/v1/tokens",
+    operation_id = "create_token",
+    tag = "accounts",
+    security(("bearer" = [])),
+    request_body = NewTokenBody,
+    responses(
+        (status = 201, description = "Created; `token` is the secret, shown only here", body = NewTokenJson),
+        (status = 400, description = "Malformed body, unknown role, invalid scope or validity", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "Only administrators manage tokens", body = ErrorBody),
+    )
+)]
 async fn add_token(
     State(state): State<AppState>,
     caller: Caller,
@@ -229,9 +350,10 @@ async fn add_token(
         )
     })
     .await?;
-    let mut v =
-        serde_json::to_value(TokenJson::from(&record)).map_err(|e| Error::Store(e.to_string()))?;
-    v["token"] = serde_json::json!(secret.as_str());
+    let v = NewTokenJson {
+        record: TokenJson::from(&record),
+        token: secret.to_string(),
+    };
     let mut r = (StatusCode::CREATED, Json(v)).into_response();
     r.headers_mut().insert(
         axum::http::header::CACHE_CONTROL,
@@ -240,6 +362,31 @@ async fn add_token(
     Ok(r)
 }
 
+/// A token just created, with its secret (shown once; only its hash is stored).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct NewTokenJson {
+    #[serde(flatten)]
+    pub record: TokenJson,
+    /// Send as `Authorization: Bearer <token>`.
+    pub token: String,
+}
+
+/// Revoke an API token.
+#[utoipa::path(
+    post,
+    path = "/api/v1/tokens/{id}/revoke",
+    operation_id = "revoke_token",
+    tag = "accounts",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "Token id")),
+    responses(
+        (status = 200, description = "The token, revoked", body = TokenJson),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "Only administrators manage tokens", body = ErrorBody),
+        (status = 404, description = "No such token", body = ErrorBody),
+        (status = 409, description = "Already revoked", body = ErrorBody),
+    )
+)]
 async fn revoke_token(
     State(state): State<AppState>,
     caller: Caller,
@@ -251,8 +398,9 @@ async fn revoke_token(
     Ok(Json(TokenJson::from(&t)))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct AuditQuery {
     /// Text contained in the actor.
     #[serde(default)]
@@ -269,13 +417,27 @@ pub struct AuditQuery {
     pub limit: Option<usize>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AuditPage {
     pub entries: Vec<AuditEntry>,
     /// Pass as `before` for the next (older) page.
     pub older: Option<u64>,
 }
 
+/// The audit log, newest first, filtered and paged.
+#[utoipa::path(
+    get,
+    path = "/api/v1/audit",
+    operation_id = "list_audit_entries",
+    tag = "accounts",
+    security(("bearer" = [])),
+    params(AuditQuery),
+    responses(
+        (status = 200, description = "One page of entries", body = AuditPage),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "Only administrators read the audit log", body = ErrorBody),
+    )
+)]
 async fn audit(
     State(state): State<AppState>,
     caller: Caller,
