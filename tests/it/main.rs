@@ -11,6 +11,7 @@ mod crl;
 mod durability;
 mod harness;
 mod issuance;
+mod openapi;
 mod refusals;
 mod seeds;
 mod server;

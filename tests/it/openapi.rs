@@ -1,0 +1,449 @@
+//! The OpenAPI document at `/api/v1/openapi.json` (issue 5, requirement 6), fetched from the
+//! router in process with `oneshot`:
+//!
+//! - it is JSON, OpenAPI 3.x, with a title and version, and an independent validator
+//!   (`openapi-spec-validator`, installed by `ops/test.sh`) accepts it;
+//! - every route the router registers under `/api/v1` is documented with its method. The list
+//!   of routes is read from the router's source (`src/http/mod.rs` and the modules it nests
+//!   under `/api/v1`), so a route added without an annotation fails here;
+//! - every documented operation is served by the router, and answers an anonymous caller the
+//!   way its `security` says (401 for bearer-only operations);
+//! - the documented request body of certificate issuance has the fields the API reads.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anchorage::authority::Authority;
+use anchorage::clock::SystemClock;
+use anchorage::config::Config;
+use anchorage::http::{router, AppState};
+use axum::body::Body;
+use axum::http::{header, Method, Request, StatusCode};
+use axum::Router;
+use serde_json::Value;
+use tempfile::TempDir;
+use tower::ServiceExt;
+
+use crate::tools::{run, venv_bin};
+
+const DOC_PATH: &str = "/api/v1/openapi.json";
+const API_PREFIX: &str = "/api/v1";
+/// The HTTP methods OpenAPI path items can hold, as axum's routing functions name them.
+const METHODS: &[&str] = &[
+    "get", "put", "post", "delete", "options", "head", "patch", "trace",
+];
+
+/// The router over an authority that was opened but never initialised: the document needs no
+/// CA, and neither does refusing an anonymous caller.
+fn app() -> (TempDir, Router) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config {
+        data_dir: dir.path().join("data"),
+        ..Config::default()
+    };
+    let authority = Arc::new(Authority::open(config, Arc::new(SystemClock)).unwrap());
+    (dir, router(AppState::new(authority)))
+}
+
+async fn call(app: &Router, method: &str, uri: &str) -> (StatusCode, String, Vec<u8>) {
+    let method = Method::from_bytes(method.to_ascii_uppercase().as_bytes()).unwrap();
+    let mut request = Request::builder().method(method.clone()).uri(uri);
+    let body = if method == Method::POST || method == Method::PUT || method == Method::PATCH {
+        request = request.header(header::CONTENT_TYPE, "application/json");
+        Body::from("{}")
+    } else {
+        Body::empty()
+    };
+    let response = app
+        .clone()
+        .oneshot(request.body(body).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let content_type = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let bytes = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap()
+        .to_bytes()
+        .to_vec();
+    (status, content_type, bytes)
+}
+
+async fn served_document(app: &Router) -> (Value, Vec<u8>) {
+    let (status, content_type, body) = call(app, "get", DOC_PATH).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "GET {DOC_PATH} (anonymous): {}",
+        String::from_utf8_lossy(&body)
+    );
+    assert!(
+        content_type.starts_with("application/json"),
+        "content type {content_type:?}"
+    );
+    let doc: Value = serde_json::from_slice(&body).expect("the document is JSON");
+    (doc, body)
+}
+
+/// (method, path) of every operation in the document.
+fn documented(doc: &Value) -> BTreeSet<(String, String)> {
+    let paths = doc["paths"].as_object().expect("paths object");
+    let mut out = BTreeSet::new();
+    for (path, item) in paths {
+        for (key, _) in item.as_object().expect("path item object") {
+            if METHODS.contains(&key.as_str()) {
+                out.insert((key.clone(), path.clone()));
+            }
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// The routes the router registers, read from its source.
+
+fn src_http() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("src/http")
+}
+
+/// The text from `open` (the index of an opening bracket) to its matching close, exclusive,
+/// skipping string literals.
+fn balanced(text: &str, open: usize) -> &str {
+    let bytes = text.as_bytes();
+    let (o, c) = match bytes[open] {
+        b'(' => (b'(', b')'),
+        b'{' => (b'{', b'}'),
+        other => panic!("not an opening bracket: {}", other as char),
+    };
+    let mut depth = 0usize;
+    let mut i = open;
+    let mut in_str = false;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if in_str {
+            if b == b'\\' {
+                i += 1;
+            } else if b == b'"' {
+                in_str = false;
+            }
+        } else if b == b'"' {
+            in_str = true;
+        } else if b == o {
+            depth += 1;
+        } else if b == c {
+            depth -= 1;
+            if depth == 0 {
+                return &text[open + 1..i];
+            }
+        }
+        i += 1;
+    }
+    panic!("unbalanced bracket at {open}");
+}
+
+/// The first string literal in `args` and the text after it.
+fn leading_literal(args: &str) -> Option<(&str, &str)> {
+    let rest = args.trim_start();
+    let rest = rest.strip_prefix('"')?;
+    let end = rest.find('"')?;
+    Some((&rest[..end], &rest[end + 1..]))
+}
+
+fn is_ident(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_'
+}
+
+/// The axum method routers (`get(..)`, `.post(..)`, `routing::delete(..)`) in a route's
+/// arguments.
+fn methods_in(args: &str) -> BTreeSet<String> {
+    let bytes = args.as_bytes();
+    let mut out = BTreeSet::new();
+    for m in METHODS {
+        let pattern = format!("{m}(");
+        let mut from = 0;
+        while let Some(at) = args[from..].find(&pattern) {
+            let start = from + at;
+            if start == 0 || !is_ident(bytes[start - 1]) {
+                out.insert((*m).to_string());
+            }
+            from = start + pattern.len();
+        }
+    }
+    out
+}
+
+/// (method, path) of each `.route("path", ...)` call in `text`, the path prefixed.
+fn routes_in(text: &str, prefix: &str) -> BTreeSet<(String, String)> {
+    let mut out = BTreeSet::new();
+    let mut from = 0;
+    while let Some(at) = text[from..].find(".route(") {
+        let open = from + at + ".route".len();
+        let args = balanced(text, open);
+        let (path, rest) = leading_literal(args)
+            .unwrap_or_else(|| panic!("a route whose path is not a literal: .route({args})"));
+        let methods = methods_in(rest);
+        assert!(!methods.is_empty(), "no method router in .route({args})");
+        for m in methods {
+            out.insert((m, format!("{prefix}{path}")));
+        }
+        from = open + args.len();
+    }
+    out
+}
+
+/// The body of `fn name(` in `text`.
+fn fn_body<'a>(text: &'a str, name: &str) -> &'a str {
+    let at = text
+        .find(&format!("fn {name}("))
+        .unwrap_or_else(|| panic!("no fn {name} in the source"));
+    let open = at + text[at..].find('{').unwrap();
+    balanced(text, open)
+}
+
+fn module_source(module: &str) -> String {
+    let dir = src_http();
+    for path in [
+        dir.join(format!("{module}.rs")),
+        dir.join(module).join("mod.rs"),
+    ] {
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            return text;
+        }
+    }
+    panic!("no source for http::{module}");
+}
+
+/// Every (method, path) the router serves under `/api/v1`: the routes of the modules that
+/// `router()` nests under the prefix, and any route `router()` adds with the prefix itself.
+fn registered_api_routes() -> BTreeSet<(String, String)> {
+    let mod_rs = std::fs::read_to_string(src_http().join("mod.rs")).unwrap();
+    let body = fn_body(&mod_rs, "router");
+    let mut out: BTreeSet<(String, String)> = routes_in(body, "")
+        .into_iter()
+        .filter(|(_, p)| p.starts_with(API_PREFIX))
+        .collect();
+    let mut nested = Vec::new();
+    let mut from = 0;
+    while let Some(at) = body[from..].find(".nest(") {
+        let open = from + at + ".nest".len();
+        let args = balanced(body, open);
+        from = open + args.len();
+        let Some((prefix, rest)) = leading_literal(args) else {
+            continue;
+        };
+        if !prefix.starts_with(API_PREFIX) {
+            continue;
+        }
+        // `certs::routes().merge(anchors::routes())...`: each `name::routes()` is a module.
+        let mut i = 0;
+        while let Some(at) = rest[i..].find("::routes(") {
+            let end = i + at;
+            let start = rest[..end]
+                .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .map_or(0, |p| p + 1);
+            nested.push((prefix.to_string(), rest[start..end].to_string()));
+            i = end + "::routes(".len();
+        }
+    }
+    assert!(
+        !nested.is_empty(),
+        "found no modules nested under {API_PREFIX} in router(); has its shape changed?"
+    );
+    for (prefix, module) in nested {
+        let text = module_source(&module);
+        let routes = routes_in(fn_body(&text, "routes"), &prefix);
+        assert!(!routes.is_empty(), "no routes read from http::{module}");
+        out.extend(routes);
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn openapi_document_is_openapi_3_json_with_title_and_version() {
+    let (_dir, app) = app();
+    let (doc, _) = served_document(&app).await;
+    let version = doc["openapi"].as_str().expect("openapi field");
+    assert!(version.starts_with("3."), "openapi = {version}");
+    let title = doc["info"]["title"].as_str().unwrap_or_default();
+    assert!(!title.is_empty(), "no info.title");
+    assert_eq!(doc["info"]["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer",
+        "{}",
+        doc["components"]
+    );
+    // The error body every handler answers with.
+    let error = &doc["components"]["schemas"]["ErrorBody"];
+    for field in ["code", "message", "reasons"] {
+        assert!(
+            error["properties"][field].is_object(),
+            "ErrorBody lacks {field}: {error}"
+        );
+    }
+    // Operation ids are what client generators name methods after: unique.
+    let mut ids = BTreeMap::new();
+    for (method, path) in documented(&doc) {
+        let op = &doc["paths"][&path][&method];
+        let id = op["operationId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{method} {path} has no operationId"))
+            .to_string();
+        if let Some(other) = ids.insert(id.clone(), format!("{method} {path}")) {
+            panic!("operationId {id} used by {other} and {method} {path}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn openapi_documents_every_api_route_with_its_method() {
+    let registered = registered_api_routes();
+    // The source reading is itself checked against routes known to exist, so a parser that
+    // finds nothing cannot pass.
+    for known in [
+        ("post", "/api/v1/certificates"),
+        ("get", "/api/v1/certificates"),
+        ("post", "/api/v1/bundles/{name}/anchors"),
+        ("get", "/api/v1/audit"),
+        ("get", DOC_PATH),
+    ] {
+        assert!(
+            registered.contains(&(known.0.to_string(), known.1.to_string())),
+            "the source reader missed {known:?}; it read {registered:#?}"
+        );
+    }
+
+    let (_dir, app) = app();
+    let (doc, _) = served_document(&app).await;
+    let documented = documented(&doc);
+    let undocumented: Vec<_> = registered.difference(&documented).collect();
+    assert!(
+        undocumented.is_empty(),
+        "routes without an OpenAPI operation (add #[utoipa::path] and list the handler in \
+         src/http/openapi.rs): {undocumented:#?}"
+    );
+    let unserved: Vec<_> = documented.difference(&registered).collect();
+    assert!(
+        unserved.is_empty(),
+        "documented operations with no route: {unserved:#?}"
+    );
+
+    // And the router agrees with the document: each operation exists, and an anonymous caller
+    // is refused exactly where the document says a bearer token is needed.
+    for (method, path) in &documented {
+        let op = &doc["paths"][path][method];
+        let uri = path
+            .split('/')
+            .map(|seg| if seg.starts_with('{') { "01" } else { seg })
+            .collect::<Vec<_>>()
+            .join("/");
+        let (status, _, body) = call(&app, method, &uri).await;
+        let needs_bearer = op["security"]
+            .as_array()
+            .or_else(|| doc["security"].as_array())
+            .is_some_and(|reqs| {
+                !reqs.is_empty()
+                    && reqs
+                        .iter()
+                        .all(|r| r.as_object().is_some_and(|o| o.contains_key("bearer")))
+            });
+        if needs_bearer {
+            assert_eq!(
+                status,
+                StatusCode::UNAUTHORIZED,
+                "{method} {uri} documented as needing a bearer token: {}",
+                String::from_utf8_lossy(&body)
+            );
+            assert!(
+                op["responses"]["401"].is_object(),
+                "{method} {path} does not document its 401"
+            );
+        } else {
+            assert!(
+                status.is_success(),
+                "{method} {uri} documented as public answered {status}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn openapi_document_passes_an_independent_validator() {
+    let (_dir, app) = app();
+    let (_, body) = served_document(&app).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("openapi.json");
+    std::fs::write(&file, &body).unwrap();
+    let out = run(venv_bin("openapi-spec-validator"), &[&file]);
+    out.assert_success("openapi-spec-validator");
+    assert!(
+        out.stdout.contains("OK"),
+        "openapi-spec-validator printed no verdict: {}",
+        out.describe()
+    );
+}
+
+/// Resolves a local `$ref` (`#/components/schemas/X`) against the document.
+fn resolve<'a>(doc: &'a Value, schema: &'a Value) -> &'a Value {
+    match schema["$ref"].as_str() {
+        Some(r) => {
+            let pointer = r.strip_prefix('#').expect("a local $ref");
+            resolve(doc, doc.pointer(pointer).expect("$ref target exists"))
+        }
+        None => schema,
+    }
+}
+
+#[tokio::test]
+async fn openapi_issue_request_has_the_fields_the_api_reads() {
+    let (_dir, app) = app();
+    let (doc, _) = served_document(&app).await;
+    let op = &doc["paths"]["/api/v1/certificates"]["post"];
+    let schema = resolve(
+        &doc,
+        &op["requestBody"]["content"]["application/json"]["schema"],
+    );
+    let properties = schema["properties"]
+        .as_object()
+        .unwrap_or_else(|| panic!("issue body has no properties: {schema}"));
+    for field in [
+        "address",
+        "domain",
+        "usage",
+        "csr",
+        "keygen",
+        "subscriber",
+        "proofing",
+    ] {
+        assert!(
+            properties.contains_key(field),
+            "POST /api/v1/certificates body lacks {field}: {schema}"
+        );
+    }
+    let required: BTreeSet<&str> = schema["required"]
+        .as_array()
+        .map(|r| r.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    for field in ["usage", "subscriber", "proofing"] {
+        assert!(required.contains(field), "{field} not required: {schema}");
+    }
+    let proofing = resolve(&doc, &properties["proofing"]);
+    assert!(
+        proofing["properties"]["evidence_reference"].is_object(),
+        "proofing: {proofing}"
+    );
+    // Success and the policy refusal with its reasons.
+    assert!(op["responses"]["201"].is_object(), "{op}");
+    let refusal = resolve(
+        &doc,
+        &op["responses"]["422"]["content"]["application/json"]["schema"],
+    );
+    assert!(refusal["properties"]["reasons"].is_object(), "{refusal}");
+}
