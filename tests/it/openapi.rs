@@ -447,3 +447,419 @@ async fn openapi_issue_request_has_the_fields_the_api_reads() {
     );
     assert!(refusal["properties"]["reasons"].is_object(), "{refusal}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// The schemas describe what the API sends.
+
+/// Validates each recorded response against the schema the document gives for its operation
+/// and status, with the OpenAPI 3.1 validator of `openapi-schema-validator`; and, stricter
+/// than JSON Schema's defaults, reports every property the response carries that its schema
+/// does not name (an undocumented field is a documentation bug too).
+const PY_VALIDATE: &str = r#"
+import json, sys
+from openapi_schema_validator import OAS31Validator
+
+doc = json.load(open(sys.argv[1]))
+samples = json.load(open(sys.argv[2]))
+problems = []
+
+def resolve(schema):
+    while isinstance(schema, dict) and '$ref' in schema:
+        node = doc
+        for part in schema['$ref'].lstrip('#/').split('/'):
+            node = node[part]
+        schema = node
+    return schema
+
+def properties(schema):
+    """The property names an object schema allows, merged over allOf; None when free-form."""
+    schema = resolve(schema)
+    if 'allOf' in schema:
+        merged = {}
+        for part in schema['allOf']:
+            p = properties(part)
+            if p is None:
+                return None
+            merged.update(p)
+        return merged
+    if 'properties' in schema:
+        return dict(schema['properties'])
+    return None
+
+def undocumented(value, schema, where):
+    schema = resolve(schema)
+    if 'oneOf' in schema and value is not None:
+        branches = [b for b in schema['oneOf'] if resolve(b).get('type') != 'null']
+        if len(branches) == 1:
+            schema = resolve(branches[0])
+    if isinstance(value, dict):
+        props = properties(schema)
+        if props is None:
+            return
+        for key, item in value.items():
+            if key not in props:
+                problems.append(f'{where}: property {key!r} is not in the schema')
+            else:
+                undocumented(item, props[key], f'{where}.{key}')
+    elif isinstance(value, list) and 'items' in schema:
+        for i, item in enumerate(value):
+            undocumented(item, schema['items'], f'{where}[{i}]')
+
+checked = 0
+for s in samples:
+    where = f"{s['method'].upper()} {s['path']} -> {s['status']}" + (' [canary]' if s.get('canary') else '')
+    op = doc['paths'][s['path']][s['method']]
+    response = op['responses'].get(str(s['status']))
+    if response is None:
+        problems.append(f'{where}: status not documented')
+        continue
+    content = response.get('content', {}).get('application/json')
+    if content is None or 'schema' not in content:
+        problems.append(f'{where}: no application/json schema documented')
+        continue
+    # Local references resolve against the document root.
+    schema = dict(content['schema'])
+    schema['components'] = doc['components']
+    for error in OAS31Validator(schema).iter_errors(s['body']):
+        problems.append(f'{where}: {error.message} at {list(error.absolute_path)}')
+    undocumented(s['body'], content['schema'], where)
+    checked += 1
+
+print(json.dumps({'checked': checked, 'problems': problems}))
+"#;
+
+/// One request through the router with an optional bearer token and JSON body.
+async fn send(
+    app: &Router,
+    method: Method,
+    uri: &str,
+    token: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut request = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header(header::AUTHORIZATION, format!("Bearer {token}"));
+    let body = match body {
+        Some(v) => {
+            request = request.header(header::CONTENT_TYPE, "application/json");
+            Body::from(v.to_string())
+        }
+        None => Body::empty(),
+    };
+    let response = app
+        .clone()
+        .oneshot(request.body(body).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let bytes = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    let value = serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+        panic!(
+            "{uri}: HTTP {status} body is not JSON ({e}): {}",
+            String::from_utf8_lossy(&bytes)
+        )
+    });
+    (status, value)
+}
+
+#[tokio::test]
+async fn openapi_schemas_describe_the_json_the_api_sends() {
+    use anchorage::authority::InitOptions;
+    use anchorage::keyseal::Passphrase;
+    use anchorage::model::HealthDomain;
+    use serde_json::json;
+
+    const DOMAIN: &str = "direct.example.com";
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config {
+        data_dir: dir.path().join("data"),
+        public_url: "http://pki.direct.example.com:8080".into(),
+        managed_domains: vec![HealthDomain::parse(DOMAIN).unwrap()],
+        ..Config::default()
+    };
+    let authority = Authority::open(config, Arc::new(SystemClock)).unwrap();
+    let passphrase = Passphrase::new("openapi test passphrase (not a secret)".into()).unwrap();
+    authority
+        .init(InitOptions::default(), &passphrase, "openapi-test")
+        .unwrap();
+    authority.refresh_crls().unwrap();
+    let (admin, _) = authority
+        .create_token("admin", "openapi tests", Some(1), "openapi-test")
+        .unwrap();
+    let admin = admin.to_string();
+    let app = router(AppState::new(Arc::new(authority)));
+    let (_, doc_bytes) = served_document(&app).await;
+
+    // (method, documented path, uri, body, expected status): successes and the error bodies.
+    let issue = json!({
+        "address": format!("openapi@{DOMAIN}"),
+        "usage": "pair",
+        "keygen": true,
+        "subscriber": {"name": "OpenAPI Clinic", "organization": "OpenAPI Clinic"},
+        "proofing": {"method": "in-person", "evidence_reference": "case 1"},
+    });
+    let (status, issued) = send(
+        &app,
+        Method::POST,
+        "/api/v1/certificates",
+        &admin,
+        Some(issue),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{issued}");
+    let serial = issued["serial"].as_str().unwrap().to_string();
+    let mut samples = vec![json!({
+        "method": "post", "path": "/api/v1/certificates", "status": 201, "body": issued,
+    })];
+
+    let cert = format!("/api/v1/certificates/{serial}");
+    let revoke = format!("{cert}/revoke");
+    let calls: Vec<(Method, &str, String, Option<Value>, u16)> = vec![
+        (
+            Method::POST,
+            "/api/v1/certificates",
+            "/api/v1/certificates".into(),
+            Some(json!({
+                "address": "not an address",
+                "usage": "quadruple",
+                "keygen": true,
+                "subscriber": {"name": ""},
+                "proofing": {"method": "", "evidence_reference": ""},
+            })),
+            422,
+        ),
+        (
+            Method::POST,
+            "/api/v1/certificates",
+            "/api/v1/certificates".into(),
+            Some(json!({"usage": "dual", "unknown": 1})),
+            400,
+        ),
+        (
+            Method::GET,
+            "/api/v1/certificates",
+            "/api/v1/certificates".into(),
+            None,
+            200,
+        ),
+        (
+            Method::GET,
+            "/api/v1/certificates/{serial}",
+            cert.clone(),
+            None,
+            200,
+        ),
+        (
+            Method::GET,
+            "/api/v1/certificates/{serial}",
+            "/api/v1/certificates/00ff".into(),
+            None,
+            404,
+        ),
+        (
+            Method::POST,
+            "/api/v1/certificates/{serial}/revoke",
+            revoke.clone(),
+            Some(json!({"reason": "superseded"})),
+            200,
+        ),
+        (
+            Method::POST,
+            "/api/v1/certificates/{serial}/revoke",
+            revoke,
+            Some(json!({"reason": "superseded"})),
+            409,
+        ),
+        (Method::GET, "/api/v1/ca", "/api/v1/ca".into(), None, 200),
+        (
+            Method::GET,
+            "/api/v1/bundles",
+            "/api/v1/bundles".into(),
+            None,
+            200,
+        ),
+        (
+            Method::POST,
+            "/api/v1/users",
+            "/api/v1/users".into(),
+            Some(json!({
+                "username": "reg1", "name": "Registrar One", "role": "registrar",
+                "scope": {"domains": [DOMAIN]},
+            })),
+            201,
+        ),
+        (
+            Method::POST,
+            "/api/v1/users",
+            "/api/v1/users".into(),
+            Some(json!({
+                "username": "reg1", "role": "registrar", "scope": {"domains": [DOMAIN]},
+            })),
+            409,
+        ),
+        (
+            Method::GET,
+            "/api/v1/users",
+            "/api/v1/users".into(),
+            None,
+            200,
+        ),
+        (
+            Method::GET,
+            "/api/v1/users/{name}",
+            "/api/v1/users/reg1".into(),
+            None,
+            200,
+        ),
+        (
+            Method::POST,
+            "/api/v1/users/{name}/disable",
+            "/api/v1/users/reg1/disable".into(),
+            None,
+            200,
+        ),
+        (
+            Method::POST,
+            "/api/v1/users/{name}/enable",
+            "/api/v1/users/reg1/enable".into(),
+            None,
+            200,
+        ),
+        (
+            Method::POST,
+            "/api/v1/tokens",
+            "/api/v1/tokens".into(),
+            Some(json!({"role": "member", "label": "feed", "valid_days": 7})),
+            201,
+        ),
+        (
+            Method::GET,
+            "/api/v1/tokens",
+            "/api/v1/tokens".into(),
+            None,
+            200,
+        ),
+        (
+            Method::GET,
+            "/api/v1/audit",
+            "/api/v1/audit?limit=5".into(),
+            None,
+            200,
+        ),
+        (
+            Method::GET,
+            "/api/v1/anchors",
+            "/api/v1/anchors".into(),
+            None,
+            200,
+        ),
+        (
+            Method::GET,
+            "/api/v1/anchors/{id}",
+            "/api/v1/anchors/999".into(),
+            None,
+            404,
+        ),
+    ];
+    for (method, path, uri, body, expected) in calls {
+        let (status, value) = send(&app, method.clone(), &uri, &admin, body).await;
+        assert_eq!(status.as_u16(), expected, "{method} {uri}: {value}");
+        samples.push(json!({
+            "method": method.as_str().to_ascii_lowercase(),
+            "path": path,
+            "status": expected,
+            "body": value,
+        }));
+    }
+    // A token the API just created: list it, revoke it.
+    let (_, tokens) = send(&app, Method::GET, "/api/v1/tokens", &admin, None).await;
+    let member = tokens
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["label"] == "feed")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (status, value) = send(
+        &app,
+        Method::POST,
+        &format!("/api/v1/tokens/{member}/revoke"),
+        &admin,
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{value}");
+    samples.push(json!({
+        "method": "post", "path": "/api/v1/tokens/{id}/revoke", "status": 200, "body": value,
+    }));
+    // A caller without a valid token gets the documented 401 body.
+    let (status, value) = send(&app, Method::GET, "/api/v1/ca", "not-a-token", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{value}");
+    samples.push(json!({"method": "get", "path": "/api/v1/ca", "status": 401, "body": value}));
+
+    // The samples must exercise what the schemas are for: a refusal with reasons, the
+    // one-time secrets, a flattened record.
+    let refusal = &samples[1]["body"];
+    assert!(
+        refusal["reasons"].as_array().is_some_and(|r| !r.is_empty()),
+        "{refusal}"
+    );
+    assert!(samples[0]["body"]["p12_password"].is_string());
+    assert_eq!(samples[0]["body"]["pkcs12"].as_array().unwrap().len(), 2);
+
+    // A canary the checker must catch, so a checker that passes everything fails here: a user
+    // with an undocumented field and a field of the wrong type.
+    let (_, mut canary) = send(&app, Method::GET, "/api/v1/users/reg1", &admin, None).await;
+    canary["disabled"] = json!("no");
+    canary["undocumented_canary"] = json!(1);
+    samples.push(json!({
+        "method": "get", "path": "/api/v1/users/{name}", "status": 200, "body": canary,
+        "canary": true,
+    }));
+
+    let work = tempfile::tempdir().unwrap();
+    let doc_file = work.path().join("openapi.json");
+    let samples_file = work.path().join("samples.json");
+    let script = work.path().join("validate.py");
+    std::fs::write(&doc_file, &doc_bytes).unwrap();
+    std::fs::write(&samples_file, Value::Array(samples.clone()).to_string()).unwrap();
+    std::fs::write(&script, PY_VALIDATE).unwrap();
+    let out = run(
+        venv_bin("python"),
+        &[
+            script.as_os_str(),
+            doc_file.as_os_str(),
+            samples_file.as_os_str(),
+        ],
+    );
+    out.assert_success("validating responses against the OpenAPI schemas");
+    let report: Value =
+        serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", out.describe()));
+    assert_eq!(report["checked"], json!(samples.len()), "{report}");
+    let problems: Vec<&str> = report["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    let (canaries, real): (Vec<&str>, Vec<&str>) =
+        problems.iter().partition(|p| p.contains("[canary]"));
+    assert!(
+        real.is_empty(),
+        "responses that do not match the OpenAPI document:\n{}",
+        real.join("\n")
+    );
+    assert!(
+        canaries.iter().any(|p| p.contains("undocumented_canary"))
+            && canaries
+                .iter()
+                .any(|p| p.contains("'no' is not of type 'boolean'")),
+        "the checker missed the canary's faults: {canaries:?}"
+    );
+}
