@@ -222,9 +222,9 @@ async fn list_bundles(
         (status = 401, description = "No valid bearer token", body = ErrorBody),
         (status = 403, description = "Role or scope may not submit to this bundle", body = ErrorBody),
         (status = 404, description = "No such bundle", body = ErrorBody),
-        (status = 409, description = "The anchor is already in the bundle", body = ErrorBody),
+        (status = 409, description = "A concurrent submission of the same anchor won", body = ErrorBody),
         (status = 413, description = "Body over the submission size limit", body = ErrorBody),
-        (status = 422, description = "Refused by the bundle's admission policy; `reasons` lists every failed rule", body = ErrorBody),
+        (status = 422, description = "Refused by the bundle's admission policy (including an anchor already in the bundle); `reasons` lists every failed rule", body = ErrorBody),
     )
 )]
 async fn submit(

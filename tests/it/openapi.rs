@@ -813,21 +813,32 @@ async fn openapi_schemas_describe_the_json_the_api_sends() {
     assert!(samples[0]["body"]["p12_password"].is_string());
     assert_eq!(samples[0]["body"]["pkcs12"].as_array().unwrap().len(), 2);
 
-    // A canary the checker must catch, so a checker that passes everything fails here: a user
-    // with an undocumented field and a field of the wrong type.
-    let (_, mut canary) = send(&app, Method::GET, "/api/v1/users/reg1", &admin, None).await;
-    canary["disabled"] = json!("no");
-    canary["undocumented_canary"] = json!(1);
-    samples.push(json!({
-        "method": "get", "path": "/api/v1/users/{name}", "status": 200, "body": canary,
-        "canary": true,
-    }));
+    check_samples(&doc_bytes, samples);
+}
+
+/// Runs `PY_VALIDATE` over `samples` ({method, path, status, body}) and fails on any mismatch.
+/// Two canaries, a copy of an object response with an undocumented field and a response of
+/// the wrong type, must be caught, so a checker that passes everything fails here.
+fn check_samples(doc_bytes: &[u8], mut samples: Vec<Value>) {
+    use serde_json::json;
+
+    let mut extra = samples
+        .iter()
+        .find(|s| s["body"].is_object())
+        .expect("an object response among the samples")
+        .clone();
+    extra["body"]["undocumented_canary"] = json!(1);
+    extra["canary"] = json!(true);
+    let mut wrong_type = samples[0].clone();
+    wrong_type["body"] = json!("canary");
+    wrong_type["canary"] = json!(true);
+    samples.extend([extra, wrong_type]);
 
     let work = tempfile::tempdir().unwrap();
     let doc_file = work.path().join("openapi.json");
     let samples_file = work.path().join("samples.json");
     let script = work.path().join("validate.py");
-    std::fs::write(&doc_file, &doc_bytes).unwrap();
+    std::fs::write(&doc_file, doc_bytes).unwrap();
     std::fs::write(&samples_file, Value::Array(samples.clone()).to_string()).unwrap();
     std::fs::write(&script, PY_VALIDATE).unwrap();
     let out = run(
@@ -859,7 +870,211 @@ async fn openapi_schemas_describe_the_json_the_api_sends() {
         canaries.iter().any(|p| p.contains("undocumented_canary"))
             && canaries
                 .iter()
-                .any(|p| p.contains("'no' is not of type 'boolean'")),
+                .any(|p| p.contains("'canary' is not of type")),
         "the checker missed the canary's faults: {canaries:?}"
     );
+}
+
+/// The trust-bundle operations: submission, refusal, review decisions, promotion and builds.
+#[tokio::test]
+async fn openapi_schemas_describe_the_json_the_bundle_api_sends() {
+    use anchorage::authority::InitOptions;
+    use anchorage::keyseal::Passphrase;
+    use serde_json::json;
+
+    // Two member anchors and an end-entity certificate the admission policy refuses.
+    let files = tempfile::tempdir().unwrap();
+    std::fs::write(
+        files.path().join("openssl.cnf"),
+        "[ req ]\ndistinguished_name = dn\n[ dn ]\n\
+         [ v3_ca ]\nbasicConstraints = critical, CA:TRUE\n\
+         keyUsage = critical, keyCertSign, cRLSign\nsubjectKeyIdentifier = hash\n\
+         [ v3_ee ]\nbasicConstraints = critical, CA:FALSE\n\
+         keyUsage = critical, digitalSignature\nsubjectKeyIdentifier = hash\n",
+    )
+    .unwrap();
+    let mut pems = BTreeMap::new();
+    for (stem, ext, subject) in [
+        (
+            "alpha",
+            "v3_ca",
+            "/O=Alpha Health HISP/CN=Alpha Trust Anchor",
+        ),
+        (
+            "bravo",
+            "v3_ca",
+            "/O=Bravo Clinic Network/CN=Bravo Trust Anchor",
+        ),
+        (
+            "leaf",
+            "v3_ee",
+            "/O=Alpha Health HISP/CN=jones@direct.alpha.example",
+        ),
+    ] {
+        let args = [
+            "req",
+            "-x509",
+            "-config",
+            "openssl.cnf",
+            "-extensions",
+            ext,
+            "-nodes",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-keyout",
+            &format!("{stem}.key"),
+            "-days",
+            "3650",
+            "-sha256",
+            "-subj",
+            subject,
+            "-out",
+            &format!("{stem}.pem"),
+        ];
+        crate::tools::run_in(files.path(), "openssl", &args).assert_success("openssl req");
+        let pem = std::fs::read_to_string(files.path().join(format!("{stem}.pem"))).unwrap();
+        pems.insert(stem, pem);
+    }
+
+    // The shipped bundle declarations, in a directory of this test's own.
+    let dir = tempfile::tempdir().unwrap();
+    let bundles_dir = dir.path().join("bundles");
+    std::fs::create_dir_all(&bundles_dir).unwrap();
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("bundles");
+    for entry in std::fs::read_dir(&shipped).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|x| x == "toml") {
+            std::fs::copy(&path, bundles_dir.join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    let config = Config {
+        data_dir: dir.path().join("data"),
+        bundles_dir,
+        public_url: "http://pki.direct.example.com:8080".into(),
+        managed_domains: vec![anchorage::model::HealthDomain::parse("direct.example.com").unwrap()],
+        ..Config::default()
+    };
+    let authority = Authority::open(config, Arc::new(SystemClock)).unwrap();
+    let passphrase = Passphrase::new("openapi test passphrase (not a secret)".into()).unwrap();
+    authority
+        .init(InitOptions::default(), &passphrase, "openapi-test")
+        .unwrap();
+    let (admin, _) = authority
+        .create_token("admin", "openapi tests", Some(1), "openapi-test")
+        .unwrap();
+    let admin = admin.to_string();
+    let app = router(AppState::new(Arc::new(authority)));
+    let (_, doc_bytes) = served_document(&app).await;
+
+    let mut samples = Vec::new();
+    let mut call = async |method: Method, path: &str, uri: &str, body: Option<Value>, want: u16| {
+        let (status, value) = send(&app, method.clone(), uri, &admin, body).await;
+        assert_eq!(status.as_u16(), want, "{method} {uri}: {value}");
+        samples.push(json!({
+            "method": method.as_str().to_ascii_lowercase(),
+            "path": path,
+            "status": want,
+            "body": value.clone(),
+        }));
+        value
+    };
+    let submit = |stem: &str| {
+        Some(json!({
+            "file": pems[stem],
+            "organization": "Alpha Health HISP",
+            "contact": "pki@alpha.example",
+        }))
+    };
+    let submit_path = "/api/v1/bundles/{name}/anchors";
+    let submit_uri = "/api/v1/bundles/provider-test/anchors";
+
+    let alpha = call(Method::POST, submit_path, submit_uri, submit("alpha"), 201).await;
+    let alpha = alpha["id"].as_u64().unwrap();
+    // A duplicate is a policy refusal with a reason, not a bare conflict.
+    let duplicate = call(Method::POST, submit_path, submit_uri, submit("alpha"), 422).await;
+    assert_eq!(duplicate["reasons"][0]["code"], "duplicate_fingerprint");
+    let refused = call(Method::POST, submit_path, submit_uri, submit("leaf"), 422).await;
+    assert!(
+        refused["reasons"].as_array().is_some_and(|r| !r.is_empty()),
+        "{refused}"
+    );
+    let bravo = call(Method::POST, submit_path, submit_uri, submit("bravo"), 201).await;
+    let bravo = bravo["id"].as_u64().unwrap();
+    call(
+        Method::POST,
+        submit_path,
+        "/api/v1/bundles/no-such-bundle/anchors",
+        submit("alpha"),
+        404,
+    )
+    .await;
+    call(
+        Method::GET,
+        "/api/v1/anchors",
+        "/api/v1/anchors?bundle=provider-test",
+        None,
+        200,
+    )
+    .await;
+    let approved = call(
+        Method::POST,
+        "/api/v1/anchors/{id}/approve",
+        &format!("/api/v1/anchors/{alpha}/approve"),
+        None,
+        200,
+    )
+    .await;
+    assert!(approved["published"].is_object(), "{approved}");
+    call(
+        Method::GET,
+        "/api/v1/anchors/{id}",
+        &format!("/api/v1/anchors/{alpha}"),
+        None,
+        200,
+    )
+    .await;
+    call(
+        Method::POST,
+        "/api/v1/anchors/{id}/reject",
+        &format!("/api/v1/anchors/{bravo}/reject"),
+        Some(json!({"reason": "not a member of the community"})),
+        200,
+    )
+    .await;
+    call(
+        Method::POST,
+        "/api/v1/anchors/{id}/approve",
+        &format!("/api/v1/anchors/{bravo}/approve"),
+        Some(json!({"note": "too late"})),
+        409,
+    )
+    .await;
+    call(
+        Method::POST,
+        "/api/v1/anchors/{id}/promote",
+        &format!("/api/v1/anchors/{alpha}/promote"),
+        Some(json!({"to": "provider"})),
+        201,
+    )
+    .await;
+    call(
+        Method::POST,
+        "/api/v1/bundles/{name}/build",
+        "/api/v1/bundles/provider/build",
+        None,
+        200,
+    )
+    .await;
+    call(
+        Method::POST,
+        "/api/v1/anchors/{id}/retire",
+        &format!("/api/v1/anchors/{alpha}/retire"),
+        Some(json!({"note": "key rollover"})),
+        200,
+    )
+    .await;
+    call(Method::GET, "/api/v1/bundles", "/api/v1/bundles", None, 200).await;
+    check_samples(&doc_bytes, samples);
 }
