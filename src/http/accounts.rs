@@ -191,7 +191,7 @@ async fn set_disabled(
     Ok(Json(UserJson::from(&user)))
 }
 
-/// Disable a user: sign-in refused, sessions and the user's tokens stop working.
+/// Disable a user: sign-in is refused and the user's sessions end.
 #[utoipa::path(
     post,
     path = "/api/v1/users/{name}/disable",
