@@ -4,8 +4,9 @@
 //! `#[utoipa::path]` annotation on its handler (method, path, parameters, body, responses), and
 //! each schema from the `ToSchema` derive on the type the handler actually reads or writes, so
 //! the document changes with the code. The integration test `openapi` checks that every
-//! `/api/v1` route the router registers is listed here, and validates the document with an
-//! independent validator.
+//! `/api/v1` route the router registers is listed here, validates the document with an
+//! independent validator, and checks real responses (successes and error bodies) against the
+//! schemas documented for them, undocumented fields included.
 
 use std::sync::OnceLock;
 
