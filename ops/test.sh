@@ -79,7 +79,7 @@ else
 fi
 
 # ---------------------------------------------------------------------------
-section "Python venv (pkilint, cryptography)"
+section "Python venv (pkilint, cryptography, openapi-spec-validator)"
 
 VENV=$ROOT/target/test-tools/venv
 # The whole dependency closure is pinned so a new upstream release cannot
@@ -99,11 +99,32 @@ PY_REQS=(
   python-iso639==2026.7.23
   tzdata==2026.6
   validators==0.22.0
+  # openapi-spec-validator checks the served /api/v1/openapi.json, and its closure.
+  openapi-spec-validator==0.9.0
+  annotated-types==0.8.0
+  attrs==26.1.0
+  jsonschema==4.26.0
+  jsonschema-path==0.5.0
+  jsonschema-specifications==2025.9.1
+  lazy-object-proxy==1.13.0
+  openapi-schema-validator==0.9.0
+  pathable==0.6.0
+  pydantic==2.14.3
+  pydantic-settings==2.16.3
+  pydantic_core==2.50.4
+  python-dotenv==1.2.4
+  PyYAML==6.0.3
+  referencing==0.37.0
+  rfc3339-validator==0.1.4
+  rpds-py==2026.9.1
+  six==1.17.0
+  typing-inspection==0.4.5
+  typing_extensions==4.16.0
 )
 STAMP=$VENV/.anchorage-reqs
 want="${PY_REQS[*]}"
 if [[ -f $STAMP && "$(cat "$STAMP")" == "$want" ]] \
-  && "$VENV/bin/python" -c 'import pkilint, cryptography' 2>/dev/null; then
+  && "$VENV/bin/python" -c 'import pkilint, cryptography, openapi_spec_validator' 2>/dev/null; then
   echo "up to date: $VENV"
 else
   rm -rf "$VENV"
@@ -114,7 +135,7 @@ else
   echo "created: $VENV"
 fi
 export ANCHORAGE_TEST_VENV=$VENV
-"$VENV/bin/python" -c 'import importlib.metadata as m; print("pkilint", m.version("pkilint"), "/ cryptography", m.version("cryptography"))'
+"$VENV/bin/python" -c 'import importlib.metadata as m; print("pkilint", m.version("pkilint"), "/ cryptography", m.version("cryptography"), "/ openapi-spec-validator", m.version("openapi-spec-validator"))'
 openssl version
 
 # ---------------------------------------------------------------------------

@@ -14,7 +14,19 @@ use crate::error::{Error, Result};
 use crate::model::HealthDomain;
 
 /// The four roles of the service.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    PartialOrd,
+    Ord,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     Admin,
@@ -55,7 +67,7 @@ impl Role {
 /// What a registrar may issue for and which bundles a member may submit to. An empty list
 /// means "no restriction" only for the fields a role does not use; `validate` makes sure a
 /// registrar names its domains and a member its bundles.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Scope {
     /// Health domains (a certificate for `x@d` or for `d` needs `d` here); `*` = every managed
     /// domain.

@@ -36,7 +36,7 @@ impl AuditDraft {
 }
 
 /// One stored entry. Field order is the hash input order: never reorder these fields.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditEntry {
     pub seq: u64,
     #[serde(with = "time::serde::rfc3339")]

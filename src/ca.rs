@@ -23,7 +23,7 @@ use crate::policy::profile::{GeneratedKey, KeyKind};
 use crate::x509;
 
 /// The two CAs anchorage runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CaRole {
     Root,

@@ -251,7 +251,7 @@ impl fmt::Display for Holder {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Binding {
     Address,
@@ -268,7 +268,7 @@ impl Binding {
 }
 
 /// The usage a registrar asks for; `Pair` yields one signing and one encryption certificate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Usage {
     Dual,
@@ -311,7 +311,7 @@ impl fmt::Display for Usage {
 }
 
 /// The usage of one issued certificate (a pair is two certificates of different usages).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CertUsage {
     Dual,
@@ -330,8 +330,11 @@ impl CertUsage {
 }
 
 /// A certificate serial number: 16 bytes from the CSPRNG, positive, kept as lower-case hex.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(try_from = "String", into = "String")]
+#[schema(value_type = String, example = "5e1c0a39d2f04b7a8c6e2f1d3b4a5968")]
 pub struct Serial(String);
 
 impl Serial {
@@ -388,7 +391,10 @@ impl fmt::Display for Serial {
 }
 
 /// SHA-256 of a DER object, lower-case hex.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
+#[schema(value_type = String)]
 pub struct Fingerprint(pub String);
 
 impl Fingerprint {
@@ -406,7 +412,7 @@ impl fmt::Display for Fingerprint {
 
 /// RFC 5280 §5.3.1 revocation reasons that a CA may assert for an end-entity certificate.
 /// certificateHold is deliberately absent: anchorage revocations are permanent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum RevocationReason {
     Unspecified,
@@ -544,4 +550,10 @@ pub mod base64_bytes {
             .decode(text)
             .map_err(serde::de::Error::custom)
     }
+}
+
+/// A time as RFC 3339 text, as every JSON answer writes times.
+pub fn rfc3339(t: time::OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| t.to_string())
 }

@@ -29,7 +29,7 @@ pub struct Submission {
 }
 
 /// One line of a bundle listing.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct BundleSummary {
     pub name: String,
     pub title: String,

@@ -75,7 +75,7 @@ pub struct InitReport {
 }
 
 /// One issued certificate as returned to the caller.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct IssuedCert {
     pub serial: Serial,
     pub usage: CertUsage,
@@ -97,7 +97,7 @@ pub struct IssueOutcome {
 }
 
 /// Status of a certificate at a given time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CertStatus {
     Valid,
@@ -106,7 +106,7 @@ pub enum CertStatus {
     NotYetValid,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct CertView {
     #[serde(flatten)]
     pub record: CertRecord,
@@ -126,7 +126,7 @@ pub struct CertFilter {
     pub expiring_within_days: Option<u32>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct CaStatus {
     pub role: CaRole,
     pub subject: String,

@@ -131,7 +131,7 @@ fn password_from(file: Option<PathBuf>) -> Result<(Zeroizing<String>, bool)> {
 fn user_json(u: &crate::accounts::UserRecord) -> serde_json::Value {
     json!({
         "username": u.username, "name": u.display_name, "role": u.role.as_str(),
-        "scope": u.scope, "created_at": u.created_at.to_string(),
+        "scope": u.scope, "created_at": crate::model::rfc3339(u.created_at),
         "disabled": u.disabled_at.is_some(),
     })
 }
@@ -428,7 +428,7 @@ fn token_direct(authority: &Authority, cmd: TokenCommand, out: Output) -> Result
             )?;
             let v = json!({"token": secret.as_str(), "id": record.id, "role": record.role,
                            "scope": record.scope,
-                           "expires_at": record.expires_at.map(|t| t.to_string())});
+                           "expires_at": record.expires_at.map(crate::model::rfc3339)});
             emit(out, v.clone(), || token_created_text(&v))
         }
         TokenCommand::List => {
@@ -445,9 +445,9 @@ fn token_direct(authority: &Authority, cmd: TokenCommand, out: Output) -> Result
                         "live"
                     };
                     json!({"id": t.id, "role": t.role, "label": t.label, "scope": t.scope,
-                           "owner": t.owner, "created_at": t.created_at.to_string(),
-                           "expires_at": t.expires_at.map(|x| x.to_string()),
-                           "revoked_at": t.revoked_at.map(|x| x.to_string()),
+                           "owner": t.owner, "created_at": crate::model::rfc3339(t.created_at),
+                           "expires_at": t.expires_at.map(crate::model::rfc3339),
+                           "revoked_at": t.revoked_at.map(crate::model::rfc3339),
                            "state": state})
                 })
                 .collect();

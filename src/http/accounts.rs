@@ -9,7 +9,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 use super::anchors::blocking;
-use super::{Admins, Allowed, ApiError, ApiJson, AppState, Caller};
+use super::{Admins, Allowed, ApiError, ApiJson, AppState, Caller, ErrorBody};
 use crate::accounts::{Role, Scope, UserRecord};
 use crate::audit::AuditEntry;
 use crate::authority::NewUser;
@@ -31,12 +31,15 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// A user as the API shows it: never the password hash.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct UserJson {
     pub username: String,
+    /// Display name.
     pub name: String,
     pub role: Role,
     pub scope: Scope,
+    /// When the account was created.
+    #[schema(format = DateTime)]
     pub created_at: String,
     pub disabled: bool,
 }
@@ -48,12 +51,25 @@ impl From<&UserRecord> for UserJson {
             name: u.display_name.clone(),
             role: u.role,
             scope: u.scope.clone(),
-            created_at: u.created_at.to_string(),
+            created_at: crate::model::rfc3339(u.created_at),
             disabled: u.disabled_at.is_some(),
         }
     }
 }
 
+/// Every user, by username.
+#[utoipa::path(
+    get,
+    path = "/api/v1/users",
+    operation_id = "list_users",
+    tag = "accounts",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The users", body = Vec<UserJson>),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "Only administrators manage users", body = ErrorBody),
+    )
+)]
 async fn list_users(
     State(state): State<AppState>,
     caller: Caller,
@@ -64,6 +80,21 @@ async fn list_users(
     Ok(Json(users.iter().map(UserJson::from).collect()))
 }
 
+/// One user.
+#[utoipa::path(
+    get,
+    path = "/api/v1/users/{name}",
+    operation_id = "get_user",
+    tag = "accounts",
+    security(("bearer" = [])),
+    params(("name" = String, Path, description = "Username")),
+    responses(
+        (status = 200, description = "The user", body = UserJson),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "Only administrators manage users", body = ErrorBody),
+        (status = 404, description = "No such user", body = ErrorBody),
+    )
+)]
 async fn show_user(
     State(state): State<AppState>,
     caller: Caller,
@@ -73,19 +104,40 @@ async fn show_user(
     Ok(Json(UserJson::from(&state.authority.user(&name)?)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewUserBody {
+    /// Stored lower-case.
     pub username: String,
+    /// Display name.
     #[serde(default)]
     pub name: String,
+    /// `admin`, `registrar`, `member` or `dns_operator`.
+    #[schema(example = "registrar")]
     pub role: String,
+    /// A registrar names its domains (or organisations), a member its bundles.
     #[serde(default)]
     pub scope: Scope,
     /// Generated and returned once when absent.
     pub password: Option<String>,
 }
 
+/// Create a user; a generated password is returned once.
+#[utoipa::path(
+    post,
+    path = "/api/v1/users",
+    operation_id = "create_user",
+    tag = "accounts",
+    security(("bearer" = [])),
+    request_body = NewUserBody,
+    responses(
+        (status = 201, description = "Created", body = NewUserJson),
+        (status = 400, description = "Malformed body, unknown role, invalid scope or weak password", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "Only administrators manage users", body = ErrorBody),
+        (status = 409, description = "The username is taken", body = ErrorBody),
+    )
+)]
 async fn add_user(
     State(state): State<AppState>,
     caller: Allowed<Admins>,
@@ -108,17 +160,25 @@ async fn add_user(
     };
     let (authority, actor, pw) = (state.authority.clone(), caller.actor(), password.clone());
     let user = blocking(move || authority.add_user(new, &pw, &actor)).await?;
-    let mut v =
-        serde_json::to_value(UserJson::from(&user)).map_err(|e| Error::Store(e.to_string()))?;
-    if generated {
-        v["password"] = serde_json::json!(password.as_str());
-    }
+    let v = NewUserJson {
+        user: UserJson::from(&user),
+        password: generated.then(|| password.to_string()),
+    };
     let mut r = (StatusCode::CREATED, Json(v)).into_response();
     r.headers_mut().insert(
         axum::http::header::CACHE_CONTROL,
         axum::http::HeaderValue::from_static("no-store"),
     );
     Ok(r)
+}
+
+/// A user just created, with the password when the server generated it (shown once).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct NewUserJson {
+    #[serde(flatten)]
+    pub user: UserJson,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
 }
 
 async fn set_disabled(
@@ -133,6 +193,21 @@ async fn set_disabled(
     Ok(Json(UserJson::from(&user)))
 }
 
+/// Disable a user: sign-in is refused and the user's sessions end.
+#[utoipa::path(
+    post,
+    path = "/api/v1/users/{name}/disable",
+    operation_id = "disable_user",
+    tag = "accounts",
+    security(("bearer" = [])),
+    params(("name" = String, Path, description = "Username")),
+    responses(
+        (status = 200, description = "The user, disabled", body = UserJson),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "Only administrators manage users", body = ErrorBody),
+        (status = 404, description = "No such user", body = ErrorBody),
+    )
+)]
 async fn disable_user(
     State(state): State<AppState>,
     caller: Allowed<Admins>,
@@ -141,6 +216,21 @@ async fn disable_user(
     set_disabled(state, caller.0, name, true).await
 }
 
+/// Enable a disabled user.
+#[utoipa::path(
+    post,
+    path = "/api/v1/users/{name}/enable",
+    operation_id = "enable_user",
+    tag = "accounts",
+    security(("bearer" = [])),
+    params(("name" = String, Path, description = "Username")),
+    responses(
+        (status = 200, description = "The user, enabled", body = UserJson),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "Only administrators manage users", body = ErrorBody),
+        (status = 404, description = "No such user", body = ErrorBody),
+    )
+)]
 async fn enable_user(
     State(state): State<AppState>,
     caller: Allowed<Admins>,
@@ -149,15 +239,41 @@ async fn enable_user(
     set_disabled(state, caller.0, name, false).await
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PasswordBody {
     /// Generated and returned once when absent.
     pub password: Option<String>,
 }
 
-/// Sets a new password (ends the user's sessions); a generated one is returned once.
-async fn set_password(
+/// The answer to a password change.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct PasswordChanged {
+    pub username: String,
+    pub password_changed: bool,
+    /// The generated password, shown only in this response.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+}
+
+/// Set a new password for a user; the user's sessions end.
+#[utoipa::path(
+    post,
+    path = "/api/v1/users/{name}/password",
+    operation_id = "set_user_password",
+    tag = "accounts",
+    security(("bearer" = [])),
+    params(("name" = String, Path, description = "Username")),
+    request_body = PasswordBody,
+    responses(
+        (status = 200, description = "Changed; a generated password is in the body once", body = PasswordChanged),
+        (status = 400, description = "Malformed body or weak password", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "Only administrators manage users", body = ErrorBody),
+        (status = 404, description = "No such user", body = ErrorBody),
+    )
+)]
+pub async fn set_password(
     State(state): State<AppState>,
     caller: Allowed<Admins>,
     Path(name): Path<String>,
@@ -177,11 +293,12 @@ async fn set_password(
         name.clone(),
     );
     blocking(move || authority.set_password(&n, &pw, &actor)).await?;
-    let mut v = serde_json::json!({"username": name, "password_changed": true});
-    if generated {
-        v["password"] = serde_json::json!(password.as_str());
-    }
-    let mut r = Json(v).into_response();
+    let body = PasswordChanged {
+        username: name,
+        password_changed: true,
+        password: generated.then(|| password.to_string()),
+    };
+    let mut r = Json(body).into_response();
     r.headers_mut().insert(
         axum::http::header::CACHE_CONTROL,
         axum::http::HeaderValue::from_static("no-store"),
@@ -190,15 +307,20 @@ async fn set_password(
 }
 
 /// A token as the API shows it: never the secret or its hash.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TokenJson {
     pub id: String,
+    #[schema(value_type = Role)]
     pub role: String,
     pub label: String,
     pub scope: Scope,
+    /// The user who created the token, when created by a signed-in user.
     pub owner: Option<String>,
+    #[schema(format = DateTime)]
     pub created_at: String,
+    #[schema(format = DateTime)]
     pub expires_at: Option<String>,
+    #[schema(format = DateTime)]
     pub revoked_at: Option<String>,
     /// `live`, `expired` or `revoked` when listed.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -229,14 +351,27 @@ impl From<&TokenRecord> for TokenJson {
             label: t.label.clone(),
             scope: t.scope.clone(),
             owner: t.owner.clone(),
-            created_at: t.created_at.to_string(),
-            expires_at: t.expires_at.map(|x| x.to_string()),
-            revoked_at: t.revoked_at.map(|x| x.to_string()),
+            created_at: crate::model::rfc3339(t.created_at),
+            expires_at: t.expires_at.map(crate::model::rfc3339),
+            revoked_at: t.revoked_at.map(crate::model::rfc3339),
             state: None,
         }
     }
 }
 
+/// Every API token (never the secrets).
+#[utoipa::path(
+    get,
+    path = "/api/v1/tokens",
+    operation_id = "list_tokens",
+    tag = "accounts",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The tokens", body = Vec<TokenJson>),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "Only administrators manage tokens", body = ErrorBody),
+    )
+)]
 async fn list_tokens(
     State(state): State<AppState>,
     caller: Caller,
@@ -253,9 +388,11 @@ async fn list_tokens(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewTokenBody {
+    /// `admin`, `registrar`, `member` or `dns_operator`.
+    #[schema(example = "registrar")]
     pub role: String,
     #[serde(default)]
     pub label: String,
@@ -266,6 +403,21 @@ pub struct NewTokenBody {
     pub scope: Option<Scope>,
 }
 
+/// Create an API token; its secret is returned once.
+#[utoipa::path(
+    post,
+    path = "/api/v1/tokens",
+    operation_id = "create_token",
+    tag = "accounts",
+    security(("bearer" = [])),
+    request_body = NewTokenBody,
+    responses(
+        (status = 201, description = "Created; `token` is the secret, shown only here", body = NewTokenJson),
+        (status = 400, description = "Malformed body, unknown role, invalid scope or validity", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "Only administrators manage tokens", body = ErrorBody),
+    )
+)]
 async fn add_token(
     State(state): State<AppState>,
     caller: Allowed<Admins>,
@@ -291,9 +443,10 @@ async fn add_token(
         )
     })
     .await?;
-    let mut v =
-        serde_json::to_value(TokenJson::from(&record)).map_err(|e| Error::Store(e.to_string()))?;
-    v["token"] = serde_json::json!(secret.as_str());
+    let v = NewTokenJson {
+        record: TokenJson::from(&record),
+        token: secret.to_string(),
+    };
     let mut r = (StatusCode::CREATED, Json(v)).into_response();
     r.headers_mut().insert(
         axum::http::header::CACHE_CONTROL,
@@ -302,6 +455,31 @@ async fn add_token(
     Ok(r)
 }
 
+/// A token just created, with its secret (shown once; only its hash is stored).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct NewTokenJson {
+    #[serde(flatten)]
+    pub record: TokenJson,
+    /// Send as `Authorization: Bearer <token>`.
+    pub token: String,
+}
+
+/// Revoke an API token.
+#[utoipa::path(
+    post,
+    path = "/api/v1/tokens/{id}/revoke",
+    operation_id = "revoke_token",
+    tag = "accounts",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "Token id")),
+    responses(
+        (status = 200, description = "The token, revoked", body = TokenJson),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "Only administrators manage tokens", body = ErrorBody),
+        (status = 404, description = "No such token", body = ErrorBody),
+        (status = 409, description = "Already revoked", body = ErrorBody),
+    )
+)]
 async fn revoke_token(
     State(state): State<AppState>,
     caller: Allowed<Admins>,
@@ -313,8 +491,9 @@ async fn revoke_token(
     Ok(Json(TokenJson::from(&t)))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct AuditQuery {
     /// Text contained in the actor.
     #[serde(default)]
@@ -331,13 +510,27 @@ pub struct AuditQuery {
     pub limit: Option<usize>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AuditPage {
     pub entries: Vec<AuditEntry>,
     /// Pass as `before` for the next (older) page.
     pub older: Option<u64>,
 }
 
+/// The audit log, newest first, filtered and paged.
+#[utoipa::path(
+    get,
+    path = "/api/v1/audit",
+    operation_id = "list_audit_entries",
+    tag = "accounts",
+    security(("bearer" = [])),
+    params(AuditQuery),
+    responses(
+        (status = 200, description = "One page of entries", body = AuditPage),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "Only administrators read the audit log", body = ErrorBody),
+    )
+)]
 async fn audit(
     State(state): State<AppState>,
     caller: Caller,

@@ -10,10 +10,10 @@ use axum::{Json, Router};
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 
-use super::{Admins, Allowed, ApiError, ApiJson, AppState, Caller, Submitters};
-use crate::authority::Submission;
+use super::{Admins, Allowed, ApiError, ApiJson, AppState, Caller, ErrorBody, Submitters};
+use crate::authority::{BundleSummary, Submission};
 use crate::error::Error;
-use crate::store::{AnchorRecord, BundleVersion};
+use crate::store::{AnchorRecord, AnchorState, BundleVersion};
 
 const REVIEWERS: &[&str] = &["admin"];
 const SUBMITTERS: &[&str] = &["member", "admin"];
@@ -51,30 +51,39 @@ fn file_bytes(text: &str) -> Vec<u8> {
         .unwrap_or_else(|_| t.as_bytes().to_vec())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubmitBody {
     /// The anchor file: PEM, or base64 of DER / .p7b.
     pub file: String,
+    /// Sample end-entity certificates the anchor issued (PEM, or base64 of DER).
     #[serde(default)]
     pub samples: Vec<String>,
+    /// The organisation operating the anchor.
     pub organization: String,
+    /// How the reviewers reach the submitter.
     pub contact: String,
 }
 
 /// The public view of an anchor record (no sample bodies, no raw subject).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AnchorJson {
     pub id: u64,
     pub bundle: String,
+    #[schema(value_type = AnchorState)]
     pub state: &'static str,
+    /// SHA-256 of the anchor certificate, hex.
     pub fingerprint: String,
     pub subject: String,
+    /// RFC 3339.
+    #[schema(format = DateTime)]
     pub not_after: String,
     pub key: String,
     pub organization: String,
     pub contact: String,
+    /// How many sample certificates came with the anchor.
     pub samples: usize,
+    /// The anchor (in a test bundle) this one was promoted from.
     pub promoted_from: Option<u64>,
     pub history: Vec<crate::store::AnchorEvent>,
 }
@@ -101,12 +110,43 @@ impl From<&AnchorRecord> for AnchorJson {
     }
 }
 
-#[derive(Debug, Serialize)]
+/// A bundle version a change published.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Published {
     pub bundle: String,
     pub version: u64,
+    /// SHA-256 of the published bundle file, hex.
     pub sha256: String,
+    /// How many anchors the version holds.
     pub anchors: usize,
+}
+
+/// The anchors one submission created (a .p7b may hold several).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Submitted {
+    /// The first anchor's id.
+    pub id: Option<u64>,
+    pub ids: Vec<u64>,
+    pub anchors: Vec<AnchorJson>,
+}
+
+/// An anchor after a review decision, and the bundle version the decision published, if any.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Decided {
+    pub anchor: AnchorJson,
+    pub published: Option<Published>,
+}
+
+/// The outcome of a bundle rebuild.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Built {
+    pub bundle: String,
+    /// Whether this rebuild published a new version (false when nothing changed).
+    pub published: bool,
+    /// The current version, if any was ever published.
+    pub version: Option<u64>,
+    /// SHA-256 of the current version's file, hex.
+    pub sha256: Option<String>,
 }
 
 impl From<&BundleVersion> for Published {
@@ -146,6 +186,18 @@ pub(crate) async fn publish(
     Ok(version.as_ref().map(Published::from))
 }
 
+/// The bundles with their current version and digest. Any role.
+#[utoipa::path(
+    get,
+    path = "/api/v1/bundles",
+    operation_id = "list_bundles",
+    tag = "bundles",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Every declared bundle", body = Vec<BundleSummary>),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+    )
+)]
 async fn list_bundles(
     State(state): State<AppState>,
     _caller: Caller,
@@ -155,6 +207,26 @@ async fn list_bundles(
     Ok(Json(list).into_response())
 }
 
+/// Submit a trust anchor (with optional sample certificates) to a bundle for review.
+#[utoipa::path(
+    post,
+    path = "/api/v1/bundles/{name}/anchors",
+    operation_id = "submit_anchor",
+    tag = "bundles",
+    security(("bearer" = [])),
+    params(("name" = String, Path, description = "Bundle name, as in the bundle inventory")),
+    request_body = SubmitBody,
+    responses(
+        (status = 201, description = "Submitted, pending review", body = Submitted),
+        (status = 400, description = "Malformed body", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "Role or scope may not submit to this bundle", body = ErrorBody),
+        (status = 404, description = "No such bundle", body = ErrorBody),
+        (status = 409, description = "A concurrent submission of the same anchor won", body = ErrorBody),
+        (status = 413, description = "Body over the submission size limit", body = ErrorBody),
+        (status = 422, description = "Refused by the bundle's admission policy (including an anchor already in the bundle); `reasons` lists every failed rule", body = ErrorBody),
+    )
+)]
 async fn submit(
     State(state): State<AppState>,
     caller: Allowed<Submitters>,
@@ -182,18 +254,39 @@ async fn submit(
     let ids: Vec<u64> = records.iter().map(|r| r.id).collect();
     Ok((
         StatusCode::CREATED,
-        Json(serde_json::json!({"id": ids.first(), "ids": ids, "anchors": anchors})),
+        Json(Submitted {
+            id: ids.first().copied(),
+            ids,
+            anchors,
+        }),
     )
         .into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Only anchors of this bundle.
     pub bundle: Option<String>,
+    /// Only anchors in this state (`pending`, `approved`, `published`, `rejected`, `retired`).
     pub state: Option<String>,
 }
 
+/// The anchors of the bundles the caller may use, filtered.
+#[utoipa::path(
+    get,
+    path = "/api/v1/anchors",
+    operation_id = "list_anchors",
+    tag = "bundles",
+    security(("bearer" = [])),
+    params(ListQuery),
+    responses(
+        (status = 200, description = "Matching anchors in the caller's scope", body = Vec<AnchorJson>),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "Role may not read anchors", body = ErrorBody),
+    )
+)]
 async fn list_anchors(
     State(state): State<AppState>,
     caller: Caller,
@@ -213,6 +306,21 @@ async fn list_anchors(
     ))
 }
 
+/// One anchor with its review history.
+#[utoipa::path(
+    get,
+    path = "/api/v1/anchors/{id}",
+    operation_id = "get_anchor",
+    tag = "bundles",
+    security(("bearer" = [])),
+    params(("id" = u64, Path, description = "Anchor id")),
+    responses(
+        (status = 200, description = "The anchor", body = AnchorJson),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "Role may not read anchors", body = ErrorBody),
+        (status = 404, description = "No such anchor in the caller's scope", body = ErrorBody),
+    )
+)]
 async fn show(
     State(state): State<AppState>,
     caller: Caller,
@@ -227,13 +335,16 @@ async fn show(
     Ok(Json(AnchorJson::from(&record)))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DecisionBody {
+    /// A note recorded with an approval or retirement.
     #[serde(default)]
     pub note: String,
+    /// Why an anchor is rejected (required to reject).
     #[serde(default)]
     pub reason: String,
+    /// The production bundle a test-bundle anchor is promoted to.
     #[serde(default)]
     pub to: String,
 }
@@ -249,10 +360,32 @@ fn optional_body(bytes: &[u8]) -> Result<DecisionBody, ApiError> {
 
 /// The decided anchor and the version its decision published, if any.
 fn decided(record: &AnchorRecord, published: Option<Published>) -> Response {
-    Json(serde_json::json!({"anchor": AnchorJson::from(record), "published": published}))
-        .into_response()
+    Json(Decided {
+        anchor: AnchorJson::from(record),
+        published,
+    })
+    .into_response()
 }
 
+/// Approve a pending anchor; its bundle publishes a new version.
+#[utoipa::path(
+    post,
+    path = "/api/v1/anchors/{id}/approve",
+    operation_id = "approve_anchor",
+    tag = "bundles",
+    security(("bearer" = [])),
+    params(("id" = u64, Path, description = "Anchor id")),
+    request_body(content = Option<DecisionBody>, description = "Optional; only `note` is read"),
+    responses(
+        (status = 200, description = "Approved", body = Decided),
+        (status = 400, description = "Malformed body", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "Only administrators review anchors", body = ErrorBody),
+        (status = 404, description = "No such anchor", body = ErrorBody),
+        (status = 409, description = "The anchor is not pending", body = ErrorBody),
+        (status = 422, description = "The anchor no longer passes the admission policy", body = ErrorBody),
+    )
+)]
 async fn approve(
     State(state): State<AppState>,
     caller: Allowed<Admins>,
@@ -268,6 +401,24 @@ async fn approve(
     Ok(decided(&record, published))
 }
 
+/// Reject a pending anchor with a reason the submitter sees.
+#[utoipa::path(
+    post,
+    path = "/api/v1/anchors/{id}/reject",
+    operation_id = "reject_anchor",
+    tag = "bundles",
+    security(("bearer" = [])),
+    params(("id" = u64, Path, description = "Anchor id")),
+    request_body(content = DecisionBody, description = "`reason` is required"),
+    responses(
+        (status = 200, description = "Rejected", body = Decided),
+        (status = 400, description = "Malformed body or no reason", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "Only administrators review anchors", body = ErrorBody),
+        (status = 404, description = "No such anchor", body = ErrorBody),
+        (status = 409, description = "The anchor is not pending", body = ErrorBody),
+    )
+)]
 async fn reject(
     State(state): State<AppState>,
     caller: Allowed<Admins>,
@@ -280,6 +431,24 @@ async fn reject(
     Ok(decided(&record, None))
 }
 
+/// Retire an anchor; its bundle publishes a new version without it.
+#[utoipa::path(
+    post,
+    path = "/api/v1/anchors/{id}/retire",
+    operation_id = "retire_anchor",
+    tag = "bundles",
+    security(("bearer" = [])),
+    params(("id" = u64, Path, description = "Anchor id")),
+    request_body(content = Option<DecisionBody>, description = "Optional; only `note` is read"),
+    responses(
+        (status = 200, description = "Retired", body = Decided),
+        (status = 400, description = "Malformed body", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "Only administrators retire anchors", body = ErrorBody),
+        (status = 404, description = "No such anchor", body = ErrorBody),
+        (status = 409, description = "The anchor is neither approved nor published", body = ErrorBody),
+    )
+)]
 async fn retire(
     State(state): State<AppState>,
     caller: Allowed<Admins>,
@@ -294,6 +463,25 @@ async fn retire(
     Ok(decided(&record, published))
 }
 
+/// Promote an anchor from a test bundle into its production bundle.
+#[utoipa::path(
+    post,
+    path = "/api/v1/anchors/{id}/promote",
+    operation_id = "promote_anchor",
+    tag = "bundles",
+    security(("bearer" = [])),
+    params(("id" = u64, Path, description = "Anchor id")),
+    request_body(content = DecisionBody, description = "`to` names the production bundle"),
+    responses(
+        (status = 201, description = "The new anchor in the production bundle", body = Decided),
+        (status = 400, description = "Malformed body", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "Only administrators promote anchors", body = ErrorBody),
+        (status = 404, description = "No such anchor or bundle", body = ErrorBody),
+        (status = 409, description = "Not promotable (not published, or already in the target)", body = ErrorBody),
+        (status = 422, description = "Refused by the target bundle's admission policy", body = ErrorBody),
+    )
+)]
 async fn promote(
     State(state): State<AppState>,
     caller: Allowed<Admins>,
@@ -309,6 +497,21 @@ async fn promote(
     Ok((StatusCode::CREATED, decided(&record, published)).into_response())
 }
 
+/// Rebuild a bundle now; publishes a new version only if its content changed.
+#[utoipa::path(
+    post,
+    path = "/api/v1/bundles/{name}/build",
+    operation_id = "build_bundle",
+    tag = "bundles",
+    security(("bearer" = [])),
+    params(("name" = String, Path, description = "Bundle name, as in the bundle inventory")),
+    responses(
+        (status = 200, description = "The bundle's current version", body = Built),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "Only administrators rebuild bundles", body = ErrorBody),
+        (status = 404, description = "No such bundle", body = ErrorBody),
+    )
+)]
 async fn build(
     State(state): State<AppState>,
     caller: Allowed<Admins>,
@@ -318,11 +521,11 @@ async fn build(
     state.authority.inventory.get(&name)?;
     let published = publish(&state, name.clone(), caller.actor()).await?;
     let current = state.authority.store.latest_bundle_version(&name)?;
-    Ok(Json(serde_json::json!({
-        "bundle": name,
-        "published": published.is_some(),
-        "version": current.as_ref().map(|v| v.version),
-        "sha256": current.map(|v| v.sha256),
-    }))
+    Ok(Json(Built {
+        bundle: name,
+        published: published.is_some(),
+        version: current.as_ref().map(|v| v.version),
+        sha256: current.map(|v| v.sha256),
+    })
     .into_response())
 }

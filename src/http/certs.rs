@@ -10,8 +10,8 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use super::{Allowed, ApiError, ApiJson, AppState, Caller, Issuers};
-use crate::authority::{CertFilter, CertStatus, CertView, IssuedCert};
+use super::{Allowed, ApiError, ApiJson, AppState, Caller, ErrorBody, Issuers};
+use crate::authority::{CaStatus, CertFilter, CertStatus, CertView, IssuedCert};
 use crate::error::Error;
 use crate::model::{RevocationReason, Serial};
 use crate::policy::issuance::{IssueRequest, KeySource, Proofing, Subscriber};
@@ -29,17 +29,26 @@ pub fn routes() -> Router<AppState> {
         .route("/ca", get(ca_status))
 }
 
-#[derive(Debug, Deserialize)]
+/// A certificate request: `address` or `domain`, then either `csr` or `keygen: true`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IssueBody {
+    /// Direct address the certificate is bound to (`local@domain`).
     pub address: Option<String>,
+    /// Health domain the certificate is bound to, for a domain-bound certificate.
     pub domain: Option<String>,
+    /// `dual`, `signing`, `encryption`, or `pair` (one signing and one encryption certificate).
+    #[schema(example = "dual")]
     pub usage: String,
+    /// Certificate profile; the configured default when absent.
     pub profile: Option<String>,
+    /// Category offered by the profile; the profile default when absent.
     pub category: Option<String>,
     /// PEM, or base64 of DER.
     pub csr: Option<String>,
+    /// The encryption certificate's CSR of a `pair` (PEM, or base64 of DER).
     pub encryption_csr: Option<String>,
+    /// The server generates the key(s) and returns them once in PKCS#12 files.
     #[serde(default)]
     pub keygen: bool,
     /// Optional PKCS#12 password; generated and returned once when absent.
@@ -48,20 +57,25 @@ pub struct IssueBody {
     pub proofing: Proofing,
 }
 
-#[derive(Debug, Serialize)]
+/// A server-generated key and its certificate, once.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Pkcs12Out {
     pub serial: Serial,
     pub usage: String,
+    #[schema(format = Byte)]
     pub pkcs12_base64: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct IssueResponse {
+    /// The first (for a pair: the signing) certificate's serial.
     pub serial: Serial,
     pub serials: Vec<Serial>,
     pub certificates: Vec<IssuedCert>,
+    /// Present only with `keygen`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub pkcs12: Vec<Pkcs12Out>,
+    /// The generated PKCS#12 password, when the request named none; shown once.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub p12_password: Option<String>,
 }
@@ -104,6 +118,24 @@ pub fn csr_bytes(text: &str) -> Vec<u8> {
         .unwrap_or_else(|_| t.as_bytes().to_vec())
 }
 
+/// Issue a certificate (or a pair) from a CSR or a server-generated key.
+#[utoipa::path(
+    post,
+    path = "/api/v1/certificates",
+    operation_id = "issue_certificate",
+    tag = "certificates",
+    security(("bearer" = [])),
+    request_body = IssueBody,
+    responses(
+        (status = 201, description = "Issued; PKCS#12 files and password are shown only in this response", body = IssueResponse),
+        (status = 400, description = "Malformed body, or neither/both of csr and keygen", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "Role or scope does not allow issuing for this domain or organisation", body = ErrorBody),
+        (status = 409, description = "The DNS owner name is held by another certificate", body = ErrorBody),
+        (status = 413, description = "Body over the size limit", body = ErrorBody),
+        (status = 422, description = "Refused by the issuance policy; `reasons` lists every failed rule", body = ErrorBody),
+    )
+)]
 async fn issue(
     State(state): State<AppState>,
     caller: Allowed<Issuers>,
@@ -177,21 +209,28 @@ async fn issue(
     Ok(r)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Text contained in the holder, subscriber or organisation, or an exact serial.
     pub q: Option<String>,
+    /// Exact holder (address or domain).
     pub holder: Option<String>,
+    /// Health domain of the holder.
     pub domain: Option<String>,
+    /// `valid`, `revoked`, `expired` or `not_yet_valid`.
     pub status: Option<String>,
+    /// Only certificates that expire within this many days.
     pub expiring_within_days: Option<u32>,
 }
 
-#[derive(Debug, Serialize)]
+/// A certificate with its record, status and PEM.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CertJson {
     #[serde(flatten)]
     view: CertView,
+    /// The certificate, PEM.
     pem: String,
 }
 
@@ -208,6 +247,21 @@ fn parse_status(s: &str) -> Result<CertStatus, ApiError> {
     }
 }
 
+/// List the certificates the caller may see, filtered.
+#[utoipa::path(
+    get,
+    path = "/api/v1/certificates",
+    operation_id = "list_certificates",
+    tag = "certificates",
+    security(("bearer" = [])),
+    params(ListQuery),
+    responses(
+        (status = 200, description = "Matching certificates in the caller's scope", body = Vec<CertView>),
+        (status = 400, description = "Unknown status or malformed query", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "Role may not list certificates", body = ErrorBody),
+    )
+)]
 async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -231,6 +285,22 @@ fn serial_of(s: &str) -> Result<Serial, ApiError> {
     Serial::parse(s).map_err(|e| ApiError(Error::InvalidInput(e)))
 }
 
+/// One certificate: record, status, revocation and PEM.
+#[utoipa::path(
+    get,
+    path = "/api/v1/certificates/{serial}",
+    operation_id = "get_certificate",
+    tag = "certificates",
+    security(("bearer" = [])),
+    params(("serial" = String, Path, description = "Serial number, hex (colons and 0x allowed)")),
+    responses(
+        (status = 200, description = "The certificate", body = CertJson),
+        (status = 400, description = "Not a serial number", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "Role may not read certificates", body = ErrorBody),
+        (status = 404, description = "No such certificate in the caller's scope", body = ErrorBody),
+    )
+)]
 async fn show(
     State(state): State<AppState>,
     caller: Caller,
@@ -242,6 +312,22 @@ async fn show(
     Ok(Json(CertJson { view, pem }))
 }
 
+/// Download one certificate as PEM.
+#[utoipa::path(
+    get,
+    path = "/api/v1/certificates/{serial}/pem",
+    operation_id = "get_certificate_pem",
+    tag = "certificates",
+    security(("bearer" = [])),
+    params(("serial" = String, Path, description = "Serial number, hex (colons and 0x allowed)")),
+    responses(
+        (status = 200, description = "The certificate, PEM", body = String, content_type = "application/x-pem-file"),
+        (status = 400, description = "Not a serial number", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "Role may not read certificates", body = ErrorBody),
+        (status = 404, description = "No such certificate in the caller's scope", body = ErrorBody),
+    )
+)]
 async fn pem(
     State(state): State<AppState>,
     caller: Caller,
@@ -257,6 +343,22 @@ async fn pem(
     Ok(r)
 }
 
+/// Download one certificate as DER.
+#[utoipa::path(
+    get,
+    path = "/api/v1/certificates/{serial}/der",
+    operation_id = "get_certificate_der",
+    tag = "certificates",
+    security(("bearer" = [])),
+    params(("serial" = String, Path, description = "Serial number, hex (colons and 0x allowed)")),
+    responses(
+        (status = 200, description = "The certificate, DER (binary)", content_type = "application/pkix-cert"),
+        (status = 400, description = "Not a serial number", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "Role may not read certificates", body = ErrorBody),
+        (status = 404, description = "No such certificate in the caller's scope", body = ErrorBody),
+    )
+)]
 async fn der(
     State(state): State<AppState>,
     caller: Caller,
@@ -272,12 +374,34 @@ async fn der(
     Ok(r)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RevokeBody {
+    /// RFC 5280 reason: `unspecified`, `key-compromise`, `ca-compromise`,
+    /// `affiliation-changed`, `superseded`, `cessation-of-operation` or `privilege-withdrawn`
+    /// (the RFC's camelCase names are accepted too).
+    #[schema(example = "key-compromise")]
     pub reason: String,
 }
 
+/// Revoke a certificate, permanently; the next CRL lists it.
+#[utoipa::path(
+    post,
+    path = "/api/v1/certificates/{serial}/revoke",
+    operation_id = "revoke_certificate",
+    tag = "certificates",
+    security(("bearer" = [])),
+    params(("serial" = String, Path, description = "Serial number, hex (colons and 0x allowed)")),
+    request_body = RevokeBody,
+    responses(
+        (status = 200, description = "The revocation", body = crate::store::Revocation),
+        (status = 400, description = "Not a serial number, or an unknown reason", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "Role may not revoke", body = ErrorBody),
+        (status = 404, description = "No such certificate in the caller's scope", body = ErrorBody),
+        (status = 409, description = "Already revoked", body = ErrorBody),
+    )
+)]
 async fn revoke(
     State(state): State<AppState>,
     caller: Allowed<Issuers>,
@@ -298,6 +422,20 @@ async fn revoke(
     Ok(Json(revocation))
 }
 
+/// The CAs: subjects, key fingerprints, CRL numbers and next updates.
+#[utoipa::path(
+    get,
+    path = "/api/v1/ca",
+    operation_id = "get_ca_status",
+    tag = "certificates",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Root and issuing CA", body = Vec<CaStatus>),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "Role may not read the CA status", body = ErrorBody),
+        (status = 503, description = "The CA is not initialised or its key is unavailable", body = ErrorBody),
+    )
+)]
 async fn ca_status(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
     caller.require(&["admin", "registrar"])?;
     Ok(Json(state.authority.ca_status()?).into_response())

@@ -6,6 +6,7 @@ mod accounts;
 pub mod anchors;
 pub mod bundles;
 mod certs;
+pub mod openapi;
 mod public;
 pub mod tls;
 pub mod web;
@@ -69,6 +70,10 @@ pub fn router(state: AppState) -> Router {
         .merge(public::routes())
         .merge(bundles::routes())
         .merge(web::routes(&state))
+        .route(
+            "/api/v1/openapi.json",
+            axum::routing::get(openapi::document),
+        )
         .nest(
             "/api/v1",
             certs::routes()
@@ -181,10 +186,13 @@ pub async fn serve(
 }
 
 /// The JSON error body: `{code, message, reasons}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
+    /// Stable machine-readable code, such as `invalid_input`, `not_found` or `request_denied`.
     pub code: String,
+    /// A sentence for people; never internals (5xx bodies say only that the request failed).
     pub message: String,
+    /// Every failed rule of a policy refusal (422); absent otherwise.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub reasons: Vec<Reason>,
 }

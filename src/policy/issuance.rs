@@ -10,7 +10,7 @@ use crate::model::{Binding, CertUsage, DirectAddress, HealthDomain, Holder, Usag
 use crate::x509::{self, CsrKey, KeyInfo};
 
 /// Who the certificate is for, as the registrar recorded it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Subscriber {
     /// Organisation or person name.
@@ -20,7 +20,7 @@ pub struct Subscriber {
 }
 
 /// The identity-proofing record. Never health data: a method, a level and a reference.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Proofing {
     pub method: String,

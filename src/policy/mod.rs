@@ -11,12 +11,14 @@ use std::fmt;
 use serde::Serialize;
 
 /// One failed rule.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Reason {
+    #[schema(value_type = String)]
     pub code: &'static str,
     pub message: String,
     /// The request field the rule is about, for forms that show errors beside fields.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
     pub field: Option<&'static str>,
 }
 

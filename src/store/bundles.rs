@@ -13,7 +13,7 @@ use crate::model::Fingerprint;
 const ANCHOR_ID: &[u8] = b"anchor_id";
 
 /// Review state of a submitted anchor.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AnchorState {
     Pending,
@@ -44,7 +44,7 @@ impl AnchorState {
 }
 
 /// One step in an anchor's life.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AnchorEvent {
     #[serde(with = "time::serde::rfc3339")]
     pub at: OffsetDateTime,

@@ -30,13 +30,15 @@ const REVISION: &[u8] = b"revision";
 const AUDIT_HEAD: &[u8] = b"audit_head";
 
 /// An issued certificate and everything recorded about its request.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CertRecord {
     pub record_version: u32,
     pub revision: u64,
     pub serial: Serial,
     /// Shared by the two halves of a pair.
     pub request_id: String,
+    /// The Direct address (`local@domain`) or health domain the certificate is bound to.
+    #[schema(value_type = String)]
     pub holder: Holder,
     pub dns_owner: String,
     pub usage: CertUsage,
@@ -57,12 +59,14 @@ pub struct CertRecord {
     pub fingerprint: Fingerprint,
     #[serde(with = "time::serde::rfc3339")]
     pub issued_at: OffsetDateTime,
+    /// The certificate, base64 of DER.
     #[serde(with = "crate::model::base64_bytes")]
+    #[schema(value_type = String, format = Byte)]
     pub der: Vec<u8>,
 }
 
 /// A revocation. Permanent: there is no un-revoke.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Revocation {
     pub record_version: u32,
     pub revision: u64,

@@ -13,6 +13,7 @@ mod crl;
 mod durability;
 mod harness;
 mod issuance;
+mod openapi;
 mod refusals;
 mod seeds;
 mod server;

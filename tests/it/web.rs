@@ -1223,7 +1223,11 @@ async fn authorisation_matrix_every_route_every_role() {
         (Method::GET, "/api/v1/users/dns".into(), Who::Admin),
         (Method::POST, "/api/v1/users/dns/disable".into(), Who::Admin),
         (Method::POST, "/api/v1/users/dns/enable".into(), Who::Admin),
-        (Method::POST, "/api/v1/users/dns/password".into(), Who::Admin),
+        (
+            Method::POST,
+            "/api/v1/users/dns/password".into(),
+            Who::Admin,
+        ),
         (Method::GET, "/api/v1/tokens".into(), Who::Admin),
         (Method::POST, "/api/v1/tokens".into(), Who::Admin),
         (
