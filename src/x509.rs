@@ -202,6 +202,9 @@ pub struct CertSummary {
     pub fingerprint: Fingerprint,
     pub key: KeyInfo,
     pub subject_key_id: Option<String>,
+    /// SHA-256 of the SubjectPublicKeyInfo DER: the key's fingerprint, stable across
+    /// re-issued certificates of the same key.
+    pub key_fingerprint: Fingerprint,
 }
 
 pub fn summarize(der: &[u8]) -> Result<CertSummary, String> {
@@ -223,6 +226,7 @@ pub fn summarize(der: &[u8]) -> Result<CertSummary, String> {
         fingerprint: Fingerprint::of(der),
         key: key_info(cert.public_key()),
         subject_key_id: ski,
+        key_fingerprint: Fingerprint::of(cert.public_key().raw),
     })
 }
 

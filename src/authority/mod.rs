@@ -132,6 +132,8 @@ pub struct CaStatus {
     pub subject: String,
     pub fingerprint: Fingerprint,
     pub key: String,
+    /// SHA-256 of the CA's SubjectPublicKeyInfo.
+    pub key_fingerprint: Fingerprint,
     pub key_online: bool,
     #[serde(with = "time::serde::rfc3339")]
     pub not_after: OffsetDateTime,
@@ -373,6 +375,7 @@ impl Authority {
                 subject: summary.subject,
                 fingerprint: summary.fingerprint,
                 key: summary.key.description,
+                key_fingerprint: summary.key_fingerprint,
                 key_online: record.sealed_key.is_some(),
                 not_after: summary.not_after,
                 crl_number: crl.as_ref().map(|c| c.number),

@@ -1271,3 +1271,61 @@ async fn authorisation_matrix_every_route_every_role() {
     }
     assert_eq!(checked, 5 * (pages.len() + api.len()));
 }
+
+#[tokio::test]
+async fn the_ca_page_shows_key_fingerprints_that_openssl_agrees_with() {
+    let web = Web::new();
+    let admin = web.login("admin").await;
+    let page = web.get("/admin/ca", Some(&admin)).await;
+    assert_eq!(page.status, StatusCode::OK);
+    for role in ["root", "issuing"] {
+        let der = web
+            .authority
+            .ca_cert(anchorage::ca::CaRole::parse(role).unwrap())
+            .unwrap();
+        let path = web.dir.path().join(format!("{role}.der"));
+        std::fs::write(&path, der).unwrap();
+        let spki = web.dir.path().join(format!("{role}.spki"));
+        let pubkey = run_in(
+            web.dir.path(),
+            "openssl",
+            &[
+                "x509",
+                "-inform",
+                "DER",
+                "-in",
+                path.to_str().unwrap(),
+                "-noout",
+                "-pubkey",
+            ],
+        );
+        pubkey.assert_success("openssl x509 -pubkey");
+        let pem = web.dir.path().join(format!("{role}.pub.pem"));
+        std::fs::write(&pem, pubkey.stdout).unwrap();
+        run_in(
+            web.dir.path(),
+            "openssl",
+            &[
+                "pkey",
+                "-pubin",
+                "-in",
+                pem.to_str().unwrap(),
+                "-outform",
+                "DER",
+                "-out",
+                spki.to_str().unwrap(),
+            ],
+        )
+        .assert_success("openssl pkey");
+        let digest = run_in(
+            web.dir.path(),
+            "openssl",
+            &["dgst", "-sha256", "-r", spki.to_str().unwrap()],
+        );
+        let hex = digest.stdout.split_whitespace().next().unwrap().to_string();
+        assert!(
+            page.body.contains(&hex),
+            "{role} key fingerprint {hex} not on the CA page"
+        );
+    }
+}
