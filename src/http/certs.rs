@@ -223,7 +223,16 @@ pub struct ListQuery {
     pub status: Option<String>,
     /// Only certificates that expire within this many days.
     pub expiring_within_days: Option<u32>,
+    /// Page size (default 1000, at most 10000); `X-Total-Count` gives the total.
+    pub limit: Option<usize>,
+    /// Certificates to skip (for the next page, see the `Link: rel="next"` header).
+    pub offset: Option<usize>,
 }
+
+/// Default and largest page of a listing: a store of 100,000 certificates would otherwise
+/// be one response of hundreds of megabytes.
+const PAGE_DEFAULT: usize = 1000;
+const PAGE_MAX: usize = 10_000;
 
 /// A certificate with its record, status and PEM.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -256,7 +265,7 @@ fn parse_status(s: &str) -> Result<CertStatus, ApiError> {
     security(("bearer" = [])),
     params(ListQuery),
     responses(
-        (status = 200, description = "Matching certificates in the caller's scope", body = Vec<CertView>),
+        (status = 200, description = "Matching certificates in the caller's scope, one page; headers X-Total-Count and, when more follow, Link rel=next", body = Vec<CertView>),
         (status = 400, description = "Unknown status or malformed query", body = ErrorBody),
         (status = 401, description = "No valid bearer token", body = ErrorBody),
         (status = 403, description = "Role may not list certificates", body = ErrorBody),
@@ -266,19 +275,61 @@ async fn list(
     State(state): State<AppState>,
     caller: Caller,
     Query(q): Query<ListQuery>,
-) -> Result<Json<Vec<CertView>>, ApiError> {
+) -> Result<Response, ApiError> {
     caller.require(ISSUERS)?;
+    let limit = q.limit.unwrap_or(PAGE_DEFAULT);
+    if limit == 0 || limit > PAGE_MAX {
+        return Err(Error::InvalidInput(format!("limit must be 1 to {PAGE_MAX}")).into());
+    }
+    let offset = q.offset.unwrap_or(0);
     let filter = CertFilter {
-        search: q.q,
-        holder: q.holder,
-        domain: q.domain,
+        search: q.q.clone(),
+        holder: q.holder.clone(),
+        domain: q.domain.clone(),
         status: q.status.as_deref().map(parse_status).transpose()?,
         expiring_within_days: q.expiring_within_days,
     };
-    let principal = caller.principal();
-    let mut views = state.authority.certs(&filter)?;
-    views.retain(|v| principal.sees_domain(v.record.holder.domain().as_str()));
-    Ok(Json(views))
+    let principal = caller.principal().clone();
+    let authority = state.authority.clone();
+    let (total, page) = super::anchors::blocking(move || {
+        let mut views = authority.certs(&filter)?;
+        views.retain(|v| principal.sees_domain(v.record.holder.domain().as_str()));
+        let total = views.len();
+        let page: Vec<CertView> = views.into_iter().skip(offset).take(limit).collect();
+        Ok((total, page))
+    })
+    .await?;
+    let mut r = Json(page).into_response();
+    let h = r.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&total.to_string()) {
+        h.insert("x-total-count", v);
+    }
+    if offset + limit < total {
+        let mut next = format!(
+            "/api/v1/certificates?limit={limit}&offset={}",
+            offset + limit
+        );
+        for (k, v) in [
+            ("q", &q.q),
+            ("holder", &q.holder),
+            ("domain", &q.domain),
+            ("status", &q.status),
+        ] {
+            if let Some(v) = v {
+                next.push_str(&format!(
+                    "&{k}={}",
+                    percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC)
+                ));
+            }
+        }
+        if let Some(d) = q.expiring_within_days {
+            next.push_str(&format!("&expiring_within_days={d}"));
+        }
+        if let Ok(v) = HeaderValue::from_str(&format!("<{next}>; rel=\"next\"")) {
+            h.insert(header::LINK, v);
+        }
+    }
+    Ok(r)
 }
 
 fn serial_of(s: &str) -> Result<Serial, ApiError> {

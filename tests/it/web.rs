@@ -1329,3 +1329,67 @@ async fn the_ca_page_shows_key_fingerprints_that_openssl_agrees_with() {
         );
     }
 }
+
+#[tokio::test]
+async fn certificate_listing_is_paged_with_a_total_and_a_next_link() {
+    let web = Web::new();
+    let admin = web.token(Role::Admin, Scope::default());
+    for i in 0..3 {
+        let csr = web.csr(&format!("page{i}"));
+        let body = json!({"address": format!("page{i}@direct.example.com"), "usage": "dual", "csr": csr,
+                          "subscriber": {"name": "Paging"}, "proofing": {"method": "in-person", "evidence_reference": "p"}});
+        let r = web
+            .api(
+                Method::POST,
+                "/api/v1/certificates",
+                Some(&admin),
+                Some(body),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    }
+    let first = web
+        .api(
+            Method::GET,
+            "/api/v1/certificates?limit=2&domain=direct.example.com",
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.body);
+    assert_eq!(first.header("x-total-count"), Some("3"));
+    let items: Value = serde_json::from_str(&first.body).unwrap();
+    assert_eq!(items.as_array().unwrap().len(), 2);
+    let link = first.header("link").unwrap().to_string();
+    assert!(
+        link.contains("offset=2") && link.contains("rel=\"next\""),
+        "{link}"
+    );
+    let next = link
+        .trim_start_matches('<')
+        .split('>')
+        .next()
+        .unwrap()
+        .to_string();
+    let second = web.api(Method::GET, &next, Some(&admin), None).await;
+    let items2: Value = serde_json::from_str(&second.body).unwrap();
+    assert_eq!(items2.as_array().unwrap().len(), 1);
+    assert!(second.header("link").is_none());
+    let serials: std::collections::HashSet<String> = items
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(items2.as_array().unwrap())
+        .map(|c| c["serial"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(serials.len(), 3, "pages overlap or miss a certificate");
+    let bad = web
+        .api(
+            Method::GET,
+            "/api/v1/certificates?limit=0",
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+}
