@@ -11,6 +11,13 @@ use crate::ca::{IssuingKeyAlgorithm, RootKeyAlgorithm};
 use crate::error::{Error, Result};
 use crate::model::HealthDomain;
 
+mod publish;
+
+pub use publish::{
+    check_base_dn, hostmaster_name, DomainPublish, DomainSettings, LdapConfig, PublishConfig,
+    SoaConfig, SrvRecord, ZoneMode,
+};
+
 /// The file `init` writes inside the data directory and later commands read.
 pub const DATA_DIR_CONFIG: &str = "anchorage.toml";
 /// The evaluation passphrase file written on a zero-config start.
@@ -42,6 +49,8 @@ pub struct Config {
     pub ca: CaConfig,
     pub crl: CrlConfig,
     pub api: ApiConfig,
+    /// Discovery publication: DNS CERT zone files and LDIF.
+    pub publish: PublishConfig,
 }
 
 /// TLS for the bundle endpoints (rustls; PEM files).
@@ -100,6 +109,7 @@ impl Default for Config {
             ca: CaConfig::default(),
             crl: CrlConfig::default(),
             api: ApiConfig::default(),
+            publish: PublishConfig::default(),
         }
     }
 }
@@ -217,6 +227,7 @@ impl Config {
         if self.api.max_body_bytes < 1024 {
             out.push("api.max_body_bytes must be at least 1024".into());
         }
+        out.extend(self.publish.problems(&self.managed_domains));
         out
     }
 

@@ -27,8 +27,10 @@ use crate::store::{CertRecord, CrlRecord, Revocation, Store, TokenRecord, RECORD
 use crate::x509;
 
 mod bundles;
+mod publish;
 
 pub use bundles::{BundleSummary, Submission};
+pub use publish::{next_serial, LdifOutcome, ZoneOutcome};
 
 /// API roles. Issue 5 adds scoping; the foundation needs these.
 pub const ROLES: [&str; 4] = ["admin", "registrar", "member", "dns_operator"];
@@ -49,6 +51,8 @@ pub struct Authority {
     clock: Arc<dyn Clock>,
     signers: RwLock<Option<Arc<Signers>>>,
     bundle_signer: RwLock<Option<Arc<bundles::BundleSigner>>>,
+    /// One zone or LDIF publication at a time (serials, temp files, the directory log).
+    publish_lock: std::sync::Mutex<()>,
 }
 
 /// How `init` creates or imports the hierarchy.
@@ -150,6 +154,7 @@ impl Authority {
             clock,
             signers: RwLock::new(None),
             bundle_signer: RwLock::new(None),
+            publish_lock: std::sync::Mutex::new(()),
         })
     }
 
@@ -416,6 +421,7 @@ impl Authority {
             ),
         )?;
         self.store.flush()?;
+        self.publish_after_change(approved.holder.domain());
         let password = p12_password.as_ref().or(generated_password.as_ref());
         let chain = [
             signers.issuing.cert_der.as_slice(),
@@ -656,6 +662,7 @@ impl Authority {
             ),
         )?;
         self.store.flush()?;
+        self.publish_after_change(record.holder.domain());
         Ok(stored)
     }
 

@@ -22,6 +22,7 @@ use crate::policy::profile::Profiles;
 use crate::x509;
 
 mod bundles;
+mod publish;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Output {
@@ -86,6 +87,9 @@ pub enum Command {
     /// Trust bundles.
     #[command(subcommand)]
     Bundle(bundles::BundleCommand),
+    /// Discovery files: DNS CERT zones and LDIF.
+    #[command(subcommand)]
+    Publish(publish::PublishCommand),
 }
 
 #[derive(Debug, Default, Args)]
@@ -336,6 +340,7 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Anchor(cmd) => bundles::anchor(config, cmd, out),
         Command::Bundle(cmd) => bundles::bundle(config, cmd, out),
+        Command::Publish(cmd) => publish::publish(config, cmd, out),
         Command::Audit(AuditCommand::Verify) => {
             let report = open(config)?.verify_audit()?;
             emit(

@@ -12,10 +12,12 @@ use sled::Transactional;
 use time::OffsetDateTime;
 
 mod bundles;
+mod discovery;
 
 pub use bundles::{
     AnchorEvent, AnchorRecord, AnchorState, BundleVersion, SignerRecord, VersionAnchor,
 };
+pub use discovery::{EntryChange, EntryUpdate, IndexedCert, ZoneState};
 
 use crate::audit::{AuditDraft, AuditEntry, AuditHead};
 use crate::ca::{CaRecord, CaRole};
@@ -122,6 +124,10 @@ pub struct Store {
     audit: sled::Tree,
     anchors: sled::Tree,
     bundle_versions: sled::Tree,
+    /// `domain NUL holder NUL serial` -> validity: the certificates of one zone.
+    domain_certs: sled::Tree,
+    /// Zone serials and digests, the directory view and its change log.
+    discovery: sled::Tree,
 }
 
 type TxResult<T> = std::result::Result<T, ConflictableTransactionError<Error>>;
@@ -220,7 +226,7 @@ impl Store {
                 other => Error::Store(format!("opening {}: {other}", path.display())),
             })?;
         let tree = |name: &str| db.open_tree(name);
-        Ok(Store {
+        let store = Store {
             meta: tree("meta")?,
             ca: tree("ca")?,
             certs: tree("certs")?,
@@ -232,8 +238,12 @@ impl Store {
             audit: tree("audit")?,
             anchors: tree("anchors")?,
             bundle_versions: tree("bundle_versions")?,
+            domain_certs: tree("domain_certs")?,
+            discovery: tree("discovery")?,
             db,
-        })
+        };
+        store.backfill_domain_index()?;
+        Ok(store)
     }
 
     /// Makes every write so far durable.
@@ -326,8 +336,9 @@ impl Store {
             &self.owner_certs,
             &self.meta,
             &self.audit,
+            &self.domain_certs,
         )
-            .transaction(|(certs, owners, owner_certs, meta, audit)| {
+            .transaction(|(certs, owners, owner_certs, meta, audit, domain_certs)| {
                 let revision = next_revision(meta)?;
                 for record in records.iter() {
                     let serial_key = record.serial.to_bytes();
@@ -356,6 +367,10 @@ impl Store {
                     certs.insert(serial_key, bytes)?;
                     owners.insert(record.dns_owner.as_bytes(), holder.as_bytes())?;
                     owner_certs.insert(owner_cert_key(&record.dns_owner, &record.serial), &[])?;
+                    domain_certs.insert(
+                        discovery::domain_cert_key(&stored),
+                        &discovery::domain_cert_value(&stored),
+                    )?;
                 }
                 append_audit(meta, audit, at, draft.clone())?;
                 Ok(revision)
