@@ -271,7 +271,8 @@ impl Authority {
         let base = self.config.publish.ldap.base_dn.as_str();
         let mut certificates = 0;
         writer::write_atomic(&path, |w| {
-            writeln!(w, "version: 1")?;
+            // No `version: 1` line: slapadd, the documented way to load a full export,
+            // reads it as an attribute and refuses the file; ldapadd loads it either way.
             writeln!(
                 w,
                 "# Direct certificate discovery export written by anchorage"

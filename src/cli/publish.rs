@@ -44,22 +44,29 @@ pub fn publish(config: Config, cmd: PublishCommand, out: Output) -> Result<()> {
                 .map(|d| HealthDomain::parse(&d).map_err(Error::InvalidInput))
                 .transpose()?;
             let zones = authority.publish_zones(domain.as_ref(), file.as_deref())?;
+            let failed: Vec<String> = zones
+                .iter()
+                .filter_map(|z| match &z.reload {
+                    ReloadOutcome::Failed { message } => Some(format!(
+                        "{} (serial {}, written to {}): {message}",
+                        z.domain,
+                        z.serial,
+                        z.path.display()
+                    )),
+                    _ => None,
+                })
+                .collect();
+            // One report either way: a failed reload is the command's error, naming the
+            // files that were written and kept.
+            if !failed.is_empty() {
+                return Err(Error::Publish(format!(
+                    "zone files were written but the reload command failed for {}",
+                    failed.join("; ")
+                )));
+            }
             emit(out, json!({ "zones": zones }), || {
                 zones.iter().map(zone_line).collect::<Vec<_>>().join("\n")
-            })?;
-            let failed: Vec<&str> = zones
-                .iter()
-                .filter(|z| matches!(z.reload, ReloadOutcome::Failed { .. }))
-                .map(|z| z.domain.as_str())
-                .collect();
-            if failed.is_empty() {
-                Ok(())
-            } else {
-                Err(Error::Publish(format!(
-                    "zone files were written but reloading failed for {}",
-                    failed.join(", ")
-                )))
-            }
+            })
         }
         PublishCommand::Ldif { out: file, since } => {
             let outcome = match since {

@@ -7,6 +7,7 @@ pub mod bundles;
 mod certs;
 mod public;
 pub mod tls;
+mod zones;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -62,7 +63,12 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(public::routes())
         .merge(bundles::routes())
-        .nest("/api/v1", certs::routes().merge(anchors::routes()))
+        .nest(
+            "/api/v1",
+            certs::routes()
+                .merge(anchors::routes())
+                .merge(zones::routes()),
+        )
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
@@ -110,6 +116,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let publisher = spawn_crl_publisher(&state);
+    let sweeper = zones::spawn_sweeper(&state);
     let app = router(state);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let https = tls.map(|listener| {
@@ -136,6 +143,7 @@ pub async fn serve(
         let _ = task.await;
     }
     publisher.abort();
+    sweeper.abort();
     result
 }
 

@@ -8,6 +8,7 @@ mod audit;
 mod bundle_format;
 mod bundles;
 mod crl;
+mod discovery;
 mod durability;
 mod harness;
 mod issuance;
