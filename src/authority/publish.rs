@@ -3,7 +3,7 @@
 //! backwards), and the order of steps: plan from the store, write atomically, then reload.
 //! Files are streamed to disk certificate by certificate; only the small plan is in memory.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -44,36 +44,42 @@ pub struct LdifOutcome {
     pub certificates: usize,
 }
 
-/// The certificates one zone publishes, in file order, and the digest of its content.
+/// The content identity of one zone: its record count and the digest of its settings and
+/// certificates (by holder and serial, which fix the bytes). Computed from the index alone.
 struct ZonePlan {
-    certs: Vec<IndexedCert>,
+    records: usize,
     digest: String,
 }
 
-/// One directory entry: a domain container (`holder` empty) or a holder with its serials.
-struct DirectoryEntry {
+/// One holder of the directory with its publishable certificates.
+struct Holder {
     domain: String,
-    holder: Option<String>,
+    mail: String,
     serials: Vec<Serial>,
+    ders: Vec<Vec<u8>>,
 }
 
-impl DirectoryEntry {
-    /// Key of the entry in the directory view: containers sort before their holders.
-    fn key(&self) -> String {
-        format!("{}\0{}", self.domain, self.holder.as_deref().unwrap_or(""))
-    }
+/// Key of an entry in the directory view: `domain NUL` for a container, `domain NUL holder`
+/// for a holder, so containers sort before their holders.
+fn entry_key(domain: &str, holder: Option<&str>) -> String {
+    format!("{domain}\0{}", holder.unwrap_or(""))
+}
 
-    fn state(&self) -> Vec<u8> {
-        let mut text = String::from("v1");
-        for s in &self.serials {
-            text.push(' ');
-            text.push_str(s.as_str());
-        }
-        sha256(text.as_bytes())
-            .get(..16)
-            .unwrap_or_default()
-            .to_vec()
+/// The recorded state of a holder entry: a digest of its serials (containers: constant).
+fn entry_state(serials: &[Serial]) -> Vec<u8> {
+    let mut text = String::from("v1");
+    for s in serials {
+        text.push(' ');
+        text.push_str(s.as_str());
     }
+    sha256(text.as_bytes()).get(..16).unwrap_or_default().to_vec()
+}
+
+/// Collects what changed in the directory view while the directory is streamed.
+#[derive(Default)]
+struct ViewSync {
+    updates: Vec<EntryUpdate>,
+    seen: HashSet<String>,
 }
 
 impl Authority {
@@ -131,7 +137,7 @@ impl Authority {
             path: path.clone(),
             mode: settings.mode.as_str().into(),
             serial,
-            records: plan.certs.len(),
+            records: plan.records,
             changed,
             written: false,
             reload: ReloadOutcome::NotConfigured,
@@ -139,7 +145,7 @@ impl Authority {
         if !changed && path.exists() {
             return Ok(outcome);
         }
-        writer::write_atomic(&path, |w| self.render_zone(w, &settings, serial, &plan))?;
+        writer::write_atomic(&path, |w| self.render_zone(w, &settings, serial, now))?;
         outcome.written = true;
         if out.is_none() {
             if changed {
@@ -201,95 +207,115 @@ impl Authority {
         out
     }
 
+    /// The publishable certificates of one domain (valid at `now`, not revoked), in order.
+    fn publishable<'a>(
+        &'a self,
+        domain: &str,
+        now: OffsetDateTime,
+    ) -> impl Iterator<Item = Result<IndexedCert>> + 'a {
+        self.store
+            .domain_certs(domain)
+            .filter_map(move |cert| match cert {
+                Ok(cert) if !cert.is_current(now) => None,
+                Ok(cert) => match self.store.is_revoked(&cert.serial) {
+                    Ok(false) => Some(Ok(cert)),
+                    Ok(true) => None,
+                    Err(e) => Some(Err(e)),
+                },
+                Err(e) => Some(Err(e)),
+            })
+    }
+
     fn zone_plan(&self, settings: &DomainSettings, now: OffsetDateTime) -> Result<ZonePlan> {
-        let mut certs = Vec::new();
+        let mut records = 0;
         let mut digest = format!(
             "v1 {:?} {} {:?} {:?}\n",
             settings.mode, settings.ttl, settings.soa, settings.ldap_srv
         );
-        for cert in self.store.domain_certs(settings.domain.as_str()) {
+        for cert in self.publishable(settings.domain.as_str(), now) {
             let cert = cert?;
-            if cert.is_current(now) && !self.store.is_revoked(&cert.serial)? {
-                digest.push_str(&cert.holder);
-                digest.push(' ');
-                digest.push_str(cert.serial.as_str());
-                digest.push('\n');
-                certs.push(cert);
-            }
+            digest.push_str(&cert.holder);
+            digest.push(' ');
+            digest.push_str(cert.serial.as_str());
+            digest.push('\n');
+            records += 1;
         }
         Ok(ZonePlan {
-            certs,
+            records,
             digest: hex::encode(sha256(digest.as_bytes())),
         })
     }
 
+    /// Streams the zone: header, then one CERT record per publishable certificate.
     fn render_zone(
         &self,
         w: &mut dyn Write,
         settings: &DomainSettings,
         serial: u32,
-        plan: &ZonePlan,
+        now: OffsetDateTime,
     ) -> std::io::Result<()> {
         dns::write_header(w, settings, serial)?;
         let mut owner = (String::new(), String::new());
-        for cert in &plan.certs {
+        for cert in self.publishable(settings.domain.as_str(), now) {
+            let cert = cert.map_err(std::io::Error::other)?;
             if owner.0 != cert.holder {
                 // A local part never holds '@' (model.rs), so this is `local.domain`.
-                owner = (
-                    cert.holder.clone(),
-                    dns::owner_name(&cert.holder.replace('@', ".")),
-                );
+                let name = dns::owner_name(&cert.holder.replace('@', "."));
+                owner = (cert.holder, name);
             }
-            let der = self
-                .stored_der(&cert.serial)
-                .map_err(std::io::Error::other)?;
-            dns::write_cert(w, &owner.1, settings.ttl, &der)?;
+            dns::write_cert(w, &owner.1, settings.ttl, &cert.der)?;
         }
         Ok(())
     }
 
-    fn stored_der(&self, serial: &Serial) -> Result<Vec<u8>> {
-        self.store
-            .cert_der(serial)?
-            .ok_or_else(|| Error::Store(format!("certificate {serial} is indexed but missing")))
-    }
-
     // ---- LDIF --------------------------------------------------------------------------
 
-    /// Writes the full LDIF export (to `out` or the configured file).
+    /// Writes the full LDIF export (to `out` or the configured file), streaming holder by
+    /// holder, and records in the directory view what changed since the last export.
     pub fn publish_ldif(&self, out: Option<&Path>) -> Result<LdifOutcome> {
         let _guard = self
             .publish_lock
             .lock()
             .map_err(|_| Error::Publish("a previous publication panicked".into()))?;
-        let entries = self.directory_plan(self.now())?;
-        let revision = self.sync_directory(&entries)?;
         let path = out.map_or_else(
             || self.config.publish.ldif_file(&self.config.data_dir),
             Path::to_path_buf,
         );
         let base = self.config.publish.ldap.base_dn.as_str();
-        let mut certificates = 0;
+        let now = self.now();
+        let mut sync = ViewSync::default();
+        let (mut entries, mut certificates) = (1, 0);
+        let mut failure = None;
         writer::write_atomic(&path, |w| {
             // No `version: 1` line: slapadd, the documented way to load a full export,
             // reads it as an attribute and refuses the file; ldapadd loads it either way.
-            writeln!(
-                w,
-                "# Direct certificate discovery export written by anchorage"
-            )?;
-            writeln!(w, "# directory revision {revision}\n")?;
+            writeln!(w, "# Direct certificate discovery export written by anchorage\n")?;
             ldif::base_entry(w, base)?;
-            for entry in &entries {
-                certificates += entry.serials.len();
-                self.write_entry(w, entry, false)?;
+            let result = self.walk_directory(now, &mut sync, |domain, holder| {
+                entries += 1;
+                match holder {
+                    None => ldif::container_entry(w, domain, base),
+                    Some(h) => {
+                        certificates += h.ders.len();
+                        ldif::holder_entry(w, &h.entry(), base, false)
+                    }
+                }
+            });
+            match result {
+                Ok(()) => Ok(()),
+                Err(e) => {
+                    failure = Some(e);
+                    Err(std::io::Error::other("reading the store failed"))
+                }
             }
-            Ok(())
-        })?;
+        })
+        .map_err(|e| failure.take().unwrap_or(e))?;
+        let revision = self.apply_view_sync(sync)?;
         Ok(LdifOutcome {
             path,
             revision,
             since: None,
-            entries: entries.len() + 1,
+            entries,
             certificates,
         })
     }
@@ -301,8 +327,10 @@ impl Authority {
             .publish_lock
             .lock()
             .map_err(|_| Error::Publish("a previous publication panicked".into()))?;
-        let entries = self.directory_plan(self.now())?;
-        let revision = self.sync_directory(&entries)?;
+        let now = self.now();
+        let mut sync = ViewSync::default();
+        self.walk_directory(now, &mut sync, |_, _| Ok(()))?;
+        let revision = self.apply_view_sync(sync)?;
         if since > revision {
             return Err(Error::InvalidInput(format!(
                 "--since {since} is ahead of the directory revision {revision}"
@@ -317,51 +345,26 @@ impl Authority {
             },
             Path::to_path_buf,
         );
-        let by_key: HashMap<String, &DirectoryEntry> =
-            entries.iter().map(|e| (e.key(), e)).collect();
         let firsts = self.store.ldap_first_changes_since(since)?;
         let base = self.config.publish.ldap.base_dn.as_str();
         let (mut count, mut certificates) = (0, 0);
+        let mut failure = None;
         writer::write_atomic(&path, |w| {
             writeln!(w, "version: 1")?;
             writeln!(
                 w,
                 "# changes from directory revision {since} to {revision}, written by anchorage\n"
             )?;
-            let mut deletes = Vec::new();
-            for (key, first) in &firsts {
-                let existed = *first != EntryChange::Add;
-                match (existed, by_key.get(key)) {
-                    (false, Some(entry)) => {
-                        certificates += entry.serials.len();
-                        self.write_entry(w, entry, true)?;
-                    }
-                    (true, Some(entry)) if entry.holder.is_some() => {
-                        certificates += entry.serials.len();
-                        let ders = self.ders(&entry.serials).map_err(std::io::Error::other)?;
-                        let mail = entry.holder.as_deref().unwrap_or_default();
-                        let holder = ldif::HolderEntry {
-                            mail,
-                            domain: &entry.domain,
-                            ders: &ders,
-                        };
-                        ldif::holder_modify(w, &holder, base)?;
-                    }
-                    (true, None) => {
-                        deletes.push(key_dn(key, base));
-                        continue;
-                    }
-                    _ => continue,
+            let result = self.write_changes(w, &firsts, now, base, &mut count, &mut certificates);
+            match result {
+                Ok(()) => Ok(()),
+                Err(e) => {
+                    failure = Some(e);
+                    Err(std::io::Error::other("reading the store failed"))
                 }
-                count += 1;
             }
-            // Children before their container.
-            for dn in deletes.iter().rev() {
-                ldif::delete(w, dn)?;
-                count += 1;
-            }
-            Ok(())
-        })?;
+        })
+        .map_err(|e| failure.take().unwrap_or(e))?;
         Ok(LdifOutcome {
             path,
             revision,
@@ -371,94 +374,157 @@ impl Authority {
         })
     }
 
-    fn write_entry(
+    fn write_changes(
         &self,
         w: &mut dyn Write,
-        entry: &DirectoryEntry,
-        change: bool,
-    ) -> std::io::Result<()> {
-        let base = self.config.publish.ldap.base_dn.as_str();
-        match &entry.holder {
-            None if change => ldif::container_add(w, &entry.domain, base),
-            None => ldif::container_entry(w, &entry.domain, base),
-            Some(mail) => {
-                let ders = self.ders(&entry.serials).map_err(std::io::Error::other)?;
-                let holder = ldif::HolderEntry {
-                    mail,
-                    domain: &entry.domain,
-                    ders: &ders,
-                };
-                ldif::holder_entry(w, &holder, base, change)
+        firsts: &BTreeMap<String, EntryChange>,
+        now: OffsetDateTime,
+        base: &str,
+        count: &mut usize,
+        certificates: &mut usize,
+    ) -> Result<()> {
+        let io = |e: std::io::Error| Error::io("LDIF change file", e);
+        let mut deletes = Vec::new();
+        for (key, first) in firsts {
+            let existed = *first != EntryChange::Add;
+            let exists = self.store.ldap_entry(key)?.is_some();
+            let (domain, holder) = key.split_once('\0').unwrap_or((key.as_str(), ""));
+            match (existed, exists, holder.is_empty()) {
+                (false, true, true) => ldif::container_add(w, domain, base).map_err(io)?,
+                (false, true, false) | (true, true, false) => {
+                    let h = self.holder(domain, holder, now)?;
+                    *certificates += h.ders.len();
+                    if existed {
+                        ldif::holder_modify(w, &h.entry(), base).map_err(io)?;
+                    } else {
+                        ldif::holder_entry(w, &h.entry(), base, true).map_err(io)?;
+                    }
+                }
+                (true, false, _) => {
+                    deletes.push(key_dn(key, base));
+                    continue;
+                }
+                _ => continue,
+            }
+            *count += 1;
+        }
+        // Children before their container.
+        for dn in deletes.iter().rev() {
+            ldif::delete(w, dn).map_err(io)?;
+            *count += 1;
+        }
+        Ok(())
+    }
+
+    /// One holder's publishable certificates.
+    fn holder(&self, domain: &str, mail: &str, now: OffsetDateTime) -> Result<Holder> {
+        let mut holder = Holder {
+            domain: domain.to_string(),
+            mail: mail.to_string(),
+            serials: Vec::new(),
+            ders: Vec::new(),
+        };
+        for cert in self.store.holder_certs(domain, mail) {
+            let cert = cert?;
+            if cert.is_current(now) && !self.store.is_revoked(&cert.serial)? {
+                holder.serials.push(cert.serial);
+                holder.ders.push(cert.der);
             }
         }
+        Ok(holder)
     }
 
-    fn ders(&self, serials: &[Serial]) -> Result<Vec<Vec<u8>>> {
-        serials.iter().map(|s| self.stored_der(s)).collect()
-    }
-
-    /// Every entry the directory should hold now, in key order: per managed domain its
-    /// container, then each holder with at least one publishable certificate.
-    fn directory_plan(&self, now: OffsetDateTime) -> Result<Vec<DirectoryEntry>> {
+    /// Visits every directory entry in order: per managed domain its container, then each
+    /// holder with at least one publishable certificate; notes view changes on the way.
+    fn walk_directory(
+        &self,
+        now: OffsetDateTime,
+        sync: &mut ViewSync,
+        mut visit: impl FnMut(&str, Option<&Holder>) -> std::io::Result<()>,
+    ) -> Result<()> {
+        let io = |e: std::io::Error| Error::io("LDIF export", e);
         let mut domains = self.config.managed_domains.clone();
         domains.sort();
-        let mut out = Vec::new();
         for domain in &domains {
-            out.push(DirectoryEntry {
-                domain: domain.to_string(),
-                holder: None,
-                serials: Vec::new(),
-            });
-            let mut holders: BTreeMap<String, Vec<Serial>> = BTreeMap::new();
-            for cert in self.store.domain_certs(domain.as_str()) {
+            let domain = domain.as_str();
+            self.note_entry(sync, entry_key(domain, None), Vec::new())?;
+            visit(domain, None).map_err(io)?;
+            let mut current: Option<Holder> = None;
+            for cert in self.publishable(domain, now) {
                 let cert = cert?;
-                if cert.is_current(now) && !self.store.is_revoked(&cert.serial)? {
-                    holders.entry(cert.holder).or_default().push(cert.serial);
+                if current.as_ref().is_some_and(|h| h.mail != cert.holder) {
+                    if let Some(h) = current.take() {
+                        self.finish_holder(sync, &h, &mut visit)?;
+                    }
                 }
+                let h = current.get_or_insert_with(|| Holder {
+                    domain: domain.to_string(),
+                    mail: cert.holder.clone(),
+                    serials: Vec::new(),
+                    ders: Vec::new(),
+                });
+                h.serials.push(cert.serial);
+                h.ders.push(cert.der);
             }
-            out.extend(holders.into_iter().map(|(holder, serials)| DirectoryEntry {
-                domain: domain.to_string(),
-                holder: Some(holder),
-                serials,
-            }));
+            if let Some(h) = current.take() {
+                self.finish_holder(sync, &h, &mut visit)?;
+            }
         }
-        Ok(out)
+        Ok(())
     }
 
-    /// Records in the directory view what changed since the last export; returns the
-    /// directory revision that `entries` represent.
-    fn sync_directory(&self, entries: &[DirectoryEntry]) -> Result<u64> {
-        let mut updates = Vec::new();
-        let mut present = HashSet::with_capacity(entries.len());
-        for entry in entries {
-            let key = entry.key();
-            let state = entry.state();
-            match self.store.ldap_entry(&key)? {
-                None => updates.push(EntryUpdate {
-                    key: key.clone(),
-                    state: Some(state),
-                    change: EntryChange::Add,
-                }),
-                Some(old) if old != state => updates.push(EntryUpdate {
-                    key: key.clone(),
-                    state: Some(state),
-                    change: EntryChange::Modify,
-                }),
-                Some(_) => {}
-            }
-            present.insert(key);
+    fn finish_holder(
+        &self,
+        sync: &mut ViewSync,
+        holder: &Holder,
+        visit: &mut impl FnMut(&str, Option<&Holder>) -> std::io::Result<()>,
+    ) -> Result<()> {
+        let key = entry_key(&holder.domain, Some(&holder.mail));
+        self.note_entry(sync, key, entry_state(&holder.serials))?;
+        visit(&holder.domain, Some(holder)).map_err(|e| Error::io("LDIF export", e))
+    }
+
+    fn note_entry(&self, sync: &mut ViewSync, key: String, state: Vec<u8>) -> Result<()> {
+        let change = match self.store.ldap_entry(&key)? {
+            None => Some(EntryChange::Add),
+            Some(old) if old != state => Some(EntryChange::Modify),
+            Some(_) => None,
+        };
+        if let Some(change) = change {
+            sync.updates.push(EntryUpdate {
+                key: key.clone(),
+                state: Some(state),
+                change,
+            });
         }
+        sync.seen.insert(key);
+        Ok(())
+    }
+
+    /// Records the noted changes, plus deletes for entries no longer seen, under a new
+    /// directory revision (the current one when nothing changed).
+    fn apply_view_sync(&self, mut sync: ViewSync) -> Result<u64> {
         for key in self.store.ldap_entry_keys() {
             let key = key?;
-            if !present.contains(&key) {
-                updates.push(EntryUpdate {
+            if !sync.seen.contains(&key) {
+                sync.updates.push(EntryUpdate {
                     key,
                     state: None,
                     change: EntryChange::Delete,
                 });
             }
         }
-        self.store.record_ldap_changes(&updates)
+        self.store.record_ldap_changes(&sync.updates)
+    }
+}
+
+impl Holder {
+    fn entry(&self) -> ldif::HolderEntry<'_> {
+        ldif::HolderEntry {
+            mail: &self.mail,
+            domain: &self.domain,
+            ders: &self.ders,
+        }
     }
 }
 

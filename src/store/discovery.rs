@@ -4,7 +4,6 @@
 //! directory view with its change log (so an LDIF change file can be cut since any revision).
 
 use serde::{Deserialize, Serialize};
-use sled::Transactional;
 use time::OffsetDateTime;
 
 use super::{decode, encode, CertRecord, Store};
@@ -16,7 +15,8 @@ const LDAP_ENTRY: &str = "ldap/entry/";
 const LDAP_LOG: &[u8] = b"ldap/log/";
 const ZONE: &str = "zone/";
 
-/// One certificate in the domain index: enough to decide whether it is published.
+/// One certificate in the domain index: what publication needs, read in key order without
+/// touching the (JSON, serial-ordered) certificate records.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IndexedCert {
     pub domain: String,
@@ -25,6 +25,7 @@ pub struct IndexedCert {
     pub serial: Serial,
     pub not_before: OffsetDateTime,
     pub not_after: OffsetDateTime,
+    pub der: Vec<u8>,
 }
 
 impl IndexedCert {
@@ -87,11 +88,13 @@ pub(super) fn domain_cert_key(record: &CertRecord) -> Vec<u8> {
     key
 }
 
-pub(super) fn domain_cert_value(record: &CertRecord) -> [u8; 16] {
-    let mut value = [0u8; 16];
-    let (a, b) = value.split_at_mut(8);
-    a.copy_from_slice(&record.not_before.unix_timestamp().to_be_bytes());
-    b.copy_from_slice(&record.not_after.unix_timestamp().to_be_bytes());
+/// Index value: notBefore and notAfter (i64 BE Unix seconds), then the DER. The DER is kept
+/// here a second time so a zone or the LDIF streams from one ordered scan.
+pub(super) fn domain_cert_value(record: &CertRecord) -> Vec<u8> {
+    let mut value = Vec::with_capacity(16 + record.der.len());
+    value.extend_from_slice(&record.not_before.unix_timestamp().to_be_bytes());
+    value.extend_from_slice(&record.not_after.unix_timestamp().to_be_bytes());
+    value.extend_from_slice(&record.der);
     value
 }
 
@@ -124,14 +127,8 @@ fn parse_index(key: &[u8], value: &[u8]) -> Result<IndexedCert> {
         serial: Serial::parse(&serial).map_err(Error::Store)?,
         not_before: time(0..8)?,
         not_after: time(8..16)?,
+        der: value.get(16..).ok_or_else(bad)?.to_vec(),
     })
-}
-
-/// Only the DER of a stored certificate (the rest of the record is skipped, not built).
-#[derive(Deserialize)]
-struct DerOnly {
-    #[serde(with = "crate::model::base64_bytes")]
-    der: Vec<u8>,
 }
 
 impl Store {
@@ -143,7 +140,7 @@ impl Store {
         for record in self.certs() {
             let record = record?;
             self.domain_certs
-                .insert(domain_cert_key(&record), &domain_cert_value(&record))?;
+                .insert(domain_cert_key(&record), domain_cert_value(&record))?;
         }
         self.flush()
     }
@@ -170,12 +167,19 @@ impl Store {
         Ok(self.revocations.contains_key(serial.to_bytes())?)
     }
 
-    /// The DER of one certificate.
-    pub fn cert_der(&self, serial: &Serial) -> Result<Option<Vec<u8>>> {
-        self.certs
-            .get(serial.to_bytes())?
-            .map(|b| decode::<DerOnly>(&b, "certificate").map(|d| d.der))
-            .transpose()
+    /// The certificates of one holder (`local@domain` or `domain`) of `domain`.
+    pub fn holder_certs(
+        &self,
+        domain: &str,
+        holder: &str,
+    ) -> impl Iterator<Item = Result<IndexedCert>> + '_ {
+        let mut prefix = domain_prefix(domain);
+        prefix.extend_from_slice(holder.as_bytes());
+        prefix.push(0);
+        self.domain_certs.scan_prefix(prefix).map(|item| {
+            let (k, v) = item?;
+            parse_index(&k, &v)
+        })
     }
 
     pub fn zone_state(&self, domain: &str) -> Result<Option<ZoneState>> {
@@ -218,24 +222,23 @@ impl Store {
         if updates.is_empty() {
             return self.ldap_revision();
         }
-        let revision = (&self.discovery,)
-            .transaction(|(tree,)| {
-                let revision = super::u64_of(tree.get(LDAP_REVISION)?) + 1;
-                tree.insert(LDAP_REVISION, &revision.to_be_bytes())?;
-                for update in updates {
-                    let entry = format!("{LDAP_ENTRY}{}", update.key);
-                    match &update.state {
-                        Some(state) => tree.insert(entry.as_bytes(), state.as_slice())?,
-                        None => tree.remove(entry.as_bytes())?,
-                    };
-                    let mut log = LDAP_LOG.to_vec();
-                    log.extend_from_slice(&revision.to_be_bytes());
-                    log.extend_from_slice(update.key.as_bytes());
-                    tree.insert(log, &[update.change.byte()])?;
-                }
-                Ok::<_, sled::transaction::ConflictableTransactionError<Error>>(revision)
-            })
-            .map_err(super::tx_error)?;
+        // One atomic batch (a transaction of 200,000 writes is slow and holds them all
+        // twice); the caller serialises publications, so nobody else moves the revision.
+        let revision = self.ldap_revision()? + 1;
+        let mut batch = sled::Batch::default();
+        batch.insert(LDAP_REVISION, &revision.to_be_bytes());
+        for update in updates {
+            let entry = format!("{LDAP_ENTRY}{}", update.key);
+            match &update.state {
+                Some(state) => batch.insert(entry.as_bytes(), state.as_slice()),
+                None => batch.remove(entry.as_bytes()),
+            }
+            let mut log = LDAP_LOG.to_vec();
+            log.extend_from_slice(&revision.to_be_bytes());
+            log.extend_from_slice(update.key.as_bytes());
+            batch.insert(log, &[update.change.byte()]);
+        }
+        self.discovery.apply_batch(batch)?;
         self.flush()?;
         Ok(revision)
     }

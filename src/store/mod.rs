@@ -369,7 +369,7 @@ impl Store {
                     owner_certs.insert(owner_cert_key(&record.dns_owner, &record.serial), &[])?;
                     domain_certs.insert(
                         discovery::domain_cert_key(&stored),
-                        &discovery::domain_cert_value(&stored),
+                        discovery::domain_cert_value(&stored),
                     )?;
                 }
                 append_audit(meta, audit, at, draft.clone())?;
