@@ -51,8 +51,10 @@ pub struct Authority {
     clock: Arc<dyn Clock>,
     signers: RwLock<Option<Arc<Signers>>>,
     bundle_signer: RwLock<Option<Arc<bundles::BundleSigner>>>,
-    /// One zone or LDIF publication at a time (serials, temp files, the directory log).
+    /// One zone publication at a time (serials, temp files).
     publish_lock: std::sync::Mutex<()>,
+    /// One LDIF export at a time (the directory view and its log).
+    ldif_lock: std::sync::Mutex<()>,
 }
 
 /// How `init` creates or imports the hierarchy.
@@ -155,6 +157,7 @@ impl Authority {
             signers: RwLock::new(None),
             bundle_signer: RwLock::new(None),
             publish_lock: std::sync::Mutex::new(()),
+            ldif_lock: std::sync::Mutex::new(()),
         })
     }
 

@@ -18,17 +18,36 @@ pub fn write_atomic<F>(path: &Path, render: F) -> Result<()>
 where
     F: FnOnce(&mut dyn Write) -> std::io::Result<()>,
 {
+    write_atomic_with(path, true, render)
+}
+
+/// [`write_atomic`]; without `sync_dir` the caller fsyncs the directory ([`sync_dir`]) once
+/// after a batch of files, before it relies on the renames.
+pub fn write_atomic_with<F>(path: &Path, sync_dir: bool, render: F) -> Result<()>
+where
+    F: FnOnce(&mut dyn Write) -> std::io::Result<()>,
+{
     let dir = parent_dir(path);
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
     let tmp = temp_path(&dir, path);
     let result = write_temp(&tmp, render).and_then(|()| {
         std::fs::rename(&tmp, path)?;
-        File::open(&dir)?.sync_all()
+        if sync_dir {
+            File::open(&dir)?.sync_all()?;
+        }
+        Ok(())
     });
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
     result.map_err(|e| Error::io(path, e))
+}
+
+/// Makes the renames in `dir` durable.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(dir, e))
 }
 
 fn write_temp<F>(tmp: &Path, render: F) -> std::io::Result<()>

@@ -189,9 +189,16 @@ impl Store {
             .transpose()
     }
 
-    pub fn put_zone_state(&self, domain: &str, state: &ZoneState) -> Result<()> {
-        self.discovery
-            .insert(format!("{ZONE}{domain}"), encode(state)?)?;
+    /// Records the last written state of zones, durably, in one batch.
+    pub fn put_zone_states(&self, states: &[(String, ZoneState)]) -> Result<()> {
+        if states.is_empty() {
+            return Ok(());
+        }
+        let mut batch = sled::Batch::default();
+        for (domain, state) in states {
+            batch.insert(format!("{ZONE}{domain}").as_bytes(), encode(state)?);
+        }
+        self.discovery.apply_batch(batch)?;
         self.flush()
     }
 
