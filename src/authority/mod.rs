@@ -30,7 +30,7 @@ mod bundles;
 mod publish;
 
 pub use bundles::{BundleSummary, Submission};
-pub use publish::{next_serial, LdifOutcome, ZoneOutcome};
+pub use publish::{next_serial, LdifOutcome, ZoneOutcome, ZoneQueue};
 
 /// API roles. Issue 5 adds scoping; the foundation needs these.
 pub const ROLES: [&str; 4] = ["admin", "registrar", "member", "dns_operator"];
@@ -55,6 +55,8 @@ pub struct Authority {
     publish_lock: std::sync::Mutex<()>,
     /// One LDIF export at a time (the directory view and its log).
     ldif_lock: std::sync::Mutex<()>,
+    /// Zones to rewrite after issuance and revocation when `serve` batches them.
+    zone_queue: publish::ZoneQueue,
 }
 
 /// How `init` creates or imports the hierarchy.
@@ -158,6 +160,7 @@ impl Authority {
             bundle_signer: RwLock::new(None),
             publish_lock: std::sync::Mutex::new(()),
             ldif_lock: std::sync::Mutex::new(()),
+            zone_queue: publish::ZoneQueue::default(),
         })
     }
 

@@ -3,14 +3,16 @@
 //! backwards), and the order of steps: plan from the store, write atomically, then reload.
 //! Files are streamed to disk certificate by certificate; only the small plan is in memory.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Serialize;
 use time::OffsetDateTime;
+use tokio::sync::Notify;
 
 use super::Authority;
 use crate::config::DomainSettings;
@@ -50,6 +52,14 @@ pub struct LdifOutcome {
 struct ZonePlan {
     records: usize,
     digest: String,
+}
+
+/// Domains waiting for their zone to be rewritten, when `serve` batches publication.
+#[derive(Default)]
+pub struct ZoneQueue {
+    /// `None`: publish at once (CLI, library use).
+    domains: Mutex<Option<BTreeSet<HealthDomain>>>,
+    notify: Arc<Notify>,
 }
 
 /// Threads writing zone files in a full run: fsync waits, not CPU, bound it.
@@ -271,15 +281,58 @@ impl Authority {
         Ok((outcome, bytes))
     }
 
-    /// After an issuance or revocation: republish the affected domain only. Failures are
-    /// logged, never undo the change that triggered them.
+    /// From now on zones changed by issuance or revocation are queued for
+    /// [`Authority::publish_queued_zones`] instead of written in the request; the returned
+    /// `Notify` fires when a domain is queued. `serve` does this, so a burst of issuances in a
+    /// large domain rewrites its zone once, not once per certificate.
+    pub fn queue_zone_publication(&self) -> Arc<Notify> {
+        if let Ok(mut queue) = self.zone_queue.domains.lock() {
+            queue.get_or_insert_with(BTreeSet::new);
+        }
+        self.zone_queue.notify.clone()
+    }
+
+    /// Publishes the queued domains (see [`Authority::queue_zone_publication`]).
+    pub fn publish_queued_zones(&self) -> Vec<ZoneOutcome> {
+        let domains = match self.zone_queue.domains.lock() {
+            Ok(mut queue) => queue.as_mut().map(std::mem::take).unwrap_or_default(),
+            Err(_) => BTreeSet::new(),
+        };
+        let mut out = Vec::new();
+        for domain in &domains {
+            if let Some(outcome) = self.publish_now(domain) {
+                out.push(outcome);
+            }
+        }
+        out
+    }
+
+    /// After an issuance or revocation: republish the affected domain only (now, or queued
+    /// in `serve`). Failures are logged, never undo the change that triggered them.
     pub(super) fn publish_after_change(&self, domain: &HealthDomain) {
+        if let Ok(mut queue) = self.zone_queue.domains.lock() {
+            if let Some(queue) = queue.as_mut() {
+                queue.insert(domain.clone());
+                self.zone_queue.notify.notify_one();
+                return;
+            }
+        }
+        self.publish_now(domain);
+    }
+
+    fn publish_now(&self, domain: &HealthDomain) -> Option<ZoneOutcome> {
         match self.publish_zone(domain, None) {
-            Ok(outcome) => log_outcome(&outcome),
-            Err(e) => tracing::error!(
-                domain = domain.as_str(), error = %e, code = e.code(),
-                "writing the zone file failed; the previous file is unchanged"
-            ),
+            Ok(outcome) => {
+                log_outcome(&outcome);
+                Some(outcome)
+            }
+            Err(e) => {
+                tracing::error!(
+                    domain = domain.as_str(), error = %e, code = e.code(),
+                    "writing the zone file failed; the previous file is unchanged"
+                );
+                None
+            }
         }
     }
 

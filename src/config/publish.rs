@@ -41,6 +41,9 @@ pub struct PublishConfig {
     pub reload_timeout_secs: u64,
     /// How often `serve` republishes, which removes certificates that expired.
     pub sweep_interval_secs: u64,
+    /// In `serve`, zone rewrites after issuance or revocation wait this long, so a burst of
+    /// changes in one domain is written once.
+    pub coalesce_millis: u64,
     /// SOA and NS records for `mode = "zone"`.
     pub soa: SoaConfig,
     pub ldap: LdapConfig,
@@ -137,6 +140,7 @@ impl Default for PublishConfig {
             reload_command: Vec::new(),
             reload_timeout_secs: 30,
             sweep_interval_secs: 300,
+            coalesce_millis: 200,
             soa: SoaConfig::default(),
             ldap: LdapConfig::default(),
             domains: BTreeMap::new(),

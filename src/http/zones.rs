@@ -61,18 +61,34 @@ async fn zone(
     Ok(response)
 }
 
-/// Republishes every zone at start and then every `publish.sweep_interval_secs`.
+/// Republishes every zone at start and then every `publish.sweep_interval_secs`, and the
+/// zones of domains changed by issuance or revocation shortly after the change (changes
+/// within `publish.coalesce_millis` share one rewrite).
 pub fn spawn_sweeper(state: &AppState) -> tokio::task::JoinHandle<()> {
     let authority = state.authority.clone();
+    let dirty = authority.queue_zone_publication();
     let every = Duration::from_secs(authority.config.publish.sweep_interval_secs.max(1));
+    let coalesce = Duration::from_millis(authority.config.publish.coalesce_millis);
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tick.tick().await;
+            let sweep = tokio::select! {
+                _ = dirty.notified() => {
+                    tokio::time::sleep(coalesce).await;
+                    false
+                }
+                _ = tick.tick() => true,
+            };
             let a = authority.clone();
-            if let Err(e) = tokio::task::spawn_blocking(move || a.sweep_zones()).await {
-                tracing::error!(error = %e, "zone sweep task failed");
+            let task = tokio::task::spawn_blocking(move || {
+                if sweep {
+                    a.sweep_zones();
+                }
+                a.publish_queued_zones();
+            });
+            if let Err(e) = task.await {
+                tracing::error!(error = %e, "zone publication task failed");
             }
         }
     })

@@ -1134,3 +1134,96 @@ async fn the_sweep_drops_expired_certificates_and_operators_download_zones() {
     .unwrap();
     named_checkzone(DOMAIN, &wrapper);
 }
+
+/// `serve` keeps zone files current on its own: it publishes every zone at start and
+/// rewrites a domain shortly after an issuance or revocation through the API.
+#[test]
+fn serve_publishes_at_start_and_after_api_issuance_and_revocation() {
+    use crate::server::{cli_json, http, Server, PASSPHRASE};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let url = format!("http://127.0.0.1:{}", free_port());
+    cli_json(
+        &data,
+        PASSPHRASE,
+        &["init", "--managed-domain", DOMAIN, "--public-url", &url],
+    );
+    let token = cli_json(
+        &data,
+        PASSPHRASE,
+        &["token", "create", "--role", "registrar"],
+    )["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let zone_file = data.join("published/dns/direct.example.com.fragment");
+    assert!(!zone_file.exists());
+
+    let mut server = Server::start(&data, PASSPHRASE);
+    let wait_for = |what: &str, check: &dyn Fn(&str) -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let text = std::fs::read_to_string(&zone_file).unwrap_or_default();
+            if check(&text) {
+                return text;
+            }
+            assert!(Instant::now() < deadline, "{what}: zone file is\n{text}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    wait_for("published at start", &|t| t.contains("serial"));
+
+    run_in(
+        dir.path(),
+        "openssl",
+        &[
+            "req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", "k.pem", "-subj", "/CN=x",
+            "-out", "r.csr",
+        ],
+    )
+    .assert_success("openssl req");
+    let csr = String::from_utf8(read(&dir.path().join("r.csr"))).unwrap();
+    let body = serde_json::json!({
+        "address": "jones@direct.example.com", "usage": "dual", "csr": csr,
+        "subscriber": {"name": "Jones"}, "proofing": {"method": "in-person", "evidence_reference": "t"},
+    });
+    let issued = http(
+        server.addr,
+        "POST",
+        "/api/v1/certificates",
+        Some(&token),
+        Some(body.to_string().as_bytes()),
+    )
+    .unwrap();
+    assert_eq!(
+        issued.status,
+        201,
+        "{}",
+        String::from_utf8_lossy(&issued.body)
+    );
+    let issued = issued.json();
+    let pem_text = issued["certificates"][0]["pem"].as_str().unwrap();
+    let b64 =
+        base64::engine::general_purpose::STANDARD.encode(pem::parse(pem_text).unwrap().contents());
+    wait_for("rewritten after issuance", &|t| t.contains(&b64));
+
+    let serial = issued["serial"].as_str().unwrap();
+    let revoked = http(
+        server.addr,
+        "POST",
+        &format!("/api/v1/certificates/{serial}/revoke"),
+        Some(&token),
+        Some(br#"{"reason":"key-compromise"}"#),
+    )
+    .unwrap();
+    assert_eq!(
+        revoked.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&revoked.body)
+    );
+    wait_for("rewritten after revocation", &|t| {
+        t.contains("serial") && !t.contains(&b64)
+    });
+    server.stop();
+}
