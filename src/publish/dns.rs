@@ -42,10 +42,12 @@ pub fn owner_name(name: &str) -> String {
 
 /// (key tag, algorithm) of the certificate's public key; (0, 0) when it has no DNSSEC form.
 pub fn key_tag_and_algorithm(der: &[u8]) -> (u16, u8) {
-    let Ok((_, cert)) = X509Certificate::from_der(der) else {
+    // Only the key is needed: find it without parsing names and extensions (this runs for
+    // every record of every zone written).
+    let Some(Ok((_, spki))) = spki_bytes(der).map(SubjectPublicKeyInfo::from_der) else {
         return UNKNOWN;
     };
-    let spki = cert.public_key();
+    let spki = &spki;
     let (algorithm, key) = match spki.parsed() {
         Ok(PublicKey::RSA(rsa)) => (ALG_RSASHA256, rsa_dnskey(rsa.exponent, rsa.modulus)),
         Ok(PublicKey::EC(point)) if is_p256(spki) => match point.data() {
@@ -57,6 +59,48 @@ pub fn key_tag_and_algorithm(der: &[u8]) -> (u16, u8) {
     let mut rdata = vec![0, 0, 3, algorithm];
     rdata.extend_from_slice(&key);
     (key_tag(&rdata), algorithm)
+}
+
+/// The DER of `tbsCertificate.subjectPublicKeyInfo`: Certificate and TBSCertificate are
+/// SEQUENCEs; skip the optional [0] version, serial, signature, issuer, validity, subject.
+fn spki_bytes(cert: &[u8]) -> Option<&[u8]> {
+    let (tag, certificate, _) = tlv(cert)?;
+    if tag != 0x30 {
+        return None;
+    }
+    let (tag, tbs, _) = tlv(certificate)?;
+    if tag != 0x30 {
+        return None;
+    }
+    let mut rest = tbs;
+    if rest.first() == Some(&0xa0) {
+        rest = tlv(rest)?.2;
+    }
+    for _ in 0..5 {
+        rest = tlv(rest)?.2;
+    }
+    let (tag, _, after) = tlv(rest)?;
+    (tag == 0x30).then(|| rest.get(..rest.len() - after.len()))?
+}
+
+/// One DER TLV: (tag, contents, what follows). Single-byte tags, definite lengths only.
+fn tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = input.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = if first < 0x80 {
+        (usize::from(first), rest)
+    } else {
+        let count = usize::from(first & 0x7f);
+        if count == 0 || count > 4 {
+            return None;
+        }
+        let (bytes, rest) = (rest.get(..count)?, rest.get(count..)?);
+        (
+            bytes.iter().fold(0usize, |n, b| (n << 8) | usize::from(*b)),
+            rest,
+        )
+    };
+    Some((tag, rest.get(..len)?, rest.get(len..)?))
 }
 
 fn is_p256(spki: &SubjectPublicKeyInfo<'_>) -> bool {
@@ -185,6 +229,21 @@ mod tests {
         for (name, input, want) in cases {
             assert_eq!(owner_name(input), want, "{name}");
         }
+    }
+
+    #[test]
+    fn spki_is_found_without_a_full_parse() {
+        for alg in [&rcgen::PKCS_RSA_SHA256, &rcgen::PKCS_ECDSA_P256_SHA256] {
+            let key = rcgen::KeyPair::generate_for(alg).unwrap();
+            let params = rcgen::CertificateParams::new(vec!["a.example".into()]).unwrap();
+            let der = params.self_signed(&key).unwrap().der().to_vec();
+            let (_, cert) = X509Certificate::from_der(&der).unwrap();
+            assert_eq!(spki_bytes(&der).unwrap(), cert.public_key().raw);
+            let (tag, algorithm) = key_tag_and_algorithm(&der);
+            assert!(algorithm == 8 || algorithm == 13);
+            assert_ne!((tag, algorithm), UNKNOWN);
+        }
+        assert_eq!(key_tag_and_algorithm(b"\x30\x03\x02\x01"), UNKNOWN);
     }
 
     #[test]

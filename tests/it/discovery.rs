@@ -256,6 +256,48 @@ fn dig_cert_answers(out: &ToolOutput) -> (Vec<String>, Vec<CertAnswer>) {
     (flags, answers)
 }
 
+/// RFC 4034 Appendix B key tag and DNSSEC algorithm of a certificate's key, computed by
+/// pyca/cryptography (its own DER parser) and the RFC's arithmetic, not by anchorage.
+const KEY_TAG_PY: &str = r#"
+import sys
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import rsa
+k = x509.load_der_x509_certificate(open(sys.argv[1], 'rb').read()).public_key()
+if isinstance(k, rsa.RSAPublicKey):
+    n = k.public_numbers()
+    e = n.e.to_bytes((n.e.bit_length() + 7) // 8, 'big')
+    m = n.n.to_bytes((n.n.bit_length() + 7) // 8, 'big')
+    key, alg = (bytes([len(e)]) if len(e) < 256 else b'\0' + len(e).to_bytes(2, 'big')) + e + m, 8
+else:
+    p = k.public_numbers()
+    key, alg = p.x.to_bytes(32, 'big') + p.y.to_bytes(32, 'big'), 13
+rdata = bytes([0, 0, 3, alg]) + key
+ac = sum(b if i & 1 else b << 8 for i, b in enumerate(rdata))
+ac += (ac >> 16) & 0xffff
+print(ac & 0xffff, {8: 'RSASHA256', 13: 'ECDSAP256SHA256'}[alg])
+"#;
+
+/// Checks the key tag and algorithm of every answer against [`KEY_TAG_PY`].
+fn assert_key_tags(dir: &Path, answers: &[CertAnswer]) {
+    let script = dir.join("key_tag.py");
+    std::fs::write(&script, KEY_TAG_PY).unwrap();
+    for (i, answer) in answers.iter().enumerate() {
+        let der = dir.join(format!("answer-{i}.der"));
+        std::fs::write(&der, &answer.der).unwrap();
+        let out = run(
+            crate::tools::venv_bin("python"),
+            &[script.to_str().unwrap(), der.to_str().unwrap()],
+        );
+        out.assert_success("key tag by pyca/cryptography");
+        assert_eq!(
+            out.stdout.trim(),
+            format!("{} {}", answer.key_tag, answer.algorithm),
+            "key tag and algorithm of {}",
+            answer.owner
+        );
+    }
+}
+
 fn ders_of(answers: &[CertAnswer]) -> BTreeSet<Vec<u8>> {
     answers.iter().map(|a| a.der.clone()).collect()
 }
@@ -495,6 +537,8 @@ weight = 5
         BTreeSet::from(["ECDSAP256SHA256", "RSASHA256"]),
         "{apex:?}"
     );
+    assert_key_tags(&knot_dir, &apex);
+    assert_key_tags(&knot_dir, &udp);
     let (_, apex_tcp) = dig_cert_answers(&knot.dig(&["+tcp", "CERT", DOMAIN]));
     assert_eq!(ders_of(&apex_tcp), set(&org));
 
