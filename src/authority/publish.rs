@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tokio::sync::Notify;
 
@@ -22,7 +22,7 @@ use crate::publish::{self, dns, ldif, writer, ReloadOutcome};
 use crate::store::{EntryChange, EntryUpdate, IndexedCert, ZoneState};
 
 /// What publishing one zone did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ZoneOutcome {
     pub domain: String,
     pub path: PathBuf,

@@ -2,7 +2,7 @@
 //! and the sweep of `serve` keep zone files current on their own; these commands are for a
 //! first load, a copy elsewhere (`--out`), the LDIF export and its change files.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
 use serde_json::json;
@@ -37,7 +37,19 @@ pub enum PublishCommand {
 }
 
 pub fn publish(config: Config, cmd: PublishCommand, out: Output) -> Result<()> {
-    let authority = open(config)?;
+    let data_dir = config.data_dir.clone();
+    let authority = match open(config) {
+        // `serve` holds the store: zones come from it (it publishes them anyway).
+        Err(Error::Locked(dir)) => {
+            return match (&cmd, running_server(&data_dir)) {
+                (PublishCommand::Zone { domain, out: file }, Some((url, token))) => {
+                    zone_from_server(&url, &token, domain.as_deref(), file.as_deref(), out)
+                }
+                _ => Err(Error::Locked(dir)),
+            };
+        }
+        other => other?,
+    };
     match cmd {
         PublishCommand::Zone { domain, out: file } => {
             let domain = domain
@@ -106,4 +118,92 @@ fn zone_line(z: &ZoneOutcome) -> String {
         z.serial,
         z.records
     )
+}
+
+/// Where the running `serve` listens and its local control token (see `cli/bundles.rs`).
+fn running_server(data_dir: &Path) -> Option<(String, String)> {
+    let serve: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(data_dir.join(super::bundles::SERVE_FILE)).ok()?)
+            .ok()?;
+    let token = std::fs::read_to_string(data_dir.join(super::bundles::CONTROL_TOKEN_FILE)).ok()?;
+    Some((
+        serve["url"].as_str()?.trim_end_matches('/').to_string(),
+        token.trim().to_string(),
+    ))
+}
+
+/// `publish zone` through the running server: it writes the configured files; `--out` gets
+/// a copy of the one domain's file.
+fn zone_from_server(
+    url: &str,
+    token: &str,
+    domain: Option<&str>,
+    file: Option<&Path>,
+    out: Output,
+) -> Result<()> {
+    let path = match domain {
+        Some(d) => format!(
+            "{url}/api/v1/zones/{}",
+            HealthDomain::parse(d).map_err(Error::InvalidInput)?
+        ),
+        None if file.is_some() => {
+            return Err(Error::InvalidInput(
+                "--out writes one zone: name it with --domain".into(),
+            ))
+        }
+        None => format!("{url}/api/v1/zones"),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("tokio runtime", e))?;
+    let (status, body) = runtime.block_on(async {
+        let response = reqwest::Client::new()
+            .get(&path)
+            .bearer_auth(token)
+            .header("x-anchorage-actor", super::cli_actor())
+            .send()
+            .await
+            .map_err(|e| {
+                Error::Publish(format!("the running server at {url} did not answer: {e}"))
+            })?;
+        let status = response.status();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| Error::Publish(format!("unreadable answer from the server: {e}")))?;
+        Ok::<_, Error>((status, body))
+    })?;
+    if !status.is_success() {
+        let value: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        let message = value["message"]
+            .as_str()
+            .unwrap_or("request failed")
+            .to_string();
+        return Err(match status.as_u16() {
+            404 => Error::NotFound(message),
+            400 => Error::InvalidInput(message),
+            _ => Error::Publish(message),
+        });
+    }
+    match (domain, file) {
+        (Some(d), Some(file)) => {
+            super::write_file(file, &body, false)?;
+            emit(out, json!({"domain": d, "path": file, "via": url}), || {
+                format!(
+                    "wrote the zone of {d} from the running server to {}",
+                    file.display()
+                )
+            })
+        }
+        (Some(d), None) => emit(out, json!({"domain": d, "via": url}), || {
+            format!("the running server at {url} published the zone of {d}")
+        }),
+        (None, _) => {
+            let zones: Vec<ZoneOutcome> = serde_json::from_slice(&body).unwrap_or_default();
+            emit(out, json!({ "zones": zones, "via": url }), || {
+                zones.iter().map(zone_line).collect::<Vec<_>>().join("\n")
+            })
+        }
+    }
 }

@@ -1266,8 +1266,29 @@ fn serve_publishes_at_start_and_after_api_issuance_and_revocation() {
         "{}",
         String::from_utf8_lossy(&revoked.body)
     );
-    wait_for("rewritten after revocation", &|t| {
+    let current = wait_for("rewritten after revocation", &|t| {
         t.contains("serial") && !t.contains(&b64)
     });
+
+    // The CLI cannot open the store while `serve` runs: `publish zone` goes through it.
+    let copy = dir.path().join("copy.fragment");
+    let via = cli_json(
+        &data,
+        PASSPHRASE,
+        &[
+            "publish",
+            "zone",
+            "--domain",
+            DOMAIN,
+            "--out",
+            copy.to_str().unwrap(),
+        ],
+    );
+    assert!(via["via"].as_str().unwrap().starts_with("http://"), "{via}");
+    assert_eq!(std::fs::read_to_string(&copy).unwrap(), current);
+    let all = cli_json(&data, PASSPHRASE, &["publish", "zone"]);
+    assert_eq!(all["zones"][0]["domain"], DOMAIN, "{all}");
+    let locked = crate::server::cli_error(&data, PASSPHRASE, &["publish", "ldif"]);
+    assert_eq!(locked["code"], "data_dir_locked", "{locked}");
     server.stop();
 }
