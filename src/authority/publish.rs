@@ -246,7 +246,9 @@ impl Authority {
             state: None,
             settings,
         };
-        if !changed && path.exists() {
+        // The configured file is left alone when its content is current; a copy (`--out`)
+        // is always written.
+        if !changed && out.is_none() && path.exists() {
             return Ok(job);
         }
         writer::write_atomic_with(&path, sync_dir, |w| {

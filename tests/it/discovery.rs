@@ -680,7 +680,8 @@ fn fragments_include_cleanly_and_only_the_affected_domain_changes() {
     );
     named_checkzone(DOMAIN, &wrapper);
 
-    // --out writes a copy elsewhere with the same content.
+    // --out writes a copy elsewhere with the same content, over whatever was there.
+    std::fs::write(ca.path("copy.fragment"), "stale").unwrap();
     ca.json(&[
         "publish",
         "zone",
