@@ -11,6 +11,13 @@ use crate::ca::{IssuingKeyAlgorithm, RootKeyAlgorithm};
 use crate::error::{Error, Result};
 use crate::model::HealthDomain;
 
+mod publish;
+
+pub use publish::{
+    check_base_dn, hostmaster_name, DomainPublish, DomainSettings, LdapConfig, PublishConfig,
+    SoaConfig, SrvRecord, ZoneMode,
+};
+
 /// The file `init` writes inside the data directory and later commands read.
 pub const DATA_DIR_CONFIG: &str = "anchorage.toml";
 /// The evaluation passphrase file written on a zero-config start.
@@ -43,6 +50,8 @@ pub struct Config {
     pub crl: CrlConfig,
     pub api: ApiConfig,
     pub web: WebConfig,
+    /// Discovery publication: DNS CERT zone files and LDIF.
+    pub publish: PublishConfig,
 }
 
 /// TLS for the bundle endpoints (rustls; PEM files).
@@ -133,6 +142,7 @@ impl Default for Config {
             crl: CrlConfig::default(),
             api: ApiConfig::default(),
             web: WebConfig::default(),
+            publish: PublishConfig::default(),
         }
     }
 }
@@ -261,6 +271,7 @@ impl Config {
         if self.web.max_form_bytes < 64 * 1024 {
             out.push("web.max_form_bytes must be at least 65536".into());
         }
+        out.extend(self.publish.problems(&self.managed_domains));
         out
     }
 

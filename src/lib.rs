@@ -16,6 +16,7 @@ pub mod keyseal;
 pub mod model;
 pub mod pkcs12;
 pub mod policy;
+pub mod publish;
 pub mod store;
 pub mod x509;
 

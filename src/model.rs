@@ -131,6 +131,11 @@ impl DirectAddress {
                     "'{input}': '{label}' would be a DNS label longer than 63 characters"
                 ));
             }
+            if label == "*" {
+                return Err(format!(
+                    "'{input}': a '*' label would publish the certificate as a DNS wildcard for every address"
+                ));
+            }
             if let Some(c) = label
                 .chars()
                 .find(|c| !(c.is_ascii_alphanumeric() || LOCAL_EXTRA.contains(*c)))

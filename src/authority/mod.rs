@@ -29,9 +29,11 @@ use crate::x509;
 
 mod accounts;
 mod bundles;
+mod publish;
 
 pub use accounts::{audit_page, token_principal, NewUser, SignedIn};
 pub use bundles::{BundleSummary, Submission};
+pub use publish::{next_serial, LdifOutcome, ZoneOutcome, ZoneQueue};
 
 /// API roles (see `accounts::Role`).
 pub const ROLES: [&str; 4] = ["admin", "registrar", "member", "dns_operator"];
@@ -52,6 +54,12 @@ pub struct Authority {
     clock: Arc<dyn Clock>,
     signers: RwLock<Option<Arc<Signers>>>,
     bundle_signer: RwLock<Option<Arc<bundles::BundleSigner>>>,
+    /// One zone publication at a time (serials, temp files).
+    publish_lock: std::sync::Mutex<()>,
+    /// One LDIF export at a time (the directory view and its log).
+    ldif_lock: std::sync::Mutex<()>,
+    /// Zones to rewrite after issuance and revocation when `serve` batches them.
+    zone_queue: publish::ZoneQueue,
 }
 
 /// How `init` creates or imports the hierarchy.
@@ -157,6 +165,9 @@ impl Authority {
             clock,
             signers: RwLock::new(None),
             bundle_signer: RwLock::new(None),
+            publish_lock: std::sync::Mutex::new(()),
+            ldif_lock: std::sync::Mutex::new(()),
+            zone_queue: publish::ZoneQueue::default(),
         })
     }
 
@@ -424,6 +435,7 @@ impl Authority {
             ),
         )?;
         self.store.flush()?;
+        self.publish_after_change(approved.holder.domain());
         let password = p12_password.as_ref().or(generated_password.as_ref());
         let chain = [
             signers.issuing.cert_der.as_slice(),
@@ -672,6 +684,7 @@ impl Authority {
             ),
         )?;
         self.store.flush()?;
+        self.publish_after_change(record.holder.domain());
         Ok(stored)
     }
 

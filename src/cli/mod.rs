@@ -23,6 +23,7 @@ use crate::x509;
 
 mod accounts;
 mod bundles;
+mod publish;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Output {
@@ -90,6 +91,9 @@ pub enum Command {
     /// Trust bundles.
     #[command(subcommand)]
     Bundle(bundles::BundleCommand),
+    /// Discovery files: DNS CERT zones and LDIF.
+    #[command(subcommand)]
+    Publish(publish::PublishCommand),
 }
 
 #[derive(Debug, Default, Args)]
@@ -301,6 +305,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::User(cmd) => accounts::user(config, cmd, out),
         Command::Anchor(cmd) => bundles::anchor(config, cmd, out),
         Command::Bundle(cmd) => bundles::bundle(config, cmd, out),
+        Command::Publish(cmd) => publish::publish(config, cmd, out),
         Command::Audit(cmd) => accounts::audit(config, cmd, out),
     }
 }

@@ -10,6 +10,7 @@ pub mod openapi;
 mod public;
 pub mod tls;
 pub mod web;
+mod zones;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -78,7 +79,8 @@ pub fn router(state: AppState) -> Router {
             "/api/v1",
             certs::routes()
                 .merge(anchors::routes())
-                .merge(accounts::routes()),
+                .merge(accounts::routes())
+                .merge(zones::routes()),
         )
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(axum::middleware::from_fn(security_headers))
@@ -153,6 +155,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let publisher = spawn_crl_publisher(&state);
+    let sweeper = zones::spawn_sweeper(&state);
     let app = router(state);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let https = tls.map(|listener| {
@@ -182,6 +185,7 @@ pub async fn serve(
         let _ = task.await;
     }
     publisher.abort();
+    sweeper.abort();
     result
 }
 

@@ -13,10 +13,12 @@ use time::OffsetDateTime;
 
 mod accounts;
 mod bundles;
+mod discovery;
 
 pub use bundles::{
     AnchorEvent, AnchorRecord, AnchorState, BundleVersion, SignerRecord, VersionAnchor,
 };
+pub use discovery::{EntryChange, EntryUpdate, IndexedCert, ZoneState};
 
 use crate::audit::{AuditDraft, AuditEntry, AuditHead};
 use crate::ca::{CaRecord, CaRole};
@@ -137,6 +139,10 @@ pub struct Store {
     /// Browser sessions; written on sign-in and activity, not flushed (a lost session only
     /// means signing in again).
     sessions: sled::Tree,
+    /// `domain NUL holder NUL serial` -> validity: the certificates of one zone.
+    domain_certs: sled::Tree,
+    /// Zone serials and digests, the directory view and its change log.
+    discovery: sled::Tree,
 }
 
 type TxResult<T> = std::result::Result<T, ConflictableTransactionError<Error>>;
@@ -235,7 +241,7 @@ impl Store {
                 other => Error::Store(format!("opening {}: {other}", path.display())),
             })?;
         let tree = |name: &str| db.open_tree(name);
-        Ok(Store {
+        let store = Store {
             meta: tree("meta")?,
             ca: tree("ca")?,
             certs: tree("certs")?,
@@ -249,8 +255,12 @@ impl Store {
             bundle_versions: tree("bundle_versions")?,
             users: tree("users")?,
             sessions: tree("sessions")?,
+            domain_certs: tree("domain_certs")?,
+            discovery: tree("discovery")?,
             db,
-        })
+        };
+        store.backfill_domain_index()?;
+        Ok(store)
     }
 
     /// Makes every write so far durable.
@@ -343,8 +353,9 @@ impl Store {
             &self.owner_certs,
             &self.meta,
             &self.audit,
+            &self.domain_certs,
         )
-            .transaction(|(certs, owners, owner_certs, meta, audit)| {
+            .transaction(|(certs, owners, owner_certs, meta, audit, domain_certs)| {
                 let revision = next_revision(meta)?;
                 for record in records.iter() {
                     let serial_key = record.serial.to_bytes();
@@ -373,6 +384,10 @@ impl Store {
                     certs.insert(serial_key, bytes)?;
                     owners.insert(record.dns_owner.as_bytes(), holder.as_bytes())?;
                     owner_certs.insert(owner_cert_key(&record.dns_owner, &record.serial), &[])?;
+                    domain_certs.insert(
+                        discovery::domain_cert_key(&stored),
+                        discovery::domain_cert_value(&stored),
+                    )?;
                 }
                 append_audit(meta, audit, at, draft.clone())?;
                 Ok(revision)

@@ -10,6 +10,7 @@ mod browser;
 mod bundle_format;
 mod bundles;
 mod crl;
+mod discovery;
 mod durability;
 mod harness;
 mod issuance;

@@ -1,0 +1,209 @@
+//! `anchorage publish zone|ldif`: writes the discovery files on demand. Issuance, revocation
+//! and the sweep of `serve` keep zone files current on their own; these commands are for a
+//! first load, a copy elsewhere (`--out`), the LDIF export and its change files.
+
+use std::path::{Path, PathBuf};
+
+use clap::Subcommand;
+use serde_json::json;
+
+use super::{emit, open, Output};
+use crate::authority::ZoneOutcome;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::model::HealthDomain;
+use crate::publish::ReloadOutcome;
+
+#[derive(Debug, Subcommand)]
+pub enum PublishCommand {
+    /// Write DNS CERT zone files (every managed domain, or one).
+    Zone {
+        /// Only this health domain.
+        #[arg(long)]
+        domain: Option<String>,
+        /// Write here instead of the configured file (needs --domain; no reload).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Write the LDIF export, or with --since a change file for ldapmodify.
+    Ldif {
+        /// Write here instead of the configured file.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Directory revision the target directory holds (printed by the previous export).
+        #[arg(long)]
+        since: Option<u64>,
+    },
+}
+
+pub fn publish(config: Config, cmd: PublishCommand, out: Output) -> Result<()> {
+    let data_dir = config.data_dir.clone();
+    let authority = match open(config) {
+        // `serve` holds the store: zones come from it (it publishes them anyway).
+        Err(Error::Locked(dir)) => {
+            return match (&cmd, running_server(&data_dir)) {
+                (PublishCommand::Zone { domain, out: file }, Some((url, token))) => {
+                    zone_from_server(&url, &token, domain.as_deref(), file.as_deref(), out)
+                }
+                _ => Err(Error::Locked(dir)),
+            };
+        }
+        other => other?,
+    };
+    match cmd {
+        PublishCommand::Zone { domain, out: file } => {
+            let domain = domain
+                .map(|d| HealthDomain::parse(&d).map_err(Error::InvalidInput))
+                .transpose()?;
+            let zones = authority.publish_zones(domain.as_ref(), file.as_deref())?;
+            let failed: Vec<String> = zones
+                .iter()
+                .filter_map(|z| match &z.reload {
+                    ReloadOutcome::Failed { message } => Some(format!(
+                        "{} (serial {}, written to {}): {message}",
+                        z.domain,
+                        z.serial,
+                        z.path.display()
+                    )),
+                    _ => None,
+                })
+                .collect();
+            // One report either way: a failed reload is the command's error, naming the
+            // files that were written and kept.
+            if !failed.is_empty() {
+                return Err(Error::Publish(format!(
+                    "zone files were written but the reload command failed for {}",
+                    failed.join("; ")
+                )));
+            }
+            emit(out, json!({ "zones": zones }), || {
+                zones.iter().map(zone_line).collect::<Vec<_>>().join("\n")
+            })
+        }
+        PublishCommand::Ldif { out: file, since } => {
+            let outcome = match since {
+                Some(since) => authority.publish_ldif_changes(since, file.as_deref())?,
+                None => authority.publish_ldif(file.as_deref())?,
+            };
+            emit(out, json!(outcome), || match outcome.since {
+                Some(since) => format!(
+                    "wrote {} change record(s) from directory revision {since} to {} into {}",
+                    outcome.entries,
+                    outcome.revision,
+                    outcome.path.display()
+                ),
+                None => format!(
+                    "wrote {} entries ({} certificates), directory revision {}, to {}",
+                    outcome.entries,
+                    outcome.certificates,
+                    outcome.revision,
+                    outcome.path.display()
+                ),
+            })
+        }
+    }
+}
+
+fn zone_line(z: &ZoneOutcome) -> String {
+    let what = if z.written { "wrote" } else { "unchanged" };
+    let reload = match &z.reload {
+        ReloadOutcome::NotConfigured => String::new(),
+        ReloadOutcome::Ok => ", reloaded".into(),
+        ReloadOutcome::Failed { message } => format!(", RELOAD FAILED: {message}"),
+    };
+    format!(
+        "{what} {} ({} mode, serial {}, {} CERT records){reload}",
+        z.path.display(),
+        z.mode,
+        z.serial,
+        z.records
+    )
+}
+
+/// Where the running `serve` listens and its local control token (see `cli/bundles.rs`).
+fn running_server(data_dir: &Path) -> Option<(String, String)> {
+    let serve: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(data_dir.join(super::bundles::SERVE_FILE)).ok()?)
+            .ok()?;
+    let token = std::fs::read_to_string(data_dir.join(super::bundles::CONTROL_TOKEN_FILE)).ok()?;
+    Some((
+        serve["url"].as_str()?.trim_end_matches('/').to_string(),
+        token.trim().to_string(),
+    ))
+}
+
+/// `publish zone` through the running server: it writes the configured files; `--out` gets
+/// a copy of the one domain's file.
+fn zone_from_server(
+    url: &str,
+    token: &str,
+    domain: Option<&str>,
+    file: Option<&Path>,
+    out: Output,
+) -> Result<()> {
+    let path = match domain {
+        Some(d) => format!(
+            "{url}/api/v1/zones/{}",
+            HealthDomain::parse(d).map_err(Error::InvalidInput)?
+        ),
+        None if file.is_some() => {
+            return Err(Error::InvalidInput(
+                "--out writes one zone: name it with --domain".into(),
+            ))
+        }
+        None => format!("{url}/api/v1/zones"),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("tokio runtime", e))?;
+    let (status, body) = runtime.block_on(async {
+        let response = reqwest::Client::new()
+            .get(&path)
+            .bearer_auth(token)
+            .header("x-anchorage-actor", super::cli_actor())
+            .send()
+            .await
+            .map_err(|e| {
+                Error::Publish(format!("the running server at {url} did not answer: {e}"))
+            })?;
+        let status = response.status();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| Error::Publish(format!("unreadable answer from the server: {e}")))?;
+        Ok::<_, Error>((status, body))
+    })?;
+    if !status.is_success() {
+        let value: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        let message = value["message"]
+            .as_str()
+            .unwrap_or("request failed")
+            .to_string();
+        return Err(match status.as_u16() {
+            404 => Error::NotFound(message),
+            400 => Error::InvalidInput(message),
+            _ => Error::Publish(message),
+        });
+    }
+    match (domain, file) {
+        (Some(d), Some(file)) => {
+            super::write_file(file, &body, false)?;
+            emit(out, json!({"domain": d, "path": file, "via": url}), || {
+                format!(
+                    "wrote the zone of {d} from the running server to {}",
+                    file.display()
+                )
+            })
+        }
+        (Some(d), None) => emit(out, json!({"domain": d, "via": url}), || {
+            format!("the running server at {url} published the zone of {d}")
+        }),
+        (None, _) => {
+            let zones: Vec<ZoneOutcome> = serde_json::from_slice(&body).unwrap_or_default();
+            emit(out, json!({ "zones": zones, "via": url }), || {
+                zones.iter().map(zone_line).collect::<Vec<_>>().join("\n")
+            })
+        }
+    }
+}

@@ -1,0 +1,399 @@
+//! The `[publish]` section: how certificates are published for discovery (DNS CERT zone files
+//! for the operator's authoritative server, LDIF for their directory). Defaults apply to every
+//! managed domain; `[publish.domains."<domain>"]` tables override them one domain at a time.
+//! Names are kept as strings here so `config check` can name a bad one instead of failing to
+//! parse the whole file.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::HealthDomain;
+
+/// Whether a zone file is complete (SOA + NS) or records only, for `$INCLUDE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ZoneMode {
+    Fragment,
+    Zone,
+}
+
+impl ZoneMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ZoneMode::Fragment => "fragment",
+            ZoneMode::Zone => "zone",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PublishConfig {
+    /// Where zone files go; `<data_dir>/published/dns` when unset.
+    pub dir: Option<PathBuf>,
+    pub mode: ZoneMode,
+    /// TTL of every record written (deployed values: 300 to 1800 s).
+    pub ttl: u32,
+    /// Run after a zone file changed; `{domain}` and `{file}` are substituted. No shell.
+    pub reload_command: Vec<String>,
+    pub reload_timeout_secs: u64,
+    /// How often `serve` republishes, which removes certificates that expired.
+    pub sweep_interval_secs: u64,
+    /// In `serve`, zone rewrites after issuance or revocation wait this long, so a burst of
+    /// changes in one domain is written once.
+    pub coalesce_millis: u64,
+    /// SOA and NS records for `mode = "zone"`.
+    pub soa: SoaConfig,
+    pub ldap: LdapConfig,
+    /// Per-domain overrides, keyed by the health domain.
+    pub domains: BTreeMap<String, DomainPublish>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SoaConfig {
+    /// MNAME: the primary name server.
+    pub primary: String,
+    /// RNAME written as a mailbox (`hostmaster@example.com`) or a DNS name.
+    pub hostmaster: String,
+    /// NS records at the apex; `[primary]` when empty.
+    pub nameservers: Vec<String>,
+    pub refresh: u32,
+    pub retry: u32,
+    pub expire: u32,
+    /// Negative-caching TTL.
+    pub minimum: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LdapConfig {
+    /// Base DN of the export; its first RDN is `dc=`, `o=` or `ou=`.
+    pub base_dn: String,
+    /// Full export file for `publish ldif` without `--out`; `<data_dir>/published/directory.ldif`.
+    pub file: Option<PathBuf>,
+}
+
+/// One `_ldap._tcp` SRV record (clients try the lowest priority, then the highest weight).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SrvRecord {
+    pub target: String,
+    #[serde(default = "default_ldap_port")]
+    pub port: u16,
+    #[serde(default)]
+    pub priority: u16,
+    #[serde(default)]
+    pub weight: u16,
+}
+
+fn default_ldap_port() -> u16 {
+    389
+}
+
+/// Overrides for one domain; unset keys take the `[publish]` values.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DomainPublish {
+    pub dir: Option<PathBuf>,
+    pub mode: Option<ZoneMode>,
+    pub ttl: Option<u32>,
+    pub reload_command: Option<Vec<String>>,
+    pub reload_timeout_secs: Option<u64>,
+    pub soa: Option<SoaConfig>,
+    #[serde(default)]
+    pub ldap_srv: Vec<SrvRecord>,
+}
+
+/// The effective settings of one domain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DomainSettings {
+    pub domain: HealthDomain,
+    pub dir: PathBuf,
+    pub mode: ZoneMode,
+    pub ttl: u32,
+    pub reload_command: Vec<String>,
+    pub reload_timeout_secs: u64,
+    pub soa: SoaConfig,
+    pub ldap_srv: Vec<SrvRecord>,
+}
+
+impl DomainSettings {
+    /// The zone file of this domain in its output directory.
+    pub fn file(&self) -> PathBuf {
+        let ext = match self.mode {
+            ZoneMode::Zone => "zone",
+            ZoneMode::Fragment => "fragment",
+        };
+        self.dir.join(format!("{}.{ext}", self.domain))
+    }
+}
+
+impl Default for PublishConfig {
+    fn default() -> Self {
+        PublishConfig {
+            dir: None,
+            mode: ZoneMode::Fragment,
+            ttl: 3600,
+            reload_command: Vec::new(),
+            reload_timeout_secs: 30,
+            sweep_interval_secs: 300,
+            coalesce_millis: 200,
+            soa: SoaConfig::default(),
+            ldap: LdapConfig::default(),
+            domains: BTreeMap::new(),
+        }
+    }
+}
+
+impl Default for SoaConfig {
+    fn default() -> Self {
+        SoaConfig {
+            primary: "ns1.example.net".into(),
+            hostmaster: "hostmaster@example.net".into(),
+            nameservers: Vec::new(),
+            refresh: 3600,
+            retry: 900,
+            expire: 1_209_600,
+            minimum: 300,
+        }
+    }
+}
+
+impl Default for LdapConfig {
+    fn default() -> Self {
+        LdapConfig {
+            base_dn: "dc=direct,dc=example".into(),
+            file: None,
+        }
+    }
+}
+
+impl PublishConfig {
+    /// Effective settings of `domain`; relative directories are under `data_dir`.
+    pub fn for_domain(&self, domain: &HealthDomain, data_dir: &Path) -> DomainSettings {
+        let over = self
+            .domains
+            .get(domain.as_str())
+            .cloned()
+            .unwrap_or_default();
+        let dir = over
+            .dir
+            .or_else(|| self.dir.clone())
+            .unwrap_or_else(|| PathBuf::from("published/dns"));
+        DomainSettings {
+            domain: domain.clone(),
+            dir: if dir.is_absolute() {
+                dir
+            } else {
+                data_dir.join(dir)
+            },
+            mode: over.mode.unwrap_or(self.mode),
+            ttl: over.ttl.unwrap_or(self.ttl),
+            reload_command: over
+                .reload_command
+                .unwrap_or_else(|| self.reload_command.clone()),
+            reload_timeout_secs: over.reload_timeout_secs.unwrap_or(self.reload_timeout_secs),
+            soa: over.soa.unwrap_or_else(|| self.soa.clone()),
+            ldap_srv: over.ldap_srv,
+        }
+    }
+
+    /// The full LDIF export path.
+    pub fn ldif_file(&self, data_dir: &Path) -> PathBuf {
+        let file = self
+            .ldap
+            .file
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("published/directory.ldif"));
+        if file.is_absolute() {
+            file
+        } else {
+            data_dir.join(file)
+        }
+    }
+
+    /// Every problem of the section, as sentences naming the offending key and value.
+    pub fn problems(&self, managed: &[HealthDomain]) -> Vec<String> {
+        let mut out = Vec::new();
+        check_common("publish", self.ttl, self.reload_timeout_secs, &mut out);
+        check_soa("publish.soa", &self.soa, &mut out);
+        if self.sweep_interval_secs == 0 {
+            out.push("publish.sweep_interval_secs must be at least 1".into());
+        }
+        if let Err(why) = check_base_dn(&self.ldap.base_dn) {
+            out.push(format!(
+                "publish.ldap.base_dn = '{}': {why}",
+                self.ldap.base_dn
+            ));
+        }
+        for (name, over) in &self.domains {
+            let key = format!("publish.domains.\"{name}\"");
+            match HealthDomain::parse(name) {
+                Err(why) => out.push(format!("{key}: not a valid DNS name: {why}")),
+                Ok(d) if !managed.contains(&d) => {
+                    out.push(format!("{key}: '{name}' is not in managed_domains"))
+                }
+                Ok(_) => {}
+            }
+            check_common(
+                &key,
+                over.ttl.unwrap_or(self.ttl),
+                over.reload_timeout_secs.unwrap_or(self.reload_timeout_secs),
+                &mut out,
+            );
+            if let Some(soa) = &over.soa {
+                check_soa(&format!("{key}.soa"), soa, &mut out);
+            }
+            for srv in &over.ldap_srv {
+                if let Err(why) = HealthDomain::parse(&srv.target) {
+                    out.push(format!(
+                        "{key}.ldap_srv target '{}' is not a valid DNS name: {why}",
+                        srv.target
+                    ));
+                }
+                if srv.port == 0 {
+                    out.push(format!("{key}.ldap_srv target '{}': port 0", srv.target));
+                }
+            }
+        }
+        out
+    }
+}
+
+fn check_common(key: &str, ttl: u32, timeout: u64, out: &mut Vec<String>) {
+    if ttl == 0 || ttl > 2_147_483_647 {
+        out.push(format!("{key}.ttl = {ttl} is outside 1..2147483647"));
+    }
+    if timeout == 0 {
+        out.push(format!("{key}.reload_timeout_secs must be at least 1"));
+    }
+}
+
+fn check_soa(key: &str, soa: &SoaConfig, out: &mut Vec<String>) {
+    if let Err(why) = HealthDomain::parse(&soa.primary) {
+        out.push(format!(
+            "{key}.primary '{}' is not a valid DNS name: {why}",
+            soa.primary
+        ));
+    }
+    if let Err(why) = hostmaster_name(&soa.hostmaster) {
+        out.push(format!("{key}.hostmaster '{}': {why}", soa.hostmaster));
+    }
+    for ns in &soa.nameservers {
+        if let Err(why) = HealthDomain::parse(ns) {
+            out.push(format!(
+                "{key}.nameservers '{ns}' is not a valid DNS name: {why}"
+            ));
+        }
+    }
+}
+
+/// The SOA RNAME in master-file form: `hostmaster@example.net` -> `hostmaster.example.net`.
+/// A dot inside the mailbox's local part is escaped, as RFC 1035 asks.
+pub fn hostmaster_name(value: &str) -> Result<String, String> {
+    match value.rsplit_once('@') {
+        Some((local, domain)) => {
+            let domain = HealthDomain::parse(domain)?;
+            if local.is_empty()
+                || local.len() > 63
+                || !local
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.+".contains(c))
+            {
+                return Err(format!("'{local}' is not a usable mailbox name"));
+            }
+            Ok(format!("{}.{domain}", local.replace('.', "\\.")))
+        }
+        None => HealthDomain::parse(value).map(|d| d.to_string()),
+    }
+}
+
+/// RDN attribute types a container entry can be made for.
+pub const BASE_DN_TYPES: [&str; 3] = ["dc", "o", "ou"];
+
+/// Checks the base DN: `type=value` RDNs separated by commas, the first of a container type.
+pub fn check_base_dn(dn: &str) -> Result<(), String> {
+    if dn.trim().is_empty() {
+        return Err("is empty".into());
+    }
+    if dn.contains(['\\', '"', '+', ';', '<', '>', '#']) || !dn.is_ascii() {
+        return Err("use plain ASCII RDNs without escapes or multi-valued RDNs".into());
+    }
+    for (i, rdn) in dn.split(',').enumerate() {
+        let (kind, value) = rdn
+            .split_once('=')
+            .ok_or_else(|| format!("'{rdn}' is not an attribute=value RDN"))?;
+        let kind = kind.trim();
+        if value.trim().is_empty() || kind.is_empty() || value != value.trim() {
+            return Err(format!("'{rdn}' has an empty or padded type or value"));
+        }
+        if !kind.chars().all(|c| c.is_ascii_alphanumeric()) {
+            return Err(format!("'{kind}' is not an attribute type"));
+        }
+        if i == 0 && !BASE_DN_TYPES.contains(&kind.to_ascii_lowercase().as_str()) {
+            return Err(format!(
+                "the first RDN must be dc=, o= or ou= (anchorage creates that entry), not {kind}="
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn managed() -> Vec<HealthDomain> {
+        vec![HealthDomain::parse("direct.example.com").unwrap()]
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        assert!(PublishConfig::default().problems(&managed()).is_empty());
+    }
+
+    #[test]
+    fn names_are_checked() {
+        let cases: &[(&str, &str)] = &[
+            ("fail/domain", "[domains.\"bad_name.example\"]\n"),
+            ("fail/unmanaged", "[domains.\"other.example\"]\n"),
+            (
+                "fail/srv-target",
+                "[[domains.\"direct.example.com\".ldap_srv]]\ntarget = \"ldap server.example\"\n",
+            ),
+            ("fail/ns", "[soa]\nnameservers = [\"ns_1.example\"]\n"),
+            ("fail/base-dn", "[ldap]\nbase_dn = \"cn=x,dc=example\"\n"),
+            ("fail/ttl", "ttl = 0\n"),
+        ];
+        for (name, text) in cases {
+            let config: PublishConfig = toml::from_str(text).unwrap();
+            let problems = config.problems(&managed());
+            assert_eq!(problems.len(), 1, "{name}: {problems:?}");
+        }
+        let config: PublishConfig = toml::from_str("[domains.\"bad_name.example\"]\n").unwrap();
+        assert!(config.problems(&managed())[0].contains("bad_name.example"));
+    }
+
+    #[test]
+    fn domain_overrides_apply() {
+        let config: PublishConfig = toml::from_str(
+            "ttl = 600\n[domains.\"direct.example.com\"]\nmode = \"zone\"\n[[domains.\"direct.example.com\".ldap_srv]]\ntarget = \"ldap.example.com\"\npriority = 10\n",
+        )
+        .unwrap();
+        let d = config.for_domain(&managed()[0], Path::new("/data"));
+        assert_eq!(d.mode, ZoneMode::Zone);
+        assert_eq!(d.ttl, 600);
+        assert_eq!(d.ldap_srv[0].port, 389);
+        assert_eq!(
+            d.file(),
+            Path::new("/data/published/dns/direct.example.com.zone")
+        );
+        assert_eq!(
+            hostmaster_name("dns.admin@example.net").unwrap(),
+            "dns\\.admin.example.net"
+        );
+    }
+}

@@ -1,0 +1,95 @@
+//! `/api/v1/zones`: a DNS operator downloads a health domain's CERT zone file (RFC 4027
+//! `text/dns`), e.g. for a hidden primary elsewhere. Also the scheduled sweep that keeps zone
+//! files current while `serve` runs (expired certificates leave DNS without any request).
+
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+
+use super::{ApiError, AppState, Caller};
+use crate::error::Error;
+use crate::model::HealthDomain;
+
+const READERS: &[&str] = &["dns_operator", "admin"];
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/zones", get(list))
+        .route("/zones/{domain}", get(zone))
+}
+
+async fn list(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
+    caller.require(READERS)?;
+    let authority = state.authority.clone();
+    let zones = tokio::task::spawn_blocking(move || authority.publish_zones(None, None))
+        .await
+        .map_err(|e| Error::Publish(format!("zone task failed: {e}")))??;
+    Ok(Json(zones).into_response())
+}
+
+async fn zone(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(domain): Path<String>,
+) -> Result<Response, ApiError> {
+    caller.require(READERS)?;
+    let domain = HealthDomain::parse(&domain).map_err(Error::InvalidInput)?;
+    let authority = state.authority.clone();
+    let (outcome, bytes) = tokio::task::spawn_blocking(move || authority.zone_text(&domain))
+        .await
+        .map_err(|e| Error::Publish(format!("zone task failed: {e}")))??;
+    let mut response = bytes.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/dns"));
+    if let Ok(v) = HeaderValue::from_str(&outcome.serial.to_string()) {
+        headers.insert("x-zone-serial", v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "attachment; filename=\"{}\"",
+        outcome
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    )) {
+        headers.insert(header::CONTENT_DISPOSITION, v);
+    }
+    Ok(response)
+}
+
+/// Republishes every zone at start and then every `publish.sweep_interval_secs`, and the
+/// zones of domains changed by issuance or revocation shortly after the change (changes
+/// within `publish.coalesce_millis` share one rewrite).
+pub fn spawn_sweeper(state: &AppState) -> tokio::task::JoinHandle<()> {
+    let authority = state.authority.clone();
+    let dirty = authority.queue_zone_publication();
+    let every = Duration::from_secs(authority.config.publish.sweep_interval_secs.max(1));
+    let coalesce = Duration::from_millis(authority.config.publish.coalesce_millis);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let sweep = tokio::select! {
+                _ = dirty.notified() => {
+                    tokio::time::sleep(coalesce).await;
+                    false
+                }
+                _ = tick.tick() => true,
+            };
+            let a = authority.clone();
+            let task = tokio::task::spawn_blocking(move || {
+                if sweep {
+                    a.sweep_zones();
+                }
+                a.publish_queued_zones();
+            });
+            if let Err(e) = task.await {
+                tracing::error!(error = %e, "zone publication task failed");
+            }
+        }
+    })
+}

@@ -1,0 +1,278 @@
+//! What discovery publication needs from the store: a per-domain certificate index (so one
+//! domain's zone is rebuilt without reading every certificate), the last SOA serial and content
+//! digest of each zone (so serials only grow and unchanged zones are left alone), and the
+//! directory view with its change log (so an LDIF change file can be cut since any revision).
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use super::{decode, encode, CertRecord, Store};
+use crate::error::{Error, Result};
+use crate::model::Serial;
+
+const LDAP_REVISION: &[u8] = b"ldap/revision";
+const LDAP_ENTRY: &str = "ldap/entry/";
+const LDAP_LOG: &[u8] = b"ldap/log/";
+const ZONE: &str = "zone/";
+
+/// One certificate in the domain index: what publication needs, read in key order without
+/// touching the (JSON, serial-ordered) certificate records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexedCert {
+    pub domain: String,
+    /// The holder as written (`local@domain` or `domain`).
+    pub holder: String,
+    pub serial: Serial,
+    pub not_before: OffsetDateTime,
+    pub not_after: OffsetDateTime,
+    pub der: Vec<u8>,
+}
+
+impl IndexedCert {
+    /// Valid at `now` (revocation is checked separately).
+    pub fn is_current(&self, now: OffsetDateTime) -> bool {
+        self.not_before <= now && now < self.not_after
+    }
+}
+
+/// What was last written for one zone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ZoneState {
+    pub serial: u32,
+    /// SHA-256 (hex) of everything the zone's content depends on, the serial excepted.
+    pub digest: String,
+}
+
+/// How a directory entry changed at one revision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryChange {
+    Add,
+    Modify,
+    Delete,
+}
+
+impl EntryChange {
+    fn byte(self) -> u8 {
+        match self {
+            EntryChange::Add => b'a',
+            EntryChange::Modify => b'm',
+            EntryChange::Delete => b'd',
+        }
+    }
+
+    fn from_byte(b: u8) -> Option<EntryChange> {
+        match b {
+            b'a' => Some(EntryChange::Add),
+            b'm' => Some(EntryChange::Modify),
+            b'd' => Some(EntryChange::Delete),
+            _ => None,
+        }
+    }
+}
+
+/// One directory entry's new state: `Some(digest of its values)` when present, `None` when gone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryUpdate {
+    pub key: String,
+    pub state: Option<Vec<u8>>,
+    pub change: EntryChange,
+}
+
+/// Index key: `domain NUL holder NUL serial`, so a prefix scan yields one domain's holders in
+/// order, with the certificates of one holder (one DNS owner, one LDAP entry) together.
+pub(super) fn domain_cert_key(record: &CertRecord) -> Vec<u8> {
+    let mut key = domain_prefix(record.holder.domain().as_str());
+    key.extend_from_slice(record.holder.to_string().as_bytes());
+    key.push(0);
+    key.extend_from_slice(record.serial.as_str().as_bytes());
+    key
+}
+
+/// Index value: notBefore and notAfter (i64 BE Unix seconds), then the DER. The DER is kept
+/// here a second time so a zone or the LDIF streams from one ordered scan.
+pub(super) fn domain_cert_value(record: &CertRecord) -> Vec<u8> {
+    let mut value = Vec::with_capacity(16 + record.der.len());
+    value.extend_from_slice(&record.not_before.unix_timestamp().to_be_bytes());
+    value.extend_from_slice(&record.not_after.unix_timestamp().to_be_bytes());
+    value.extend_from_slice(&record.der);
+    value
+}
+
+fn domain_prefix(domain: &str) -> Vec<u8> {
+    let mut key = domain.as_bytes().to_vec();
+    key.push(0);
+    key
+}
+
+fn parse_index(key: &[u8], value: &[u8]) -> Result<IndexedCert> {
+    let bad = || Error::Store("a domain index entry is malformed".into());
+    let mut parts = key.split(|b| *b == 0);
+    let mut text = || {
+        parts
+            .next()
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+            .ok_or_else(bad)
+    };
+    let (domain, holder, serial) = (text()?, text()?, text()?);
+    let time = |range: std::ops::Range<usize>| -> Result<OffsetDateTime> {
+        let bytes: [u8; 8] = value
+            .get(range)
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(bad)?;
+        OffsetDateTime::from_unix_timestamp(i64::from_be_bytes(bytes)).map_err(|_| bad())
+    };
+    Ok(IndexedCert {
+        domain,
+        holder,
+        serial: Serial::parse(&serial).map_err(Error::Store)?,
+        not_before: time(0..8)?,
+        not_after: time(8..16)?,
+        der: value.get(16..).ok_or_else(bad)?.to_vec(),
+    })
+}
+
+impl Store {
+    /// Builds the domain index for certificates stored before it existed.
+    pub(super) fn backfill_domain_index(&self) -> Result<()> {
+        if !self.domain_certs.is_empty() || self.certs.is_empty() {
+            return Ok(());
+        }
+        for record in self.certs() {
+            let record = record?;
+            self.domain_certs
+                .insert(domain_cert_key(&record), domain_cert_value(&record))?;
+        }
+        self.flush()
+    }
+
+    /// The certificates of one health domain, holder by holder.
+    pub fn domain_certs(&self, domain: &str) -> impl Iterator<Item = Result<IndexedCert>> + '_ {
+        self.domain_certs
+            .scan_prefix(domain_prefix(domain))
+            .map(|item| {
+                let (k, v) = item?;
+                parse_index(&k, &v)
+            })
+    }
+
+    /// Every indexed certificate, domain by domain, holder by holder.
+    pub fn all_domain_certs(&self) -> impl Iterator<Item = Result<IndexedCert>> + '_ {
+        self.domain_certs.iter().map(|item| {
+            let (k, v) = item?;
+            parse_index(&k, &v)
+        })
+    }
+
+    pub fn is_revoked(&self, serial: &Serial) -> Result<bool> {
+        Ok(self.revocations.contains_key(serial.to_bytes())?)
+    }
+
+    /// The certificates of one holder (`local@domain` or `domain`) of `domain`.
+    pub fn holder_certs(
+        &self,
+        domain: &str,
+        holder: &str,
+    ) -> impl Iterator<Item = Result<IndexedCert>> + '_ {
+        let mut prefix = domain_prefix(domain);
+        prefix.extend_from_slice(holder.as_bytes());
+        prefix.push(0);
+        self.domain_certs.scan_prefix(prefix).map(|item| {
+            let (k, v) = item?;
+            parse_index(&k, &v)
+        })
+    }
+
+    pub fn zone_state(&self, domain: &str) -> Result<Option<ZoneState>> {
+        self.discovery
+            .get(format!("{ZONE}{domain}"))?
+            .map(|b| decode(&b, "zone state"))
+            .transpose()
+    }
+
+    /// Records the last written state of zones, durably, in one batch.
+    pub fn put_zone_states(&self, states: &[(String, ZoneState)]) -> Result<()> {
+        if states.is_empty() {
+            return Ok(());
+        }
+        let mut batch = sled::Batch::default();
+        for (domain, state) in states {
+            batch.insert(format!("{ZONE}{domain}").as_bytes(), encode(state)?);
+        }
+        self.discovery.apply_batch(batch)?;
+        self.flush()
+    }
+
+    /// The directory revision: bumped by every batch of directory changes.
+    pub fn ldap_revision(&self) -> Result<u64> {
+        Ok(super::u64_of(self.discovery.get(LDAP_REVISION)?))
+    }
+
+    /// The recorded state of a directory entry (`None`: not in the directory).
+    pub fn ldap_entry(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .discovery
+            .get(format!("{LDAP_ENTRY}{key}"))?
+            .map(|v| v.to_vec()))
+    }
+
+    /// Every entry key recorded as present, in order.
+    pub fn ldap_entry_keys(&self) -> impl Iterator<Item = Result<String>> + '_ {
+        self.discovery.scan_prefix(LDAP_ENTRY).keys().map(|k| {
+            let k = k?;
+            Ok(String::from_utf8_lossy(k.get(LDAP_ENTRY.len()..).unwrap_or_default()).into_owned())
+        })
+    }
+
+    /// Records a batch of directory changes under one new revision; returns the revision
+    /// (the current one when the batch is empty).
+    pub fn record_ldap_changes(&self, updates: &[EntryUpdate]) -> Result<u64> {
+        if updates.is_empty() {
+            return self.ldap_revision();
+        }
+        // One atomic batch (a transaction of 200,000 writes is slow and holds them all
+        // twice); the caller serialises publications, so nobody else moves the revision.
+        let revision = self.ldap_revision()? + 1;
+        let mut batch = sled::Batch::default();
+        batch.insert(LDAP_REVISION, &revision.to_be_bytes());
+        for update in updates {
+            let entry = format!("{LDAP_ENTRY}{}", update.key);
+            match &update.state {
+                Some(state) => batch.insert(entry.as_bytes(), state.as_slice()),
+                None => batch.remove(entry.as_bytes()),
+            }
+            let mut log = LDAP_LOG.to_vec();
+            log.extend_from_slice(&revision.to_be_bytes());
+            log.extend_from_slice(update.key.as_bytes());
+            batch.insert(log, &[update.change.byte()]);
+        }
+        self.discovery.apply_batch(batch)?;
+        self.flush()?;
+        Ok(revision)
+    }
+
+    /// The first change of every entry changed after `revision`, by entry key.
+    pub fn ldap_first_changes_since(
+        &self,
+        revision: u64,
+    ) -> Result<std::collections::BTreeMap<String, EntryChange>> {
+        let mut start = LDAP_LOG.to_vec();
+        start.extend_from_slice(&(revision.saturating_add(1)).to_be_bytes());
+        let mut end = LDAP_LOG.to_vec();
+        end.push(0xff);
+        let mut out = std::collections::BTreeMap::new();
+        for item in self.discovery.range(start..end) {
+            let (k, v) = item?;
+            let key = k
+                .get(LDAP_LOG.len() + 8..)
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+                .unwrap_or_default();
+            let change = v
+                .first()
+                .copied()
+                .and_then(EntryChange::from_byte)
+                .ok_or_else(|| Error::Store("a directory log entry is malformed".into()))?;
+            out.entry(key).or_insert(change);
+        }
+        Ok(out)
+    }
+}
