@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::external::source::ExternalSource;
 
 /// File extensions read as seed anchors.
 const SEED_EXTENSIONS: [&str; 5] = ["pem", "cer", "crt", "der", "p7b"];
@@ -52,6 +53,8 @@ pub struct BundleMetadata {
 pub struct BundleDeclaration {
     #[serde(default)]
     pub name: String,
+    /// Required for local bundles; an external bundle defaults to its name.
+    #[serde(default)]
     pub title: String,
     #[serde(default)]
     pub description: String,
@@ -68,6 +71,19 @@ pub struct BundleDeclaration {
     pub promote_to: Option<String>,
     #[serde(default)]
     pub metadata: BundleMetadata,
+    /// External bundles whose admitted anchors this local bundle republishes with its own.
+    #[serde(default)]
+    pub include: Vec<String>,
+    /// Present for an external bundle: where it is fetched from and how it is checked.
+    #[serde(default)]
+    pub source: Option<ExternalSource>,
+}
+
+impl BundleDeclaration {
+    /// The external source, for an external bundle.
+    pub fn external(&self) -> Option<&ExternalSource> {
+        self.source.as_ref()
+    }
 }
 
 fn default_policy() -> String {
@@ -122,8 +138,36 @@ impl Inventory {
         Ok(inventory)
     }
 
+    /// The external bundles, by name.
+    pub fn externals(&self) -> impl Iterator<Item = (&str, &ExternalSource)> {
+        self.bundles
+            .iter()
+            .filter_map(|(name, b)| Some((name.as_str(), b.declaration.external()?)))
+    }
+
+    /// The local bundles that include the external bundle `source`.
+    pub fn includers(&self, source: &str) -> Vec<String> {
+        self.bundles
+            .values()
+            .filter(|b| b.declaration.include.iter().any(|i| i == source))
+            .map(|b| b.declaration.name.clone())
+            .collect()
+    }
+
     fn check_links(&self) -> Result<()> {
         for (name, b) in &self.bundles {
+            for included in &b.declaration.include {
+                let external = self
+                    .bundles
+                    .get(included)
+                    .map(|t| t.declaration.source.is_some());
+                if external != Some(true) {
+                    return Err(Error::Config(format!(
+                        "{}: include = ['{included}'] names no declared external bundle",
+                        b.file.display()
+                    )));
+                }
+            }
             if let Some(target) = &b.declaration.promote_to {
                 let Some(t) = self.bundles.get(target) else {
                     return Err(Error::Config(format!(
@@ -175,6 +219,18 @@ fn load_declaration(file: &Path) -> Result<DeclaredBundle> {
             "{origin}: name = '{}' must equal the file name '{stem}'",
             declaration.name
         )));
+    }
+    if let Some(source) = declaration.source.as_mut() {
+        let dir = file.parent().unwrap_or(Path::new("."));
+        source.resolve(dir, &origin)?;
+        if declaration.title.trim().is_empty() {
+            declaration.title = declaration.name.clone();
+        }
+        if declaration.test || declaration.promote_to.is_some() || !declaration.include.is_empty() {
+            return Err(Error::Config(format!(
+                "{origin}: an external bundle takes no test, promote_to or include"
+            )));
+        }
     }
     if declaration.title.trim().is_empty() {
         return Err(Error::Config(format!("{origin}: title is empty")));

@@ -27,8 +27,10 @@ use crate::store::{CertRecord, CrlRecord, Revocation, Store, TokenRecord, RECORD
 use crate::x509;
 
 mod bundles;
+mod external;
 
 pub use bundles::{BundleSummary, Submission};
+pub use external::{RefreshReport, SourceView, Staleness};
 
 /// API roles. Issue 5 adds scoping; the foundation needs these.
 pub const ROLES: [&str; 4] = ["admin", "registrar", "member", "dns_operator"];

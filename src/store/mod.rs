@@ -12,10 +12,12 @@ use sled::Transactional;
 use time::OffsetDateTime;
 
 mod bundles;
+mod external;
 
 pub use bundles::{
     AnchorEvent, AnchorRecord, AnchorState, BundleVersion, SignerRecord, VersionAnchor,
 };
+pub use external::{AnchorFinding, ExternalAnchor, ExternalAttempt, ExternalState, GoodCopy};
 
 use crate::audit::{AuditDraft, AuditEntry, AuditHead};
 use crate::ca::{CaRecord, CaRole};
@@ -122,6 +124,8 @@ pub struct Store {
     audit: sled::Tree,
     anchors: sled::Tree,
     bundle_versions: sled::Tree,
+    /// External bundle source name -> its refresh state.
+    externals: sled::Tree,
 }
 
 type TxResult<T> = std::result::Result<T, ConflictableTransactionError<Error>>;
@@ -232,6 +236,7 @@ impl Store {
             audit: tree("audit")?,
             anchors: tree("anchors")?,
             bundle_versions: tree("bundle_versions")?,
+            externals: tree("externals")?,
             db,
         })
     }
