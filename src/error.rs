@@ -36,6 +36,8 @@ pub enum Error {
     Locked(String),
     #[error("audit log integrity: {0}")]
     AuditIntegrity(String),
+    #[error("external bundle refresh failed: {0}")]
+    RefreshFailed(String),
     #[error("i/o error on {path}: {source}")]
     Io {
         path: String,
@@ -63,6 +65,7 @@ impl Error {
             Error::Store(_) => "store_error",
             Error::Locked(_) => "data_dir_locked",
             Error::AuditIntegrity(_) => "audit_integrity",
+            Error::RefreshFailed(_) => "refresh_failed",
             Error::Io { .. } => "io_error",
         }
     }

@@ -578,12 +578,15 @@ impl Authority {
 
     /// Enabled sources whose last good copy is past the fail threshold.
     pub fn degraded_sources(&self) -> Result<Vec<String>> {
-        Ok(self
-            .source_views()?
-            .into_iter()
-            .filter(|v| v.enabled && v.staleness == Staleness::StaleFail)
-            .map(|v| v.name)
-            .collect())
+        let now = self.now();
+        let mut out = Vec::new();
+        for (name, source) in self.inventory.externals().filter(|(_, s)| s.enabled) {
+            let state = self.store.external_state(name)?;
+            if staleness(source, state.as_ref(), now) == Staleness::StaleFail {
+                out.push(name.to_string());
+            }
+        }
+        Ok(out)
     }
 }
 

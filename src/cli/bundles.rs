@@ -80,12 +80,12 @@ pub enum BundleCommand {
 }
 
 /// Opens the store, or says where the running server is when it holds the store.
-enum Target {
+pub(super) enum Target {
     Direct(Box<Authority>),
     Server { url: String, token: String },
 }
 
-fn target(config: Config) -> Result<Target> {
+pub(super) fn target(config: Config) -> Result<Target> {
     let data_dir = config.data_dir.clone();
     match Authority::open(config, Arc::new(SystemClock)) {
         Ok(a) if a.is_initialised()? => Ok(Target::Direct(Box::new(a))),
@@ -106,7 +106,7 @@ fn server_target(data_dir: &Path) -> Option<Target> {
 }
 
 /// One API call to the running server; API errors come back as our error codes.
-fn call(
+pub(super) fn call(
     url: &str,
     token: &str,
     method: reqwest::Method,

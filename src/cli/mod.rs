@@ -22,6 +22,7 @@ use crate::policy::profile::Profiles;
 use crate::x509;
 
 mod bundles;
+mod refresh;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Output {
@@ -86,6 +87,9 @@ pub enum Command {
     /// Trust bundles.
     #[command(subcommand)]
     Bundle(bundles::BundleCommand),
+    /// External trust bundles: fetch now, show refresh status.
+    #[command(subcommand)]
+    Refresh(refresh::RefreshCommand),
 }
 
 #[derive(Debug, Default, Args)]
@@ -336,6 +340,7 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Anchor(cmd) => bundles::anchor(config, cmd, out),
         Command::Bundle(cmd) => bundles::bundle(config, cmd, out),
+        Command::Refresh(cmd) => refresh::refresh(config, cmd, out),
         Command::Audit(AuditCommand::Verify) => {
             let report = open(config)?.verify_audit()?;
             emit(
@@ -664,9 +669,11 @@ fn serve(
         println!("  trust bundles:    {bundle_base}/bundles/  {bundle_base}/bundles.json");
         println!("  API:              {base}/api/v1/certificates  (token: anchorage token create --role registrar)");
         println!("  health:           {base}/healthz");
+        let scheduler = refresh::start_scheduler(&state).await?;
         let result = http::serve(state, listener, tls, shutdown_signal())
             .await
             .map_err(|e| Error::io("http server", e));
+        refresh::stop_scheduler(scheduler).await;
         let _ = std::fs::remove_file(config.data_dir.join(bundles::SERVE_FILE));
         let _ = std::fs::remove_file(config.data_dir.join(bundles::CONTROL_TOKEN_FILE));
         result

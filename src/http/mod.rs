@@ -6,6 +6,7 @@ pub mod anchors;
 pub mod bundles;
 mod certs;
 mod public;
+mod refresh;
 pub mod tls;
 
 use std::sync::Arc;
@@ -62,7 +63,13 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(public::routes())
         .merge(bundles::routes())
-        .nest("/api/v1", certs::routes().merge(anchors::routes()))
+        .merge(refresh::routes())
+        .nest(
+            "/api/v1",
+            certs::routes()
+                .merge(anchors::routes())
+                .merge(refresh::api_routes()),
+        )
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
