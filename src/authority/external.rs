@@ -97,6 +97,8 @@ enum Judged {
     Unchanged {
         status: RefreshStatus,
         reason: String,
+        /// Fresh validators from a 200 with the same body.
+        validators: Option<Validators>,
     },
     New {
         sha256: String,
@@ -188,11 +190,19 @@ impl Authority {
                 self.finish(&mut state, attempt, &mut report);
                 self.store.put_external_state(&state)?;
             }
-            Judged::Unchanged { status, reason } => {
+            Judged::Unchanged {
+                status,
+                reason,
+                validators,
+            } => {
                 attempt.status = status;
                 attempt.reason = reason;
                 if let Some(good) = state.good.as_mut() {
                     good.confirmed_at = now;
+                    if let Some(v) = validators {
+                        good.etag = v.etag;
+                        good.last_modified = v.last_modified;
+                    }
                     attempt.sha256 = Some(good.sha256.clone());
                     attempt.verification = Some(good.verification.clone());
                     attempt.anchors = Some(good.anchors.clone());
@@ -317,6 +327,7 @@ impl Authority {
                 return Ok(Judged::Unchanged {
                     status: RefreshStatus::NotModified,
                     reason: "304 Not Modified: the published copy is current".into(),
+                    validators: None,
                 })
             }
             Ok(Fetched::NotModified) => {
@@ -341,6 +352,7 @@ impl Authority {
             return Ok(Judged::Unchanged {
                 status: RefreshStatus::Ok,
                 reason: "unchanged (same SHA-256): only the timestamps were updated".into(),
+                validators: Some(validators),
             });
         }
         let with_digest = |failure: Failure, verification, anchors| Judged::Failed {

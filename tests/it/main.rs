@@ -9,6 +9,7 @@ mod bundle_format;
 mod bundles;
 mod crl;
 mod durability;
+mod external;
 mod harness;
 mod issuance;
 mod refusals;
