@@ -282,8 +282,20 @@ mod tests {
         let names: Vec<&str> = inv.bundles.keys().map(String::as_str).collect();
         assert_eq!(
             names,
-            ["patient", "patient-test", "provider", "provider-test"]
+            [
+                "directtrust-accredited",
+                "directtrust-interop-test",
+                "nate-bluebutton",
+                "patient",
+                "patient-test",
+                "provider",
+                "provider-test"
+            ]
         );
+        // The example external sources ship disabled, with placeholder pins.
+        let externals: Vec<(&str, bool)> = inv.externals().map(|(n, s)| (n, s.enabled)).collect();
+        assert_eq!(externals.len(), 3);
+        assert!(externals.iter().all(|(_, enabled)| !enabled));
         assert_eq!(
             inv.get("provider-test")
                 .unwrap()
@@ -292,6 +304,29 @@ mod tests {
                 .as_deref(),
             Some("provider")
         );
+    }
+
+    #[test]
+    fn minimal_external_declaration() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("community.toml"),
+            "[source]\nurl = \"https://bundles.example.org/community.p7b\"\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("combined.toml"),
+            "title = \"Combined\"\ninclude = [\"community\"]\n",
+        )
+        .unwrap();
+        let inv = Inventory::load(dir.path()).unwrap();
+        let (name, source) = inv.externals().next().unwrap();
+        assert_eq!(name, "community");
+        assert_eq!(inv.get("community").unwrap().declaration.title, "community");
+        assert!(source.enabled && source.pins.is_empty());
+        assert_eq!(source.schedule, crate::external::source::DEFAULT_SCHEDULE);
+        assert_eq!(source.interval(), std::time::Duration::from_secs(24 * 3600));
+        assert_eq!(inv.includers("community"), ["combined"]);
     }
 
     #[test]
@@ -315,12 +350,55 @@ mod tests {
                 "title = \"P\"\npromote_to = \"p\"\n",
             ),
             ("fail/empty-title", "p.toml", "title = \" \"\n"),
+            (
+                "fail/plain-http",
+                "e.toml",
+                "[source]\nurl = \"http://example.org/b.p7b\"\n",
+            ),
+            (
+                "fail/placeholder-pin-enabled",
+                "e.toml",
+                "[source]\nurl = \"https://example.org/b.p7b\"\nsigner_fingerprints = [\"FILL-IN\"]\n",
+            ),
+            (
+                "fail/bad-schedule",
+                "e.toml",
+                "[source]\nurl = \"https://example.org/b.p7b\"\nschedule = \"daily\"\n",
+            ),
+            (
+                "fail/five-field-cron",
+                "e.toml",
+                "[source]\nurl = \"https://example.org/b.p7b\"\nschedule = \"0 4 * * *\"\n",
+            ),
+            (
+                "fail/unknown-source-key",
+                "e.toml",
+                "[source]\nurl = \"https://example.org/b.p7b\"\ncolour = 1\n",
+            ),
+            (
+                "fail/missing-signer-file",
+                "e.toml",
+                "[source]\nurl = \"https://example.org/b.p7b\"\nsigners = [\"nope.pem\"]\n",
+            ),
+            (
+                "fail/include-local",
+                "p.toml",
+                "title = \"P\"\ninclude = [\"p\"]\n",
+            ),
+            (
+                "fail/external-with-test",
+                "e.toml",
+                "test = true\n[source]\nurl = \"https://example.org/b.p7b\"\n",
+            ),
         ];
         for (name, file, text) in cases {
             let dir = tempfile::tempdir().unwrap();
             std::fs::write(dir.path().join(file), text).unwrap();
             let err = Inventory::load(dir.path()).unwrap_err();
-            assert_eq!(err.code(), "config_invalid", "{name}");
+            assert!(
+                matches!(err.code(), "config_invalid" | "io_error"),
+                "{name}: {err}"
+            );
         }
     }
 }
