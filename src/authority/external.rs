@@ -232,7 +232,7 @@ impl Authority {
                 );
                 state.consecutive_failures = 0;
                 state.last_success_at = Some(now);
-                let version = self.external_version(name, &anchors, &admitted, now)?;
+                let version = self.external_version(name, &anchors, admitted, now)?;
                 state.good = Some(GoodCopy {
                     sha256,
                     checked_under,
@@ -361,7 +361,7 @@ impl Authority {
             verification,
             anchors,
         };
-        let parsed = match parse::parse_bundle(&bytes, source.max_anchors) {
+        let mut parsed = match parse::parse_bundle(&bytes, source.max_anchors) {
             Ok(p) => p,
             Err(mut f) => {
                 if let Some(t) = content_type.filter(|t| !t.contains("pkcs7")) {
@@ -375,11 +375,14 @@ impl Authority {
             Ok(v) => v,
             Err(f) => return Ok(with_digest(f, None, None)),
         };
+        // Memory stays near three times the bundle size: the signed copy goes once checked.
+        parsed.signed = None;
         if parsed.anchors.is_empty() {
             let f = Failure::new(RefreshStatus::Empty, "the bundle holds no anchors".into());
             return Ok(with_digest(f, Some(verification), Some(Vec::new())));
         }
-        let (anchors, admitted) = self.admit_all(name, source, &parsed.anchors, now)?;
+        let (anchors, admitted) =
+            self.admit_all(name, source, std::mem::take(&mut parsed.anchors), now)?;
         if admitted.is_empty() {
             let f = Failure::new(
                 RefreshStatus::AllRejected,
@@ -401,15 +404,15 @@ impl Authority {
         &self,
         name: &str,
         source: &ExternalSource,
-        ders: &[Vec<u8>],
+        ders: Vec<Vec<u8>>,
         now: OffsetDateTime,
     ) -> Result<(Vec<ExternalAnchor>, Vec<Vec<u8>>)> {
         let policy = self.admission_policy(self.declared(name)?)?;
         let mut anchors = Vec::with_capacity(ders.len());
         let mut admitted = Vec::new();
         for der in ders {
-            let summary = x509::summarize(der).ok();
-            let (ok, reasons) = match admission::admit(der, &[], &[], &policy, now) {
+            let summary = x509::summarize(&der).ok();
+            let (ok, reasons) = match admission::admit(&der, &[], &[], &policy, now) {
                 Ok(_) => (true, Vec::new()),
                 Err(denial) => (
                     source.admission == AdmissionMode::ReportOnly && summary.is_some(),
@@ -423,11 +426,12 @@ impl Authority {
                         .collect(),
                 ),
             };
+            let fingerprint = Fingerprint::of(&der).0;
             if ok {
-                admitted.push(der.clone());
+                admitted.push(der);
             }
             anchors.push(ExternalAnchor {
-                fingerprint: Fingerprint::of(der).0,
+                fingerprint,
                 subject: summary
                     .as_ref()
                     .map(|s| s.subject.clone())
@@ -446,13 +450,13 @@ impl Authority {
         &self,
         name: &str,
         anchors: &[ExternalAnchor],
-        admitted: &[Vec<u8>],
+        mut admitted: Vec<Vec<u8>>,
         now: OffsetDateTime,
     ) -> Result<Option<BundleVersion>> {
         let declared = self.declared(name)?;
-        let mut ders = admitted.to_vec();
-        ders.sort();
-        let p7b = bundle::build_p7b(&ders);
+        admitted.sort();
+        let p7b = bundle::build_p7b(&admitted);
+        drop(admitted);
         let sha256 = Fingerprint::of(&p7b).0;
         let latest = self.store.latest_bundle_version(name)?;
         if latest.as_ref().is_some_and(|l| l.sha256 == sha256) {

@@ -177,7 +177,10 @@ async fn once(
 }
 
 /// Maps a reqwest error to a status by walking its causes: DNS, TLS, timeout, connection.
+/// The URL is left out of the text so that words in it ("tls", "certificates") cannot
+/// masquerade as causes.
 fn classify(e: reqwest::Error) -> Failure {
+    let e = e.without_url();
     let chain = causes(&e);
     let text = chain.join(": ");
     let lower = text.to_ascii_lowercase();

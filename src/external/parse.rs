@@ -50,7 +50,8 @@ pub struct ParsedBundle {
     pub signed: Option<SignedLayer>,
 }
 
-/// Reads `body` as a trust bundle holding at most `max_anchors` distinct anchors.
+/// Reads `body` as a trust bundle holding at most `max_anchors` distinct anchors. DER input
+/// is read in place; each anchor and the signed content are copied once.
 pub fn parse_bundle(body: &[u8], max_anchors: usize) -> Result<ParsedBundle, Failure> {
     let blocks = der_blocks(body)?;
     let mut layers = Vec::with_capacity(blocks.len());
@@ -67,8 +68,8 @@ pub fn parse_bundle(body: &[u8], max_anchors: usize) -> Result<ParsedBundle, Fai
     let mut seen = HashSet::new();
     for layer in layers {
         if layer.signer_infos.is_empty() {
-            out.metadata = layer.content.map(|c| c.to_vec()).or(out.metadata);
-            add_anchors(&mut out, &mut seen, layer.certificates, max_anchors)?;
+            out.metadata = layer.content.map(<[u8]>::to_vec).or(out.metadata);
+            add_anchors(&mut out, &mut seen, &layer.certificates, max_anchors)?;
             continue;
         }
         let Some(content) = layer.content else {
@@ -76,9 +77,7 @@ pub fn parse_bundle(body: &[u8], max_anchors: usize) -> Result<ParsedBundle, Fai
                 "the signed bundle has no encapsulated content (a detached signature)",
             ));
         };
-        let inner = parse_inner(content)?;
-        out.metadata = inner.metadata;
-        add_anchors(&mut out, &mut seen, inner.certificates, max_anchors)?;
+        add_inner(&mut out, &mut seen, content, max_anchors)?;
         out.signed = Some(SignedLayer {
             content_type: layer.content_type.to_vec(),
             content: content.to_vec(),
@@ -89,23 +88,20 @@ pub fn parse_bundle(body: &[u8], max_anchors: usize) -> Result<ParsedBundle, Fai
     Ok(out)
 }
 
-/// The inner bundle of a signed bundle: DER, BER or PEM text of an unsigned bundle.
-struct Inner {
-    certificates: Vec<Vec<u8>>,
-    metadata: Option<Vec<u8>>,
-}
-
-fn parse_inner(content: &[u8]) -> Result<Inner, Failure> {
+/// Adds the anchors of a signed bundle's inner content: DER, BER or PEM text of an unsigned
+/// bundle.
+fn add_inner(
+    out: &mut ParsedBundle,
+    seen: &mut HashSet<String>,
+    content: &[u8],
+    max_anchors: usize,
+) -> Result<(), Failure> {
     let blocks = der_blocks(content).map_err(|f| {
         invalid(&format!(
             "the signed content is not a PKCS#7 bundle ({})",
             f.reason
         ))
     })?;
-    let mut inner = Inner {
-        certificates: Vec::new(),
-        metadata: None,
-    };
     for block in &blocks {
         let layer = read_layer(block)?;
         if !layer.signer_infos.is_empty() {
@@ -113,22 +109,19 @@ fn parse_inner(content: &[u8]) -> Result<Inner, Failure> {
                 "the signed content is itself signed; one signed layer is supported",
             ));
         }
-        inner
-            .certificates
-            .extend(layer.certificates.iter().map(|c| c.to_vec()));
-        inner.metadata = layer.content.map(<[u8]>::to_vec).or(inner.metadata);
+        add_anchors(out, seen, &layer.certificates, max_anchors)?;
+        out.metadata = layer.content.map(<[u8]>::to_vec).or(out.metadata.take());
     }
-    Ok(inner)
+    Ok(())
 }
 
-fn add_anchors<C: AsRef<[u8]>>(
+fn add_anchors(
     out: &mut ParsedBundle,
     seen: &mut HashSet<String>,
-    certificates: Vec<C>,
+    certificates: &[&[u8]],
     max_anchors: usize,
 ) -> Result<(), Failure> {
-    for cert in certificates {
-        let cert = cert.as_ref();
+    for &cert in certificates {
         // CertificateChoices: only X.509 certificates (a SEQUENCE) are anchors.
         if cert.first() != Some(&SEQUENCE) {
             continue;
@@ -153,8 +146,9 @@ pub(super) fn invalid(reason: &str) -> Failure {
 }
 
 /// The binary objects in `body`: the DER/BER body itself, or the contents of its PEM blocks
-/// (`PKCS7`, `CMS`, `PKCS #7 SIGNED DATA`), each normalised to definite lengths.
-fn der_blocks(body: &[u8]) -> Result<Vec<Vec<u8>>, Failure> {
+/// (`PKCS7`, `CMS`, `PKCS #7 SIGNED DATA`), each normalised to definite lengths (borrowed
+/// when the body is DER already).
+fn der_blocks(body: &[u8]) -> Result<Vec<Cow<'_, [u8]>>, Failure> {
     let trimmed = body.trim_ascii_start();
     if trimmed.is_empty() {
         return Err(invalid("the response body is empty"));
@@ -166,7 +160,7 @@ fn der_blocks(body: &[u8]) -> Result<Vec<Vec<u8>>, Failure> {
         for block in blocks {
             match block.tag() {
                 "PKCS7" | "CMS" | "PKCS #7 SIGNED DATA" => {
-                    out.push(normalise(block.contents())?.into_owned())
+                    out.push(Cow::Owned(normalise(block.contents())?.into_owned()))
                 }
                 other => {
                     return Err(invalid(&format!(
@@ -190,7 +184,7 @@ fn der_blocks(body: &[u8]) -> Result<Vec<Vec<u8>>, Failure> {
             "the body is neither DER/BER PKCS#7 nor PEM-armoured PKCS#7",
         ));
     }
-    Ok(vec![normalise(body)?.into_owned()])
+    Ok(vec![normalise(body)?])
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -468,21 +468,46 @@ fn declare(bundles: &Path, f: &Fixtures, publisher: &Publisher) {
     let closed = free_port();
     source("refused", &format!("https://127.0.0.1:{closed}/x.p7b"), "");
     source("nodns", "https://no-such-host.invalid/x.p7b", "");
+    source(
+        "strict",
+        &publisher.url("/strict.p7m"),
+        "signers = [\"pins/pub-ca.pem\"]\ntls_ca_file = \"pins/tls-ca.pem\"\nstale_warn_hours = 1\nstale_fail_hours = 2\npublish_when_stale = false\n",
+    );
     std::fs::write(
         bundles.join("combined.toml"),
         "title = \"Combined\"\ninclude = [\"pinned\"]\n",
     )
     .unwrap();
+    std::fs::write(
+        bundles.join("strict-combined.toml"),
+        "title = \"Strict combined\"\ninclude = [\"strict\"]\n",
+    )
+    .unwrap();
+}
+
+/// The wall clock moved forward by a settable number of seconds.
+#[derive(Default)]
+struct ShiftedClock(std::sync::atomic::AtomicI64);
+
+impl anchorage::clock::Clock for ShiftedClock {
+    fn now(&self) -> time::OffsetDateTime {
+        anchorage::clock::SystemClock.now()
+            + time::Duration::seconds(self.0.load(std::sync::atomic::Ordering::SeqCst))
+    }
 }
 
 fn open_authority(dir: &Path) -> Arc<Authority> {
+    open_authority_with(dir, Arc::new(SystemClock))
+}
+
+fn open_authority_with(dir: &Path, clock: Arc<dyn anchorage::clock::Clock>) -> Arc<Authority> {
     let config = Config {
         data_dir: dir.join("data"),
         bundles_dir: dir.join("bundles"),
         managed_domains: vec![HealthDomain::parse("direct.example.com").unwrap()],
         ..Config::default()
     };
-    let authority = Authority::open(config, Arc::new(SystemClock)).unwrap();
+    let authority = Authority::open(config, clock).unwrap();
     let pass = Passphrase::new(PASSPHRASE.into()).unwrap();
     authority
         .init(InitOptions::default(), &pass, "test")
@@ -894,6 +919,61 @@ fn network_failures_are_told_apart() {
     publisher.set("/open.p7b", ok(vec![0x30; 2_000_000]));
     assert_eq!(r.run("open").status, RefreshStatus::TooLarge);
     assert_eq!(r.latest("open").version, 1);
+}
+
+#[test]
+fn staleness_is_flagged_and_can_withdraw() {
+    use anchorage::clock::Clock;
+    let f = Fixtures::make();
+    let publisher = Publisher::start(&f.path("tls.pem"), &f.path("tls.key"));
+    let dir = tempfile::tempdir().unwrap();
+    declare(&dir.path().join("bundles"), &f, &publisher);
+    let clock = Arc::new(ShiftedClock::default());
+    let r = Refresher {
+        runtime: tokio::runtime::Runtime::new().unwrap(),
+        authority: open_authority_with(dir.path(), clock.clone()),
+    };
+    let shift = |hours: i64| {
+        clock
+            .0
+            .store(hours * 3600, std::sync::atomic::Ordering::SeqCst)
+    };
+    publisher.set("/strict.p7m", ok(f.bytes("signed.p7m")));
+    assert_eq!(r.run("strict").status, RefreshStatus::Ok);
+    assert_eq!(r.view("strict")["staleness"], "fresh");
+    assert_eq!(r.latest("strict-combined").anchors.len(), 2);
+    // Past stale_warn_hours (1): flagged, not yet degraded.
+    shift(1);
+    clock.0.fetch_add(60, std::sync::atomic::Ordering::SeqCst);
+    let view = r.view("strict");
+    assert_eq!(
+        (view["staleness"].as_str(), view["stale"].as_bool()),
+        (Some("stale_warn"), Some(true))
+    );
+    assert!(r.authority.degraded_sources().unwrap().is_empty());
+    // Past stale_fail_hours (2): degraded; with publish_when_stale = false the including
+    // bundle drops the source's anchors at its next rebuild; the source's own copy stays.
+    shift(3);
+    assert_eq!(r.view("strict")["staleness"], "stale_fail");
+    assert_eq!(r.authority.degraded_sources().unwrap(), ["strict"]);
+    let withdrawn = r.authority.republish_includers("strict", "test").unwrap();
+    assert_eq!(withdrawn.len(), 1);
+    assert!(r.latest("strict-combined").anchors.is_empty());
+    assert_eq!(r.latest("strict").anchors.len(), 2);
+    // The other source (publish_when_stale = true by default) is merely flagged.
+    assert_eq!(r.view("pinned")["staleness"], "no_copy");
+    // A successful refresh (same bytes) confirms the copy: fresh again, anchors back.
+    let report = r.run("strict");
+    assert_eq!(report.status, RefreshStatus::Ok, "{report:?}");
+    assert_eq!(r.view("strict")["staleness"], "fresh");
+    assert_eq!(r.latest("strict-combined").anchors.len(), 2);
+    assert!(r.authority.degraded_sources().unwrap().is_empty());
+    let last_good = time::OffsetDateTime::parse(
+        r.view("strict")["last_good_at"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    assert!((clock.now() - last_good).whole_seconds().abs() <= 2);
 }
 
 /// The CLI contract, through the binary: `--bundles-dir`, a minimal declaration,
