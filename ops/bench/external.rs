@@ -3,6 +3,7 @@
 //!
 //!   cargo bench --bench external
 //!   EXTERNAL_BENCH_MEMORY=10000 cargo bench --bench external     # peak memory only
+//!   EXTERNAL_BENCH_MEMORY=10000 EXTERNAL_BENCH_FORM=ber cargo bench --bench external
 //!
 //! Set-up (not timed; cached under `target/bench-external/<n>/`): `n` distinct, realistic
 //! anchors (self-signed RSA-2048 CA certificates, ~1.2 KB each, made with rcgen), assembled
@@ -374,7 +375,12 @@ fn vm_hwm_kb() -> u64 {
 fn memory(n: usize) {
     let dir = fixtures(n);
     let baseline = vm_hwm_kb();
-    let body = std::fs::read(dir.join("signed.p7m")).unwrap();
+    // EXTERNAL_BENCH_FORM=ber measures the `-stream` (BER) file instead.
+    let file = match std::env::var("EXTERNAL_BENCH_FORM").as_deref() {
+        Ok("ber") => "signed-ber.p7m",
+        _ => "signed.p7m",
+    };
+    let body = std::fs::read(dir.join(file)).unwrap();
     let size_kb = body.len() as u64 / 1024;
     let admitted = pipeline(
         body,
@@ -385,7 +391,7 @@ fn memory(n: usize) {
     let peak = vm_hwm_kb();
     let limit = 3 * size_kb + 50 * 1024;
     println!(
-        "external memory: {admitted} anchors, file {} KB; peak RSS (VmHWM) {peak} KB, {baseline} KB before reading the file; limit 3 x size + 50 MB = {limit} KB: {}",
+        "external memory: {admitted} anchors, {file} {} KB; peak RSS (VmHWM) {peak} KB, {baseline} KB before reading the file; limit 3 x size + 50 MB = {limit} KB: {}",
         size_kb,
         if peak <= limit { "within" } else { "EXCEEDED" }
     );

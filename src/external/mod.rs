@@ -119,3 +119,50 @@ impl std::fmt::Display for Failure {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_names_are_the_public_ones() {
+        let names: Vec<String> = RefreshStatus::ALL
+            .iter()
+            .map(|s| {
+                serde_json::to_value(s)
+                    .unwrap()
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "ok",
+                "not_modified",
+                "dns_error",
+                "connect_error",
+                "tls_error",
+                "timeout",
+                "http_status",
+                "too_large",
+                "invalid_format",
+                "unsigned_but_pinned",
+                "bad_signature",
+                "untrusted_signer",
+                "signer_expired",
+                "empty",
+                "all_rejected"
+            ]
+        );
+        for s in RefreshStatus::ALL {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+        }
+        let success: Vec<RefreshStatus> = RefreshStatus::ALL
+            .into_iter()
+            .filter(|s| s.is_success())
+            .collect();
+        assert_eq!(success, [RefreshStatus::Ok, RefreshStatus::NotModified]);
+    }
+}
