@@ -518,6 +518,30 @@ mod tests {
     }
 
     #[test]
+    fn metadata_content_is_kept_opaque_and_duplicates_dropped() {
+        let cert = rcgen::CertificateParams::new(vec!["a.example".to_string()])
+            .unwrap()
+            .self_signed(&rcgen::KeyPair::generate().unwrap())
+            .unwrap()
+            .der()
+            .to_vec();
+        let xml = b"<TrustBundle><Profile>x</Profile></TrustBundle>";
+        let p7b = crate::bundle::build_p7b_with_metadata(std::slice::from_ref(&cert), xml);
+        let parsed = parse_bundle(&p7b, 10).unwrap();
+        assert_eq!(parsed.metadata.as_deref(), Some(&xml[..]));
+        assert_eq!(parsed.anchors, vec![cert]);
+        assert!(parsed.signed.is_none());
+        // The same object twice as PEM blocks: one anchor, one duplicate.
+        let block = pem::encode(&pem::Pem::new("PKCS7", p7b.clone()));
+        let parsed = parse_bundle(format!("{block}{block}").as_bytes(), 10).unwrap();
+        assert_eq!((parsed.anchors.len(), parsed.duplicates), (1, 1));
+        assert_eq!(
+            parse_bundle(&p7b, 0).unwrap_err().status,
+            RefreshStatus::TooLarge
+        );
+    }
+
+    #[test]
     fn lengths_are_minimal() {
         for (len, want) in [
             (0usize, vec![0x04, 0x00]),

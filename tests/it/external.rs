@@ -160,6 +160,13 @@ impl Fixtures {
             "pub-ca",
             "basicConstraints=critical,CA:false\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=emailProtection\n",
         );
+        // Issued by the pinned CA, but for key encipherment only.
+        f.leaf(
+            "no-sign",
+            "Encipherment Only",
+            "pub-ca",
+            "basicConstraints=critical,CA:false\nkeyUsage=critical,keyEncipherment\n",
+        );
         f.openssl(&[
             "req",
             "-x509",
@@ -245,6 +252,7 @@ impl Fixtures {
         f.sign("empty.p7b", "signer", "signed-empty.p7m", &[]);
         f.sign("set1.p7b", "stranger", "signed-stranger.p7m", &[]);
         f.sign("set1.p7b", "expired", "signed-expired.p7m", &[]);
+        f.sign("set1.p7b", "no-sign", "signed-no-sign.p7m", &[]);
         // The signature's last byte flipped.
         let mut tampered = f.bytes("signed.p7m");
         *tampered.last_mut().unwrap() ^= 0x01;
@@ -282,6 +290,8 @@ enum Reply {
         body: Vec<u8>,
         etag: Option<String>,
     },
+    /// 302 to this location.
+    Redirect(String),
     /// 200 and a body that never ends.
     Endless,
     /// Accepts the request and never answers.
@@ -347,6 +357,14 @@ impl Publisher {
 
     fn url(&self, path: &str) -> String {
         format!("https://{}{path}", self.addr)
+    }
+
+    fn count(&self, path: &str) -> usize {
+        let requests = self.requests.lock().unwrap();
+        requests
+            .iter()
+            .filter(|r| r.split_whitespace().nth(1) == Some(path))
+            .count()
     }
 
     fn last_request(&self, path: &str) -> String {
@@ -416,6 +434,11 @@ async fn answer(
             );
             let _ = tls.write_all(head.as_bytes()).await;
             let _ = tls.write_all(&body).await;
+            let _ = tls.shutdown().await;
+        }
+        Reply::Redirect(location) => {
+            let head = format!("HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            let _ = tls.write_all(head.as_bytes()).await;
             let _ = tls.shutdown().await;
         }
         Reply::Endless => {
@@ -794,6 +817,12 @@ fn every_status_keeps_the_last_good_copy() {
             None,
         ),
         (
+            "no-digital-signature",
+            ok(f.bytes("signed-no-sign.p7m")),
+            RefreshStatus::UntrustedSigner,
+            None,
+        ),
+        (
             "empty",
             ok(f.bytes("signed-empty.p7m")),
             RefreshStatus::Empty,
@@ -810,7 +839,12 @@ fn every_status_keeps_the_last_good_copy() {
     ];
     for (i, (name, reply, want, code)) in cases.into_iter().enumerate() {
         publisher.set("/pinned.p7m", reply);
+        let before = publisher.count("/pinned.p7m");
         let report = r.run("pinned");
+        let tries = publisher.count("/pinned.p7m") - before;
+        // retries = 1: network failures and 5xx are tried twice, everything else once.
+        let transient = matches!(name, "503" | "silent");
+        assert_eq!(tries, if transient { 2 } else { 1 }, "{name}: tries");
         assert_eq!(report.status, want, "{name}: {report:?}");
         assert_eq!(report.http_code, code, "{name}");
         assert!(!report.reason.is_empty(), "{name}");
@@ -915,10 +949,26 @@ fn network_failures_are_told_apart() {
     let anchors = r.view("report")["anchors"].clone();
     assert_eq!(anchors[0]["admitted"], true);
     assert!(!anchors[0]["reasons"].as_array().unwrap().is_empty());
+    // Redirects: followed on HTTPS, refused when they loop or leave HTTPS.
+    publisher.set("/open.p7b", Reply::Redirect("/moved.p7b".into()));
+    publisher.set("/moved.p7b", ok(f.bytes("set2.p7b")));
+    let report = r.run("open");
+    assert_eq!(report.status, RefreshStatus::Ok, "{report:?}");
+    assert_eq!(r.latest("open").version, 2);
+    publisher.set("/open.p7b", Reply::Redirect("/open.p7b".into()));
+    let report = r.run("open");
+    assert_eq!(report.status, RefreshStatus::HttpStatus, "{report:?}");
+    assert!(report.reason.contains("redirect"), "{report:?}");
+    let plain = format!("http://{}/moved.p7b", publisher.addr);
+    publisher.set("/open.p7b", Reply::Redirect(plain));
+    let report = r.run("open");
+    assert_eq!(report.status, RefreshStatus::HttpStatus, "{report:?}");
+    assert!(report.reason.contains("HTTPS"), "{report:?}");
+    assert_eq!(r.latest("open").version, 2);
     // A declared limit on the body: Content-Length over max_bytes stops before reading.
     publisher.set("/open.p7b", ok(vec![0x30; 2_000_000]));
     assert_eq!(r.run("open").status, RefreshStatus::TooLarge);
-    assert_eq!(r.latest("open").version, 1);
+    assert_eq!(r.latest("open").version, 2);
 }
 
 #[test]
@@ -1202,9 +1252,26 @@ fn cli_and_server_contract() {
     )
     .unwrap();
     assert_eq!(refused.status, 401);
+    // SIGTERM stops the server and its jobs cleanly.
+    tools::run("kill", &["-TERM", &child.id().to_string()]).assert_success("kill -TERM");
+    let mut exited = None;
+    for _ in 0..100 {
+        if let Some(status) = child.try_wait().unwrap() {
+            exited = Some(status);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let Some(status) = exited else {
+        let _ = child.kill();
+        panic!("serve did not stop within 10 s of SIGTERM:\n{}", log());
+    };
+    assert!(status.success(), "serve exit {status}:\n{}", log());
+    assert!(
+        !data.join("serve.json").exists(),
+        "serve.json removed on shutdown"
+    );
     // One log line per attempt, with status and reason.
-    let _ = child.kill();
-    let _ = child.wait();
     let log = strip_ansi(&log());
     assert!(
         log.contains("external bundle refresh source=late status=ok reason=3 anchors, 2 admitted"),
