@@ -203,11 +203,15 @@ pub fn normalise(input: &[u8]) -> Result<Cow<'_, [u8]>, Failure> {
         }
         return Ok(Cow::Borrowed(input));
     }
-    let mut out = Vec::with_capacity(input.len());
-    let used = normalise_element(input, &mut out, 0)?;
+    // Two passes: measure every rewritten element's content length (pre-order), then write
+    // once into a buffer of the exact size. Nothing is copied twice.
+    let mut lengths = Vec::new();
+    let (used, total) = measure(input, 0, &mut lengths)?;
     if used != input.len() {
         return Err(invalid("trailing bytes after the PKCS#7 object"));
     }
+    let mut out = Vec::with_capacity(total);
+    write(input, &mut lengths.into_iter(), &mut out)?;
     Ok(Cow::Owned(out))
 }
 
@@ -273,29 +277,32 @@ fn element_end(input: &[u8], header: &BerHeader) -> Result<usize, Failure> {
     Ok(end)
 }
 
-/// Normalises the element at the start of `input` into `out`; returns the bytes consumed.
-fn normalise_element(input: &[u8], out: &mut Vec<u8>, depth: usize) -> Result<usize, Failure> {
+/// Pass 1: (bytes consumed, bytes written) for the element at the start of `input`; pushes
+/// the content length of each element that gets rewritten, in pre-order.
+fn measure(
+    input: &[u8],
+    depth: usize,
+    lengths: &mut Vec<usize>,
+) -> Result<(usize, usize), Failure> {
     if depth > MAX_DEPTH {
         return Err(invalid("ASN.1 nesting is too deep"));
     }
     let header = read_header(input)?;
     if header.tag == CONSTRUCTED_OCTET_STRING {
-        let mut octets = Vec::new();
-        let used = octet_string_parts(input, &header, &mut octets, depth)?;
-        push_header(out, OCTET_STRING, octets.len());
-        out.extend_from_slice(&octets);
-        return Ok(used);
+        let (used, octets) = octets(input, &header, depth, &mut |_| Ok(()))?;
+        lengths.push(octets);
+        return Ok((used, header_len(octets) + octets));
     }
     if header.length.is_some() {
         let end = element_end(input, &header)?;
-        out.extend_from_slice(input.get(..end).ok_or_else(truncated)?);
-        return Ok(end);
+        return Ok((end, end));
     }
     if !header.constructed {
         return Err(invalid("a primitive element with an indefinite length"));
     }
-    let mut body = Vec::new();
-    let mut pos = header.size;
+    let slot = lengths.len();
+    lengths.push(0);
+    let (mut pos, mut content) = (header.size, 0usize);
     loop {
         let rest = input.get(pos..).ok_or_else(truncated)?;
         if rest.starts_with(&[0, 0]) {
@@ -305,42 +312,85 @@ fn normalise_element(input: &[u8], out: &mut Vec<u8>, depth: usize) -> Result<us
         if rest.is_empty() {
             return Err(truncated());
         }
-        pos += normalise_element(rest, &mut body, depth + 1)?;
+        let (used, written) = measure(rest, depth + 1, lengths)?;
+        pos += used;
+        content += written;
     }
-    push_header(out, header.tag, body.len());
-    out.extend_from_slice(&body);
-    Ok(pos)
+    if let Some(l) = lengths.get_mut(slot) {
+        *l = content;
+    }
+    Ok((pos, header_len(content) + content))
 }
 
-/// Appends the octets of a constructed OCTET STRING (definite or not) to `octets`.
-fn octet_string_parts(
+/// Pass 2: writes the element at the start of `input` with the lengths pass 1 measured;
+/// returns the bytes consumed.
+fn write(
+    input: &[u8],
+    lengths: &mut impl Iterator<Item = usize>,
+    out: &mut Vec<u8>,
+) -> Result<usize, Failure> {
+    let header = read_header(input)?;
+    if header.tag == CONSTRUCTED_OCTET_STRING {
+        push_header(out, OCTET_STRING, lengths.next().ok_or_else(truncated)?);
+        let (used, _) = octets(input, &header, 0, &mut |part| {
+            out.extend_from_slice(part);
+            Ok(())
+        })?;
+        return Ok(used);
+    }
+    if header.length.is_some() {
+        let end = element_end(input, &header)?;
+        out.extend_from_slice(input.get(..end).ok_or_else(truncated)?);
+        return Ok(end);
+    }
+    push_header(out, header.tag, lengths.next().ok_or_else(truncated)?);
+    let mut pos = header.size;
+    loop {
+        let rest = input.get(pos..).ok_or_else(truncated)?;
+        if rest.starts_with(&[0, 0]) {
+            return Ok(pos + 2);
+        }
+        pos += write(rest, lengths, out)?;
+    }
+}
+
+/// Walks a constructed OCTET STRING (definite or not, nested or not), handing each primitive
+/// part's octets to `part`; returns (bytes consumed, octets).
+fn octets(
     input: &[u8],
     header: &BerHeader,
-    octets: &mut Vec<u8>,
     depth: usize,
-) -> Result<usize, Failure> {
-    let mut pos = header.size;
+    part: &mut dyn FnMut(&[u8]) -> Result<(), Failure>,
+) -> Result<(usize, usize), Failure> {
+    if depth > MAX_DEPTH {
+        return Err(invalid("ASN.1 nesting is too deep"));
+    }
     let end = match header.length {
         Some(_) => Some(element_end(input, header)?),
         None => None,
     };
+    let (mut pos, mut count) = (header.size, 0usize);
     loop {
         if Some(pos) == end {
-            return Ok(pos);
+            return Ok((pos, count));
         }
         let rest = input.get(pos..).ok_or_else(truncated)?;
         if end.is_none() && rest.starts_with(&[0, 0]) {
-            return Ok(pos + 2);
+            return Ok((pos + 2, count));
         }
-        let part = read_header(rest)?;
-        match (part.tag, part.length) {
+        let inner = read_header(rest)?;
+        match (inner.tag, inner.length) {
             (OCTET_STRING, Some(_)) => {
-                let part_end = element_end(rest, &part)?;
-                octets.extend_from_slice(rest.get(part.size..part_end).ok_or_else(truncated)?);
-                pos += part_end;
+                let inner_end = element_end(rest, &inner)?;
+                let bytes = rest.get(inner.size..inner_end).ok_or_else(truncated)?;
+                part(bytes)?;
+                pos += inner_end;
+                count += bytes.len();
             }
-            (CONSTRUCTED_OCTET_STRING, _) if depth < MAX_DEPTH => {
-                pos += octet_string_parts(rest, &part, octets, depth + 1)?;
+            (CONSTRUCTED_OCTET_STRING, _) => {
+                let (used, n) = octets(rest, &inner, depth + 1, part)?;
+                pos += used;
+                count += n;
             }
             _ => return Err(invalid("a constructed OCTET STRING holds something else")),
         }
@@ -348,6 +398,13 @@ fn octet_string_parts(
             return Err(truncated());
         }
     }
+}
+
+/// Size of a DER header for `len` content bytes.
+fn header_len(len: usize) -> usize {
+    let mut out = Vec::with_capacity(10);
+    push_header(&mut out, 0, len);
+    out.len()
 }
 
 fn push_header(out: &mut Vec<u8>, tag: u8, len: usize) {
@@ -474,6 +531,24 @@ mod tests {
             der.as_ref(),
             &[0x30, 0x07, 0x04, 0x03, b'a', b'b', b'c', 0x05, 0x00]
         );
+    }
+
+    #[test]
+    fn nested_octet_strings_are_flattened() {
+        // SEQUENCE(indef) { OCTET STRING constructed(10) { "a", constructed(indef) { "b" } } }
+        let ber = [
+            0x30, 0x80, 0x24, 0x0a, 0x04, 0x01, b'a', 0x24, 0x80, 0x04, 0x01, b'b', 0x00, 0x00,
+            0x00, 0x00,
+        ];
+        let der = normalise(&ber).unwrap();
+        assert_eq!(der.as_ref(), &[0x30, 0x04, 0x04, 0x02, b'a', b'b']);
+        // A long content gets a long-form length.
+        let mut long = vec![0x30, 0x80, 0x04, 0x81, 0xc8];
+        long.extend(std::iter::repeat_n(7u8, 200));
+        long.extend([0x00, 0x00]);
+        let der = normalise(&long).unwrap();
+        assert_eq!(&der[..6], &[0x30, 0x81, 0xcb, 0x04, 0x81, 0xc8]);
+        assert_eq!(der.len(), 3 + 203);
     }
 
     #[test]
