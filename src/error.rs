@@ -38,6 +38,8 @@ pub enum Error {
     AuditIntegrity(String),
     #[error("publication failed: {0}")]
     Publish(String),
+    #[error("external bundle refresh failed: {0}")]
+    RefreshFailed(String),
     #[error("i/o error on {path}: {source}")]
     Io {
         path: String,
@@ -66,6 +68,7 @@ impl Error {
             Error::Locked(_) => "data_dir_locked",
             Error::AuditIntegrity(_) => "audit_integrity",
             Error::Publish(_) => "publish_failed",
+            Error::RefreshFailed(_) => "refresh_failed",
             Error::Io { .. } => "io_error",
         }
     }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::external::source::ExternalSource;
 
 /// File extensions read as seed anchors.
 const SEED_EXTENSIONS: [&str; 5] = ["pem", "cer", "crt", "der", "p7b"];
@@ -52,6 +53,8 @@ pub struct BundleMetadata {
 pub struct BundleDeclaration {
     #[serde(default)]
     pub name: String,
+    /// Required for local bundles; an external bundle defaults to its name.
+    #[serde(default)]
     pub title: String,
     #[serde(default)]
     pub description: String,
@@ -68,6 +71,19 @@ pub struct BundleDeclaration {
     pub promote_to: Option<String>,
     #[serde(default)]
     pub metadata: BundleMetadata,
+    /// External bundles whose admitted anchors this local bundle republishes with its own.
+    #[serde(default)]
+    pub include: Vec<String>,
+    /// Present for an external bundle: where it is fetched from and how it is checked.
+    #[serde(default)]
+    pub source: Option<ExternalSource>,
+}
+
+impl BundleDeclaration {
+    /// The external source, for an external bundle.
+    pub fn external(&self) -> Option<&ExternalSource> {
+        self.source.as_ref()
+    }
 }
 
 fn default_policy() -> String {
@@ -122,8 +138,36 @@ impl Inventory {
         Ok(inventory)
     }
 
+    /// The external bundles, by name.
+    pub fn externals(&self) -> impl Iterator<Item = (&str, &ExternalSource)> {
+        self.bundles
+            .iter()
+            .filter_map(|(name, b)| Some((name.as_str(), b.declaration.external()?)))
+    }
+
+    /// The local bundles that include the external bundle `source`.
+    pub fn includers(&self, source: &str) -> Vec<String> {
+        self.bundles
+            .values()
+            .filter(|b| b.declaration.include.iter().any(|i| i == source))
+            .map(|b| b.declaration.name.clone())
+            .collect()
+    }
+
     fn check_links(&self) -> Result<()> {
         for (name, b) in &self.bundles {
+            for included in &b.declaration.include {
+                let external = self
+                    .bundles
+                    .get(included)
+                    .map(|t| t.declaration.source.is_some());
+                if external != Some(true) {
+                    return Err(Error::Config(format!(
+                        "{}: include = ['{included}'] names no declared external bundle",
+                        b.file.display()
+                    )));
+                }
+            }
             if let Some(target) = &b.declaration.promote_to {
                 let Some(t) = self.bundles.get(target) else {
                     return Err(Error::Config(format!(
@@ -176,6 +220,18 @@ fn load_declaration(file: &Path) -> Result<DeclaredBundle> {
             declaration.name
         )));
     }
+    if let Some(source) = declaration.source.as_mut() {
+        let dir = file.parent().unwrap_or(Path::new("."));
+        source.resolve(dir, &origin)?;
+        if declaration.title.trim().is_empty() {
+            declaration.title = declaration.name.clone();
+        }
+        if declaration.test || declaration.promote_to.is_some() || !declaration.include.is_empty() {
+            return Err(Error::Config(format!(
+                "{origin}: an external bundle takes no test, promote_to or include"
+            )));
+        }
+    }
     if declaration.title.trim().is_empty() {
         return Err(Error::Config(format!("{origin}: title is empty")));
     }
@@ -226,8 +282,20 @@ mod tests {
         let names: Vec<&str> = inv.bundles.keys().map(String::as_str).collect();
         assert_eq!(
             names,
-            ["patient", "patient-test", "provider", "provider-test"]
+            [
+                "directtrust-accredited",
+                "directtrust-interop-test",
+                "nate-bluebutton",
+                "patient",
+                "patient-test",
+                "provider",
+                "provider-test"
+            ]
         );
+        // The example external sources ship disabled, with placeholder pins.
+        let externals: Vec<(&str, bool)> = inv.externals().map(|(n, s)| (n, s.enabled)).collect();
+        assert_eq!(externals.len(), 3);
+        assert!(externals.iter().all(|(_, enabled)| !enabled));
         assert_eq!(
             inv.get("provider-test")
                 .unwrap()
@@ -236,6 +304,29 @@ mod tests {
                 .as_deref(),
             Some("provider")
         );
+    }
+
+    #[test]
+    fn minimal_external_declaration() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("community.toml"),
+            "[source]\nurl = \"https://bundles.example.org/community.p7b\"\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("combined.toml"),
+            "title = \"Combined\"\ninclude = [\"community\"]\n",
+        )
+        .unwrap();
+        let inv = Inventory::load(dir.path()).unwrap();
+        let (name, source) = inv.externals().next().unwrap();
+        assert_eq!(name, "community");
+        assert_eq!(inv.get("community").unwrap().declaration.title, "community");
+        assert!(source.enabled && source.pins.is_empty());
+        assert_eq!(source.schedule, crate::external::source::DEFAULT_SCHEDULE);
+        assert_eq!(source.interval(), std::time::Duration::from_secs(24 * 3600));
+        assert_eq!(inv.includers("community"), ["combined"]);
     }
 
     #[test]
@@ -259,12 +350,55 @@ mod tests {
                 "title = \"P\"\npromote_to = \"p\"\n",
             ),
             ("fail/empty-title", "p.toml", "title = \" \"\n"),
+            (
+                "fail/plain-http",
+                "e.toml",
+                "[source]\nurl = \"http://example.org/b.p7b\"\n",
+            ),
+            (
+                "fail/placeholder-pin-enabled",
+                "e.toml",
+                "[source]\nurl = \"https://example.org/b.p7b\"\nsigner_fingerprints = [\"FILL-IN\"]\n",
+            ),
+            (
+                "fail/bad-schedule",
+                "e.toml",
+                "[source]\nurl = \"https://example.org/b.p7b\"\nschedule = \"daily\"\n",
+            ),
+            (
+                "fail/five-field-cron",
+                "e.toml",
+                "[source]\nurl = \"https://example.org/b.p7b\"\nschedule = \"0 4 * * *\"\n",
+            ),
+            (
+                "fail/unknown-source-key",
+                "e.toml",
+                "[source]\nurl = \"https://example.org/b.p7b\"\ncolour = 1\n",
+            ),
+            (
+                "fail/missing-signer-file",
+                "e.toml",
+                "[source]\nurl = \"https://example.org/b.p7b\"\nsigners = [\"nope.pem\"]\n",
+            ),
+            (
+                "fail/include-local",
+                "p.toml",
+                "title = \"P\"\ninclude = [\"p\"]\n",
+            ),
+            (
+                "fail/external-with-test",
+                "e.toml",
+                "test = true\n[source]\nurl = \"https://example.org/b.p7b\"\n",
+            ),
         ];
         for (name, file, text) in cases {
             let dir = tempfile::tempdir().unwrap();
             std::fs::write(dir.path().join(file), text).unwrap();
             let err = Inventory::load(dir.path()).unwrap_err();
-            assert_eq!(err.code(), "config_invalid", "{name}");
+            assert!(
+                matches!(err.code(), "config_invalid" | "io_error"),
+                "{name}: {err}"
+            );
         }
     }
 }

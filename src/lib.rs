@@ -10,6 +10,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod external;
 pub mod http;
 pub mod inventory;
 pub mod keyseal;

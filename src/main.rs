@@ -41,6 +41,8 @@ fn report(e: &Error, output: Output) {
         _ => Vec::new(),
     };
     match output {
+        // The refresh report, printed already, says what failed; one JSON document only.
+        Output::Json if matches!(e, Error::RefreshFailed(_)) => {}
         Output::Json => {
             let body =
                 serde_json::json!({"code": e.code(), "message": e.to_string(), "reasons": reasons});

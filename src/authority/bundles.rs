@@ -42,13 +42,13 @@ pub struct BundleSummary {
 }
 
 impl Authority {
-    fn declared(&self, bundle: &str) -> Result<&DeclaredBundle> {
+    pub(super) fn declared(&self, bundle: &str) -> Result<&DeclaredBundle> {
         self.inventory.get(bundle)
     }
 
     /// The declaration's admission policy: `anchor-admission` is built in; other names are
     /// files in the configured policies directory.
-    fn admission_policy(&self, declared: &DeclaredBundle) -> Result<AdmissionPolicy> {
+    pub(super) fn admission_policy(&self, declared: &DeclaredBundle) -> Result<AdmissionPolicy> {
         let name = &declared.declaration.admission_policy;
         let dir = self.config.policies_dir.as_deref();
         match (name.as_str(), dir) {
@@ -83,6 +83,12 @@ impl Authority {
     /// as pending. All or nothing: one refused anchor refuses the file.
     pub fn submit_anchor(&self, submission: &Submission, actor: &str) -> Result<Vec<AnchorRecord>> {
         let declared = self.declared(&submission.bundle)?;
+        if declared.declaration.source.is_some() {
+            return Err(Error::InvalidInput(format!(
+                "'{}' is an external bundle: its anchors come from its source, not from submissions",
+                submission.bundle
+            )));
+        }
         let policy = self.admission_policy(declared)?;
         let anchors = admission::read_anchor_upload(&submission.file, policy.max_upload_bytes)
             .map_err(Error::Denied)?;
@@ -297,6 +303,10 @@ impl Authority {
     /// when the .p7b differs from the latest one; returns it, or `None` when unchanged.
     pub fn rebuild_bundle(&self, name: &str, actor: &str) -> Result<Option<BundleVersion>> {
         let declared = self.declared(name)?;
+        if declared.declaration.source.is_some() {
+            // An external bundle's versions are made by its refresh, from its source.
+            return Ok(None);
+        }
         let mut members: Vec<AnchorRecord> = self
             .store
             .anchors_of(name)?
@@ -305,10 +315,27 @@ impl Authority {
             .collect();
         members.sort_by(|a, b| a.der.cmp(&b.der));
         members.dedup_by(|a, b| a.fingerprint == b.fingerprint);
-        let ders: Vec<Vec<u8>> = members.iter().map(|a| a.der.clone()).collect();
+        let mut combined: Vec<(Vec<u8>, VersionAnchor)> = members
+            .iter()
+            .map(|a| (a.der.clone(), version_anchor(a)))
+            .collect();
+        for (der, anchor) in self.included_anchors(&declared.declaration.include)? {
+            if !combined
+                .iter()
+                .any(|(_, a)| a.fingerprint == anchor.fingerprint)
+            {
+                combined.push((der, anchor));
+            }
+        }
+        combined.sort_by(|a, b| a.0.cmp(&b.0));
+        let ders: Vec<Vec<u8>> = combined.iter().map(|(d, _)| d.clone()).collect();
         let now = self.now();
         let p7b = if declared.declaration.metadata.embed_in_p7b {
-            let xml = self.metadata_xml(declared, &members, now)?;
+            let listed: Vec<(&[u8], OffsetDateTime)> = combined
+                .iter()
+                .map(|(d, a)| (d.as_slice(), a.not_after))
+                .collect();
+            let xml = self.metadata_xml(declared, &listed, now)?;
             bundle::build_p7b_with_metadata(&ders, xml.as_bytes())
         } else {
             bundle::build_p7b(&ders)
@@ -318,7 +345,7 @@ impl Authority {
         if latest.as_ref().is_some_and(|l| l.sha256 == sha256) {
             return Ok(None);
         }
-        let anchors: Vec<VersionAnchor> = members.iter().map(version_anchor).collect();
+        let anchors: Vec<VersionAnchor> = combined.into_iter().map(|(_, a)| a).collect();
         let previous = latest
             .as_ref()
             .map(|l| l.anchors.clone())
@@ -365,7 +392,7 @@ impl Authority {
     fn metadata_xml(
         &self,
         declared: &DeclaredBundle,
-        members: &[AnchorRecord],
+        members: &[(&[u8], OffsetDateTime)],
         now: OffsetDateTime,
     ) -> Result<String> {
         let meta = &declared.declaration.metadata;
@@ -378,15 +405,10 @@ impl Authority {
         } else {
             meta.distribution_point.clone()
         };
-        let valid_to = members
-            .iter()
-            .map(|m| m.not_after)
-            .min()
-            .unwrap_or(now)
-            .max(now);
+        let valid_to = members.iter().map(|m| m.1).min().unwrap_or(now).max(now);
         let pairs: Vec<(Vec<u8>, Vec<u8>)> = members
             .iter()
-            .filter_map(|m| bundle::issuer_and_serial(&m.der).ok())
+            .filter_map(|m| bundle::issuer_and_serial(m.0).ok())
             .collect();
         let anchors: Vec<(&[u8], &[u8])> = pairs
             .iter()
@@ -532,7 +554,7 @@ fn samples_of(record: &AnchorRecord) -> Vec<Vec<u8>> {
         .collect()
 }
 
-fn version_anchor(a: &AnchorRecord) -> VersionAnchor {
+pub(super) fn version_anchor(a: &AnchorRecord) -> VersionAnchor {
     VersionAnchor {
         id: a.id,
         fingerprint: a.fingerprint.clone(),
@@ -624,7 +646,7 @@ impl Authority {
         Ok(self.store.bundle_signer()?.map(|s| s.cert_der))
     }
 
-    fn sign_bundle(&self, p7b: &[u8], now: OffsetDateTime) -> Result<Vec<u8>> {
+    pub(super) fn sign_bundle(&self, p7b: &[u8], now: OffsetDateTime) -> Result<Vec<u8>> {
         let signer = self
             .bundle_signer
             .read()

@@ -24,6 +24,7 @@ use crate::x509;
 mod accounts;
 mod bundles;
 mod publish;
+mod refresh;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Output {
@@ -94,6 +95,9 @@ pub enum Command {
     /// Discovery files: DNS CERT zones and LDIF.
     #[command(subcommand)]
     Publish(publish::PublishCommand),
+    /// External trust bundles: fetch now, show refresh status.
+    #[command(subcommand)]
+    Refresh(refresh::RefreshCommand),
 }
 
 #[derive(Debug, Default, Args)]
@@ -307,6 +311,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Bundle(cmd) => bundles::bundle(config, cmd, out),
         Command::Publish(cmd) => publish::publish(config, cmd, out),
         Command::Audit(cmd) => accounts::audit(config, cmd, out),
+        Command::Refresh(cmd) => refresh::refresh(config, cmd, out),
     }
 }
 
@@ -622,9 +627,11 @@ fn serve(
         println!("  trust bundles:    {bundle_base}/bundles/  {bundle_base}/bundles.json");
         println!("  API:              {base}/api/v1/certificates  (token: anchorage token create --role registrar)");
         println!("  health:           {base}/healthz");
+        let scheduler = refresh::start_scheduler(&state).await?;
         let result = http::serve(state, listener, tls, shutdown_signal())
             .await
             .map_err(|e| Error::io("http server", e));
+        refresh::stop_scheduler(scheduler).await;
         let _ = std::fs::remove_file(config.data_dir.join(bundles::SERVE_FILE));
         let _ = std::fs::remove_file(config.data_dir.join(bundles::CONTROL_TOKEN_FILE));
         result

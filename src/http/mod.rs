@@ -8,6 +8,7 @@ pub mod bundles;
 mod certs;
 pub mod openapi;
 mod public;
+mod refresh;
 pub mod tls;
 pub mod web;
 mod zones;
@@ -75,12 +76,14 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/openapi.json",
             axum::routing::get(openapi::document),
         )
+        .merge(refresh::routes())
         .nest(
             "/api/v1",
             certs::routes()
                 .merge(anchors::routes())
                 .merge(accounts::routes())
-                .merge(zones::routes()),
+                .merge(zones::routes())
+                .merge(refresh::api_routes()),
         )
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(axum::middleware::from_fn(security_headers))

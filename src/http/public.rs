@@ -22,7 +22,14 @@ pub fn routes() -> Router<AppState> {
 
 async fn health(State(state): State<AppState>) -> Response {
     match state.authority.is_initialised() {
-        Ok(true) => Json(json!({"status": "ok"})).into_response(),
+        // Still serving, but an external source's last good copy is past its fail threshold:
+        // degraded, with HTTP 200 so the other bundles keep being served behind balancers.
+        Ok(true) => match state.authority.degraded_sources() {
+            Ok(stale) if !stale.is_empty() => {
+                Json(json!({"status": "degraded", "stale_sources": stale})).into_response()
+            }
+            _ => Json(json!({"status": "ok"})).into_response(),
+        },
         _ => (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({"status": "not_initialised"})),

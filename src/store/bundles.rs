@@ -134,7 +134,7 @@ mod optional_bytes {
     }
 }
 
-fn version_key(bundle: &str, version: u64) -> Vec<u8> {
+pub(super) fn version_key(bundle: &str, version: u64) -> Vec<u8> {
     let mut key = bundle.as_bytes().to_vec();
     key.push(0);
     key.extend_from_slice(&version.to_be_bytes());

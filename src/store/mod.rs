@@ -14,11 +14,13 @@ use time::OffsetDateTime;
 mod accounts;
 mod bundles;
 mod discovery;
+mod external;
 
 pub use bundles::{
     AnchorEvent, AnchorRecord, AnchorState, BundleVersion, SignerRecord, VersionAnchor,
 };
 pub use discovery::{EntryChange, EntryUpdate, IndexedCert, ZoneState};
+pub use external::{AnchorFinding, ExternalAnchor, ExternalAttempt, ExternalState, GoodCopy};
 
 use crate::audit::{AuditDraft, AuditEntry, AuditHead};
 use crate::ca::{CaRecord, CaRole};
@@ -143,6 +145,8 @@ pub struct Store {
     domain_certs: sled::Tree,
     /// Zone serials and digests, the directory view and its change log.
     discovery: sled::Tree,
+    /// External bundle source name -> its refresh state.
+    externals: sled::Tree,
 }
 
 type TxResult<T> = std::result::Result<T, ConflictableTransactionError<Error>>;
@@ -257,6 +261,7 @@ impl Store {
             sessions: tree("sessions")?,
             domain_certs: tree("domain_certs")?,
             discovery: tree("discovery")?,
+            externals: tree("externals")?,
             db,
         };
         store.backfill_domain_index()?;

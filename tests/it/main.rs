@@ -12,6 +12,7 @@ mod bundles;
 mod crl;
 mod discovery;
 mod durability;
+mod external;
 mod harness;
 mod issuance;
 mod openapi;

@@ -1,0 +1,637 @@
+//! The external-bundle use case after the network: judge a download (parse, verify, admit),
+//! then either keep the last good copy and record the failure, touch only timestamps for
+//! unchanged content, or swap in the new anchor set as a new version atomically and rebuild
+//! the local bundles that include it. Also the read side: status views and staleness.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::json;
+use time::{Duration, OffsetDateTime};
+
+use super::Authority;
+use crate::audit::AuditDraft;
+use crate::bundle;
+use crate::error::{Error, Result};
+use crate::external::fetch::{Fetched, Validators};
+use crate::external::source::{AdmissionMode, ExternalSource};
+use crate::external::verify::{self, Verification};
+use crate::external::{parse, Failure, RefreshStatus};
+use crate::model::Fingerprint;
+use crate::policy::admission;
+use crate::store::{
+    AnchorFinding, BundleVersion, ExternalAnchor, ExternalAttempt, ExternalState, GoodCopy,
+    VersionAnchor, RECORD_VERSION,
+};
+use crate::x509;
+
+/// How old the last good copy is, against the source's thresholds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Staleness {
+    Fresh,
+    /// Past `stale_warn_hours`.
+    StaleWarn,
+    /// Past `stale_fail_hours`: `/healthz` reports degraded.
+    StaleFail,
+    /// No good copy yet.
+    NoCopy,
+}
+
+/// What one refresh did.
+#[derive(Debug, Clone, Serialize)]
+pub struct RefreshReport {
+    pub source: String,
+    pub status: RefreshStatus,
+    pub http_code: Option<u16>,
+    pub reason: String,
+    /// The new version of the external bundle, when the anchor set changed.
+    pub published_version: Option<u64>,
+    /// Local bundles republished with the new anchors: (name, version).
+    pub republished: Vec<(String, u64)>,
+}
+
+/// A source's status as the CLI and the API show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SourceView {
+    pub name: String,
+    pub url: String,
+    pub enabled: bool,
+    pub schedule: String,
+    pub admission: AdmissionMode,
+    pub pinned: bool,
+    /// The last attempt's status; `null` before the first attempt.
+    pub status: Option<RefreshStatus>,
+    pub http_code: Option<u16>,
+    pub reason: Option<String>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_attempt_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_success_at: Option<OffsetDateTime>,
+    pub consecutive_failures: u64,
+    pub staleness: Staleness,
+    pub stale: bool,
+    /// When the publisher last confirmed the copy now published.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_good_at: Option<OffsetDateTime>,
+    pub version: Option<u64>,
+    /// SHA-256 of the body of the copy now published.
+    pub sha256: Option<String>,
+    pub verification: Option<Verification>,
+    /// The anchors of the copy now published.
+    pub anchors: Vec<ExternalAnchor>,
+    /// Every anchor parsed in the last attempt, when it got that far.
+    pub last_attempt_anchors: Option<Vec<ExternalAnchor>>,
+    pub included_by: Vec<String>,
+    pub attempts: BTreeMap<String, u64>,
+}
+
+/// The verdict on a download.
+enum Judged {
+    Failed {
+        failure: Failure,
+        sha256: Option<String>,
+        verification: Option<Verification>,
+        anchors: Option<Vec<ExternalAnchor>>,
+    },
+    Unchanged {
+        status: RefreshStatus,
+        reason: String,
+        /// Fresh validators from a 200 with the same body.
+        validators: Option<Validators>,
+    },
+    New {
+        sha256: String,
+        validators: Validators,
+        verification: Verification,
+        anchors: Vec<ExternalAnchor>,
+        admitted: Vec<Vec<u8>>,
+    },
+}
+
+impl Authority {
+    /// The source of the external bundle `name`.
+    pub fn external_source(&self, name: &str) -> Result<&ExternalSource> {
+        self.declared(name)?.declaration.external().ok_or_else(|| {
+            Error::NotFound(format!(
+                "'{name}' is a local bundle, not an external source"
+            ))
+        })
+    }
+
+    /// The validators of the last good copy, for a conditional GET.
+    pub fn external_validators(&self, name: &str) -> Result<Validators> {
+        Ok(self
+            .store
+            .external_state(name)?
+            .and_then(|s| s.good)
+            .map(|g| Validators {
+                etag: g.etag,
+                last_modified: g.last_modified,
+            })
+            .unwrap_or_default())
+    }
+
+    /// Records the outcome of a download of `name` started at `started` and publishes what
+    /// it brings. The last good copy stays published on every failure.
+    pub fn apply_refresh(
+        &self,
+        name: &str,
+        outcome: std::result::Result<Fetched, Failure>,
+        tries: u32,
+        started: OffsetDateTime,
+        actor: &str,
+    ) -> Result<RefreshReport> {
+        let source = self.external_source(name)?.clone();
+        let mut state = self
+            .store
+            .external_state(name)?
+            .unwrap_or_else(|| ExternalState {
+                record_version: RECORD_VERSION,
+                source: name.to_string(),
+                ..ExternalState::default()
+            });
+        let checked_under = self.checked_under(name, &source)?;
+        let now = self.now();
+        let judged = self.judge(name, &source, &state, outcome, now, &checked_under)?;
+        let mut attempt = ExternalAttempt {
+            started_at: started,
+            finished_at: now,
+            status: RefreshStatus::Ok,
+            http_code: None,
+            reason: String::new(),
+            tries,
+            sha256: None,
+            verification: None,
+            anchors: None,
+        };
+        let mut report = RefreshReport {
+            source: name.to_string(),
+            status: RefreshStatus::Ok,
+            http_code: None,
+            reason: String::new(),
+            published_version: None,
+            republished: Vec::new(),
+        };
+        match judged {
+            Judged::Failed {
+                failure,
+                sha256,
+                verification,
+                anchors,
+            } => {
+                attempt.status = failure.status;
+                attempt.http_code = failure.http_code;
+                attempt.reason = failure.reason;
+                attempt.sha256 = sha256;
+                attempt.verification = verification;
+                attempt.anchors = anchors;
+                state.consecutive_failures += 1;
+                self.finish(&mut state, attempt, &mut report);
+                self.store.put_external_state(&state)?;
+            }
+            Judged::Unchanged {
+                status,
+                reason,
+                validators,
+            } => {
+                attempt.status = status;
+                attempt.reason = reason;
+                if let Some(good) = state.good.as_mut() {
+                    good.confirmed_at = now;
+                    if let Some(v) = validators {
+                        good.etag = v.etag;
+                        good.last_modified = v.last_modified;
+                    }
+                    attempt.sha256 = Some(good.sha256.clone());
+                    attempt.verification = Some(good.verification.clone());
+                    attempt.anchors = Some(good.anchors.clone());
+                }
+                state.consecutive_failures = 0;
+                state.last_success_at = Some(now);
+                self.finish(&mut state, attempt, &mut report);
+                self.store.put_external_state(&state)?;
+                // A copy that was withdrawn while stale comes back now.
+                report.republished = self.republish_includers(name, actor)?;
+            }
+            Judged::New {
+                sha256,
+                validators,
+                verification,
+                anchors,
+                admitted,
+            } => {
+                let admitted_count = admitted.len();
+                attempt.sha256 = Some(sha256.clone());
+                attempt.verification = Some(verification.clone());
+                attempt.anchors = Some(anchors.clone());
+                attempt.reason = format!(
+                    "{} anchors, {admitted_count} admitted; {}",
+                    anchors.len(),
+                    verification.note
+                );
+                state.consecutive_failures = 0;
+                state.last_success_at = Some(now);
+                let version = self.external_version(name, &anchors, admitted, now)?;
+                state.good = Some(GoodCopy {
+                    sha256,
+                    checked_under,
+                    fetched_at: now,
+                    confirmed_at: now,
+                    version: version
+                        .as_ref()
+                        .map(|v| v.version)
+                        .or_else(|| state.good.as_ref().map(|g| g.version))
+                        .unwrap_or(0),
+                    etag: validators.etag,
+                    last_modified: validators.last_modified,
+                    verification,
+                    anchors,
+                });
+                self.finish(&mut state, attempt, &mut report);
+                match &version {
+                    Some(v) => {
+                        self.store.publish_external(
+                            &state,
+                            v,
+                            AuditDraft::new(
+                                actor,
+                                "bundle.refresh",
+                                name,
+                                json!({"version": v.version, "sha256": v.sha256, "anchors": v.anchors.len(), "added": v.added.len(), "removed": v.removed.len()}),
+                            ),
+                        )?;
+                        report.published_version = Some(v.version);
+                    }
+                    None => self.store.put_external_state(&state)?,
+                }
+                report.republished = self.republish_includers(name, actor)?;
+            }
+        }
+        Ok(report)
+    }
+
+    /// Sets the attempt, counts it, logs the one line per attempt and fills the report.
+    fn finish(
+        &self,
+        state: &mut ExternalState,
+        attempt: ExternalAttempt,
+        report: &mut RefreshReport,
+    ) {
+        *state
+            .attempts
+            .entry(attempt.status.as_str().to_string())
+            .or_default() += 1;
+        report.status = attempt.status;
+        report.http_code = attempt.http_code;
+        report.reason = attempt.reason.clone();
+        let anchors = attempt.anchors.as_ref().map_or(0, Vec::len);
+        if attempt.status.is_success() {
+            tracing::info!(source = %state.source, status = %attempt.status, reason = %attempt.reason, anchors, tries = attempt.tries, "external bundle refresh");
+        } else {
+            tracing::warn!(source = %state.source, status = %attempt.status, http_code = ?attempt.http_code, reason = %attempt.reason, anchors, tries = attempt.tries, consecutive_failures = state.consecutive_failures, "external bundle refresh failed; the last good copy stays published");
+        }
+        state.last_attempt = Some(attempt);
+    }
+
+    /// SHA-256 over what a copy is checked against: the declaration, the pinned
+    /// certificates and the admission policy.
+    fn checked_under(&self, name: &str, source: &ExternalSource) -> Result<String> {
+        let policy = self.admission_policy(self.declared(name)?)?;
+        let text = format!(
+            "{}\n{:?}\n{policy:?}",
+            serde_json::to_string(source).map_err(|e| Error::Store(e.to_string()))?,
+            source.pins.fingerprints
+        );
+        Ok(Fingerprint::of(text.as_bytes()).0)
+    }
+
+    fn judge(
+        &self,
+        name: &str,
+        source: &ExternalSource,
+        state: &ExternalState,
+        outcome: std::result::Result<Fetched, Failure>,
+        now: OffsetDateTime,
+        checked_under: &str,
+    ) -> Result<Judged> {
+        let failed = |failure: Failure| Judged::Failed {
+            failure,
+            sha256: None,
+            verification: None,
+            anchors: None,
+        };
+        let (bytes, validators, content_type) = match outcome {
+            Err(f) => return Ok(failed(f)),
+            Ok(Fetched::NotModified) if state.good.is_some() => {
+                return Ok(Judged::Unchanged {
+                    status: RefreshStatus::NotModified,
+                    reason: "304 Not Modified: the published copy is current".into(),
+                    validators: None,
+                })
+            }
+            Ok(Fetched::NotModified) => {
+                return Ok(failed(Failure {
+                    status: RefreshStatus::HttpStatus,
+                    reason: "304 Not Modified, but there is no copy to keep".into(),
+                    http_code: Some(304),
+                }))
+            }
+            Ok(Fetched::Body {
+                bytes,
+                validators,
+                content_type,
+            }) => (bytes, validators, content_type),
+        };
+        let sha256 = Fingerprint::of(&bytes).0;
+        if state
+            .good
+            .as_ref()
+            .is_some_and(|g| g.sha256 == sha256 && g.checked_under == checked_under)
+        {
+            return Ok(Judged::Unchanged {
+                status: RefreshStatus::Ok,
+                reason: "unchanged (same SHA-256): only the timestamps were updated".into(),
+                validators: Some(validators),
+            });
+        }
+        let with_digest = |failure: Failure, verification, anchors| Judged::Failed {
+            failure,
+            sha256: Some(sha256.clone()),
+            verification,
+            anchors,
+        };
+        let mut parsed = match parse::parse_bundle(&bytes, source.max_anchors) {
+            Ok(p) => p,
+            Err(mut f) => {
+                if let Some(t) = content_type.filter(|t| !t.contains("pkcs7")) {
+                    f.reason = format!("{} (Content-Type: {t})", f.reason);
+                }
+                return Ok(with_digest(f, None, None));
+            }
+        };
+        drop(bytes);
+        let verification = match verify::verify(&parsed, &source.pins, now) {
+            Ok(v) => v,
+            Err(f) => return Ok(with_digest(f, None, None)),
+        };
+        // Memory stays near three times the bundle size: the signed copy goes once checked.
+        parsed.signed = None;
+        if parsed.anchors.is_empty() {
+            let f = Failure::new(RefreshStatus::Empty, "the bundle holds no anchors".into());
+            return Ok(with_digest(f, Some(verification), Some(Vec::new())));
+        }
+        let (anchors, admitted) =
+            self.admit_all(name, source, std::mem::take(&mut parsed.anchors), now)?;
+        if admitted.is_empty() {
+            let f = Failure::new(
+                RefreshStatus::AllRejected,
+                format!("all {} anchors failed the admission policy", anchors.len()),
+            );
+            return Ok(with_digest(f, Some(verification), Some(anchors)));
+        }
+        Ok(Judged::New {
+            sha256,
+            validators,
+            verification,
+            anchors,
+            admitted,
+        })
+    }
+
+    /// Runs admission on every anchor: (every anchor with its verdict, the admitted DERs).
+    fn admit_all(
+        &self,
+        name: &str,
+        source: &ExternalSource,
+        ders: Vec<Vec<u8>>,
+        now: OffsetDateTime,
+    ) -> Result<(Vec<ExternalAnchor>, Vec<Vec<u8>>)> {
+        let policy = self.admission_policy(self.declared(name)?)?;
+        let mut anchors = Vec::with_capacity(ders.len());
+        let mut admitted = Vec::new();
+        for der in ders {
+            let summary = x509::summarize(&der).ok();
+            let (ok, reasons) = match admission::admit(&der, &[], &[], &policy, now) {
+                Ok(_) => (true, Vec::new()),
+                Err(denial) => (
+                    source.admission == AdmissionMode::ReportOnly && summary.is_some(),
+                    denial
+                        .reasons
+                        .into_iter()
+                        .map(|r| AnchorFinding {
+                            code: r.code.to_string(),
+                            message: r.message,
+                        })
+                        .collect(),
+                ),
+            };
+            let fingerprint = Fingerprint::of(&der).0;
+            if ok {
+                admitted.push(der);
+            }
+            anchors.push(ExternalAnchor {
+                fingerprint,
+                subject: summary
+                    .as_ref()
+                    .map(|s| s.subject.clone())
+                    .unwrap_or_default(),
+                not_after: summary.map(|s| s.not_after),
+                admitted: ok,
+                reasons,
+            });
+        }
+        Ok((anchors, admitted))
+    }
+
+    /// The new version of the external bundle's own republication, or `None` when its
+    /// admitted set is what is published already.
+    fn external_version(
+        &self,
+        name: &str,
+        anchors: &[ExternalAnchor],
+        mut admitted: Vec<Vec<u8>>,
+        now: OffsetDateTime,
+    ) -> Result<Option<BundleVersion>> {
+        let declared = self.declared(name)?;
+        admitted.sort();
+        let p7b = bundle::build_p7b(&admitted);
+        drop(admitted);
+        let sha256 = Fingerprint::of(&p7b).0;
+        let latest = self.store.latest_bundle_version(name)?;
+        if latest.as_ref().is_some_and(|l| l.sha256 == sha256) {
+            return Ok(None);
+        }
+        let listed: Vec<VersionAnchor> = anchors
+            .iter()
+            .filter(|a| a.admitted)
+            .map(|a| external_version_anchor(name, a, now))
+            .collect();
+        let previous = latest
+            .as_ref()
+            .map(|l| l.anchors.clone())
+            .unwrap_or_default();
+        let added = listed
+            .iter()
+            .filter(|a| !previous.iter().any(|p| p.fingerprint == a.fingerprint))
+            .cloned()
+            .collect();
+        let removed = previous
+            .iter()
+            .filter(|p| !listed.iter().any(|a| a.fingerprint == p.fingerprint))
+            .cloned()
+            .collect();
+        let p7m = if declared.declaration.signed {
+            Some(self.sign_bundle(&p7b, now)?)
+        } else {
+            None
+        };
+        Ok(Some(BundleVersion {
+            record_version: RECORD_VERSION,
+            bundle: name.to_string(),
+            version: latest.map_or(1, |l| l.version + 1),
+            published_at: now,
+            sha256,
+            anchors: listed,
+            added,
+            removed,
+            p7b,
+            p7m,
+        }))
+    }
+
+    /// Rebuilds the local bundles that include `source`; returns those that changed.
+    pub fn republish_includers(&self, source: &str, actor: &str) -> Result<Vec<(String, u64)>> {
+        let mut out = Vec::new();
+        for name in self.inventory.includers(source) {
+            if let Some(v) = self.rebuild_bundle(&name, actor)? {
+                tracing::info!(bundle = %name, version = v.version, anchors = v.anchors.len(), source, "republished bundle with external anchors");
+                out.push((name, v.version));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The admitted anchors of the included external bundles (DER with their listing),
+    /// leaving out a source past its fail threshold that must not be republished stale.
+    pub(super) fn included_anchors(
+        &self,
+        include: &[String],
+    ) -> Result<Vec<(Vec<u8>, VersionAnchor)>> {
+        let now = self.now();
+        let mut out = Vec::new();
+        for name in include {
+            let source = self.external_source(name)?;
+            let state = self.store.external_state(name)?;
+            if !source.publish_when_stale
+                && staleness(source, state.as_ref(), now) == Staleness::StaleFail
+            {
+                tracing::warn!(source = %name, "withdrawn from including bundles: past stale_fail_hours and publish_when_stale = false");
+                continue;
+            }
+            let Some(version) = self.store.latest_bundle_version(name)? else {
+                continue;
+            };
+            for der in bundle::certificates_in(&version.p7b)? {
+                let fingerprint = Fingerprint::of(&der);
+                let listed = version
+                    .anchors
+                    .iter()
+                    .find(|a| a.fingerprint == fingerprint)
+                    .cloned();
+                if let Some(anchor) = listed {
+                    out.push((der, anchor));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The status of one source.
+    pub fn source_view(&self, name: &str) -> Result<SourceView> {
+        let source = self.external_source(name)?;
+        let state = self.store.external_state(name)?;
+        let now = self.now();
+        let stale = staleness(source, state.as_ref(), now);
+        let state = state.unwrap_or_default();
+        let attempt = state.last_attempt.as_ref();
+        let good = state.good.as_ref();
+        Ok(SourceView {
+            name: name.to_string(),
+            url: source.url.clone(),
+            enabled: source.enabled,
+            schedule: source.schedule.clone(),
+            admission: source.admission,
+            pinned: !source.pins.is_empty(),
+            status: attempt.map(|a| a.status),
+            http_code: attempt.and_then(|a| a.http_code),
+            reason: attempt.map(|a| a.reason.clone()),
+            last_attempt_at: attempt.map(|a| a.finished_at),
+            last_success_at: state.last_success_at,
+            consecutive_failures: state.consecutive_failures,
+            staleness: stale,
+            stale: matches!(stale, Staleness::StaleWarn | Staleness::StaleFail),
+            last_good_at: good.map(|g| g.confirmed_at),
+            version: good.map(|g| g.version),
+            sha256: good.map(|g| g.sha256.clone()),
+            verification: good.map(|g| g.verification.clone()),
+            anchors: good.map(|g| g.anchors.clone()).unwrap_or_default(),
+            last_attempt_anchors: attempt.and_then(|a| a.anchors.clone()),
+            included_by: self.inventory.includers(name),
+            attempts: state.attempts.clone(),
+        })
+    }
+
+    /// Every external source's status.
+    pub fn source_views(&self) -> Result<Vec<SourceView>> {
+        let names: Vec<String> = self
+            .inventory
+            .externals()
+            .map(|(n, _)| n.to_string())
+            .collect();
+        names.iter().map(|n| self.source_view(n)).collect()
+    }
+
+    /// Enabled sources whose last good copy is past the fail threshold.
+    pub fn degraded_sources(&self) -> Result<Vec<String>> {
+        let now = self.now();
+        let mut out = Vec::new();
+        for (name, source) in self.inventory.externals().filter(|(_, s)| s.enabled) {
+            let state = self.store.external_state(name)?;
+            if staleness(source, state.as_ref(), now) == Staleness::StaleFail {
+                out.push(name.to_string());
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The staleness of a source's last good copy at `now`.
+pub fn staleness(
+    source: &ExternalSource,
+    state: Option<&ExternalState>,
+    now: OffsetDateTime,
+) -> Staleness {
+    let Some(good) = state.and_then(|s| s.good.as_ref()) else {
+        return Staleness::NoCopy;
+    };
+    let age = now - good.confirmed_at;
+    let hours = |h: u64| Duration::hours(i64::try_from(h).unwrap_or(i64::MAX / 3600));
+    if age > hours(source.stale_fail_hours) {
+        Staleness::StaleFail
+    } else if age > hours(source.stale_warn_hours) {
+        Staleness::StaleWarn
+    } else {
+        Staleness::Fresh
+    }
+}
+
+fn external_version_anchor(name: &str, a: &ExternalAnchor, now: OffsetDateTime) -> VersionAnchor {
+    VersionAnchor {
+        id: 0,
+        fingerprint: Fingerprint(a.fingerprint.clone()),
+        subject: a.subject.clone(),
+        not_after: a.not_after.unwrap_or(now),
+        organization: format!("external:{name}"),
+    }
+}

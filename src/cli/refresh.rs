@@ -1,0 +1,208 @@
+//! `anchorage refresh run|status`: refresh external bundles now and show how their last
+//! attempts went. While `serve` holds the store, both act through the running server, like
+//! the other bundle commands. `run` exits non-zero when an attempt failed.
+
+use std::sync::Arc;
+
+use clap::Subcommand;
+use serde_json::Value;
+
+use super::bundles::{call, target, Target};
+use super::{cli_actor, emit, unlock, Output};
+use crate::authority::Authority;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::external::schedule;
+
+#[derive(Debug, Subcommand)]
+pub enum RefreshCommand {
+    /// Fetch, verify and republish an external bundle now (every enabled one without NAME).
+    Run { name: Option<String> },
+    /// The refresh status of an external bundle (every one without NAME).
+    Status { name: Option<String> },
+}
+
+pub fn refresh(config: Config, cmd: RefreshCommand, out: Output) -> Result<()> {
+    match (target(config)?, cmd) {
+        (Target::Direct(a), RefreshCommand::Status { name }) => {
+            let value = match name {
+                Some(n) => to_value(a.source_view(&n)?),
+                None => to_value(a.source_views()?),
+            };
+            show_status(out, value)
+        }
+        (Target::Server { url, token }, RefreshCommand::Status { name }) => {
+            let path = match name {
+                Some(n) => format!("/bundles/{n}/status"),
+                None => "/sources".to_string(),
+            };
+            show_status(out, call(&url, &token, reqwest::Method::GET, &path, None)?)
+        }
+        (Target::Direct(a), RefreshCommand::Run { name }) => {
+            let a: Arc<Authority> = Arc::from(a);
+            let names = match name {
+                Some(n) => vec![n],
+                None => schedule::enabled_sources(&a),
+            };
+            unlock(&a)?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .map_err(|e| Error::io("tokio runtime", e))?;
+            let mut reports = Vec::new();
+            for n in names {
+                let report = runtime.block_on(schedule::refresh(a.clone(), &n, &cli_actor()))?;
+                reports.push(to_value(report));
+            }
+            show_run(out, reports)
+        }
+        (Target::Server { url, token }, RefreshCommand::Run { name }) => {
+            let names = match name {
+                Some(n) => vec![n],
+                None => call(&url, &token, reqwest::Method::GET, "/sources", None)?
+                    .as_array()
+                    .map(|list| {
+                        list.iter()
+                            .filter(|v| v["enabled"] == true)
+                            .filter_map(|v| v["name"].as_str().map(str::to_string))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            };
+            let mut reports = Vec::new();
+            for n in names {
+                let path = format!("/bundles/{n}/refresh");
+                reports.push(call(&url, &token, reqwest::Method::POST, &path, None)?);
+            }
+            show_run(out, reports)
+        }
+    }
+}
+
+fn to_value(v: impl serde::Serialize) -> Value {
+    serde_json::to_value(v).unwrap_or_default()
+}
+
+fn show_run(out: Output, reports: Vec<Value>) -> Result<()> {
+    let failed: Vec<String> = reports
+        .iter()
+        .filter(|r| !matches!(r["status"].as_str(), Some("ok" | "not_modified")))
+        .map(|r| {
+            format!(
+                "{}: {}",
+                r["source"].as_str().unwrap_or(""),
+                r["status"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    let value = match reports.as_slice() {
+        [one] => one.clone(),
+        _ => Value::Array(reports.clone()),
+    };
+    emit(out, value, || {
+        reports.iter().map(run_line).collect::<Vec<_>>().join("\n")
+    })?;
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::RefreshFailed(failed.join(", ")))
+    }
+}
+
+fn run_line(r: &Value) -> String {
+    let mut line = format!(
+        "{}: {}{} - {}",
+        r["source"].as_str().unwrap_or(""),
+        r["status"].as_str().unwrap_or(""),
+        r["http_code"]
+            .as_u64()
+            .map(|c| format!(" {c}"))
+            .unwrap_or_default(),
+        r["reason"].as_str().unwrap_or("")
+    );
+    if let Some(v) = r["published_version"].as_u64() {
+        line.push_str(&format!("; published version {v}"));
+    }
+    for pair in r["republished"].as_array().into_iter().flatten() {
+        line.push_str(&format!("; republished {} version {}", pair[0], pair[1]));
+    }
+    line
+}
+
+fn show_status(out: Output, value: Value) -> Result<()> {
+    emit(out, value.clone(), || match &value {
+        Value::Array(list) => list
+            .iter()
+            .map(status_text)
+            .collect::<Vec<_>>()
+            .join("\n\n"),
+        one => status_text(one),
+    })
+}
+
+fn status_text(v: &Value) -> String {
+    let admitted = v["anchors"]
+        .as_array()
+        .map_or(0, |a| a.iter().filter(|x| x["admitted"] == true).count());
+    let mut text = format!(
+        "{} ({}{})\n  url:          {}\n  last attempt: {} {}{}\n  reason:       {}\n  last success: {}\n  failures:     {} consecutive\n  staleness:    {}\n  published:    version {} with {} anchors ({} admitted), {}",
+        v["name"].as_str().unwrap_or(""),
+        if v["enabled"] == true { "enabled" } else { "disabled" },
+        if v["pinned"] == true { ", signer pinned" } else { ", no signer pinned" },
+        v["url"].as_str().unwrap_or(""),
+        v["last_attempt_at"].as_str().unwrap_or("never"),
+        v["status"].as_str().unwrap_or("-"),
+        v["http_code"].as_u64().map(|c| format!(" {c}")).unwrap_or_default(),
+        v["reason"].as_str().unwrap_or("-"),
+        v["last_success_at"].as_str().unwrap_or("never"),
+        v["consecutive_failures"],
+        v["staleness"].as_str().unwrap_or(""),
+        v["version"],
+        v["anchors"].as_array().map_or(0, Vec::len),
+        admitted,
+        v["verification"]["note"].as_str().unwrap_or("not verified")
+    );
+    for a in v["last_attempt_anchors"].as_array().into_iter().flatten() {
+        if a["reasons"].as_array().is_some_and(|r| !r.is_empty()) {
+            let reasons: Vec<&str> = a["reasons"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|r| r["message"].as_str())
+                .collect();
+            text.push_str(&format!(
+                "\n  {} {} {}: {}",
+                if a["admitted"] == true {
+                    "report"
+                } else {
+                    "rejected"
+                },
+                a["fingerprint"].as_str().unwrap_or(""),
+                a["subject"].as_str().unwrap_or(""),
+                reasons.join("; ")
+            ));
+        }
+    }
+    text
+}
+
+/// Starts the external-bundle jobs for `serve`; published changes swap the served copies.
+pub(super) async fn start_scheduler(
+    state: &crate::http::AppState,
+) -> Result<tokio_cron_scheduler::JobScheduler> {
+    let (authority, cache) = (state.authority.clone(), state.bundles.clone());
+    let on_publish: schedule::OnPublish = Arc::new(move || {
+        if let Err(e) = cache.reload(&authority) {
+            tracing::error!(error = %e, "reloading the served bundles failed");
+        }
+    });
+    schedule::start(state.authority.clone(), on_publish).await
+}
+
+/// Stops the jobs when the server stops.
+pub(super) async fn stop_scheduler(mut scheduler: tokio_cron_scheduler::JobScheduler) {
+    if let Err(e) = scheduler.shutdown().await {
+        tracing::warn!(error = %e, "stopping the refresh scheduler");
+    }
+}

@@ -1,0 +1,134 @@
+//! Running refreshes: one manual or scheduled refresh of a source (download, then the
+//! authority's judgement on a blocking thread), and the tokio-cron-scheduler jobs `serve`
+//! runs: one per enabled source on its cron schedule, a catch-up refresh at start-up for a
+//! source whose last good copy is older than its interval, and an hourly staleness check.
+
+use std::sync::Arc;
+
+use tokio_cron_scheduler::{Job, JobScheduler};
+
+use super::fetch;
+use crate::authority::{Authority, RefreshReport, Staleness};
+use crate::error::{Error, Result};
+
+/// Refreshes run one at a time, so a manual run and a scheduled one never race for the
+/// same version number.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Called after a refresh or check that may have published something.
+pub type OnPublish = Arc<dyn Fn() + Send + Sync>;
+
+/// Downloads and applies one source now.
+pub async fn refresh(authority: Arc<Authority>, name: &str, actor: &str) -> Result<RefreshReport> {
+    let source = authority.external_source(name)?.clone();
+    if !source.enabled {
+        return Err(Error::InvalidInput(format!(
+            "the external source '{name}' is disabled (set enabled = true in its declaration after filling in its signer pins)"
+        )));
+    }
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let validators = authority.external_validators(name)?;
+    let started = authority.now();
+    let (outcome, tries) = fetch::fetch(&source, &validators).await;
+    let (name, actor) = (name.to_string(), actor.to_string());
+    tokio::task::spawn_blocking(move || {
+        authority.apply_refresh(&name, outcome, tries, started, &actor)
+    })
+    .await
+    .map_err(|e| Error::Store(format!("the refresh task failed: {e}")))?
+}
+
+/// Names of the enabled sources.
+pub fn enabled_sources(authority: &Authority) -> Vec<String> {
+    authority
+        .inventory
+        .externals()
+        .filter(|(_, s)| s.enabled)
+        .map(|(n, _)| n.to_string())
+        .collect()
+}
+
+/// Starts the jobs; the caller shuts the scheduler down with the server.
+pub async fn start(authority: Arc<Authority>, on_publish: OnPublish) -> Result<JobScheduler> {
+    let fail = |e: tokio_cron_scheduler::JobSchedulerError| {
+        Error::Config(format!("the refresh scheduler: {e}"))
+    };
+    let scheduler = JobScheduler::new().await.map_err(fail)?;
+    for name in enabled_sources(&authority) {
+        let schedule = authority.external_source(&name)?.schedule.clone();
+        let (a, n, p) = (authority.clone(), name.clone(), on_publish.clone());
+        let job = Job::new_async(schedule.as_str(), move |_, _| {
+            let (a, n, p) = (a.clone(), n.clone(), p.clone());
+            Box::pin(async move { run_logged(a, &n, p).await })
+        })
+        .map_err(fail)?;
+        scheduler.add(job).await.map_err(fail)?;
+        if due_at_start(&authority, &name) {
+            let (a, p) = (authority.clone(), on_publish.clone());
+            tokio::spawn(async move { run_logged(a, &name, p).await });
+        }
+    }
+    let (a, p) = (authority.clone(), on_publish.clone());
+    let check = Job::new_async("0 7 * * * *", move |_, _| {
+        let (a, p) = (a.clone(), p.clone());
+        Box::pin(async move { check_staleness(a, p).await })
+    })
+    .map_err(fail)?;
+    scheduler.add(check).await.map_err(fail)?;
+    scheduler.start().await.map_err(fail)?;
+    Ok(scheduler)
+}
+
+/// Whether the last good copy is older than the source's interval (or there is none).
+fn due_at_start(authority: &Authority, name: &str) -> bool {
+    let Ok(source) = authority.external_source(name) else {
+        return false;
+    };
+    let interval = time::Duration::try_from(source.interval()).unwrap_or(time::Duration::DAY);
+    match authority.store.external_state(name) {
+        Ok(Some(state)) => state
+            .good
+            .is_none_or(|g| authority.now() - g.confirmed_at > interval),
+        Ok(None) => true,
+        Err(_) => true,
+    }
+}
+
+async fn run_logged(authority: Arc<Authority>, name: &str, on_publish: OnPublish) {
+    match refresh(authority, name, "scheduler").await {
+        Ok(report) => {
+            if report.published_version.is_some() || !report.republished.is_empty() {
+                on_publish();
+            }
+        }
+        Err(e) => {
+            tracing::error!(source = %name, error = %e, code = e.code(), "external bundle refresh could not run")
+        }
+    }
+}
+
+/// Logs stale sources and withdraws those past their fail threshold that must not be
+/// republished stale.
+async fn check_staleness(authority: Arc<Authority>, on_publish: OnPublish) {
+    let a = authority.clone();
+    let result = tokio::task::spawn_blocking(move || -> Result<bool> {
+        let mut changed = false;
+        for view in a.source_views()? {
+            if !view.enabled || !view.stale {
+                continue;
+            }
+            tracing::warn!(source = %view.name, staleness = ?view.staleness, last_good_at = ?view.last_good_at, "external bundle is stale");
+            if view.staleness == Staleness::StaleFail {
+                changed |= !a.republish_includers(&view.name, "scheduler")?.is_empty();
+            }
+        }
+        Ok(changed)
+    })
+    .await;
+    match result {
+        Ok(Ok(true)) => on_publish(),
+        Ok(Ok(false)) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "staleness check failed"),
+        Err(e) => tracing::error!(error = %e, "staleness check task failed"),
+    }
+}

@@ -1,0 +1,159 @@
+//! External bundle endpoints: each source's status (public: monitoring and STAs' operators
+//! read it without a token; it holds nothing secret), a manual refresh for admins, and the
+//! Prometheus metrics of all sources.
+
+use std::fmt::Write;
+
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+
+use super::{ApiError, AppState, Caller};
+use crate::authority::{SourceView, Staleness};
+use crate::error::Error;
+use crate::external::{schedule, RefreshStatus};
+
+const ADMINS: &[&str] = &["admin"];
+
+/// Routes under `/api/v1`.
+pub fn api_routes() -> Router<AppState> {
+    Router::new()
+        .route("/bundles/{name}/status", get(status))
+        .route("/bundles/{name}/refresh", post(refresh))
+        .route("/sources", get(sources))
+}
+
+/// Top-level routes.
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/metrics", get(metrics))
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> crate::error::Result<T> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError(Error::Store(format!("task failed: {e}"))))?
+        .map_err(ApiError)
+}
+
+async fn status(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let authority = state.authority.clone();
+    let view = blocking(move || authority.source_view(&name)).await?;
+    Ok(Json(view).into_response())
+}
+
+async fn sources(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let authority = state.authority.clone();
+    let views = blocking(move || authority.source_views()).await?;
+    Ok(Json(views).into_response())
+}
+
+/// Runs one refresh now; the answer is the attempt's report whatever its status (the
+/// request itself succeeded), so callers branch on `status`.
+async fn refresh(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    caller.require(ADMINS)?;
+    let report = schedule::refresh(state.authority.clone(), &name, &caller.actor()).await?;
+    if report.published_version.is_some() || !report.republished.is_empty() {
+        let authority = state.authority.clone();
+        let cache = state.bundles.clone();
+        blocking(move || cache.reload(&authority)).await?;
+    }
+    Ok(Json(report).into_response())
+}
+
+async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let authority = state.authority.clone();
+    let views = blocking(move || authority.source_views()).await?;
+    let mut text = String::new();
+    let mut family = |name: &str, kind: &str, help: &str| {
+        let _ = writeln!(text, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    };
+    family(
+        "anchorage_external_refresh_attempts_total",
+        "counter",
+        "Refresh attempts of external bundles, by final status.",
+    );
+    let mut lines = String::new();
+    for v in &views {
+        for status in RefreshStatus::ALL {
+            let count = v.attempts.get(status.as_str()).copied().unwrap_or(0);
+            let _ = writeln!(
+                lines,
+                "anchorage_external_refresh_attempts_total{{source=\"{}\",status=\"{status}\"}} {count}",
+                v.name
+            );
+        }
+    }
+    text.push_str(&lines);
+    type Value = fn(&SourceView) -> i64;
+    let gauges: [(&str, &str, &str, Value); 6] = [
+        (
+            "anchorage_external_last_success_timestamp_seconds",
+            "Unix time of the last successful refresh (0: never).",
+            "",
+            |v| unix_of(v.last_success_at),
+        ),
+        (
+            "anchorage_external_last_good_timestamp_seconds",
+            "Unix time the publisher last confirmed the published copy (0: none).",
+            "",
+            |v| unix_of(v.last_good_at),
+        ),
+        (
+            "anchorage_external_anchors",
+            "Anchors of the published copy, by admission verdict.",
+            ",verdict=\"admitted\"",
+            |v| v.anchors.iter().filter(|a| a.admitted).count() as i64,
+        ),
+        (
+            "anchorage_external_anchors",
+            "",
+            ",verdict=\"rejected\"",
+            |v| v.anchors.iter().filter(|a| !a.admitted).count() as i64,
+        ),
+        (
+            "anchorage_external_stale",
+            "0 fresh, 1 past stale_warn_hours (or no copy yet), 2 past stale_fail_hours.",
+            "",
+            |v| match v.staleness {
+                Staleness::Fresh => 0,
+                Staleness::StaleWarn | Staleness::NoCopy => 1,
+                Staleness::StaleFail => 2,
+            },
+        ),
+        (
+            "anchorage_external_consecutive_failures",
+            "Failed refresh attempts since the last success.",
+            "",
+            |v| i64::try_from(v.consecutive_failures).unwrap_or(i64::MAX),
+        ),
+    ];
+    for (name, help, labels, value) in gauges {
+        if !help.is_empty() {
+            let _ = writeln!(text, "# HELP {name} {help}\n# TYPE {name} gauge");
+        }
+        for v in &views {
+            let _ = writeln!(text, "{name}{{source=\"{}\"{labels}}} {}", v.name, value(v));
+        }
+    }
+    let mut response = text.into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    Ok(response)
+}
+
+fn unix_of(t: Option<time::OffsetDateTime>) -> i64 {
+    t.map_or(0, |t| t.unix_timestamp())
+}
