@@ -12,7 +12,7 @@ use serde::Deserialize;
 use super::{render, see_other, Nav, WebError, WebSession};
 use crate::accounts::{Role, Scope, UserRecord};
 use crate::audit::AuditEntry;
-use crate::authority::{BundleSummary, CaStatus, NewUser};
+use crate::authority::{BundleSummary, CaStatus, NewUser, SourceView, Staleness};
 use crate::error::Error;
 use crate::http::anchors::{blocking, publish};
 use crate::http::AppState;
@@ -28,6 +28,7 @@ pub fn routes() -> Router<AppState> {
         .route("/admin/anchors/{id}/{action}", post(decide))
         .route("/admin/bundles", get(bundles))
         .route("/admin/bundles/{name}/build", post(build))
+        .route("/admin/sources/{name}/refresh", post(refresh_source))
         .route("/admin/users", get(users).post(add_user))
         .route("/admin/users/{name}/{action}", post(user_action))
         .route("/admin/tokens", get(tokens).post(add_token))
@@ -168,6 +169,23 @@ struct BundlesPage {
     nav: Nav,
     csrf: String,
     bundles: Vec<(BundleSummary, Vec<BundleVersion>)>,
+    sources: Vec<SourceRow>,
+}
+
+/// One external source as the console shows it.
+struct SourceRow {
+    view: SourceView,
+    status: String,
+    staleness: &'static str,
+}
+
+fn staleness_word(s: Staleness) -> &'static str {
+    match s {
+        Staleness::Fresh => "fresh",
+        Staleness::StaleWarn => "stale",
+        Staleness::StaleFail => "stale (failing health)",
+        Staleness::NoCopy => "no copy yet",
+    }
 }
 
 async fn bundles(
@@ -177,7 +195,7 @@ async fn bundles(
 ) -> Result<Response, WebError> {
     session.require(ADMIN)?;
     let authority = state.authority.clone();
-    let bundles = blocking(move || {
+    let (bundles, sources) = blocking(move || {
         let mut out = Vec::new();
         for s in authority.bundle_summaries()? {
             let mut versions = authority.store.bundle_versions(&s.name)?;
@@ -185,14 +203,27 @@ async fn bundles(
             versions.truncate(10);
             out.push((s, versions));
         }
-        Ok(out)
+        Ok((out, authority.source_views()?))
     })
     .await
     .map_err(err)?;
+    let sources = sources
+        .into_iter()
+        .map(|view| SourceRow {
+            status: match (&view.status, view.http_code) {
+                (Some(s), Some(code)) => format!("{s} ({code})"),
+                (Some(s), None) => s.to_string(),
+                (None, _) => "never tried".into(),
+            },
+            staleness: staleness_word(view.staleness),
+            view,
+        })
+        .collect();
     let page = BundlesPage {
         nav: session.nav("/admin/bundles").with_flash(d.done),
         csrf: session.csrf().to_string(),
         bundles,
+        sources,
     };
     Ok(render(&page, true))
 }
@@ -219,6 +250,37 @@ async fn build(
         Some(p) => format!("Published {} version {}.", p.bundle, p.version),
         None => format!("{name} is unchanged; nothing new was published."),
     };
+    Ok(see_other(&format!(
+        "/admin/bundles?done={}",
+        super::forms::url_encode(&message)
+    )))
+}
+
+/// "Refresh now" for one external source; the outcome (whatever its status) is shown.
+async fn refresh_source(
+    State(state): State<AppState>,
+    session: WebSession,
+    Path(name): Path<String>,
+    Form(form): Form<CsrfOnly>,
+) -> Result<Response, WebError> {
+    session.require(ADMIN)?;
+    session.check_csrf(&form.csrf)?;
+    let report =
+        crate::external::schedule::refresh(state.authority.clone(), &name, &session.actor())
+            .await?;
+    if report.published_version.is_some() || !report.republished.is_empty() {
+        let (authority, cache) = (state.authority.clone(), state.bundles.clone());
+        blocking(move || cache.reload(&authority))
+            .await
+            .map_err(err)?;
+    }
+    let mut message = format!("Refresh of {name}: {}", report.status);
+    if !report.reason.is_empty() {
+        message.push_str(&format!(" ({})", report.reason));
+    }
+    if let Some(v) = report.published_version {
+        message.push_str(&format!("; published version {v}"));
+    }
     Ok(see_other(&format!(
         "/admin/bundles?done={}",
         super::forms::url_encode(&message)
