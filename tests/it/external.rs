@@ -1040,11 +1040,15 @@ fn cli_and_server_contract() {
     std::fs::copy(f.path("pub-ca.pem"), inventory.join("keys/pub-ca.pem")).unwrap();
     std::fs::copy(f.path("tls-ca.pem"), inventory.join("keys/tls-ca.pem")).unwrap();
     // Minimal declarations: only [source] with url, signers and tls_ca_file.
-    for (name, path) in [("community", "/community.p7m"), ("late", "/late.p7m")] {
+    // `late` also runs every 2 seconds, to see the cron job fire while `serve` runs.
+    for (name, path, extra) in [
+        ("community", "/community.p7m", ""),
+        ("late", "/late.p7m", "schedule = \"*/2 * * * * *\"\n"),
+    ] {
         std::fs::write(
             inventory.join(format!("{name}.toml")),
             format!(
-                "[source]\nurl = \"{}\"\nsigners = [\"keys/pub-ca.pem\"]\ntls_ca_file = \"keys/tls-ca.pem\"\n",
+                "[source]\nurl = \"{}\"\nsigners = [\"keys/pub-ca.pem\"]\ntls_ca_file = \"keys/tls-ca.pem\"\n{extra}",
                 publisher.url(path)
             ),
         )
@@ -1170,6 +1174,24 @@ fn cli_and_server_contract() {
         "start-up refresh of 'late': {late}\n{}",
         log()
     );
+    // The scheduled job runs again and again (same bytes: ok, unchanged).
+    let mut runs = 0;
+    for _ in 0..100 {
+        let view = server::http(addr, "GET", "/api/v1/bundles/late/status", None, None)
+            .unwrap()
+            .json();
+        runs = view["attempts"]["ok"].as_u64().unwrap_or(0);
+        if runs >= 3 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        runs >= 3,
+        "the cron job did not fire: {runs} runs\n{}",
+        log()
+    );
+    assert!(publisher.count("/late.p7m") >= 3);
     let health = server::http(addr, "GET", "/healthz", None, None)
         .unwrap()
         .json();
