@@ -26,7 +26,7 @@ use crate::store::{
 use crate::x509;
 
 /// How old the last good copy is, against the source's thresholds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Staleness {
     Fresh,
@@ -39,7 +39,7 @@ pub enum Staleness {
 }
 
 /// What one refresh did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct RefreshReport {
     pub source: String,
     pub status: RefreshStatus,
@@ -52,7 +52,7 @@ pub struct RefreshReport {
 }
 
 /// A source's status as the CLI and the API show it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SourceView {
     pub name: String,
     pub url: String,
@@ -65,14 +65,17 @@ pub struct SourceView {
     pub http_code: Option<u16>,
     pub reason: Option<String>,
     #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub last_attempt_at: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub last_success_at: Option<OffsetDateTime>,
     pub consecutive_failures: u64,
     pub staleness: Staleness,
     pub stale: bool,
     /// When the publisher last confirmed the copy now published.
     #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub last_good_at: Option<OffsetDateTime>,
     pub version: Option<u64>,
     /// SHA-256 of the body of the copy now published.

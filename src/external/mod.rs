@@ -13,7 +13,19 @@ pub mod verify;
 use serde::{Deserialize, Serialize};
 
 /// How a refresh attempt ended. The names are a public interface (CLI, API, metrics).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum RefreshStatus {
     Ok,

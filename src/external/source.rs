@@ -16,7 +16,7 @@ use crate::model::Fingerprint;
 pub const DEFAULT_SCHEDULE: &str = "0 17 4 * * *";
 
 /// Whether the admission policy's verdict removes an anchor or is only reported.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AdmissionMode {
     #[default]

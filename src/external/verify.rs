@@ -51,7 +51,7 @@ impl Pins {
 }
 
 /// What verification established, recorded with the copy and shown to operators.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Verification {
     /// Signed by a pinned signer (or one chaining to a pinned CA).
     pub verified: bool,

@@ -16,7 +16,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{accounts, anchors, certs, ErrorBody};
+use super::{accounts, anchors, certs, refresh, ErrorBody};
 
 /// The name of the bearer-token security scheme the operations refer to.
 pub const BEARER: &str = "bearer";
@@ -60,6 +60,9 @@ scoped to one role). Errors share one JSON body, `{code, message, reasons}`: `co
         accounts::add_token,
         accounts::revoke_token,
         accounts::audit,
+        refresh::status,
+        refresh::sources,
+        refresh::refresh,
     ),
     components(schemas(ErrorBody)),
     modifiers(&BearerScheme),

@@ -10,8 +10,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 
-use super::{ApiError, AppState, Caller};
-use crate::authority::{SourceView, Staleness};
+use super::{ApiError, AppState, Caller, ErrorBody};
+use crate::authority::{RefreshReport, SourceView, Staleness};
 use crate::error::Error;
 use crate::external::{schedule, RefreshStatus};
 
@@ -39,7 +39,19 @@ async fn blocking<T: Send + 'static>(
         .map_err(ApiError)
 }
 
-async fn status(
+/// One external source's refresh status (public: it holds nothing secret).
+#[utoipa::path(
+    get,
+    path = "/api/v1/bundles/{name}/status",
+    operation_id = "external_bundle_status",
+    tag = "bundles",
+    params(("name" = String, Path, description = "Name of an external bundle")),
+    responses(
+        (status = 200, description = "Last attempt, last success, staleness and the anchors of the published copy and of the last attempt", body = SourceView),
+        (status = 404, description = "No external bundle of that name", body = ErrorBody),
+    )
+)]
+pub async fn status(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
@@ -48,7 +60,17 @@ async fn status(
     Ok(Json(view).into_response())
 }
 
-async fn sources(State(state): State<AppState>) -> Result<Response, ApiError> {
+/// Every external source's refresh status (public).
+#[utoipa::path(
+    get,
+    path = "/api/v1/sources",
+    operation_id = "external_sources",
+    tag = "bundles",
+    responses(
+        (status = 200, description = "All declared external sources", body = Vec<SourceView>),
+    )
+)]
+pub async fn sources(State(state): State<AppState>) -> Result<Response, ApiError> {
     let authority = state.authority.clone();
     let views = blocking(move || authority.source_views()).await?;
     Ok(Json(views).into_response())
@@ -56,7 +78,23 @@ async fn sources(State(state): State<AppState>) -> Result<Response, ApiError> {
 
 /// Runs one refresh now; the answer is the attempt's report whatever its status (the
 /// request itself succeeded), so callers branch on `status`.
-async fn refresh(
+/// Refresh an external bundle now; the answer reports the attempt whatever its status.
+#[utoipa::path(
+    post,
+    path = "/api/v1/bundles/{name}/refresh",
+    operation_id = "refresh_external_bundle",
+    tag = "bundles",
+    security(("bearer" = [])),
+    params(("name" = String, Path, description = "Name of an external bundle")),
+    responses(
+        (status = 200, description = "The attempt: status (ok, not_modified, or a failure; the last good copy stays published on failure), reason, new version", body = RefreshReport),
+        (status = 400, description = "The source is disabled", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "Only administrators trigger refreshes", body = ErrorBody),
+        (status = 404, description = "No external bundle of that name", body = ErrorBody),
+    )
+)]
+pub async fn refresh(
     State(state): State<AppState>,
     caller: Caller,
     Path(name): Path<String>,

@@ -16,19 +16,20 @@ use crate::external::verify::Verification;
 use crate::external::RefreshStatus;
 
 /// Why admission refused (or, report-only, would refuse) an anchor.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AnchorFinding {
     pub code: String,
     pub message: String,
 }
 
 /// One anchor of an external bundle with the admission verdict.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ExternalAnchor {
     /// SHA-256 of the DER certificate, hex.
     pub fingerprint: String,
     pub subject: String,
     #[serde(default, with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub not_after: Option<OffsetDateTime>,
     pub admitted: bool,
     pub reasons: Vec<AnchorFinding>,
