@@ -192,6 +192,7 @@ impl Authority {
                 state.consecutive_failures += 1;
                 self.finish(&mut state, attempt, &mut report);
                 self.store.put_external_state(&state)?;
+                self.audit_attempt(name, actor, &report)?;
             }
             Judged::Unchanged {
                 status,
@@ -214,6 +215,7 @@ impl Authority {
                 state.last_success_at = Some(now);
                 self.finish(&mut state, attempt, &mut report);
                 self.store.put_external_state(&state)?;
+                self.audit_attempt(name, actor, &report)?;
                 // A copy that was withdrawn while stale comes back now.
                 report.republished = self.republish_includers(name, actor)?;
             }
@@ -266,12 +268,30 @@ impl Authority {
                         )?;
                         report.published_version = Some(v.version);
                     }
-                    None => self.store.put_external_state(&state)?,
+                    None => {
+                        self.store.put_external_state(&state)?;
+                        self.audit_attempt(name, actor, &report)?;
+                    }
                 }
                 report.republished = self.republish_includers(name, actor)?;
             }
         }
         Ok(report)
+    }
+
+    /// Records an attempt that published nothing new (a failure, an unchanged copy) in the
+    /// audit log; a new version is audited with its publication as `bundle.refresh`.
+    fn audit_attempt(&self, name: &str, actor: &str, report: &RefreshReport) -> Result<()> {
+        self.store.audit(
+            self.now(),
+            AuditDraft::new(
+                actor,
+                "bundle.refresh_attempt",
+                name,
+                json!({"status": report.status.as_str(), "http_code": report.http_code, "reason": report.reason}),
+            ),
+        )?;
+        Ok(())
     }
 
     /// Sets the attempt, counts it, logs the one line per attempt and fills the report.

@@ -1411,3 +1411,53 @@ async fn certificate_listing_is_paged_with_a_total_and_a_next_link() {
         .await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_shows_external_sources_and_refreshes_one_on_demand() {
+    let bundles = tempfile::tempdir().unwrap();
+    let closed = crate::tools::free_port();
+    std::fs::write(
+        bundles.path().join("elsewhere.toml"),
+        format!(
+            "[source]\nurl = \"https://127.0.0.1:{closed}/bundle.p7b\"\nconnect_timeout_secs = 2\ntotal_timeout_secs = 4\nretries = 0\n"
+        ),
+    )
+    .unwrap();
+    let dir = bundles.path().to_path_buf();
+    let web = Web::with_config(move |c| c.bundles_dir = dir);
+    let admin = web.login("admin").await;
+    let page = web.get("/admin/bundles", Some(&admin)).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.body.contains("elsewhere") && page.body.contains("never tried"),
+        "{}",
+        page.body
+    );
+    let r = web
+        .post_form(
+            "/admin/sources/elsewhere/refresh",
+            Some(&admin),
+            &[("csrf", &admin.csrf)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let page = web.get(r.location(), Some(&admin)).await;
+    assert!(
+        page.body.contains("Refresh of elsewhere: connect_error"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("1 failures in a row"), "{}", page.body);
+    // The attempt is audited with who asked for it.
+    let audited = web
+        .authority
+        .store
+        .audit_entries()
+        .map(Result::unwrap)
+        .any(|e| {
+            e.action == "bundle.refresh_attempt"
+                && e.actor.starts_with("admin (admin)")
+                && e.details["status"] == json!("connect_error")
+        });
+    assert!(audited, "refresh outcome not in the audit log");
+}
