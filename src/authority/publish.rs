@@ -63,7 +63,7 @@ pub struct ZoneQueue {
 }
 
 /// Threads writing zone files in a full run: fsync waits, not CPU, bound it.
-const ZONE_WRITERS: usize = 8;
+const ZONE_WRITERS: usize = 6;
 
 /// A written (or unchanged) zone, with the state to persist once the file is durable.
 struct ZoneJob {
