@@ -165,6 +165,15 @@ impl Store {
         })
     }
 
+    /// Serials (as stored keys) of every revoked certificate.
+    pub fn revoked_serial_keys(&self) -> Result<std::collections::HashSet<Vec<u8>>> {
+        self.revocations
+            .iter()
+            .keys()
+            .map(|k| Ok(k?.to_vec()))
+            .collect()
+    }
+
     pub fn is_revoked(&self, serial: &Serial) -> Result<bool> {
         Ok(self.revocations.contains_key(serial.to_bytes())?)
     }
