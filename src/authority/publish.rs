@@ -476,7 +476,7 @@ impl Authority {
                 w,
                 "# Direct certificate discovery export written by anchorage\n"
             )?;
-            ldif::base_entry(w, base)?;
+            ldif::base_entry(w, base, false)?;
             let result = self.walk_directory(now, &mut sync, |domain, holder| {
                 entries += 1;
                 match holder {
@@ -531,7 +531,15 @@ impl Authority {
             },
             Path::to_path_buf,
         );
-        let firsts = self.store.ldap_first_changes_since(since)?;
+        // From revision 0 (an empty directory) every entry there is now is an add.
+        let firsts = if since == 0 {
+            self.store
+                .ldap_entry_keys()
+                .map(|k| k.map(|k| (k, EntryChange::Add)))
+                .collect::<Result<BTreeMap<_, _>>>()?
+        } else {
+            self.store.ldap_first_changes_since(since)?
+        };
         let base = self.config.publish.ldap.base_dn.as_str();
         let (mut count, mut certificates) = (0, 0);
         let mut failure = None;
@@ -541,6 +549,10 @@ impl Authority {
                 w,
                 "# changes from directory revision {since} to {revision}, written by anchorage\n"
             )?;
+            if since == 0 {
+                ldif::base_entry(w, base, true)?;
+                count += 1;
+            }
             let result = self.write_changes(w, &firsts, now, base, &mut count, &mut certificates);
             match result {
                 Ok(()) => Ok(()),

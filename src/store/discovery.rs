@@ -253,6 +253,11 @@ impl Store {
                     Some(state) => batch.insert(entry.as_bytes(), state.as_slice()),
                     None => batch.remove(entry.as_bytes()),
                 }
+                // Revision 1 fills an empty view: every change is an add, and "changes since
+                // revision 0" are read from the view itself, so its log is not needed.
+                if revision == 1 {
+                    continue;
+                }
                 let mut log = LDAP_LOG.to_vec();
                 log.extend_from_slice(&revision.to_be_bytes());
                 log.extend_from_slice(update.key.as_bytes());
