@@ -157,14 +157,6 @@ impl Store {
             })
     }
 
-    /// Every indexed certificate, domain by domain, holder by holder.
-    pub fn all_domain_certs(&self) -> impl Iterator<Item = Result<IndexedCert>> + '_ {
-        self.domain_certs.iter().map(|item| {
-            let (k, v) = item?;
-            parse_index(&k, &v)
-        })
-    }
-
     /// Serials (as stored keys) of every revoked certificate.
     pub fn revoked_serial_keys(&self) -> Result<std::collections::HashSet<Vec<u8>>> {
         self.revocations
