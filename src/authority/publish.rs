@@ -63,13 +63,29 @@ pub struct ZoneQueue {
 }
 
 /// Threads writing zone files in a full run: fsync waits, not CPU, bound it.
-const ZONE_WRITERS: usize = 8;
+const ZONE_WRITERS: usize = 6;
 
 /// A written (or unchanged) zone, with the state to persist once the file is durable.
 struct ZoneJob {
     outcome: ZoneOutcome,
     state: Option<ZoneState>,
     settings: DomainSettings,
+}
+
+/// How to tell revoked certificates: one lookup each (a single zone), or a set read once
+/// (full runs over every certificate).
+enum Revoked {
+    Lookup,
+    Set(HashSet<Vec<u8>>),
+}
+
+impl Revoked {
+    fn contains(&self, store: &crate::store::Store, serial: &Serial) -> Result<bool> {
+        match self {
+            Revoked::Lookup => store.is_revoked(serial),
+            Revoked::Set(set) => Ok(set.contains(&serial.to_bytes())),
+        }
+    }
 }
 
 /// One holder of the directory with its publishable certificates.
@@ -143,7 +159,7 @@ impl Authority {
             .publish_lock
             .lock()
             .map_err(|_| Error::Publish("a previous publication panicked".into()))?;
-        let job = self.write_zone(settings, out, self.now(), true)?;
+        let job = self.write_zone(settings, out, self.now(), &Revoked::Lookup, true)?;
         if out.is_some() {
             return Ok(job.outcome);
         }
@@ -162,6 +178,7 @@ impl Authority {
             .lock()
             .map_err(|_| Error::Publish("a previous publication panicked".into()))?;
         let now = self.now();
+        let revoked = Revoked::Set(self.store.revoked_serial_keys()?);
         let mut domains = self.config.managed_domains.clone();
         domains.sort();
         let next = AtomicUsize::new(0);
@@ -178,7 +195,8 @@ impl Authority {
                             let settings = self.domain_settings(domain);
                             done.push((
                                 i,
-                                settings.and_then(|s| self.write_zone(s, None, now, false)),
+                                settings
+                                    .and_then(|s| self.write_zone(s, None, now, &revoked, false)),
                             ));
                         }
                         done
@@ -221,10 +239,11 @@ impl Authority {
         settings: DomainSettings,
         out: Option<&Path>,
         now: OffsetDateTime,
+        revoked: &Revoked,
         sync_dir: bool,
     ) -> Result<ZoneJob> {
         let domain = settings.domain.as_str();
-        let plan = self.zone_plan(&settings, now)?;
+        let plan = self.zone_plan(&settings, now, revoked)?;
         let last = self.store.zone_state(domain)?;
         let changed = last.as_ref().is_none_or(|s| s.digest != plan.digest);
         let serial = match &last {
@@ -252,7 +271,7 @@ impl Authority {
             return Ok(job);
         }
         writer::write_atomic_with(&path, sync_dir, |w| {
-            self.render_zone(w, &job.settings, serial, now)
+            self.render_zone(w, &job.settings, serial, now, revoked)
         })?;
         job.outcome.written = true;
         if changed {
@@ -369,12 +388,13 @@ impl Authority {
         &'a self,
         domain: &str,
         now: OffsetDateTime,
+        revoked: &'a Revoked,
     ) -> impl Iterator<Item = Result<IndexedCert>> + 'a {
         self.store
             .domain_certs(domain)
             .filter_map(move |cert| match cert {
                 Ok(cert) if !cert.is_current(now) => None,
-                Ok(cert) => match self.store.is_revoked(&cert.serial) {
+                Ok(cert) => match revoked.contains(&self.store, &cert.serial) {
                     Ok(false) => Some(Ok(cert)),
                     Ok(true) => None,
                     Err(e) => Some(Err(e)),
@@ -383,13 +403,18 @@ impl Authority {
             })
     }
 
-    fn zone_plan(&self, settings: &DomainSettings, now: OffsetDateTime) -> Result<ZonePlan> {
+    fn zone_plan(
+        &self,
+        settings: &DomainSettings,
+        now: OffsetDateTime,
+        revoked: &Revoked,
+    ) -> Result<ZonePlan> {
         let mut records = 0;
         let mut digest = format!(
             "v1 {:?} {} {:?} {:?}\n",
             settings.mode, settings.ttl, settings.soa, settings.ldap_srv
         );
-        for cert in self.publishable(settings.domain.as_str(), now) {
+        for cert in self.publishable(settings.domain.as_str(), now, revoked) {
             let cert = cert?;
             digest.push_str(&cert.holder);
             digest.push(' ');
@@ -410,10 +435,11 @@ impl Authority {
         settings: &DomainSettings,
         serial: u32,
         now: OffsetDateTime,
+        revoked: &Revoked,
     ) -> std::io::Result<()> {
         dns::write_header(w, settings, serial)?;
         let mut owner = (String::new(), String::new());
-        for cert in self.publishable(settings.domain.as_str(), now) {
+        for cert in self.publishable(settings.domain.as_str(), now, revoked) {
             let cert = cert.map_err(std::io::Error::other)?;
             if owner.0 != cert.holder {
                 // A local part never holds '@' (model.rs), so this is `local.domain`.
@@ -450,7 +476,7 @@ impl Authority {
                 w,
                 "# Direct certificate discovery export written by anchorage\n"
             )?;
-            ldif::base_entry(w, base)?;
+            ldif::base_entry(w, base, false)?;
             let result = self.walk_directory(now, &mut sync, |domain, holder| {
                 entries += 1;
                 match holder {
@@ -505,7 +531,15 @@ impl Authority {
             },
             Path::to_path_buf,
         );
-        let firsts = self.store.ldap_first_changes_since(since)?;
+        // From revision 0 (an empty directory) every entry there is now is an add.
+        let firsts = if since == 0 {
+            self.store
+                .ldap_entry_keys()
+                .map(|k| k.map(|k| (k, EntryChange::Add)))
+                .collect::<Result<BTreeMap<_, _>>>()?
+        } else {
+            self.store.ldap_first_changes_since(since)?
+        };
         let base = self.config.publish.ldap.base_dn.as_str();
         let (mut count, mut certificates) = (0, 0);
         let mut failure = None;
@@ -515,6 +549,10 @@ impl Authority {
                 w,
                 "# changes from directory revision {since} to {revision}, written by anchorage\n"
             )?;
+            if since == 0 {
+                ldif::base_entry(w, base, true)?;
+                count += 1;
+            }
             let result = self.write_changes(w, &firsts, now, base, &mut count, &mut certificates);
             match result {
                 Ok(()) => Ok(()),
@@ -603,6 +641,7 @@ impl Authority {
         mut visit: impl FnMut(&str, Option<&Holder>) -> std::io::Result<()>,
     ) -> Result<()> {
         let io = |e: std::io::Error| Error::io("LDIF export", e);
+        let revoked = Revoked::Set(self.store.revoked_serial_keys()?);
         let mut domains = self.config.managed_domains.clone();
         domains.sort();
         for domain in &domains {
@@ -610,7 +649,7 @@ impl Authority {
             self.note_entry(sync, entry_key(domain, None), Vec::new())?;
             visit(domain, None).map_err(io)?;
             let mut current: Option<Holder> = None;
-            for cert in self.publishable(domain, now) {
+            for cert in self.publishable(domain, now, &revoked) {
                 let cert = cert?;
                 if current.as_ref().is_some_and(|h| h.mail != cert.holder) {
                     if let Some(h) = current.take() {

@@ -85,9 +85,13 @@ fn folded(w: &mut dyn Write, parts: &[&[u8]]) -> io::Result<()> {
     w.write_all(b"\n")
 }
 
-/// The base entry; its first RDN type says which object class it is.
-pub fn base_entry(w: &mut dyn Write, base_dn: &str) -> io::Result<()> {
+/// The base entry; its first RDN type says which object class it is. `change`: as an
+/// `add` change record.
+pub fn base_entry(w: &mut dyn Write, base_dn: &str, change: bool) -> io::Result<()> {
     attribute(w, "dn", base_dn.as_bytes())?;
+    if change {
+        attribute(w, "changetype", b"add")?;
+    }
     let (kind, value) = base_dn
         .split(',')
         .next()

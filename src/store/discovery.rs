@@ -14,6 +14,8 @@ const LDAP_REVISION: &[u8] = b"ldap/revision";
 const LDAP_ENTRY: &str = "ldap/entry/";
 const LDAP_LOG: &[u8] = b"ldap/log/";
 const ZONE: &str = "zone/";
+/// Directory updates per sled batch.
+const LDAP_CHUNK: usize = 1000;
 
 /// One certificate in the domain index: what publication needs, read in key order without
 /// touching the (JSON, serial-ordered) certificate records.
@@ -155,12 +157,13 @@ impl Store {
             })
     }
 
-    /// Every indexed certificate, domain by domain, holder by holder.
-    pub fn all_domain_certs(&self) -> impl Iterator<Item = Result<IndexedCert>> + '_ {
-        self.domain_certs.iter().map(|item| {
-            let (k, v) = item?;
-            parse_index(&k, &v)
-        })
+    /// Serials (as stored keys) of every revoked certificate.
+    pub fn revoked_serial_keys(&self) -> Result<std::collections::HashSet<Vec<u8>>> {
+        self.revocations
+            .iter()
+            .keys()
+            .map(|k| Ok(k?.to_vec()))
+            .collect()
     }
 
     pub fn is_revoked(&self, serial: &Serial) -> Result<bool> {
@@ -229,23 +232,35 @@ impl Store {
         if updates.is_empty() {
             return self.ldap_revision();
         }
-        // One atomic batch (a transaction of 200,000 writes is slow and holds them all
-        // twice); the caller serialises publications, so nobody else moves the revision.
+        // Written in chunks (one sled batch of 200,000 writes, the first export of a large
+        // store, peaks near 2 GB), the revision last. A crash in between leaves some
+        // entries updated and logged under the revision the next export uses again, so the
+        // log stays consistent; the first logged change of an entry at a revision is kept.
         let revision = self.ldap_revision()? + 1;
-        let mut batch = sled::Batch::default();
-        batch.insert(LDAP_REVISION, &revision.to_be_bytes());
-        for update in updates {
-            let entry = format!("{LDAP_ENTRY}{}", update.key);
-            match &update.state {
-                Some(state) => batch.insert(entry.as_bytes(), state.as_slice()),
-                None => batch.remove(entry.as_bytes()),
+        for chunk in updates.chunks(LDAP_CHUNK) {
+            let mut batch = sled::Batch::default();
+            for update in chunk {
+                let entry = format!("{LDAP_ENTRY}{}", update.key);
+                match &update.state {
+                    Some(state) => batch.insert(entry.as_bytes(), state.as_slice()),
+                    None => batch.remove(entry.as_bytes()),
+                }
+                // Revision 1 fills an empty view: every change is an add, and "changes since
+                // revision 0" are read from the view itself, so its log is not needed.
+                if revision == 1 {
+                    continue;
+                }
+                let mut log = LDAP_LOG.to_vec();
+                log.extend_from_slice(&revision.to_be_bytes());
+                log.extend_from_slice(update.key.as_bytes());
+                if !self.discovery.contains_key(&log)? {
+                    batch.insert(log, &[update.change.byte()]);
+                }
             }
-            let mut log = LDAP_LOG.to_vec();
-            log.extend_from_slice(&revision.to_be_bytes());
-            log.extend_from_slice(update.key.as_bytes());
-            batch.insert(log, &[update.change.byte()]);
+            self.discovery.apply_batch(batch)?;
         }
-        self.discovery.apply_batch(batch)?;
+        self.discovery
+            .insert(LDAP_REVISION, &revision.to_be_bytes())?;
         self.flush()?;
         Ok(revision)
     }

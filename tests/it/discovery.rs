@@ -343,17 +343,19 @@ fn slapd_conf(dir: &Path) -> PathBuf {
 }
 
 impl Slapd {
-    /// Loads `ldif` with slapadd (schema-checked), then serves it.
-    fn start(dir: &Path, ldif: &Path) -> Slapd {
+    /// Loads `ldif` with slapadd (schema-checked) when given, then serves it.
+    fn start(dir: &Path, ldif: Option<&Path>) -> Slapd {
         for tool in [SLAPD, SLAPADD, SLAPTEST] {
             require_tool(tool);
         }
         let conf = slapd_conf(dir);
-        run(
-            SLAPADD,
-            &["-f", conf.to_str().unwrap(), "-l", ldif.to_str().unwrap()],
-        )
-        .assert_success("slapadd of the LDIF export");
+        if let Some(ldif) = ldif {
+            run(
+                SLAPADD,
+                &["-f", conf.to_str().unwrap(), "-l", ldif.to_str().unwrap()],
+            )
+            .assert_success("slapadd of the LDIF export");
+        }
         let port = free_port();
         let url = format!("ldap://127.0.0.1:{port}/");
         let log = std::fs::File::create(dir.join("slapd.log")).unwrap();
@@ -751,7 +753,7 @@ fn slapd_loads_the_ldif_and_applies_the_change_file() {
     ca.json(&["publish", "ldif", "--out", "full2.ldif"]);
     assert_eq!(read(&ca.path("full2.ldif")), read(&ca.path("full.ldif")));
 
-    let slapd = Slapd::start(&ca.path("slapd"), &ca.path("full.ldif"));
+    let slapd = Slapd::start(&ca.path("slapd"), Some(&ca.path("full.ldif")));
     let root = slapd.search("", &["-s", "base", "(objectClass=*)", "namingContexts"]);
     root.assert_success("rootDSE");
     assert!(
@@ -862,6 +864,38 @@ fn slapd_loads_the_ldif_and_applies_the_change_file() {
         "none.ldif",
     ]);
     assert_eq!(none["entries"], 0);
+    // From revision 0: the whole directory as add records, into an empty server.
+    let zero = ca.json(&["publish", "ldif", "--since", "0", "--out", "zero.ldif"]);
+    assert_eq!(zero["certificates"], 5, "{zero}");
+    let empty = Slapd::start(&ca.path("slapd-empty"), None);
+    run(
+        "ldapmodify",
+        &[
+            "-x",
+            "-H",
+            &empty.url,
+            "-D",
+            ROOT_DN,
+            "-w",
+            ROOT_PW,
+            "-f",
+            ca.path("zero.ldif").to_str().unwrap(),
+        ],
+    )
+    .assert_success("ldapmodify of the change file from revision 0");
+    assert_eq!(
+        empty.certificates("(mail=jones@direct.example.com)"),
+        jones_both
+    );
+    assert_eq!(empty.certificates(&both(DOMAIN)), set(&org));
+    assert_eq!(
+        empty.certificates("(mail=new@direct.example.com)"),
+        set(&newcomer)
+    );
+    assert!(empty
+        .certificates(&both("smith+ward@direct.example.com"))
+        .is_empty());
+
     let err = ca.json_err(&["publish", "ldif", "--since", "999999", "--out", "x.ldif"]);
     assert_eq!(err["code"], "invalid_input");
 }
