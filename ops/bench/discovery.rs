@@ -251,7 +251,7 @@ fn fill(args: &Args) {
                 store(&authority, &mut batch);
                 stored += batch.len() as u64;
                 batch.clear();
-                if stored % 10_000 == 0 {
+                if stored.is_multiple_of(10_000) {
                     eprintln!("{stored} certificates in {:.1?}", start.elapsed());
                 }
             }

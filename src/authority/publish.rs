@@ -22,9 +22,10 @@ use crate::publish::{self, dns, ldif, writer, ReloadOutcome};
 use crate::store::{EntryChange, EntryUpdate, IndexedCert, ZoneState};
 
 /// What publishing one zone did.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ZoneOutcome {
     pub domain: String,
+    #[schema(value_type = String)]
     pub path: PathBuf,
     pub mode: String,
     pub serial: u32,

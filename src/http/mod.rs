@@ -76,14 +76,14 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/openapi.json",
             axum::routing::get(openapi::document),
         )
-        .merge(refresh::routes())
+        .merge(refresh::public_routes())
         .nest(
             "/api/v1",
             certs::routes()
                 .merge(anchors::routes())
                 .merge(accounts::routes())
                 .merge(zones::routes())
-                .merge(refresh::api_routes()),
+                .merge(refresh::routes()),
         )
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(axum::middleware::from_fn(security_headers))

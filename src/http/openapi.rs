@@ -16,7 +16,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{accounts, anchors, certs, refresh, ErrorBody};
+use super::{accounts, anchors, certs, refresh, zones, ErrorBody};
 
 /// The name of the bearer-token security scheme the operations refer to.
 pub const BEARER: &str = "bearer";
@@ -63,12 +63,15 @@ scoped to one role). Errors share one JSON body, `{code, message, reasons}`: `co
         refresh::status,
         refresh::sources,
         refresh::refresh,
+        zones::list,
+        zones::zone,
     ),
     components(schemas(ErrorBody)),
     modifiers(&BearerScheme),
     tags(
         (name = "certificates", description = "Issue, list, download and revoke certificates; CA status"),
         (name = "bundles", description = "Trust bundles and the anchors members submit to them"),
+        (name = "discovery", description = "DNS CERT zone files for the authoritative DNS server"),
         (name = "accounts", description = "Users, API tokens and the audit log (administrators)"),
         (name = "meta", description = "This document"),
     )

@@ -18,7 +18,7 @@ use crate::external::{schedule, RefreshStatus};
 const ADMINS: &[&str] = &["admin"];
 
 /// Routes under `/api/v1`.
-pub fn api_routes() -> Router<AppState> {
+pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/bundles/{name}/status", get(status))
         .route("/bundles/{name}/refresh", post(refresh))
@@ -26,7 +26,7 @@ pub fn api_routes() -> Router<AppState> {
 }
 
 /// Top-level routes.
-pub fn routes() -> Router<AppState> {
+pub fn public_routes() -> Router<AppState> {
     Router::new().route("/metrics", get(metrics))
 }
 

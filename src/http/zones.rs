@@ -10,7 +10,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 
-use super::{ApiError, AppState, Caller};
+use super::{ApiError, AppState, Caller, ErrorBody};
+use crate::authority::ZoneOutcome;
 use crate::error::Error;
 use crate::model::HealthDomain;
 
@@ -22,7 +23,20 @@ pub fn routes() -> Router<AppState> {
         .route("/zones/{domain}", get(zone))
 }
 
-async fn list(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
+/// Rewrite every managed domain's zone file when its content changed, and list them.
+#[utoipa::path(
+    get,
+    path = "/api/v1/zones",
+    operation_id = "list_zones",
+    tag = "discovery",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "One entry per managed domain: file, mode, SOA serial, records, reload outcome", body = Vec<ZoneOutcome>),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "Only DNS operators and administrators read zones", body = ErrorBody),
+    )
+)]
+pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
     caller.require(READERS)?;
     let authority = state.authority.clone();
     let zones = tokio::task::spawn_blocking(move || authority.publish_zones(None, None))
@@ -31,7 +45,23 @@ async fn list(State(state): State<AppState>, caller: Caller) -> Result<Response,
     Ok(Json(zones).into_response())
 }
 
-async fn zone(
+/// One managed domain's CERT zone file (RFC 4027 `text/dns`), current as of this request.
+#[utoipa::path(
+    get,
+    path = "/api/v1/zones/{domain}",
+    operation_id = "get_zone",
+    tag = "discovery",
+    security(("bearer" = [])),
+    params(("domain" = String, Path, description = "A managed health domain")),
+    responses(
+        (status = 200, description = "The zone file (fragment or complete zone, per configuration); header X-Zone-Serial", content_type = "text/dns", body = String),
+        (status = 400, description = "Not a domain name", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "Only DNS operators and administrators read zones", body = ErrorBody),
+        (status = 404, description = "Not a managed domain", body = ErrorBody),
+    )
+)]
+pub async fn zone(
     State(state): State<AppState>,
     caller: Caller,
     Path(domain): Path<String>,

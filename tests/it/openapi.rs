@@ -366,8 +366,9 @@ async fn openapi_documents_every_api_route_with_its_method() {
                 "{method} {path} does not document its 401"
             );
         } else {
+            // Public: no credentials needed (a placeholder name may well be 404).
             assert!(
-                status.is_success(),
+                status != StatusCode::UNAUTHORIZED && status != StatusCode::FORBIDDEN,
                 "{method} {uri} documented as public answered {status}"
             );
         }
