@@ -195,6 +195,27 @@ impl Principal {
     pub fn may_use_bundle(&self, bundle: &str) -> bool {
         self.role == Role::Admin || self.scope.allows_bundle(bundle)
     }
+
+    /// Whether an anchor submission is this principal's to see: admins see all; a member
+    /// sees, in its bundles, what it submitted itself (the same user through the web or its
+    /// own tokens, from any address) or what its organisations submitted.
+    pub fn sees_anchor(&self, bundle: &str, submitted_by: &str, organization: &str) -> bool {
+        if self.role == Role::Admin {
+            return true;
+        }
+        let me = self.actor.split(" from ").next().unwrap_or_default();
+        let same = |who: &str| who == me || who.starts_with(&format!("{me} from "));
+        let by_user = self
+            .user
+            .as_ref()
+            .is_some_and(|u| submitted_by.starts_with(&format!("{u} (")));
+        let by_organisation = self
+            .scope
+            .organisations
+            .iter()
+            .any(|o| o.trim().eq_ignore_ascii_case(organization.trim()));
+        self.may_use_bundle(bundle) && (same(submitted_by) || by_user || by_organisation)
+    }
 }
 
 /// A person who signs in to the web interface.

@@ -160,6 +160,14 @@ impl From<&BundleVersion> for Published {
     }
 }
 
+/// Who submitted an anchor (the first event of its history).
+fn submitter(a: &AnchorRecord) -> &str {
+    a.history
+        .first()
+        .map(|e| e.actor.as_str())
+        .unwrap_or_default()
+}
+
 /// Runs blocking store and signing work off the async runtime.
 pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> crate::error::Result<T> + Send + 'static,
@@ -298,7 +306,7 @@ async fn list_anchors(
     let principal = caller.principal();
     Ok(Json(
         all.iter()
-            .filter(|a| principal.may_use_bundle(&a.bundle))
+            .filter(|a| principal.sees_anchor(&a.bundle, submitter(a), &a.organization))
             .filter(|a| q.bundle.as_ref().is_none_or(|b| *b == a.bundle))
             .filter(|a| q.state.as_ref().is_none_or(|s| s == a.state.as_str()))
             .map(AnchorJson::from)
@@ -329,7 +337,10 @@ async fn show(
     caller.require(SUBMITTERS)?;
     let authority = state.authority.clone();
     let record = blocking(move || authority.anchor(id)).await?;
-    if !caller.principal().may_use_bundle(&record.bundle) {
+    if !caller
+        .principal()
+        .sees_anchor(&record.bundle, submitter(&record), &record.organization)
+    {
         return Err(Error::NotFound(format!("no anchor #{id}")).into());
     }
     Ok(Json(AnchorJson::from(&record)))

@@ -1461,3 +1461,94 @@ async fn the_console_shows_external_sources_and_refreshes_one_on_demand() {
         });
     assert!(audited, "refresh outcome not in the audit log");
 }
+
+#[tokio::test]
+async fn members_see_their_own_submissions_and_their_organisations() {
+    let web = Web::new();
+    run_in(
+        web.dir.path(),
+        "openssl",
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "a.key",
+            "-out",
+            "a.pem",
+            "-days",
+            "3650",
+            "-subj",
+            "/O=Alpha HISP/CN=Alpha Root",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ],
+    )
+    .assert_success("openssl req -x509");
+    let pem = std::fs::read_to_string(web.dir.path().join("a.pem")).unwrap();
+    // The test clock started before openssl stamped notBefore.
+    web.advance(Duration::minutes(1));
+    let scope = |orgs: &[&str]| Scope {
+        bundles: vec![MEMBER_BUNDLE.into()],
+        organisations: orgs.iter().map(|o| o.to_string()).collect(),
+        ..Scope::default()
+    };
+    let alpha = web.token(Role::Member, scope(&[]));
+    let beta = web.token(Role::Member, scope(&[]));
+    let alpha_org = web.token(Role::Member, scope(&["Alpha HISP"]));
+    let admin = web.token(Role::Admin, Scope::default());
+    let r = web
+        .api(
+            Method::POST,
+            &format!("/api/v1/bundles/{MEMBER_BUNDLE}/anchors"),
+            Some(&alpha),
+            Some(
+                json!({"file": pem, "organization": "Alpha HISP", "contact": "pki@alpha.example"}),
+            ),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let id = serde_json::from_str::<Value>(&r.body).unwrap()["id"]
+        .as_u64()
+        .unwrap();
+    let count = |body: &str| {
+        serde_json::from_str::<Value>(body)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    for (token, sees) in [
+        (&alpha, true),
+        (&beta, false),
+        (&alpha_org, true),
+        (&admin, true),
+    ] {
+        let list = web
+            .api(Method::GET, "/api/v1/anchors", Some(token), None)
+            .await;
+        assert_eq!(count(&list.body), usize::from(sees), "{}", list.body);
+        let one = web
+            .api(
+                Method::GET,
+                &format!("/api/v1/anchors/{id}"),
+                Some(token),
+                None,
+            )
+            .await;
+        let want = if sees {
+            StatusCode::OK
+        } else {
+            StatusCode::NOT_FOUND
+        };
+        assert_eq!(one.status, want, "{}", one.body);
+    }
+    // The web page of another member does not list it either.
+    let member = web.login("member").await;
+    let page = web.get("/member/anchors", Some(&member)).await;
+    assert!(page.body.contains("Nothing submitted yet"), "{}", page.body);
+}

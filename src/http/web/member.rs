@@ -50,21 +50,14 @@ struct MemberPage {
 
 /// Members see what they submitted (or their organisations'), in bundles they may use.
 fn visible(session: &WebSession, a: &AnchorRecord) -> bool {
-    let p = session.principal();
-    if p.role == Role::Admin {
-        return true;
-    }
-    // Actors carry the client address; the same user from another address is still the same.
-    let me = session.signed_in.user.principal().actor;
-    let own = a
+    let submitted_by = a
         .history
         .first()
-        .is_some_and(|e| e.actor == me || e.actor.starts_with(&format!("{me} from ")))
-        || p.scope
-            .organisations
-            .iter()
-            .any(|o| o.eq_ignore_ascii_case(&a.organization));
-    own && p.may_use_bundle(&a.bundle)
+        .map(|e| e.actor.as_str())
+        .unwrap_or_default();
+    session
+        .principal()
+        .sees_anchor(&a.bundle, submitted_by, &a.organization)
 }
 
 async fn page(
