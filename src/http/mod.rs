@@ -121,6 +121,25 @@ async fn security_headers(request: Request, next: axum::middleware::Next) -> Res
     response
 }
 
+/// Removes expired browser sessions every hour (they are refused when presented anyway;
+/// this keeps the tree from growing with abandoned ones).
+pub fn spawn_session_sweeper(state: &AppState) -> tokio::task::JoinHandle<()> {
+    let authority = state.authority.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            tick.tick().await;
+            let a = authority.clone();
+            match tokio::task::spawn_blocking(move || a.store.purge_sessions(a.now(), None)).await {
+                Ok(Ok(0)) => {}
+                Ok(Ok(n)) => tracing::info!(removed = n, "expired sessions removed"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "session sweep failed"),
+                Err(e) => tracing::warn!(error = %e, "session sweep task failed"),
+            }
+        }
+    })
+}
+
 /// Runs the CRL publisher: coalesces revocation bursts and re-signs before nextUpdate.
 pub fn spawn_crl_publisher(state: &AppState) -> tokio::task::JoinHandle<()> {
     let authority = state.authority.clone();
@@ -159,6 +178,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let publisher = spawn_crl_publisher(&state);
     let sweeper = zones::spawn_sweeper(&state);
+    let sessions = spawn_session_sweeper(&state);
     let app = router(state);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let https = tls.map(|listener| {
@@ -188,6 +208,7 @@ pub async fn serve(
         let _ = task.await;
     }
     publisher.abort();
+    sessions.abort();
     sweeper.abort();
     result
 }

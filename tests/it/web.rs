@@ -619,6 +619,12 @@ async fn sessions_expire_when_idle_and_after_the_absolute_limit() {
         .get("/registrar/certs", Some(&browser))
         .await
         .is_login_redirect());
+    // The hourly sweep removes sessions that ended without a sign-out.
+    let _abandoned = web.login("admin").await;
+    web.advance(Duration::hours(3));
+    let now = web.authority.now();
+    assert!(web.authority.store.purge_sessions(now, None).unwrap() >= 1);
+    assert_eq!(web.authority.store.purge_sessions(now, None).unwrap(), 0);
     // A disabled user's session ends at once.
     let browser = web.login("registrar").await;
     web.authority
