@@ -12,6 +12,9 @@
 //! Reading uses `cms`/`der` 0.8 for the outer ContentInfo and `x509-cert` for each certificate,
 //! and returns every certificate exactly as it was encoded in the input.
 
+use crate::der_tags::{
+    CONTEXT_0, GENERALIZED_TIME, INTEGER, NULL, OCTET_STRING, OID, SEQUENCE, SET, UTC_TIME,
+};
 use const_oid::db::rfc5911::{
     ID_CONTENT_TYPE, ID_DATA, ID_MESSAGE_DIGEST, ID_SIGNED_DATA, ID_SIGNING_TIME,
 };
@@ -85,19 +88,9 @@ impl From<BundleError> for crate::Error {
 }
 
 // ---------------------------------------------------------------------------------------------
-// DER writing
-
-const SEQUENCE: u8 = 0x30;
-const SET: u8 = 0x31;
-const INTEGER: u8 = 0x02;
-const OCTET_STRING: u8 = 0x04;
-const NULL: u8 = 0x05;
-const OID: u8 = 0x06;
-const UTC_TIME: u8 = 0x17;
-const GENERALIZED_TIME: u8 = 0x18;
-/// `[0]` constructed: the EXPLICIT content of ContentInfo and encapContentInfo, the IMPLICIT
-/// `certificates` of SignedData and `signedAttrs` of SignerInfo.
-const CONTEXT_0: u8 = 0xa0;
+// DER writing (tags from `der_tags`; `[0]` constructed is the EXPLICIT content of ContentInfo
+// and encapContentInfo, the IMPLICIT `certificates` of SignedData and `signedAttrs` of
+// SignerInfo)
 
 /// Bytes of a DER length field.
 fn length_len(len: usize) -> usize {

@@ -350,16 +350,7 @@ impl Authority {
             .as_ref()
             .map(|l| l.anchors.clone())
             .unwrap_or_default();
-        let added = anchors
-            .iter()
-            .filter(|a| !previous.iter().any(|p| p.fingerprint == a.fingerprint))
-            .cloned()
-            .collect();
-        let removed = previous
-            .iter()
-            .filter(|p| !anchors.iter().any(|a| a.fingerprint == p.fingerprint))
-            .cloned()
-            .collect();
+        let (added, removed) = membership_changes(&previous, &anchors);
         let p7m = if declared.declaration.signed {
             Some(self.sign_bundle(&p7b, now)?)
         } else {
@@ -657,4 +648,25 @@ impl Authority {
         bundle::sign_p7m(p7b, &signer.cert_der, &[&issuing], &signer.key, now)
             .map_err(|e| Error::Generation(format!("signing the bundle: {e}")))
     }
+}
+
+/// The anchors a new version adds to and removes from the previous one (by fingerprint).
+pub(super) fn membership_changes(
+    previous: &[VersionAnchor],
+    current: &[VersionAnchor],
+) -> (Vec<VersionAnchor>, Vec<VersionAnchor>) {
+    let missing_from = |list: &[VersionAnchor], a: &VersionAnchor| {
+        !list.iter().any(|p| p.fingerprint == a.fingerprint)
+    };
+    let added = current
+        .iter()
+        .filter(|a| missing_from(previous, a))
+        .cloned()
+        .collect();
+    let removed = previous
+        .iter()
+        .filter(|p| missing_from(current, p))
+        .cloned()
+        .collect();
+    (added, removed)
 }

@@ -494,16 +494,7 @@ impl Authority {
             .as_ref()
             .map(|l| l.anchors.clone())
             .unwrap_or_default();
-        let added = listed
-            .iter()
-            .filter(|a| !previous.iter().any(|p| p.fingerprint == a.fingerprint))
-            .cloned()
-            .collect();
-        let removed = previous
-            .iter()
-            .filter(|p| !listed.iter().any(|a| a.fingerprint == p.fingerprint))
-            .cloned()
-            .collect();
+        let (added, removed) = super::bundles::membership_changes(&previous, &listed);
         let p7m = if declared.declaration.signed {
             Some(self.sign_bundle(&p7b, now)?)
         } else {

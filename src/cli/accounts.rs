@@ -437,13 +437,7 @@ fn token_direct(authority: &Authority, cmd: TokenCommand, out: Output) -> Result
                 .tokens()?
                 .iter()
                 .map(|t| {
-                    let state = if t.revoked_at.is_some() {
-                        "revoked"
-                    } else if t.expires_at.is_some_and(|e| e <= now) {
-                        "expired"
-                    } else {
-                        "live"
-                    };
+                    let state = t.state(now);
                     json!({"id": t.id, "role": t.role, "label": t.label, "scope": t.scope,
                            "owner": t.owner, "created_at": crate::model::rfc3339(t.created_at),
                            "expires_at": t.expires_at.map(crate::model::rfc3339),

@@ -10,19 +10,15 @@ use std::collections::HashSet;
 use der::{Decode, Header, Reader, SliceReader, Tag};
 
 use super::{Failure, RefreshStatus};
+use crate::der_tags::{
+    CONSTRUCTED_OCTET_STRING, CONTEXT_0, CONTEXT_1, OCTET_STRING, OID, SEQUENCE,
+};
 use crate::model::Fingerprint;
 
 /// id-signedData (RFC 5652).
 const SIGNED_DATA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x02];
 /// Nesting deeper than this is refused rather than followed (stack safety).
 const MAX_DEPTH: usize = 32;
-
-const OCTET_STRING: u8 = 0x04;
-const CONSTRUCTED_OCTET_STRING: u8 = 0x24;
-const OID: u8 = 0x06;
-const SEQUENCE: u8 = 0x30;
-const CONTEXT_0: u8 = 0xa0;
-const CONTEXT_1: u8 = 0xa1;
 
 /// The signed layer of a signed bundle: what verification needs.
 #[derive(Debug, Clone)]

@@ -329,13 +329,7 @@ pub struct TokenJson {
 
 impl TokenJson {
     fn with_state(t: &TokenRecord, now: time::OffsetDateTime) -> TokenJson {
-        let state = if t.revoked_at.is_some() {
-            "revoked"
-        } else if t.expires_at.is_some_and(|e| e <= now) {
-            "expired"
-        } else {
-            "live"
-        };
+        let state = t.state(now);
         TokenJson {
             state: Some(state),
             ..TokenJson::from(t)

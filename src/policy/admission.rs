@@ -15,6 +15,7 @@ use x509_parser::prelude::{FromDer, X509Certificate, X509CertificationRequest};
 
 use super::profile::KeyKind;
 use super::{Denial, Reasons};
+use crate::der_tags::{CONTEXT_0, CONTEXT_1, INTEGER, OCTET_STRING, OID, SEQUENCE, SET};
 use crate::error::{Error, Result};
 use crate::model::Fingerprint;
 use crate::x509::{self, KeyInfo, SignatureAlgorithm, SignatureInfo};
@@ -273,13 +274,6 @@ pub fn admit(
 // ---------------------------------------------------------------------------------------------
 // Upload classification
 
-const SEQUENCE: u8 = 0x30;
-const SET: u8 = 0x31;
-const INTEGER: u8 = 0x02;
-const OCTET_STRING: u8 = 0x04;
-const OID: u8 = 0x06;
-const CONTEXT_0: u8 = 0xa0;
-const CONTEXT_1: u8 = 0xa1;
 /// 1.2.840.113549.1.7: the PKCS#7 content types (data, signedData, ...).
 const PKCS7_ARC: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07];
 /// 1.2.840.113549.1.7.2 signedData.

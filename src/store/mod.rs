@@ -120,6 +120,19 @@ pub struct TokenRecord {
     pub owner: Option<String>,
 }
 
+impl TokenRecord {
+    /// `live`, `expired` or `revoked` at `now`.
+    pub fn state(&self, now: OffsetDateTime) -> &'static str {
+        if self.revoked_at.is_some() {
+            "revoked"
+        } else if self.expires_at.is_some_and(|e| e <= now) {
+            "expired"
+        } else {
+            "live"
+        }
+    }
+}
+
 /// The opened store.
 #[derive(Clone)]
 pub struct Store {

@@ -476,13 +476,7 @@ async fn tokens_page(
         .into_iter()
         .rev()
         .map(|t| {
-            let status = if t.revoked_at.is_some() {
-                "revoked"
-            } else if t.expires_at.is_some_and(|e| e <= now) {
-                "expired"
-            } else {
-                "live"
-            };
+            let status = t.state(now);
             (t, status)
         })
         .collect();
