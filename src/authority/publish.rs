@@ -37,6 +37,16 @@ pub struct ZoneOutcome {
     pub reload: ReloadOutcome,
 }
 
+/// What the last complete zone sweep covered.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct SweepMark {
+    /// Store revision read before the sweep (a change during it makes the next one run).
+    revision: u64,
+    settings: String,
+    /// Unix time of the next expiry or start of validity among the indexed certificates.
+    next_change: Option<i64>,
+}
+
 /// What an LDIF export wrote.
 #[derive(Debug, Clone, Serialize)]
 pub struct LdifOutcome {
@@ -361,6 +371,18 @@ impl Authority {
     /// The scheduled sweep: republishes every zone whose content changed, which drops
     /// certificates that expired since the last run.
     pub fn sweep_zones(&self) -> Vec<ZoneOutcome> {
+        let now = self.now();
+        let (mark, needed) = match self.sweep_needed(now) {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::error!(error = %e, code = e.code(), "checking the zone sweep failed");
+                return Vec::new();
+            }
+        };
+        if !needed {
+            tracing::debug!("zone sweep skipped: nothing changed or expired since the last one");
+            return Vec::new();
+        }
         let results = match self.publish_all_zones() {
             Ok(results) => results,
             Err(e) => {
@@ -381,7 +403,68 @@ impl Authority {
                 ),
             }
         }
+        if out.len() == self.config.managed_domains.len() {
+            if let Err(e) = self.record_sweep(mark, now) {
+                tracing::warn!(error = %e, "recording the zone sweep failed");
+            }
+        }
         out
+    }
+
+    /// Whether a full sweep has anything to do: it scans every certificate, and sled keeps
+    /// what a scan touched resident (~1.5 KB per certificate), so an idle service must not
+    /// scan for nothing. A sweep is needed when the store or the publication settings changed
+    /// since the last complete one, a zone file is missing, or a certificate has since
+    /// expired or become valid.
+    fn sweep_needed(&self, now: OffsetDateTime) -> Result<(SweepMark, bool)> {
+        let current = SweepMark {
+            revision: self.store.revision()?,
+            settings: self.publication_digest()?,
+            next_change: None,
+        };
+        let last: Option<SweepMark> = self
+            .store
+            .sweep_mark()?
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        let files_present = self.config.managed_domains.iter().all(|d| {
+            self.domain_settings(d)
+                .map(|s| s.file().exists())
+                .unwrap_or(false)
+        });
+        let unchanged = last.as_ref().is_some_and(|m| {
+            m.revision == current.revision
+                && m.settings == current.settings
+                && m.next_change.is_none_or(|t| now.unix_timestamp() < t)
+        });
+        Ok((current, !(unchanged && files_present)))
+    }
+
+    /// Records a complete sweep with the next instant a certificate expires or becomes valid.
+    fn record_sweep(&self, mut mark: SweepMark, now: OffsetDateTime) -> Result<()> {
+        let mut next: Option<OffsetDateTime> = None;
+        for domain in &self.config.managed_domains {
+            for cert in self.store.domain_certs(domain.as_str()) {
+                let cert = cert?;
+                for t in [cert.not_before, cert.not_after] {
+                    if t > now && next.is_none_or(|n| t < n) {
+                        next = Some(t);
+                    }
+                }
+            }
+        }
+        mark.next_change = next.map(OffsetDateTime::unix_timestamp);
+        let bytes = serde_json::to_vec(&mark)
+            .map_err(|e| Error::Store(format!("encoding the sweep mark: {e}")))?;
+        self.store.put_sweep_mark(&bytes)
+    }
+
+    /// SHA-256 of everything that shapes the zone files besides the certificates.
+    fn publication_digest(&self) -> Result<String> {
+        let text = serde_json::to_vec(&(&self.config.publish, &self.config.managed_domains))
+            .map_err(|e| Error::Config(format!("encoding the publication settings: {e}")))?;
+        Ok(hex::encode(
+            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &text).as_ref(),
+        ))
     }
 
     /// The publishable certificates of one domain (valid at `now`, not revoked), in order.

@@ -14,6 +14,8 @@ const LDAP_REVISION: &[u8] = b"ldap/revision";
 const LDAP_ENTRY: &str = "ldap/entry/";
 const LDAP_LOG: &[u8] = b"ldap/log/";
 const ZONE: &str = "zone/";
+/// What the last complete zone sweep covered.
+const SWEEP_MARK: &[u8] = b"sweep/mark";
 /// Directory updates per sled batch.
 const LDAP_CHUNK: usize = 1000;
 
@@ -155,6 +157,16 @@ impl Store {
                 let (k, v) = item?;
                 parse_index(&k, &v)
             })
+    }
+
+    /// What the last complete zone sweep covered (opaque to the store).
+    pub fn sweep_mark(&self) -> Result<Option<Vec<u8>>> {
+        Ok(self.discovery.get(SWEEP_MARK)?.map(|v| v.to_vec()))
+    }
+
+    pub fn put_sweep_mark(&self, mark: &[u8]) -> Result<()> {
+        self.discovery.insert(SWEEP_MARK, mark)?;
+        Ok(())
     }
 
     /// Serials (as stored keys) of every revoked certificate.

@@ -1194,6 +1194,15 @@ async fn the_sweep_drops_expired_certificates_and_operators_download_zones() {
     // Nothing expired yet: the sweep leaves the file alone.
     let swept = authority.sweep_zones();
     assert!(!swept[0].written);
+    // Then, with nothing changed since that complete sweep, the next one does not even scan
+    // the store (an idle service must not pull every certificate into memory for nothing)...
+    assert!(authority.sweep_zones().is_empty(), "an idle sweep scanned");
+    // ...unless a zone file went missing, or (below) a certificate expired.
+    std::fs::remove_file(&zone_file).unwrap();
+    let swept = authority.sweep_zones();
+    assert!(swept[0].written, "a missing zone file is written again");
+    assert!(zone_file.exists());
+    assert!(authority.sweep_zones().is_empty());
     // Past notAfter (profiles allow at most 3 years): the sweep removes the certificate.
     *clock.0.lock().unwrap() = start + ::time::Duration::days(4 * 365);
     let swept = authority.sweep_zones();
