@@ -13,6 +13,7 @@ use crate::accounts::{Role, Scope};
 use crate::authority::{Authority, NewUser};
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::http::accounts::{TokenJson, UserJson};
 
 /// Environment variable a password can be given in (for scripts).
 pub const USER_PASSWORD_ENV: &str = "ANCHORAGE_USER_PASSWORD";
@@ -128,12 +129,9 @@ fn password_from(file: Option<PathBuf>) -> Result<(Zeroizing<String>, bool)> {
     Ok((Zeroizing::new(crate::accounts::random_secret()?), true))
 }
 
-fn user_json(u: &crate::accounts::UserRecord) -> serde_json::Value {
-    json!({
-        "username": u.username, "name": u.display_name, "role": u.role.as_str(),
-        "scope": u.scope, "created_at": crate::model::rfc3339(u.created_at),
-        "disabled": u.disabled_at.is_some(),
-    })
+/// The same JSON the API answers with (`GET /api/v1/users/{name}`).
+fn user_json(u: &crate::accounts::UserRecord) -> Value {
+    serde_json::to_value(UserJson::from(u)).unwrap_or_default()
 }
 
 pub fn user(config: Config, cmd: UserCommand, out: Output) -> Result<()> {
@@ -436,14 +434,8 @@ fn token_direct(authority: &Authority, cmd: TokenCommand, out: Output) -> Result
             let rows: Vec<Value> = authority
                 .tokens()?
                 .iter()
-                .map(|t| {
-                    let state = t.state(now);
-                    json!({"id": t.id, "role": t.role, "label": t.label, "scope": t.scope,
-                           "owner": t.owner, "created_at": crate::model::rfc3339(t.created_at),
-                           "expires_at": t.expires_at.map(crate::model::rfc3339),
-                           "revoked_at": t.revoked_at.map(crate::model::rfc3339),
-                           "state": state})
-                })
+                // The same JSON as `GET /api/v1/tokens`.
+                .map(|t| serde_json::to_value(TokenJson::with_state(t, now)).unwrap_or_default())
                 .collect();
             let v = json!(rows);
             emit(out, v.clone(), || tokens_text(&v))

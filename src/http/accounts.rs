@@ -8,15 +8,13 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
-use super::anchors::blocking;
+use super::blocking;
 use super::{Admins, Allowed, ApiError, ApiJson, AppState, Caller, ErrorBody};
 use crate::accounts::{Role, Scope, UserRecord};
 use crate::audit::AuditEntry;
 use crate::authority::NewUser;
 use crate::error::Error;
 use crate::store::TokenRecord;
-
-const ADMIN: &[&str] = &["admin"];
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -72,9 +70,8 @@ impl From<&UserRecord> for UserJson {
 )]
 async fn list_users(
     State(state): State<AppState>,
-    caller: Caller,
+    _caller: Allowed<Admins>,
 ) -> Result<Json<Vec<UserJson>>, ApiError> {
-    caller.require(ADMIN)?;
     let mut users = state.authority.users()?;
     users.sort_by(|a, b| a.username.cmp(&b.username));
     Ok(Json(users.iter().map(UserJson::from).collect()))
@@ -97,10 +94,9 @@ async fn list_users(
 )]
 async fn show_user(
     State(state): State<AppState>,
-    caller: Caller,
+    _caller: Allowed<Admins>,
     Path(name): Path<String>,
 ) -> Result<Json<UserJson>, ApiError> {
-    caller.require(ADMIN)?;
     Ok(Json(UserJson::from(&state.authority.user(&name)?)))
 }
 
@@ -143,7 +139,6 @@ async fn add_user(
     caller: Allowed<Admins>,
     ApiJson(body): ApiJson<NewUserBody>,
 ) -> Result<Response, ApiError> {
-    caller.require(ADMIN)?;
     let role = Role::parse(&body.role)?;
     let (password, generated) = match body.password {
         Some(p) => (zeroize::Zeroizing::new(p), false),
@@ -187,7 +182,6 @@ async fn set_disabled(
     name: String,
     disabled: bool,
 ) -> Result<Json<UserJson>, ApiError> {
-    caller.require(ADMIN)?;
     let (authority, actor) = (state.authority.clone(), caller.actor());
     let user = blocking(move || authority.set_user_disabled(&name, disabled, &actor)).await?;
     Ok(Json(UserJson::from(&user)))
@@ -328,7 +322,7 @@ pub struct TokenJson {
 }
 
 impl TokenJson {
-    fn with_state(t: &TokenRecord, now: time::OffsetDateTime) -> TokenJson {
+    pub fn with_state(t: &TokenRecord, now: time::OffsetDateTime) -> TokenJson {
         let state = t.state(now);
         TokenJson {
             state: Some(state),
@@ -368,9 +362,8 @@ impl From<&TokenRecord> for TokenJson {
 )]
 async fn list_tokens(
     State(state): State<AppState>,
-    caller: Caller,
+    _caller: Allowed<Admins>,
 ) -> Result<Json<Vec<TokenJson>>, ApiError> {
-    caller.require(ADMIN)?;
     let now = state.authority.now();
     Ok(Json(
         state
@@ -417,7 +410,6 @@ async fn add_token(
     caller: Allowed<Admins>,
     ApiJson(body): ApiJson<NewTokenBody>,
 ) -> Result<Response, ApiError> {
-    caller.require(ADMIN)?;
     let role = Role::parse(&body.role)?;
     let days = body.valid_days.unwrap_or(90);
     if !(1..=3650).contains(&days) {
@@ -479,7 +471,6 @@ async fn revoke_token(
     caller: Allowed<Admins>,
     Path(id): Path<String>,
 ) -> Result<Json<TokenJson>, ApiError> {
-    caller.require(ADMIN)?;
     let (authority, actor) = (state.authority.clone(), caller.actor());
     let t = blocking(move || authority.revoke_token(&id, &actor)).await?;
     Ok(Json(TokenJson::from(&t)))
@@ -527,10 +518,9 @@ pub struct AuditPage {
 )]
 async fn audit(
     State(state): State<AppState>,
-    caller: Caller,
+    _caller: Allowed<Admins>,
     Query(q): Query<AuditQuery>,
 ) -> Result<Json<AuditPage>, ApiError> {
-    caller.require(ADMIN)?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let authority = state.authority.clone();
     let (entries, older) = blocking(move || {

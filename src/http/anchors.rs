@@ -10,13 +10,12 @@ use axum::{Json, Router};
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 
-use super::{Admins, Allowed, ApiError, ApiJson, AppState, Caller, ErrorBody, Submitters};
+use super::{
+    blocking, Admins, Allowed, ApiError, ApiJson, AppState, Caller, ErrorBody, Submitters,
+};
 use crate::authority::{BundleSummary, Submission};
 use crate::error::Error;
 use crate::store::{AnchorRecord, AnchorState, BundleVersion};
-
-const REVIEWERS: &[&str] = &["admin"];
-const SUBMITTERS: &[&str] = &["member", "admin"];
 
 /// Body limit of an anchor submission: the files travel base64-encoded, and the admission
 /// policy accepts files up to 1 MiB by default, so the general API limit (64 KiB) would refuse
@@ -168,16 +167,6 @@ fn submitter(a: &AnchorRecord) -> &str {
         .unwrap_or_default()
 }
 
-/// Runs blocking store and signing work off the async runtime.
-pub(crate) async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> crate::error::Result<T> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| ApiError(Error::Store(format!("task failed: {e}"))))?
-        .map_err(ApiError)
-}
-
 /// Rebuilds a bundle and, when a version was published, swaps the served copy.
 pub(crate) async fn publish(
     state: &AppState,
@@ -241,7 +230,6 @@ async fn submit(
     Path(name): Path<String>,
     ApiJson(body): ApiJson<SubmitBody>,
 ) -> Result<Response, ApiError> {
-    caller.require(SUBMITTERS)?;
     if !caller.principal().may_use_bundle(&name) {
         return Err(Error::Forbidden(format!(
             "this account may not submit to the bundle '{name}'"
@@ -297,10 +285,9 @@ pub struct ListQuery {
 )]
 async fn list_anchors(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Allowed<Submitters>,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Vec<AnchorJson>>, ApiError> {
-    caller.require(SUBMITTERS)?;
     let authority = state.authority.clone();
     let all = blocking(move || authority.store.anchors()).await?;
     let principal = caller.principal();
@@ -331,10 +318,9 @@ async fn list_anchors(
 )]
 async fn show(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Allowed<Submitters>,
     Path(id): Path<u64>,
 ) -> Result<Json<AnchorJson>, ApiError> {
-    caller.require(SUBMITTERS)?;
     let authority = state.authority.clone();
     let record = blocking(move || authority.anchor(id)).await?;
     if !caller
@@ -403,7 +389,6 @@ async fn approve(
     Path(id): Path<u64>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    caller.require(REVIEWERS)?;
     let note = optional_body(&body)?.note;
     let (authority, actor) = (state.authority.clone(), caller.actor());
     let record = blocking(move || authority.approve_anchor(id, &actor, &note)).await?;
@@ -436,7 +421,6 @@ async fn reject(
     Path(id): Path<u64>,
     ApiJson(body): ApiJson<DecisionBody>,
 ) -> Result<Response, ApiError> {
-    caller.require(REVIEWERS)?;
     let (authority, actor) = (state.authority.clone(), caller.actor());
     let record = blocking(move || authority.reject_anchor(id, &body.reason, &actor)).await?;
     Ok(decided(&record, None))
@@ -466,7 +450,6 @@ async fn retire(
     Path(id): Path<u64>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    caller.require(REVIEWERS)?;
     let note = optional_body(&body)?.note;
     let (authority, actor) = (state.authority.clone(), caller.actor());
     let record = blocking(move || authority.retire_anchor(id, &actor, &note)).await?;
@@ -499,7 +482,6 @@ async fn promote(
     Path(id): Path<u64>,
     ApiJson(body): ApiJson<DecisionBody>,
 ) -> Result<Response, ApiError> {
-    caller.require(REVIEWERS)?;
     let (authority, actor) = (state.authority.clone(), caller.actor());
     let to = body.to.clone();
     let record = blocking(move || authority.promote_anchor(id, &to, &actor)).await?;
@@ -528,7 +510,6 @@ async fn build(
     caller: Allowed<Admins>,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    caller.require(REVIEWERS)?;
     state.authority.inventory.get(&name)?;
     let published = publish(&state, name.clone(), caller.actor()).await?;
     let current = state.authority.store.latest_bundle_version(&name)?;

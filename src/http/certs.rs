@@ -10,14 +10,12 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use super::{Allowed, ApiError, ApiJson, AppState, Caller, ErrorBody, Issuers};
+use super::{Allowed, ApiError, ApiJson, AppState, ErrorBody, Issuers};
 use crate::authority::{CaStatus, CertFilter, CertStatus, CertView, IssuedCert};
 use crate::error::Error;
 use crate::model::{RevocationReason, Serial};
 use crate::policy::issuance::{IssueRequest, KeySource, Proofing, Subscriber};
 use crate::x509;
-
-const ISSUERS: &[&str] = &["registrar", "admin"];
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -141,7 +139,6 @@ async fn issue(
     caller: Allowed<Issuers>,
     ApiJson(body): ApiJson<IssueBody>,
 ) -> Result<Response, ApiError> {
-    caller.require(ISSUERS)?;
     if let Some(domain) = request_domain(body.address.as_deref(), body.domain.as_deref()) {
         caller
             .principal()
@@ -273,10 +270,9 @@ fn parse_status(s: &str) -> Result<CertStatus, ApiError> {
 )]
 async fn list(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Allowed<Issuers>,
     Query(q): Query<ListQuery>,
 ) -> Result<Response, ApiError> {
-    caller.require(ISSUERS)?;
     let limit = q.limit.unwrap_or(PAGE_DEFAULT);
     if limit == 0 || limit > PAGE_MAX {
         return Err(Error::InvalidInput(format!("limit must be 1 to {PAGE_MAX}")).into());
@@ -291,7 +287,7 @@ async fn list(
     };
     let principal = caller.principal().clone();
     let authority = state.authority.clone();
-    let (total, page) = super::anchors::blocking(move || {
+    let (total, page) = super::blocking(move || {
         let mut views = authority.certs(&filter)?;
         views.retain(|v| principal.sees_domain(v.record.holder.domain().as_str()));
         let total = views.len();
@@ -354,10 +350,9 @@ fn serial_of(s: &str) -> Result<Serial, ApiError> {
 )]
 async fn show(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Allowed<Issuers>,
     Path(serial): Path<String>,
 ) -> Result<Json<CertJson>, ApiError> {
-    caller.require(ISSUERS)?;
     let view = scoped_cert(&state, caller.principal(), &serial_of(&serial)?)?;
     let pem = x509::to_pem("CERTIFICATE", &view.record.der);
     Ok(Json(CertJson { view, pem }))
@@ -381,10 +376,9 @@ async fn show(
 )]
 async fn pem(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Allowed<Issuers>,
     Path(serial): Path<String>,
 ) -> Result<Response, ApiError> {
-    caller.require(ISSUERS)?;
     let view = scoped_cert(&state, caller.principal(), &serial_of(&serial)?)?;
     let mut r = x509::to_pem("CERTIFICATE", &view.record.der).into_response();
     r.headers_mut().insert(
@@ -412,10 +406,9 @@ async fn pem(
 )]
 async fn der(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Allowed<Issuers>,
     Path(serial): Path<String>,
 ) -> Result<Response, ApiError> {
-    caller.require(ISSUERS)?;
     let view = scoped_cert(&state, caller.principal(), &serial_of(&serial)?)?;
     let mut r = view.record.der.into_response();
     r.headers_mut().insert(
@@ -459,7 +452,6 @@ async fn revoke(
     Path(serial): Path<String>,
     ApiJson(body): ApiJson<RevokeBody>,
 ) -> Result<Json<crate::store::Revocation>, ApiError> {
-    caller.require(ISSUERS)?;
     let reason =
         RevocationReason::parse(&body.reason).map_err(|e| ApiError(Error::InvalidInput(e)))?;
     let serial = serial_of(&serial)?;
@@ -487,7 +479,9 @@ async fn revoke(
         (status = 503, description = "The CA is not initialised or its key is unavailable", body = ErrorBody),
     )
 )]
-async fn ca_status(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
-    caller.require(&["admin", "registrar"])?;
+async fn ca_status(
+    State(state): State<AppState>,
+    _caller: Allowed<Issuers>,
+) -> Result<Response, ApiError> {
     Ok(Json(state.authority.ca_status()?).into_response())
 }

@@ -2,7 +2,7 @@
 //! binds), `serve` binds and runs it with graceful shutdown. Handlers are thin calls into
 //! `authority`; errors map to statuses in exactly one place (`ApiError`).
 
-mod accounts;
+pub(crate) mod accounts;
 pub mod anchors;
 pub mod bundles;
 mod certs;
@@ -349,6 +349,16 @@ fn control_caller(parts: &Parts) -> Principal {
     }
 }
 
+/// Runs blocking store and signing work off the async runtime.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> crate::error::Result<T> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError(Error::Store(format!("task failed: {e}"))))?
+        .map_err(ApiError)
+}
+
 /// A caller authenticated by `Authorization: Bearer <token>`.
 pub struct Caller(pub Principal);
 
@@ -367,6 +377,12 @@ impl Roles for Issuers {
 pub struct Submitters;
 impl Roles for Submitters {
     const ROLES: &'static [&'static str] = &["member", "admin"];
+}
+
+/// DNS operators (zone downloads) and admins.
+pub struct DnsReaders;
+impl Roles for DnsReaders {
+    const ROLES: &'static [&'static str] = &["dns_operator", "admin"];
 }
 
 /// Admins only.

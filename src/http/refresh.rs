@@ -10,12 +10,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 
-use super::{ApiError, AppState, Caller, ErrorBody};
+use super::{blocking, Admins, Allowed, ApiError, AppState, ErrorBody};
 use crate::authority::{RefreshReport, SourceView, Staleness};
-use crate::error::Error;
 use crate::external::{schedule, RefreshStatus};
-
-const ADMINS: &[&str] = &["admin"];
 
 /// Routes under `/api/v1`.
 pub fn routes() -> Router<AppState> {
@@ -28,15 +25,6 @@ pub fn routes() -> Router<AppState> {
 /// Top-level routes.
 pub fn public_routes() -> Router<AppState> {
     Router::new().route("/metrics", get(metrics))
-}
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> crate::error::Result<T> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| ApiError(Error::Store(format!("task failed: {e}"))))?
-        .map_err(ApiError)
 }
 
 /// One external source's refresh status (public: it holds nothing secret).
@@ -96,10 +84,9 @@ pub async fn sources(State(state): State<AppState>) -> Result<Response, ApiError
 )]
 pub async fn refresh(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Allowed<Admins>,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    caller.require(ADMINS)?;
     let report = schedule::refresh(state.authority.clone(), &name, &caller.actor()).await?;
     if report.published_version.is_some() || !report.republished.is_empty() {
         let authority = state.authority.clone();

@@ -10,12 +10,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 
-use super::{ApiError, AppState, Caller, ErrorBody};
+use super::{Allowed, ApiError, AppState, DnsReaders, ErrorBody};
 use crate::authority::ZoneOutcome;
 use crate::error::Error;
 use crate::model::HealthDomain;
-
-const READERS: &[&str] = &["dns_operator", "admin"];
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -36,8 +34,10 @@ pub fn routes() -> Router<AppState> {
         (status = 403, description = "Only DNS operators and administrators read zones", body = ErrorBody),
     )
 )]
-pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
-    caller.require(READERS)?;
+pub async fn list(
+    State(state): State<AppState>,
+    _caller: Allowed<DnsReaders>,
+) -> Result<Response, ApiError> {
     let authority = state.authority.clone();
     let zones = tokio::task::spawn_blocking(move || authority.publish_zones(None, None))
         .await
@@ -63,10 +63,9 @@ pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Respo
 )]
 pub async fn zone(
     State(state): State<AppState>,
-    caller: Caller,
+    _caller: Allowed<DnsReaders>,
     Path(domain): Path<String>,
 ) -> Result<Response, ApiError> {
-    caller.require(READERS)?;
     let domain = HealthDomain::parse(&domain).map_err(Error::InvalidInput)?;
     let authority = state.authority.clone();
     let (outcome, bytes) = tokio::task::spawn_blocking(move || authority.zone_text(&domain))

@@ -14,7 +14,8 @@ use crate::accounts::{Role, Scope, UserRecord};
 use crate::audit::AuditEntry;
 use crate::authority::{BundleSummary, CaStatus, NewUser, SourceView, Staleness};
 use crate::error::Error;
-use crate::http::anchors::{blocking, publish};
+use crate::http::anchors::publish;
+use crate::http::blocking;
 use crate::http::AppState;
 use crate::store::{AnchorRecord, AnchorState, BundleVersion, TokenRecord};
 

@@ -137,13 +137,12 @@ async fn login(
     let (u, c) = (username.clone(), client.clone());
     let result = tokio::task::spawn_blocking(move || authority.sign_in(&u, &password, &c)).await;
     match result {
-        Ok(Ok((secret, signed_in))) => {
+        Ok(Ok((secret, _))) => {
             state.web.throttle.succeed(&keys[0]);
             let mut r = see_other(&next);
             let mut c = base_cookie(SESSION_COOKIE, secret.to_string(), tls);
             // The browser may keep it for the absolute lifetime; the server ends it earlier
             // when idle.
-            let _ = &signed_in;
             c.set_max_age(time::Duration::hours(i64::from(
                 state.authority.config.web.session_absolute_hours,
             )));

@@ -12,7 +12,7 @@ use super::{render, Nav, WebError, WebSession};
 use crate::accounts::Role;
 use crate::authority::{BundleSummary, Submission};
 use crate::error::Error;
-use crate::http::anchors::blocking;
+use crate::http::blocking;
 use crate::http::AppState;
 use crate::policy::Reason;
 use crate::store::AnchorRecord;

@@ -119,14 +119,7 @@ fn issue_page_for(
         })
         .unwrap_or_default();
     let principal = session.principal();
-    let domains = state
-        .authority
-        .config
-        .managed_domains
-        .iter()
-        .map(|d| d.as_str().to_string())
-        .filter(|d| principal.sees_domain(d))
-        .collect();
+    let domains = domains_of(state, &principal);
     let (field_errors, general) = errors
         .into_iter()
         .partition(|r| r.field.is_some_and(|f| f != "registrar" && f != "field"));
@@ -507,14 +500,7 @@ async fn list(
         .skip(page * PAGE_SIZE)
         .take(PAGE_SIZE)
         .collect();
-    let domains = state
-        .authority
-        .config
-        .managed_domains
-        .iter()
-        .map(|d| d.as_str().to_string())
-        .filter(|d| principal.sees_domain(d))
-        .collect();
+    let domains = domains_of(&state, &principal);
     let query_base = format!(
         "q={}&domain={}&status={}&expiring={}",
         super::forms::url_encode(&q.q),
@@ -533,6 +519,18 @@ async fn list(
         query_base,
     };
     Ok(render(&page_view, true))
+}
+
+/// The managed domains a principal may issue for and list.
+fn domains_of(state: &AppState, principal: &crate::accounts::Principal) -> Vec<String> {
+    state
+        .authority
+        .config
+        .managed_domains
+        .iter()
+        .map(|d| d.as_str().to_string())
+        .filter(|d| principal.sees_domain(d))
+        .collect()
 }
 
 /// A certificate the session may see; others are "not found".
