@@ -41,8 +41,9 @@ pub struct PublishConfig {
     pub reload_timeout_secs: u64,
     /// How often `serve` republishes, which removes certificates that expired.
     pub sweep_interval_secs: u64,
-    /// In `serve`, zone rewrites after issuance or revocation wait this long, so a burst of
-    /// changes in one domain is written once.
+    /// In `serve`, zone rewrites after issuance or revocation wait at least this long, so a
+    /// burst of changes in one domain is written once (longer when the last rewrite was slow:
+    /// four times its duration, at most 60 s).
     pub coalesce_millis: u64,
     /// SOA and NS records for `mode = "zone"`.
     pub soa: SoaConfig,

@@ -92,7 +92,10 @@ pub async fn zone(
 
 /// Republishes every zone at start and then every `publish.sweep_interval_secs`, and the
 /// zones of domains changed by issuance or revocation shortly after the change (changes
-/// within `publish.coalesce_millis` share one rewrite).
+/// within `publish.coalesce_millis` share one rewrite). Rewriting a zone reads all of its
+/// certificates, so under a sustained burst in a large domain the wait grows with the last
+/// rewrite's duration (see [`coalesce_wait`]): publication then takes a bounded share of a
+/// core instead of starving issuance.
 pub fn spawn_sweeper(state: &AppState) -> tokio::task::JoinHandle<()> {
     let authority = state.authority.clone();
     let dirty = authority.queue_zone_publication();
@@ -101,15 +104,17 @@ pub fn spawn_sweeper(state: &AppState) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_run = Duration::ZERO;
         loop {
             let sweep = tokio::select! {
                 _ = dirty.notified() => {
-                    tokio::time::sleep(coalesce).await;
+                    tokio::time::sleep(coalesce_wait(coalesce, last_run)).await;
                     false
                 }
                 _ = tick.tick() => true,
             };
             let a = authority.clone();
+            let started = std::time::Instant::now();
             let task = tokio::task::spawn_blocking(move || {
                 if sweep {
                     a.sweep_zones();
@@ -119,6 +124,36 @@ pub fn spawn_sweeper(state: &AppState) -> tokio::task::JoinHandle<()> {
             if let Err(e) = task.await {
                 tracing::error!(error = %e, "zone publication task failed");
             }
+            last_run = started.elapsed();
         }
     })
+}
+
+/// How long a change-triggered rewrite waits: at least `coalesce`, and at least
+/// `BUSY_FACTOR` times the previous run, so back-to-back rewrites use at most
+/// 1 / (1 + BUSY_FACTOR) of a core.
+pub fn coalesce_wait(coalesce: Duration, last_run: Duration) -> Duration {
+    const BUSY_FACTOR: u32 = 4;
+    // A rewrite that took minutes is an outlier (a stalled disk); do not wait for hours.
+    const MAX_WAIT: Duration = Duration::from_secs(60);
+    coalesce.max((last_run * BUSY_FACTOR).min(MAX_WAIT))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::coalesce_wait;
+    use std::time::Duration;
+
+    #[test]
+    fn wait_grows_with_the_last_rewrite_and_is_capped() {
+        let ms = Duration::from_millis;
+        assert_eq!(coalesce_wait(ms(200), Duration::ZERO), ms(200));
+        assert_eq!(coalesce_wait(ms(200), ms(30)), ms(200));
+        assert_eq!(coalesce_wait(ms(200), ms(150)), ms(600));
+        assert_eq!(coalesce_wait(ms(0), ms(10)), ms(40));
+        assert_eq!(
+            coalesce_wait(ms(200), Duration::from_secs(300)),
+            Duration::from_secs(60)
+        );
+    }
 }
