@@ -591,6 +591,68 @@ fn durability(c: &mut Criterion) {
             db.insert(i.to_be_bytes(), value.as_slice()).unwrap();
         })
     });
+    // What one issuance's writes cost in sled without a transaction: random 16-byte keys
+    // (serials) with small index values or a ~1.5 KB record, an append-style key, an
+    // overwrite of one counter, and whether a Batch is cheaper per insert (it is not).
+    let t2 = db.open_tree("small").unwrap();
+    g.bench_function("sled_insert_small_random_no_flush", |b| {
+        b.iter(|| {
+            let k = anchorage::ca::random_serial().unwrap().to_bytes();
+            t2.insert(k, &[1u8; 8]).unwrap();
+        })
+    });
+    let t4 = db.open_tree("mid").unwrap();
+    let mid = vec![0x42u8; 1500];
+    g.bench_function("sled_insert_1500_random_no_flush", |b| {
+        b.iter(|| {
+            let k = anchorage::ca::random_serial().unwrap().to_bytes();
+            t4.insert(k, mid.as_slice()).unwrap();
+        })
+    });
+    let t5 = db.open_tree("seq500").unwrap();
+    let small500 = vec![0x42u8; 500];
+    g.bench_function("sled_insert_500_seq_no_flush", |b| {
+        b.iter(|| {
+            let i = n.fetch_add(1, Ordering::Relaxed);
+            t5.insert(i.to_be_bytes(), small500.as_slice()).unwrap();
+        })
+    });
+    let t6 = db.open_tree("meta").unwrap();
+    g.bench_function("sled_overwrite_same_key_no_flush", |b| {
+        b.iter(|| {
+            let i = n.fetch_add(1, Ordering::Relaxed);
+            t6.insert(b"revision", &i.to_be_bytes()).unwrap();
+        })
+    });
+    let t7 = db.open_tree("batch").unwrap();
+    g.bench_function("sled_batch32_1500_random_no_flush", |b| {
+        b.iter(|| {
+            let mut batch = sled::Batch::default();
+            for _ in 0..32 {
+                let k = anchorage::ca::random_serial().unwrap().to_bytes();
+                batch.insert(k, mid.as_slice());
+            }
+            t7.apply_batch(batch).unwrap();
+        })
+    });
+    let t8 = db.open_tree("batchsmall").unwrap();
+    g.bench_function("sled_batch32_small_random_no_flush", |b| {
+        b.iter(|| {
+            let mut batch = sled::Batch::default();
+            for _ in 0..32 {
+                let k = anchorage::ca::random_serial().unwrap().to_bytes();
+                batch.insert(k, &[1u8; 8]);
+            }
+            t8.apply_batch(batch).unwrap();
+        })
+    });
+    let t3 = db.open_tree("big").unwrap();
+    g.bench_function("sled_insert_3k_random_no_flush", |b| {
+        b.iter(|| {
+            let k = anchorage::ca::random_serial().unwrap().to_bytes();
+            t3.insert(k, value.as_slice()).unwrap();
+        })
+    });
     g.finish();
 }
 
