@@ -50,7 +50,8 @@ elif ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
   missing+=(python3-venv)
 fi
 # chromium + chromium-driver: the web interface is driven by a real browser (WebDriver).
-for pkg in bind9-utils bind9-dnsutils knot slapd ldap-utils chromium chromium-driver; do
+# strace: a test checks that an acknowledged issuance was fdatasync'ed first.
+for pkg in bind9-utils bind9-dnsutils knot slapd ldap-utils chromium chromium-driver strace; do
   installed "$pkg" || missing+=("$pkg")
 done
 

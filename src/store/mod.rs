@@ -1,6 +1,7 @@
 //! The sled store: one tree per record kind, JSON records that carry a schema version and a
 //! store-wide revision, and multi-tree transactions so a certificate, its owner index entry and
-//! its audit entry are written together or not at all. Acknowledged writes are flushed.
+//! its audit entry are written together or not at all. Acknowledged writes are flushed and
+//! synced to stable storage (see `sync`).
 
 use std::path::Path;
 
@@ -15,6 +16,7 @@ mod accounts;
 mod bundles;
 mod discovery;
 mod external;
+mod sync;
 
 pub use bundles::{
     AnchorEvent, AnchorRecord, AnchorState, BundleVersion, SignerRecord, VersionAnchor,
@@ -160,6 +162,8 @@ pub struct Store {
     discovery: sled::Tree,
     /// External bundle source name -> its refresh state.
     externals: sled::Tree,
+    /// fdatasync after sled's flush (sled alone does not survive a power loss).
+    disk: std::sync::Arc<sync::DiskSync>,
 }
 
 type TxResult<T> = std::result::Result<T, ConflictableTransactionError<Error>>;
@@ -275,22 +279,17 @@ impl Store {
             domain_certs: tree("domain_certs")?,
             discovery: tree("discovery")?,
             externals: tree("externals")?,
+            disk: std::sync::Arc::new(sync::DiskSync::open(&path)?),
             db,
         };
         store.backfill_domain_index()?;
         Ok(store)
     }
 
-    /// Makes every write so far durable.
+    /// Makes every write so far durable, also against a power loss.
     pub fn flush(&self) -> Result<()> {
         self.db.flush()?;
-        Ok(())
-    }
-
-    /// Async flush for the server; concurrent callers share sled's flush.
-    pub async fn flush_async(&self) -> Result<()> {
-        self.db.flush_async().await?;
-        Ok(())
+        self.disk.sync()
     }
 
     pub fn revision(&self) -> Result<u64> {

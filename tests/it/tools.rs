@@ -64,7 +64,7 @@ pub fn run_in<A: AsRef<OsStr>>(dir: &Path, cmd: impl AsRef<OsStr>, args: &[A]) -
     run_cmd(Command::new(cmd.as_ref()).args(args).current_dir(dir))
 }
 
-fn run_cmd(cmd: &mut Command) -> ToolOutput {
+pub fn run_cmd(cmd: &mut Command) -> ToolOutput {
     let out = cmd
         .output()
         .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e} (run ops/test.sh to install it)"));
