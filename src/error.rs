@@ -20,6 +20,8 @@ pub enum Error {
     Profile { file: String, message: String },
     #[error("CA key error: {0}")]
     CaKey(String),
+    #[error("the issuing CA is revoked: {0}")]
+    IssuingCaRevoked(String),
     #[error("the CA is not initialised in this data directory; run `anchorage init`")]
     NotInitialised,
     #[error("passphrase error: {0}")]
@@ -59,6 +61,7 @@ impl Error {
             Error::Config(_) => "config_invalid",
             Error::Profile { .. } => "profile_invalid",
             Error::CaKey(_) => "ca_key_error",
+            Error::IssuingCaRevoked(_) => "issuing_ca_revoked",
             Error::NotInitialised => "not_initialised",
             Error::Passphrase(_) => "passphrase_error",
             Error::Unauthorised(_) => "unauthorised",

@@ -611,6 +611,7 @@ impl Authority {
             crl_url: profile.crl_url(&self.config.public_url, "issuing"),
             ca_issuers_url: profile.ca_issuers_url(&self.config.public_url, "issuing"),
         };
+        self.ensure_issuing_ca_valid()?;
         let cert_der = signers.issuing.issue_bundle_signer(&spec, &key)?;
         let summary = crate::x509::summarize(&cert_der).map_err(Error::Generation)?;
         let record = crate::store::SignerRecord {

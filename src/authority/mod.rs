@@ -62,6 +62,8 @@ pub struct Authority {
     ldif_lock: std::sync::Mutex<()>,
     /// Zones to rewrite after issuance and revocation when `serve` batches them.
     zone_queue: publish::ZoneQueue,
+    /// The issuing CA certificate's serial, read once (checked before every issuance).
+    issuing_serial: std::sync::OnceLock<Serial>,
 }
 
 /// How `init` creates or imports the hierarchy.
@@ -139,6 +141,8 @@ pub struct CertFilter {
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct CaStatus {
     pub role: CaRole,
+    /// The CA certificate's serial (hex).
+    pub serial: Serial,
     pub subject: String,
     pub fingerprint: Fingerprint,
     pub key: String,
@@ -150,6 +154,9 @@ pub struct CaStatus {
     pub crl_number: Option<u64>,
     #[serde(with = "time::serde::rfc3339::option")]
     pub crl_next_update: Option<OffsetDateTime>,
+    /// Set when this CA's certificate is on its issuer's CRL.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revocation: Option<Revocation>,
 }
 
 impl Authority {
@@ -170,6 +177,7 @@ impl Authority {
             publish_lock: std::sync::Mutex::new(()),
             ldif_lock: std::sync::Mutex::new(()),
             zone_queue: publish::ZoneQueue::default(),
+            issuing_serial: std::sync::OnceLock::new(),
         })
     }
 
@@ -383,7 +391,10 @@ impl Authority {
             let record = self.store.ca_record(role)?.ok_or(Error::NotInitialised)?;
             let summary = x509::summarize(&record.cert_der).map_err(Error::CaKey)?;
             let crl = self.store.crl(role)?;
+            let serial = Serial::parse(&summary.serial).map_err(Error::CaKey)?;
+            let revocation = self.store.revocation(&serial)?.filter(|r| r.ca != role);
             out.push(CaStatus {
+                serial: serial.clone(),
                 role,
                 subject: summary.subject,
                 fingerprint: summary.fingerprint,
@@ -393,6 +404,7 @@ impl Authority {
                 not_after: summary.not_after,
                 crl_number: crl.as_ref().map(|c| c.number),
                 crl_next_update: crl.map(|c| c.next_update),
+                revocation,
             });
         }
         Ok(out)
@@ -407,6 +419,7 @@ impl Authority {
         p12_password: Option<Zeroizing<String>>,
     ) -> Result<IssueOutcome> {
         let approved = self.approve(request)?;
+        self.ensure_issuing_ca_valid()?;
         let signers = self.signers()?;
         let generated_password = match (&p12_password, has_generated_key(&approved)) {
             (Some(p), _) => {
@@ -688,6 +701,76 @@ impl Authority {
         self.store.flush()?;
         self.publish_after_change(record.holder.domain());
         Ok(stored)
+    }
+
+    /// The issuing CA certificate's serial.
+    pub fn issuing_ca_serial(&self) -> Result<Serial> {
+        if let Some(serial) = self.issuing_serial.get() {
+            return Ok(serial.clone());
+        }
+        let der = self.ca_cert(CaRole::Issuing)?;
+        let summary = x509::summarize(&der).map_err(Error::CaKey)?;
+        let serial = Serial::parse(&summary.serial).map_err(Error::CaKey)?;
+        Ok(self.issuing_serial.get_or_init(|| serial).clone())
+    }
+
+    /// Refuses to sign with an issuing CA whose certificate the root has revoked: relying
+    /// parties would reject everything it signs.
+    pub fn ensure_issuing_ca_valid(&self) -> Result<()> {
+        let serial = self.issuing_ca_serial()?;
+        match self.store.revocation(&serial)? {
+            Some(r) if r.ca == CaRole::Root => Err(Error::IssuingCaRevoked(format!(
+                "its certificate {serial} was revoked by the root on {} ({}); nothing more can be \
+                 issued from this data directory (see ops/runbooks/emergency-revocation.md)",
+                r.revoked_at,
+                r.reason.as_str()
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Revokes the issuing CA's certificate: records it for the root's CRL and re-signs that
+    /// CRL at once, so relying parties reject every certificate the issuing CA signed once
+    /// they fetch it. Needs the root key online. `confirm` must repeat the issuing CA's
+    /// serial, so a slip cannot stop all issuance.
+    pub fn revoke_issuing_ca(
+        &self,
+        confirm: &Serial,
+        reason: RevocationReason,
+        actor: &str,
+    ) -> Result<(Revocation, CrlRecord)> {
+        let serial = self.issuing_ca_serial()?;
+        if *confirm != serial {
+            return Err(Error::InvalidInput(format!(
+                "{confirm} is not the issuing CA's serial; give --serial {serial} to revoke it"
+            )));
+        }
+        if self.signers()?.root.is_none() {
+            return Err(Error::CaKey(format!(
+                "the root CA key is offline, so its CRL cannot be signed here: have the root's \
+                 owner publish a root CRL naming serial {serial}"
+            )));
+        }
+        let revocation = Revocation {
+            record_version: RECORD_VERSION,
+            revision: 0,
+            serial: serial.clone(),
+            ca: CaRole::Root,
+            reason,
+            revoked_at: self.now(),
+            revoked_by: actor.to_string(),
+        };
+        let stored = self.store.revoke_ca_cert(
+            &revocation,
+            AuditDraft::new(
+                actor,
+                "ca.revoke",
+                serial.to_string(),
+                json!({"ca": CaRole::Issuing.as_str(), "reason": reason.as_str()}),
+            ),
+        )?;
+        let crl = self.publish_crl(CaRole::Root)?;
+        Ok((stored, crl))
     }
 
     /// True when the stored CRL of `role` misses a revocation or is due for re-signing.

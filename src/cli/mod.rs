@@ -251,6 +251,17 @@ pub enum CaCommand {
     },
     /// Show the CAs, their keys and CRL state.
     Status,
+    /// Revoke the issuing CA's certificate (compromise or retirement): the root's CRL names it
+    /// at once and this data directory issues nothing more. Needs the root key online and
+    /// the service stopped.
+    RevokeIssuing {
+        /// The issuing CA certificate's serial (from `ca status`), as confirmation.
+        #[arg(long)]
+        serial: String,
+        /// RFC 5280 reason, e.g. ca-compromise, superseded, cessation-of-operation.
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -989,6 +1000,25 @@ fn ca(authority: Authority, cmd: CaCommand, out: Output) -> Result<()> {
                 None => emit(out, json!({"pem": pem}), || pem.trim_end().to_string()),
             }
         }
+        CaCommand::RevokeIssuing { serial, reason } => {
+            let serial = Serial::parse(&serial).map_err(Error::InvalidInput)?;
+            let reason = RevocationReason::parse(&reason).map_err(Error::InvalidInput)?;
+            unlock(&authority)?;
+            let (revocation, crl) = authority.revoke_issuing_ca(&serial, reason, &cli_actor())?;
+            emit(
+                out,
+                json!({"serial": serial, "reason": reason.as_str(), "revoked_at": revocation.revoked_at.to_string(), "crl": "root", "crl_number": crl.number}),
+                || {
+                    format!(
+                        "revoked the issuing CA {serial} ({}); published root CRL #{}. This data \
+                         directory issues nothing more: create a new hierarchy \
+                         (ops/runbooks/emergency-revocation.md)",
+                        reason.as_str(),
+                        crl.number
+                    )
+                },
+            )
+        }
         CaCommand::Status => {
             let status = authority.ca_status()?;
             emit(
@@ -1006,7 +1036,10 @@ fn ca(authority: Authority, cmd: CaCommand, out: Output) -> Result<()> {
                                 (Some(n), Some(t)) => format!("#{n}, next update {t}"),
                                 _ => "none".into(),
                             }
-                        )
+                        ) + &s.revocation.as_ref().map(|r| format!(
+                            "\n  REVOKED by the {} CA on {} ({})",
+                            r.ca.as_str(), r.revoked_at, r.reason.as_str()
+                        )).unwrap_or_default()
                     })
                     .collect::<Vec<_>>()
                     .join("\n")

@@ -242,7 +242,7 @@ impl ApiError {
             Error::Denied(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Error::InvalidInput(_) => StatusCode::BAD_REQUEST,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
-            Error::Conflict(_) => StatusCode::CONFLICT,
+            Error::Conflict(_) | Error::IssuingCaRevoked(_) => StatusCode::CONFLICT,
             Error::Unauthorised(_) => StatusCode::UNAUTHORIZED,
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::NotInitialised | Error::CaKey(_) | Error::Passphrase(_) => {

@@ -468,6 +468,34 @@ impl Store {
         Ok(stored)
     }
 
+    /// Records the revocation of a CA certificate (`revocation.ca` is the CA whose CRL lists
+    /// it). The caller has checked that the serial is that CA certificate's: CA certificates
+    /// are not in the certificate tree. Refuses a second revocation.
+    pub fn revoke_ca_cert(&self, revocation: &Revocation, draft: AuditDraft) -> Result<Revocation> {
+        let key = revocation.serial.to_bytes();
+        let stored = (&self.revocations, &self.meta, &self.audit)
+            .transaction(|(revocations, meta, audit)| {
+                if revocations.get(&key)?.is_some() {
+                    return abort(Error::Conflict(format!(
+                        "CA certificate {} is already revoked",
+                        revocation.serial
+                    )));
+                }
+                let mut stored = revocation.clone();
+                stored.revision = next_revision(meta)?;
+                let bytes = match encode(&stored) {
+                    Ok(b) => b,
+                    Err(e) => return abort(e),
+                };
+                revocations.insert(key.clone(), bytes)?;
+                append_audit(meta, audit, revocation.revoked_at, draft.clone())?;
+                Ok(stored)
+            })
+            .map_err(tx_error)?;
+        self.flush()?;
+        Ok(stored)
+    }
+
     pub fn revocation(&self, serial: &Serial) -> Result<Option<Revocation>> {
         self.revocations
             .get(serial.to_bytes())?

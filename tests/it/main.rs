@@ -9,6 +9,7 @@ mod audit;
 mod browser;
 mod bundle_format;
 mod bundles;
+mod ca_revocation;
 mod crl;
 mod discovery;
 mod durability;
