@@ -30,11 +30,13 @@ use crate::x509;
 mod accounts;
 mod bundles;
 mod external;
+mod health;
 mod publish;
 
 pub use accounts::{audit_page, token_principal, NewUser, SignedIn};
 pub use bundles::{BundleSummary, Submission};
 pub use external::{RefreshReport, SourceView, Staleness};
+pub use health::HealthProblem;
 pub use publish::{next_serial, LdifOutcome, ZoneOutcome, ZoneQueue};
 
 /// API roles (see `accounts::Role`).

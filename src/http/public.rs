@@ -21,18 +21,44 @@ pub fn routes() -> Router<AppState> {
 }
 
 async fn health(State(state): State<AppState>) -> Response {
-    match state.authority.is_initialised() {
-        // Still serving, but an external source's last good copy is past its fail threshold:
-        // degraded, with HTTP 200 so the other bundles keep being served behind balancers.
-        Ok(true) => match state.authority.degraded_sources() {
-            Ok(stale) if !stale.is_empty() => {
-                Json(json!({"status": "degraded", "stale_sources": stale})).into_response()
-            }
-            _ => Json(json!({"status": "ok"})).into_response(),
-        },
-        _ => (
+    let authority = state.authority.clone();
+    let checked = tokio::task::spawn_blocking(move || {
+        authority.is_initialised().and_then(|ready| match ready {
+            true => authority.health_problems().map(Some),
+            false => Ok(None),
+        })
+    })
+    .await;
+    match checked {
+        // Still serving, but something will soon hurt relying parties or issuance: degraded,
+        // with HTTP 200 so CRLs, CA certificates and bundles keep being served behind
+        // balancers; monitoring alerts on `status`.
+        Ok(Ok(Some(problems))) if !problems.is_empty() => {
+            let stale: Vec<&str> = problems
+                .iter()
+                .filter(|p| p.code == "external_source_stale")
+                .map(|p| p.subject.as_str())
+                .collect();
+            Json(json!({"status": "degraded", "problems": problems, "stale_sources": stale}))
+                .into_response()
+        }
+        Ok(Ok(Some(_))) => Json(json!({"status": "ok"})).into_response(),
+        Ok(Ok(None)) => (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({"status": "not_initialised"})),
+        )
+            .into_response(),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, code = e.code(), "health check failed");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"status": "error", "code": e.code(), "message": e.to_string()})),
+            )
+                .into_response()
+        }
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "error", "message": format!("health check task: {e}")})),
         )
             .into_response(),
     }

@@ -1115,3 +1115,38 @@ async fn api_certificate_urls_resolve_to_routes_the_router_serves() {
         out.describe()
     );
 }
+
+/// Once the root revoked the issuing CA, the API refuses issuance with `issuing_ca_revoked`
+/// (409) and stores nothing, and `/healthz` stays 200 but reports `degraded` with the cause.
+#[tokio::test]
+async fn a_revoked_issuing_ca_stops_issuance_and_degrades_health() {
+    let api = Api::new();
+    let serial = api.authority.issuing_ca_serial().unwrap();
+    api.authority
+        .revoke_issuing_ca(
+            &serial,
+            anchorage::model::RevocationReason::Superseded,
+            "test",
+        )
+        .unwrap();
+    let csr = api.csr("late");
+    let refused = api
+        .post(
+            "/api/v1/certificates",
+            &issue_body("late@direct.example.com", &csr),
+        )
+        .await
+        .expect_error(StatusCode::CONFLICT, "issuing_ca_revoked");
+    assert!(
+        refused["message"].as_str().unwrap().contains("superseded"),
+        "{refused}"
+    );
+    assert_eq!(api.authority.store.cert_count(), 0);
+
+    let health = api.get_public("/healthz").await;
+    health.expect_status(StatusCode::OK);
+    let body = health.json();
+    assert_eq!(body["status"], "degraded", "{body}");
+    assert_eq!(body["problems"][0]["code"], "issuing_ca_revoked", "{body}");
+    assert_eq!(body["problems"][0]["subject"], "issuing", "{body}");
+}

@@ -194,3 +194,72 @@ fn crls_are_re_signed_well_before_next_update() {
         again[0].number
     );
 }
+
+/// `/healthz` turns degraded, naming the cause, when relying parties are about to reject this
+/// CA's certificates: a CRL past its nextUpdate (the CRL publisher stopped), a CA certificate
+/// within 30 days of expiry, the issuing CA revoked.
+#[test]
+fn health_reports_overdue_crls_expiring_and_revoked_cas() {
+    let dir = tempfile::tempdir().unwrap();
+    let start = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
+    let clock = Arc::new(TestClock(Mutex::new(start)));
+    let authority = authority_at(dir.path(), clock.clone());
+    let pass = Passphrase::new(PASSPHRASE.into()).unwrap();
+    authority
+        .init(InitOptions::default(), &pass, "test")
+        .unwrap();
+    authority.refresh_crls().unwrap();
+    assert_eq!(authority.health_problems().unwrap(), vec![]);
+    let codes = |a: &Authority| -> Vec<(String, String)> {
+        a.health_problems()
+            .unwrap()
+            .into_iter()
+            .map(|p| (p.code.to_string(), p.subject))
+            .collect()
+    };
+
+    // Nobody re-signed for 7 days: both CRLs are overdue.
+    *clock.0.lock().unwrap() = start + ::time::Duration::days(7);
+    assert_eq!(
+        codes(&authority),
+        [
+            ("crl_overdue".to_string(), "root".to_string()),
+            ("crl_overdue".to_string(), "issuing".to_string())
+        ]
+    );
+    authority.refresh_crls().unwrap();
+    assert_eq!(codes(&authority), []);
+
+    // 29 days before the issuing CA expires (CRLs kept fresh meanwhile).
+    let issuing_not_after = authority
+        .ca_status()
+        .unwrap()
+        .into_iter()
+        .find(|s| s.role == CaRole::Issuing)
+        .unwrap()
+        .not_after;
+    *clock.0.lock().unwrap() = issuing_not_after - ::time::Duration::days(29);
+    authority.refresh_crls().unwrap();
+    assert!(
+        codes(&authority).contains(&("ca_expires_soon".to_string(), "issuing".to_string())),
+        "{:?}",
+        codes(&authority)
+    );
+
+    // Revoked issuing CA.
+    *clock.0.lock().unwrap() = start + ::time::Duration::days(8);
+    authority.refresh_crls().unwrap();
+    authority.unlock(&pass).unwrap();
+    let serial = authority.issuing_ca_serial().unwrap();
+    authority
+        .revoke_issuing_ca(
+            &serial,
+            anchorage::model::RevocationReason::CaCompromise,
+            "test",
+        )
+        .unwrap();
+    assert_eq!(
+        codes(&authority),
+        [("issuing_ca_revoked".to_string(), "issuing".to_string())]
+    );
+}
