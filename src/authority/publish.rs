@@ -58,6 +58,34 @@ pub struct LdifOutcome {
     pub certificates: usize,
 }
 
+/// Where an LDIF export goes: a file written atomically (`None`: the configured one), or
+/// memory, for a caller that sends the bytes elsewhere. One rendering serves both.
+enum LdifSink<'a> {
+    File(Option<&'a Path>),
+    Memory(&'a mut Vec<u8>),
+}
+
+impl LdifSink<'_> {
+    /// The file the outcome names: the chosen one, else the default.
+    fn path_or(&self, default: impl FnOnce() -> PathBuf) -> PathBuf {
+        match self {
+            LdifSink::File(Some(path)) => path.to_path_buf(),
+            _ => default(),
+        }
+    }
+
+    fn write(
+        self,
+        path: &Path,
+        render: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+    ) -> Result<()> {
+        match self {
+            LdifSink::File(_) => writer::write_atomic(path, render),
+            LdifSink::Memory(bytes) => render(bytes).map_err(|e| Error::io("LDIF export", e)),
+        }
+    }
+}
+
 /// The content identity of one zone: its record count and the digest of its settings and
 /// certificates (by holder and serial, which fix the bytes). Computed from the index alone.
 struct ZonePlan {
@@ -540,20 +568,41 @@ impl Authority {
     /// Writes the full LDIF export (to `out` or the configured file), streaming holder by
     /// holder, and records in the directory view what changed since the last export.
     pub fn publish_ldif(&self, out: Option<&Path>) -> Result<LdifOutcome> {
+        self.export_ldif(LdifSink::File(out))
+    }
+
+    /// Writes an LDIF change file (add / modify / delete records for `ldapmodify`) taking a
+    /// directory loaded at revision `since` to the current state.
+    pub fn publish_ldif_changes(&self, since: u64, out: Option<&Path>) -> Result<LdifOutcome> {
+        self.export_ldif_changes(since, LdifSink::File(out))
+    }
+
+    /// The full export (`since` absent) or the change file from `since`, as bytes rather
+    /// than a file: for `GET /api/v1/directory/ldif`, whose caller writes the file itself.
+    /// Records view changes exactly as the file exports do, so the returned revision is a
+    /// valid `since` for the next call either way. The outcome's `path` is where the file
+    /// export would have gone by default.
+    pub fn ldif_bytes(&self, since: Option<u64>) -> Result<(LdifOutcome, Vec<u8>)> {
+        let mut bytes = Vec::new();
+        let outcome = match since {
+            Some(since) => self.export_ldif_changes(since, LdifSink::Memory(&mut bytes))?,
+            None => self.export_ldif(LdifSink::Memory(&mut bytes))?,
+        };
+        Ok((outcome, bytes))
+    }
+
+    fn export_ldif(&self, sink: LdifSink<'_>) -> Result<LdifOutcome> {
         let _guard = self
             .ldif_lock
             .lock()
             .map_err(|_| Error::Publish("a previous publication panicked".into()))?;
-        let path = out.map_or_else(
-            || self.config.publish.ldif_file(&self.config.data_dir),
-            Path::to_path_buf,
-        );
+        let path = sink.path_or(|| self.config.publish.ldif_file(&self.config.data_dir));
         let base = self.config.publish.ldap.base_dn.as_str();
         let now = self.now();
         let mut sync = ViewSync::default();
         let (mut entries, mut certificates) = (1, 0);
         let mut failure = None;
-        writer::write_atomic(&path, |w| {
+        sink.write(&path, |w| {
             // No `version: 1` line: slapadd, the documented way to load a full export,
             // reads it as an attribute and refuses the file; ldapadd loads it either way.
             writeln!(
@@ -590,9 +639,7 @@ impl Authority {
         })
     }
 
-    /// Writes an LDIF change file (add / modify / delete records for `ldapmodify`) taking a
-    /// directory loaded at revision `since` to the current state.
-    pub fn publish_ldif_changes(&self, since: u64, out: Option<&Path>) -> Result<LdifOutcome> {
+    fn export_ldif_changes(&self, since: u64, sink: LdifSink<'_>) -> Result<LdifOutcome> {
         let _guard = self
             .ldif_lock
             .lock()
@@ -602,19 +649,17 @@ impl Authority {
         self.walk_directory(now, &mut sync, |_, _| Ok(()))?;
         let revision = self.apply_view_sync(sync)?;
         if since > revision {
+            // Worded for both the CLI flag and the HTTP query parameter of the same name.
             return Err(Error::InvalidInput(format!(
-                "--since {since} is ahead of the directory revision {revision}"
+                "since {since} is ahead of the directory revision {revision}: pass a revision \
+                 printed by an earlier export"
             )));
         }
-        let path = out.map_or_else(
-            || {
-                self.config
-                    .publish
-                    .ldif_file(&self.config.data_dir)
-                    .with_file_name(format!("directory-changes-{since}-{revision}.ldif"))
-            },
-            Path::to_path_buf,
-        );
+        let path = sink.path_or(|| {
+            self.config
+                .publish
+                .ldif_changes_file(&self.config.data_dir, since, revision)
+        });
         // From revision 0 (an empty directory) every entry there is now is an add.
         let firsts = if since == 0 {
             self.store
@@ -627,7 +672,7 @@ impl Authority {
         let base = self.config.publish.ldap.base_dn.as_str();
         let (mut count, mut certificates) = (0, 0);
         let mut failure = None;
-        writer::write_atomic(&path, |w| {
+        sink.write(&path, |w| {
             writeln!(w, "version: 1")?;
             writeln!(
                 w,

@@ -1,6 +1,7 @@
 //! `anchorage publish zone|ldif`: writes the discovery files on demand. Issuance, revocation
 //! and the sweep of `serve` keep zone files current on their own; these commands are for a
-//! first load, a copy elsewhere (`--out`), the LDIF export and its change files.
+//! first load, a copy elsewhere (`--out`), the LDIF export and its change files. While
+//! `serve` holds the store both go through it, so cron jobs run beside the CA.
 
 use std::path::{Path, PathBuf};
 
@@ -8,11 +9,11 @@ use clap::Subcommand;
 use serde_json::json;
 
 use super::{emit, open, Output};
-use crate::authority::ZoneOutcome;
+use crate::authority::{LdifOutcome, ZoneOutcome};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::model::HealthDomain;
-use crate::publish::ReloadOutcome;
+use crate::publish::{writer, ReloadOutcome};
 
 #[derive(Debug, Subcommand)]
 pub enum PublishCommand {
@@ -37,15 +38,22 @@ pub enum PublishCommand {
 }
 
 pub fn publish(config: Config, cmd: PublishCommand, out: Output) -> Result<()> {
-    let data_dir = config.data_dir.clone();
+    // The file paths of the LDIF export are this host's, whoever renders it.
+    let settings = config.clone();
     let authority = match open(config) {
-        // `serve` holds the store: zones come from it (it publishes them anyway).
+        // `serve` holds the store: the export comes from it (it publishes zones anyway).
         Err(Error::Locked(dir)) => {
-            return match (&cmd, running_server(&data_dir)) {
-                (PublishCommand::Zone { domain, out: file }, Some((url, token))) => {
+            let Some((url, token)) = running_server(&settings.data_dir) else {
+                return Err(Error::Locked(dir));
+            };
+            return match cmd {
+                PublishCommand::Zone { domain, out: file } => {
                     zone_from_server(&url, &token, domain.as_deref(), file.as_deref(), out)
                 }
-                _ => Err(Error::Locked(dir)),
+                PublishCommand::Ldif { out: file, since } => {
+                    let outcome = ldif_from_server(&settings, &url, &token, since, file)?;
+                    report_ldif(&outcome, out)
+                }
             };
         }
         other => other?,
@@ -85,23 +93,28 @@ pub fn publish(config: Config, cmd: PublishCommand, out: Output) -> Result<()> {
                 Some(since) => authority.publish_ldif_changes(since, file.as_deref())?,
                 None => authority.publish_ldif(file.as_deref())?,
             };
-            emit(out, json!(outcome), || match outcome.since {
-                Some(since) => format!(
-                    "wrote {} change record(s) from directory revision {since} to {} into {}",
-                    outcome.entries,
-                    outcome.revision,
-                    outcome.path.display()
-                ),
-                None => format!(
-                    "wrote {} entries ({} certificates), directory revision {}, to {}",
-                    outcome.entries,
-                    outcome.certificates,
-                    outcome.revision,
-                    outcome.path.display()
-                ),
-            })
+            report_ldif(&outcome, out)
         }
     }
+}
+
+/// The same report whether this process or the running server rendered the export.
+fn report_ldif(outcome: &LdifOutcome, out: Output) -> Result<()> {
+    emit(out, json!(outcome), || match outcome.since {
+        Some(since) => format!(
+            "wrote {} change record(s) from directory revision {since} to {} into {}",
+            outcome.entries,
+            outcome.revision,
+            outcome.path.display()
+        ),
+        None => format!(
+            "wrote {} entries ({} certificates), directory revision {}, to {}",
+            outcome.entries,
+            outcome.certificates,
+            outcome.revision,
+            outcome.path.display()
+        ),
+    })
 }
 
 fn zone_line(z: &ZoneOutcome) -> String {
@@ -153,39 +166,7 @@ fn zone_from_server(
         }
         None => format!("{url}/api/v1/zones"),
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::io("tokio runtime", e))?;
-    let (status, body) = runtime.block_on(async {
-        let response = reqwest::Client::new()
-            .get(&path)
-            .bearer_auth(token)
-            .header("x-anchorage-actor", super::cli_actor())
-            .send()
-            .await
-            .map_err(|e| {
-                Error::Publish(format!("the running server at {url} did not answer: {e}"))
-            })?;
-        let status = response.status();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| Error::Publish(format!("unreadable answer from the server: {e}")))?;
-        Ok::<_, Error>((status, body))
-    })?;
-    if !status.is_success() {
-        let value: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-        let message = value["message"]
-            .as_str()
-            .unwrap_or("request failed")
-            .to_string();
-        return Err(match status.as_u16() {
-            404 => Error::NotFound(message),
-            400 => Error::InvalidInput(message),
-            _ => Error::Publish(message),
-        });
-    }
+    let (_, body) = fetch(url, token, &path)?;
     match (domain, file) {
         (Some(d), Some(file)) => {
             super::write_file(file, &body, false)?;
@@ -206,4 +187,80 @@ fn zone_from_server(
             })
         }
     }
+}
+
+/// `publish ldif` through the running server: it renders the export (and records the view
+/// changes); this process writes the file where the stopped path would have.
+fn ldif_from_server(
+    config: &Config,
+    url: &str,
+    token: &str,
+    since: Option<u64>,
+    file: Option<PathBuf>,
+) -> Result<LdifOutcome> {
+    let query = since.map(|n| format!("?since={n}")).unwrap_or_default();
+    let (headers, body) = fetch(url, token, &format!("{url}/api/v1/directory/ldif{query}"))?;
+    let count = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .ok_or_else(|| Error::Publish(format!("the server at {url} sent no valid {name}")))
+    };
+    let revision = count("x-directory-revision")?;
+    let entries = usize::try_from(count("x-ldif-entries")?).unwrap_or(usize::MAX);
+    let certificates = usize::try_from(count("x-ldif-certificates")?).unwrap_or(usize::MAX);
+    let data_dir = &config.data_dir;
+    let path = file.unwrap_or_else(|| match since {
+        Some(since) => config.publish.ldif_changes_file(data_dir, since, revision),
+        None => config.publish.ldif_file(data_dir),
+    });
+    writer::write_atomic(&path, |w| w.write_all(&body))?;
+    Ok(LdifOutcome {
+        path,
+        revision,
+        since,
+        entries,
+        certificates,
+    })
+}
+
+/// One GET to the running server with the control token; API errors come back as our
+/// error codes.
+fn fetch(url: &str, token: &str, path: &str) -> Result<(reqwest::header::HeaderMap, Vec<u8>)> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("tokio runtime", e))?;
+    let (status, headers, body) = runtime.block_on(async {
+        let response = reqwest::Client::new()
+            .get(path)
+            .bearer_auth(token)
+            .header("x-anchorage-actor", super::cli_actor())
+            .send()
+            .await
+            .map_err(|e| {
+                Error::Publish(format!("the running server at {url} did not answer: {e}"))
+            })?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| Error::Publish(format!("unreadable answer from the server: {e}")))?;
+        Ok::<_, Error>((status, headers, body))
+    })?;
+    if !status.is_success() {
+        let value: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        let message = value["message"]
+            .as_str()
+            .unwrap_or("request failed")
+            .to_string();
+        return Err(match status.as_u16() {
+            404 => Error::NotFound(message),
+            400 => Error::InvalidInput(message),
+            _ => Error::Publish(message),
+        });
+    }
+    Ok((headers, body.to_vec()))
 }

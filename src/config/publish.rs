@@ -216,6 +216,13 @@ impl PublishConfig {
         }
     }
 
+    /// Where a change file from directory revision `since` to `revision` goes by default:
+    /// beside the full export, named by both revisions so successive files never collide.
+    pub fn ldif_changes_file(&self, data_dir: &Path, since: u64, revision: u64) -> PathBuf {
+        self.ldif_file(data_dir)
+            .with_file_name(format!("directory-changes-{since}-{revision}.ldif"))
+    }
+
     /// Every problem of the section, as sentences naming the offending key and value.
     pub fn problems(&self, managed: &[HealthDomain]) -> Vec<String> {
         let mut out = Vec::new();

@@ -6,6 +6,7 @@ pub(crate) mod accounts;
 pub mod anchors;
 pub mod bundles;
 mod certs;
+mod directory;
 pub mod openapi;
 mod public;
 mod refresh;
@@ -83,6 +84,7 @@ pub fn router(state: AppState) -> Router {
                 .merge(anchors::routes())
                 .merge(accounts::routes())
                 .merge(zones::routes())
+                .merge(directory::routes())
                 .merge(refresh::routes()),
         )
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))

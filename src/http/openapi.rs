@@ -16,7 +16,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{accounts, anchors, certs, refresh, zones, ErrorBody};
+use super::{accounts, anchors, certs, directory, refresh, zones, ErrorBody};
 
 /// The name of the bearer-token security scheme the operations refer to.
 pub const BEARER: &str = "bearer";
@@ -65,13 +65,14 @@ scoped to one role). Errors share one JSON body, `{code, message, reasons}`: `co
         refresh::refresh,
         zones::list,
         zones::zone,
+        directory::ldif,
     ),
     components(schemas(ErrorBody)),
     modifiers(&BearerScheme),
     tags(
         (name = "certificates", description = "Issue, list, download and revoke certificates; CA status"),
         (name = "bundles", description = "Trust bundles and the anchors members submit to them"),
-        (name = "discovery", description = "DNS CERT zone files for the authoritative DNS server"),
+        (name = "discovery", description = "DNS CERT zone files for the authoritative DNS server; the LDIF export for the LDAP directory"),
         (name = "accounts", description = "Users, API tokens and the audit log (administrators)"),
         (name = "meta", description = "This document"),
     )

@@ -1332,7 +1332,238 @@ fn serve_publishes_at_start_and_after_api_issuance_and_revocation() {
     assert_eq!(std::fs::read_to_string(&copy).unwrap(), current);
     let all = cli_json(&data, PASSPHRASE, &["publish", "zone"]);
     assert_eq!(all["zones"][0]["domain"], DOMAIN, "{all}");
-    let locked = crate::server::cli_error(&data, PASSPHRASE, &["publish", "ldif"]);
-    assert_eq!(locked["code"], "data_dir_locked", "{locked}");
     server.stop();
+}
+
+// ---- the LDIF export while `serve` runs ----------------------------------------------------
+
+/// Issues a dual-use certificate for `address` through the API; returns its DER.
+fn api_issue(server: &crate::server::Server, dir: &Path, token: &str, address: &str) -> Vec<u8> {
+    let key = dir.join(format!("{address}.key"));
+    let req = dir.join(format!("{address}.csr"));
+    run_in(
+        dir,
+        "openssl",
+        &[
+            "req",
+            "-new",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            key.to_str().unwrap(),
+            "-subj",
+            "/CN=x",
+            "-out",
+            req.to_str().unwrap(),
+        ],
+    )
+    .assert_success("openssl req");
+    let csr = String::from_utf8(read(&req)).unwrap();
+    let body = serde_json::json!({
+        "address": address, "usage": "dual", "csr": csr,
+        "subscriber": {"name": "Test"}, "proofing": {"method": "in-person", "evidence_reference": "t"},
+    });
+    let issued = crate::server::http(
+        server.addr,
+        "POST",
+        "/api/v1/certificates",
+        Some(token),
+        Some(body.to_string().as_bytes()),
+    )
+    .unwrap();
+    assert_eq!(
+        issued.status,
+        201,
+        "{}",
+        String::from_utf8_lossy(&issued.body)
+    );
+    let pem_text = issued.json()["certificates"][0]["pem"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    pem::parse(pem_text).unwrap().contents().to_vec()
+}
+
+/// `GET /api/v1/directory/ldif` as `token`.
+fn get_ldif(
+    server: &crate::server::Server,
+    query: &str,
+    token: Option<&str>,
+) -> crate::server::HttpResponse {
+    crate::server::http(
+        server.addr,
+        "GET",
+        &format!("/api/v1/directory/ldif{query}"),
+        token,
+        None,
+    )
+    .unwrap()
+}
+
+/// While `serve` holds the store, `publish ldif` (full and `--since`) goes through
+/// `GET /api/v1/directory/ldif` with the control token: the file it writes is what the route
+/// answers, slapd loads it and `ldapmodify` applies the change file; only DNS operators and
+/// admins read the route; and the stopped path writes the same bytes and report.
+#[test]
+fn publish_ldif_goes_through_the_running_server() {
+    use crate::server::{cli_error, cli_json, Server, PASSPHRASE};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let url = format!("http://127.0.0.1:{}", free_port());
+    cli_json(
+        &data,
+        PASSPHRASE,
+        &["init", "--managed-domain", DOMAIN, "--public-url", &url],
+    );
+    let token = |role: &str| {
+        cli_json(&data, PASSPHRASE, &["token", "create", "--role", role])["token"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (registrar, operator) = (token("registrar"), token("dns_operator"));
+    let mut server = Server::start(&data, PASSPHRASE);
+    let jones = api_issue(&server, dir.path(), &registrar, "jones@direct.example.com");
+
+    // Full export through the server, byte for byte what the route answers.
+    let full_file = dir.path().join("full.ldif");
+    let full = cli_json(
+        &data,
+        PASSPHRASE,
+        &["publish", "ldif", "--out", full_file.to_str().unwrap()],
+    );
+    assert_eq!(full["certificates"], 1, "{full}");
+    assert_eq!(full["since"], serde_json::Value::Null, "{full}");
+    assert_eq!(full["path"], full_file.to_str().unwrap(), "{full}");
+    let revision = full["revision"].as_u64().unwrap();
+    let answer = get_ldif(&server, "", Some(&operator));
+    assert_eq!(
+        answer.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&answer.body)
+    );
+    assert_eq!(
+        answer.header("content-type"),
+        Some("text/plain; charset=utf-8")
+    );
+    assert_eq!(answer.header("cache-control"), Some("no-store"));
+    assert_eq!(
+        answer.header("x-directory-revision"),
+        Some(revision.to_string().as_str())
+    );
+    assert_eq!(answer.body, read(&full_file));
+    let slapd = Slapd::start(&dir.path().join("slapd"), Some(&full_file));
+    assert_eq!(
+        slapd.certificates("(mail=jones@direct.example.com)"),
+        set(std::slice::from_ref(&jones))
+    );
+
+    // Only DNS operators and admins; no token at all is 401. Both in the JSON error shape.
+    let denied = get_ldif(&server, "", Some(&registrar));
+    assert_eq!(denied.status, 403);
+    assert_eq!(denied.json()["code"], "forbidden");
+    let anonymous = get_ldif(&server, "", None);
+    assert_eq!(anonymous.status, 401);
+    assert_eq!(anonymous.json()["code"], "unauthorised");
+
+    // `since`: only what changed after the revision taken above.
+    let newcomer = api_issue(&server, dir.path(), &registrar, "new@direct.example.com");
+    let changes = get_ldif(&server, &format!("?since={revision}"), Some(&operator));
+    assert_eq!(
+        changes.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&changes.body)
+    );
+    let later: u64 = changes
+        .header("x-directory-revision")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(later > revision, "{later} after {revision}");
+    let text = String::from_utf8(changes.body.clone()).unwrap();
+    assert!(text.contains("dn: cn=new@direct.example.com,"), "{text}");
+    assert!(text.contains("changetype: add"), "{text}");
+    assert!(
+        !text.contains("jones"),
+        "an earlier entry is in the changes:\n{text}"
+    );
+    assert_eq!(changes.header("x-ldif-entries"), Some("1"));
+    // Through the CLI, without --out: the stopped path's default file name.
+    let via_cli = cli_json(
+        &data,
+        PASSPHRASE,
+        &["publish", "ldif", "--since", &revision.to_string()],
+    );
+    assert_eq!(via_cli["revision"], later, "{via_cli}");
+    assert_eq!(via_cli["since"], revision, "{via_cli}");
+    assert_eq!(via_cli["entries"], 1, "{via_cli}");
+    let change_file = data.join(format!(
+        "published/directory-changes-{revision}-{later}.ldif"
+    ));
+    assert_eq!(via_cli["path"], change_file.to_str().unwrap(), "{via_cli}");
+    assert_eq!(read(&change_file), changes.body);
+    run(
+        "ldapmodify",
+        &[
+            "-x",
+            "-H",
+            &slapd.url,
+            "-D",
+            ROOT_DN,
+            "-w",
+            ROOT_PW,
+            "-f",
+            change_file.to_str().unwrap(),
+        ],
+    )
+    .assert_success("ldapmodify of the change file from the server");
+    assert_eq!(
+        slapd.certificates("(mail=new@direct.example.com)"),
+        set(&[newcomer])
+    );
+    assert_eq!(
+        slapd.certificates("(mail=jones@direct.example.com)"),
+        set(&[jones])
+    );
+
+    // A revision the directory has not reached, or not a number: 400 in the JSON shape.
+    let ahead = get_ldif(&server, "?since=999999", Some(&operator));
+    assert_eq!(ahead.status, 400);
+    let ahead = ahead.json();
+    assert_eq!(ahead["code"], "invalid_input", "{ahead}");
+    assert!(
+        ahead["message"].as_str().unwrap().contains("ahead"),
+        "{ahead}"
+    );
+    let garbled = get_ldif(&server, "?since=abc", Some(&operator));
+    assert_eq!(garbled.status, 400);
+    assert_eq!(garbled.json()["code"], "invalid_input");
+    let err = cli_error(&data, PASSPHRASE, &["publish", "ldif", "--since", "999999"]);
+    assert_eq!(err["code"], "invalid_input", "{err}");
+
+    // The same export with `serve` stopped: same bytes, same report.
+    let served_file = dir.path().join("served.ldif");
+    let served = cli_json(
+        &data,
+        PASSPHRASE,
+        &["publish", "ldif", "--out", served_file.to_str().unwrap()],
+    );
+    server.stop();
+    let stopped_file = dir.path().join("stopped.ldif");
+    let stopped = cli_json(
+        &data,
+        PASSPHRASE,
+        &["publish", "ldif", "--out", stopped_file.to_str().unwrap()],
+    );
+    assert_eq!(read(&stopped_file), read(&served_file));
+    for field in ["revision", "since", "entries", "certificates"] {
+        assert_eq!(
+            stopped[field], served[field],
+            "{field}: {stopped} vs {served}"
+        );
+    }
+    assert_eq!(served["certificates"], 2, "{served}");
 }
