@@ -51,7 +51,7 @@ elif ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
 fi
 # chromium + chromium-driver: the web interface is driven by a real browser (WebDriver).
 # strace: a test checks that an acknowledged issuance was fdatasync'ed first.
-for pkg in bind9-utils bind9-dnsutils knot slapd ldap-utils chromium chromium-driver strace; do
+for pkg in bind9-utils bind9-dnsutils knot nsd slapd ldap-utils chromium chromium-driver strace; do
   installed "$pkg" || missing+=("$pkg")
 done
 

@@ -1,6 +1,7 @@
 //! Certificate discovery as a Direct sender performs it, against real servers: the zone files
-//! anchorage writes are checked by BIND's `named-checkzone` and served by Knot DNS (queried
-//! with `dig` over UDP with EDNS, over TCP, and truncated without EDNS); the LDIF is loaded
+//! anchorage writes are checked by BIND's `named-checkzone` and NSD's `nsd-checkzone` and
+//! served by Knot DNS (queried with `dig` over UDP with EDNS, over TCP, and truncated without
+//! EDNS); the LDIF is loaded
 //! into OpenLDAP `slapd` (mdb) and searched the way STAs search (spec §4, DCDT H1-H4). The
 //! servers run on free 127.0.0.1 ports from temporary directories and are killed on drop.
 
@@ -28,6 +29,7 @@ use crate::harness::{cert_der, read, Ca, KeyAlg, DOMAIN};
 use crate::tools::{free_port, run, run_in, ToolOutput};
 
 const KNOTD: &str = "/usr/sbin/knotd";
+const NSD_CHECKZONE: &str = "/usr/sbin/nsd-checkzone";
 const KNOTC: &str = "/usr/sbin/knotc";
 const SLAPD: &str = "/usr/sbin/slapd";
 const SLAPADD: &str = "/usr/sbin/slapadd";
@@ -94,9 +96,18 @@ fn publish_zone(ca: &Ca) -> (PathBuf, u64) {
     )
 }
 
+/// The zone loads in BIND's and NSD's parsers (Knot serves it in the tests that query it).
 fn named_checkzone(origin: &str, file: &Path) {
     run("named-checkzone", &[origin, file.to_str().unwrap()])
         .assert_success(&format!("named-checkzone {origin} {}", file.display()));
+    let nsd = run(NSD_CHECKZONE, &[origin, file.to_str().unwrap()]);
+    nsd.assert_success(&format!("nsd-checkzone {origin} {}", file.display()));
+    assert!(
+        nsd.stdout.contains("is ok"),
+        "nsd-checkzone did not accept {}: {}",
+        file.display(),
+        nsd.describe()
+    );
 }
 
 /// Issues and returns the DER of each certificate written to `out` (signing first).
