@@ -1558,3 +1558,53 @@ async fn members_see_their_own_submissions_and_their_organisations() {
     let page = web.get("/member/anchors", Some(&member)).await;
     assert!(page.body.contains("Nothing submitted yet"), "{}", page.body);
 }
+
+/// Tokens pile up (automation creates them): the admin list shows 100 per page, newest first,
+/// with a page count and links, and a page past the end shows the last one.
+#[tokio::test]
+async fn the_token_list_is_paged_newest_first() {
+    let web = Web::new();
+    let admin = web.login("admin").await;
+    let before = web.authority.tokens().unwrap().len();
+    let mut ids = Vec::new();
+    for i in 0..(205 - before) {
+        // One second apart, so "newest" is well defined.
+        *web.clock.0.lock().unwrap() += ::time::Duration::seconds(1);
+        let (_, t) = web
+            .authority
+            .create_token("registrar", &format!("bulk-{i:03}"), Some(30), "test")
+            .unwrap();
+        ids.push(t.id);
+    }
+    let rows = |body: &str| body.matches("<tr><td class=\"mono\">").count();
+    let first = web.get("/admin/tokens", Some(&admin)).await;
+    assert_eq!(first.status, StatusCode::OK);
+    assert!(
+        first.body.contains("Page 1 of 3 (205 tokens)"),
+        "{}",
+        first.body
+    );
+    assert_eq!(rows(&first.body), 100);
+    assert!(first.body.contains("/admin/tokens?page=1\">next</a>"));
+    let newest = ids.last().unwrap();
+    assert!(
+        first
+            .body
+            .contains(&format!("<td class=\"mono\">{newest}</td>")),
+        "the newest token is on the first page"
+    );
+    let last = web.get("/admin/tokens?page=2", Some(&admin)).await;
+    assert_eq!(rows(&last.body), 5);
+    assert!(last.body.contains("Page 3 of 3"));
+    assert!(!last.body.contains("\">next</a>"));
+    let past = web.get("/admin/tokens?page=99", Some(&admin)).await;
+    assert_eq!(past.status, StatusCode::OK);
+    assert!(
+        past.body.contains("Page 3 of 3"),
+        "a page past the end shows the last"
+    );
+    // A page is not a way around the role check.
+    let registrar = web.login("registrar").await;
+    let denied = web.get("/admin/tokens?page=1", Some(&registrar)).await;
+    assert_ne!(denied.status, StatusCode::OK);
+}

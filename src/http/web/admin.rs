@@ -9,7 +9,7 @@ use axum::routing::{get, post};
 use axum::{Form, Router};
 use serde::Deserialize;
 
-use super::{render, see_other, Nav, WebError, WebSession};
+use super::{paginate, render, see_other, Nav, Paging, WebError, WebSession, ADMIN_PAGE_SIZE};
 use crate::accounts::{Role, Scope, UserRecord};
 use crate::audit::AuditEntry;
 use crate::authority::{BundleSummary, CaStatus, NewUser, SourceView, Staleness};
@@ -50,6 +50,9 @@ fn err(e: crate::http::ApiError) -> WebError {
 #[derive(Debug, Deserialize)]
 pub struct Done {
     done: Option<String>,
+    /// Zero-based page of the users and tokens lists.
+    #[serde(default)]
+    page: usize,
 }
 
 #[derive(askama::Template)]
@@ -294,6 +297,7 @@ struct UsersPage {
     nav: Nav,
     csrf: String,
     users: Vec<UserRecord>,
+    paging: Paging,
     error: Option<String>,
     generated: Option<(String, String)>,
     roles: Vec<&'static str>,
@@ -309,13 +313,16 @@ async fn users_page(
     error: Option<String>,
     generated: Option<(String, String)>,
     flash: Option<String>,
+    page: usize,
 ) -> Result<Response, WebError> {
     let mut users = state.authority.users()?;
     users.sort_by(|a, b| a.username.cmp(&b.username));
+    let (users, paging) = paginate(users, page, ADMIN_PAGE_SIZE);
     let page = UsersPage {
         nav: session.nav("/admin/users").with_flash(flash),
         csrf: session.csrf().to_string(),
         users,
+        paging,
         error,
         generated,
         roles: roles(),
@@ -329,7 +336,7 @@ async fn users(
     Query(d): Query<Done>,
 ) -> Result<Response, WebError> {
     session.require(ADMIN)?;
-    users_page(&state, &session, None, None, d.done).await
+    users_page(&state, &session, None, None, d.done, d.page).await
 }
 
 #[derive(Deserialize)]
@@ -368,7 +375,7 @@ async fn add_user(
     session.check_csrf(&form.csrf)?;
     let role = match Role::parse(form.role.trim()) {
         Ok(r) => r,
-        Err(e) => return users_page(&state, &session, Some(e.to_string()), None, None).await,
+        Err(e) => return users_page(&state, &session, Some(e.to_string()), None, None, 0).await,
     };
     let password = zeroize::Zeroizing::new(crate::accounts::random_secret()?);
     let new = NewUser {
@@ -393,11 +400,12 @@ async fn add_user(
                 None,
                 generated,
                 Some(format!("Created {}.", user.username)),
+                0,
             )
             .await
         }
         Err(crate::http::ApiError(e @ (Error::InvalidInput(_) | Error::Conflict(_)))) => {
-            let mut r = users_page(&state, &session, Some(e.to_string()), None, None).await?;
+            let mut r = users_page(&state, &session, Some(e.to_string()), None, None, 0).await?;
             *r.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
             Ok(r)
         }
@@ -441,6 +449,7 @@ async fn user_action(
                 None,
                 Some((name.clone(), password.to_string())),
                 Some(format!("New password for {name}.")),
+                0,
             )
             .await;
         }
@@ -458,6 +467,7 @@ struct TokensPage {
     nav: Nav,
     csrf: String,
     tokens: Vec<(TokenRecord, &'static str)>,
+    paging: Paging,
     created: Option<(String, String)>,
     error: Option<String>,
     roles: Vec<&'static str>,
@@ -469,13 +479,15 @@ async fn tokens_page(
     created: Option<(String, String)>,
     error: Option<String>,
     flash: Option<String>,
+    page: usize,
 ) -> Result<Response, WebError> {
     let now = state.authority.now();
-    let tokens = state
-        .authority
-        .tokens()?
+    let mut all = state.authority.tokens()?;
+    // Newest first: the one just created or revoked is on the first page.
+    all.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
+    let (all, paging) = paginate(all, page, ADMIN_PAGE_SIZE);
+    let tokens = all
         .into_iter()
-        .rev()
         .map(|t| {
             let status = t.state(now);
             (t, status)
@@ -485,6 +497,7 @@ async fn tokens_page(
         nav: session.nav("/admin/tokens").with_flash(flash),
         csrf: session.csrf().to_string(),
         tokens,
+        paging,
         created,
         error,
         roles: roles(),
@@ -498,7 +511,7 @@ async fn tokens(
     Query(d): Query<Done>,
 ) -> Result<Response, WebError> {
     session.require(ADMIN)?;
-    tokens_page(&state, &session, None, None, d.done).await
+    tokens_page(&state, &session, None, None, d.done, d.page).await
 }
 
 #[derive(Deserialize)]
@@ -538,7 +551,7 @@ async fn add_token(
     });
     let (role, days) = match parsed {
         Ok(x) => x,
-        Err(e) => return tokens_page(&state, &session, None, Some(e.to_string()), None).await,
+        Err(e) => return tokens_page(&state, &session, None, Some(e.to_string()), None, 0).await,
     };
     let scope = Scope {
         domains: list_of(&form.domains),
@@ -559,11 +572,12 @@ async fn add_token(
                 Some((record.id.clone(), secret.to_string())),
                 None,
                 None,
+                0,
             )
             .await
         }
         Err(crate::http::ApiError(e @ Error::InvalidInput(_))) => {
-            tokens_page(&state, &session, None, Some(e.to_string()), None).await
+            tokens_page(&state, &session, None, Some(e.to_string()), None, 0).await
         }
         Err(e) => Err(err(e)),
     }

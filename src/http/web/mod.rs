@@ -350,3 +350,60 @@ impl IntoResponse for WebError {
 pub fn see_other(to: &str) -> Response {
     Redirect::to(to).into_response()
 }
+
+/// One page of a list that the admin pages show in full otherwise (users, tokens): tokens
+/// accumulate over the years (automation creates them), so the page stays bounded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Paging {
+    /// Zero-based, clamped to the last page.
+    pub page: usize,
+    pub pages: usize,
+    pub total: usize,
+}
+
+/// Rows per page of the admin lists.
+pub const ADMIN_PAGE_SIZE: usize = 100;
+
+/// Cuts `items` to page `page` (clamped) of `size`-row pages.
+pub fn paginate<T>(items: Vec<T>, page: usize, size: usize) -> (Vec<T>, Paging) {
+    let total = items.len();
+    let pages = total.div_ceil(size.max(1)).max(1);
+    let page = page.min(pages - 1);
+    let rows = items.into_iter().skip(page * size).take(size).collect();
+    (rows, Paging { page, pages, total })
+}
+
+#[cfg(test)]
+mod paging_tests {
+    use super::{paginate, Paging};
+
+    #[test]
+    fn pages_are_cut_and_clamped() {
+        let (rows, p) = paginate((0..250).collect::<Vec<_>>(), 2, 100);
+        assert_eq!(rows, (200..250).collect::<Vec<_>>());
+        assert_eq!(
+            p,
+            Paging {
+                page: 2,
+                pages: 3,
+                total: 250
+            }
+        );
+        let (rows, p) = paginate((0..250).collect::<Vec<_>>(), 9, 100);
+        assert_eq!(
+            (rows.len(), p.page),
+            (50, 2),
+            "past the end shows the last page"
+        );
+        let (rows, p) = paginate(Vec::<u8>::new(), 0, 100);
+        assert!(rows.is_empty());
+        assert_eq!(
+            p,
+            Paging {
+                page: 0,
+                pages: 1,
+                total: 0
+            }
+        );
+    }
+}
