@@ -762,7 +762,7 @@ impl Authority {
             revoked_at: self.now(),
             revoked_by: actor.to_string(),
         };
-        let stored = self.store.revoke_ca_cert(
+        let stored = self.store.revoke(
             &revocation,
             AuditDraft::new(
                 actor,
@@ -771,6 +771,7 @@ impl Authority {
                 json!({"ca": CaRole::Issuing.as_str(), "reason": reason.as_str()}),
             ),
         )?;
+        self.store.flush()?;
         let crl = self.publish_crl(CaRole::Root)?;
         Ok((stored, crl))
     }

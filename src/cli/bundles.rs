@@ -137,26 +137,32 @@ pub(super) fn call(
         if status.is_success() {
             return Ok(value);
         }
-        let message = value["message"]
-            .as_str()
-            .unwrap_or("request failed")
-            .to_string();
-        Err(match value["code"].as_str().unwrap_or_default() {
-            "request_denied" => Error::Denied(crate::policy::Denial {
-                reasons: serde_json::from_value::<Vec<RemoteReason>>(value["reasons"].clone())
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(RemoteReason::into_reason)
-                    .collect(),
-            }),
-            "not_found" => Error::NotFound(message),
-            "conflict" => Error::Conflict(message),
-            "invalid_input" | "body_too_large" => Error::InvalidInput(message),
-            "forbidden" => Error::Forbidden(message),
-            "unauthorised" => Error::Unauthorised(message),
-            _ => Error::Store(message),
-        })
+        Err(remote_error(&value, Error::Store))
     })
+}
+
+/// The error a running server answered with (`{code, message, reasons}`), as ours; codes
+/// with no counterpart here become `fallback`.
+pub(super) fn remote_error(value: &Value, fallback: fn(String) -> Error) -> Error {
+    let message = value["message"]
+        .as_str()
+        .unwrap_or("request failed")
+        .to_string();
+    match value["code"].as_str().unwrap_or_default() {
+        "request_denied" => Error::Denied(crate::policy::Denial {
+            reasons: serde_json::from_value::<Vec<RemoteReason>>(value["reasons"].clone())
+                .unwrap_or_default()
+                .into_iter()
+                .map(RemoteReason::into_reason)
+                .collect(),
+        }),
+        "not_found" => Error::NotFound(message),
+        "conflict" => Error::Conflict(message),
+        "invalid_input" | "body_too_large" => Error::InvalidInput(message),
+        "forbidden" => Error::Forbidden(message),
+        "unauthorised" => Error::Unauthorised(message),
+        _ => fallback(message),
+    }
 }
 
 #[derive(serde::Deserialize)]

@@ -252,15 +252,7 @@ fn fetch(url: &str, token: &str, path: &str) -> Result<(reqwest::header::HeaderM
     })?;
     if !status.is_success() {
         let value: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-        let message = value["message"]
-            .as_str()
-            .unwrap_or("request failed")
-            .to_string();
-        return Err(match status.as_u16() {
-            404 => Error::NotFound(message),
-            400 => Error::InvalidInput(message),
-            _ => Error::Publish(message),
-        });
+        return Err(super::bundles::remote_error(&value, Error::Publish));
     }
     Ok((headers, body.to_vec()))
 }

@@ -437,12 +437,15 @@ impl Store {
 
     // ---- revocation --------------------------------------------------------------------
 
-    /// Records a revocation; refuses unknown or already revoked serials.
+    /// Records a revocation; refuses unknown or already revoked serials. An entry for the
+    /// root's CRL is the issuing CA's own certificate, which is not in the certificate tree
+    /// (the caller has checked the serial), so only issued certificates are looked up.
     pub fn revoke(&self, revocation: &Revocation, draft: AuditDraft) -> Result<Revocation> {
         let key = revocation.serial.to_bytes();
+        let ca_cert = revocation.ca == CaRole::Root;
         let stored = (&self.certs, &self.revocations, &self.meta, &self.audit)
             .transaction(|(certs, revocations, meta, audit)| {
-                if certs.get(&key)?.is_none() {
+                if !ca_cert && certs.get(&key)?.is_none() {
                     return abort(Error::NotFound(format!(
                         "no certificate with serial {}",
                         revocation.serial
@@ -450,7 +453,12 @@ impl Store {
                 }
                 if revocations.get(&key)?.is_some() {
                     return abort(Error::Conflict(format!(
-                        "certificate {} is already revoked",
+                        "{} {} is already revoked",
+                        if ca_cert {
+                            "CA certificate"
+                        } else {
+                            "certificate"
+                        },
                         revocation.serial
                     )));
                 }
@@ -465,34 +473,6 @@ impl Store {
                 Ok(stored)
             })
             .map_err(tx_error)?;
-        Ok(stored)
-    }
-
-    /// Records the revocation of a CA certificate (`revocation.ca` is the CA whose CRL lists
-    /// it). The caller has checked that the serial is that CA certificate's: CA certificates
-    /// are not in the certificate tree. Refuses a second revocation.
-    pub fn revoke_ca_cert(&self, revocation: &Revocation, draft: AuditDraft) -> Result<Revocation> {
-        let key = revocation.serial.to_bytes();
-        let stored = (&self.revocations, &self.meta, &self.audit)
-            .transaction(|(revocations, meta, audit)| {
-                if revocations.get(&key)?.is_some() {
-                    return abort(Error::Conflict(format!(
-                        "CA certificate {} is already revoked",
-                        revocation.serial
-                    )));
-                }
-                let mut stored = revocation.clone();
-                stored.revision = next_revision(meta)?;
-                let bytes = match encode(&stored) {
-                    Ok(b) => b,
-                    Err(e) => return abort(e),
-                };
-                revocations.insert(key.clone(), bytes)?;
-                append_audit(meta, audit, revocation.revoked_at, draft.clone())?;
-                Ok(stored)
-            })
-            .map_err(tx_error)?;
-        self.flush()?;
         Ok(stored)
     }
 

@@ -9,7 +9,7 @@ use axum::routing::{get, post};
 use axum::{Form, Router};
 use serde::Deserialize;
 
-use super::{paginate, render, see_other, Nav, Paging, WebError, WebSession, ADMIN_PAGE_SIZE};
+use super::{paginate, render, see_other, Nav, Paging, WebError, WebSession, PAGE_SIZE};
 use crate::accounts::{Role, Scope, UserRecord};
 use crate::audit::AuditEntry;
 use crate::authority::{BundleSummary, CaStatus, NewUser, SourceView, Staleness};
@@ -317,7 +317,7 @@ async fn users_page(
 ) -> Result<Response, WebError> {
     let mut users = state.authority.users()?;
     users.sort_by(|a, b| a.username.cmp(&b.username));
-    let (users, paging) = paginate(users, page, ADMIN_PAGE_SIZE);
+    let (users, paging) = paginate(users, page, PAGE_SIZE);
     let page = UsersPage {
         nav: session.nav("/admin/users").with_flash(flash),
         csrf: session.csrf().to_string(),
@@ -485,7 +485,7 @@ async fn tokens_page(
     let mut all = state.authority.tokens()?;
     // Newest first: the one just created or revoked is on the first page.
     all.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
-    let (all, paging) = paginate(all, page, ADMIN_PAGE_SIZE);
+    let (all, paging) = paginate(all, page, PAGE_SIZE);
     let tokens = all
         .into_iter()
         .map(|t| {

@@ -351,8 +351,8 @@ pub fn see_other(to: &str) -> Response {
     Redirect::to(to).into_response()
 }
 
-/// One page of a list that the admin pages show in full otherwise (users, tokens): tokens
-/// accumulate over the years (automation creates them), so the page stays bounded.
+/// One page of a long list (certificates, users, tokens): the page stays bounded however
+/// many rows the store holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Paging {
     /// Zero-based, clamped to the last page.
@@ -361,8 +361,8 @@ pub struct Paging {
     pub total: usize,
 }
 
-/// Rows per page of the admin lists.
-pub const ADMIN_PAGE_SIZE: usize = 100;
+/// Rows per page of the web lists.
+pub const PAGE_SIZE: usize = 100;
 
 /// Cuts `items` to page `page` (clamped) of `size`-row pages.
 pub fn paginate<T>(items: Vec<T>, page: usize, size: usize) -> (Vec<T>, Paging) {

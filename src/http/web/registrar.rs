@@ -23,7 +23,6 @@ use crate::x509;
 const ISSUERS: &[Role] = &[Role::Registrar, Role::Admin];
 /// A generated PKCS#12 can be fetched once, within this time.
 const DOWNLOAD_MINUTES: i64 = 15;
-const PAGE_SIZE: usize = 100;
 
 pub fn routes(form_limit: usize) -> Router<AppState> {
     Router::new()
@@ -492,14 +491,7 @@ async fn list(
         .await
         .map_err(|e| Error::Generation(format!("listing task failed: {e}")))??;
     rows.retain(|v| principal.sees_domain(v.record.holder.domain().as_str()));
-    let total = rows.len();
-    let pages = total.div_ceil(PAGE_SIZE).max(1);
-    let page = q.page.min(pages - 1);
-    let rows: Vec<CertView> = rows
-        .into_iter()
-        .skip(page * PAGE_SIZE)
-        .take(PAGE_SIZE)
-        .collect();
+    let (rows, paging) = super::paginate(rows, q.page, super::PAGE_SIZE);
     let domains = domains_of(&state, &principal);
     let query_base = format!(
         "q={}&domain={}&status={}&expiring={}",
@@ -513,9 +505,9 @@ async fn list(
         q,
         domains,
         rows,
-        total,
-        page,
-        pages,
+        total: paging.total,
+        page: paging.page,
+        pages: paging.pages,
         query_base,
     };
     Ok(render(&page_view, true))
