@@ -2,7 +2,7 @@
 //! browser sessions, and the login throttle. The HTTP layer authenticates; this module decides
 //! what an authenticated principal may touch.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Mutex, OnceLock};
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -12,6 +12,7 @@ use time::{Duration, OffsetDateTime};
 
 use crate::error::{Error, Result};
 use crate::model::HealthDomain;
+use crate::organisations::HolderBinding;
 
 /// The four roles of the service.
 #[derive(
@@ -64,16 +65,16 @@ impl Role {
     }
 }
 
-/// What a registrar may issue for and which bundles a member may submit to. An empty list
-/// means "no restriction" only for the fields a role does not use; `validate` makes sure a
-/// registrar names its domains and a member its bundles.
+/// What a registrar may issue for and which bundles a member may submit to, as stored on a
+/// user or a token. `effective` turns it into the limits that decide.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Scope {
     /// Health domains (a certificate for `x@d` or for `d` needs `d` here); `*` = every managed
-    /// domain.
+    /// domain. A registrar limited to organisations may leave it empty (= their domains).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub domains: Vec<String>,
-    /// When not empty, the subscriber organisation must be one of these (exact, case-insensitive).
+    /// Organisation ids. A registrar: when not empty, only holders bound to these; a member:
+    /// also sees its organisations' anchor submissions.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub organisations: Vec<String>,
     /// Bundles a member may submit to and see; `*` = every bundle.
@@ -81,31 +82,35 @@ pub struct Scope {
     pub bundles: Vec<String>,
 }
 
-impl Scope {
-    /// Everything the role can be scoped to.
-    pub fn widest(role: Role) -> Scope {
-        match role {
-            Role::Registrar => Scope {
-                domains: vec!["*".into()],
-                ..Scope::default()
-            },
-            Role::Member => Scope {
-                bundles: vec!["*".into()],
-                ..Scope::default()
-            },
-            Role::Admin | Role::DnsOperator => Scope::default(),
-        }
-    }
+/// What exists, for checking that a scope names only real things.
+pub struct Known<'a> {
+    pub domains: &'a [String],
+    pub organisations: &'a [String],
+    pub bundles: &'a [String],
+}
 
-    /// Normalises and checks a scope for a role.
-    pub fn validate(mut self, role: Role, managed: &[String]) -> Result<Scope> {
-        self.domains = self
-            .domains
+impl Scope {
+    /// Normalises and checks a scope for a role: registrars and members must name what they
+    /// may touch (there is no silent `*`), and every name must exist.
+    pub fn validate(mut self, role: Role, known: &Known<'_>) -> Result<Scope> {
+        let norm = |v: &[String]| {
+            let mut v: Vec<String> = v
+                .iter()
+                .map(|d| d.trim().to_ascii_lowercase())
+                .filter(|d| !d.is_empty())
+                .collect();
+            v.sort();
+            v.dedup();
+            v
+        };
+        self.domains = norm(&self.domains);
+        self.organisations = norm(&self.organisations);
+        self.bundles = self
+            .bundles
             .iter()
-            .map(|d| d.trim().to_ascii_lowercase())
+            .map(|b| b.trim().to_string())
+            .filter(|b| !b.is_empty())
             .collect();
-        self.domains.sort();
-        self.domains.dedup();
         self.bundles.sort();
         self.bundles.dedup();
         for d in &self.domains {
@@ -113,43 +118,158 @@ impl Scope {
                 continue;
             }
             HealthDomain::parse(d).map_err(Error::InvalidInput)?;
-            if !managed.is_empty() && !managed.iter().any(|m| m.eq_ignore_ascii_case(d)) {
+            if !known.domains.iter().any(|m| m.eq_ignore_ascii_case(d)) {
                 return Err(Error::InvalidInput(format!(
                     "'{d}' is not a managed domain of this service ({})",
-                    managed.join(", ")
+                    known.domains.join(", ")
+                )));
+            }
+        }
+        for o in &self.organisations {
+            if !known.organisations.iter().any(|k| k == o) {
+                return Err(Error::InvalidInput(format!(
+                    "there is no organisation '{o}' (see `anchorage org list`)"
+                )));
+            }
+        }
+        for b in &self.bundles {
+            if b != "*" && !known.bundles.iter().any(|k| k == b) {
+                return Err(Error::InvalidInput(format!(
+                    "there is no bundle '{b}' ({})",
+                    known.bundles.join(", ")
                 )));
             }
         }
         match role {
-            Role::Registrar if self.domains.is_empty() => Err(Error::InvalidInput(
-                "a registrar needs at least one --domain it may issue for (or '*')".into(),
-            )),
+            Role::Registrar if self.domains.is_empty() && self.organisations.is_empty() => {
+                Err(Error::InvalidInput(
+                    "a registrar needs an explicit scope: the --domain(s) it may issue for ('*' \
+                     for every managed domain) and/or the --organisation(s) it works for"
+                        .into(),
+                ))
+            }
             Role::Member if self.bundles.is_empty() => Err(Error::InvalidInput(
-                "a member needs at least one --bundle it may submit to (or '*')".into(),
+                "a member needs an explicit scope: at least one --bundle it may submit to (or '*')"
+                    .into(),
             )),
             _ => Ok(self),
         }
     }
 
-    pub fn allows_domain(&self, domain: &str) -> bool {
-        self.domains
-            .iter()
-            .any(|d| d == "*" || d.eq_ignore_ascii_case(domain))
-    }
-
-    pub fn allows_organisation(&self, organisation: Option<&str>) -> bool {
-        if self.organisations.is_empty() {
-            return true;
+    /// The limits this scope sets for a principal of `role`.
+    pub fn effective(&self, role: Role) -> EffectiveScope {
+        let listed = |v: &[String]| Limit::Only(v.iter().map(|x| x.to_ascii_lowercase()).collect());
+        let starred = |v: &[String]| {
+            if v.iter().any(|x| x == "*") {
+                Limit::Any
+            } else {
+                listed(v)
+            }
+        };
+        match role {
+            Role::Admin => EffectiveScope {
+                domains: Limit::Any,
+                organisations: Limit::Any,
+                bundles: Limit::Any,
+            },
+            Role::Registrar => EffectiveScope {
+                domains: if self.domains.is_empty() && !self.organisations.is_empty() {
+                    Limit::Any
+                } else {
+                    starred(&self.domains)
+                },
+                organisations: if self.organisations.is_empty() {
+                    Limit::Any
+                } else {
+                    listed(&self.organisations)
+                },
+                bundles: Limit::none(),
+            },
+            Role::Member => EffectiveScope {
+                domains: Limit::none(),
+                organisations: listed(&self.organisations),
+                bundles: Limit::Only(
+                    self.bundles
+                        .iter()
+                        .filter(|b| *b != "*")
+                        .cloned()
+                        .collect(),
+                )
+                .or_any(self.bundles.iter().any(|b| b == "*")),
+            },
+            Role::DnsOperator => EffectiveScope {
+                domains: Limit::none(),
+                organisations: Limit::none(),
+                bundles: Limit::none(),
+            },
         }
-        organisation.is_some_and(|o| {
-            self.organisations
-                .iter()
-                .any(|allowed| allowed.trim().eq_ignore_ascii_case(o.trim()))
-        })
+    }
+}
+
+/// A limit on one kind of thing: everything, or only the named ones (lower-case for domains
+/// and organisations).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Limit {
+    Any,
+    Only(BTreeSet<String>),
+}
+
+impl Limit {
+    pub fn none() -> Limit {
+        Limit::Only(BTreeSet::new())
     }
 
-    pub fn allows_bundle(&self, bundle: &str) -> bool {
-        self.bundles.iter().any(|b| b == "*" || b == bundle)
+    fn or_any(self, any: bool) -> Limit {
+        if any {
+            Limit::Any
+        } else {
+            self
+        }
+    }
+
+    pub fn allows(&self, name: &str) -> bool {
+        match self {
+            Limit::Any => true,
+            Limit::Only(set) => set.contains(name) || set.contains(&name.to_ascii_lowercase()),
+        }
+    }
+
+    pub fn is_any(&self) -> bool {
+        matches!(self, Limit::Any)
+    }
+
+    /// The one name allowed, when exactly one is.
+    pub fn single(&self) -> Option<&str> {
+        match self {
+            Limit::Only(set) if set.len() == 1 => set.iter().next().map(String::as_str),
+            _ => None,
+        }
+    }
+
+    pub fn intersect(&self, other: &Limit) -> Limit {
+        match (self, other) {
+            (Limit::Any, x) | (x, Limit::Any) => x.clone(),
+            (Limit::Only(a), Limit::Only(b)) => Limit::Only(a.intersection(b).cloned().collect()),
+        }
+    }
+}
+
+/// The limits that decide what a principal may touch: a token's own scope intersected with
+/// its owner's current scope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EffectiveScope {
+    pub domains: Limit,
+    pub organisations: Limit,
+    pub bundles: Limit,
+}
+
+impl EffectiveScope {
+    pub fn intersect(&self, other: &EffectiveScope) -> EffectiveScope {
+        EffectiveScope {
+            domains: self.domains.intersect(&other.domains),
+            organisations: self.organisations.intersect(&other.organisations),
+            bundles: self.bundles.intersect(&other.bundles),
+        }
     }
 }
 
@@ -157,43 +277,76 @@ impl Scope {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
     pub role: Role,
-    pub scope: Scope,
+    pub scope: EffectiveScope,
     /// How the principal appears in records and the audit log.
     pub actor: String,
     /// The user name, when a person is behind it.
     pub user: Option<String>,
+    /// Stable identity for rate limits and idempotency keys: `user:NAME`, `token:ID`,
+    /// `operator`.
+    pub id: String,
+    /// Display names of the organisations in scope (anchor submissions carry names).
+    pub organisation_names: Vec<String>,
 }
 
 impl Principal {
-    /// Admins are unscoped; every other role is limited to its scope.
-    pub fn may_issue_for(&self, domain: &str, organisation: Option<&str>) -> Result<()> {
+    /// The operator at the machine (the CLI with the data directory, or its control token):
+    /// unrestricted, like an admin.
+    pub fn operator(actor: &str) -> Principal {
+        Principal {
+            role: Role::Admin,
+            scope: Scope::default().effective(Role::Admin),
+            actor: actor.to_string(),
+            user: None,
+            id: "operator".into(),
+            organisation_names: Vec::new(),
+        }
+    }
+
+    /// Admins and registrars issue; others may not.
+    pub fn may_issue(&self) -> Result<()> {
         match self.role {
-            Role::Admin => Ok(()),
-            Role::Registrar
-                if self.scope.allows_domain(domain)
-                    && self.scope.allows_organisation(organisation) =>
-            {
-                Ok(())
-            }
-            Role::Registrar if !self.scope.allows_domain(domain) => Err(Error::Forbidden(format!(
-                "this registrar may not issue for the domain {domain}"
-            ))),
-            Role::Registrar => Err(Error::Forbidden(
-                "this registrar may not issue for that subscriber organisation".into(),
-            )),
-            _ => Err(Error::Forbidden(format!(
-                "the '{}' role may not issue certificates",
-                self.role.as_str()
+            Role::Admin | Role::Registrar => Ok(()),
+            other => Err(Error::Forbidden(format!(
+                "the '{}' role may not issue or manage certificates",
+                other.as_str()
             ))),
         }
     }
 
+    /// Whether certificates of a holder in `domain`, bound as `binding`, are this principal's
+    /// to see and act on. A holder without a settled organisation is for admins only.
+    pub fn sees_holder(&self, domain: &str, binding: Option<&HolderBinding>) -> bool {
+        match self.role {
+            Role::Admin => true,
+            Role::Registrar => {
+                self.scope.domains.allows(domain)
+                    && binding.is_some_and(|b| {
+                        b.resolved() && self.scope.organisations.allows(&b.organisation)
+                    })
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether it may issue in `domain` at all (before any binding is known).
+    pub fn may_issue_in(&self, domain: &str) -> Result<()> {
+        self.may_issue()?;
+        if self.scope.domains.allows(domain) {
+            Ok(())
+        } else {
+            Err(Error::Forbidden(format!(
+                "this registrar may not issue for the domain {domain}"
+            )))
+        }
+    }
+
     pub fn sees_domain(&self, domain: &str) -> bool {
-        self.role == Role::Admin || self.scope.allows_domain(domain)
+        self.role == Role::Admin || (self.role == Role::Registrar && self.scope.domains.allows(domain))
     }
 
     pub fn may_use_bundle(&self, bundle: &str) -> bool {
-        self.role == Role::Admin || self.scope.allows_bundle(bundle)
+        self.role == Role::Admin || self.scope.bundles.allows(bundle)
     }
 
     /// Whether an anchor submission is this principal's to see: admins see all; a member
@@ -209,11 +362,18 @@ impl Principal {
             .user
             .as_ref()
             .is_some_and(|u| submitted_by.starts_with(&format!("{u} (")));
-        let by_organisation = self
-            .scope
-            .organisations
-            .iter()
-            .any(|o| o.trim().eq_ignore_ascii_case(organization.trim()));
+        let org = organization.trim();
+        let by_organisation = !org.is_empty()
+            && match &self.scope.organisations {
+                Limit::Only(ids) => {
+                    ids.contains(&org.to_ascii_lowercase())
+                        || self
+                            .organisation_names
+                            .iter()
+                            .any(|o| o.trim().eq_ignore_ascii_case(org))
+                }
+                Limit::Any => false,
+            };
         self.may_use_bundle(bundle) && (same(submitted_by) || by_user || by_organisation)
     }
 }
@@ -238,12 +398,15 @@ pub struct UserRecord {
 }
 
 impl UserRecord {
+    /// The user acting, before organisation names are filled in (see `Authority`).
     pub fn principal(&self) -> Principal {
         Principal {
             role: self.role,
-            scope: self.scope.clone(),
+            scope: self.scope.effective(self.role),
             actor: format!("{} ({})", self.username, self.role.as_str()),
             user: Some(self.username.clone()),
+            id: format!("user:{}", self.username),
+            organisation_names: Vec::new(),
         }
     }
 }
@@ -428,36 +591,68 @@ mod tests {
 
     #[test]
     fn registrar_scope_limits_domains_and_organisations() {
+        let known = Known {
+            domains: &["direct.example.com".into(), "other.example.org".into()],
+            organisations: &["good-clinic".into(), "bad-clinic".into()],
+            bundles: &["provider".into()],
+        };
         let scope = Scope {
             domains: vec!["Direct.Example.com".into()],
-            organisations: vec!["Good Clinic".into()],
+            organisations: vec!["Good-Clinic".into()],
             bundles: vec![],
         }
-        .validate(Role::Registrar, &["direct.example.com".into()])
+        .validate(Role::Registrar, &known)
         .unwrap();
         let p = Principal {
-            role: Role::Registrar,
-            scope,
-            actor: "r".into(),
-            user: None,
+            scope: scope.effective(Role::Registrar),
+            ..Principal::operator("r")
         };
-        assert!(p
-            .may_issue_for("direct.example.com", Some("good clinic"))
-            .is_ok());
-        assert!(p
-            .may_issue_for("other.example.com", Some("Good Clinic"))
-            .is_err());
-        assert!(p
-            .may_issue_for("direct.example.com", Some("Bad Clinic"))
-            .is_err());
-        assert!(p.may_issue_for("direct.example.com", None).is_err());
-        assert!(Scope::default().validate(Role::Registrar, &[]).is_err());
-        assert!(Scope {
-            domains: vec!["elsewhere.example.org".into()],
-            ..Scope::default()
+        let p = Principal {
+            role: Role::Registrar,
+            ..p
+        };
+        let binding = |org: &str| HolderBinding {
+            record_version: 1,
+            holder: "a@direct.example.com".into(),
+            organisation: org.into(),
+            bound_at: OffsetDateTime::UNIX_EPOCH,
+            bound_by: "t".into(),
+            conflicting_names: vec![],
+        };
+        assert!(p.sees_holder("direct.example.com", Some(&binding("good-clinic"))));
+        assert!(!p.sees_holder("direct.example.com", Some(&binding("bad-clinic"))));
+        assert!(!p.sees_holder("other.example.org", Some(&binding("good-clinic"))));
+        assert!(!p.sees_holder("direct.example.com", None));
+        let mut unresolved = binding("good-clinic");
+        unresolved.conflicting_names = vec!["Good Clinic".into(), "Bad Clinic".into()];
+        assert!(!p.sees_holder("direct.example.com", Some(&unresolved)));
+        assert!(Principal::operator("x").sees_holder("direct.example.com", Some(&unresolved)));
+        assert!(p.may_issue_in("other.example.org").is_err());
+        // No silent '*', and names must exist.
+        assert!(Scope::default().validate(Role::Registrar, &known).is_err());
+        assert!(Scope::default().validate(Role::Member, &known).is_err());
+        for bad in [
+            Scope { domains: vec!["elsewhere.example.org".into()], ..Scope::default() },
+            Scope { organisations: vec!["no-such-org".into()], ..Scope::default() },
+            Scope { domains: vec!["*".into()], bundles: vec!["nope".into()], ..Scope::default() },
+        ] {
+            assert!(bad.validate(Role::Registrar, &known).is_err());
         }
-        .validate(Role::Registrar, &["direct.example.com".into()])
-        .is_err());
+        // Organisations only: every domain, but only their holders.
+        let orgs_only = Scope { organisations: vec!["good-clinic".into()], ..Scope::default() }
+            .validate(Role::Registrar, &known)
+            .unwrap()
+            .effective(Role::Registrar);
+        assert!(orgs_only.domains.is_any());
+        // Intersection of a token's scope with its owner's.
+        let token = Scope { domains: vec!["*".into()], ..Scope::default() }.effective(Role::Registrar);
+        let owner = Scope { domains: vec!["other.example.org".into()], organisations: vec!["bad-clinic".into()], ..Scope::default() }
+            .effective(Role::Registrar);
+        let both = token.intersect(&owner);
+        assert!(both.domains.allows("other.example.org") && !both.domains.allows("direct.example.com"));
+        assert_eq!(both.organisations.single(), Some("bad-clinic"));
+        let disjoint = Limit::Only(["a".to_string()].into()).intersect(&Limit::Only(["b".to_string()].into()));
+        assert!(!disjoint.allows("a") && !disjoint.allows("b"));
     }
 
     #[test]

@@ -50,8 +50,29 @@ pub struct Config {
     pub crl: CrlConfig,
     pub api: ApiConfig,
     pub web: WebConfig,
+    /// Issuance controls: rate limits per user or token.
+    pub issuance: IssuanceConfig,
     /// Discovery publication: DNS CERT zone files and LDIF.
     pub publish: PublishConfig,
+}
+
+/// Limits on how fast one user or token may issue (the operator's CLI is not limited).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IssuanceConfig {
+    /// Certificates per user or token in any 60 seconds (a pair counts 2); 0 = no limit.
+    pub rate_limit_per_minute: u32,
+    /// Certificates per user or token in any 24 hours; 0 = no limit.
+    pub rate_limit_per_day: u32,
+}
+
+impl Default for IssuanceConfig {
+    fn default() -> Self {
+        IssuanceConfig {
+            rate_limit_per_minute: 60,
+            rate_limit_per_day: 2000,
+        }
+    }
 }
 
 /// TLS for the bundle endpoints (rustls; PEM files).
@@ -142,6 +163,7 @@ impl Default for Config {
             crl: CrlConfig::default(),
             api: ApiConfig::default(),
             web: WebConfig::default(),
+            issuance: IssuanceConfig::default(),
             publish: PublishConfig::default(),
         }
     }

@@ -30,6 +30,24 @@ pub enum Error {
     Unauthorised(String),
     #[error("forbidden: {0}")]
     Forbidden(String),
+    #[error("the holder belongs to another organisation: {0}")]
+    HolderOwnedElsewhere(String),
+    #[error("outside the organisation's domains: {0}")]
+    HolderOutsideOrganisation(String),
+    #[error("the holder's organisation is not settled: {0}")]
+    HolderUnresolved(String),
+    #[error("a domain-bound certificate needs the whole domain: {0}")]
+    DomainNotCovered(String),
+    #[error("the organisation is disabled: {0}")]
+    OrganisationDisabled(String),
+    #[error("an organisation is required: {0}")]
+    OrganisationRequired(String),
+    #[error("the token's owner can no longer act: {0}")]
+    OwnerDisabled(String),
+    #[error("rate limit reached: {message}")]
+    RateLimited { message: String, retry_after_secs: u64 },
+    #[error("the Idempotency-Key was used for a different request: {0}")]
+    IdempotencyKeyReused(String),
     #[error("certificate generation failed: {0}")]
     Generation(String),
     #[error("store error: {0}")]
@@ -66,6 +84,15 @@ impl Error {
             Error::Passphrase(_) => "passphrase_error",
             Error::Unauthorised(_) => "unauthorised",
             Error::Forbidden(_) => "forbidden",
+            Error::HolderOwnedElsewhere(_) => "holder_owned_elsewhere",
+            Error::HolderOutsideOrganisation(_) => "holder_outside_organisation",
+            Error::HolderUnresolved(_) => "holder_unresolved",
+            Error::DomainNotCovered(_) => "domain_not_covered",
+            Error::OrganisationDisabled(_) => "organisation_disabled",
+            Error::OrganisationRequired(_) => "organisation_required",
+            Error::OwnerDisabled(_) => "owner_disabled",
+            Error::RateLimited { .. } => "rate_limited",
+            Error::IdempotencyKeyReused(_) => "idempotency_key_reused",
             Error::Generation(_) => "generation_failed",
             Error::Store(_) => "store_error",
             Error::Locked(_) => "data_dir_locked",

@@ -16,6 +16,7 @@ pub mod http;
 pub mod inventory;
 pub mod keyseal;
 pub mod model;
+pub mod organisations;
 pub mod pkcs12;
 pub mod policy;
 pub mod publish;

@@ -831,6 +831,20 @@ fn signature_scheme(alg: &AlgorithmIdentifier<'_>) -> Option<(Scheme, Option<Dig
         .map(|(_, scheme, digest, name)| (*scheme, *digest, (*name).to_string()))
 }
 
+/// SHA-256 of a SubjectPublicKeyInfo (DER): the key index's key.
+pub fn spki_hash(spki_der: &[u8]) -> Vec<u8> {
+    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, spki_der)
+        .as_ref()
+        .to_vec()
+}
+
+/// SHA-256 of a certificate's SubjectPublicKeyInfo.
+pub fn spki_sha256(cert_der: &[u8]) -> Result<Vec<u8>, String> {
+    let (_, cert) =
+        X509Certificate::from_der(cert_der).map_err(|e| format!("not a DER certificate: {e}"))?;
+    Ok(spki_hash(cert.public_key().raw))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

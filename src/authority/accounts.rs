@@ -22,6 +22,8 @@ pub struct NewUser {
 /// A session as the HTTP layer sees it.
 pub struct SignedIn {
     pub user: UserRecord,
+    /// The user acting, with the organisation names of its scope.
+    pub principal: Principal,
     pub session: SessionRecord,
     /// The store key (hash of the cookie secret).
     pub key: String,
@@ -39,6 +41,86 @@ impl Authority {
             .collect()
     }
 
+    /// Checks a scope for a role against what exists: managed domains, organisations, bundles.
+    pub fn validate_scope(&self, scope: Scope, role: Role) -> Result<Scope> {
+        let domains = self.managed_names();
+        let organisations: Vec<String> = self
+            .store
+            .organisations()?
+            .into_iter()
+            .map(|o| o.id)
+            .collect();
+        let bundles: Vec<String> = self.inventory.bundles.keys().cloned().collect();
+        scope.validate(
+            role,
+            &accounts::Known {
+                domains: &domains,
+                organisations: &organisations,
+                bundles: &bundles,
+            },
+        )
+    }
+
+    /// Fills in the display names of the organisations a principal is limited to.
+    fn with_organisation_names(&self, mut principal: Principal) -> Result<Principal> {
+        if let accounts::Limit::Only(ids) = &principal.scope.organisations {
+            for id in ids {
+                if let Some(org) = self.store.organisation(id)? {
+                    principal.organisation_names.push(org.name);
+                }
+            }
+        }
+        Ok(principal)
+    }
+
+    /// The principal of a signed-in user.
+    pub fn user_principal(&self, user: &UserRecord) -> Result<Principal> {
+        self.with_organisation_names(user.principal())
+    }
+
+    /// The principal of a presented API token. A token acts for its owner: when the owner is
+    /// disabled or gone, or no longer holds the token's role, it is refused; its scope is the
+    /// intersection of its own and its owner's current scope.
+    pub fn authenticate(&self, secret: &str) -> Result<Principal> {
+        let token = self
+            .store
+            .token_by_hash(&token_hash(secret))?
+            .ok_or_else(|| Error::Unauthorised("unknown API token".into()))?;
+        if token.revoked_at.is_some() {
+            return Err(Error::Unauthorised("the API token was revoked".into()));
+        }
+        if token.expires_at.is_some_and(|t| t <= self.now()) {
+            return Err(Error::Unauthorised("the API token has expired".into()));
+        }
+        let mut principal = token_principal(&token)?;
+        if let Some(owner) = &token.owner {
+            let user = match self.store.user(owner)? {
+                Some(u) if u.disabled_at.is_none() => u,
+                Some(_) => {
+                    return Err(Error::OwnerDisabled(format!(
+                        "the user '{owner}' who created this token is disabled"
+                    )))
+                }
+                None => {
+                    return Err(Error::OwnerDisabled(format!(
+                        "the user '{owner}' who created this token no longer exists"
+                    )))
+                }
+            };
+            if user.role != Role::Admin && user.role != principal.role {
+                return Err(Error::OwnerDisabled(format!(
+                    "the user '{owner}' who created this {} token is now a {}",
+                    principal.role.as_str(),
+                    user.role.as_str()
+                )));
+            }
+            principal.scope = principal
+                .scope
+                .intersect(&user.scope.effective(user.role));
+        }
+        self.with_organisation_names(principal)
+    }
+
     pub fn session_limits(&self) -> SessionLimits {
         SessionLimits {
             idle: Duration::minutes(i64::from(self.config.web.session_idle_minutes)),
@@ -50,7 +132,7 @@ impl Authority {
     pub fn add_user(&self, new: NewUser, password: &str, actor: &str) -> Result<UserRecord> {
         accounts::check_username(&new.username)?;
         accounts::check_password(password)?;
-        let scope = new.scope.validate(new.role, &self.managed_names())?;
+        let scope = self.validate_scope(new.scope, new.role)?;
         let now = self.now();
         let user = UserRecord {
             record_version: RECORD_VERSION,
@@ -100,6 +182,39 @@ impl Authority {
         )?;
         self.store.purge_sessions(now, Some(username))?;
         Ok(())
+    }
+
+    /// Changes a user's role and/or scope. Takes effect at once for its sessions and for
+    /// every token it created (their scope is intersected with the owner's on each request).
+    pub fn edit_user(
+        &self,
+        username: &str,
+        role: Option<Role>,
+        scope: Option<Scope>,
+        actor: &str,
+    ) -> Result<UserRecord> {
+        let mut user = self.user(username)?;
+        let before = (user.role, user.scope.clone());
+        let role = role.unwrap_or(user.role);
+        let scope = scope.unwrap_or_else(|| user.scope.clone());
+        user.scope = self.validate_scope(scope, role)?;
+        user.role = role;
+        if (user.role, &user.scope) == (before.0, &before.1) {
+            return Ok(user);
+        }
+        let now = self.now();
+        self.store.update_user(
+            &user,
+            now,
+            AuditDraft::new(
+                actor,
+                "user.edit",
+                username,
+                json!({"before": {"role": before.0.as_str(), "scope": before.1},
+                       "after": {"role": user.role.as_str(), "scope": user.scope}}),
+            ),
+        )?;
+        Ok(user)
     }
 
     /// Disables (or re-enables) a user; disabling ends its sessions at once.
@@ -182,6 +297,7 @@ impl Authority {
             expires_at: (now + limits.idle).min(now + limits.absolute),
         };
         let key = token_hash(&secret);
+        let principal = self.user_principal(&user)?;
         self.store.put_session(&key, &session)?;
         self.store.audit(
             now,
@@ -192,7 +308,15 @@ impl Authority {
                 json!({"from": client}),
             ),
         )?;
-        Ok((secret, SignedIn { user, session, key }))
+        Ok((
+            secret,
+            SignedIn {
+                user,
+                principal,
+                session,
+                key,
+            },
+        ))
     }
 
     /// The live session for a cookie secret, refreshed on activity.
@@ -217,7 +341,13 @@ impl Authority {
             session.expires_at = session.refreshed_expiry(now, self.session_limits());
             self.store.put_session(&key, &session)?;
         }
-        Ok(SignedIn { user, session, key })
+        let principal = self.user_principal(&user)?;
+        Ok(SignedIn {
+            user,
+            principal,
+            session,
+            key,
+        })
     }
 
     pub fn sign_out(&self, signed_in: &SignedIn, client: &str) -> Result<()> {
@@ -244,7 +374,7 @@ impl Authority {
         owner: Option<&str>,
         actor: &str,
     ) -> Result<(Zeroizing<String>, TokenRecord)> {
-        let scope = scope.validate(role, &self.managed_names())?;
+        let scope = self.validate_scope(scope, role)?;
         let secret = Zeroizing::new(format!("anc_{}", accounts::random_secret()?));
         let now = self.now();
         let mut id = [0u8; 6];
@@ -304,9 +434,11 @@ pub fn token_principal(token: &TokenRecord) -> Result<Principal> {
     };
     Ok(Principal {
         role,
-        scope: token.scope.clone(),
+        scope: token.scope.effective(role),
         actor: format!("{label} ({} token {})", token.role, token.id),
         user: token.owner.clone(),
+        id: format!("token:{}", token.id),
+        organisation_names: Vec::new(),
     })
 }
 

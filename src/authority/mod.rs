@@ -10,7 +10,6 @@ use serde_json::json;
 use time::{Duration, OffsetDateTime};
 use zeroize::Zeroizing;
 
-use crate::accounts::Scope;
 use crate::audit::{self, AuditDraft, AuditReport};
 use crate::ca::{
     self, CaRecord, CaRole, EndEntitySpec, HierarchyOptions, ImportedCa, RevokedEntry, UnlockedCa,
@@ -24,17 +23,21 @@ use crate::model::{CertUsage, Fingerprint, RevocationReason, Serial};
 use crate::pkcs12;
 use crate::policy::issuance::{self, Approved, IssueRequest, PlannedKey};
 use crate::policy::profile::Profiles;
-use crate::store::{CertRecord, CrlRecord, Revocation, Store, TokenRecord, RECORD_VERSION};
+use crate::store::{CertRecord, CrlRecord, Revocation, Store, RECORD_VERSION};
 use crate::x509;
 
 mod accounts;
 mod bundles;
+mod certs;
 mod external;
 mod health;
+mod organisations;
 mod publish;
 
 pub use accounts::{audit_page, token_principal, NewUser, SignedIn};
 pub use bundles::{BundleSummary, Submission};
+pub use certs::{OrganisationRef, Ownership, IDEMPOTENCY_WINDOW};
+pub use organisations::{OrganisationChange, UnresolvedHolder};
 pub use external::{RefreshReport, SourceView, Staleness};
 pub use health::HealthProblem;
 pub use publish::{next_serial, LdifOutcome, ZoneOutcome, ZoneQueue};
@@ -66,6 +69,8 @@ pub struct Authority {
     zone_queue: publish::ZoneQueue,
     /// The issuing CA certificate's serial, read once (checked before every issuance).
     issuing_serial: std::sync::OnceLock<Serial>,
+    /// Recent issuances per principal, for the rate limits.
+    rate: certs::RateLimiter,
 }
 
 /// How `init` creates or imports the hierarchy.
@@ -108,6 +113,14 @@ pub struct IssueOutcome {
     pub certs: Vec<IssuedCert>,
     /// Present only when the server generated the password; shown once.
     pub generated_password: Option<Zeroizing<String>>,
+    /// The first result of an earlier request with the same idempotency key (no secrets).
+    pub replayed: bool,
+}
+
+/// What the issuance transaction did.
+enum Issued {
+    Fresh(IssueOutcome),
+    Replay(crate::store::IdempotencyRecord),
 }
 
 /// Status of a certificate at a given time.
@@ -125,6 +138,8 @@ pub struct CertView {
     #[serde(flatten)]
     pub record: CertRecord,
     pub binding: crate::model::Binding,
+    /// The organisation the holder belongs to (absent only for records without one).
+    pub organisation: Option<OrganisationRef>,
     pub status: CertStatus,
     pub revocation: Option<Revocation>,
 }
@@ -138,6 +153,8 @@ pub struct CertFilter {
     pub domain: Option<String>,
     pub status: Option<CertStatus>,
     pub expiring_within_days: Option<u32>,
+    /// Only holders bound to this organisation id.
+    pub organisation: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -168,6 +185,16 @@ impl Authority {
         let profiles = Profiles::load(config.policies_dir.as_deref())?;
         let inventory = Inventory::load(&config.bundles_dir)?;
         let store = Store::open(&config.data_dir)?;
+        if let Some(report) = store.migrate(clock.now())? {
+            tracing::warn!(
+                organisations = report.organisations,
+                holders = report.holders,
+                unresolved = report.unresolved,
+                "store migrated to schema {}; run `anchorage org check` to settle holders whose \
+                 certificates named different organisations",
+                report.to
+            );
+        }
         Ok(Authority {
             config,
             store,
@@ -180,6 +207,7 @@ impl Authority {
             ldif_lock: std::sync::Mutex::new(()),
             zone_queue: publish::ZoneQueue::default(),
             issuing_serial: std::sync::OnceLock::new(),
+            rate: certs::RateLimiter::default(),
         })
     }
 
@@ -414,13 +442,34 @@ impl Authority {
 
     // ---- issuance ----------------------------------------------------------------------
 
-    /// Checks, signs, stores (durably) and returns the certificates of one request.
+    /// Issues as the operator at the machine (the CLI with the data directory).
     pub fn issue(
         &self,
         request: &IssueRequest,
         p12_password: Option<Zeroizing<String>>,
     ) -> Result<IssueOutcome> {
-        let approved = self.approve(request)?;
+        let operator = crate::accounts::Principal::operator(&request.registrar);
+        self.issue_as(&operator, request, p12_password, None)
+    }
+
+    /// Checks, signs, stores (durably) and returns the certificates of one request whose
+    /// holder's organisation is decided.
+    fn issue_owned(
+        &self,
+        request: &IssueRequest,
+        ownership: Option<Ownership>,
+        p12_password: Option<Zeroizing<String>>,
+        mut idempotency: Option<(Vec<u8>, crate::store::IdempotencyRecord)>,
+    ) -> Result<Issued> {
+        let mut request = request.clone();
+        if let Some(o) = &ownership {
+            // The certificate names the holder's organisation as its record says.
+            request.subscriber.organization = Some(o.organisation.name.clone());
+        }
+        let approved = self.approve(&request)?;
+        let ownership = ownership.ok_or_else(|| {
+            Error::Generation("an approved request without an organisation".into())
+        })?;
         self.ensure_issuing_ca_valid()?;
         let signers = self.signers()?;
         let generated_password = match (&p12_password, has_generated_key(&approved)) {
@@ -433,8 +482,22 @@ impl Authority {
         };
         let (mut records, keys) = self.sign_plan(&approved, &signers.issuing)?;
         let serials: Vec<String> = records.iter().map(|r| r.serial.to_string()).collect();
+        let key_hashes = approved
+            .certs
+            .iter()
+            .zip(&keys)
+            .map(|(planned, key)| match (&planned.key, key) {
+                (PlannedKey::FromCsr(csr), _) => x509::spki_hash(&csr.spki_der),
+                (_, Some(key)) => x509::spki_hash(&key.subject_public_key_info()),
+                (_, None) => Vec::new(),
+            })
+            .filter(|h| !h.is_empty())
+            .collect();
+        if let Some((_, record)) = idempotency.as_mut() {
+            record.serials = records.iter().map(|r| r.serial.clone()).collect();
+        }
         let now = self.now();
-        self.store.insert_certs(
+        let inserted = self.store.insert_certs(
             &mut records,
             now,
             AuditDraft::new(
@@ -445,12 +508,23 @@ impl Authority {
                     "serials": serials,
                     "usage": approved.usage,
                     "profile": approved.profile.name,
+                    "organisation": ownership.organisation.id,
+                    "holder_bound": ownership.new,
                     "subscriber": approved.subscriber,
                     "proofing": approved.proofing,
                     "key_origin": if keys.iter().any(Option::is_some) { "generated" } else { "csr" },
                 }),
             ),
+            &crate::store::IssueWrite {
+                binding: ownership.binding.clone(),
+                key_hashes,
+                allow_key_reuse: approved.profile.allow_key_reuse,
+                idempotency,
+            },
         )?;
+        if let crate::store::Inserted::Replay(first) = inserted {
+            return Ok(Issued::Replay(first));
+        }
         self.store.flush()?;
         self.publish_after_change(approved.holder.domain());
         let password = p12_password.as_ref().or(generated_password.as_ref());
@@ -480,20 +554,23 @@ impl Authority {
                 pkcs12,
             });
         }
-        Ok(IssueOutcome {
+        Ok(Issued::Fresh(IssueOutcome {
             certs,
             generated_password,
-        })
+            replayed: false,
+        }))
     }
 
     /// Runs the issuance rules against the current store.
     pub fn approve(&self, request: &IssueRequest) -> Result<Approved> {
         let store = &self.store;
         let owner_of = |owner: &str| store.owner_holder(owner).ok().flatten();
+        let key_holder_of = |spki: &[u8]| store.key_holder(&x509::spki_hash(spki)).ok().flatten();
         let ctx = issuance::Context {
             profiles: &self.profiles,
             managed_domains: &self.config.managed_domains,
             owner_of: &owner_of,
+            key_holder_of: &key_holder_of,
         };
         issuance::check(request, &ctx).map_err(Error::Denied)
     }
@@ -610,6 +687,7 @@ impl Authority {
         };
         Ok(CertView {
             binding: record.holder.binding(),
+            organisation: self.organisation_ref(&record.holder.to_string())?,
             record,
             status,
             revocation,
@@ -659,6 +737,13 @@ impl Authority {
             if filter.status.is_some_and(|s| s != view.status) {
                 continue;
             }
+            if filter.organisation.as_ref().is_some_and(|o| {
+                view.organisation
+                    .as_ref()
+                    .is_none_or(|v| !v.id.eq_ignore_ascii_case(o.trim()))
+            }) {
+                continue;
+            }
             out.push(view);
         }
         out.sort_by(|a, b| {
@@ -677,6 +762,16 @@ impl Authority {
         serial: &Serial,
         reason: RevocationReason,
         actor: &str,
+    ) -> Result<Revocation> {
+        self.revoke_checked(serial, reason, actor, &|_, _| true)
+    }
+
+    fn revoke_checked(
+        &self,
+        serial: &Serial,
+        reason: RevocationReason,
+        actor: &str,
+        visible: &dyn Fn(&CertRecord, Option<&crate::organisations::HolderBinding>) -> bool,
     ) -> Result<Revocation> {
         let record = self
             .store
@@ -699,6 +794,7 @@ impl Authority {
                 serial.to_string(),
                 json!({"holder": record.holder.to_string(), "reason": reason.as_str()}),
             ),
+            visible,
         )?;
         self.store.flush()?;
         self.publish_after_change(record.holder.domain());
@@ -770,6 +866,7 @@ impl Authority {
                 serial.to_string(),
                 json!({"ca": CaRole::Issuing.as_str(), "reason": reason.as_str()}),
             ),
+            &|_, _| true,
         )?;
         self.store.flush()?;
         let crl = self.publish_crl(CaRole::Root)?;
@@ -865,34 +962,6 @@ impl Authority {
     }
 
     // ---- tokens ------------------------------------------------------------------------
-
-    /// Creates an API token with the widest scope of its role (every managed domain, every
-    /// bundle); the secret is returned once and only its hash is stored.
-    pub fn create_token(
-        &self,
-        role: &str,
-        label: &str,
-        valid_days: Option<u32>,
-        actor: &str,
-    ) -> Result<(Zeroizing<String>, TokenRecord)> {
-        let role = crate::accounts::Role::parse(role)?;
-        self.create_scoped_token(role, Scope::widest(role), label, valid_days, None, actor)
-    }
-
-    /// Finds the live token for a presented secret.
-    pub fn authenticate(&self, secret: &str) -> Result<TokenRecord> {
-        let record = self
-            .store
-            .token_by_hash(&token_hash(secret))?
-            .ok_or_else(|| Error::Unauthorised("unknown API token".into()))?;
-        if record.revoked_at.is_some() {
-            return Err(Error::Unauthorised("the API token was revoked".into()));
-        }
-        if record.expires_at.is_some_and(|t| t <= self.now()) {
-            return Err(Error::Unauthorised("the API token has expired".into()));
-        }
-        Ok(record)
-    }
 
     // ---- audit -------------------------------------------------------------------------
 

@@ -23,7 +23,8 @@ pub struct ScopeArgs {
     /// Registrar: a managed domain it may issue for (repeatable; '*' = all).
     #[arg(long = "domain")]
     pub domains: Vec<String>,
-    /// Registrar: a subscriber organisation it may issue for (repeatable; none = any).
+    /// Registrar: an organisation id it works for (repeatable; none = any organisation in its
+    /// domains). Member: an organisation whose anchor submissions it also sees.
     #[arg(long = "organisation", alias = "organization")]
     pub organisations: Vec<String>,
     /// Member: a bundle it may submit to (repeatable; '*' = all).
@@ -32,6 +33,10 @@ pub struct ScopeArgs {
 }
 
 impl ScopeArgs {
+    fn given(&self) -> bool {
+        !(self.domains.is_empty() && self.organisations.is_empty() && self.bundles.is_empty())
+    }
+
     fn scope(self) -> Scope {
         Scope {
             domains: self.domains,
@@ -66,7 +71,16 @@ pub enum UserCommand {
         #[arg(long)]
         password_file: Option<PathBuf>,
     },
-    /// Disable a user (ends its sessions).
+    /// Change a user's role and/or scope (the scope options replace the whole scope). Takes
+    /// effect at once for its sessions and every token it created.
+    Edit {
+        username: String,
+        #[arg(long)]
+        role: Option<String>,
+        #[command(flatten)]
+        scope: ScopeArgs,
+    },
+    /// Disable a user (ends its sessions; its tokens stop working).
     Disable { username: String },
     /// Enable a disabled user.
     Enable { username: String },
@@ -83,8 +97,8 @@ pub enum TokenCommand {
         /// Expiry in days (default: 365).
         #[arg(long, default_value_t = 365)]
         valid_days: u32,
-        /// Without scope options a registrar token may issue for every managed domain and a
-        /// member token may submit to every bundle.
+        /// A registrar token needs --domain (or '*') and/or --organisation, a member token
+        /// --bundle (or '*'): there is no implicit scope.
         #[command(flatten)]
         scope: ScopeArgs,
     },
@@ -228,6 +242,21 @@ fn user_remote(url: &str, token: &str, cmd: UserCommand, out: Output) -> Result<
                 None => format!("password of {username} changed; its sessions ended"),
             })
         }
+        UserCommand::Edit {
+            username,
+            role,
+            scope,
+        } => {
+            let mut body = json!({});
+            if let Some(role) = role {
+                body["role"] = json!(role);
+            }
+            if scope.given() {
+                body["scope"] = json!(scope.scope());
+            }
+            let v = call(url, token, post, &format!("/users/{username}"), Some(body))?;
+            emit(out, v.clone(), || user_text(&v))
+        }
         UserCommand::Disable { username } => {
             let v = call(
                 url,
@@ -297,6 +326,17 @@ fn user_direct(authority: &Authority, cmd: UserCommand, out: Output) -> Result<(
                     format!("password of {username} changed; its sessions ended")
                 }
             })
+        }
+        UserCommand::Edit {
+            username,
+            role,
+            scope,
+        } => {
+            let role = role.as_deref().map(Role::parse).transpose()?;
+            let scope = scope.given().then(|| scope.scope());
+            let user = authority.edit_user(&username, role, scope, &cli_actor())?;
+            let v = user_json(&user);
+            emit(out, v.clone(), || user_text(&v))
         }
         UserCommand::Disable { username } => set_disabled(authority, &username, true, out),
         UserCommand::Enable { username } => set_disabled(authority, &username, false, out),
@@ -371,14 +411,6 @@ fn tokens_text(v: &Value) -> String {
         .unwrap_or_default()
 }
 
-fn widest_if_empty(role: Role, scope: Scope) -> Scope {
-    if scope == Scope::default() {
-        Scope::widest(role)
-    } else {
-        scope
-    }
-}
-
 fn token_remote(url: &str, token: &str, cmd: TokenCommand, out: Output) -> Result<()> {
     let post = reqwest::Method::POST;
     match cmd {
@@ -388,9 +420,9 @@ fn token_remote(url: &str, token: &str, cmd: TokenCommand, out: Output) -> Resul
             valid_days,
             scope,
         } => {
-            let r = Role::parse(&role)?;
+            Role::parse(&role)?;
             let body = json!({"role": role, "label": label, "valid_days": valid_days,
-                              "scope": widest_if_empty(r, scope.scope())});
+                              "scope": scope.scope()});
             let v = call(url, token, post, "/tokens", Some(body))?;
             emit(out, v.clone(), || token_created_text(&v))
         }
@@ -418,7 +450,7 @@ fn token_direct(authority: &Authority, cmd: TokenCommand, out: Output) -> Result
             let role = Role::parse(&role)?;
             let (secret, record) = authority.create_scoped_token(
                 role,
-                widest_if_empty(role, scope.scope()),
+                scope.scope(),
                 &label,
                 Some(valid_days),
                 None,

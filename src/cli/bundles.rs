@@ -161,6 +161,12 @@ pub(super) fn remote_error(value: &Value, fallback: fn(String) -> Error) -> Erro
         "invalid_input" | "body_too_large" => Error::InvalidInput(message),
         "forbidden" => Error::Forbidden(message),
         "unauthorised" => Error::Unauthorised(message),
+        "holder_owned_elsewhere" => Error::HolderOwnedElsewhere(message),
+        "holder_outside_organisation" => Error::HolderOutsideOrganisation(message),
+        "holder_unresolved" => Error::HolderUnresolved(message),
+        "domain_not_covered" => Error::DomainNotCovered(message),
+        "organisation_disabled" => Error::OrganisationDisabled(message),
+        "organisation_required" => Error::OrganisationRequired(message),
         _ => fallback(message),
     }
 }

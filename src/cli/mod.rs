@@ -23,6 +23,7 @@ use crate::x509;
 
 mod accounts;
 mod bundles;
+mod organisations;
 mod publish;
 mod refresh;
 
@@ -83,6 +84,12 @@ pub enum Command {
     /// Users of the web interface.
     #[command(subcommand)]
     User(accounts::UserCommand),
+    /// Organisations and the domains they may hold identifiers in.
+    #[command(subcommand)]
+    Org(organisations::OrgCommand),
+    /// Which organisation an address or domain belongs to; transfers.
+    #[command(subcommand)]
+    Holder(organisations::HolderCommand),
     /// The hash-chained audit log: verify, export.
     #[command(subcommand)]
     Audit(accounts::AuditCommand),
@@ -172,6 +179,9 @@ pub enum CertCommand {
         status: Option<StatusArg>,
         #[arg(long)]
         expiring_within_days: Option<u32>,
+        /// Only holders bound to this organisation (id).
+        #[arg(long = "organisation", alias = "organization")]
+        organisation: Option<String>,
     },
     /// Show one certificate.
     Show {
@@ -226,8 +236,11 @@ pub struct IssueArgs {
     /// Subscriber (organisation or person) name; default: the address or domain.
     #[arg(long)]
     pub subscriber: Option<String>,
-    #[arg(long)]
-    pub organization: Option<String>,
+    /// The organisation (id or name) the holder belongs to; needed for a holder's first
+    /// certificate unless an organisation owns the whole domain. Later certificates take it
+    /// from the holder's binding.
+    #[arg(long = "organisation", alias = "organization")]
+    pub organisation: Option<String>,
     /// Registrar name; default: cli:<login>.
     #[arg(long)]
     pub registrar: Option<String>,
@@ -318,6 +331,8 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Token(cmd) => accounts::token(config, cmd, out),
         Command::User(cmd) => accounts::user(config, cmd, out),
+        Command::Org(cmd) => organisations::org(config, cmd, out),
+        Command::Holder(cmd) => organisations::holder(config, cmd, out),
         Command::Anchor(cmd) => bundles::anchor(config, cmd, out),
         Command::Bundle(cmd) => bundles::bundle(config, cmd, out),
         Command::Publish(cmd) => publish::publish(config, cmd, out),
@@ -577,6 +592,23 @@ fn serve(
         )?;
         // Re-open only here: the store is locked while `authority` is alive.
         authority = Authority::open(config.clone(), Arc::new(SystemClock))?;
+        if config.managed_domains.iter().map(|d| d.as_str()).eq([config::EVALUATION_DOMAIN]) {
+            // So the issuance form works out of the box: one organisation owning the
+            // evaluation domain.
+            authority.add_organisation(
+                &crate::accounts::Principal::operator("system"),
+                "evaluation",
+                crate::authority::OrganisationChange {
+                    name: Some("Evaluation organisation".into()),
+                    contacts: None,
+                    domains: Some(vec![config::EVALUATION_DOMAIN.into()]),
+                },
+            )?;
+            println!(
+                "created the organisation 'evaluation', owning {}",
+                config::EVALUATION_DOMAIN
+            );
+        }
     }
     let (passphrase, source) = authority.passphrase(false)?;
     authority.unlock(&passphrase)?;
@@ -755,6 +787,7 @@ fn cert(authority: Authority, cmd: CertCommand, out: Output) -> Result<()> {
             domain,
             status,
             expiring_within_days,
+            organisation,
         } => {
             let filter = CertFilter {
                 search: None,
@@ -767,6 +800,7 @@ fn cert(authority: Authority, cmd: CertCommand, out: Output) -> Result<()> {
                     StatusArg::NotYetValid => CertStatus::NotYetValid,
                 }),
                 expiring_within_days,
+                organisation,
             };
             let certs = authority.certs(&filter)?;
             emit(
@@ -809,8 +843,10 @@ fn cert(authority: Authority, cmd: CertCommand, out: Output) -> Result<()> {
             emit(out, value, || {
                 let r = &view.record;
                 format!(
-                    "serial:        {}\nholder:        {} ({}-bound)\nusage:         {}\nstatus:        {:?}\nprofile:       {} ({}, {})\nsubscriber:    {}{}\nregistrar:     {}\nproofing:      {} / evidence {}\nkey:           {} ({})\nvalidity:      {} .. {}\nSHA-256:       {}\n{}",
-                    r.serial, r.holder, r.holder.binding().as_str(), r.usage.as_str(), view.status,
+                    "serial:        {}\nholder:        {} ({}-bound)\norganisation:  {}\nusage:         {}\nstatus:        {:?}\nprofile:       {} ({}, {})\nsubscriber:    {}{}\nregistrar:     {}\nproofing:      {} / evidence {}\nkey:           {} ({})\nvalidity:      {} .. {}\nSHA-256:       {}\n{}",
+                    r.serial, r.holder, r.holder.binding().as_str(),
+                    view.organisation.as_ref().map(|o| format!("{} ({}){}", o.id, o.name, if o.unresolved { " [unresolved: see org check]" } else { "" })).unwrap_or_else(|| "-".into()),
+                    r.usage.as_str(), view.status,
                     r.profile, r.level_of_assurance, r.category,
                     r.subscriber.name, r.subscriber.organization.as_ref().map(|o| format!(" ({o})")).unwrap_or_default(),
                     r.registrar, r.proofing.method, r.proofing.evidence_reference,
@@ -832,6 +868,7 @@ fn list_json(c: &CertView) -> serde_json::Value {
         "not_after": c.record.not_after.to_string(),
         "fingerprint": c.record.fingerprint,
         "subscriber": c.record.subscriber,
+        "organisation": c.organisation,
         "registrar": c.record.registrar,
     })
 }
@@ -874,8 +911,9 @@ fn issue(authority: &Authority, args: IssueArgs, out: Output) -> Result<()> {
                 .subscriber
                 .clone()
                 .unwrap_or_else(|| holder.trim().to_ascii_lowercase()),
-            organization: args.organization.clone(),
+            organization: None,
         },
+        organisation: args.organisation.clone(),
         registrar: args.registrar.clone().unwrap_or_else(cli_actor),
         proofing: Proofing {
             method: args
@@ -890,6 +928,10 @@ fn issue(authority: &Authority, args: IssueArgs, out: Output) -> Result<()> {
         },
     };
     // Rules first, so a refused request never needs the passphrase.
+    authority.ownership(
+        &crate::accounts::Principal::operator(&request.registrar),
+        &request,
+    )?;
     authority.approve(&request)?;
     let password = args
         .p12_password_file

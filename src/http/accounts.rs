@@ -19,7 +19,7 @@ use crate::store::TokenRecord;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/users", get(list_users).post(add_user))
-        .route("/users/{name}", get(show_user))
+        .route("/users/{name}", get(show_user).post(edit_user))
         .route("/users/{name}/disable", post(disable_user))
         .route("/users/{name}/enable", post(enable_user))
         .route("/users/{name}/password", post(set_password))
@@ -165,6 +165,45 @@ async fn add_user(
         axum::http::HeaderValue::from_static("no-store"),
     );
     Ok(r)
+}
+
+/// A change of a user's role and/or scope (absent fields stay).
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EditUserBody {
+    /// `admin`, `registrar`, `member` or `dns_operator`.
+    pub role: Option<String>,
+    pub scope: Option<Scope>,
+}
+
+/// Change a user's role or scope. Takes effect at once for its sessions and every token it
+/// created.
+#[utoipa::path(
+    post,
+    path = "/api/v1/users/{name}",
+    operation_id = "edit_user",
+    tag = "accounts",
+    security(("bearer" = [])),
+    params(("name" = String, Path, description = "Username")),
+    request_body = EditUserBody,
+    responses(
+        (status = 200, description = "The user as changed", body = UserJson),
+        (status = 400, description = "Unknown role, or a scope naming nothing that exists", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "Only administrators manage users", body = ErrorBody),
+        (status = 404, description = "No such user", body = ErrorBody),
+    )
+)]
+async fn edit_user(
+    State(state): State<AppState>,
+    caller: Allowed<Admins>,
+    Path(name): Path<String>,
+    ApiJson(body): ApiJson<EditUserBody>,
+) -> Result<Json<UserJson>, ApiError> {
+    let role = body.role.as_deref().map(Role::parse).transpose()?;
+    let (authority, actor) = (state.authority.clone(), caller.actor());
+    let user = blocking(move || authority.edit_user(&name, role, body.scope, &actor)).await?;
+    Ok(Json(UserJson::from(&user)))
 }
 
 /// A user just created, with the password when the server generated it (shown once).
@@ -385,8 +424,9 @@ pub struct NewTokenBody {
     pub label: String,
     /// Days until expiry (default 90, at most 3650).
     pub valid_days: Option<u32>,
-    /// Without a scope a registrar token may issue for every managed domain and a member
-    /// token may submit to every bundle.
+    /// Required for registrar tokens (domains and/or organisations) and member tokens
+    /// (bundles); `*` must be written out. The token's effective scope is always also limited
+    /// by its creator's current scope.
     pub scope: Option<Scope>,
 }
 
@@ -415,7 +455,8 @@ async fn add_token(
     if !(1..=3650).contains(&days) {
         return Err(Error::InvalidInput("valid_days must be 1 to 3650".into()).into());
     }
-    let scope = body.scope.unwrap_or_else(|| Scope::widest(role));
+    // No silent '*': registrar and member tokens must name their scope.
+    let scope = body.scope.unwrap_or_default();
     let owner = caller.principal().user.clone();
     let (authority, actor) = (state.authority.clone(), caller.actor());
     let (secret, record) = blocking(move || {

@@ -2,7 +2,7 @@
 //! and CA status. Same rules as the CLI because both call `authority`.
 
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -10,7 +10,7 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use super::{Allowed, ApiError, ApiJson, AppState, ErrorBody, Issuers};
+use super::{Allowed, ApiError, ApiJson, AppState, Caller, ErrorBody, Issuers};
 use crate::authority::{CaStatus, CertFilter, CertStatus, CertView, IssuedCert};
 use crate::error::Error;
 use crate::model::{RevocationReason, Serial};
@@ -23,7 +23,9 @@ pub fn routes() -> Router<AppState> {
         .route("/certificates/{serial}", get(show))
         .route("/certificates/{serial}/pem", get(pem))
         .route("/certificates/{serial}/der", get(der))
+        .route("/certificates/{serial}/chain", get(chain))
         .route("/certificates/{serial}/revoke", post(revoke))
+        .route("/certificates/{serial}/renew", post(renew))
         .route("/ca", get(ca_status))
 }
 
@@ -52,6 +54,10 @@ pub struct IssueBody {
     /// Optional PKCS#12 password; generated and returned once when absent.
     pub p12_password: Option<String>,
     pub subscriber: Subscriber,
+    /// The organisation (id) the holder belongs to. Needed for a holder's first certificate
+    /// when the caller works for several organisations; later certificates take it from the
+    /// holder's binding, and naming another one is refused (409 `holder_owned_elsewhere`).
+    pub organisation: Option<String>,
     pub proofing: Proofing,
 }
 
@@ -78,31 +84,18 @@ pub struct IssueResponse {
     pub p12_password: Option<String>,
 }
 
-/// The health domain a request is for, as far as it can be read; malformed input is left
-/// to the issuance policy, which names the problem.
-pub fn request_domain(address: Option<&str>, domain: Option<&str>) -> Option<String> {
-    match (address, domain) {
-        (Some(a), _) => a
-            .trim()
-            .rsplit_once('@')
-            .map(|(_, d)| d.trim_end_matches('.').to_ascii_lowercase()),
-        (None, Some(d)) => Some(d.trim().trim_end_matches('.').to_ascii_lowercase()),
-        (None, None) => None,
-    }
-}
-
-/// A certificate the caller may see: out-of-scope ones are reported as not found, so a
-/// registrar learns nothing about other domains.
-pub fn scoped_cert(
-    state: &AppState,
-    principal: &crate::accounts::Principal,
-    serial: &Serial,
-) -> Result<CertView, ApiError> {
-    let view = state.authority.cert(serial)?;
-    if principal.sees_domain(view.record.holder.domain().as_str()) {
-        Ok(view)
-    } else {
-        Err(Error::NotFound(format!("no certificate with serial {}", serial.as_str())).into())
+/// The `Idempotency-Key` header, when sent.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    match headers.get("idempotency-key") {
+        None => Ok(None),
+        Some(v) => v
+            .to_str()
+            .map(|k| Some(k.trim().to_string()))
+            .map_err(|_| {
+                ApiError(Error::InvalidInput(
+                    "the Idempotency-Key must be visible ASCII".into(),
+                ))
+            }),
     }
 }
 
@@ -128,40 +121,21 @@ pub fn csr_bytes(text: &str) -> Vec<u8> {
         (status = 201, description = "Issued; PKCS#12 files and password are shown only in this response", body = IssueResponse),
         (status = 400, description = "Malformed body, or neither/both of csr and keygen", body = ErrorBody),
         (status = 401, description = "No valid bearer token", body = ErrorBody),
-        (status = 403, description = "Role or scope does not allow issuing for this domain or organisation", body = ErrorBody),
-        (status = 409, description = "The DNS owner name is held by another certificate", body = ErrorBody),
+        (status = 403, description = "Role or scope does not allow issuing for this domain or organisation (`forbidden`, `domain_not_covered`)", body = ErrorBody),
+        (status = 409, description = "The holder belongs to another organisation (`holder_owned_elsewhere`), lies outside the organisation's domains (`holder_outside_organisation`), is unsettled (`holder_unresolved`), or its organisation is disabled (`organisation_disabled`)", body = ErrorBody),
         (status = 413, description = "Body over the size limit", body = ErrorBody),
-        (status = 422, description = "Refused by the issuance policy; `reasons` lists every failed rule", body = ErrorBody),
-    )
+        (status = 422, description = "Refused by the issuance policy (`request_denied`; `reasons` lists every failed rule, e.g. `key_reused`), no organisation could be determined (`organisation_required`), or the Idempotency-Key was used for another request (`idempotency_key_reused`)", body = ErrorBody),
+        (status = 429, description = "Rate limit reached (`rate_limited`); see Retry-After", body = ErrorBody),
+    ),
+    params(("Idempotency-Key" = Option<String>, Header, description = "A repeat within 24 hours returns the first result (same serials, status 201, header Idempotent-Replayed: true, no PKCS#12)")),
 )]
 async fn issue(
     State(state): State<AppState>,
     caller: Allowed<Issuers>,
+    headers: HeaderMap,
     ApiJson(body): ApiJson<IssueBody>,
 ) -> Result<Response, ApiError> {
-    if let Some(domain) = request_domain(body.address.as_deref(), body.domain.as_deref()) {
-        caller
-            .principal()
-            .may_issue_for(&domain, body.subscriber.organization.as_deref())?;
-    }
-    let key = match (body.keygen, &body.csr) {
-        (true, None) => KeySource::Generate,
-        (false, Some(csr)) => KeySource::Csr {
-            signing: csr_bytes(csr),
-            encryption: body.encryption_csr.as_deref().map(csr_bytes),
-        },
-        (true, Some(_)) => {
-            return Err(
-                Error::InvalidInput("give either csr or keygen: true, not both".into()).into(),
-            )
-        }
-        (false, None) => {
-            return Err(Error::InvalidInput(
-                "give a csr, or keygen: true for a server-generated key".into(),
-            )
-            .into())
-        }
-    };
+    let key = key_source(body.keygen, body.csr.as_deref(), body.encryption_csr.as_deref())?;
     let request = IssueRequest {
         address: body.address,
         domain: body.domain,
@@ -170,14 +144,50 @@ async fn issue(
         category: body.category,
         key,
         subscriber: body.subscriber,
+        organisation: body.organisation,
         registrar: caller.actor(),
         proofing: body.proofing,
     };
     let password = body.p12_password.map(Zeroizing::new);
+    issue_response(&state, &caller, request, password, idempotency_key(&headers)?).await
+}
+
+fn key_source(
+    keygen: bool,
+    csr: Option<&str>,
+    encryption_csr: Option<&str>,
+) -> Result<KeySource, ApiError> {
+    match (keygen, csr) {
+        (true, None) => Ok(KeySource::Generate),
+        (false, Some(csr)) => Ok(KeySource::Csr {
+            signing: csr_bytes(csr),
+            encryption: encryption_csr.map(csr_bytes),
+        }),
+        (true, Some(_)) => Err(Error::InvalidInput(
+            "give either csr or keygen: true, not both".into(),
+        )
+        .into()),
+        (false, None) => Err(Error::InvalidInput(
+            "give a csr, or keygen: true for a server-generated key".into(),
+        )
+        .into()),
+    }
+}
+
+/// Issues as the caller and answers 201 with the certificates (and, once, the PKCS#12).
+async fn issue_response(
+    state: &AppState,
+    caller: &Caller,
+    request: IssueRequest,
+    password: Option<Zeroizing<String>>,
+    idempotency: Option<String>,
+) -> Result<Response, ApiError> {
     let authority = state.authority.clone();
-    let outcome = tokio::task::spawn_blocking(move || authority.issue(&request, password))
-        .await
-        .map_err(|e| Error::Generation(format!("issuance task failed: {e}")))??;
+    let principal = caller.principal().clone();
+    let outcome = super::blocking(move || {
+        authority.issue_as(&principal, &request, password, idempotency.as_deref())
+    })
+    .await?;
     let serials: Vec<Serial> = outcome.certs.iter().map(|c| c.serial.clone()).collect();
     let pkcs12 = outcome
         .certs
@@ -190,6 +200,7 @@ async fn issue(
             })
         })
         .collect();
+    let replayed = outcome.replayed;
     let response = IssueResponse {
         serial: serials
             .first()
@@ -203,7 +214,79 @@ async fn issue(
     let mut r = (StatusCode::CREATED, Json(response)).into_response();
     r.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if replayed {
+        r.headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
     Ok(r)
+}
+
+/// A renewal: a new certificate for the same holder, usage and subscriber, with a new key.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RenewBody {
+    /// PEM, or base64 of DER: the new key's CSR.
+    pub csr: Option<String>,
+    /// The encryption certificate's CSR of a `pair`.
+    pub encryption_csr: Option<String>,
+    /// The server generates the new key(s).
+    #[serde(default)]
+    pub keygen: bool,
+    pub p12_password: Option<String>,
+    /// The identity proofing, confirmed again for the renewal.
+    pub proofing: Proofing,
+}
+
+/// Renew a certificate: same holder (and organisation), usage, profile and subscriber.
+#[utoipa::path(
+    post,
+    path = "/api/v1/certificates/{serial}/renew",
+    operation_id = "renew_certificate",
+    tag = "certificates",
+    security(("bearer" = [])),
+    params(("serial" = String, Path, description = "Serial number of the certificate to renew")),
+    request_body = RenewBody,
+    responses(
+        (status = 201, description = "Issued", body = IssueResponse),
+        (status = 400, description = "Malformed body", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "Role may not issue", body = ErrorBody),
+        (status = 404, description = "No such certificate in the caller's scope", body = ErrorBody),
+        (status = 409, description = "The holder's organisation forbids it", body = ErrorBody),
+        (status = 422, description = "Refused by the issuance policy", body = ErrorBody),
+        (status = 429, description = "Rate limit reached; see Retry-After", body = ErrorBody),
+    )
+)]
+async fn renew(
+    State(state): State<AppState>,
+    caller: Allowed<Issuers>,
+    headers: HeaderMap,
+    Path(serial): Path<String>,
+    ApiJson(body): ApiJson<RenewBody>,
+) -> Result<Response, ApiError> {
+    let old = state
+        .authority
+        .cert_for(caller.principal(), &serial_of(&serial)?)?;
+    let key = key_source(body.keygen, body.csr.as_deref(), body.encryption_csr.as_deref())?;
+    let r = &old.record;
+    let (address, domain) = match old.binding {
+        crate::model::Binding::Address => (Some(r.holder.to_string()), None),
+        crate::model::Binding::Domain => (None, Some(r.holder.to_string())),
+    };
+    let request = IssueRequest {
+        address,
+        domain,
+        usage: r.requested_usage.as_str().to_string(),
+        profile: Some(r.profile.clone()),
+        category: Some(r.category.clone()),
+        key,
+        subscriber: r.subscriber.clone(),
+        organisation: old.organisation.as_ref().map(|o| o.id.clone()),
+        registrar: caller.actor(),
+        proofing: body.proofing,
+    };
+    let password = body.p12_password.map(Zeroizing::new);
+    issue_response(&state, &caller, request, password, idempotency_key(&headers)?).await
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -220,6 +303,8 @@ pub struct ListQuery {
     pub status: Option<String>,
     /// Only certificates that expire within this many days.
     pub expiring_within_days: Option<u32>,
+    /// Only holders bound to this organisation (id).
+    pub organisation: Option<String>,
     /// Page size (default 1000, at most 10000); `X-Total-Count` gives the total.
     pub limit: Option<usize>,
     /// Certificates to skip (for the next page, see the `Link: rel="next"` header).
@@ -284,12 +369,12 @@ async fn list(
         domain: q.domain.clone(),
         status: q.status.as_deref().map(parse_status).transpose()?,
         expiring_within_days: q.expiring_within_days,
+        organisation: q.organisation.clone(),
     };
     let principal = caller.principal().clone();
     let authority = state.authority.clone();
     let (total, page) = super::blocking(move || {
-        let mut views = authority.certs(&filter)?;
-        views.retain(|v| principal.sees_domain(v.record.holder.domain().as_str()));
+        let views = authority.certs_for(&principal, &filter)?;
         let total = views.len();
         let page: Vec<CertView> = views.into_iter().skip(offset).take(limit).collect();
         Ok((total, page))
@@ -310,6 +395,7 @@ async fn list(
             ("holder", &q.holder),
             ("domain", &q.domain),
             ("status", &q.status),
+            ("organisation", &q.organisation),
         ] {
             if let Some(v) = v {
                 next.push_str(&format!(
@@ -353,7 +439,9 @@ async fn show(
     caller: Allowed<Issuers>,
     Path(serial): Path<String>,
 ) -> Result<Json<CertJson>, ApiError> {
-    let view = scoped_cert(&state, caller.principal(), &serial_of(&serial)?)?;
+    let view = state
+        .authority
+        .cert_for(caller.principal(), &serial_of(&serial)?)?;
     let pem = x509::to_pem("CERTIFICATE", &view.record.der);
     Ok(Json(CertJson { view, pem }))
 }
@@ -379,7 +467,9 @@ async fn pem(
     caller: Allowed<Issuers>,
     Path(serial): Path<String>,
 ) -> Result<Response, ApiError> {
-    let view = scoped_cert(&state, caller.principal(), &serial_of(&serial)?)?;
+    let view = state
+        .authority
+        .cert_for(caller.principal(), &serial_of(&serial)?)?;
     let mut r = x509::to_pem("CERTIFICATE", &view.record.der).into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -409,11 +499,49 @@ async fn der(
     caller: Allowed<Issuers>,
     Path(serial): Path<String>,
 ) -> Result<Response, ApiError> {
-    let view = scoped_cert(&state, caller.principal(), &serial_of(&serial)?)?;
+    let view = state
+        .authority
+        .cert_for(caller.principal(), &serial_of(&serial)?)?;
     let mut r = view.record.der.into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/pkix-cert"),
+    );
+    Ok(r)
+}
+
+/// Download one certificate with its CA chain (issuing CA, then root), PEM.
+#[utoipa::path(
+    get,
+    path = "/api/v1/certificates/{serial}/chain",
+    operation_id = "get_certificate_chain",
+    tag = "certificates",
+    security(("bearer" = [])),
+    params(("serial" = String, Path, description = "Serial number, hex (colons and 0x allowed)")),
+    responses(
+        (status = 200, description = "The certificate, the issuing CA and the root, PEM", body = String, content_type = "application/x-pem-file"),
+        (status = 400, description = "Not a serial number", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "Role may not read certificates", body = ErrorBody),
+        (status = 404, description = "No such certificate in the caller's scope", body = ErrorBody),
+    )
+)]
+async fn chain(
+    State(state): State<AppState>,
+    caller: Allowed<Issuers>,
+    Path(serial): Path<String>,
+) -> Result<Response, ApiError> {
+    let view = state
+        .authority
+        .cert_for(caller.principal(), &serial_of(&serial)?)?;
+    let mut text = x509::to_pem("CERTIFICATE", &view.record.der);
+    for der in state.authority.ca_chain()? {
+        text.push_str(&x509::to_pem("CERTIFICATE", &der));
+    }
+    let mut r = text.into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-pem-file"),
     );
     Ok(r)
 }
@@ -455,12 +583,10 @@ async fn revoke(
     let reason =
         RevocationReason::parse(&body.reason).map_err(|e| ApiError(Error::InvalidInput(e)))?;
     let serial = serial_of(&serial)?;
-    scoped_cert(&state, caller.principal(), &serial)?;
     let authority = state.authority.clone();
-    let actor = caller.actor();
-    let revocation = tokio::task::spawn_blocking(move || authority.revoke(&serial, reason, &actor))
-        .await
-        .map_err(|e| Error::Generation(format!("revocation task failed: {e}")))??;
+    let principal = caller.principal().clone();
+    let revocation =
+        super::blocking(move || authority.revoke_as(&principal, &serial, reason)).await?;
     state.crl_dirty.notify_one();
     Ok(Json(revocation))
 }

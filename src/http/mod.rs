@@ -8,6 +8,7 @@ pub mod bundles;
 mod certs;
 mod directory;
 pub mod openapi;
+pub mod organisations;
 mod public;
 mod refresh;
 pub mod tls;
@@ -28,7 +29,7 @@ use tokio::sync::Notify;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::accounts::{Principal, Role, Scope};
+use crate::accounts::Principal;
 use crate::authority::Authority;
 use crate::error::Error;
 use crate::policy::Reason;
@@ -83,6 +84,7 @@ pub fn router(state: AppState) -> Router {
             certs::routes()
                 .merge(anchors::routes())
                 .merge(accounts::routes())
+                .merge(organisations::routes())
                 .merge(zones::routes())
                 .merge(directory::routes())
                 .merge(refresh::routes()),
@@ -244,9 +246,18 @@ impl ApiError {
             Error::Denied(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Error::InvalidInput(_) => StatusCode::BAD_REQUEST,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
-            Error::Conflict(_) | Error::IssuingCaRevoked(_) => StatusCode::CONFLICT,
-            Error::Unauthorised(_) => StatusCode::UNAUTHORIZED,
-            Error::Forbidden(_) => StatusCode::FORBIDDEN,
+            Error::Conflict(_)
+            | Error::IssuingCaRevoked(_)
+            | Error::HolderOwnedElsewhere(_)
+            | Error::HolderOutsideOrganisation(_)
+            | Error::HolderUnresolved(_)
+            | Error::OrganisationDisabled(_) => StatusCode::CONFLICT,
+            Error::OrganisationRequired(_) | Error::IdempotencyKeyReused(_) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            Error::Unauthorised(_) | Error::OwnerDisabled(_) => StatusCode::UNAUTHORIZED,
+            Error::Forbidden(_) | Error::DomainNotCovered(_) => StatusCode::FORBIDDEN,
+            Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::NotInitialised | Error::CaKey(_) | Error::Passphrase(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -259,6 +270,12 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
         let e = self.0;
+        let retry_after = match &e {
+            Error::RateLimited {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
+            _ => None,
+        };
         let (message, reasons) = match &e {
             Error::Denied(d) => (
                 "the request was refused; see reasons".to_string(),
@@ -283,6 +300,11 @@ impl IntoResponse for ApiError {
             }),
         )
             .into_response();
+        if let Some(secs) = retry_after {
+            if let Ok(v) = header::HeaderValue::from_str(&secs.max(1).to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        }
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -343,12 +365,7 @@ fn control_caller(parts: &Parts) -> Principal {
         .filter(|c| !c.is_control())
         .take(64)
         .collect();
-    Principal {
-        role: Role::Admin,
-        scope: Scope::default(),
-        actor: format!("{actor} (admin token control)"),
-        user: None,
-    }
+    Principal::operator(&format!("{actor} (admin token control)"))
 }
 
 /// Runs blocking store and signing work off the async runtime.
@@ -466,8 +483,7 @@ impl FromRequestParts<AppState> for Caller {
                 return Ok(Caller(control_caller(parts)));
             }
         }
-        let token = state.authority.authenticate(secret)?;
-        let mut principal = crate::authority::token_principal(&token)?;
+        let mut principal = state.authority.authenticate(secret)?;
         // The audit log records from where, not only who.
         principal.actor = format!("{} from {}", principal.actor, web::client_of(parts));
         Ok(Caller(principal))

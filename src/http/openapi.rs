@@ -16,7 +16,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{accounts, anchors, certs, directory, refresh, zones, ErrorBody};
+use super::{accounts, anchors, certs, directory, organisations, refresh, zones, ErrorBody};
 
 /// The name of the bearer-token security scheme the operations refer to.
 pub const BEARER: &str = "bearer";
@@ -39,7 +39,9 @@ scoped to one role). Errors share one JSON body, `{code, message, reasons}`: `co
         certs::show,
         certs::pem,
         certs::der,
+        certs::chain,
         certs::revoke,
+        certs::renew,
         certs::ca_status,
         anchors::list_bundles,
         anchors::submit,
@@ -53,6 +55,7 @@ scoped to one role). Errors share one JSON body, `{code, message, reasons}`: `co
         accounts::list_users,
         accounts::add_user,
         accounts::show_user,
+        accounts::edit_user,
         accounts::disable_user,
         accounts::enable_user,
         accounts::set_password,
@@ -60,6 +63,16 @@ scoped to one role). Errors share one JSON body, `{code, message, reasons}`: `co
         accounts::add_token,
         accounts::revoke_token,
         accounts::audit,
+        organisations::list,
+        organisations::show,
+        organisations::add,
+        organisations::edit,
+        organisations::disable,
+        organisations::enable,
+        organisations::holders,
+        organisations::unresolved,
+        organisations::holder,
+        organisations::transfer,
         refresh::status,
         refresh::sources,
         refresh::refresh,
@@ -74,6 +87,7 @@ scoped to one role). Errors share one JSON body, `{code, message, reasons}`: `co
         (name = "bundles", description = "Trust bundles and the anchors members submit to them"),
         (name = "discovery", description = "DNS CERT zone files for the authoritative DNS server; the LDIF export for the LDAP directory"),
         (name = "accounts", description = "Users, API tokens and the audit log (administrators)"),
+        (name = "organisations", description = "Organisations, the domains they may hold identifiers in, and which organisation each address or domain belongs to"),
         (name = "meta", description = "This document"),
     )
 )]

@@ -54,6 +54,9 @@ pub struct IssueRequest {
     pub category: Option<String>,
     pub key: KeySource,
     pub subscriber: Subscriber,
+    /// The organisation id the holder belongs to (needed only for a holder's first
+    /// certificate; later ones take it from the binding).
+    pub organisation: Option<String>,
     pub registrar: String,
     pub proofing: Proofing,
 }
@@ -92,6 +95,8 @@ pub struct Context<'a> {
     pub managed_domains: &'a [HealthDomain],
     /// Returns the holder already published under a DNS owner name, if any.
     pub owner_of: &'a dyn Fn(&str) -> Option<String>,
+    /// Returns the holder a public key (SubjectPublicKeyInfo DER) was certified for, if any.
+    pub key_holder_of: &'a dyn Fn(&[u8]) -> Option<String>,
 }
 
 /// Checks a request against every rule and returns the plan or all failed rules.
@@ -144,6 +149,9 @@ pub fn check(req: &IssueRequest, ctx: &Context<'_>) -> Result<Approved, Denial> 
             None
         }
     };
+    if let (Some(certs), Some(holder), Some(p)) = (&certs, &holder, profile) {
+        check_key_reuse(certs, holder, p, ctx, &mut r);
+    }
     r.into_result(|| {
         let (oids, loa, category) = oids?;
         Some(Approved {
@@ -235,6 +243,37 @@ fn check_holder(req: &IssueRequest, ctx: &Context<'_>, r: &mut Reasons) -> Optio
         }
     }
     Some(holder)
+}
+
+/// One key, one holder: a key certified for another holder is refused unless the profile
+/// allows reuse (a stolen CSR cannot make a second holder's certificate).
+fn check_key_reuse(
+    certs: &[PlannedCert],
+    holder: &Holder,
+    p: &CertProfile,
+    ctx: &Context<'_>,
+    r: &mut Reasons,
+) {
+    if p.allow_key_reuse {
+        return;
+    }
+    let holder = holder.to_string();
+    for (i, planned) in certs.iter().enumerate() {
+        if let PlannedKey::FromCsr(csr) = &planned.key {
+            if let Some(other) = (ctx.key_holder_of)(&csr.spki_der) {
+                if other != holder {
+                    r.add(
+                        "key_reused",
+                        if i == 0 { "csr" } else { "encryption_csr" },
+                        format!(
+                            "this public key is already certified for '{other}'; each holder \
+                             needs its own key pair"
+                        ),
+                    );
+                }
+            }
+        }
+    }
 }
 
 fn check_profile<'p>(
@@ -575,6 +614,7 @@ mod tests {
                 name: "Jones Clinic".into(),
                 organization: None,
             },
+            organisation: None,
             registrar: "ra".into(),
             proofing: Proofing {
                 method: "in-person".into(),
@@ -601,6 +641,7 @@ mod tests {
                 profiles: &profiles,
                 managed_domains: &managed,
                 owner_of: &owner_of,
+                key_holder_of: &|_| None,
             },
         )
     }

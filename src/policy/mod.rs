@@ -29,6 +29,17 @@ pub struct Denial {
 }
 
 impl Denial {
+    /// A refusal for one rule.
+    pub fn single(code: &'static str, field: &'static str, message: impl Into<String>) -> Denial {
+        Denial {
+            reasons: vec![Reason {
+                code,
+                message: message.into(),
+                field: Some(field),
+            }],
+        }
+    }
+
     pub fn codes(&self) -> Vec<&'static str> {
         self.reasons.iter().map(|r| r.code).collect()
     }

@@ -81,6 +81,10 @@ pub struct CertProfile {
     #[serde(default)]
     pub policies: Option<PolicyOids>,
     pub urls: UrlTemplates,
+    /// Whether one public key may be certified for several holders (default: no; a second
+    /// holder's request with a known key is refused with `key_reused`).
+    #[serde(default)]
+    pub allow_key_reuse: bool,
 }
 
 impl CertProfile {

@@ -16,6 +16,8 @@ mod accounts;
 mod bundles;
 mod discovery;
 mod external;
+mod migrate;
+mod organisations;
 mod sync;
 
 pub use bundles::{
@@ -23,11 +25,14 @@ pub use bundles::{
 };
 pub use discovery::{EntryChange, EntryUpdate, IndexedCert, ZoneState};
 pub use external::{AnchorFinding, ExternalAnchor, ExternalAttempt, ExternalState, GoodCopy};
+pub use migrate::{MigrationReport, SCHEMA};
+pub use organisations::{idempotency_key, IdempotencyRecord};
 
 use crate::audit::{AuditDraft, AuditEntry, AuditHead};
 use crate::ca::{CaRecord, CaRole};
 use crate::error::{Error, Result};
 use crate::model::{CertUsage, Fingerprint, Holder, RevocationReason, Serial, Usage};
+use crate::organisations::HolderBinding;
 use crate::policy::issuance::{Proofing, Subscriber};
 
 pub const RECORD_VERSION: u32 = 1;
@@ -135,6 +140,28 @@ impl TokenRecord {
     }
 }
 
+/// What the issuance transaction checks and writes beside the certificates.
+#[derive(Debug, Clone)]
+pub struct IssueWrite {
+    /// The holder's organisation: stored when the holder has none yet, compared otherwise.
+    pub binding: HolderBinding,
+    /// SHA-256 of each certified SubjectPublicKeyInfo.
+    pub key_hashes: Vec<Vec<u8>>,
+    /// The profile allows one key for several holders.
+    pub allow_key_reuse: bool,
+    /// The idempotency tree key and the record to keep.
+    pub idempotency: Option<(Vec<u8>, IdempotencyRecord)>,
+}
+
+/// What `insert_certs` did.
+#[derive(Debug, Clone)]
+pub enum Inserted {
+    /// Stored at this revision.
+    Stored(u64),
+    /// The idempotency key was used before: nothing stored; the first result.
+    Replay(IdempotencyRecord),
+}
+
 /// The opened store.
 #[derive(Clone)]
 pub struct Store {
@@ -162,6 +189,14 @@ pub struct Store {
     discovery: sled::Tree,
     /// External bundle source name -> its refresh state.
     externals: sled::Tree,
+    /// Organisation id -> organisation record.
+    organisations: sled::Tree,
+    /// Holder (address or domain) -> its organisation binding.
+    holders: sled::Tree,
+    /// SHA-256 of a SubjectPublicKeyInfo -> the holder it was first certified for.
+    key_holders: sled::Tree,
+    /// `who NUL key` -> the first result of an issuance sent with an idempotency key.
+    idempotency: sled::Tree,
     /// fdatasync after sled's flush (sled alone does not survive a power loss).
     disk: std::sync::Arc<sync::DiskSync>,
 }
@@ -279,6 +314,10 @@ impl Store {
             domain_certs: tree("domain_certs")?,
             discovery: tree("discovery")?,
             externals: tree("externals")?,
+            organisations: tree("organisations")?,
+            holders: tree("holders")?,
+            key_holders: tree("key_holders")?,
+            idempotency: tree("idempotency")?,
             disk: std::sync::Arc::new(sync::DiskSync::open(&path)?),
             db,
         };
@@ -357,63 +396,135 @@ impl Store {
     }
 
     /// Stores newly issued certificates (one, or both halves of a pair) with their index and
-    /// audit entries atomically, re-checking serial uniqueness and owner collisions.
+    /// audit entries atomically, re-checking serial uniqueness, owner collisions, the holder's
+    /// organisation, key reuse and the idempotency key. A replay of a stored idempotency key
+    /// writes nothing and returns the first result.
     pub fn insert_certs(
         &self,
         records: &mut [CertRecord],
         at: OffsetDateTime,
         draft: AuditDraft,
-    ) -> Result<u64> {
-        let revision = (
+        issue: &IssueWrite,
+    ) -> Result<Inserted> {
+        let binding_bytes = encode(&issue.binding)?;
+        let idempotency = match &issue.idempotency {
+            Some((key, record)) => Some((key.clone(), encode(record)?)),
+            None => None,
+        };
+        let outcome = (
             &self.certs,
             &self.owners,
             &self.owner_certs,
             &self.meta,
             &self.audit,
             &self.domain_certs,
+            &self.holders,
+            &self.key_holders,
+            &self.idempotency,
         )
-            .transaction(|(certs, owners, owner_certs, meta, audit, domain_certs)| {
-                let revision = next_revision(meta)?;
-                for record in records.iter() {
-                    let serial_key = record.serial.to_bytes();
-                    if certs.get(&serial_key)?.is_some() {
-                        return abort(Error::Conflict(format!(
-                            "serial {} is already in use",
-                            record.serial
-                        )));
-                    }
-                    let holder = record.holder.to_string();
-                    if let Some(existing) = owners.get(record.dns_owner.as_bytes())? {
-                        if existing.as_ref() != holder.as_bytes() {
-                            return abort(Error::Conflict(format!(
-                                "DNS owner name '{}.' already belongs to '{}'",
-                                record.dns_owner,
-                                String::from_utf8_lossy(&existing)
-                            )));
+            .transaction(
+                |(
+                    certs,
+                    owners,
+                    owner_certs,
+                    meta,
+                    audit,
+                    domain_certs,
+                    holders,
+                    key_holders,
+                    idempotent,
+                )| {
+                    if let Some((key, _)) = &idempotency {
+                        if let Some(first) = idempotent.get(key)? {
+                            return match decode::<IdempotencyRecord>(&first, "idempotency") {
+                                Ok(first) => Ok(Inserted::Replay(first)),
+                                Err(e) => abort(e),
+                            };
                         }
                     }
-                    let mut stored = record.clone();
-                    stored.revision = revision;
-                    let bytes = match encode(&stored) {
-                        Ok(b) => b,
-                        Err(e) => return abort(e),
-                    };
-                    certs.insert(serial_key, bytes)?;
-                    owners.insert(record.dns_owner.as_bytes(), holder.as_bytes())?;
-                    owner_certs.insert(owner_cert_key(&record.dns_owner, &record.serial), &[])?;
-                    domain_certs.insert(
-                        discovery::domain_cert_key(&stored),
-                        discovery::domain_cert_value(&stored),
-                    )?;
-                }
-                append_audit(meta, audit, at, draft.clone())?;
-                Ok(revision)
-            })
+                    let holder = issue.binding.holder.as_str();
+                    match holders.get(holder.as_bytes())? {
+                        Some(found) => match decode::<HolderBinding>(&found, "holder binding") {
+                            Ok(b) if b.organisation != issue.binding.organisation => {
+                                return abort(Error::HolderOwnedElsewhere(format!(
+                                    "{holder} belongs to another organisation"
+                                )))
+                            }
+                            Ok(_) => {}
+                            Err(e) => return abort(e),
+                        },
+                        None => {
+                            holders.insert(holder.as_bytes(), binding_bytes.clone())?;
+                        }
+                    }
+                    for key in &issue.key_hashes {
+                        match key_holders.get(key.as_slice())? {
+                            Some(other) if other.as_ref() != holder.as_bytes() => {
+                                if !issue.allow_key_reuse {
+                                    return abort(Error::Denied(crate::policy::Denial::single(
+                                        "key_reused",
+                                        "csr",
+                                        format!(
+                                            "this public key is already certified for '{}';                                              each holder needs its own key",
+                                            String::from_utf8_lossy(&other)
+                                        ),
+                                    )));
+                                }
+                            }
+                            Some(_) => {}
+                            None => {
+                                key_holders.insert(key.as_slice(), holder.as_bytes())?;
+                            }
+                        }
+                    }
+                    let revision = next_revision(meta)?;
+                    for record in records.iter() {
+                        let serial_key = record.serial.to_bytes();
+                        if certs.get(&serial_key)?.is_some() {
+                            return abort(Error::Conflict(format!(
+                                "serial {} is already in use",
+                                record.serial
+                            )));
+                        }
+                        let holder = record.holder.to_string();
+                        if let Some(existing) = owners.get(record.dns_owner.as_bytes())? {
+                            if existing.as_ref() != holder.as_bytes() {
+                                return abort(Error::Conflict(format!(
+                                    "DNS owner name '{}.' already belongs to '{}'",
+                                    record.dns_owner,
+                                    String::from_utf8_lossy(&existing)
+                                )));
+                            }
+                        }
+                        let mut stored = record.clone();
+                        stored.revision = revision;
+                        let bytes = match encode(&stored) {
+                            Ok(b) => b,
+                            Err(e) => return abort(e),
+                        };
+                        certs.insert(serial_key, bytes)?;
+                        owners.insert(record.dns_owner.as_bytes(), holder.as_bytes())?;
+                        owner_certs
+                            .insert(owner_cert_key(&record.dns_owner, &record.serial), &[])?;
+                        domain_certs.insert(
+                            discovery::domain_cert_key(&stored),
+                            discovery::domain_cert_value(&stored),
+                        )?;
+                    }
+                    if let Some((key, bytes)) = &idempotency {
+                        idempotent.insert(key.as_slice(), bytes.as_slice())?;
+                    }
+                    append_audit(meta, audit, at, draft.clone())?;
+                    Ok(Inserted::Stored(revision))
+                },
+            )
             .map_err(tx_error)?;
-        for record in records.iter_mut() {
-            record.revision = revision;
+        if let Inserted::Stored(revision) = outcome {
+            for record in records.iter_mut() {
+                record.revision = revision;
+            }
         }
-        Ok(revision)
+        Ok(outcome)
     }
 
     pub fn cert(&self, serial: &Serial) -> Result<Option<CertRecord>> {
@@ -440,16 +551,48 @@ impl Store {
     /// Records a revocation; refuses unknown or already revoked serials. An entry for the
     /// root's CRL is the issuing CA's own certificate, which is not in the certificate tree
     /// (the caller has checked the serial), so only issued certificates are looked up.
-    pub fn revoke(&self, revocation: &Revocation, draft: AuditDraft) -> Result<Revocation> {
+    /// `visible` decides, inside the transaction, whether the certificate is the caller's to
+    /// revoke (its record and its holder's binding); one that is not is "not found".
+    pub fn revoke(
+        &self,
+        revocation: &Revocation,
+        draft: AuditDraft,
+        visible: &dyn Fn(&CertRecord, Option<&HolderBinding>) -> bool,
+    ) -> Result<Revocation> {
         let key = revocation.serial.to_bytes();
         let ca_cert = revocation.ca == CaRole::Root;
-        let stored = (&self.certs, &self.revocations, &self.meta, &self.audit)
-            .transaction(|(certs, revocations, meta, audit)| {
-                if !ca_cert && certs.get(&key)?.is_none() {
-                    return abort(Error::NotFound(format!(
-                        "no certificate with serial {}",
-                        revocation.serial
-                    )));
+        let not_found = || {
+            Error::NotFound(format!(
+                "no certificate with serial {}",
+                revocation.serial
+            ))
+        };
+        let stored = (
+            &self.certs,
+            &self.revocations,
+            &self.meta,
+            &self.audit,
+            &self.holders,
+        )
+            .transaction(|(certs, revocations, meta, audit, holders)| {
+                if !ca_cert {
+                    let Some(bytes) = certs.get(&key)? else {
+                        return abort(not_found());
+                    };
+                    let record: CertRecord = match decode(&bytes, "certificate") {
+                        Ok(r) => r,
+                        Err(e) => return abort(e),
+                    };
+                    let binding = match holders.get(record.holder.to_string().as_bytes())? {
+                        Some(b) => match decode::<HolderBinding>(&b, "holder binding") {
+                            Ok(b) => Some(b),
+                            Err(e) => return abort(e),
+                        },
+                        None => None,
+                    };
+                    if !visible(&record, binding.as_ref()) {
+                        return abort(not_found());
+                    }
                 }
                 if revocations.get(&key)?.is_some() {
                     return abort(Error::Conflict(format!(

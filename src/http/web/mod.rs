@@ -7,6 +7,7 @@ mod admin;
 mod auth;
 mod forms;
 mod member;
+mod organisations;
 mod pages;
 mod registrar;
 
@@ -36,6 +37,17 @@ pub struct OverTls;
 pub struct WebState {
     pub throttle: Arc<Throttle>,
     pub downloads: Arc<Mutex<HashMap<String, Download>>>,
+    /// The result page of each issuance form (by user and form nonce), so a reload or a
+    /// double click shows the first result instead of issuing again.
+    pub issued: Arc<Mutex<HashMap<(String, String), IssuedForm>>>,
+}
+
+/// What an issuance form produced, kept in memory for the download window.
+#[derive(Clone)]
+pub struct IssuedForm {
+    pub rows: Vec<registrar::IssuedRow>,
+    pub password: Option<String>,
+    pub expires_at: OffsetDateTime,
 }
 
 /// A PKCS#12 waiting for its single download; it lives in memory only, for minutes.
@@ -55,6 +67,7 @@ impl WebState {
                 time::Duration::seconds(i64::from(config.login_max_delay_secs)),
             )),
             downloads: Arc::new(Mutex::new(HashMap::new())),
+            issued: Arc::new(Mutex::new(HashMap::new())),
         }
     }
 }
@@ -67,6 +80,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .merge(registrar::routes(form_limit))
         .merge(member::routes(form_limit))
         .merge(admin::routes())
+        .merge(organisations::routes())
 }
 
 /// The client address as the audit log records it.
@@ -89,7 +103,7 @@ pub struct WebSession {
 impl WebSession {
     /// The user as the audit log and issued records show it: who, and from where.
     pub fn principal(&self) -> Principal {
-        let mut p = self.signed_in.user.principal();
+        let mut p = self.signed_in.principal.clone();
         p.actor = format!("{} from {}", p.actor, self.client);
         p
     }
@@ -233,6 +247,7 @@ impl Nav {
             links.extend([
                 ("/admin/queue", "Review"),
                 ("/admin/bundles", "Bundles"),
+                ("/admin/organisations", "Organisations"),
                 ("/admin/users", "Users"),
                 ("/admin/tokens", "Tokens"),
                 ("/admin/ca", "CA"),

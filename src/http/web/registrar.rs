@@ -13,7 +13,7 @@ use super::{render, see_other, Download, Nav, WebError, WebSession};
 use crate::accounts::Role;
 use crate::authority::{CertFilter, CertStatus, CertView, IssueOutcome};
 use crate::error::Error;
-use crate::http::certs::{csr_bytes, request_domain};
+use crate::http::certs::csr_bytes;
 use crate::http::AppState;
 use crate::model::{RevocationReason, Serial};
 use crate::policy::issuance::{IssueRequest, KeySource, Proofing, Subscriber};
@@ -37,6 +37,7 @@ pub fn routes(form_limit: usize) -> Router<AppState> {
         .route("/registrar/certs/{serial}", get(detail))
         .route("/registrar/certs/{serial}/pem", get(pem))
         .route("/registrar/certs/{serial}/der", get(der))
+        .route("/registrar/certs/{serial}/chain", get(chain))
         .route(
             "/registrar/certs/{serial}/revoke",
             get(revoke_page).post(revoke),
@@ -49,7 +50,7 @@ pub struct IssueValues {
     pub address: String,
     pub domain: String,
     pub subscriber_name: String,
-    pub subscriber_organization: String,
+    pub organisation: String,
     pub usage: String,
     pub level_of_assurance: String,
     pub category: String,
@@ -73,6 +74,10 @@ struct IssuePage {
     usages: Vec<&'static str>,
     methods: Vec<&'static str>,
     domains: Vec<String>,
+    /// (id, name) of the organisations the registrar may issue for.
+    organisations: Vec<(String, String)>,
+    /// One-time value: a reload or double submit of this form issues once.
+    nonce: String,
 }
 
 impl IssuePage {
@@ -119,6 +124,14 @@ fn issue_page_for(
         .unwrap_or_default();
     let principal = session.principal();
     let domains = domains_of(state, &principal);
+    let organisations = state
+        .authority
+        .organisations_for(&principal)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|o| o.enabled())
+        .map(|o| (o.id, o.name))
+        .collect();
     let (field_errors, general) = errors
         .into_iter()
         .partition(|r| r.field.is_some_and(|f| f != "registrar" && f != "field"));
@@ -133,6 +146,8 @@ fn issue_page_for(
         usages: vec!["dual", "signing", "encryption", "pair"],
         methods: METHODS.to_vec(),
         domains,
+        organisations,
+        nonce: crate::accounts::random_secret().unwrap_or_default(),
     }
 }
 
@@ -174,7 +189,11 @@ fn renewal_values(view: &CertView) -> IssueValues {
         address,
         domain,
         subscriber_name: r.subscriber.name.clone(),
-        subscriber_organization: r.subscriber.organization.clone().unwrap_or_default(),
+        organisation: view
+            .organisation
+            .as_ref()
+            .map(|o| o.id.clone())
+            .unwrap_or_default(),
         usage: r.requested_usage.as_str().to_string(),
         level_of_assurance: r.level_of_assurance.clone(),
         category: r.category.clone(),
@@ -191,7 +210,7 @@ fn values_of(form: &FormData) -> IssueValues {
         address: form.get("address"),
         domain: form.get("domain"),
         subscriber_name: form.get("subscriber_name"),
-        subscriber_organization: form.get("subscriber_organization"),
+        organisation: form.get("organisation"),
         usage: form.get("usage"),
         level_of_assurance: form.get("level_of_assurance"),
         category: form.get("category"),
@@ -247,8 +266,9 @@ fn request_of(
         key,
         subscriber: Subscriber {
             name: v.subscriber_name.clone(),
-            organization: Some(v.subscriber_organization.clone()).filter(|s| !s.is_empty()),
+            organization: None,
         },
+        organisation: Some(v.organisation.clone()).filter(|s| !s.is_empty()),
         registrar: actor,
         proofing: Proofing {
             method: v.proofing_method.clone(),
@@ -264,9 +284,12 @@ struct IssuedPage {
     nav: Nav,
     certs: Vec<IssuedRow>,
     password: Option<String>,
+    /// This form was submitted before: the first result again, nothing new issued.
+    replayed: bool,
 }
 
-struct IssuedRow {
+#[derive(Debug, Clone)]
+pub struct IssuedRow {
     serial: String,
     usage: String,
     holder: String,
@@ -289,40 +312,30 @@ async fn issue(
         *r.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
         Ok(r)
     };
-    if let Some(domain) = request_domain(
-        Some(v.address.as_str()).filter(|s| !s.is_empty()),
-        Some(v.domain.as_str()).filter(|s| !s.is_empty()),
-    ) {
-        if let Err(e) = session.principal().may_issue_for(
-            &domain,
-            Some(v.subscriber_organization.as_str()).filter(|s| !s.is_empty()),
-        ) {
-            let field = if v.address.is_empty() {
-                "domain"
-            } else {
-                "address"
-            };
-            let message = e.to_string();
-            return retry(
-                &state,
-                v,
-                vec![form_reason(
-                    field,
-                    message.trim_start_matches("forbidden: "),
-                )],
-            );
-        }
+    let nonce = form.get("nonce");
+    if nonce.len() < 16 {
+        return retry(
+            &state,
+            v,
+            vec![form_reason(
+                "field",
+                "The form is incomplete (no one-time value); reload the page and try again.",
+            )],
+        );
     }
     let request = match request_of(&form, &v, session.actor()) {
         Ok(r) => r,
         Err(reasons) => return retry(&state, v, reasons),
     };
     let authority = state.authority.clone();
-    let outcome = tokio::task::spawn_blocking(move || authority.issue(&request, None))
-        .await
-        .map_err(|e| Error::Generation(format!("issuance task failed: {e}")))?;
+    let principal = session.principal();
+    let key = format!("web-form:{nonce}");
+    let outcome =
+        tokio::task::spawn_blocking(move || authority.issue_as(&principal, &request, None, Some(&key)))
+            .await
+            .map_err(|e| Error::Generation(format!("issuance task failed: {e}")))?;
     match outcome {
-        Ok(outcome) => Ok(issued(&state, &session, outcome)),
+        Ok(outcome) => Ok(issued(&state, &session, &nonce, outcome)),
         Err(Error::Denied(denial)) => {
             // The CSR text stays; a typed password or key never reaches this form.
             v.key_source = if v.key_source == "generate" {
@@ -333,12 +346,77 @@ async fn issue(
             retry(&state, v, denial.reasons)
         }
         Err(Error::InvalidInput(message)) => retry(&state, v, vec![form_reason("csr", &message)]),
+        Err(
+            e @ (Error::HolderOwnedElsewhere(_)
+            | Error::HolderOutsideOrganisation(_)
+            | Error::HolderUnresolved(_)
+            | Error::DomainNotCovered(_)
+            | Error::OrganisationDisabled(_)
+            | Error::OrganisationRequired(_)
+            | Error::Forbidden(_)
+            | Error::RateLimited { .. }),
+        ) => {
+            let status = match &e {
+                Error::Forbidden(_) | Error::DomainNotCovered(_) => StatusCode::FORBIDDEN,
+                Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+                Error::OrganisationRequired(_) => StatusCode::UNPROCESSABLE_ENTITY,
+                _ => StatusCode::CONFLICT,
+            };
+            let field = match &e {
+                Error::OrganisationRequired(_) | Error::OrganisationDisabled(_) => "organisation",
+                _ if v.address.is_empty() => "domain",
+                _ => "address",
+            };
+            let message = e.to_string();
+            let mut r = render(
+                &issue_page_for(&state, &session, v, vec![form_reason(field, &message)]),
+                true,
+            );
+            *r.status_mut() = status;
+            Ok(r)
+        }
         Err(e) => Err(e.into()),
     }
 }
 
-fn issued(state: &AppState, session: &WebSession, outcome: IssueOutcome) -> Response {
-    let expires_at = state.authority.now() + time::Duration::minutes(DOWNLOAD_MINUTES);
+/// The page after an issuance. A replay of the same form (reload, double click) shows the
+/// first result again, with its one-time downloads while they are unused.
+fn issued(state: &AppState, session: &WebSession, nonce: &str, outcome: IssueOutcome) -> Response {
+    let user = session.signed_in.user.username.clone();
+    let now = state.authority.now();
+    if outcome.replayed {
+        let first = state.web.issued.lock().ok().and_then(|mut m| {
+            m.retain(|_, f| f.expires_at > now);
+            m.get(&(user.clone(), nonce.to_string())).cloned()
+        });
+        let (certs, password, again) = match first {
+            Some(f) => (f.rows, f.password, true),
+            None => (
+                outcome
+                    .certs
+                    .iter()
+                    .map(|c| IssuedRow {
+                        serial: c.serial.as_str().to_string(),
+                        usage: c.usage.as_str().to_string(),
+                        holder: c.holder.clone(),
+                        not_after: c.not_after.date().to_string(),
+                        fingerprint: c.fingerprint.to_string(),
+                        download: None,
+                    })
+                    .collect(),
+                None,
+                true,
+            ),
+        };
+        let page = IssuedPage {
+            nav: session.nav("/registrar/issue"),
+            certs,
+            password,
+            replayed: again,
+        };
+        return render(&page, true);
+    }
+    let expires_at = now + time::Duration::minutes(DOWNLOAD_MINUTES);
     let mut rows = Vec::new();
     for cert in outcome.certs {
         let download = cert.pkcs12.map(|bytes| {
@@ -371,10 +449,22 @@ fn issued(state: &AppState, session: &WebSession, outcome: IssueOutcome) -> Resp
             download,
         });
     }
+    let password = outcome.generated_password.map(|p| p.to_string());
+    if let Ok(mut m) = state.web.issued.lock() {
+        m.insert(
+            (user, nonce.to_string()),
+            super::IssuedForm {
+                rows: rows.clone(),
+                password: password.clone(),
+                expires_at,
+            },
+        );
+    }
     let page = IssuedPage {
         nav: session.nav("/registrar/issue"),
         certs: rows,
-        password: outcome.generated_password.map(|p| p.to_string()),
+        password,
+        replayed: false,
     };
     render(&page, true)
 }
@@ -484,13 +574,14 @@ async fn list(
         domain: Some(q.domain.clone()).filter(|s| !s.is_empty()),
         status: status_of(&q.status),
         expiring_within_days,
+        organisation: None,
     };
     let principal = session.principal();
     let authority = state.authority.clone();
-    let mut rows = tokio::task::spawn_blocking(move || authority.certs(&filter))
+    let list_as = principal.clone();
+    let rows = tokio::task::spawn_blocking(move || authority.certs_for(&list_as, &filter))
         .await
         .map_err(|e| Error::Generation(format!("listing task failed: {e}")))??;
-    rows.retain(|v| principal.sees_domain(v.record.holder.domain().as_str()));
     let (rows, paging) = super::paginate(rows, q.page, super::PAGE_SIZE);
     let domains = domains_of(&state, &principal);
     let query_base = format!(
@@ -528,8 +619,10 @@ fn domains_of(state: &AppState, principal: &crate::accounts::Principal) -> Vec<S
 /// A certificate the session may see; others are "not found".
 fn scoped(state: &AppState, session: &WebSession, serial: &str) -> Result<CertView, WebError> {
     let serial = Serial::parse(serial).map_err(|e| WebError::from(Error::InvalidInput(e)))?;
-    crate::http::certs::scoped_cert(state, &session.principal(), &serial)
-        .map_err(|e| WebError::from(e.0))
+    state
+        .authority
+        .cert_for(&session.principal(), &serial)
+        .map_err(WebError::from)
 }
 
 #[derive(askama::Template)]
@@ -615,6 +708,24 @@ async fn der(
     ))
 }
 
+async fn chain(
+    State(state): State<AppState>,
+    session: WebSession,
+    Path(serial): Path<String>,
+) -> Result<Response, WebError> {
+    session.require(ISSUERS)?;
+    let v = scoped(&state, &session, &serial)?;
+    let mut text = x509::to_pem("CERTIFICATE", &v.record.der);
+    for der in state.authority.ca_chain()? {
+        text.push_str(&x509::to_pem("CERTIFICATE", &der));
+    }
+    Ok(file_response(
+        text.into_bytes(),
+        "application/x-pem-file",
+        format!("{}-chain.pem", v.record.serial.as_str()),
+    ))
+}
+
 #[derive(askama::Template)]
 #[template(path = "revoke.html", config = "src/http/web/askama.toml")]
 struct RevokePage {
@@ -693,9 +804,9 @@ async fn revoke(
         Err(e) => return refuse(v, e),
     };
     let authority = state.authority.clone();
-    let actor = session.actor();
+    let principal = session.principal();
     let serial_v = v.record.serial.clone();
-    tokio::task::spawn_blocking(move || authority.revoke(&serial_v, reason, &actor))
+    tokio::task::spawn_blocking(move || authority.revoke_as(&principal, &serial_v, reason))
         .await
         .map_err(|e| Error::Generation(format!("revocation task failed: {e}")))??;
     state.crl_dirty.notify_one();
