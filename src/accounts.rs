@@ -188,14 +188,8 @@ impl Scope {
             Role::Member => EffectiveScope {
                 domains: Limit::none(),
                 organisations: listed(&self.organisations),
-                bundles: Limit::Only(
-                    self.bundles
-                        .iter()
-                        .filter(|b| *b != "*")
-                        .cloned()
-                        .collect(),
-                )
-                .or_any(self.bundles.iter().any(|b| b == "*")),
+                bundles: Limit::Only(self.bundles.iter().filter(|b| *b != "*").cloned().collect())
+                    .or_any(self.bundles.iter().any(|b| b == "*")),
             },
             Role::DnsOperator => EffectiveScope {
                 domains: Limit::none(),
@@ -342,7 +336,8 @@ impl Principal {
     }
 
     pub fn sees_domain(&self, domain: &str) -> bool {
-        self.role == Role::Admin || (self.role == Role::Registrar && self.scope.domains.allows(domain))
+        self.role == Role::Admin
+            || (self.role == Role::Registrar && self.scope.domains.allows(domain))
     }
 
     pub fn may_use_bundle(&self, bundle: &str) -> bool {
@@ -632,26 +627,50 @@ mod tests {
         assert!(Scope::default().validate(Role::Registrar, &known).is_err());
         assert!(Scope::default().validate(Role::Member, &known).is_err());
         for bad in [
-            Scope { domains: vec!["elsewhere.example.org".into()], ..Scope::default() },
-            Scope { organisations: vec!["no-such-org".into()], ..Scope::default() },
-            Scope { domains: vec!["*".into()], bundles: vec!["nope".into()], ..Scope::default() },
+            Scope {
+                domains: vec!["elsewhere.example.org".into()],
+                ..Scope::default()
+            },
+            Scope {
+                organisations: vec!["no-such-org".into()],
+                ..Scope::default()
+            },
+            Scope {
+                domains: vec!["*".into()],
+                bundles: vec!["nope".into()],
+                ..Scope::default()
+            },
         ] {
             assert!(bad.validate(Role::Registrar, &known).is_err());
         }
         // Organisations only: every domain, but only their holders.
-        let orgs_only = Scope { organisations: vec!["good-clinic".into()], ..Scope::default() }
-            .validate(Role::Registrar, &known)
-            .unwrap()
-            .effective(Role::Registrar);
+        let orgs_only = Scope {
+            organisations: vec!["good-clinic".into()],
+            ..Scope::default()
+        }
+        .validate(Role::Registrar, &known)
+        .unwrap()
+        .effective(Role::Registrar);
         assert!(orgs_only.domains.is_any());
         // Intersection of a token's scope with its owner's.
-        let token = Scope { domains: vec!["*".into()], ..Scope::default() }.effective(Role::Registrar);
-        let owner = Scope { domains: vec!["other.example.org".into()], organisations: vec!["bad-clinic".into()], ..Scope::default() }
-            .effective(Role::Registrar);
+        let token = Scope {
+            domains: vec!["*".into()],
+            ..Scope::default()
+        }
+        .effective(Role::Registrar);
+        let owner = Scope {
+            domains: vec!["other.example.org".into()],
+            organisations: vec!["bad-clinic".into()],
+            ..Scope::default()
+        }
+        .effective(Role::Registrar);
         let both = token.intersect(&owner);
-        assert!(both.domains.allows("other.example.org") && !both.domains.allows("direct.example.com"));
+        assert!(
+            both.domains.allows("other.example.org") && !both.domains.allows("direct.example.com")
+        );
         assert_eq!(both.organisations.single(), Some("bad-clinic"));
-        let disjoint = Limit::Only(["a".to_string()].into()).intersect(&Limit::Only(["b".to_string()].into()));
+        let disjoint =
+            Limit::Only(["a".to_string()].into()).intersect(&Limit::Only(["b".to_string()].into()));
         assert!(!disjoint.allows("a") && !disjoint.allows("b"));
     }
 

@@ -45,7 +45,10 @@ pub enum Error {
     #[error("the token's owner can no longer act: {0}")]
     OwnerDisabled(String),
     #[error("rate limit reached: {message}")]
-    RateLimited { message: String, retry_after_secs: u64 },
+    RateLimited {
+        message: String,
+        retry_after_secs: u64,
+    },
     #[error("the Idempotency-Key was used for a different request: {0}")]
     IdempotencyKeyReused(String),
     #[error("certificate generation failed: {0}")]

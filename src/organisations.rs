@@ -103,7 +103,9 @@ impl Claim {
                     c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '+' | '\'')
                 });
                 if !local_ok || local.contains('*') || (!prefix && local.is_empty()) {
-                    return Err(bad("the local part may hold letters, digits and . _ - + ' with one final '*'"));
+                    return Err(bad(
+                        "the local part may hold letters, digits and . _ - + ' with one final '*'",
+                    ));
                 }
                 Ok(Claim::Addresses {
                     domain,
@@ -312,10 +314,22 @@ mod tests {
             ("direct.example.com", "a@other.example.org", false),
             ("*@direct.example.com", "a@direct.example.com", true),
             ("*@direct.example.com", "direct.example.com", false),
-            ("cardio-*@direct.example.com", "cardio-jones@direct.example.com", true),
-            ("cardio-*@direct.example.com", "jones@direct.example.com", false),
+            (
+                "cardio-*@direct.example.com",
+                "cardio-jones@direct.example.com",
+                true,
+            ),
+            (
+                "cardio-*@direct.example.com",
+                "jones@direct.example.com",
+                false,
+            ),
             ("jones@direct.example.com", "jones@direct.example.com", true),
-            ("jones@direct.example.com", "jonesy@direct.example.com", false),
+            (
+                "jones@direct.example.com",
+                "jonesy@direct.example.com",
+                false,
+            ),
         ];
         for (claim, h, want) in cases {
             assert_eq!(

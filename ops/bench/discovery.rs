@@ -129,6 +129,7 @@ fn make_record(
             name: format!("Subscriber {i}"),
             organization: Some("Bench Clinic".into()),
         },
+        organisation: None,
         registrar: "discovery (bench)".into(),
         proofing: Proofing {
             method: "in-person".into(),
@@ -192,7 +193,16 @@ fn store(authority: &Authority, records: &mut [CertRecord]) {
     );
     authority
         .store
-        .insert_certs(records, OffsetDateTime::now_utc(), draft)
+        .insert_certs(
+            records,
+            OffsetDateTime::now_utc(),
+            draft,
+            &anchorage::store::IssueWrite::bulk(
+                &records[0].holder.clone(),
+                "bench",
+                OffsetDateTime::now_utc(),
+            ),
+        )
         .unwrap();
 }
 

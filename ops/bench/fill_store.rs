@@ -113,6 +113,7 @@ fn make_record(
             name: format!("Subscriber {i}"),
             organization: Some("Bench Clinic".into()),
         },
+        organisation: None,
         registrar: "fill_store (bench)".into(),
         proofing: Proofing {
             method: "in-person".into(),
@@ -229,9 +230,10 @@ fn main() {
                     "key_origin": "csr",
                 }),
             );
+            let write = anchorage::store::IssueWrite::bulk(&records[0].holder, "bench", now);
             authority
                 .store
-                .insert_certs(&mut records, now, draft)
+                .insert_certs(&mut records, now, draft, &write)
                 .unwrap();
             stored += 1;
             if stored.is_multiple_of(FLUSH_EVERY) {

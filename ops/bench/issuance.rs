@@ -111,6 +111,7 @@ fn request(address: &str, key: KeySource) -> IssueRequest {
             name: "Bench".into(),
             organization: None,
         },
+        organisation: None,
         registrar: "bench".into(),
         proofing: Proofing {
             method: "in-person".into(),
@@ -299,9 +300,14 @@ fn store_path(c: &mut Criterion) {
                 n.fetch_add(1, Ordering::Relaxed),
             )];
             let d = draft(&records[0]);
+            let write = anchorage::store::IssueWrite::bulk(
+                &records[0].holder,
+                "bench",
+                OffsetDateTime::now_utc(),
+            );
             black_box(
                 store
-                    .insert_certs(&mut records, OffsetDateTime::now_utc(), d)
+                    .insert_certs(&mut records, OffsetDateTime::now_utc(), d, &write)
                     .unwrap(),
             )
         })
@@ -314,8 +320,13 @@ fn store_path(c: &mut Criterion) {
                 n.fetch_add(1, Ordering::Relaxed),
             )];
             let d = draft(&records[0]);
+            let write = anchorage::store::IssueWrite::bulk(
+                &records[0].holder,
+                "bench",
+                OffsetDateTime::now_utc(),
+            );
             store
-                .insert_certs(&mut records, OffsetDateTime::now_utc(), d)
+                .insert_certs(&mut records, OffsetDateTime::now_utc(), d, &write)
                 .unwrap();
             store.flush().unwrap();
         })
@@ -471,7 +482,12 @@ fn parallel_path(c: &mut Criterion) {
             n.fetch_add(1, Ordering::Relaxed),
         )];
         let d = AuditDraft::new("bench", "cert.issue", "x", serde_json::json!({}));
-        black_box(store.insert_certs(&mut records, OffsetDateTime::now_utc(), d)).unwrap();
+        let write = anchorage::store::IssueWrite::bulk(
+            &records[0].holder,
+            "bench",
+            OffsetDateTime::now_utc(),
+        );
+        black_box(store.insert_certs(&mut records, OffsetDateTime::now_utc(), d, &write)).unwrap();
     };
     for threads in [2u64, 8] {
         let mut g = c.benchmark_group(format!("parallel{threads}"));

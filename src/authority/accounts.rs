@@ -114,9 +114,7 @@ impl Authority {
                     user.role.as_str()
                 )));
             }
-            principal.scope = principal
-                .scope
-                .intersect(&user.scope.effective(user.role));
+            principal.scope = principal.scope.intersect(&user.scope.effective(user.role));
         }
         self.with_organisation_names(principal)
     }

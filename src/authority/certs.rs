@@ -53,7 +53,14 @@ pub struct RateLimiter {
 impl RateLimiter {
     /// Refuses when `n` more certificates would pass a limit (0 = none); the error carries
     /// the seconds until enough of the window has passed.
-    fn check(&self, who: &str, n: usize, now: OffsetDateTime, per_minute: u32, per_day: u32) -> Result<()> {
+    fn check(
+        &self,
+        who: &str,
+        n: usize,
+        now: OffsetDateTime,
+        per_minute: u32,
+        per_day: u32,
+    ) -> Result<()> {
         let Ok(mut recent) = self.recent.lock() else {
             return Err(Error::Store("rate limiter lock poisoned".into()));
         };
@@ -69,8 +76,7 @@ impl RateLimiter {
                 continue;
             }
             let limit = limit as usize;
-            let in_window: Vec<&OffsetDateTime> =
-                q.iter().filter(|t| now - **t < window).collect();
+            let in_window: Vec<&OffsetDateTime> = q.iter().filter(|t| now - **t < window).collect();
             if in_window.len() + n > limit {
                 // The oldest entries must leave the window before `n` more fit.
                 let must_leave = (in_window.len() + n).saturating_sub(limit);
@@ -103,8 +109,12 @@ impl RateLimiter {
 /// The holder a request is for, when it can be read (the policy reports malformed ones).
 fn request_holder(request: &IssueRequest) -> Option<Holder> {
     match (&request.address, &request.domain) {
-        (Some(a), None) => crate::model::DirectAddress::parse(a).ok().map(Holder::Address),
-        (None, Some(d)) => crate::model::HealthDomain::parse(d).ok().map(Holder::Domain),
+        (Some(a), None) => crate::model::DirectAddress::parse(a)
+            .ok()
+            .map(Holder::Address),
+        (None, Some(d)) => crate::model::HealthDomain::parse(d)
+            .ok()
+            .map(Holder::Domain),
         _ => None,
     }
 }
@@ -116,7 +126,10 @@ fn fingerprint(request: &IssueRequest) -> String {
         KeySource::Csr {
             signing,
             encryption,
-        } => json!([hex::encode(x509::spki_hash(signing)), encryption.as_ref().map(|e| hex::encode(x509::spki_hash(e)))]),
+        } => json!([
+            hex::encode(x509::spki_hash(signing)),
+            encryption.as_ref().map(|e| hex::encode(x509::spki_hash(e)))
+        ]),
     };
     let canonical = json!({
         "address": request.address, "domain": request.domain, "usage": request.usage,
@@ -253,6 +266,10 @@ impl Authority {
             return Ok(None);
         };
         principal.may_issue_in(holder.domain().as_str())?;
+        if !self.config.managed_domains.contains(holder.domain()) {
+            // The issuance policy names this problem, with every other one.
+            return Ok(None);
+        }
         let named = request
             .organisation
             .as_deref()

@@ -37,10 +37,14 @@ mod publish;
 pub use accounts::{audit_page, token_principal, NewUser, SignedIn};
 pub use bundles::{BundleSummary, Submission};
 pub use certs::{OrganisationRef, Ownership, IDEMPOTENCY_WINDOW};
-pub use organisations::{OrganisationChange, UnresolvedHolder};
 pub use external::{RefreshReport, SourceView, Staleness};
 pub use health::HealthProblem;
+pub use organisations::{OrganisationChange, UnresolvedHolder};
 pub use publish::{next_serial, LdifOutcome, ZoneOutcome, ZoneQueue};
+
+/// The organisation `init` creates, owning every managed domain until the operator divides
+/// them among the organisations it serves.
+pub const DEFAULT_ORGANISATION: &str = "default";
 
 /// API roles (see `accounts::Role`).
 pub const ROLES: [&str; 4] = ["admin", "registrar", "member", "dns_operator"];
@@ -299,6 +303,23 @@ impl Authority {
             .write()
             .map_err(|_| Error::Store("lock poisoned".into()))? = Some(Arc::new(signers));
         self.ensure_bundle_signer(passphrase)?;
+        // Every holder belongs to an organisation: until the operator divides the domains,
+        // the CA's own organisation owns them all (`anchorage org edit default ...`).
+        self.add_organisation(
+            &crate::accounts::Principal::operator(actor),
+            DEFAULT_ORGANISATION,
+            OrganisationChange {
+                name: Some(self.config.ca.organization.clone()),
+                contacts: None,
+                domains: Some(
+                    self.config
+                        .managed_domains
+                        .iter()
+                        .map(|d| d.to_string())
+                        .collect(),
+                ),
+            },
+        )?;
         Ok(report)
     }
 

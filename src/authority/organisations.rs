@@ -183,7 +183,11 @@ impl Authority {
             now,
             AuditDraft::new(
                 &principal.actor,
-                if disabled { "org.disable" } else { "org.enable" },
+                if disabled {
+                    "org.disable"
+                } else {
+                    "org.enable"
+                },
                 &org.id,
                 json!({}),
             ),

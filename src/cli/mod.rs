@@ -592,7 +592,12 @@ fn serve(
         )?;
         // Re-open only here: the store is locked while `authority` is alive.
         authority = Authority::open(config.clone(), Arc::new(SystemClock))?;
-        if config.managed_domains.iter().map(|d| d.as_str()).eq([config::EVALUATION_DOMAIN]) {
+        if config
+            .managed_domains
+            .iter()
+            .map(|d| d.as_str())
+            .eq([config::EVALUATION_DOMAIN])
+        {
             // So the issuance form works out of the box: one organisation owning the
             // evaluation domain.
             authority.add_organisation(

@@ -130,7 +130,10 @@ pub fn org(config: Config, cmd: OrgCommand, out: Output) -> Result<()> {
         Target::Direct(authority) => org_direct(&authority, cmd)?,
     };
     emit(out, v.clone(), || {
-        if v.is_array() && v.as_array().is_some_and(|a| a.first().is_some_and(|x| x.get("holder").is_some())) {
+        if v.is_array()
+            && v.as_array()
+                .is_some_and(|a| a.first().is_some_and(|x| x.get("holder").is_some()))
+        {
             unresolved_text(&v)
         } else if v.is_array() {
             orgs_text(&v)
@@ -192,12 +195,20 @@ fn org_remote(url: &str, token: &str, cmd: OrgCommand) -> Result<Value> {
             &format!("/organisations/{id}"),
             Some(change(name, contacts, domains, true)),
         ),
-        OrgCommand::Disable { id } => {
-            call(url, token, post, &format!("/organisations/{id}/disable"), None)
-        }
-        OrgCommand::Enable { id } => {
-            call(url, token, post, &format!("/organisations/{id}/enable"), None)
-        }
+        OrgCommand::Disable { id } => call(
+            url,
+            token,
+            post,
+            &format!("/organisations/{id}/disable"),
+            None,
+        ),
+        OrgCommand::Enable { id } => call(
+            url,
+            token,
+            post,
+            &format!("/organisations/{id}/enable"),
+            None,
+        ),
         OrgCommand::Check => call(url, token, get, "/holders/unresolved", None),
     }
 }
@@ -277,11 +288,9 @@ pub fn holder(config: Config, cmd: HolderCommand, out: Output) -> Result<()> {
             let me = Principal::operator(&cli_actor());
             match cmd {
                 HolderCommand::Show { holder } => json!(authority.holder_binding(&me, &holder)?),
-                HolderCommand::List { organisation } => json!(authority.holder_bindings(
-                    &me,
-                    false,
-                    organisation.as_deref()
-                )?),
+                HolderCommand::List { organisation } => {
+                    json!(authority.holder_bindings(&me, false, organisation.as_deref())?)
+                }
                 HolderCommand::Transfer { holder, to } => {
                     json!(authority.transfer_holder(&me, &holder, &to)?)
                 }

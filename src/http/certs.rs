@@ -88,14 +88,11 @@ pub struct IssueResponse {
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     match headers.get("idempotency-key") {
         None => Ok(None),
-        Some(v) => v
-            .to_str()
-            .map(|k| Some(k.trim().to_string()))
-            .map_err(|_| {
-                ApiError(Error::InvalidInput(
-                    "the Idempotency-Key must be visible ASCII".into(),
-                ))
-            }),
+        Some(v) => v.to_str().map(|k| Some(k.trim().to_string())).map_err(|_| {
+            ApiError(Error::InvalidInput(
+                "the Idempotency-Key must be visible ASCII".into(),
+            ))
+        }),
     }
 }
 
@@ -135,7 +132,11 @@ async fn issue(
     headers: HeaderMap,
     ApiJson(body): ApiJson<IssueBody>,
 ) -> Result<Response, ApiError> {
-    let key = key_source(body.keygen, body.csr.as_deref(), body.encryption_csr.as_deref())?;
+    let key = key_source(
+        body.keygen,
+        body.csr.as_deref(),
+        body.encryption_csr.as_deref(),
+    )?;
     let request = IssueRequest {
         address: body.address,
         domain: body.domain,
@@ -149,7 +150,14 @@ async fn issue(
         proofing: body.proofing,
     };
     let password = body.p12_password.map(Zeroizing::new);
-    issue_response(&state, &caller, request, password, idempotency_key(&headers)?).await
+    issue_response(
+        &state,
+        &caller,
+        request,
+        password,
+        idempotency_key(&headers)?,
+    )
+    .await
 }
 
 fn key_source(
@@ -163,10 +171,9 @@ fn key_source(
             signing: csr_bytes(csr),
             encryption: encryption_csr.map(csr_bytes),
         }),
-        (true, Some(_)) => Err(Error::InvalidInput(
-            "give either csr or keygen: true, not both".into(),
-        )
-        .into()),
+        (true, Some(_)) => {
+            Err(Error::InvalidInput("give either csr or keygen: true, not both".into()).into())
+        }
         (false, None) => Err(Error::InvalidInput(
             "give a csr, or keygen: true for a server-generated key".into(),
         )
@@ -267,7 +274,11 @@ async fn renew(
     let old = state
         .authority
         .cert_for(caller.principal(), &serial_of(&serial)?)?;
-    let key = key_source(body.keygen, body.csr.as_deref(), body.encryption_csr.as_deref())?;
+    let key = key_source(
+        body.keygen,
+        body.csr.as_deref(),
+        body.encryption_csr.as_deref(),
+    )?;
     let r = &old.record;
     let (address, domain) = match old.binding {
         crate::model::Binding::Address => (Some(r.holder.to_string()), None),
@@ -286,7 +297,14 @@ async fn renew(
         proofing: body.proofing,
     };
     let password = body.p12_password.map(Zeroizing::new);
-    issue_response(&state, &caller, request, password, idempotency_key(&headers)?).await
+    issue_response(
+        &state,
+        &caller,
+        request,
+        password,
+        idempotency_key(&headers)?,
+    )
+    .await
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

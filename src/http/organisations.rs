@@ -285,10 +285,9 @@ async fn holders(
     Query(q): Query<HoldersQuery>,
 ) -> Result<Json<Vec<HolderBinding>>, ApiError> {
     let (authority, principal) = (state.authority.clone(), caller.principal().clone());
-    let list = blocking(move || {
-        authority.holder_bindings(&principal, false, q.organisation.as_deref())
-    })
-    .await?;
+    let list =
+        blocking(move || authority.holder_bindings(&principal, false, q.organisation.as_deref()))
+            .await?;
     Ok(Json(list))
 }
 

@@ -277,4 +277,3 @@ impl Store {
         self.flush()
     }
 }
-

@@ -153,6 +153,26 @@ pub struct IssueWrite {
     pub idempotency: Option<(Vec<u8>, IdempotencyRecord)>,
 }
 
+impl IssueWrite {
+    /// A write that binds `holder` to `organisation` and indexes no key: for bulk loads
+    /// (benchmarks, imports) whose keys are checked elsewhere.
+    pub fn bulk(holder: &Holder, organisation: &str, at: OffsetDateTime) -> IssueWrite {
+        IssueWrite {
+            binding: HolderBinding {
+                record_version: RECORD_VERSION,
+                holder: holder.to_string(),
+                organisation: organisation.to_string(),
+                bound_at: at,
+                bound_by: "bulk".into(),
+                conflicting_names: Vec::new(),
+            },
+            key_hashes: Vec::new(),
+            allow_key_reuse: true,
+            idempotency: None,
+        }
+    }
+}
+
 /// What `insert_certs` did.
 #[derive(Debug, Clone)]
 pub enum Inserted {
@@ -561,12 +581,8 @@ impl Store {
     ) -> Result<Revocation> {
         let key = revocation.serial.to_bytes();
         let ca_cert = revocation.ca == CaRole::Root;
-        let not_found = || {
-            Error::NotFound(format!(
-                "no certificate with serial {}",
-                revocation.serial
-            ))
-        };
+        let not_found =
+            || Error::NotFound(format!("no certificate with serial {}", revocation.serial));
         let stored = (
             &self.certs,
             &self.revocations,

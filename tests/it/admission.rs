@@ -610,6 +610,7 @@ fn anchorage_issued_certificates_pass_the_direct_lint() {
                 name: "Jones Clinic".into(),
                 organization: None,
             },
+            organisation: None,
             registrar: "test".into(),
             proofing: Proofing {
                 method: "in-person".into(),

@@ -118,9 +118,7 @@ impl Api {
             .unwrap();
         // What `anchorage init` does next: the first CRLs.
         assert_eq!(authority.refresh_crls().unwrap().len(), 2);
-        let (secret, _) = authority
-            .create_token("registrar", "api tests", Some(30), "api-test")
-            .unwrap();
+        let (secret, _) = crate::harness::token(&authority, "registrar", "api tests", Some(30));
         let authority = Arc::new(authority);
         let app = router(AppState::new(authority.clone()));
         Api {
@@ -263,7 +261,7 @@ fn issue_body(address: &str, csr: &str) -> Value {
         "address": address,
         "usage": "dual",
         "csr": csr,
-        "subscriber": {"name": "Jones Clinic", "organization": "Jones Family Practice"},
+        "subscriber": {"name": "Jones Clinic", "organization": "anchorage evaluation"},
         "proofing": {"method": "in-person", "evidence_reference": "ticket 42"},
     })
 }
@@ -358,10 +356,8 @@ async fn api_tokens_authenticate_and_authorise_and_are_stored_hashed() {
     let list = "/api/v1/certificates";
 
     // The secret is returned once; the record and the store hold only its SHA-256.
-    let (secret, record) = api
-        .authority
-        .create_token("registrar", "front desk", Some(30), "api-test")
-        .unwrap();
+    let (secret, record) =
+        crate::harness::token(&api.authority, "registrar", "front desk", Some(30));
     assert_eq!(record.hash, token_hash(&secret));
     let stored = api
         .authority
@@ -407,10 +403,7 @@ async fn api_tokens_authenticate_and_authorise_and_are_stored_hashed() {
     assert_eq!(ok.json(), json!([]));
 
     // No, malformed, unknown or expired credentials: 401 with a Bearer challenge.
-    let (expired, _) = api
-        .authority
-        .create_token("registrar", "old", Some(0), "api-test")
-        .unwrap();
+    let (expired, _) = crate::harness::token(&api.authority, "registrar", "old", Some(0));
     for (what, auth) in [
         ("no header", None),
         (
@@ -448,10 +441,7 @@ async fn api_tokens_authenticate_and_authorise_and_are_stored_hashed() {
     }
 
     // A member may not issue or read certificates.
-    let (member, _) = api
-        .authority
-        .create_token("member", "hisp", Some(30), "api-test")
-        .unwrap();
+    let (member, _) = crate::harness::token(&api.authority, "member", "hisp", Some(30));
     let csr = api.csr("member");
     api.post_as(
         &member,

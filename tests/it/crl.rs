@@ -52,7 +52,7 @@ fn revocation_bursts_are_published_together_and_quickly() {
     let token = cli_json(
         &data,
         PASSPHRASE,
-        &["token", "create", "--role", "registrar"],
+        &["token", "create", "--role", "registrar", "--domain", "*"],
     )["token"]
         .as_str()
         .unwrap()

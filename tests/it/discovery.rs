@@ -1154,6 +1154,7 @@ async fn the_sweep_drops_expired_certificates_and_operators_download_zones() {
                     name: "Jones".into(),
                     organization: None,
                 },
+                organisation: None,
                 registrar: "test".into(),
                 proofing: Proofing {
                     method: "in-person".into(),
@@ -1167,12 +1168,8 @@ async fn the_sweep_drops_expired_certificates_and_operators_download_zones() {
     let der = pem::parse(&issued.certs[0].pem).unwrap().into_contents();
     let b64 = base64::engine::general_purpose::STANDARD.encode(&der);
 
-    let (operator, _) = authority
-        .create_token("dns_operator", "dns", Some(30), "test")
-        .unwrap();
-    let (registrar, _) = authority
-        .create_token("registrar", "ra", Some(30), "test")
-        .unwrap();
+    let (operator, _) = crate::harness::token(&authority, "dns_operator", "dns", Some(30));
+    let (registrar, _) = crate::harness::token(&authority, "registrar", "ra", Some(30));
     let authority = Arc::new(authority);
     let app = router(AppState::new(authority.clone()));
     let uri = format!("/api/v1/zones/{DOMAIN}");
@@ -1250,7 +1247,7 @@ fn serve_publishes_at_start_and_after_api_issuance_and_revocation() {
     let token = cli_json(
         &data,
         PASSPHRASE,
-        &["token", "create", "--role", "registrar"],
+        &["token", "create", "--role", "registrar", "--domain", "*"],
     )["token"]
         .as_str()
         .unwrap()
@@ -1428,7 +1425,11 @@ fn publish_ldif_goes_through_the_running_server() {
         &["init", "--managed-domain", DOMAIN, "--public-url", &url],
     );
     let token = |role: &str| {
-        cli_json(&data, PASSPHRASE, &["token", "create", "--role", role])["token"]
+        let mut args = vec!["token", "create", "--role", role];
+        if role == "registrar" {
+            args.extend(["--domain", "*"]);
+        }
+        cli_json(&data, PASSPHRASE, &args)["token"]
             .as_str()
             .unwrap()
             .to_string()

@@ -38,7 +38,7 @@ fn registrar_token(data: &Path) -> String {
     let created = cli_json(
         data,
         PASSPHRASE,
-        &["token", "create", "--role", "registrar"],
+        &["token", "create", "--role", "registrar", "--domain", "*"],
     );
     created["token"]
         .as_str()

@@ -302,3 +302,36 @@ pub fn cert_der(path: &Path) -> Vec<u8> {
         .unwrap_or_else(|e| panic!("{} is not PEM: {e}", path.display()))
         .into_contents()
 }
+
+/// An API token with an explicit scope (registrars: every managed domain; members: every
+/// bundle), as `token create --domain '*'` makes one.
+pub fn token(
+    authority: &anchorage::authority::Authority,
+    role: &str,
+    label: &str,
+    valid_days: Option<u32>,
+) -> (zeroize::Zeroizing<String>, anchorage::store::TokenRecord) {
+    let role = anchorage::accounts::Role::parse(role).unwrap();
+    authority
+        .create_scoped_token(role, wide_scope(role), label, valid_days, None, "test")
+        .unwrap()
+}
+
+/// The widest scope of a role, written out.
+pub fn wide_scope(role: anchorage::accounts::Role) -> anchorage::accounts::Scope {
+    use anchorage::accounts::{Role, Scope};
+    match role {
+        Role::Registrar => Scope {
+            domains: vec!["*".into()],
+            ..Scope::default()
+        },
+        Role::Member => Scope {
+            bundles: vec!["*".into()],
+            ..Scope::default()
+        },
+        Role::Admin | Role::DnsOperator => Scope::default(),
+    }
+}
+
+/// The organisation `init` creates: it owns every managed domain.
+pub const TEST_ORG: &str = anchorage::authority::DEFAULT_ORGANISATION;

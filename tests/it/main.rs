@@ -17,6 +17,7 @@ mod external;
 mod harness;
 mod issuance;
 mod openapi;
+mod ownership;
 mod refusals;
 mod seeds;
 mod server;

@@ -588,9 +588,7 @@ async fn openapi_schemas_describe_the_json_the_api_sends() {
         .init(InitOptions::default(), &passphrase, "openapi-test")
         .unwrap();
     authority.refresh_crls().unwrap();
-    let (admin, _) = authority
-        .create_token("admin", "openapi tests", Some(1), "openapi-test")
-        .unwrap();
+    let (admin, _) = crate::harness::token(&authority, "admin", "openapi tests", Some(1));
     let admin = admin.to_string();
     let app = router(AppState::new(Arc::new(authority)));
     let (_, doc_bytes) = served_document(&app).await;
@@ -600,7 +598,7 @@ async fn openapi_schemas_describe_the_json_the_api_sends() {
         "address": format!("openapi@{DOMAIN}"),
         "usage": "pair",
         "keygen": true,
-        "subscriber": {"name": "OpenAPI Clinic", "organization": "OpenAPI Clinic"},
+        "subscriber": {"name": "OpenAPI Clinic", "organization": "default"},
         "proofing": {"method": "in-person", "evidence_reference": "case 1"},
     });
     let (status, issued) = send(
@@ -962,9 +960,7 @@ async fn openapi_schemas_describe_the_json_the_bundle_api_sends() {
     authority
         .init(InitOptions::default(), &passphrase, "openapi-test")
         .unwrap();
-    let (admin, _) = authority
-        .create_token("admin", "openapi tests", Some(1), "openapi-test")
-        .unwrap();
+    let (admin, _) = crate::harness::token(&authority, "admin", "openapi tests", Some(1));
     let admin = admin.to_string();
     let app = router(AppState::new(Arc::new(authority)));
     let (_, doc_bytes) = served_document(&app).await;

@@ -26,13 +26,13 @@ use tower::ServiceExt;
 
 use crate::tools::run_in;
 
-const DOMAIN: &str = "direct.example.com";
-const OTHER_DOMAIN: &str = "direct.other.example";
-const PASSWORD: &str = "correct horse battery staple";
-const MEMBER_BUNDLE: &str = "provider-test";
+pub(crate) const DOMAIN: &str = "direct.example.com";
+pub(crate) const OTHER_DOMAIN: &str = "direct.other.example";
+pub(crate) const PASSWORD: &str = "correct horse battery staple";
+pub(crate) const MEMBER_BUNDLE: &str = "provider-test";
 
 /// A clock the test moves forward.
-struct TestClock(Mutex<OffsetDateTime>);
+pub(crate) struct TestClock(pub(crate) Mutex<OffsetDateTime>);
 
 impl Clock for TestClock {
     fn now(&self) -> OffsetDateTime {
@@ -40,33 +40,33 @@ impl Clock for TestClock {
     }
 }
 
-struct Web {
-    dir: TempDir,
-    clock: Arc<TestClock>,
-    authority: Arc<Authority>,
-    app: Router,
+pub(crate) struct Web {
+    pub(crate) dir: TempDir,
+    pub(crate) clock: Arc<TestClock>,
+    pub(crate) authority: Arc<Authority>,
+    pub(crate) app: Router,
 }
 
-struct Reply {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: String,
+pub(crate) struct Reply {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: String,
 }
 
 impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
-    fn location(&self) -> &str {
+    pub(crate) fn location(&self) -> &str {
         self.header("location").unwrap_or("")
     }
 
-    fn is_login_redirect(&self) -> bool {
+    pub(crate) fn is_login_redirect(&self) -> bool {
         self.status == StatusCode::SEE_OTHER && self.location().starts_with("/login")
     }
 
-    fn set_cookies(&self) -> Vec<String> {
+    pub(crate) fn set_cookies(&self) -> Vec<String> {
         self.headers
             .get_all(header::SET_COOKIE)
             .iter()
@@ -74,7 +74,7 @@ impl Reply {
             .collect()
     }
 
-    fn cookie(&self, name: &str) -> Option<String> {
+    pub(crate) fn cookie(&self, name: &str) -> Option<String> {
         self.set_cookies().into_iter().find_map(|c| {
             let first = c.split(';').next()?.to_string();
             let (n, v) = first.split_once('=')?;
@@ -83,12 +83,12 @@ impl Reply {
     }
 
     /// The value of a hidden `csrf` input on the page.
-    fn csrf(&self) -> String {
+    pub(crate) fn csrf(&self) -> String {
         hidden(&self.body, "csrf")
     }
 }
 
-fn hidden(html: &str, name: &str) -> String {
+pub(crate) fn hidden(html: &str, name: &str) -> String {
     let marker = format!("name=\"{name}\" value=\"");
     let start = html
         .find(&marker)
@@ -99,12 +99,12 @@ fn hidden(html: &str, name: &str) -> String {
 
 /// A signed-in browser: its session cookie and the session's CSRF token.
 #[derive(Clone)]
-struct Browser {
-    cookie: String,
-    csrf: String,
+pub(crate) struct Browser {
+    pub(crate) cookie: String,
+    pub(crate) csrf: String,
 }
 
-fn form(pairs: &[(&str, &str)]) -> String {
+pub(crate) fn form(pairs: &[(&str, &str)]) -> String {
     pairs
         .iter()
         .map(|(k, v)| {
@@ -119,7 +119,10 @@ fn form(pairs: &[(&str, &str)]) -> String {
 }
 
 /// A multipart body of text fields and one optional file.
-fn multipart(fields: &[(&str, &str)], files: &[(&str, &str, &[u8])]) -> (String, Vec<u8>) {
+pub(crate) fn multipart(
+    fields: &[(&str, &str)],
+    files: &[(&str, &str, &[u8])],
+) -> (String, Vec<u8>) {
     let boundary = "----anchorage-test-boundary-7d1f";
     let mut body = Vec::new();
     for (name, value) in fields {
@@ -143,11 +146,11 @@ fn multipart(fields: &[(&str, &str)], files: &[(&str, &str, &[u8])]) -> (String,
 }
 
 impl Web {
-    fn new() -> Web {
+    pub(crate) fn new() -> Web {
         Web::with_config(|_| {})
     }
 
-    fn with_config(adjust: impl FnOnce(&mut Config)) -> Web {
+    pub(crate) fn with_config(adjust: impl FnOnce(&mut Config)) -> Web {
         let dir = tempfile::tempdir().unwrap();
         let mut config = Config {
             data_dir: dir.path().join("data"),
@@ -211,11 +214,11 @@ impl Web {
         }
     }
 
-    fn advance(&self, by: Duration) {
+    pub(crate) fn advance(&self, by: Duration) {
         *self.clock.0.lock().unwrap() += by;
     }
 
-    async fn request(
+    pub(crate) async fn request(
         &self,
         method: Method,
         uri: &str,
@@ -246,7 +249,7 @@ impl Web {
         }
     }
 
-    async fn get(&self, uri: &str, browser: Option<&Browser>) -> Reply {
+    pub(crate) async fn get(&self, uri: &str, browser: Option<&Browser>) -> Reply {
         let headers: Vec<(&str, String)> = browser
             .map(|b| vec![("cookie", b.cookie.clone())])
             .unwrap_or_default();
@@ -254,7 +257,7 @@ impl Web {
             .await
     }
 
-    async fn post_form(
+    pub(crate) async fn post_form(
         &self,
         uri: &str,
         browser: Option<&Browser>,
@@ -274,7 +277,7 @@ impl Web {
         .await
     }
 
-    async fn post_multipart(
+    pub(crate) async fn post_multipart(
         &self,
         uri: &str,
         browser: &Browser,
@@ -294,7 +297,7 @@ impl Web {
     }
 
     /// The sign-in form round trip, from a given client address.
-    async fn try_login(&self, user: &str, password: &str, client: &str) -> Reply {
+    pub(crate) async fn try_login(&self, user: &str, password: &str, client: &str) -> Reply {
         let page = self
             .request(Method::GET, "/login", &[], None, Vec::new(), client)
             .await;
@@ -321,7 +324,7 @@ impl Web {
         .await
     }
 
-    async fn login(&self, user: &str) -> Browser {
+    pub(crate) async fn login(&self, user: &str) -> Browser {
         let r = self.try_login(user, PASSWORD, "192.0.2.10").await;
         assert_eq!(
             r.status,
@@ -345,7 +348,7 @@ impl Web {
         Browser { cookie, csrf }
     }
 
-    fn token(&self, role: Role, scope: Scope) -> String {
+    pub(crate) fn token(&self, role: Role, scope: Scope) -> String {
         let (secret, _) = self
             .authority
             .create_scoped_token(role, scope, "web test", Some(30), None, "web-test")
@@ -353,7 +356,7 @@ impl Web {
         secret.to_string()
     }
 
-    async fn api(
+    pub(crate) async fn api(
         &self,
         method: Method,
         uri: &str,
@@ -372,7 +375,7 @@ impl Web {
             .await
     }
 
-    fn csr(&self, name: &str) -> String {
+    pub(crate) fn csr(&self, name: &str) -> String {
         let (key, req) = (format!("{name}.key"), format!("{name}.csr"));
         run_in(
             self.dir.path(),
@@ -396,13 +399,24 @@ impl Web {
     }
 }
 
-fn issue_fields<'a>(csrf: &'a str, address: &'a str, csr: &'a str) -> Vec<(&'a str, &'a str)> {
+pub(crate) fn issue_fields<'a>(
+    csrf: &'a str,
+    address: &'a str,
+    csr: &'a str,
+) -> Vec<(&'a str, &'a str)> {
     vec![
         ("csrf", csrf),
         ("address", address),
         ("domain", ""),
         ("subscriber_name", "Dr. Jane Smith"),
-        ("subscriber_organization", "Good Clinic"),
+        (
+            "nonce",
+            Box::leak(
+                anchorage::accounts::random_secret()
+                    .unwrap()
+                    .into_boxed_str(),
+            ),
+        ),
         ("usage", "dual"),
         ("level_of_assurance", ""),
         ("category", ""),
@@ -802,7 +816,7 @@ async fn api_tokens_are_limited_to_their_role_scope_expiry_and_revocation() {
         .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
     for role in [Role::Member, Role::DnsOperator] {
-        let t = web.token(role, Scope::widest(role));
+        let t = web.token(role, crate::harness::wide_scope(role));
         let r = web
             .api(
                 Method::POST,
@@ -1261,7 +1275,7 @@ async fn authorisation_matrix_every_route_every_role() {
         ),
     ];
     for (role, _) in roles {
-        let token = role.map(|r| web.token(r, Scope::widest(r)));
+        let token = role.map(|r| web.token(r, crate::harness::wide_scope(r)));
         for (method, uri, who) in &api {
             let body = (*method == Method::POST).then(|| json!({}));
             let r = web.api(method.clone(), uri, token.as_deref(), body).await;
@@ -1570,10 +1584,12 @@ async fn the_token_list_is_paged_newest_first() {
     for i in 0..(205 - before) {
         // One second apart, so "newest" is well defined.
         *web.clock.0.lock().unwrap() += ::time::Duration::seconds(1);
-        let (_, t) = web
-            .authority
-            .create_token("registrar", &format!("bulk-{i:03}"), Some(30), "test")
-            .unwrap();
+        let (_, t) = crate::harness::token(
+            &web.authority,
+            "registrar",
+            &format!("bulk-{i:03}"),
+            Some(30),
+        );
         ids.push(t.id);
     }
     let rows = |body: &str| body.matches("<tr><td class=\"mono\">").count();

@@ -330,10 +330,11 @@ async fn issue(
     let authority = state.authority.clone();
     let principal = session.principal();
     let key = format!("web-form:{nonce}");
-    let outcome =
-        tokio::task::spawn_blocking(move || authority.issue_as(&principal, &request, None, Some(&key)))
-            .await
-            .map_err(|e| Error::Generation(format!("issuance task failed: {e}")))?;
+    let outcome = tokio::task::spawn_blocking(move || {
+        authority.issue_as(&principal, &request, None, Some(&key))
+    })
+    .await
+    .map_err(|e| Error::Generation(format!("issuance task failed: {e}")))?;
     match outcome {
         Ok(outcome) => Ok(issued(&state, &session, &nonce, outcome)),
         Err(Error::Denied(denial)) => {
