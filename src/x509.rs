@@ -46,12 +46,16 @@ pub fn key_info(spki: &SubjectPublicKeyInfo<'_>) -> KeyInfo {
             .parameters
             .as_ref()
             .and_then(|p| p.as_oid().ok())
-            .map(|o| o.to_id_string())
-            .unwrap_or_default();
-        let (kind, description, bits) = match curve.as_str() {
-            OID_P256 => (Some(KeyKind::P256), "ECDSA P-256".to_string(), 256),
-            OID_P384 => (Some(KeyKind::P384), "ECDSA P-384".to_string(), 384),
-            other => (None, format!("ECDSA on curve {other}"), 0),
+            .map(|o| o.to_id_string());
+        let (kind, description, bits) = match curve.as_deref() {
+            Some(OID_P256) => (Some(KeyKind::P256), "ECDSA P-256".to_string(), 256),
+            Some(OID_P384) => (Some(KeyKind::P384), "ECDSA P-384".to_string(), 384),
+            Some(other) => (None, format!("ECDSA on curve {}", named(CURVES, other)), 0),
+            None => (
+                None,
+                "ECDSA without a named curve (explicit or missing parameters)".to_string(),
+                0,
+            ),
         };
         return KeyInfo {
             kind,
@@ -60,9 +64,14 @@ pub fn key_info(spki: &SubjectPublicKeyInfo<'_>) -> KeyInfo {
             rsa_exponent: None,
         };
     }
+    let description = match KEY_ALGORITHMS.iter().find(|(oid, _)| *oid == alg) {
+        Some(_) => named(KEY_ALGORITHMS, &alg),
+        None if alg == OID_RSA => "an unreadable RSA key".to_string(),
+        None => format!("unsupported key algorithm {alg}"),
+    };
     KeyInfo {
         kind: None,
-        description: format!("unsupported key algorithm {alg}"),
+        description,
         bits: 0,
         rsa_exponent: None,
     }
@@ -103,10 +112,16 @@ impl CsrProblem {
 
 /// Parses a CSR given as PEM or DER and checks its self-signature (proof of possession).
 /// Subject and requested extensions are deliberately ignored: the profile decides those.
-pub fn parse_csr(input: &[u8]) -> Result<CsrKey, CsrProblem> {
-    let der = csr_der(input)?;
+///
+/// The signature algorithm and the key type are judged before the signature is verified: a
+/// verifier cannot tell a forged signature from one made with an algorithm it refuses to run,
+/// and the registrar needs to know which it is. A refusal lists every problem found (at least
+/// one): a SHA-1 signature by a secp256k1 key is both `signature_algorithm_weak` and
+/// `key_type_unsupported`.
+pub fn parse_csr(input: &[u8]) -> Result<CsrKey, Vec<CsrProblem>> {
+    let der = csr_der(input).map_err(|p| vec![p])?;
     let (rest, csr) = X509CertificationRequest::from_der(&der).map_err(|_| {
-        if X509Certificate::from_der(&der).is_ok() {
+        vec![if X509Certificate::from_der(&der).is_ok() {
             CsrProblem::new(
                 "csr_is_certificate",
                 "a certificate was given where a PKCS#10 certificate request (CSR) was expected",
@@ -116,51 +131,65 @@ pub fn parse_csr(input: &[u8]) -> Result<CsrKey, CsrProblem> {
                 "csr_malformed",
                 "the input is not a PKCS#10 certificate request (CSR)",
             )
-        }
+        }]
     })?;
     if !rest.is_empty() {
-        return Err(CsrProblem::new(
+        return Err(vec![CsrProblem::new(
             "csr_malformed",
             "the CSR is followed by trailing bytes",
-        ));
+        )]);
     }
     let spki = &csr.certification_request_info.subject_pki;
-    if csr.verify_signature().is_err() && !verifies_as_short_rsa(&csr) {
-        return Err(CsrProblem::new(
+    let key = key_info(spki);
+    let signature = signature_info(&csr.signature_algorithm);
+    let mut problems = Vec::new();
+    if signature.broken {
+        problems.push(CsrProblem::new(
+            "signature_algorithm_weak",
+            format!(
+                "the CSR is signed with {}; MD5 and SHA-1 signatures can be forged (their digests collide), so sign it with SHA-256 or stronger (openssl req -sha256)",
+                signature.description
+            ),
+        ));
+    }
+    if key.kind.is_none() {
+        problems.push(CsrProblem::new(
+            "key_type_unsupported",
+            format!(
+                "the CSR key is {}, which anchorage does not certify",
+                key.description
+            ),
+        ));
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    // RSA keys under 2048 bits are verified too (legacy verifiers), so that the policy names
+    // the real problem - the key size - instead of a bad signature.
+    match verify_signature_of(
+        csr.certification_request_info.raw,
+        &csr.signature_algorithm,
+        &csr.signature_value.data,
+        spki,
+    ) {
+        Ok(()) => Ok(CsrKey {
+            spki_der: spki.raw.to_vec(),
+            key,
+        }),
+        Err(Unverified::UnknownAlgorithm(_) | Unverified::Unsupported(_)) => {
+            Err(vec![CsrProblem::new(
+                "signature_algorithm_unsupported",
+                format!(
+                    "the CSR is signed with {}, which anchorage cannot check with its {} key; sign it with SHA-256 (openssl req -sha256)",
+                    signature.description, key.description
+                ),
+            )])
+        }
+        Err(Unverified::Mismatch) => Err(vec![CsrProblem::new(
             "csr_signature_invalid",
             "the CSR signature does not verify with its own public key (no proof of possession)",
-        ));
+        )]),
     }
-    Ok(CsrKey {
-        spki_der: spki.raw.to_vec(),
-        key: key_info(spki),
-    })
-}
-
-/// aws-lc-rs refuses RSA keys under 2048 bits in its default verifiers, so a weak-key CSR
-/// would be reported as a bad signature. Verify it with the legacy verifier instead, so the
-/// policy can name the real problem (the key size); such a key is refused there.
-fn verifies_as_short_rsa(csr: &X509CertificationRequest<'_>) -> bool {
-    use aws_lc_rs::signature::{self, UnparsedPublicKey};
-    let spki = &csr.certification_request_info.subject_pki;
-    let info = key_info(spki);
-    if info.kind != Some(KeyKind::Rsa) || info.bits >= 2048 {
-        return false;
-    }
-    let algorithm: &dyn signature::VerificationAlgorithm =
-        match csr.signature_algorithm.algorithm.to_id_string().as_str() {
-            "1.2.840.113549.1.1.5" => &signature::RSA_PKCS1_1024_8192_SHA1_FOR_LEGACY_USE_ONLY,
-            "1.2.840.113549.1.1.11" => &signature::RSA_PKCS1_1024_8192_SHA256_FOR_LEGACY_USE_ONLY,
-            "1.2.840.113549.1.1.12" => &signature::RSA_PKCS1_2048_8192_SHA384,
-            "1.2.840.113549.1.1.13" => &signature::RSA_PKCS1_1024_8192_SHA512_FOR_LEGACY_USE_ONLY,
-            _ => return false,
-        };
-    UnparsedPublicKey::new(algorithm, &spki.subject_public_key.data)
-        .verify(
-            csr.certification_request_info.raw,
-            &csr.signature_value.data,
-        )
-        .is_ok()
 }
 
 fn csr_der(input: &[u8]) -> Result<Vec<u8>, CsrProblem> {
@@ -328,7 +357,7 @@ pub struct SignatureInfo {
     pub algorithm: Option<SignatureAlgorithm>,
     /// The conventional name (`sha256WithRSAEncryption`), or the OID when unknown.
     pub description: String,
-    /// MD2, MD4, MD5 or SHA-1: collisions can be made, so such signatures can be forged.
+    /// MD2, MD4, MD5, SHA-0 or SHA-1: collisions can be made, so such signatures can be forged.
     pub broken: bool,
 }
 
@@ -371,60 +400,21 @@ pub fn verify_signed_by(
     cert: &X509Certificate<'_>,
     issuer: &SubjectPublicKeyInfo<'_>,
 ) -> Result<(), String> {
-    use aws_lc_rs::signature::{self as sig, UnparsedPublicKey, VerificationAlgorithm};
-    let Some((scheme, digest, description)) = signature_scheme(&cert.signature_algorithm) else {
-        return Err(format!(
-            "its signature algorithm {} is unknown",
-            cert.signature_algorithm.algorithm.to_id_string()
-        ));
-    };
-    let curve = issuer
-        .algorithm
-        .parameters
-        .as_ref()
-        .and_then(|p| p.as_oid().ok())
-        .map(|o| o.to_id_string())
-        .unwrap_or_default();
-    let algorithm: Option<&'static dyn VerificationAlgorithm> = match (scheme, digest) {
-        (Scheme::RsaPkcs1, Some(Digest::Sha1)) => {
-            Some(&sig::RSA_PKCS1_1024_8192_SHA1_FOR_LEGACY_USE_ONLY)
+    verify_signature_of(
+        cert.tbs_certificate.as_ref(),
+        &cert.signature_algorithm,
+        &cert.signature_value.data,
+        issuer,
+    )
+    .map_err(|e| match e {
+        Unverified::UnknownAlgorithm(oid) => format!("its signature algorithm {oid} is unknown"),
+        Unverified::Unsupported(description) => {
+            format!("a {description} signature by this kind of key cannot be verified")
         }
-        (Scheme::RsaPkcs1, Some(Digest::Sha256)) => {
-            Some(&sig::RSA_PKCS1_1024_8192_SHA256_FOR_LEGACY_USE_ONLY)
+        Unverified::Mismatch => {
+            "its signature does not verify with the issuer's public key".to_string()
         }
-        (Scheme::RsaPkcs1, Some(Digest::Sha384)) => Some(&sig::RSA_PKCS1_2048_8192_SHA384),
-        (Scheme::RsaPkcs1, Some(Digest::Sha512)) => {
-            Some(&sig::RSA_PKCS1_1024_8192_SHA512_FOR_LEGACY_USE_ONLY)
-        }
-        (Scheme::RsaPss, Some(Digest::Sha256)) => Some(&sig::RSA_PSS_2048_8192_SHA256),
-        (Scheme::RsaPss, Some(Digest::Sha384)) => Some(&sig::RSA_PSS_2048_8192_SHA384),
-        (Scheme::RsaPss, Some(Digest::Sha512)) => Some(&sig::RSA_PSS_2048_8192_SHA512),
-        (Scheme::Ecdsa, Some(d)) => match (curve.as_str(), d) {
-            (OID_P256, Digest::Sha1) => Some(&sig::ECDSA_P256_SHA1_ASN1),
-            (OID_P256, Digest::Sha256) => Some(&sig::ECDSA_P256_SHA256_ASN1),
-            (OID_P256, Digest::Sha384) => Some(&sig::ECDSA_P256_SHA384_ASN1),
-            (OID_P256, Digest::Sha512) => Some(&sig::ECDSA_P256_SHA512_ASN1),
-            (OID_P384, Digest::Sha256) => Some(&sig::ECDSA_P384_SHA256_ASN1),
-            (OID_P384, Digest::Sha384) => Some(&sig::ECDSA_P384_SHA384_ASN1),
-            (OID_P384, Digest::Sha512) => Some(&sig::ECDSA_P384_SHA512_ASN1),
-            (OID_P521, Digest::Sha1) => Some(&sig::ECDSA_P521_SHA1_ASN1),
-            (OID_P521, Digest::Sha224) => Some(&sig::ECDSA_P521_SHA224_ASN1),
-            (OID_P521, Digest::Sha256) => Some(&sig::ECDSA_P521_SHA256_ASN1),
-            (OID_P521, Digest::Sha384) => Some(&sig::ECDSA_P521_SHA384_ASN1),
-            (OID_P521, Digest::Sha512) => Some(&sig::ECDSA_P521_SHA512_ASN1),
-            _ => None,
-        },
-        (Scheme::Ed25519, None) => Some(&sig::ED25519),
-        _ => None,
-    };
-    let Some(algorithm) = algorithm else {
-        return Err(format!(
-            "a {description} signature by this kind of key cannot be verified"
-        ));
-    };
-    UnparsedPublicKey::new(algorithm, &issuer.subject_public_key.data)
-        .verify(cert.tbs_certificate.as_ref(), &cert.signature_value.data)
-        .map_err(|_| "its signature does not verify with the issuer's public key".to_string())
+    })
 }
 
 /// The subjectKeyIdentifier of a certificate, when it has one.
@@ -665,6 +655,110 @@ fn lint_locations(cert: &X509Certificate<'_>, out: &mut Vec<(&'static str, Strin
 
 const OID_P521: &str = "1.3.132.0.35";
 
+/// Why a signature was not verified.
+enum Unverified {
+    /// The signature algorithm OID is not one anchorage knows.
+    UnknownAlgorithm(String),
+    /// No verifier for this algorithm (its conventional name) with this kind of key.
+    Unsupported(String),
+    /// The signature does not match the data and the key.
+    Mismatch,
+}
+
+/// Verifies `signature` over `signed` with `signer`'s public key, by the algorithm named in
+/// `signature_algorithm`. Legacy algorithms and RSA keys from 1024 bits are verified too, on
+/// purpose: callers judge strength separately and report it as such.
+fn verify_signature_of(
+    signed: &[u8],
+    signature_algorithm: &AlgorithmIdentifier<'_>,
+    signature: &[u8],
+    signer: &SubjectPublicKeyInfo<'_>,
+) -> Result<(), Unverified> {
+    use aws_lc_rs::signature::{self as sig, UnparsedPublicKey, VerificationAlgorithm};
+    let Some((scheme, digest, description)) = signature_scheme(signature_algorithm) else {
+        return Err(Unverified::UnknownAlgorithm(
+            signature_algorithm.algorithm.to_id_string(),
+        ));
+    };
+    let curve = signer
+        .algorithm
+        .parameters
+        .as_ref()
+        .and_then(|p| p.as_oid().ok())
+        .map(|o| o.to_id_string())
+        .unwrap_or_default();
+    let algorithm: Option<&'static dyn VerificationAlgorithm> = match (scheme, digest) {
+        (Scheme::RsaPkcs1, Some(Digest::Sha1)) => {
+            Some(&sig::RSA_PKCS1_1024_8192_SHA1_FOR_LEGACY_USE_ONLY)
+        }
+        (Scheme::RsaPkcs1, Some(Digest::Sha256)) => {
+            Some(&sig::RSA_PKCS1_1024_8192_SHA256_FOR_LEGACY_USE_ONLY)
+        }
+        (Scheme::RsaPkcs1, Some(Digest::Sha384)) => Some(&sig::RSA_PKCS1_2048_8192_SHA384),
+        (Scheme::RsaPkcs1, Some(Digest::Sha512)) => {
+            Some(&sig::RSA_PKCS1_1024_8192_SHA512_FOR_LEGACY_USE_ONLY)
+        }
+        (Scheme::RsaPss, Some(Digest::Sha256)) => Some(&sig::RSA_PSS_2048_8192_SHA256),
+        (Scheme::RsaPss, Some(Digest::Sha384)) => Some(&sig::RSA_PSS_2048_8192_SHA384),
+        (Scheme::RsaPss, Some(Digest::Sha512)) => Some(&sig::RSA_PSS_2048_8192_SHA512),
+        (Scheme::Ecdsa, Some(d)) => match (curve.as_str(), d) {
+            (OID_P256, Digest::Sha1) => Some(&sig::ECDSA_P256_SHA1_ASN1),
+            (OID_P256, Digest::Sha256) => Some(&sig::ECDSA_P256_SHA256_ASN1),
+            (OID_P256, Digest::Sha384) => Some(&sig::ECDSA_P256_SHA384_ASN1),
+            (OID_P256, Digest::Sha512) => Some(&sig::ECDSA_P256_SHA512_ASN1),
+            (OID_P384, Digest::Sha256) => Some(&sig::ECDSA_P384_SHA256_ASN1),
+            (OID_P384, Digest::Sha384) => Some(&sig::ECDSA_P384_SHA384_ASN1),
+            (OID_P384, Digest::Sha512) => Some(&sig::ECDSA_P384_SHA512_ASN1),
+            (OID_P521, Digest::Sha1) => Some(&sig::ECDSA_P521_SHA1_ASN1),
+            (OID_P521, Digest::Sha224) => Some(&sig::ECDSA_P521_SHA224_ASN1),
+            (OID_P521, Digest::Sha256) => Some(&sig::ECDSA_P521_SHA256_ASN1),
+            (OID_P521, Digest::Sha384) => Some(&sig::ECDSA_P521_SHA384_ASN1),
+            (OID_P521, Digest::Sha512) => Some(&sig::ECDSA_P521_SHA512_ASN1),
+            _ => None,
+        },
+        (Scheme::Ed25519, None) => Some(&sig::ED25519),
+        _ => None,
+    };
+    let Some(algorithm) = algorithm else {
+        return Err(Unverified::Unsupported(description));
+    };
+    UnparsedPublicKey::new(algorithm, &signer.subject_public_key.data)
+        .verify(signed, signature)
+        .map_err(|_| Unverified::Mismatch)
+}
+
+/// Elliptic curves met in requests and anchors (SEC 2, RFC 5639, GB/T 32918), for messages;
+/// P-256 and P-384, the curves anchorage certifies, are named by [`key_info`] itself.
+const CURVES: &[(&str, &str)] = &[
+    ("1.3.132.0.35", "secp521r1"),
+    ("1.3.132.0.33", "secp224r1"),
+    ("1.2.840.10045.3.1.1", "prime192v1"),
+    ("1.3.132.0.10", "secp256k1"),
+    ("1.3.36.3.3.2.8.1.1.7", "brainpoolP256r1"),
+    ("1.3.36.3.3.2.8.1.1.11", "brainpoolP384r1"),
+    ("1.3.36.3.3.2.8.1.1.13", "brainpoolP512r1"),
+    ("1.2.156.10197.1.301", "SM2"),
+];
+
+/// Key algorithms anchorage never certifies (RFC 3279, 4055, 8410), for messages.
+const KEY_ALGORITHMS: &[(&str, &str)] = &[
+    ("1.3.101.112", "Ed25519"),
+    ("1.3.101.113", "Ed448"),
+    ("1.3.101.110", "X25519"),
+    ("1.3.101.111", "X448"),
+    ("1.2.840.10040.4.1", "DSA"),
+    ("1.2.840.10046.2.1", "Diffie-Hellman"),
+    ("1.2.840.113549.1.1.10", "RSASSA-PSS"),
+];
+
+/// `name (oid)` when the table knows the OID, else the OID alone.
+fn named(table: &[(&str, &str)], oid: &str) -> String {
+    match table.iter().find(|(o, _)| *o == oid) {
+        Some((_, name)) => format!("{name} ({oid})"),
+        None => oid.to_string(),
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Scheme {
     RsaPkcs1,
@@ -679,6 +773,8 @@ enum Digest {
     Md2,
     Md4,
     Md5,
+    /// The withdrawn first SHA (FIPS 180), only in old OIW identifiers.
+    Sha0,
     Sha1,
     Sha224,
     Sha256,
@@ -688,12 +784,46 @@ enum Digest {
 
 impl Digest {
     fn is_broken(self) -> bool {
-        matches!(self, Digest::Md2 | Digest::Md4 | Digest::Md5 | Digest::Sha1)
+        matches!(
+            self,
+            Digest::Md2 | Digest::Md4 | Digest::Md5 | Digest::Sha0 | Digest::Sha1
+        )
     }
 }
 
-/// Signature OIDs (RFC 3279, 4055, 5758, 8410) with their conventional names.
+/// Signature OIDs (RFC 3279, 4055, 5758, 8410, and the old OIW arc that openssl still
+/// names) with their conventional names.
 const SIGNATURE_OIDS: &[(&str, Scheme, Option<Digest>, &str)] = &[
+    (
+        "1.3.14.3.2.2",
+        Scheme::RsaPkcs1,
+        Some(Digest::Md4),
+        "md4WithRSA",
+    ),
+    (
+        "1.3.14.3.2.3",
+        Scheme::RsaPkcs1,
+        Some(Digest::Md5),
+        "md5WithRSA",
+    ),
+    (
+        "1.3.14.3.2.15",
+        Scheme::RsaPkcs1,
+        Some(Digest::Sha0),
+        "shaWithRSASignature",
+    ),
+    (
+        "1.3.14.3.2.13",
+        Scheme::Dsa,
+        Some(Digest::Sha0),
+        "dsaWithSHA",
+    ),
+    (
+        "1.3.14.3.2.27",
+        Scheme::Dsa,
+        Some(Digest::Sha1),
+        "dsaWithSHA1",
+    ),
     (
         "1.2.840.113549.1.1.2",
         Scheme::RsaPkcs1,
@@ -882,18 +1012,102 @@ mod tests {
                 "csr_is_private_key",
             ),
         ];
+        let codes = |input: &[u8]| -> Vec<&str> {
+            parse_csr(input)
+                .unwrap_err()
+                .iter()
+                .map(|p| p.code)
+                .collect()
+        };
         for (name, input, code) in cases {
-            assert_eq!(parse_csr(input).unwrap_err().code, *code, "{name}");
+            assert_eq!(codes(input), [*code], "{name}");
         }
         let cert = rcgen::generate_simple_self_signed(vec!["x.example".into()]).unwrap();
-        assert_eq!(
-            parse_csr(cert.cert.pem().as_bytes()).unwrap_err().code,
-            "csr_is_certificate"
-        );
-        assert_eq!(
-            parse_csr(cert.cert.der()).unwrap_err().code,
-            "csr_is_certificate"
-        );
+        assert_eq!(codes(cert.cert.pem().as_bytes()), ["csr_is_certificate"]);
+        assert_eq!(codes(cert.cert.der()), ["csr_is_certificate"]);
+    }
+
+    /// `der` with the one occurrence of `from` replaced by `to` (of the same length, so that
+    /// no DER length changes).
+    fn swap(der: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+        assert_eq!(from.len(), to.len());
+        let at: Vec<usize> = (0..der.len())
+            .filter(|i| der[*i..].starts_with(from))
+            .collect();
+        assert_eq!(at.len(), 1, "{from:02x?} occurs once");
+        let mut out = der.to_vec();
+        out[at[0]..at[0] + to.len()].copy_from_slice(to);
+        out
+    }
+
+    /// The algorithms are judged before the signature: a request whose algorithm identifier
+    /// was rewritten (so its signature no longer verifies) is refused for the algorithm.
+    #[test]
+    fn csr_algorithms_are_judged_before_the_signature() {
+        let der = |alg| ::pem::parse(csr_pem(alg)).unwrap().into_contents();
+        let rsa = der(&rcgen::PKCS_RSA_SHA256);
+        let p256 = der(&rcgen::PKCS_ECDSA_P256_SHA256);
+        // DER contents of the OIDs: sha256/sha1/md5WithRSAEncryption, ecdsa-with-SHA256 and
+        // -SHA224, the P-256 and P-192 curves, Ed25519.
+        let rsa_sha256 = [0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0b];
+        let rsa_sha1 = [0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x05];
+        let rsa_md5 = [0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x04];
+        let ecdsa_sha256 = [0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02];
+        let ecdsa_sha224 = [0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x01];
+        let p256_curve = [0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+        let p192_curve = [0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x01];
+        let cases: Vec<(&str, Vec<u8>, &[&str], &str)> = vec![
+            (
+                "fail/rsa-sha1",
+                swap(&rsa, &rsa_sha256, &rsa_sha1),
+                &["signature_algorithm_weak"],
+                "sha1WithRSAEncryption",
+            ),
+            (
+                "fail/rsa-md5",
+                swap(&rsa, &rsa_sha256, &rsa_md5),
+                &["signature_algorithm_weak"],
+                "md5WithRSAEncryption",
+            ),
+            (
+                "fail/p192",
+                swap(&p256, &p256_curve, &p192_curve),
+                &["key_type_unsupported"],
+                "prime192v1 (1.2.840.10045.3.1.1)",
+            ),
+            (
+                "fail/p192-sha224",
+                swap(
+                    &swap(&p256, &p256_curve, &p192_curve),
+                    &ecdsa_sha256,
+                    &ecdsa_sha224,
+                ),
+                &["key_type_unsupported"],
+                "prime192v1",
+            ),
+            (
+                "fail/p256-sha224-unverifiable",
+                swap(&p256, &ecdsa_sha256, &ecdsa_sha224),
+                &["signature_algorithm_unsupported"],
+                "ecdsa-with-SHA224",
+            ),
+            (
+                "fail/ed25519",
+                der(&rcgen::PKCS_ED25519),
+                &["key_type_unsupported"],
+                "Ed25519 (1.3.101.112)",
+            ),
+        ];
+        for (name, input, codes, named) in cases {
+            let problems = parse_csr(&input).unwrap_err();
+            let got: Vec<&str> = problems.iter().map(|p| p.code).collect();
+            assert_eq!(got, codes, "{name}");
+            assert!(
+                problems.iter().any(|p| p.message.contains(named)),
+                "{name}: {problems:?} names {named}"
+            );
+        }
+        assert!(parse_csr(&rsa).is_ok(), "ok/rsa-sha256");
     }
 
     #[test]

@@ -140,7 +140,7 @@ pub fn check(req: &IssueRequest, ctx: &Context<'_>) -> Result<Approved, Denial> 
                     ("encryption_csr", encryption.as_ref()),
                 ] {
                     if let Some(csr) = csr {
-                        if let Err(e) = x509::parse_csr(csr) {
+                        for e in x509::parse_csr(csr).err().unwrap_or_default() {
                             r.add(e.code, field, e.message);
                         }
                     }
@@ -474,7 +474,21 @@ fn check_keys(
                         check_key_strength(&k.key, p, field, r);
                         keys.push(k);
                     }
-                    Err(e) => r.add(e.code, field, e.message),
+                    Err(problems) => {
+                        for e in problems {
+                            let message = if e.code == "key_type_unsupported" {
+                                format!(
+                                    "{}; profile '{}' accepts {}",
+                                    e.message,
+                                    p.name,
+                                    allowed_text(p)
+                                )
+                            } else {
+                                e.message
+                            };
+                            r.add(e.code, field, message);
+                        }
+                    }
                 }
             }
             if let [a, b] = keys.as_slice() {

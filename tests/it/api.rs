@@ -841,6 +841,93 @@ async fn api_refusals_carry_stable_codes_and_every_failed_rule() {
         .expect_status(StatusCode::CREATED);
 }
 
+/// Issue 11, requirement 7 through the API: CSRs signed with SHA-1 or MD5 and keys on curves
+/// anchorage does not certify are refused for exactly that (422, precise codes, sentences
+/// naming the algorithm or curve), and nothing is stored or audited. A bit flipped in a good
+/// CSR's signature is still a bad signature, and a P-256 CSR signed with SHA-512 (a strong
+/// digest the proof-of-possession check once could not verify) is issued.
+#[tokio::test]
+async fn api_names_weak_csr_digests_and_unsupported_keys() {
+    let api = Api::new();
+    let uri = "/api/v1/certificates";
+    let before = (
+        api.get(uri).await.json(),
+        api.authority.verify_audit().unwrap().entries,
+    );
+    let refuse = |csr: String, reasons: &'static [&'static str], name: &'static str| {
+        let api = &api;
+        async move {
+            let body = issue_body("weak@direct.example.com", &csr);
+            let v = api
+                .post(uri, &body)
+                .await
+                .expect_error(StatusCode::UNPROCESSABLE_ENTITY, "request_denied");
+            let mut got: Vec<&str> = v["reasons"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["code"].as_str().unwrap())
+                .collect();
+            got.sort_unstable();
+            let mut want = reasons.to_vec();
+            want.sort_unstable();
+            assert_eq!(got, want, "{name}: {v}");
+            v
+        }
+    };
+    for case in crate::refusals::ALGORITHM_CASES {
+        let file = case.make(api.dir.path());
+        let csr = std::fs::read_to_string(api.path(&file)).unwrap();
+        let v = refuse(csr, case.reasons, case.name).await;
+        let messages = v["reasons"].to_string();
+        for word in case.named {
+            assert!(messages.contains(word), "{}: names {word}: {v}", case.name);
+        }
+    }
+    // The same refusal for base64 DER.
+    let md5 = std::fs::read_to_string(api.path("rsa-md5.csr")).unwrap();
+    refuse(
+        B64.encode(pem_der(&md5)),
+        &["signature_algorithm_weak"],
+        "fail/rsa-md5-der",
+    )
+    .await;
+
+    let good = api.csr("flipped");
+    let mut der = pem_der(&good);
+    *der.last_mut().unwrap() ^= 0x01;
+    refuse(
+        B64.encode(der),
+        &["csr_signature_invalid"],
+        "fail/flipped-signature-bit",
+    )
+    .await;
+
+    let after = (
+        api.get(uri).await.json(),
+        api.authority.verify_audit().unwrap().entries,
+    );
+    assert_eq!(
+        after, before,
+        "a refused CSR changed the store or the audit log"
+    );
+    assert_eq!(api.authority.store.cert_count(), 0);
+
+    let p256_sha512 = crate::harness::openssl_csr(
+        api.dir.path(),
+        "p256-sha512",
+        crate::harness::KeyAlg::P256,
+        Some("-sha512"),
+    );
+    let mut body = issue_body(
+        "strong@direct.example.com",
+        &std::fs::read_to_string(api.path(&p256_sha512)).unwrap(),
+    );
+    body["usage"] = json!("signing");
+    api.issue(&body).await;
+    assert_eq!(api.authority.store.cert_count(), 1);
+}
+
 #[tokio::test]
 async fn api_lists_with_filters_and_a_revocation_reaches_the_crl() {
     let api = Api::new();

@@ -537,7 +537,7 @@ async fn registrar_member_and_admin_in_a_real_browser() {
         .await
         .unwrap();
     m.click("anchor-submit").await;
-    m.wait_for("Submitted #").await;
+    m.wait_for("Your anchor was submitted for review").await;
     m.shot("member-submitted").await;
     assert!(m.text("#anchor-list").await.contains("pending"));
     m.client.clone().close().await.unwrap();
@@ -556,9 +556,9 @@ async fn registrar_member_and_admin_in_a_real_browser() {
     a.wait_for("class=\"flash\"").await;
     a.shot("admin-approved").await;
     let flash = a.text(".flash").await;
-    assert!(
-        flash.contains("approved") && flash.contains("Published provider-test"),
-        "{flash}"
+    assert_eq!(
+        flash,
+        anchorage::http::web::Notice::AnchorApprovedPublished.sentence()
     );
     for (path, name) in [
         ("/admin/bundles", "admin-bundles"),

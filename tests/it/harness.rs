@@ -67,6 +67,12 @@ pub enum KeyAlg {
     P384,
     /// Not offered by the Direct profiles.
     Ed25519,
+    /// Curves anchorage does not certify at all.
+    Secp256k1,
+    BrainpoolP256r1,
+    P521,
+    /// DSA-1024 (its parameters are made on first use, in `dsa.params`).
+    Dsa,
 }
 
 impl KeyAlg {
@@ -77,6 +83,15 @@ impl KeyAlg {
             KeyAlg::P256 => &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"],
             KeyAlg::P384 => &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-384"],
             KeyAlg::Ed25519 => &["-newkey", "ed25519"],
+            KeyAlg::Secp256k1 => &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:secp256k1"],
+            KeyAlg::BrainpoolP256r1 => &[
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:brainpoolP256r1",
+            ],
+            KeyAlg::P521 => &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-521"],
+            KeyAlg::Dsa => &["-newkey", "dsa:dsa.params"],
         }
     }
 }
@@ -202,14 +217,12 @@ impl Ca {
     /// Makes a CSR with `openssl req -new -newkey ... -nodes -subj /CN=STEM` and returns its
     /// file name (`STEM.csr`, relative to [`Ca::dir`]); the key goes to `STEM.key` (PKCS#8).
     pub fn csr(&self, stem: &str, alg: KeyAlg) -> String {
-        let (csr, key) = (format!("{stem}.csr"), format!("{stem}.key"));
-        let mut args = vec!["req", "-new"];
-        args.extend_from_slice(alg.newkey_args());
-        args.extend(["-nodes", "-keyout", &key, "-subj"]);
-        let subj = format!("/CN={stem}");
-        args.extend([subj.as_str(), "-out", &csr]);
-        tools::run_in(self.dir(), "openssl", &args).assert_success("openssl req");
-        csr
+        self.csr_digest(stem, alg, None)
+    }
+
+    /// [`Ca::csr`] signed with the digest `-sha1`, `-md5`, ... (openssl's default when `None`).
+    pub fn csr_digest(&self, stem: &str, alg: KeyAlg, digest: Option<&str>) -> String {
+        openssl_csr(self.dir(), stem, alg, digest)
     }
 
     /// Writes `ca chain --out chain.pem` and splits it into `issuing.pem` and `root.pem`.
@@ -247,6 +260,38 @@ impl Ca {
                 .unwrap_or_else(|| panic!("audit verify -o json without entries: {audit}")),
         }
     }
+}
+
+/// Makes `STEM.csr` and `STEM.key` in `dir` with `openssl req -new -newkey ... -nodes
+/// -subj /CN=STEM`, signed with `digest` (`-sha1`, `-md5`, ...; openssl's default when `None`);
+/// returns the CSR's file name.
+pub fn openssl_csr(dir: &Path, stem: &str, alg: KeyAlg, digest: Option<&str>) -> String {
+    if alg == KeyAlg::Dsa && !dir.join("dsa.params").exists() {
+        tools::run_in(
+            dir,
+            "openssl",
+            &[
+                "genpkey",
+                "-genparam",
+                "-algorithm",
+                "DSA",
+                "-pkeyopt",
+                "dsa_paramgen_bits:1024",
+                "-out",
+                "dsa.params",
+            ],
+        )
+        .assert_success("openssl genpkey -genparam DSA");
+    }
+    let (csr, key) = (format!("{stem}.csr"), format!("{stem}.key"));
+    let mut args = vec!["req", "-new"];
+    args.extend_from_slice(alg.newkey_args());
+    args.extend(digest);
+    args.extend(["-nodes", "-keyout", &key, "-subj"]);
+    let subj = format!("/CN={stem}");
+    args.extend([subj.as_str(), "-out", &csr]);
+    tools::run_in(dir, "openssl", &args).assert_success("openssl req");
+    csr
 }
 
 fn join<S: AsRef<str>>(args: &[S]) -> String {

@@ -3,6 +3,8 @@
 //! (`{code, message, reasons: [{code, message, field}]}`), and leave the store exactly as it
 //! was: the same `cert list`, the same audit log length, and no output files.
 
+use std::path::Path;
+
 use crate::harness::{self, Ca, KeyAlg, StoreState, DOMAIN};
 use crate::tools;
 
@@ -238,6 +240,108 @@ const CSR_CASES: &[Case] = &[
     },
 ];
 
+/// A CSR openssl makes with a weak digest or a key anchorage never certifies (issue 11,
+/// requirement 7): refused for the algorithm, not as a bad signature, with sentences naming
+/// what was found.
+pub struct AlgorithmCase {
+    pub name: &'static str,
+    pub key: KeyAlg,
+    /// The `openssl req` digest option.
+    pub digest: Option<&'static str>,
+    /// The signature algorithm openssl must have written (as `openssl req -text` names it), so
+    /// that a changed openssl default cannot make a case test something else.
+    pub written: &'static str,
+    pub reasons: &'static [&'static str],
+    /// Words the reason messages must contain between them.
+    pub named: &'static [&'static str],
+}
+
+pub const ALGORITHM_CASES: &[AlgorithmCase] = &[
+    AlgorithmCase {
+        name: "fail/rsa-sha1",
+        key: KeyAlg::Rsa2048,
+        digest: Some("-sha1"),
+        written: "sha1WithRSAEncryption",
+        reasons: &["signature_algorithm_weak"],
+        named: &["sha1WithRSAEncryption"],
+    },
+    AlgorithmCase {
+        name: "fail/rsa-md5",
+        key: KeyAlg::Rsa2048,
+        digest: Some("-md5"),
+        written: "md5WithRSAEncryption",
+        reasons: &["signature_algorithm_weak"],
+        named: &["md5WithRSAEncryption"],
+    },
+    AlgorithmCase {
+        name: "fail/ecdsa-sha1",
+        key: KeyAlg::P256,
+        digest: Some("-sha1"),
+        written: "ecdsa-with-SHA1",
+        reasons: &["signature_algorithm_weak"],
+        named: &["ecdsa-with-SHA1"],
+    },
+    AlgorithmCase {
+        name: "fail/dsa-sha1",
+        key: KeyAlg::Dsa,
+        digest: Some("-sha1"),
+        written: "dsaWithSHA1",
+        reasons: &["signature_algorithm_weak", "key_type_unsupported"],
+        named: &["dsa-with-SHA1", "DSA (1.2.840.10040.4.1)"],
+    },
+    AlgorithmCase {
+        name: "fail/secp256k1",
+        key: KeyAlg::Secp256k1,
+        digest: None,
+        written: "ecdsa-with-SHA256",
+        reasons: &["key_type_unsupported"],
+        named: &["secp256k1 (1.3.132.0.10)"],
+    },
+    AlgorithmCase {
+        name: "fail/brainpoolP256r1",
+        key: KeyAlg::BrainpoolP256r1,
+        digest: None,
+        written: "ecdsa-with-SHA256",
+        reasons: &["key_type_unsupported"],
+        named: &["brainpoolP256r1 (1.3.36.3.3.2.8.1.1.7)"],
+    },
+    AlgorithmCase {
+        name: "fail/secp521r1",
+        key: KeyAlg::P521,
+        digest: None,
+        written: "ecdsa-with-SHA256",
+        reasons: &["key_type_unsupported"],
+        named: &["secp521r1"],
+    },
+    AlgorithmCase {
+        name: "fail/secp256k1-sha1",
+        key: KeyAlg::Secp256k1,
+        digest: Some("-sha1"),
+        written: "ecdsa-with-SHA1",
+        reasons: &["signature_algorithm_weak", "key_type_unsupported"],
+        named: &["ecdsa-with-SHA1", "secp256k1"],
+    },
+];
+
+impl AlgorithmCase {
+    /// The CSR's file name, made in `dir` and checked to carry `written`.
+    pub fn make(&self, dir: &Path) -> String {
+        let stem = self.name.trim_start_matches("fail/");
+        let csr = harness::openssl_csr(dir, stem, self.key, self.digest);
+        let text = tools::run_in(dir, "openssl", &["req", "-in", &csr, "-noout", "-text"]);
+        text.assert_success("openssl req -text");
+        assert!(
+            text.stdout
+                .contains(&format!("Signature Algorithm: {}", self.written)),
+            "{}: openssl did not sign with {}: {}",
+            self.name,
+            self.written,
+            text.stdout
+        );
+        csr
+    }
+}
+
 #[test]
 fn request_rules_refuse_and_store_nothing() {
     let ca = Ca::init(&[DOMAIN]);
@@ -250,6 +354,44 @@ fn csr_rules_refuse_and_store_nothing() {
     let ca = Ca::init(&[DOMAIN]);
     fixtures(&ca);
     run_cases(&ca, CSR_CASES);
+}
+
+/// Weak digests and uncertifiable keys are named before the proof of possession is checked,
+/// for a single CSR and for the encryption CSR of a pair; a bit flipped in a good CSR's
+/// signature is still `csr_signature_invalid` (the `fail/csr-signature-invalid` case above).
+#[test]
+fn csr_algorithms_refuse_with_precise_codes_and_store_nothing() {
+    let ca = Ca::init(&[DOMAIN]);
+    ca.csr("good", KeyAlg::Rsa2048);
+    for case in ALGORITHM_CASES {
+        let csr = case.make(ca.dir());
+        let args = format!("--address jones@direct.example.com --usage dual --csr {csr}");
+        let err = assert_refused(&ca, case.name, &args, DENIED, case.reasons);
+        let messages = err["reasons"].to_string();
+        for word in case.named {
+            assert!(
+                messages.contains(word),
+                "{}: names {word}: {err}",
+                case.name
+            );
+        }
+        if case.reasons.contains(&"key_type_unsupported") {
+            assert!(
+                messages.contains("profile 'address' accepts"),
+                "{}: says what the profile accepts: {err}",
+                case.name
+            );
+        }
+    }
+    let args = "--address jones@direct.example.com --usage pair --csr good.csr --encryption-csr rsa-md5.csr";
+    let err = assert_refused(
+        &ca,
+        "fail/pair-md5-encryption-csr",
+        args,
+        DENIED,
+        &["signature_algorithm_weak"],
+    );
+    assert_eq!(err["reasons"][0]["field"], "encryption_csr", "{err}");
 }
 
 /// Two holders whose DNS owner names coincide cannot both be published (spec §3): the second
@@ -332,7 +474,13 @@ fn run_cases(ca: &Ca, cases: &[Case]) {
 
 /// Runs `cert issue ARGS... --out out.pem -o json` (ARGS split at spaces), checks the
 /// refusal, and that nothing changed.
-fn assert_refused(ca: &Ca, name: &str, args: &str, code: &str, reasons: &[&str]) {
+fn assert_refused(
+    ca: &Ca,
+    name: &str,
+    args: &str,
+    code: &str,
+    reasons: &[&str],
+) -> serde_json::Value {
     let before: StoreState = ca.state();
     let mut argv: Vec<&str> = vec!["cert", "issue"];
     argv.extend(args.split_whitespace());
@@ -367,6 +515,7 @@ fn assert_refused(ca: &Ca, name: &str, args: &str, code: &str, reasons: &[&str])
     for file in ["out.pem", "jones.p12"] {
         assert!(!ca.path(file).exists(), "{name}: wrote {file}");
     }
+    err
 }
 
 /// The inputs the cases name, in the CA's directory.

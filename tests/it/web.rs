@@ -1026,6 +1026,256 @@ async fn a_generated_pkcs12_downloads_once_with_a_password_shown_once() {
     ));
 }
 
+/// The status banner of a page: the text of its `<p class="flash">`, if it has one.
+fn banner(html: &str) -> Option<&str> {
+    let start = html.find("<p class=\"flash\" role=\"status\">")?;
+    let rest = &html[start..];
+    let text = &rest[rest.find('>')? + 1..];
+    text.split("</p>").next()
+}
+
+/// Issue 11, requirement 9: banners are the server's own messages. Every page that takes
+/// `?done=` shows nothing for text put in the URL (a script, a sentence, another page's id),
+/// while each real action leads to its id and its fixed sentence.
+#[tokio::test]
+async fn status_banners_are_the_servers_own_messages() {
+    use anchorage::http::web::Notice;
+
+    let web = Web::new();
+    let admin = web.login("admin").await;
+    let registrar = web.login("registrar").await;
+    let member = web.login("member").await;
+
+    // A certificate to revoke and an anchor to review, through the forms.
+    let csr = web.csr("banner");
+    let fields = issue_fields(&registrar.csrf, "banner@direct.example.com", &csr);
+    let r = web
+        .post_multipart("/registrar/issue", &registrar, &fields, &[])
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let serial = r
+        .body
+        .split("href=\"/registrar/certs/")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    run_in(
+        web.dir.path(),
+        "openssl",
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "anchor.key",
+            "-out",
+            "anchor.pem",
+            "-days",
+            "3650",
+            "-subj",
+            "/O=Banner HISP/CN=Banner Root",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ],
+    )
+    .assert_success("openssl req -x509");
+    let anchor = std::fs::read(web.dir.path().join("anchor.pem")).unwrap();
+    // The test clock started before openssl stamped notBefore.
+    web.advance(Duration::minutes(1));
+
+    // Text in the URL is never a banner, on any page that takes `done`.
+    let cert_page = format!("/registrar/certs/{serial}");
+    // (page, its navigation entry, who may see it)
+    let pages: [(&str, &str, &Browser); 5] = [
+        ("/admin/queue", "/admin/queue", &admin),
+        ("/admin/bundles", "/admin/bundles", &admin),
+        ("/admin/users", "/admin/users", &admin),
+        ("/admin/tokens", "/admin/tokens", &admin),
+        (&cert_page, "/registrar/certs", &registrar),
+    ];
+    for (page, nav, who) in pages {
+        for (name, done) in [
+            ("fail/script", "%3Cscript%3Ealert(1)%3C%2Fscript%3E"),
+            ("fail/sentence", "Your+account+was+compromised"),
+            ("fail/unknown", "anchor-approved-by-mallory"),
+            ("fail/another-page", "cert-revoked"),
+            ("fail/another-page", "token-revoked"),
+            // Not revoked: the certificate page does not claim it is.
+            ("fail/not-so", "cert-revoked"),
+        ] {
+            if Notice::from_query(Some(done), nav).is_some() && name != "fail/not-so" {
+                continue;
+            }
+            if name == "fail/not-so" && page != cert_page {
+                continue;
+            }
+            let r = web.get(&format!("{page}?done={done}"), Some(who)).await;
+            assert_eq!(r.status, StatusCode::OK, "{name} {page}: {}", r.body);
+            for echoed in ["alert(1)", "script", "compromised", "mallory"] {
+                assert!(!r.body.contains(echoed), "{name} {page}: {echoed} echoed");
+            }
+            assert_eq!(banner(&r.body), None, "{name} {page}");
+        }
+    }
+
+    // Each real action: its redirect names the id, and the page shows the fixed sentence.
+    async fn follow(web: &Web, who: &Browser, r: Reply, want: Notice) {
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+        assert!(
+            r.location().ends_with(&format!("?done={}", want.as_str())),
+            "{} for {}",
+            r.location(),
+            want.as_str()
+        );
+        let page = web.get(r.location(), Some(who)).await;
+        assert_eq!(banner(&page.body), Some(want.sentence()), "{}", page.body);
+    }
+
+    // A member submits (a page rendered in reply: the banner without any redirect).
+    let (ct, body) = multipart(
+        &[
+            ("csrf", &member.csrf),
+            ("bundle", MEMBER_BUNDLE),
+            ("organization", "Banner HISP"),
+            ("contact", "PKI <pki@banner.example>"),
+        ],
+        &[("anchor_file", "anchor.pem", &anchor)],
+    );
+    let r = web
+        .request(
+            Method::POST,
+            "/member/anchors",
+            &[("cookie", member.cookie.clone())],
+            Some(&ct),
+            body,
+            "192.0.2.10",
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(banner(&r.body), Some(Notice::AnchorSubmitted.sentence()));
+    let id = web.authority.store.anchors().unwrap()[0].id;
+
+    let approve = format!("/admin/anchors/{id}/approve");
+    let r = web
+        .post_form(&approve, Some(&admin), &[("csrf", &admin.csrf)])
+        .await;
+    follow(&web, &admin, r, Notice::AnchorApprovedPublished).await;
+    let r = web
+        .post_form(
+            &format!("/admin/bundles/{MEMBER_BUNDLE}/build"),
+            Some(&admin),
+            &[("csrf", &admin.csrf)],
+        )
+        .await;
+    follow(&web, &admin, r, Notice::BundleUnchanged).await;
+    let r = web
+        .post_form(
+            &format!("/admin/anchors/{id}/retire"),
+            Some(&admin),
+            &[("csrf", &admin.csrf), ("note", "rotated")],
+        )
+        .await;
+    follow(&web, &admin, r, Notice::AnchorRetiredPublished).await;
+
+    // Users: created (rendered in reply), disabled, enabled, a new password.
+    let r = web
+        .post_form(
+            "/admin/users",
+            Some(&admin),
+            &[
+                ("csrf", &admin.csrf),
+                ("username", "newbie"),
+                ("name", "New Registrar"),
+                ("role", "registrar"),
+                ("domains", DOMAIN),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(banner(&r.body), Some(Notice::UserCreated.sentence()));
+    for (action, want) in [
+        ("disable", Notice::UserDisabled),
+        ("enable", Notice::UserEnabled),
+    ] {
+        let r = web
+            .post_form(
+                &format!("/admin/users/newbie/{action}"),
+                Some(&admin),
+                &[("csrf", &admin.csrf)],
+            )
+            .await;
+        follow(&web, &admin, r, want).await;
+    }
+    let r = web
+        .post_form(
+            "/admin/users/newbie/reset",
+            Some(&admin),
+            &[("csrf", &admin.csrf)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(banner(&r.body), Some(Notice::PasswordReset.sentence()));
+
+    // A token revoked.
+    let (_, token) = web
+        .authority
+        .create_scoped_token(
+            Role::Registrar,
+            Scope {
+                domains: vec![DOMAIN.into()],
+                ..Scope::default()
+            },
+            "banner test",
+            Some(30),
+            None,
+            "web-test",
+        )
+        .unwrap();
+    let r = web
+        .post_form(
+            &format!("/admin/tokens/{}/revoke", token.id),
+            Some(&admin),
+            &[("csrf", &admin.csrf)],
+        )
+        .await;
+    follow(&web, &admin, r, Notice::TokenRevoked).await;
+
+    // A certificate revoked.
+    let r = web
+        .post_form(
+            &format!("{cert_page}/revoke"),
+            Some(&registrar),
+            &[
+                ("csrf", &registrar.csrf),
+                ("reason", "superseded"),
+                ("confirm", "yes"),
+            ],
+        )
+        .await;
+    follow(&web, &registrar, r, Notice::CertRevoked).await;
+
+    // Other text from a URL is not quoted back into a page either.
+    for (who, uri) in [
+        (&registrar, "/registrar/certs/Your-account-was-compromised"),
+        (
+            &registrar,
+            "/registrar/issue?renew=Your+account+was+compromised",
+        ),
+        (&member, "/member/anchors/Your-account-was-compromised"),
+    ] {
+        let r = web.get(uri, Some(who)).await;
+        assert!(r.status.is_client_error(), "{uri}: {}", r.status);
+        assert!(!r.body.contains("compromised"), "{uri}: {}", r.body);
+    }
+}
+
 fn store_contains(dir: &std::path::Path, needle: &[u8]) -> bool {
     std::fs::read_dir(dir).unwrap().any(|entry| {
         let path = entry.unwrap().path();
@@ -1461,12 +1711,14 @@ async fn the_console_shows_external_sources_and_refreshes_one_on_demand() {
         )
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert_eq!(r.location(), "/admin/bundles?done=source-refresh-failed");
     let page = web.get(r.location(), Some(&admin)).await;
-    assert!(
-        page.body.contains("Refresh of elsewhere: connect_error"),
-        "{}",
-        page.body
+    assert_eq!(
+        banner(&page.body),
+        Some(anchorage::http::web::Notice::SourceRefreshFailed.sentence())
     );
+    // The row of the source says what went wrong, from the store.
+    assert!(page.body.contains("connect_error"), "{}", page.body);
     assert!(page.body.contains("1 failures in a row"), "{}", page.body);
     // The attempt is audited with who asked for it.
     let audited = web

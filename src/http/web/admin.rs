@@ -9,7 +9,7 @@ use axum::routing::{get, post};
 use axum::{Form, Router};
 use serde::Deserialize;
 
-use super::{paginate, render, see_other, Nav, Paging, WebError, WebSession, PAGE_SIZE};
+use super::{paginate, render, see_other, Nav, Notice, Paging, WebError, WebSession, PAGE_SIZE};
 use crate::accounts::{Role, Scope, UserRecord};
 use crate::audit::AuditEntry;
 use crate::authority::{BundleSummary, CaStatus, NewUser, SourceView, Staleness};
@@ -49,6 +49,7 @@ fn err(e: crate::http::ApiError) -> WebError {
 
 #[derive(Debug, Deserialize)]
 pub struct Done {
+    /// A [`Notice`] id; anything else shows no banner.
     done: Option<String>,
     /// Zero-based page of the users and tokens lists.
     #[serde(default)]
@@ -103,7 +104,9 @@ async fn queue(
         .cloned()
         .collect();
     let page = QueuePage {
-        nav: session.nav("/admin/queue").with_flash(d.done),
+        nav: session
+            .nav("/admin/queue")
+            .with_flash(Notice::from_query(d.done.as_deref(), "/admin/queue")),
         csrf: session.csrf().to_string(),
         pending,
         promotable,
@@ -149,22 +152,21 @@ async fn decide(
         _ => return Err(WebError::status(StatusCode::NOT_FOUND, "No such action.")),
     }
     .map_err(err)?;
-    let mut message = format!("Anchor #{} {}.", record.id, record.state.as_str());
-    if action != "reject" {
-        if let Some(p) = publish(&state, record.bundle.clone(), session.actor())
+    let published = action != "reject"
+        && publish(&state, record.bundle.clone(), session.actor())
             .await
             .map_err(err)?
-        {
-            message = format!(
-                "{message} Published {} version {} ({} anchors).",
-                p.bundle, p.version, p.anchors
-            );
-        }
-    }
-    Ok(see_other(&format!(
-        "/admin/queue?done={}",
-        super::forms::url_encode(&message)
-    )))
+            .is_some();
+    let notice = match (action.as_str(), published) {
+        ("approve", false) => Notice::AnchorApproved,
+        ("approve", true) => Notice::AnchorApprovedPublished,
+        ("retire", false) => Notice::AnchorRetired,
+        ("retire", true) => Notice::AnchorRetiredPublished,
+        ("promote", false) => Notice::AnchorPromoted,
+        ("promote", true) => Notice::AnchorPromotedPublished,
+        _ => Notice::AnchorRejected,
+    };
+    Ok(see_other(&notice.redirect_to("/admin/queue")))
 }
 
 #[derive(askama::Template)]
@@ -224,7 +226,9 @@ async fn bundles(
         })
         .collect();
     let page = BundlesPage {
-        nav: session.nav("/admin/bundles").with_flash(d.done),
+        nav: session
+            .nav("/admin/bundles")
+            .with_flash(Notice::from_query(d.done.as_deref(), "/admin/bundles")),
         csrf: session.csrf().to_string(),
         bundles,
         sources,
@@ -247,17 +251,11 @@ async fn build(
     session.require(ADMIN)?;
     session.check_csrf(&form.csrf)?;
     state.authority.inventory.get(&name)?;
-    let message = match publish(&state, name.clone(), session.actor())
-        .await
-        .map_err(err)?
-    {
-        Some(p) => format!("Published {} version {}.", p.bundle, p.version),
-        None => format!("{name} is unchanged; nothing new was published."),
+    let notice = match publish(&state, name, session.actor()).await.map_err(err)? {
+        Some(_) => Notice::BundlePublished,
+        None => Notice::BundleUnchanged,
     };
-    Ok(see_other(&format!(
-        "/admin/bundles?done={}",
-        super::forms::url_encode(&message)
-    )))
+    Ok(see_other(&notice.redirect_to("/admin/bundles")))
 }
 
 /// "Refresh now" for one external source; the outcome (whatever its status) is shown.
@@ -272,23 +270,22 @@ async fn refresh_source(
     let report =
         crate::external::schedule::refresh(state.authority.clone(), &name, &session.actor())
             .await?;
-    if report.published_version.is_some() || !report.republished.is_empty() {
+    let published = report.published_version.is_some() || !report.republished.is_empty();
+    if published {
         let (authority, cache) = (state.authority.clone(), state.bundles.clone());
         blocking(move || cache.reload(&authority))
             .await
             .map_err(err)?;
     }
-    let mut message = format!("Refresh of {name}: {}", report.status);
-    if !report.reason.is_empty() {
-        message.push_str(&format!(" ({})", report.reason));
-    }
-    if let Some(v) = report.published_version {
-        message.push_str(&format!("; published version {v}"));
-    }
-    Ok(see_other(&format!(
-        "/admin/bundles?done={}",
-        super::forms::url_encode(&message)
-    )))
+    // The status and reason are the source's row on the page, read from the store.
+    let notice = if published {
+        Notice::SourceRefreshedPublished
+    } else if report.status.is_success() {
+        Notice::SourceRefreshed
+    } else {
+        Notice::SourceRefreshFailed
+    };
+    Ok(see_other(&notice.redirect_to("/admin/bundles")))
 }
 
 #[derive(askama::Template)]
@@ -312,7 +309,7 @@ async fn users_page(
     session: &WebSession,
     error: Option<String>,
     generated: Option<(String, String)>,
-    flash: Option<String>,
+    flash: Option<Notice>,
     page: usize,
 ) -> Result<Response, WebError> {
     let mut users = state.authority.users()?;
@@ -336,7 +333,8 @@ async fn users(
     Query(d): Query<Done>,
 ) -> Result<Response, WebError> {
     session.require(ADMIN)?;
-    users_page(&state, &session, None, None, d.done, d.page).await
+    let flash = Notice::from_query(d.done.as_deref(), "/admin/users");
+    users_page(&state, &session, None, None, flash, d.page).await
 }
 
 #[derive(Deserialize)]
@@ -399,7 +397,7 @@ async fn add_user(
                 &session,
                 None,
                 generated,
-                Some(format!("Created {}.", user.username)),
+                Some(Notice::UserCreated),
                 0,
             )
             .await
@@ -422,7 +420,7 @@ async fn user_action(
     session.require(ADMIN)?;
     session.check_csrf(&form.csrf)?;
     let (authority, actor) = (state.authority.clone(), session.actor());
-    let message = match action.as_str() {
+    let notice = match action.as_str() {
         "disable" if name == session.signed_in.user.username => {
             return Err(WebError::status(
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -435,7 +433,11 @@ async fn user_action(
             blocking(move || authority.set_user_disabled(&n, disable, &actor))
                 .await
                 .map_err(err)?;
-            format!("{name} {action}d.")
+            if disable {
+                Notice::UserDisabled
+            } else {
+                Notice::UserEnabled
+            }
         }
         "reset" => {
             let password = zeroize::Zeroizing::new(crate::accounts::random_secret()?);
@@ -448,17 +450,14 @@ async fn user_action(
                 &session,
                 None,
                 Some((name.clone(), password.to_string())),
-                Some(format!("New password for {name}.")),
+                Some(Notice::PasswordReset),
                 0,
             )
             .await;
         }
         _ => return Err(WebError::status(StatusCode::NOT_FOUND, "No such action.")),
     };
-    Ok(see_other(&format!(
-        "/admin/users?done={}",
-        super::forms::url_encode(&message)
-    )))
+    Ok(see_other(&notice.redirect_to("/admin/users")))
 }
 
 #[derive(askama::Template)]
@@ -478,7 +477,7 @@ async fn tokens_page(
     session: &WebSession,
     created: Option<(String, String)>,
     error: Option<String>,
-    flash: Option<String>,
+    flash: Option<Notice>,
     page: usize,
 ) -> Result<Response, WebError> {
     let now = state.authority.now();
@@ -511,7 +510,8 @@ async fn tokens(
     Query(d): Query<Done>,
 ) -> Result<Response, WebError> {
     session.require(ADMIN)?;
-    tokens_page(&state, &session, None, None, d.done, d.page).await
+    let flash = Notice::from_query(d.done.as_deref(), "/admin/tokens");
+    tokens_page(&state, &session, None, None, flash, d.page).await
 }
 
 #[derive(Deserialize)]
@@ -591,14 +591,13 @@ async fn revoke_token(
 ) -> Result<Response, WebError> {
     session.require(ADMIN)?;
     session.check_csrf(&form.csrf)?;
-    let (authority, actor, i) = (state.authority.clone(), session.actor(), id.clone());
-    blocking(move || authority.revoke_token(&i, &actor))
+    let (authority, actor) = (state.authority.clone(), session.actor());
+    blocking(move || authority.revoke_token(&id, &actor))
         .await
         .map_err(err)?;
-    Ok(see_other(&format!(
-        "/admin/tokens?done={}",
-        super::forms::url_encode(&format!("Token {id} revoked."))
-    )))
+    Ok(see_other(
+        &Notice::TokenRevoked.redirect_to("/admin/tokens"),
+    ))
 }
 
 #[derive(askama::Template)]

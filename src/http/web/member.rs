@@ -8,7 +8,7 @@ use axum::routing::get;
 use axum::Router;
 
 use super::forms::read_multipart;
-use super::{render, Nav, WebError, WebSession};
+use super::{render, Nav, Notice, WebError, WebSession};
 use crate::accounts::Role;
 use crate::authority::{BundleSummary, Submission};
 use crate::error::Error;
@@ -65,7 +65,7 @@ async fn page(
     session: &WebSession,
     v: SubmitValues,
     reasons: Vec<Reason>,
-    flash: Option<String>,
+    flash: Option<Notice>,
 ) -> Result<MemberPage, WebError> {
     let authority = state.authority.clone();
     let (bundles, anchors) =
@@ -145,13 +145,8 @@ async fn submit(
     let actor = session.actor();
     let result = blocking(move || authority.submit_anchor(&submission, &actor)).await;
     match result {
-        Ok(records) => {
-            let ids: Vec<String> = records.iter().map(|r| format!("#{}", r.id)).collect();
-            let flash = Some(format!(
-                "Submitted {} for review in {}.",
-                ids.join(", "),
-                v.bundle
-            ));
+        Ok(_) => {
+            let flash = Some(Notice::AnchorSubmitted);
             Ok(render(
                 &page(&state, &session, SubmitValues::default(), Vec::new(), flash).await?,
                 true,
@@ -183,9 +178,13 @@ struct AnchorPage {
 async fn detail(
     State(state): State<AppState>,
     session: WebSession,
-    Path(id): Path<u64>,
+    Path(id): Path<String>,
 ) -> Result<Response, WebError> {
     session.require(MEMBERS)?;
+    // Parsed here, not by the extractor, whose refusal would quote the URL's text back.
+    let id: u64 = id
+        .parse()
+        .map_err(|_| WebError::status(StatusCode::NOT_FOUND, "There is no such anchor."))?;
     let authority = state.authority.clone();
     let a = blocking(move || authority.anchor(id))
         .await

@@ -7,6 +7,7 @@ mod admin;
 mod auth;
 mod forms;
 mod member;
+mod notice;
 mod organisations;
 mod pages;
 mod registrar;
@@ -27,6 +28,7 @@ use crate::authority::SignedIn;
 use crate::error::Error;
 
 pub use auth::SESSION_COOKIE;
+pub use notice::Notice;
 
 /// Marks requests that arrived over the HTTPS listener (Secure cookies, HSTS).
 #[derive(Debug, Clone, Copy)]
@@ -229,7 +231,8 @@ pub struct Nav {
     pub items: Vec<NavItem>,
     pub user: Option<String>,
     pub csrf: String,
-    pub flash: Option<String>,
+    /// The status banner: only ever one of the server's fixed messages.
+    pub flash: Option<Notice>,
 }
 
 impl Nav {
@@ -276,7 +279,7 @@ impl Nav {
         }
     }
 
-    pub fn with_flash(mut self, flash: Option<String>) -> Nav {
+    pub fn with_flash(mut self, flash: Option<Notice>) -> Nav {
         self.flash = flash;
         self
     }

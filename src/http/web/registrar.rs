@@ -9,7 +9,7 @@ use axum::{Form, Router};
 use serde::Deserialize;
 
 use super::forms::{read_multipart, FormData};
-use super::{render, see_other, Download, Nav, WebError, WebSession};
+use super::{render, see_other, Download, Nav, Notice, WebError, WebSession};
 use crate::accounts::Role;
 use crate::authority::{CertFilter, CertStatus, CertView, IssueOutcome};
 use crate::error::Error;
@@ -619,7 +619,13 @@ fn domains_of(state: &AppState, principal: &crate::accounts::Principal) -> Vec<S
 
 /// A certificate the session may see; others are "not found".
 fn scoped(state: &AppState, session: &WebSession, serial: &str) -> Result<CertView, WebError> {
-    let serial = Serial::parse(serial).map_err(|e| WebError::from(Error::InvalidInput(e)))?;
+    // The parse error would quote the URL's text back into the page: say it in our words.
+    let serial = Serial::parse(serial).map_err(|_| {
+        WebError::status(
+            StatusCode::BAD_REQUEST,
+            "That is not a certificate serial number (even-length hexadecimal, at most 20 bytes).",
+        )
+    })?;
     state
         .authority
         .cert_for(&session.principal(), &serial)
@@ -638,6 +644,7 @@ struct CertPage {
 
 #[derive(Debug, Deserialize)]
 pub struct FlashQuery {
+    /// A [`Notice`] id; anything else shows no banner.
     done: Option<String>,
 }
 
@@ -649,12 +656,9 @@ async fn detail(
 ) -> Result<Response, WebError> {
     session.require(ISSUERS)?;
     let v = scoped(&state, &session, &serial)?;
-    let flash = match f.done.as_deref() {
-        Some("revoked") => Some(
-            "The certificate was revoked. The next CRL will list it within seconds.".to_string(),
-        ),
-        _ => None,
-    };
+    // "Revoked" only about a certificate the store holds as revoked.
+    let flash = Notice::from_query(f.done.as_deref(), "/registrar/certs")
+        .filter(|_| matches!(v.status, CertStatus::Revoked));
     let page = CertPage {
         nav: session.nav("/registrar/certs").with_flash(flash),
         status: status_word(&v.status),
@@ -811,8 +815,8 @@ async fn revoke(
         .await
         .map_err(|e| Error::Generation(format!("revocation task failed: {e}")))??;
     state.crl_dirty.notify_one();
-    Ok(see_other(&format!(
-        "/registrar/certs/{}?done=revoked",
+    Ok(see_other(&Notice::CertRevoked.redirect_to(&format!(
+        "/registrar/certs/{}",
         v.record.serial.as_str()
-    )))
+    ))))
 }
