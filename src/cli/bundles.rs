@@ -36,6 +36,11 @@ pub enum AnchorCommand {
         /// A contact for the member (default: the CLI user).
         #[arg(long)]
         contact: Option<String>,
+        /// Declare a key rollover: the anchor carries the CA's new key under the subject of an
+        /// anchor the bundle already holds (refused as anchor_same_subject_different_key
+        /// without this flag).
+        #[arg(long)]
+        rollover: bool,
     },
     /// List anchors.
     List {
@@ -229,6 +234,7 @@ pub fn anchor(config: Config, cmd: AnchorCommand, out: Output) -> Result<()> {
                 samples,
                 organization,
                 contact,
+                rollover,
             },
         ) => {
             let bytes = read(&file)?;
@@ -242,6 +248,7 @@ pub fn anchor(config: Config, cmd: AnchorCommand, out: Output) -> Result<()> {
                 bundle,
                 file: bytes,
                 samples,
+                rollover,
             };
             match t {
                 Target::Direct(a) => {
@@ -263,6 +270,7 @@ pub fn anchor(config: Config, cmd: AnchorCommand, out: Output) -> Result<()> {
                             "samples": submission.samples.iter().map(|s| b64(s)).collect::<Vec<_>>(),
                             "organization": submission.organization,
                             "contact": submission.contact,
+                            "rollover": submission.rollover,
                         })),
                     )?
                 }
