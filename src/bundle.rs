@@ -288,10 +288,10 @@ pub fn metadata_xml(
     if !ids.is_empty() {
         xml.push_str("  <Anchors>\n");
         for (issuer, serial) in ids {
-            let name = x509_cert::name::Name::from_der(issuer)
+            x509_cert::name::Name::from_der(issuer)
                 .map_err(|e| BundleError::Metadata(format!("an issuer is not a DER Name: {e}")))?;
             xml.push_str("    <Anchor>\n      <X509IssuerSerial>\n");
-            element(&mut xml, 4, "X509IssuerName", &name.to_string())?;
+            element(&mut xml, 4, "X509IssuerName", &crate::x509::rfc4514(issuer))?;
             element(&mut xml, 4, "X509SerialNumber", &integer_decimal(serial)?)?;
             xml.push_str("      </X509IssuerSerial>\n    </Anchor>\n");
         }

@@ -343,7 +343,7 @@ fn check_name_round_trip(ca: &UnlockedCa, subject_raw: &[u8]) -> Result<()> {
         return Err(Error::CaKey(format!(
             "the {} CA subject '{}' does not re-encode to the same bytes (repeated attribute types or unusual string types); certificates issued under it would not chain",
             ca.role.as_str(),
-            parsed.issuer()
+            x509::rfc4514(parsed.issuer().as_raw())
         )));
     }
     Ok(())
@@ -562,8 +562,8 @@ pub fn check_issued_by(child_der: &[u8], parent_der: &[u8]) -> Result<()> {
     if child.issuer().as_raw() != parent.subject().as_raw() {
         return Err(Error::CaKey(format!(
             "the issuing CA's issuer '{}' is not the root '{}' byte for byte",
-            child.issuer(),
-            parent.subject()
+            x509::rfc4514(child.issuer().as_raw()),
+            x509::rfc4514(parent.subject().as_raw())
         )));
     }
     child

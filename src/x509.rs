@@ -1,6 +1,7 @@
 //! Read-only views of X.509 objects: key inspection, RFC 7093 key identifiers, CSR
 //! proof-of-possession, summaries for records, and the DER of the two extensions rcgen cannot
-//! write (certificatePolicies, authorityInfoAccess). No signing happens here.
+//! write (certificatePolicies, authorityInfoAccess), and names as RFC 4514 text ([`rfc4514`]).
+//! No signing happens here.
 
 use der::Encode;
 use serde::Serialize;
@@ -9,6 +10,10 @@ use x509_parser::public_key::PublicKey;
 
 use crate::model::Fingerprint;
 use crate::policy::profile::KeyKind;
+
+mod name;
+
+pub use name::rfc4514;
 
 const OID_RSA: &str = "1.2.840.113549.1.1.1";
 const OID_EC: &str = "1.2.840.10045.2.1";
@@ -224,6 +229,7 @@ fn csr_der(input: &[u8]) -> Result<Vec<u8>, CsrProblem> {
 #[derive(Debug, Clone, Serialize)]
 pub struct CertSummary {
     pub serial: String,
+    /// RFC 4514 text ([`rfc4514`]), as is `issuer`.
     pub subject: String,
     pub issuer: String,
     pub not_before: ::time::OffsetDateTime,
@@ -248,8 +254,8 @@ pub fn summarize(der: &[u8]) -> Result<CertSummary, String> {
         });
     Ok(CertSummary {
         serial: hex::encode(cert.raw_serial()),
-        subject: cert.subject().to_string(),
-        issuer: cert.issuer().to_string(),
+        subject: rfc4514(cert.subject().as_raw()),
+        issuer: rfc4514(cert.issuer().as_raw()),
         not_before: cert.validity().not_before.to_datetime(),
         not_after: cert.validity().not_after.to_datetime(),
         fingerprint: Fingerprint::of(der),

@@ -266,7 +266,7 @@ fn pipeline(body: Vec<u8>, pins: &Pins, policy: &AdmissionPolicy, now: OffsetDat
     parsed.signed = None;
     let mut admitted: Vec<Vec<u8>> = std::mem::take(&mut parsed.anchors)
         .into_iter()
-        .filter(|a| admit(a, &[], &[], policy, now).is_ok())
+        .filter(|a| admit(a, &[], &[], policy, now, false).is_ok())
         .collect();
     let count = admitted.len();
     admitted.sort();

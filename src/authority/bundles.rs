@@ -26,6 +26,9 @@ pub struct Submission {
     pub samples: Vec<Vec<u8>>,
     pub organization: String,
     pub contact: String,
+    /// The member declares a key rollover: an anchor with the subject of a live anchor of the
+    /// bundle but another key is admitted (and marked as replacing it) instead of refused.
+    pub rollover: bool,
 }
 
 /// One line of a bundle listing.
@@ -71,16 +74,23 @@ impl Authority {
             .anchors_of(bundle)?
             .into_iter()
             .filter(|a| a.state.is_live() && Some(a.id) != except)
-            .map(|a| ExistingAnchor {
-                fingerprint: a.fingerprint,
-                subject_raw: a.subject_raw,
-                key_id: hex::decode(&a.key_id).ok(),
+            .map(|a| {
+                ExistingAnchor::of_certificate(Some(a.id), &a.der).unwrap_or_else(|| {
+                    ExistingAnchor {
+                        id: Some(a.id),
+                        fingerprint: a.fingerprint,
+                        subject_raw: a.subject_raw,
+                        key_id: hex::decode(&a.key_id).ok(),
+                        spki: None,
+                    }
+                })
             })
             .collect())
     }
 
     /// Classifies the upload, runs the admission policy on every anchor in it and stores them
-    /// as pending. All or nothing: one refused anchor refuses the file.
+    /// as pending. All or nothing: one refused anchor refuses the file. "Live" anchors of the
+    /// bundle (pending, approved or published) count for the duplicate and same-subject rules.
     pub fn submit_anchor(&self, submission: &Submission, actor: &str) -> Result<Vec<AnchorRecord>> {
         let declared = self.declared(&submission.bundle)?;
         if declared.declaration.source.is_some() {
@@ -108,13 +118,12 @@ impl Authority {
         let mut reasons = Vec::new();
         let mut admitted = Vec::new();
         for (i, der) in anchors.iter().enumerate() {
-            match admission::admit(der, &samples, &existing, &policy, now) {
+            match admission::admit(der, &samples, &existing, &policy, now, submission.rollover) {
                 Ok(facts) => {
-                    existing.push(ExistingAnchor {
-                        fingerprint: facts.fingerprint.clone(),
-                        subject_raw: facts.subject_raw.clone(),
-                        key_id: Some(facts.key_id.clone()),
-                    });
+                    existing.push(
+                        ExistingAnchor::of_certificate(None, der)
+                            .unwrap_or_else(|| ExistingAnchor::from(&facts)),
+                    );
                     admitted.push((der, facts));
                 }
                 Err(denial) => reasons.extend(denial.reasons.into_iter().map(|mut r| {
@@ -151,6 +160,7 @@ impl Authority {
                 der: der.clone(),
                 samples: sample_text.clone(),
                 promoted_from: None,
+                rollover_of: facts.rollover_of.clone(),
                 history: vec![event(now, actor, "submitted", "")],
             };
             stored.push(self.store.insert_anchor(
@@ -160,7 +170,7 @@ impl Authority {
                     actor,
                     "anchor.submit",
                     "",
-                    json!({"bundle": record.bundle, "fingerprint": record.fingerprint, "subject": record.subject, "organization": record.organization}),
+                    json!({"bundle": record.bundle, "fingerprint": record.fingerprint, "subject": record.subject, "organization": record.organization, "rollover": submission.rollover, "rollover_of": record.rollover_of}),
                 ),
             )?);
         }
@@ -168,6 +178,8 @@ impl Authority {
     }
 
     /// Approves a pending anchor after re-running admission against the bundle as it is now.
+    /// A declared rollover and the anchors it replaces may both be approved (either first);
+    /// any other anchor with their subject and another key still refuses the approval.
     pub fn approve_anchor(&self, id: u64, actor: &str, note: &str) -> Result<AnchorRecord> {
         let record = self.anchor(id)?;
         if record.state != AnchorState::Pending {
@@ -179,8 +191,21 @@ impl Authority {
         let declared = self.declared(&record.bundle)?;
         let policy = self.admission_policy(declared)?;
         let samples = samples_of(&record);
-        let existing = self.existing_in(&record.bundle, Some(id))?;
-        admission::admit(&record.der, &samples, &existing, &policy, self.now())
+        // A declared rollover and the anchors it replaces do not refuse each other.
+        let paired: Vec<u64> = self
+            .store
+            .anchors_of(&record.bundle)?
+            .iter()
+            .filter(|a| a.rollover_of.contains(&id))
+            .map(|a| a.id)
+            .chain(record.rollover_of.iter().copied())
+            .collect();
+        let existing: Vec<ExistingAnchor> = self
+            .existing_in(&record.bundle, Some(id))?
+            .into_iter()
+            .filter(|e| e.id.is_none_or(|i| !paired.contains(&i)))
+            .collect();
+        admission::admit(&record.der, &samples, &existing, &policy, self.now(), false)
             .map_err(Error::Denied)?;
         self.transition(id, actor, "anchor.approve", "approved", note, |r| {
             expect_state(r, &[AnchorState::Pending])?;
@@ -235,12 +260,14 @@ impl Authority {
         let target = self.declared(to)?;
         let policy = self.admission_policy(target)?;
         let existing = self.existing_in(to, None)?;
-        admission::admit(
+        // A rollover in the test bundle is one in the target too, of the target's anchors.
+        let facts = admission::admit(
             &source.der,
             &samples_of(&source),
             &existing,
             &policy,
             self.now(),
+            !source.rollover_of.is_empty(),
         )
         .map_err(Error::Denied)?;
         let now = self.now();
@@ -250,6 +277,7 @@ impl Authority {
             bundle: to.to_string(),
             state: AnchorState::Approved,
             promoted_from: Some(id),
+            rollover_of: facts.rollover_of,
             history: vec![event(
                 now,
                 actor,
@@ -261,7 +289,7 @@ impl Authority {
         self.store.insert_anchor(
             &record,
             now,
-            AuditDraft::new(actor, "anchor.promote", "", json!({"from": id, "from_bundle": source.bundle, "to_bundle": to, "fingerprint": source.fingerprint})),
+            AuditDraft::new(actor, "anchor.promote", "", json!({"from": id, "from_bundle": source.bundle, "to_bundle": to, "fingerprint": source.fingerprint, "rollover_of": record.rollover_of})),
         )
     }
 
@@ -282,15 +310,17 @@ impl Authority {
     ) -> Result<AnchorRecord> {
         let now = self.now();
         let before = self.anchor(id)?;
+        let mut details =
+            json!({"bundle": before.bundle, "fingerprint": before.fingerprint, "note": note});
+        if !before.rollover_of.is_empty() {
+            if let Some(map) = details.as_object_mut() {
+                map.insert("rollover_of".into(), json!(before.rollover_of));
+            }
+        }
         self.store.update_anchor(
             id,
             now,
-            AuditDraft::new(
-                actor,
-                action,
-                format!("anchor {id}"),
-                json!({"bundle": before.bundle, "fingerprint": before.fingerprint, "note": note}),
-            ),
+            AuditDraft::new(actor, action, format!("anchor {id}"), details),
             |r| {
                 change(r)?;
                 r.history.push(event(now, actor, event_name, note));
@@ -479,6 +509,7 @@ impl Authority {
                         samples: Vec::new(),
                         organization: "seed".into(),
                         contact: seed.path.display().to_string(),
+                        rollover: false,
                     };
                     match self.submit_anchor(&submission, &actor) {
                         Ok(records) => {

@@ -435,7 +435,7 @@ impl Authority {
         let mut admitted = Vec::new();
         for der in ders {
             let summary = x509::summarize(&der).ok();
-            let (ok, reasons) = match admission::admit(&der, &[], &[], &policy, now) {
+            let (ok, reasons) = match admission::admit(&der, &[], &[], &policy, now, false) {
                 Ok(_) => (true, Vec::new()),
                 Err(denial) => (
                     source.admission == AdmissionMode::ReportOnly && summary.is_some(),

@@ -36,6 +36,11 @@ pub enum AnchorCommand {
         /// A contact for the member (default: the CLI user).
         #[arg(long)]
         contact: Option<String>,
+        /// Declare a key rollover: the anchor carries the CA's new key under the subject of an
+        /// anchor the bundle already holds (refused as anchor_same_subject_different_key
+        /// without this flag).
+        #[arg(long)]
+        rollover: bool,
     },
     /// List anchors.
     List {
@@ -207,18 +212,20 @@ fn read(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| Error::io(path, e))
 }
 
+/// The anchor's subject O, else its CN: read from the attributes, not from the name's text
+/// (where an escaped comma would cut the value short).
 fn default_organization(file: &[u8]) -> String {
     crate::policy::admission::read_anchor_upload(file, usize::MAX)
         .ok()
         .and_then(|certs| certs.into_iter().next())
-        .and_then(|der| crate::x509::summarize(&der).ok())
-        .map(|s| {
-            s.subject
-                .split(", ")
-                .find_map(|p| p.strip_prefix("O="))
-                .or_else(|| s.subject.split(", ").find_map(|p| p.strip_prefix("CN=")))
-                .unwrap_or(&s.subject)
-                .to_string()
+        .and_then(|der| {
+            let (_, cert) = x509_parser::parse_x509_certificate(&der).ok()?;
+            let subject = cert.subject();
+            let organization = subject.iter_organization().next();
+            organization
+                .or_else(|| subject.iter_common_name().next())
+                .and_then(|a| a.as_str().ok())
+                .map(str::to_string)
         })
         .unwrap_or_else(|| "unnamed member".into())
 }
@@ -233,6 +240,7 @@ pub fn anchor(config: Config, cmd: AnchorCommand, out: Output) -> Result<()> {
                 samples,
                 organization,
                 contact,
+                rollover,
             },
         ) => {
             let bytes = read(&file)?;
@@ -246,6 +254,7 @@ pub fn anchor(config: Config, cmd: AnchorCommand, out: Output) -> Result<()> {
                 bundle,
                 file: bytes,
                 samples,
+                rollover,
             };
             match t {
                 Target::Direct(a) => {
@@ -267,6 +276,7 @@ pub fn anchor(config: Config, cmd: AnchorCommand, out: Output) -> Result<()> {
                             "samples": submission.samples.iter().map(|s| b64(s)).collect::<Vec<_>>(),
                             "organization": submission.organization,
                             "contact": submission.contact,
+                            "rollover": submission.rollover,
                         })),
                     )?
                 }

@@ -192,7 +192,7 @@ fn check_signer_info(
         })?;
     let signer =
         parse(signer_der).ok_or_else(|| invalid("the signer certificate cannot be parsed"))?;
-    let subject = signer.subject().to_string();
+    let subject = x509::rfc4514(signer.subject().as_raw());
     let fingerprint = Fingerprint::of(signer_der).0;
     let chain = if pins.is_empty() {
         None
@@ -284,7 +284,7 @@ fn check_validity(cert: &X509Certificate<'_>, now: OffsetDateTime) -> Result<(),
             RefreshStatus::SignerExpired,
             format!(
                 "the signing certificate {} is valid from {from} to {to}, not now",
-                cert.subject()
+                x509::rfc4514(cert.subject().as_raw())
             ),
         ));
     }
@@ -298,7 +298,7 @@ fn check_key_usage(signer: &X509Certificate<'_>) -> Result<(), Failure> {
                 RefreshStatus::UntrustedSigner,
                 format!(
                     "the signer {} lacks the digitalSignature key usage",
-                    signer.subject()
+                    x509::rfc4514(signer.subject().as_raw())
                 ),
             ))
         }
@@ -349,7 +349,7 @@ fn check_signature(
     .map_err(|_| {
         bad(&format!(
             "the signature by {} does not verify (the file was altered or corrupted)",
-            signer.subject()
+            x509::rfc4514(signer.subject().as_raw())
         ))
     })
 }

@@ -62,6 +62,12 @@ pub struct SubmitBody {
     pub organization: String,
     /// How the reviewers reach the submitter.
     pub contact: String,
+    /// Declares a key rollover: the anchor carries the CA's new key under the subject of an
+    /// anchor the bundle already holds (pending, approved or published). Without it such an
+    /// anchor is refused with `anchor_same_subject_different_key`; with it, it is admitted for
+    /// review, marked as replacing those anchors (`rollover_of`).
+    #[serde(default)]
+    pub rollover: bool,
 }
 
 /// The public view of an anchor record (no sample bodies, no raw subject).
@@ -73,6 +79,7 @@ pub struct AnchorJson {
     pub state: &'static str,
     /// SHA-256 of the anchor certificate, hex.
     pub fingerprint: String,
+    /// The subject as an RFC 4514 string (last RDN first, special characters escaped).
     pub subject: String,
     /// RFC 3339.
     #[schema(format = DateTime)]
@@ -84,6 +91,12 @@ pub struct AnchorJson {
     pub samples: usize,
     /// The anchor (in a test bundle) this one was promoted from.
     pub promoted_from: Option<u64>,
+    /// A declared key rollover: the anchors of the same bundle, with the same subject and
+    /// another key, that this one would replace. Empty for an ordinary anchor.
+    pub rollover_of: Vec<u64>,
+    /// What a reviewer must weigh before approving, such as a key rollover naming the anchors
+    /// it would replace.
+    pub warnings: Vec<String>,
     pub history: Vec<crate::store::AnchorEvent>,
 }
 
@@ -104,6 +117,8 @@ impl From<&AnchorRecord> for AnchorJson {
             contact: a.contact.clone(),
             samples: a.samples.len(),
             promoted_from: a.promoted_from,
+            rollover_of: a.rollover_of.clone(),
+            warnings: a.rollover_warning().into_iter().collect(),
             history: a.history.clone(),
         }
     }
@@ -221,7 +236,7 @@ async fn list_bundles(
         (status = 404, description = "No such bundle", body = ErrorBody),
         (status = 409, description = "A concurrent submission of the same anchor won", body = ErrorBody),
         (status = 413, description = "Body over the submission size limit", body = ErrorBody),
-        (status = 422, description = "Refused by the bundle's admission policy (including an anchor already in the bundle); `reasons` lists every failed rule", body = ErrorBody),
+        (status = 422, description = "Refused by the bundle's admission policy (including an anchor already in the bundle, and `anchor_same_subject_different_key` for the subject of an anchor of the bundle with another key when `rollover` is not set); `reasons` lists every failed rule", body = ErrorBody),
     )
 )]
 async fn submit(
@@ -242,6 +257,7 @@ async fn submit(
         samples: body.samples.iter().map(|s| file_bytes(s)).collect(),
         organization: body.organization,
         contact: body.contact,
+        rollover: body.rollover,
     };
     let authority = state.authority.clone();
     let actor = caller.actor();

@@ -189,18 +189,43 @@ pub fn read_anchor_upload(bytes: &[u8], max_bytes: usize) -> Result<Vec<Vec<u8>>
 /// An anchor already in the target bundle, as far as duplicate detection needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExistingAnchor {
+    /// The stored anchor's id; `None` for one that is not stored yet (an earlier anchor of the
+    /// same upload).
+    pub id: Option<u64>,
     pub fingerprint: Fingerprint,
     pub subject_raw: Vec<u8>,
     /// Its key identifier ([`AnchorFacts::key_id`]); `None` when unknown.
     pub key_id: Option<Vec<u8>>,
+    /// Its SubjectPublicKeyInfo (DER): what "the same key" means when known; without it keys
+    /// are compared by their identifiers.
+    pub spki: Option<Vec<u8>>,
+}
+
+impl ExistingAnchor {
+    /// The anchor certificate `der`, stored as `id`; `None` when it is not a certificate.
+    pub fn of_certificate(id: Option<u64>, der: &[u8]) -> Option<ExistingAnchor> {
+        let cert = parse_certificate(der)?;
+        Some(ExistingAnchor {
+            id,
+            fingerprint: Fingerprint::of(der),
+            subject_raw: cert.subject().as_raw().to_vec(),
+            key_id: Some(
+                x509::subject_key_id(&cert)
+                    .unwrap_or_else(|| x509::key_identifier(cert.public_key())),
+            ),
+            spki: Some(cert.public_key().raw.to_vec()),
+        })
+    }
 }
 
 impl From<&AnchorFacts> for ExistingAnchor {
     fn from(facts: &AnchorFacts) -> Self {
         ExistingAnchor {
+            id: None,
             fingerprint: facts.fingerprint.clone(),
             subject_raw: facts.subject_raw.clone(),
             key_id: Some(facts.key_id.clone()),
+            spki: None,
         }
     }
 }
@@ -210,6 +235,7 @@ impl From<&AnchorFacts> for ExistingAnchor {
 pub struct AnchorFacts {
     /// SHA-256 of the DER certificate.
     pub fingerprint: Fingerprint,
+    /// RFC 4514 text ([`x509::rfc4514`]).
     pub subject: String,
     /// The subject name's DER: names chain byte for byte, never by their text.
     #[serde(with = "crate::model::base64_bytes")]
@@ -225,18 +251,26 @@ pub struct AnchorFacts {
     pub key: String,
     /// Such as `sha256WithRSAEncryption`.
     pub signature_algorithm: String,
+    /// The stored anchors of the bundle this one replaces: the same subject with another key,
+    /// admitted because the submission declared a key rollover.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rollover_of: Vec<u64>,
 }
 
 /// Checks one anchor (DER) against `policy`. `samples` are end-entity certificates (DER) the
 /// member says the CA issued, numbered from 1 in messages; a CA among them that the anchor
 /// issued counts as an intermediate for the others (one level). `existing` are the anchors
-/// already in the target bundle. Returns the anchor's facts, or every rule it failed.
+/// already in the target bundle. An anchor with the subject of one of them but another key is
+/// refused (`anchor_same_subject_different_key`) unless `rollover` says the submission is the
+/// CA's key rollover; then the facts list the anchors it replaces. Returns the anchor's facts,
+/// or every rule it failed.
 pub fn admit(
     anchor_der: &[u8],
     samples: &[Vec<u8>],
     existing: &[ExistingAnchor],
     policy: &AdmissionPolicy,
     now: OffsetDateTime,
+    rollover: bool,
 ) -> Result<AnchorFacts, Denial> {
     let mut r = Reasons::default();
     let Some(anchor) = parse_certificate(anchor_der) else {
@@ -253,9 +287,9 @@ pub fn admit(
     check_key(&key, policy, &mut r);
     let signature = x509::signature_info(&anchor.signature_algorithm);
     check_signature(&signature, policy, &mut r);
-    let facts = AnchorFacts {
+    let mut facts = AnchorFacts {
         fingerprint: Fingerprint::of(anchor_der),
-        subject: anchor.subject().to_string(),
+        subject: x509::rfc4514(anchor.subject().as_raw()),
         subject_raw: anchor.subject().as_raw().to_vec(),
         key_id: x509::subject_key_id(&anchor)
             .unwrap_or_else(|| x509::key_identifier(anchor.public_key())),
@@ -263,8 +297,9 @@ pub fn admit(
         not_after: anchor.validity().not_after.to_datetime(),
         key: key.description,
         signature_algorithm: signature.description,
+        rollover_of: Vec::new(),
     };
-    check_duplicates(&anchor, &facts, existing, &mut r);
+    facts.rollover_of = check_duplicates(&anchor, &facts, existing, rollover, &mut r);
     if policy.check_samples {
         check_samples(&anchor, samples, now, &mut r);
     }
@@ -736,14 +771,20 @@ fn check_signature(signature: &SignatureInfo, policy: &AdmissionPolicy, r: &mut 
 }
 
 /// An exact copy is reported as such; otherwise the same subject with the same key (a CA
-/// certificate re-issued for the same key) is a duplicate too. The key is compared by the
-/// anchor's SKI and by its RFC 7093 identifier, since the copy in the bundle may carry either.
+/// certificate re-issued for the same key) is a duplicate too. The key is compared by its
+/// SubjectPublicKeyInfo when the existing anchor's is known, else by the anchor's SKI and by
+/// its RFC 7093 identifier, since the copy in the bundle may carry either.
+///
+/// The same subject (DER, byte for byte) with another key is a second CA claiming the same
+/// name: refused, unless the member declared a key rollover. Returns the ids of the stored
+/// anchors a declared rollover replaces.
 fn check_duplicates(
     anchor: &X509Certificate<'_>,
     facts: &AnchorFacts,
     existing: &[ExistingAnchor],
+    rollover: bool,
     r: &mut Reasons,
-) {
+) -> Vec<u64> {
     if existing.iter().any(|e| e.fingerprint == facts.fingerprint) {
         r.add(
             "duplicate_fingerprint",
@@ -753,16 +794,21 @@ fn check_duplicates(
                 facts.fingerprint
             ),
         );
-        return;
+        return Vec::new();
     }
     let rfc7093 = x509::key_identifier(anchor.public_key());
-    let same = existing.iter().find(|e| {
-        e.subject_raw == facts.subject_raw
-            && e.key_id
-                .as_ref()
-                .is_some_and(|id| *id == facts.key_id || *id == rfc7093)
-    });
-    if let Some(e) = same {
+    let same_key = |e: &ExistingAnchor| match &e.spki {
+        Some(spki) => spki.as_slice() == anchor.public_key().raw,
+        None => e
+            .key_id
+            .as_ref()
+            .is_some_and(|id| *id == facts.key_id || *id == rfc7093),
+    };
+    let same_subject: Vec<&ExistingAnchor> = existing
+        .iter()
+        .filter(|e| e.subject_raw == facts.subject_raw)
+        .collect();
+    if let Some(e) = same_subject.iter().find(|e| same_key(e)) {
         r.add(
             "duplicate_subject_key",
             ANCHOR,
@@ -771,7 +817,28 @@ fn check_duplicates(
                 e.fingerprint
             ),
         );
+        return Vec::new();
     }
+    let mut replaced = Vec::new();
+    for e in same_subject {
+        if rollover {
+            replaced.extend(e.id);
+            continue;
+        }
+        let which = match e.id {
+            Some(id) => format!("anchor #{id} of the bundle (SHA-256 {})", e.fingerprint),
+            None => format!("another anchor of this upload (SHA-256 {})", e.fingerprint),
+        };
+        r.add(
+            "anchor_same_subject_different_key",
+            ANCHOR,
+            format!(
+                "{which} has the same subject '{}' with a different key. If this certificate carries the CA's new key, submit it marked as a key rollover (`rollover: true` in the API, `--rollover` on the CLI, the key rollover box on the form); otherwise the existing anchor must be retired first",
+                facts.subject
+            ),
+        );
+    }
+    replaced
 }
 
 fn check_samples(
@@ -806,7 +873,7 @@ fn check_samples(
                     SAMPLES,
                     format!(
                         "sample {n} ({}) is a CA certificate, not an end-entity certificate",
-                        cert.subject()
+                        x509::rfc4514(cert.subject().as_raw())
                     ),
                 );
                 r.add(
@@ -840,11 +907,13 @@ fn issued_by(
     issuer: &X509Certificate<'_>,
 ) -> std::result::Result<(), String> {
     if cert.issuer().as_raw() != issuer.subject().as_raw() {
-        let text_equal = cert.issuer().to_string() == issuer.subject().to_string();
+        let (named, subject) = (
+            x509::rfc4514(cert.issuer().as_raw()),
+            x509::rfc4514(issuer.subject().as_raw()),
+        );
+        let text_equal = named == subject;
         return Err(format!(
-            "its issuer '{}' is not the anchor's subject '{}'{}",
-            cert.issuer(),
-            issuer.subject(),
+            "its issuer '{named}' is not the anchor's subject '{subject}'{}",
             if text_equal {
                 " (the names read alike but are encoded differently)"
             } else {
@@ -876,7 +945,7 @@ fn chains_to_anchor(
     } else {
         Err(format!(
             "it names the intermediate CA '{}' among the samples as its issuer, but its signature does not verify with that CA's key",
-            cert.issuer()
+            x509::rfc4514(cert.issuer().as_raw())
         ))
     }
 }
@@ -1241,7 +1310,8 @@ mod tests {
             params.serial_number = Some(SerialNumber::from_slice(&[7; 16]));
             params.self_signed(&good.key).unwrap().der().to_vec()
         };
-        let good_facts = admit(&good.der, &[], &[], &AdmissionPolicy::default(), now).unwrap();
+        let good_facts =
+            admit(&good.der, &[], &[], &AdmissionPolicy::default(), now, false).unwrap();
         let in_bundle = vec![ExistingAnchor::from(&good_facts)];
 
         let other = ca("Other CA", p256, |_| {});
@@ -1363,7 +1433,11 @@ mod tests {
             ),
         ];
         for (name, anchor, policy, want) in anchor_cases {
-            assert_eq!(codes(admit(anchor, &[], &[], policy, now)), *want, "{name}");
+            assert_eq!(
+                codes(admit(anchor, &[], &[], policy, now, false)),
+                *want,
+                "{name}"
+            );
         }
 
         let duplicate_cases: &[(&str, &[u8], &[&str])] = &[
@@ -1379,10 +1453,94 @@ mod tests {
                 &["duplicate_subject_key"],
             ),
         ];
+        // The same cases against the anchor as stored (id and key known) give the same codes.
+        let stored = vec![ExistingAnchor::of_certificate(Some(7), &good.der).unwrap()];
         for (name, anchor, want) in duplicate_cases {
-            let got = codes(admit(anchor, &[], &in_bundle, &policy, now));
+            let got = codes(admit(anchor, &[], &in_bundle, &policy, now, false));
             assert_eq!(got, *want, "{name}");
+            let got = codes(admit(anchor, &[], &stored, &policy, now, false));
+            assert_eq!(got, *want, "{name} (stored)");
         }
+
+        // The same subject (DER) with another key: refused unless declared as a key rollover,
+        // and then the facts name the anchors it replaces. A rollover does not excuse copies.
+        let same_subject = "anchor_same_subject_different_key";
+        /// Name, anchor, the bundle, rollover declared, codes, the ids it replaces.
+        type RolloverCase<'a> = (
+            &'a str,
+            &'a [u8],
+            &'a [ExistingAnchor],
+            bool,
+            &'a [&'a str],
+            &'a [u64],
+        );
+        let rollover_cases: &[RolloverCase<'_>] = &[
+            (
+                "fail/same-subject-other-key",
+                &impostor.der,
+                &stored,
+                false,
+                &[same_subject],
+                &[],
+            ),
+            (
+                "fail/same-subject-other-key-in-upload",
+                &impostor.der,
+                &in_bundle,
+                false,
+                &[same_subject],
+                &[],
+            ),
+            ("ok/rollover", &impostor.der, &stored, true, &[], &[7]),
+            (
+                "ok/rollover-within-upload",
+                &impostor.der,
+                &in_bundle,
+                true,
+                &[],
+                &[],
+            ),
+            (
+                "ok/rollover-nothing-to-replace",
+                &impostor.der,
+                &[],
+                true,
+                &[],
+                &[],
+            ),
+            ("ok/other-subject", &other.der, &stored, false, &[], &[]),
+            (
+                "fail/rollover-of-same-key",
+                &reissued,
+                &stored,
+                true,
+                &["duplicate_subject_key"],
+                &[],
+            ),
+            (
+                "fail/rollover-of-copy",
+                &good.der,
+                &stored,
+                true,
+                &["duplicate_fingerprint"],
+                &[],
+            ),
+        ];
+        for (name, anchor, existing, rollover, want, replaces) in rollover_cases {
+            let result = admit(anchor, &[], existing, &policy, now, *rollover);
+            if let Ok(facts) = &result {
+                assert_eq!(facts.rollover_of, *replaces, "{name}");
+            }
+            assert_eq!(codes(result), *want, "{name}");
+        }
+        let denial = admit(&impostor.der, &[], &stored, &policy, now, false).unwrap_err();
+        let message = &denial.reasons[0].message;
+        assert!(
+            message.starts_with("anchor #7 of the bundle")
+                && message.contains("'CN=Good CA,O=Member'")
+                && message.contains("rollover"),
+            "{message}"
+        );
 
         let not_issued = "sample_not_issued_by_anchor";
         type SampleCase<'a> = (&'a str, &'a [&'a [u8]], &'a [&'a str]);
@@ -1417,9 +1575,9 @@ mod tests {
         ];
         for (name, samples, want) in sample_cases {
             let samples: Vec<Vec<u8>> = samples.iter().map(|s| s.to_vec()).collect();
-            let got = codes(admit(&good.der, &samples, &[], &policy, now));
+            let got = codes(admit(&good.der, &samples, &[], &policy, now, false));
             assert_eq!(got, *want, "{name}");
-            let unchecked = admit(&good.der, &samples, &[], &no_samples, now);
+            let unchecked = admit(&good.der, &samples, &[], &no_samples, now, false);
             assert!(
                 unchecked.is_ok(),
                 "{name}: check_samples = false ignores samples"
@@ -1433,6 +1591,7 @@ mod tests {
             &[],
             &no_p384,
             now,
+            false,
         )
         .unwrap_err();
         assert_eq!(
@@ -1446,7 +1605,15 @@ mod tests {
             ]
         );
         // Messages number the samples from 1 and carry the lint's code.
-        let denial = admit(&good.der, &[good_sample, two_sans], &[], &policy, now).unwrap_err();
+        let denial = admit(
+            &good.der,
+            &[good_sample, two_sans],
+            &[],
+            &policy,
+            now,
+            false,
+        )
+        .unwrap_err();
         assert!(
             denial.reasons[0].message.starts_with("sample 2 ")
                 && denial.reasons[0].message.contains("[san_not_single]"),
@@ -1458,10 +1625,18 @@ mod tests {
     #[test]
     fn facts_of_an_admitted_anchor() {
         let good = ca("Good CA", &rcgen::PKCS_ECDSA_P384_SHA384, |_| {});
-        let facts = admit(&good.der, &[], &[], &AdmissionPolicy::default(), now()).unwrap();
+        let facts = admit(
+            &good.der,
+            &[],
+            &[],
+            &AdmissionPolicy::default(),
+            now(),
+            false,
+        )
+        .unwrap();
         let cert = parse_certificate(&good.der).unwrap();
         assert_eq!(facts.fingerprint, Fingerprint::of(&good.der));
-        assert_eq!(facts.subject, "O=Member, CN=Good CA");
+        assert_eq!(facts.subject, "CN=Good CA,O=Member");
         assert_eq!(facts.subject_raw, cert.subject().as_raw());
         assert_eq!(facts.key, "ECDSA P-384");
         assert_eq!(facts.signature_algorithm, "ecdsa-with-SHA384");
@@ -1477,7 +1652,7 @@ mod tests {
         });
         let cert = parse_certificate(&no_ski.der).unwrap();
         assert_eq!(x509::subject_key_id(&cert), None);
-        let no_ski_facts = admit(&no_ski.der, &[], &[], &legacy, now()).unwrap();
+        let no_ski_facts = admit(&no_ski.der, &[], &[], &legacy, now(), false).unwrap();
         assert_eq!(no_ski_facts.key_id, x509::key_identifier(cert.public_key()));
         let json = serde_json::to_value(&facts).unwrap();
         assert_eq!(json["key_id"], hex::encode(&facts.key_id));

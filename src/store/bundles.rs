@@ -63,6 +63,8 @@ pub struct AnchorRecord {
     pub bundle: String,
     pub state: AnchorState,
     pub fingerprint: Fingerprint,
+    /// RFC 4514 text, as admission wrote it (records stored before names were RFC 4514 keep
+    /// x509-parser's unescaped, first-RDN-first text).
     pub subject: String,
     #[serde(with = "crate::model::base64_bytes")]
     pub subject_raw: Vec<u8>,
@@ -79,7 +81,31 @@ pub struct AnchorRecord {
     pub samples: Vec<String>,
     #[serde(default)]
     pub promoted_from: Option<u64>,
+    /// The anchors of the same bundle this one replaces: a key rollover the member declared,
+    /// admitted although they have the same subject with another key.
+    #[serde(default)]
+    pub rollover_of: Vec<u64>,
     pub history: Vec<AnchorEvent>,
+}
+
+impl AnchorRecord {
+    /// What a reviewer must see about a key rollover before approving it: which anchors it
+    /// would replace. `None` for an ordinary anchor.
+    pub fn rollover_warning(&self) -> Option<String> {
+        if self.rollover_of.is_empty() {
+            return None;
+        }
+        let ids: Vec<String> = self.rollover_of.iter().map(|id| format!("#{id}")).collect();
+        let (anchors, them) = match ids.len() {
+            1 => ("anchor", "it"),
+            _ => ("anchors", "them"),
+        };
+        Some(format!(
+            "Key rollover: replaces {anchors} {ids} of bundle '{bundle}' (the same subject with a different key). Check with the member that the CA really changed its key; retire {them} once the new key is in use.",
+            ids = ids.join(", "),
+            bundle = self.bundle,
+        ))
+    }
 }
 
 /// An anchor as listed in a published version.

@@ -405,10 +405,10 @@ fn anchors_and_samples_are_checked() {
     fixtures(); // made before `now`, or the freshest certificates are not yet valid
     let now = OffsetDateTime::now_utc();
     let policy = AdmissionPolicy::default();
-    let rsa_facts = admit(&der("rsa-ca.pem"), &[], &[], &policy, now).unwrap();
+    let rsa_facts = admit(&der("rsa-ca.pem"), &[], &[], &policy, now, false).unwrap();
     assert_eq!(rsa_facts.key, "RSA-2048");
     assert_eq!(rsa_facts.signature_algorithm, "sha256WithRSAEncryption");
-    assert_eq!(rsa_facts.subject, "O=Member One, CN=Member One RSA CA");
+    assert_eq!(rsa_facts.subject, "CN=Member One RSA CA,O=Member One");
     let in_bundle = [ExistingAnchor::from(&rsa_facts)];
 
     type Case<'a> = (
@@ -530,7 +530,7 @@ fn anchors_and_samples_are_checked() {
     ];
     for (name, anchor, samples, existing, want) in cases {
         let samples: Vec<Vec<u8>> = samples.iter().map(|s| der(s)).collect();
-        let result = admit(&der(anchor), &samples, existing, &policy, now);
+        let result = admit(&der(anchor), &samples, existing, &policy, now, false);
         assert_eq!(codes(result), *want, "{name}");
     }
 
@@ -545,6 +545,7 @@ fn anchors_and_samples_are_checked() {
             ..AdmissionPolicy::default()
         },
         now,
+        false,
     )
     .unwrap_err();
     assert_eq!(
@@ -653,13 +654,13 @@ fn anchorage_issued_certificates_pass_the_direct_lint() {
     let chain = authority.ca_chain().unwrap(); // issuing, then root
     let (issuing, root) = (&chain[0], &chain[1]);
     let policy = AdmissionPolicy::default();
-    admit(issuing, &issued, &[], &policy, now).unwrap();
+    admit(issuing, &issued, &[], &policy, now, false).unwrap();
     let mut samples = vec![issuing.clone()];
     samples.extend(issued.iter().cloned());
-    let facts = admit(root, &samples, &[], &policy, now).unwrap();
+    let facts = admit(root, &samples, &[], &policy, now, false).unwrap();
     assert_eq!(facts.key, "ECDSA P-384");
     // Without the issuing CA among the samples, the root did not issue them.
-    let denial = admit(root, &issued, &[], &policy, now).unwrap_err();
+    let denial = admit(root, &issued, &[], &policy, now, false).unwrap_err();
     assert!(
         denial
             .codes()
@@ -667,4 +668,151 @@ fn anchorage_issued_certificates_pass_the_direct_lint() {
             .all(|c| *c == "sample_not_issued_by_anchor"),
         "{denial}"
     );
+}
+
+/// Subjects and issuers read as `openssl x509 -nameopt RFC2253,-esc_msb` prints them (RFC 4514
+/// order and escaping; UTF-8 left as it is): a CN that holds a comma and looks like two
+/// attributes, every character RFC 4514 escapes, several RDNs, a multi-valued RDN, domain
+/// components and non-ASCII text. Each certificate is also admitted, and its anchor subject is
+/// the same text.
+#[test]
+fn names_read_as_openssl_prints_them_in_rfc_2253_form() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("openssl.cnf"), OPENSSL_CNF).unwrap();
+    let subjects: &[(&str, &str, &[&str])] = &[
+        ("evil", r"/CN=Evil CA\, O=DirectTrust", &[]),
+        (
+            "specials",
+            r#"/C=US/ST=New York/L=Albany/O=Example\, Inc./OU=R&D/CN=#Weird <CA> "q";x=y\\z \+1 "#,
+            &[],
+        ),
+        (
+            "multi-valued",
+            "/DC=org/DC=example/O=Member Four/OU=Direct+CN=Member Four CA",
+            &["-multivalue-rdn"],
+        ),
+        (
+            "utf8",
+            "/O=Zürich Ärzte/CN=Ärztenetz Trust Anchor",
+            &["-utf8"],
+        ),
+    ];
+    let now = OffsetDateTime::now_utc() + time::Duration::minutes(1);
+    let policy = AdmissionPolicy::default();
+    let rfc2253 = |pem: &str, field: &str| {
+        let out = run_in(
+            dir.path(),
+            "openssl",
+            &[
+                "x509",
+                "-in",
+                pem,
+                "-noout",
+                field,
+                "-nameopt",
+                "RFC2253,-esc_msb",
+            ],
+        );
+        out.assert_success("openssl x509 -nameopt RFC2253");
+        let line = out.stdout.trim_end_matches('\n');
+        line.strip_prefix(&format!("{}=", &field[1..]))
+            .unwrap_or_else(|| panic!("{pem}: unexpected openssl output {line:?}"))
+            .to_string()
+    };
+    for (stem, subject, extra) in subjects {
+        let (pem, key) = (format!("{stem}.pem"), format!("{stem}.key"));
+        let mut args = vec![
+            "req",
+            "-x509",
+            "-config",
+            "openssl.cnf",
+            "-extensions",
+            "v3_ca",
+            "-nodes",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-days",
+            "3650",
+            "-keyout",
+            &key,
+            "-out",
+            &pem,
+            "-subj",
+            subject,
+        ];
+        args.extend_from_slice(extra);
+        run_in(dir.path(), "openssl", &args).assert_success(&format!("openssl req {stem}"));
+        let want = rfc2253(&pem, "-subject");
+        let der = pem::parse(std::fs::read(dir.path().join(&pem)).unwrap())
+            .unwrap()
+            .into_contents();
+        let summary = anchorage::x509::summarize(&der).unwrap();
+        assert_eq!(summary.subject, want, "{stem}: subject");
+        assert_eq!(
+            summary.issuer, want,
+            "{stem}: issuer of a self-signed certificate"
+        );
+        let facts = admit(&der, &[], &[], &policy, now, false).unwrap();
+        assert_eq!(facts.subject, want, "{stem}: anchor subject");
+    }
+    // The one case the task is about, spelled out: one attribute, its comma escaped.
+    assert_eq!(
+        rfc2253("evil.pem", "-subject"),
+        r"CN=Evil CA\, O=DirectTrust"
+    );
+    // An issuer that is not the subject: a certificate issued by the multi-RDN CA.
+    run_in(
+        dir.path(),
+        "openssl",
+        &[
+            "req",
+            "-new",
+            "-config",
+            "openssl.cnf",
+            "-nodes",
+            "-newkey",
+            "rsa:2048",
+            "-keyout",
+            "leaf.key",
+            "-out",
+            "leaf.csr",
+            "-subj",
+            "/O=Member Four/CN=Leaf, Test",
+        ],
+    )
+    .assert_success("openssl req leaf");
+    run_in(
+        dir.path(),
+        "openssl",
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "leaf.csr",
+            "-CA",
+            "specials.pem",
+            "-CAkey",
+            "specials.key",
+            "-set_serial",
+            "0x77",
+            "-days",
+            "30",
+            "-extfile",
+            "openssl.cnf",
+            "-extensions",
+            "v3_end_entity",
+            "-out",
+            "leaf.pem",
+        ],
+    )
+    .assert_success("openssl x509 -req leaf");
+    let der = pem::parse(std::fs::read(dir.path().join("leaf.pem")).unwrap())
+        .unwrap()
+        .into_contents();
+    let summary = anchorage::x509::summarize(&der).unwrap();
+    assert_eq!(summary.subject, rfc2253("leaf.pem", "-subject"));
+    assert_eq!(summary.issuer, rfc2253("leaf.pem", "-issuer"));
+    assert_eq!(summary.subject, r"CN=Leaf\, Test,O=Member Four");
 }

@@ -142,6 +142,14 @@ fn make_fixtures(dir: &Path) {
             Some(subject),
         );
     }
+    // alpha's CA with a new key under the same subject: a key rollover.
+    openssl(
+        &format!(
+            "req -x509 -config openssl.cnf -extensions v3_ca -nodes -newkey {p256} \
+             -keyout alpha-next.key -days 3650 -sha256 -out alpha-next.pem"
+        ),
+        Some(MEMBERS[0].1),
+    );
     let trio: Vec<u8> = TRIO
         .iter()
         .flat_map(|m| std::fs::read(dir.join(format!("{m}.pem"))).unwrap())
@@ -502,7 +510,7 @@ fn anchor_lifecycle_through_the_cli() {
     assert_eq!(record["fingerprint"], fp("alpha"));
     assert_eq!(
         record["subject"],
-        "O=Alpha Health HISP, CN=Alpha Trust Anchor"
+        "CN=Alpha Trust Anchor,O=Alpha Health HISP"
     );
     assert_eq!(record["organization"], "Alpha Health HISP");
     assert_eq!(record["history"][0]["actor"], actor.as_str());
@@ -749,6 +757,103 @@ fn anchor_lifecycle_through_the_cli() {
         promotions,
         [(bravo.clone(), "provider"), (alpha.clone(), "provider")]
     );
+}
+
+/// Requirement 8 on the CLI, on the store and forwarded through a running `serve`: alpha's CA
+/// with a new key under the same subject is refused (`anchor_same_subject_different_key`,
+/// naming the anchor it collides with; nothing stored or logged) until `--rollover` declares
+/// the key rollover, and the admitted anchor then says what it would replace.
+#[test]
+fn a_same_subject_anchor_needs_rollover_on_the_cli_and_through_the_server() {
+    let community = community(&[]);
+    let ca = &community.ca;
+    // Returns the ids of alpha and of its rollover in `bundle`.
+    let check = |bundle: &str| -> (u64, u64) {
+        let alpha: u64 = id_of(&submit(ca, bundle, "alpha.pem")["id"])
+            .parse()
+            .unwrap();
+        let anchors_before = ca.json(&["anchor", "list"]);
+        let err = ca.json_err(&["anchor", "submit", "--bundle", bundle, "alpha-next.pem"]);
+        assert_eq!(err["code"], "request_denied", "{bundle}: {err}");
+        let reasons = err["reasons"].as_array().unwrap();
+        assert_eq!(reasons.len(), 1, "{bundle}: {err}");
+        assert_eq!(reasons[0]["code"], "anchor_same_subject_different_key");
+        let message = reasons[0]["message"].as_str().unwrap();
+        assert!(
+            message.contains(&format!("anchor #{alpha} of the bundle"))
+                && message.contains(&subject_of("alpha"))
+                && message.contains("--rollover"),
+            "{bundle}: {message}"
+        );
+        assert_eq!(ca.json(&["anchor", "list"]), anchors_before, "{bundle}");
+
+        let rolled = ca.json(&[
+            "anchor",
+            "submit",
+            "--bundle",
+            bundle,
+            "alpha-next.pem",
+            "--rollover",
+        ]);
+        let record = &rolled["anchors"][0];
+        assert_eq!(
+            record["fingerprint"],
+            fp("alpha-next"),
+            "{bundle}: {rolled}"
+        );
+        assert_eq!(record["subject"], subject_of("alpha"), "{bundle}: {rolled}");
+        assert_eq!(record["rollover_of"], json!([alpha]), "{bundle}: {rolled}");
+        assert!(
+            record["warnings"][0]
+                .as_str()
+                .is_some_and(|w| w.contains(&format!("replaces anchor #{alpha} "))),
+            "{bundle}: {rolled}"
+        );
+        (alpha, rolled["id"].as_u64().unwrap())
+    };
+    let on_store = check("provider-test");
+    let server = Server::start(&ca.data_dir(), PASSPHRASE);
+    let via_server = check("patient-test");
+    drop(server);
+
+    // The refusals logged nothing: each bundle's anchor entries are the two submissions, the
+    // second carrying the rollover flag and what it replaces.
+    let log = audit_log(&ca.data_dir());
+    for (bundle, (alpha, rollover)) in [("provider-test", on_store), ("patient-test", via_server)] {
+        let entries: Vec<&AuditEntry> = log
+            .iter()
+            .filter(|e| e.action.starts_with("anchor.") && e.details["bundle"] == bundle)
+            .collect();
+        let seen: Vec<(&str, String, &Value, &Value)> = entries
+            .iter()
+            .map(|e| {
+                (
+                    e.action.as_str(),
+                    e.target.clone(),
+                    &e.details["rollover"],
+                    &e.details["rollover_of"],
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (
+                    "anchor.submit",
+                    format!("anchor {alpha}"),
+                    &json!(false),
+                    &json!([])
+                ),
+                (
+                    "anchor.submit",
+                    format!("anchor {rollover}"),
+                    &json!(true),
+                    &json!([alpha])
+                ),
+            ],
+            "{bundle}"
+        );
+    }
 }
 
 /// How a test reaches the running server: the raw HTTP/1.1 client on the plain listener, or
@@ -1175,14 +1280,15 @@ fn check_history(
     }
 }
 
-/// A member's anchor subject as anchorage prints it (RFC 4514 order of the openssl `-subj`).
+/// A member's anchor subject as anchorage prints it: RFC 4514, the RDNs of the openssl
+/// `-subj` last-first (the fixtures' names need no escaping).
 fn subject_of(member: &str) -> String {
     let (_, subject, _) = MEMBERS.iter().find(|(m, _, _)| *m == member).unwrap();
     subject
         .trim_start_matches('/')
-        .split('/')
+        .rsplit('/')
         .collect::<Vec<_>>()
-        .join(", ")
+        .join(",")
 }
 
 /// curl and reqwest over TLS: the bytes of the plain listener, 304 when repeated with the

@@ -909,6 +909,12 @@ async fn openapi_schemas_describe_the_json_the_bundle_api_sends() {
             "v3_ee",
             "/O=Alpha Health HISP/CN=jones@direct.alpha.example",
         ),
+        // alpha's CA with a new key: a key rollover.
+        (
+            "alpha-next",
+            "v3_ca",
+            "/O=Alpha Health HISP/CN=Alpha Trust Anchor",
+        ),
     ] {
         let args = [
             "req",
@@ -996,6 +1002,29 @@ async fn openapi_schemas_describe_the_json_the_bundle_api_sends() {
     assert!(
         refused["reasons"].as_array().is_some_and(|r| !r.is_empty()),
         "{refused}"
+    );
+    // The same subject with another key is refused, unless declared as a key rollover.
+    let same_subject = call(
+        Method::POST,
+        submit_path,
+        submit_uri,
+        submit("alpha-next"),
+        422,
+    )
+    .await;
+    assert_eq!(
+        same_subject["reasons"][0]["code"], "anchor_same_subject_different_key",
+        "{same_subject}"
+    );
+    let mut rollover = submit("alpha-next");
+    if let Some(body) = rollover.as_mut() {
+        body["rollover"] = json!(true);
+    }
+    let rolled = call(Method::POST, submit_path, submit_uri, rollover, 201).await;
+    assert_eq!(
+        rolled["anchors"][0]["rollover_of"],
+        json!([alpha]),
+        "{rolled}"
     );
     let bravo = call(Method::POST, submit_path, submit_uri, submit("bravo"), 201).await;
     let bravo = bravo["id"].as_u64().unwrap();

@@ -1825,6 +1825,404 @@ async fn members_see_their_own_submissions_and_their_organisations() {
     assert!(page.body.contains("Nothing submitted yet"), "{}", page.body);
 }
 
+/// A self-signed member CA made by openssl in the test directory; returns its PEM text.
+fn openssl_ca(web: &Web, stem: &str, subject: &str) -> String {
+    run_in(
+        web.dir.path(),
+        "openssl",
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &format!("{stem}.key"),
+            "-out",
+            &format!("{stem}.pem"),
+            "-days",
+            "3650",
+            "-subj",
+            subject,
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ],
+    )
+    .assert_success("openssl req -x509");
+    std::fs::read_to_string(web.dir.path().join(format!("{stem}.pem"))).unwrap()
+}
+
+/// `openssl x509 -noout -subject -nameopt RFC2253,-esc_msb`, without the `subject=` prefix.
+fn openssl_rfc2253_subject(web: &Web, stem: &str) -> String {
+    let out = run_in(
+        web.dir.path(),
+        "openssl",
+        &[
+            "x509",
+            "-in",
+            &format!("{stem}.pem"),
+            "-noout",
+            "-subject",
+            "-nameopt",
+            "RFC2253,-esc_msb",
+        ],
+    );
+    out.assert_success("openssl x509 -subject");
+    out.stdout
+        .trim_end()
+        .strip_prefix("subject=")
+        .unwrap()
+        .to_string()
+}
+
+/// Requirement 8: an anchor with the subject of an anchor in the bundle but another key is
+/// refused with `anchor_same_subject_different_key` (nothing stored, nothing audited) through
+/// the API and the member form, and admitted when marked as a key rollover; the review queue
+/// and the API then warn which anchor it would replace.
+#[tokio::test]
+async fn a_same_subject_anchor_with_another_key_needs_a_declared_rollover() {
+    let web = Web::new();
+    let subject = "/O=Rollover HISP/CN=Rollover Root";
+    let old = openssl_ca(&web, "old", subject);
+    let new = openssl_ca(&web, "new", subject);
+    let newer = openssl_ca(&web, "newer", subject);
+    web.advance(Duration::minutes(1)); // past openssl's notBefore
+    let member = web.token(
+        Role::Member,
+        Scope {
+            bundles: vec![MEMBER_BUNDLE.into()],
+            ..Scope::default()
+        },
+    );
+    let admin = web.token(Role::Admin, Scope::default());
+    let submit_uri = format!("/api/v1/bundles/{MEMBER_BUNDLE}/anchors");
+    let body = |pem: &str, rollover: Option<bool>| {
+        let mut b = json!({"file": pem, "organization": "Rollover HISP", "contact": "pki@rollover.example"});
+        if let Some(r) = rollover {
+            b["rollover"] = json!(r);
+        }
+        Some(b)
+    };
+    let r = web
+        .api(Method::POST, &submit_uri, Some(&member), body(&old, None))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let old_id = serde_json::from_str::<Value>(&r.body).unwrap()["id"]
+        .as_u64()
+        .unwrap();
+    let browser = web.login("member").await; // signing in is audited
+    let anchors = || web.authority.store.anchors().unwrap().len();
+    let audited = || web.authority.store.audit_entries().count();
+    let (anchors_before, audit_before) = (anchors(), audited());
+
+    // Refused through the API, explicitly or by default not a rollover: one reason, the code,
+    // a sentence naming the existing anchor; nothing stored or logged.
+    for rollover in [None, Some(false)] {
+        let r = web
+            .api(
+                Method::POST,
+                &submit_uri,
+                Some(&member),
+                body(&new, rollover),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+        let v: Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(v["code"], "request_denied", "{v}");
+        let reasons = v["reasons"].as_array().unwrap();
+        assert_eq!(reasons.len(), 1, "{v}");
+        assert_eq!(reasons[0]["code"], "anchor_same_subject_different_key");
+        let message = reasons[0]["message"].as_str().unwrap();
+        assert!(message.contains(&format!("anchor #{old_id} ")), "{message}");
+        assert!(
+            message.contains("'CN=Rollover Root,O=Rollover HISP'"),
+            "{message}"
+        );
+    }
+    // Refused through the member form without the box, with the sentence on the page.
+    let mut fields = vec![
+        ("csrf", browser.csrf.as_str()),
+        ("bundle", MEMBER_BUNDLE),
+        ("organization", "Rollover HISP"),
+        ("contact", "pki@rollover.example"),
+    ];
+    let page = web
+        .post_multipart(
+            "/member/anchors",
+            &browser,
+            &fields,
+            &[("anchor_file", "newer.pem", newer.as_bytes())],
+        )
+        .await;
+    assert_eq!(
+        page.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body
+            .contains(&format!("anchor #{old_id} of the bundle")),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("id=\"rollover\""),
+        "the form offers the box"
+    );
+    assert_eq!(anchors(), anchors_before, "a refusal stores nothing");
+    assert_eq!(audited(), audit_before, "a refusal logs nothing");
+
+    // Marked as a rollover: admitted, and marked as replacing the old anchor.
+    let r = web
+        .api(
+            Method::POST,
+            &submit_uri,
+            Some(&member),
+            body(&new, Some(true)),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let submitted: Value = serde_json::from_str(&r.body).unwrap();
+    let new_id = submitted["id"].as_u64().unwrap();
+    let anchor = &submitted["anchors"][0];
+    assert_eq!(anchor["rollover_of"], json!([old_id]), "{anchor}");
+    let warning = anchor["warnings"][0].as_str().unwrap();
+    assert!(
+        warning.starts_with("Key rollover") && warning.contains(&format!("#{old_id}")),
+        "{warning}"
+    );
+    // The member form with the box: the third key replaces both.
+    fields.push(("rollover", "yes"));
+    let page = web
+        .post_multipart(
+            "/member/anchors",
+            &browser,
+            &fields,
+            &[("anchor_file", "newer.pem", newer.as_bytes())],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    let newer_id = web
+        .authority
+        .store
+        .anchors()
+        .unwrap()
+        .iter()
+        .map(|a| a.id)
+        .max()
+        .unwrap();
+    assert!(
+        page.body.contains(&format!("Submitted #{newer_id}")),
+        "{}",
+        page.body
+    );
+    let record = web.authority.anchor(newer_id).unwrap();
+    assert_eq!(record.rollover_of, [old_id, new_id]);
+
+    // The audit log carries the flag and what it replaces.
+    let submits: Vec<Value> = web
+        .authority
+        .store
+        .audit_entries()
+        .map(|e| e.unwrap())
+        .filter(|e| e.action == "anchor.submit")
+        .map(|e| e.details)
+        .collect();
+    assert_eq!(submits.len(), 3);
+    assert_eq!(submits[0]["rollover"], false);
+    assert_eq!(submits[0]["rollover_of"], json!([]));
+    assert_eq!(submits[1]["rollover"], true);
+    assert_eq!(submits[1]["rollover_of"], json!([old_id]));
+    assert_eq!(submits[2]["rollover_of"], json!([old_id, new_id]));
+
+    // The review queue warns on each rollover, naming what it would replace; not on the old.
+    let admin_browser = web.login("admin").await;
+    let queue = web.get("/admin/queue", Some(&admin_browser)).await;
+    assert_eq!(queue.status, StatusCode::OK);
+    for (id, replaces) in [
+        (new_id, format!("replaces anchor #{old_id} ")),
+        (newer_id, format!("replaces anchors #{old_id}, #{new_id} ")),
+    ] {
+        let card = queue
+            .body
+            .split(&format!("id=\"pending-{id}\""))
+            .nth(1)
+            .and_then(|rest| rest.split("</section>").next())
+            .unwrap_or_else(|| panic!("no card for #{id}: {}", queue.body));
+        assert!(
+            card.contains(&format!("id=\"rollover-{id}\"")) && card.contains(&replaces),
+            "#{id}: {card}"
+        );
+    }
+    assert!(!queue.body.contains(&format!("id=\"rollover-{old_id}\"")));
+    // So do the API's anchor views, to the admin and the member.
+    for token in [&admin, &member] {
+        let one = web
+            .api(
+                Method::GET,
+                &format!("/api/v1/anchors/{new_id}"),
+                Some(token),
+                None,
+            )
+            .await;
+        let v: Value = serde_json::from_str(&one.body).unwrap();
+        assert_eq!(v["rollover_of"], json!([old_id]), "{v}");
+        assert!(
+            v["warnings"][0]
+                .as_str()
+                .is_some_and(|w| w.contains(&format!("#{old_id}"))),
+            "{v}"
+        );
+        let list = web
+            .api(Method::GET, "/api/v1/anchors", Some(token), None)
+            .await;
+        let list: Value = serde_json::from_str(&list.body).unwrap();
+        let old_view = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["id"] == old_id)
+            .unwrap();
+        assert_eq!(old_view["rollover_of"], json!([]), "{old_view}");
+        assert_eq!(old_view["warnings"], json!([]), "{old_view}");
+    }
+    // The rollover is approved beside the anchor it replaces (which the reviewer retires).
+    let approved = web
+        .api(
+            Method::POST,
+            &format!("/api/v1/anchors/{new_id}/approve"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(approved.status, StatusCode::OK, "{}", approved.body);
+    let approved: Value = serde_json::from_str(&approved.body).unwrap();
+    assert_eq!(approved["anchor"]["state"], "published", "{approved}");
+    let entry = web
+        .authority
+        .store
+        .audit_entries()
+        .map(|e| e.unwrap())
+        .find(|e| e.action == "anchor.approve")
+        .unwrap();
+    assert_eq!(entry.details["rollover_of"], json!([old_id]));
+}
+
+/// Requirement 8: a CA whose one CN is `Evil CA, O=DirectTrust` is shown with the comma
+/// escaped (RFC 4514), as openssl prints it in RFC 2253 form, never as a two-attribute name:
+/// in the review queue, the member's pages, the API and the published bundle's JSON index.
+#[tokio::test]
+async fn a_comma_in_a_common_name_is_escaped_wherever_the_name_is_shown() {
+    let web = Web::new();
+    let evil = openssl_ca(&web, "evil", r"/CN=Evil CA\, O=DirectTrust");
+    let multi = openssl_ca(
+        &web,
+        "multi",
+        "/C=US/ST=New York/O=Example\\, Inc./OU=Direct <Test>/CN=Example Root; 2026 ",
+    );
+    web.advance(Duration::minutes(1));
+    let escaped = r"CN=Evil CA\, O=DirectTrust";
+    let unescaped = "CN=Evil CA, O=DirectTrust";
+    assert_eq!(openssl_rfc2253_subject(&web, "evil"), escaped);
+    let multi_escaped = openssl_rfc2253_subject(&web, "multi");
+    assert_eq!(
+        multi_escaped,
+        r"CN=Example Root\; 2026\ ,OU=Direct \<Test\>,O=Example\, Inc.,ST=New York,C=US"
+    );
+    let member = web.token(
+        Role::Member,
+        Scope {
+            bundles: vec![MEMBER_BUNDLE.into()],
+            ..Scope::default()
+        },
+    );
+    let admin = web.token(Role::Admin, Scope::default());
+    let mut ids = Vec::new();
+    for (pem, want) in [(&evil, escaped), (&multi, multi_escaped.as_str())] {
+        let r = web
+            .api(
+                Method::POST,
+                &format!("/api/v1/bundles/{MEMBER_BUNDLE}/anchors"),
+                Some(&member),
+                Some(json!({"file": pem, "organization": "Evil", "contact": "evil@example"})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        let v: Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(v["anchors"][0]["subject"], want, "{v}");
+        ids.push(v["id"].as_u64().unwrap());
+    }
+    let (evil_id, multi_id) = (ids[0], ids[1]);
+
+    // HTML: askama escapes `<`, `>` and `"`, not the backslashes and commas of RFC 4514.
+    let html = |text: &str| text.replace('<', "&#60;").replace('>', "&#62;");
+    let admin_browser = web.login("admin").await;
+    let queue = web.get("/admin/queue", Some(&admin_browser)).await;
+    assert_eq!(queue.status, StatusCode::OK);
+    assert!(queue.body.contains(escaped), "{}", queue.body);
+    assert!(!queue.body.contains(unescaped), "{}", queue.body);
+    let multi_html = html(&multi_escaped);
+    assert!(
+        queue.body.contains(&multi_html),
+        "{multi_html} not in {}",
+        queue.body
+    );
+    // The member pages, as an administrator sees them (the anchors came through a token).
+    for page in [
+        "/member/anchors".to_string(),
+        format!("/member/anchors/{evil_id}"),
+    ] {
+        let page = web.get(&page, Some(&admin_browser)).await;
+        assert!(
+            page.body.contains(escaped) && !page.body.contains(unescaped),
+            "{}",
+            page.body
+        );
+    }
+    // API views, and the published bundle's JSON index once approved.
+    let one = web
+        .api(
+            Method::GET,
+            &format!("/api/v1/anchors/{evil_id}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&one.body).unwrap()["subject"],
+        escaped
+    );
+    for id in [evil_id, multi_id] {
+        let r = web
+            .api(
+                Method::POST,
+                &format!("/api/v1/anchors/{id}/approve"),
+                Some(&admin),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    }
+    let index = web
+        .get(&format!("/bundles/{MEMBER_BUNDLE}.json"), None)
+        .await;
+    assert_eq!(index.status, StatusCode::OK, "{}", index.body);
+    let index: Value = serde_json::from_str(&index.body).unwrap();
+    let subjects: Vec<&str> = index["anchors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["subject"].as_str().unwrap())
+        .collect();
+    assert!(subjects.contains(&escaped), "{index}");
+    assert!(subjects.contains(&multi_escaped.as_str()), "{index}");
+}
+
 /// Tokens pile up (automation creates them): the admin list shows 100 per page, newest first,
 /// with a page count and links, and a page past the end shows the last one.
 #[tokio::test]

@@ -35,6 +35,8 @@ pub struct SubmitValues {
     pub bundle: String,
     pub organization: String,
     pub contact: String,
+    /// The key rollover box.
+    pub rollover: bool,
 }
 
 #[derive(askama::Template)]
@@ -108,6 +110,7 @@ async fn submit(
         bundle: form.get("bundle"),
         organization: form.get("organization"),
         contact: form.get("contact"),
+        rollover: !form.get("rollover").is_empty(),
     };
     let refuse = |reasons: Vec<Reason>, v: SubmitValues| async {
         let mut r = render(&page(&state, &session, v, reasons, None).await?, true);
@@ -140,6 +143,7 @@ async fn submit(
         samples: form.all_files("samples"),
         organization: v.organization.clone(),
         contact: v.contact.clone(),
+        rollover: v.rollover,
     };
     let authority = state.authority.clone();
     let actor = session.actor();
