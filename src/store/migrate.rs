@@ -79,7 +79,8 @@ impl Store {
         // Per holder: every organisation name seen, and the newest certificate's.
         struct Seen {
             names: BTreeSet<String>,
-            newest: (OffsetDateTime, String),
+            /// (issued at, store revision): the revision orders certificates of one second.
+            newest: ((OffsetDateTime, u64), String),
             holder: Holder,
         }
         let mut holders: BTreeMap<String, Seen> = BTreeMap::new();
@@ -100,13 +101,13 @@ impl Store {
             }
             let seen = holders.entry(key).or_insert_with(|| Seen {
                 names: BTreeSet::new(),
-                newest: (record.issued_at, name.clone()),
+                newest: ((record.issued_at, record.revision), name.clone()),
                 holder: record.holder.clone(),
             });
             // Names compare without case: "Good Clinic" and "good clinic" are one.
             seen.names.insert(name.to_lowercase());
-            if record.issued_at >= seen.newest.0 {
-                seen.newest = (record.issued_at, name);
+            if (record.issued_at, record.revision) >= seen.newest.0 {
+                seen.newest = ((record.issued_at, record.revision), name);
             }
         }
 
@@ -259,7 +260,7 @@ impl Store {
                 report.unresolved += 1;
             }
         }
-        keys.sort_by(|a, b| a.2.cmp(&b.2));
+        keys.sort_by_key(|k| k.2);
         for (hash, holder, _) in keys {
             if self.key_holders.get(&hash)?.is_none() {
                 self.key_holders.insert(hash, holder.as_bytes())?;

@@ -108,6 +108,7 @@ fn log_records_who_did_what_and_verifies() {
         [
             "ca.init",
             "bundle_signer.issue",
+            "org.create",
             "crl.publish",
             "crl.publish",
             "cert.issue",
@@ -129,7 +130,7 @@ fn log_records_who_did_what_and_verifies() {
         !text.contains("a-long-p12-password"),
         "no secrets in the audit log"
     );
-    assert_eq!(report["entries"], 8);
+    assert_eq!(report["entries"], 9);
 }
 
 #[test]
@@ -139,7 +140,7 @@ fn verify_detects_changed_removed_and_truncated_entries() {
         (
             "fail/changed",
             |t| {
-                let key = 5u64.to_be_bytes();
+                let key = 6u64.to_be_bytes();
                 let old = t.get(key).unwrap().unwrap();
                 let new = String::from_utf8(old.to_vec())
                     .unwrap()
@@ -158,7 +159,7 @@ fn verify_detects_changed_removed_and_truncated_entries() {
         (
             "fail/truncated",
             |t| {
-                t.remove(8u64.to_be_bytes()).unwrap();
+                t.remove(9u64.to_be_bytes()).unwrap();
             },
             "removed from the end",
         ),

@@ -310,7 +310,7 @@ async fn registrar_member_and_admin_in_a_real_browser() {
     b.shot("issue-form").await;
     b.fill("address", "dr.browser@direct.example.com").await;
     b.fill("subscriber_name", "Dr. Browser").await;
-    b.fill("subscriber_organization", "Browser Clinic").await;
+    b.select("organisation", "default").await;
     b.select("usage", "dual").await;
     b.select("proofing_method", "in-person").await;
     b.fill("evidence_reference", "case-web-1").await;

@@ -380,3 +380,32 @@ pub fn wide_scope(role: anchorage::accounts::Role) -> anchorage::accounts::Scope
 
 /// The organisation `init` creates: it owns every managed domain.
 pub const TEST_ORG: &str = anchorage::authority::DEFAULT_ORGANISATION;
+
+/// A copy of the shipped profiles under `dir` that lets one key be certified for many holders
+/// (for tests that send one CSR many times, where the key is not the point).
+pub fn key_reuse_policies(dir: &Path) -> PathBuf {
+    let dir = dir.join("policies-key-reuse");
+    std::fs::create_dir_all(&dir).unwrap();
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+    for entry in std::fs::read_dir(shipped).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let text = text.replace("allow_key_reuse = false", "allow_key_reuse = true");
+        std::fs::write(dir.join(path.file_name().unwrap()), text).unwrap();
+    }
+    dir
+}
+
+/// Lets one key be certified for many holders in the data directory `data` (for tests that
+/// send one CSR many times, where the key is not the point): a copy of the shipped profiles
+/// with `allow_key_reuse = true`, named by `policies_dir` in the data directory's config.
+pub fn allow_key_reuse(data: &Path) {
+    let dir = key_reuse_policies(data.parent().unwrap());
+    let config = data.join("anchorage.toml");
+    let old = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        format!("policies_dir = {:?}\n{old}", dir.display().to_string()),
+    )
+    .unwrap();
+}

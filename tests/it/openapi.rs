@@ -732,7 +732,9 @@ async fn openapi_schemas_describe_the_json_the_api_sends() {
             Method::POST,
             "/api/v1/tokens",
             "/api/v1/tokens".into(),
-            Some(json!({"role": "member", "label": "feed", "valid_days": 7})),
+            Some(
+                json!({"role": "member", "label": "feed", "valid_days": 7, "scope": {"bundles": ["*"]}}),
+            ),
             201,
         ),
         (

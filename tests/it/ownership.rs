@@ -194,6 +194,7 @@ impl World {
         let web = Web::with_config(|c| {
             c.issuance.rate_limit_per_minute = 0;
             c.issuance.rate_limit_per_day = 0;
+            c.policies_dir = None;
         });
         // The shared test organisation owns both domains whole; this world divides them.
         web.authority
@@ -450,7 +451,7 @@ async fn authorisation_matrix_every_certificate_route_every_principal_both_organ
                         .await;
                     assert_eq!(code_of(&r), code_of(&none));
                 }
-                if suffix == "" && r.status == StatusCode::OK {
+                if suffix.is_empty() && r.status == StatusCode::OK {
                     let org = if *holder == ALICE { ORG_A } else { ORG_B };
                     assert_eq!(json_of(&r)["organisation"]["id"], json!(org));
                 }
@@ -465,7 +466,7 @@ async fn authorisation_matrix_every_certificate_route_every_principal_both_organ
                     web_status(who, holder, StatusCode::OK),
                     "{who:?} GET {page}"
                 );
-                if suffix == "" && r.status == StatusCode::OK {
+                if suffix.is_empty() && r.status == StatusCode::OK {
                     let org = if *holder == ALICE { ORG_A } else { ORG_B };
                     assert!(
                         r.body.contains(&format!("({org})")),
@@ -539,7 +540,7 @@ async fn authorisation_matrix_every_certificate_route_every_principal_both_organ
             );
             assert_eq!(
                 w.revoked(&serial),
-                r.status == StatusCode::SEE_OTHER,
+                who.sees(holder),
                 "{who:?} web revoke {holder}"
             );
             cells += 1;
@@ -988,6 +989,7 @@ async fn rate_limits_answer_429_and_are_audited_and_keys_are_not_reused() {
     let web = Web::with_config(|c| {
         c.issuance.rate_limit_per_minute = 2;
         c.issuance.rate_limit_per_day = 100;
+        c.policies_dir = None;
     });
     let token = web.token(Role::Registrar, crate::harness::wide_scope(Role::Registrar));
     let mut codes = Vec::new();
@@ -1114,6 +1116,15 @@ async fn a_store_of_the_previous_release_is_migrated() {
     {
         let a = Authority::open(config.clone(), Arc::new(SystemClock)).unwrap();
         a.init(InitOptions::default(), &pass, "test").unwrap();
+        a.edit_organisation(
+            &op(),
+            "default",
+            OrganisationChange {
+                domains: Some(vec![]),
+                ..OrganisationChange::default()
+            },
+        )
+        .unwrap();
         for (id, name) in [("good-clinic", "Good Clinic"), ("bad-clinic", "Bad Clinic")] {
             a.add_organisation(
                 &op(),
@@ -1161,7 +1172,14 @@ async fn a_store_of_the_previous_release_is_migrated() {
     }
     // Back to the old format.
     {
-        let db = sled::open(dir.path().join("data/store")).unwrap();
+        // sled lets go of its lock when its background flusher has stopped.
+        let db = (0..100)
+            .find_map(|_| {
+                sled::open(dir.path().join("data/store"))
+                    .map_err(|_| std::thread::sleep(std::time::Duration::from_millis(100)))
+                    .ok()
+            })
+            .expect("the store opens once the authority is gone");
         for tree in ["organisations", "holders", "key_holders", "idempotency"] {
             assert!(db.drop_tree(tree).unwrap(), "{tree}");
         }
@@ -1197,7 +1215,7 @@ async fn a_store_of_the_previous_release_is_migrated() {
         db.flush().unwrap();
     }
     // The new release opens it and migrates.
-    let a = Authority::open(config.clone(), Arc::new(SystemClock)).unwrap();
+    let a = open_retrying(&config);
     let mut ids: Vec<(String, String)> = a
         .organisations()
         .unwrap()
@@ -1329,7 +1347,7 @@ async fn a_store_of_the_previous_release_is_migrated() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let a = Authority::open(config, Arc::new(SystemClock)).unwrap();
+    let a = open_retrying(&config);
     let mut now_seen = seen(&a);
     now_seen.sort();
     assert_eq!(
@@ -1358,4 +1376,365 @@ fn user_in(a: &anchorage::authority::Authority, name: &str, role: Role, scope: S
         "test",
     )
     .unwrap();
+}
+
+/// `anchorage org ...` and `holder ...` on the store; the binding in `cert show -o json`; every
+/// change audited; bad entries refused with a clear code and nothing stored.
+#[test]
+fn organisations_are_managed_on_the_cli_and_audited() {
+    use crate::harness::{Ca, KeyAlg};
+    let ca = Ca::init(&[DOMAIN, OTHER_DOMAIN]);
+    // `init` made the default organisation owning both domains.
+    let list = ca.json(&["org", "list"]);
+    assert_eq!(list[0]["id"], json!("default"));
+    assert_eq!(list[0]["domains"], json!([DOMAIN, OTHER_DOMAIN]));
+    // A whole domain belongs to one organisation: taking part of it is refused until the
+    // default organisation lets go.
+    let e = ca.json_err(&[
+        "org",
+        "add",
+        "clinic",
+        "--name",
+        "Good Clinic",
+        "--domain",
+        &format!("*@{DOMAIN}"),
+    ]);
+    assert_eq!(e["code"], json!("conflict"), "{e}");
+    ca.json(&["org", "edit", "default", "--domain", OTHER_DOMAIN]);
+    let clinic = ca.json(&[
+        "org",
+        "add",
+        "clinic",
+        "--name",
+        "Good Clinic",
+        "--contact",
+        "pki@good.example",
+        "--domain",
+        &format!("*@{DOMAIN}"),
+        "--domain",
+        &format!("dr-*@{DOMAIN}"),
+    ]);
+    assert_eq!(
+        clinic["domains"],
+        json!([format!("*@{DOMAIN}"), format!("dr-*@{DOMAIN}")])
+    );
+    for (args, code) in [
+        (
+            vec!["org", "add", "Bad Id", "--domain", DOMAIN],
+            "invalid_input",
+        ),
+        (
+            vec!["org", "add", "elsewhere", "--domain", "x.example.org"],
+            "invalid_input",
+        ),
+        (vec!["org", "add", "clinic"], "conflict"),
+        (vec!["org", "show", "nobody"], "not_found"),
+    ] {
+        let e = ca.json_err(&args);
+        assert_eq!(e["code"], json!(code), "{args:?}: {e}");
+    }
+    assert_eq!(
+        ca.json(&["org", "show", "clinic"])["contacts"],
+        json!(["pki@good.example"])
+    );
+
+    // The first certificate binds the holder; `cert show` says to whom.
+    let csr = ca.csr("jones", KeyAlg::Rsa2048);
+    let issued = ca.issue_json(&[
+        "--address",
+        &format!("jones@{DOMAIN}"),
+        "--usage",
+        "dual",
+        "--csr",
+        &csr,
+        "--organisation",
+        "clinic",
+        "--out",
+        "jones.pem",
+    ]);
+    let serial = issued["serial"].as_str().unwrap().to_string();
+    let shown = ca.json(&["cert", "show", &serial]);
+    assert_eq!(
+        shown["organisation"],
+        json!({"id": "clinic", "name": "Good Clinic"})
+    );
+    // The certificate names the organisation as its record says.
+    let subject = crate::tools::run_in(
+        ca.dir(),
+        "openssl",
+        &["x509", "-in", "jones.pem", "-noout", "-subject"],
+    );
+    assert!(subject.stdout.contains("Good Clinic"), "{}", subject.stdout);
+    assert_eq!(
+        ca.json(&["holder", "show", &format!("jones@{DOMAIN}")])["organisation"],
+        json!("clinic")
+    );
+    // Naming another organisation for a bound holder is refused; so is moving it to an
+    // organisation whose domains do not cover it.
+    let csr2 = ca.csr("jones2", KeyAlg::Rsa2048);
+    let e = ca.json_err(&[
+        "cert",
+        "issue",
+        "--address",
+        &format!("jones@{DOMAIN}"),
+        "--usage",
+        "dual",
+        "--csr",
+        &csr2,
+        "--organisation",
+        "default",
+    ]);
+    assert_eq!(e["code"], json!("holder_owned_elsewhere"), "{e}");
+    let e = ca.json_err(&[
+        "holder",
+        "transfer",
+        &format!("jones@{DOMAIN}"),
+        "--to",
+        "default",
+    ]);
+    assert_eq!(e["code"], json!("holder_outside_organisation"), "{e}");
+    // Disabled: nothing more is issued for its holders; enabled again, it works.
+    ca.json(&["org", "disable", "clinic"]);
+    let e = ca.json_err(&[
+        "cert",
+        "issue",
+        "--address",
+        &format!("jones@{DOMAIN}"),
+        "--usage",
+        "dual",
+        "--csr",
+        &csr2,
+    ]);
+    assert_eq!(e["code"], json!("organisation_disabled"), "{e}");
+    ca.json(&["org", "enable", "clinic"]);
+    ca.issue_json(&[
+        "--address",
+        &format!("jones@{DOMAIN}"),
+        "--usage",
+        "dual",
+        "--csr",
+        &csr2,
+        "--out",
+        "jones2.pem",
+    ]);
+    assert_eq!(
+        ca.json(&["cert", "list", "--organisation", "clinic"])
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+
+    let out = ca.path("audit.jsonl");
+    ca.run(&["audit", "export", "--out", out.to_str().unwrap()])
+        .assert_success("audit export");
+    let actions: Vec<String> = std::fs::read_to_string(out)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["action"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    for want in [
+        "org.create",
+        "org.edit",
+        "org.disable",
+        "org.enable",
+        "cert.issue",
+    ] {
+        assert!(
+            actions.iter().any(|a| a == want),
+            "{want} audited: {actions:?}"
+        );
+    }
+    assert!(ca.json(&["audit", "verify"])["entries"].as_u64().unwrap() > 5);
+}
+
+/// The API and the admin page for organisations; registrars see only theirs.
+#[tokio::test]
+async fn organisations_through_the_api_and_the_admin_page() {
+    let w = World::new().await;
+    let admin = w.token(Who::Admin).unwrap();
+    let r = w
+        .web
+        .api(
+            Method::POST,
+            "/api/v1/organisations",
+            Some(admin),
+            Some(
+                json!({"id": "hisp", "name": "The HISP", "domains": [format!("*@{OTHER_DOMAIN}")]}),
+            ),
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::CONFLICT,
+        "whole domain of org-b: {}",
+        r.body
+    );
+    let r = w
+        .web
+        .api(
+            Method::POST,
+            "/api/v1/organisations",
+            Some(admin),
+            Some(json!({"id": "hisp", "name": "The HISP", "contacts": ["ops@hisp.example"]})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let r = w
+        .web
+        .api(
+            Method::POST,
+            "/api/v1/organisations/hisp",
+            Some(admin),
+            Some(json!({"domains": [format!("ops-*@{DOMAIN}")]})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(json_of(&r)["domains"], json!([format!("ops-*@{DOMAIN}")]));
+    let r = w
+        .web
+        .api(
+            Method::POST,
+            "/api/v1/organisations/hisp/disable",
+            Some(admin),
+            None,
+        )
+        .await;
+    assert_eq!(json_of(&r)["disabled"], json!(true));
+    // A registrar of A lists only A; another organisation is "not found"; it may not create.
+    let reg_a = w.token(Who::RegistrarA).unwrap();
+    let r = w
+        .web
+        .api(Method::GET, "/api/v1/organisations", Some(reg_a), None)
+        .await;
+    let ids: Vec<String> = json_of(&r)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids, [ORG_A]);
+    let r = w
+        .web
+        .api(
+            Method::GET,
+            "/api/v1/organisations/org-b",
+            Some(reg_a),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = w
+        .web
+        .api(
+            Method::POST,
+            "/api/v1/organisations",
+            Some(reg_a),
+            Some(json!({"id": "mine"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = w
+        .web
+        .api(
+            Method::POST,
+            &format!("/api/v1/holders/{ALICE}/transfer"),
+            Some(reg_a),
+            Some(json!({"organisation": ORG_B})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    // The admin moves alice to B: A's registrar no longer sees her, B's does.
+    let r = w
+        .web
+        .api(
+            Method::POST,
+            &format!("/api/v1/holders/{ALICE}/transfer"),
+            Some(admin),
+            Some(json!({"organisation": ORG_B})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let list = |t: &str| {
+        let t = t.to_string();
+        let web = &w.web;
+        async move {
+            let r = web
+                .api(Method::GET, "/api/v1/certificates", Some(&t), None)
+                .await;
+            json_of(&r)
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["holder"].as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert!(list(reg_a).await.is_empty());
+    assert_eq!(
+        list(w.token(Who::RegistrarB).unwrap()).await,
+        [ALICE.to_string(), BOB.to_string()]
+    );
+    // The admin page lists them and saves a new one (CSRF-checked form).
+    let b = w.browser(Who::Admin).unwrap();
+    let page = w.web.get("/admin/organisations", Some(b)).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("Organisation org-a") && page.body.contains("The HISP"));
+    let r = w
+        .web
+        .post_form(
+            "/admin/organisations",
+            Some(b),
+            &[
+                ("csrf", &b.csrf),
+                ("id", "lab"),
+                ("name", "City Lab"),
+                ("domains", &format!("lab-*@{DOMAIN}")),
+                ("contacts", "lab@city.example"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert_eq!(
+        w.web.authority.organisation("lab").unwrap().name,
+        "City Lab"
+    );
+    let r = w
+        .web
+        .post_form(
+            "/admin/organisations",
+            Some(b),
+            &[("csrf", &b.csrf), ("id", "bad"), ("domains", OTHER_DOMAIN)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.body.contains("id=\"org-error\""));
+    let reg_page = w
+        .web
+        .get("/admin/organisations", w.browser(Who::RegistrarA))
+        .await;
+    assert_eq!(reg_page.status, StatusCode::FORBIDDEN);
+}
+
+/// Opens the store once the previous holder of its lock (a sled flusher, a child process) has
+/// let go.
+fn open_retrying(config: &anchorage::config::Config) -> anchorage::authority::Authority {
+    for _ in 0..100 {
+        match anchorage::authority::Authority::open(
+            config.clone(),
+            std::sync::Arc::new(anchorage::clock::SystemClock),
+        ) {
+            Ok(a) => return a,
+            Err(anchorage::error::Error::Locked(_)) => {
+                std::thread::sleep(std::time::Duration::from_millis(100))
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    panic!("the store stayed locked");
 }

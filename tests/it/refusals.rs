@@ -438,12 +438,22 @@ fn owner_name_collision_subdomain_address_first() {
     );
 }
 
-fn refuse_collision(ca: &Ca, name: &str, holder: &str, csr: &str) {
+fn refuse_collision(ca: &Ca, name: &str, holder: &str, _csr: &str) {
+    // A key of its own, so the only rule broken is the collision.
+    let csr = fresh_csr(ca);
     let args = format!("{holder} --usage dual --csr {csr}");
     assert_refused(ca, name, &args, DENIED, &["owner_name_collision"]);
 }
 
-fn issue_ok(ca: &Ca, holder: &str, csr: &str) {
+/// One key per holder (a key certified for one holder is refused for another).
+fn fresh_csr(ca: &Ca) -> String {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    ca.csr(&format!("k{n}"), KeyAlg::Rsa2048)
+}
+
+fn issue_ok(ca: &Ca, holder: &str, _csr: &str) {
+    let csr = fresh_csr(ca);
     let args = format!("{holder} --usage dual --csr {csr}");
     ca.issue_json(&args.split_whitespace().collect::<Vec<_>>());
 }
