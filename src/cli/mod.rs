@@ -673,7 +673,7 @@ fn serve(
         println!("  CA certificates:  {base}/ca/root.cer  {base}/ca/issuing.cer  {base}/ca/chain.pem");
         println!("  CRLs:             {base}/crl/root.crl  {base}/crl/issuing.crl");
         println!("  trust bundles:    {bundle_base}/bundles/  {bundle_base}/bundles.json");
-        println!("  API:              {base}/api/v1/certificates  (token: anchorage token create --role registrar)");
+        println!("  API:              {base}/api/v1/certificates  (token: anchorage token create --role registrar --domain '*')");
         println!("  health:           {base}/healthz");
         let scheduler = refresh::start_scheduler(&state).await?;
         let result = http::serve(state, listener, tls, shutdown_signal())
