@@ -90,12 +90,33 @@ pub(super) enum Target {
     Server { url: String, token: String },
 }
 
+/// The server and credential named by the environment: `ANCHORAGE_URL` (a running anchorage,
+/// local or not) and `ANCHORAGE_TOKEN` (the caller's own API token, so its scope applies).
+pub const URL_ENV: &str = "ANCHORAGE_URL";
+pub const TOKEN_ENV: &str = "ANCHORAGE_TOKEN";
+
 pub(super) fn target(config: Config) -> Result<Target> {
+    let token = std::env::var(TOKEN_ENV)
+        .ok()
+        .filter(|t| !t.trim().is_empty());
+    if let (Ok(url), Some(token)) = (std::env::var(URL_ENV), &token) {
+        return Ok(Target::Server {
+            url: url.trim_end_matches('/').to_string(),
+            token: token.trim().to_string(),
+        });
+    }
     let data_dir = config.data_dir.clone();
     match Authority::open(config, Arc::new(SystemClock)) {
         Ok(a) if a.is_initialised()? => Ok(Target::Direct(Box::new(a))),
         Ok(_) => Err(Error::NotInitialised),
-        Err(Error::Locked(dir)) => server_target(&data_dir).ok_or(Error::Locked(dir)),
+        Err(Error::Locked(dir)) => match server_target(&data_dir) {
+            // The caller's own token instead of the operator's control token.
+            Some(Target::Server { url, .. }) if token.is_some() => Ok(Target::Server {
+                url,
+                token: token.unwrap_or_default().trim().to_string(),
+            }),
+            found => found.ok_or(Error::Locked(dir)),
+        },
         Err(e) => Err(e),
     }
 }

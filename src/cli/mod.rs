@@ -23,6 +23,7 @@ use crate::x509;
 
 mod accounts;
 mod bundles;
+mod certs;
 mod organisations;
 mod publish;
 mod refresh;
@@ -305,7 +306,10 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Init(args) => init(config, args, out, cli.config.is_none()),
         Command::Serve { listen } => serve(config, listen, cli.config.is_none()),
         Command::Config(ConfigCommand::Check) => config_check(&config, out),
-        Command::Cert(cmd) => cert(open(config)?, cmd, out),
+        Command::Cert(cmd) => match bundles::target(config)? {
+            bundles::Target::Direct(authority) => cert(*authority, cmd, out),
+            bundles::Target::Server { url, token } => certs::cert_remote(&url, &token, cmd, out),
+        },
         Command::Ca(cmd) => ca(open(config)?, cmd, out),
         Command::Crl(CrlCommand::Export { ca, out: path }) => {
             let authority = open(config)?;

@@ -1738,3 +1738,187 @@ fn open_retrying(config: &anchorage::config::Config) -> anchorage::authority::Au
     }
     panic!("the store stayed locked");
 }
+
+/// The `cert` commands go through a running `serve` (its control token: the operator), or act
+/// as a registrar with `ANCHORAGE_TOKEN`: then the server applies that registrar's scope, and
+/// another organisation's certificate is "not found" to `cert show` and `cert revoke`.
+#[test]
+fn cli_forwarding_applies_the_callers_scope() {
+    use crate::server::{anchorage, cli_json, Server};
+    const PASS: &str = "cli forwarding test passphrase";
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let url = format!("http://127.0.0.1:{}", crate::tools::free_port());
+    cli_json(
+        &data,
+        PASS,
+        &["init", "--managed-domain", DOMAIN, "--public-url", &url],
+    );
+    cli_json(
+        &data,
+        PASS,
+        &[
+            "org",
+            "edit",
+            "default",
+            "--domain",
+            &format!("ops-*@{DOMAIN}"),
+        ],
+    );
+    for id in [ORG_A, ORG_B] {
+        cli_json(
+            &data,
+            PASS,
+            &["org", "add", id, "--domain", &format!("*@{DOMAIN}")],
+        );
+    }
+    let server = Server::start(&data, PASS);
+    let base = format!("http://{}", server.addr);
+    // Users, tokens and certificates through the running server (the control token).
+    for (user, org) in [("reg-a", ORG_A), ("reg-b", ORG_B)] {
+        let mut add = anchorage(&data, PASS);
+        add.env("ANCHORAGE_USER_PASSWORD", PASSWORD).args([
+            "-o",
+            "json",
+            "user",
+            "add",
+            user,
+            "--role",
+            "registrar",
+            "--organisation",
+            org,
+        ]);
+        assert!(add.output().unwrap().status.success());
+    }
+    let token_of = |user: &str| {
+        // Made by the operator for each organisation's registrar desk.
+        let org = if user == "reg-a" { ORG_A } else { ORG_B };
+        cli_json(
+            &data,
+            PASS,
+            &[
+                "token",
+                "create",
+                "--role",
+                "registrar",
+                "--organisation",
+                org,
+            ],
+        )["token"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (token_a, token_b) = (token_of("reg-a"), token_of("reg-b"));
+    let csr = |name: &str| {
+        crate::tools::run_in(
+            dir.path(),
+            "openssl",
+            &[
+                "req",
+                "-new",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                &format!("{name}.key"),
+                "-out",
+                &format!("{name}.csr"),
+                "-subj",
+                "/CN=f",
+            ],
+        )
+        .assert_success("openssl req");
+        dir.path().join(format!("{name}.csr")).display().to_string()
+    };
+    let as_token = |token: &str, args: &[&str]| {
+        let mut cmd = anchorage(&data, PASS);
+        cmd.env("ANCHORAGE_URL", &base)
+            .env("ANCHORAGE_TOKEN", token)
+            .args(["-o", "json"])
+            .args(args);
+        let out = cmd.output().unwrap();
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        (out.status.success(), v)
+    };
+    let (ok, issued) = as_token(
+        &token_a,
+        &[
+            "cert",
+            "issue",
+            "--address",
+            ALICE,
+            "--usage",
+            "dual",
+            "--csr",
+            &csr("alice"),
+        ],
+    );
+    assert!(ok, "{issued}");
+    let alice = issued["serial"].as_str().unwrap().to_string();
+    let (ok, v) = as_token(
+        &token_b,
+        &[
+            "cert",
+            "issue",
+            "--address",
+            &format!("bob@{DOMAIN}"),
+            "--usage",
+            "dual",
+            "--csr",
+            &csr("bob"),
+        ],
+    );
+    assert!(ok, "{v}");
+
+    // B cannot see, show or revoke A's certificate, nor issue for A's holder.
+    let (ok, list) = as_token(&token_b, &["cert", "list"]);
+    assert!(ok);
+    let holders: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["holder"].as_str().unwrap())
+        .collect();
+    assert_eq!(holders, [format!("bob@{DOMAIN}")]);
+    let (ok, e) = as_token(&token_b, &["cert", "show", &alice]);
+    assert!(!ok);
+    assert_eq!(e["code"], json!("not_found"), "{e}");
+    let (ok, e) = as_token(
+        &token_b,
+        &["cert", "revoke", &alice, "--reason", "key-compromise"],
+    );
+    assert!(!ok);
+    assert_eq!(e["code"], json!("not_found"), "{e}");
+    let (ok, e) = as_token(
+        &token_b,
+        &[
+            "cert",
+            "issue",
+            "--address",
+            ALICE,
+            "--usage",
+            "dual",
+            "--csr",
+            &csr("mallory"),
+            "--organisation",
+            ORG_B,
+        ],
+    );
+    assert!(!ok);
+    assert_eq!(e["code"], json!("holder_owned_elsewhere"), "{e}");
+    // A can; the operator's CLI (control token) sees both.
+    let (ok, shown) = as_token(&token_a, &["cert", "show", &alice]);
+    assert!(ok, "{shown}");
+    assert_eq!(shown["organisation"]["id"], json!(ORG_A));
+    let all = cli_json(&data, PASS, &["cert", "list"]);
+    assert_eq!(all.as_array().unwrap().len(), 2);
+    let (ok, v) = as_token(
+        &token_a,
+        &["cert", "revoke", &alice, "--reason", "superseded"],
+    );
+    assert!(ok, "{v}");
+    let shown = cli_json(&data, PASS, &["cert", "show", &alice]);
+    assert_eq!(shown["status"], json!("revoked"));
+    drop(server);
+}

@@ -1,0 +1,253 @@
+//! `cert` commands through a running server: while `serve` holds the store (with its control
+//! token), or against any anchorage named by `ANCHORAGE_URL` with a registrar's own
+//! `ANCHORAGE_TOKEN`. They call `/api/v1/certificates`, so the server applies the caller's
+//! scope exactly as for any API client: a certificate outside it is "not found".
+
+use base64::Engine;
+use serde_json::{json, Value};
+
+use super::bundles::call;
+use super::{emit, write_file, CertCommand, IssueArgs, Output, StatusArg};
+use crate::error::{Error, Result};
+
+/// Largest page the API serves; the listing walks the pages.
+const PAGE: usize = 10_000;
+
+pub fn cert_remote(url: &str, token: &str, cmd: CertCommand, out: Output) -> Result<()> {
+    let (get, post) = (reqwest::Method::GET, reqwest::Method::POST);
+    match cmd {
+        CertCommand::Issue(args) => issue_remote(url, token, *args, out),
+        CertCommand::Revoke { serial, reason } => {
+            let v = call(
+                url,
+                token,
+                post,
+                &format!("/certificates/{}/revoke", enc(&serial)),
+                Some(json!({"reason": reason})),
+            )?;
+            emit(out, v.clone(), || {
+                format!(
+                    "revoked {} ({}); the server publishes the next CRL within seconds",
+                    v["serial"].as_str().unwrap_or_default(),
+                    v["reason"].as_str().unwrap_or_default()
+                )
+            })
+        }
+        CertCommand::List {
+            holder,
+            domain,
+            status,
+            expiring_within_days,
+            organisation,
+        } => {
+            let mut query = Vec::new();
+            for (k, v) in [
+                ("holder", holder),
+                ("domain", domain),
+                ("organisation", organisation),
+                (
+                    "expiring_within_days",
+                    expiring_within_days.map(|d| d.to_string()),
+                ),
+                (
+                    "status",
+                    status.map(|s| {
+                        match s {
+                            StatusArg::Valid => "valid",
+                            StatusArg::Revoked => "revoked",
+                            StatusArg::Expired => "expired",
+                            StatusArg::NotYetValid => "not_yet_valid",
+                        }
+                        .to_string()
+                    }),
+                ),
+            ] {
+                if let Some(v) = v {
+                    query.push(format!("{k}={}", enc(&v)));
+                }
+            }
+            let mut rows = Vec::new();
+            loop {
+                let path = format!(
+                    "/certificates?limit={PAGE}&offset={}&{}",
+                    rows.len(),
+                    query.join("&")
+                );
+                let page = call(url, token, get.clone(), &path, None)?;
+                let page = page.as_array().cloned().unwrap_or_default();
+                let n = page.len();
+                rows.extend(page.into_iter().map(|c| row(&c)));
+                if n < PAGE {
+                    break;
+                }
+            }
+            let v = Value::Array(rows);
+            emit(out, v.clone(), || {
+                let mut lines = vec![format!(
+                    "{:<32}  {:<8}  {:<10}  {:<12}  {:<25}  {:<16}  {}",
+                    "SERIAL", "BINDING", "USAGE", "STATUS", "NOT AFTER", "ORGANISATION", "HOLDER"
+                )];
+                for c in v.as_array().into_iter().flatten() {
+                    let s = |k: &str| c[k].as_str().unwrap_or_default().to_string();
+                    lines.push(format!(
+                        "{:<32}  {:<8}  {:<10}  {:<12}  {:<25}  {:<16}  {}",
+                        s("serial"),
+                        s("binding"),
+                        s("usage"),
+                        s("status"),
+                        s("not_after"),
+                        c["organisation"]["id"].as_str().unwrap_or("-"),
+                        s("holder")
+                    ));
+                }
+                lines.join("\n")
+            })
+        }
+        CertCommand::Show { serial, pem } => {
+            let v = call(
+                url,
+                token,
+                get,
+                &format!("/certificates/{}", enc(&serial)),
+                None,
+            )?;
+            if pem {
+                print!("{}", v["pem"].as_str().unwrap_or_default());
+                return Ok(());
+            }
+            emit(out, v.clone(), || {
+                format!(
+                    "serial:        {}\nholder:        {} ({}-bound)\norganisation:  {} ({})\nusage:         {}\nstatus:        {}\nvalidity:      {} .. {}\nSHA-256:       {}\n{}",
+                    v["serial"].as_str().unwrap_or_default(),
+                    v["holder"].as_str().unwrap_or_default(),
+                    v["binding"].as_str().unwrap_or_default(),
+                    v["organisation"]["id"].as_str().unwrap_or("-"),
+                    v["organisation"]["name"].as_str().unwrap_or_default(),
+                    v["usage"].as_str().unwrap_or_default(),
+                    v["status"].as_str().unwrap_or_default(),
+                    v["not_before"].as_str().unwrap_or_default(),
+                    v["not_after"].as_str().unwrap_or_default(),
+                    v["fingerprint"].as_str().unwrap_or_default(),
+                    v["pem"].as_str().unwrap_or_default().trim_end()
+                )
+            })
+        }
+    }
+}
+
+/// The columns `cert list -o json` prints on the store directly.
+fn row(c: &Value) -> Value {
+    json!({
+        "serial": c["serial"], "holder": c["holder"], "binding": c["binding"],
+        "usage": c["usage"], "status": c["status"], "not_before": c["not_before"],
+        "not_after": c["not_after"], "fingerprint": c["fingerprint"],
+        "subscriber": c["subscriber"], "organisation": c["organisation"],
+        "registrar": c["registrar"],
+    })
+}
+
+fn enc(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+fn read_text(path: &std::path::Path) -> Result<String> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    Ok(match String::from_utf8(bytes.clone()) {
+        Ok(text) if text.contains("-----BEGIN") => text,
+        _ => base64::engine::general_purpose::STANDARD.encode(bytes),
+    })
+}
+
+fn issue_remote(url: &str, token: &str, args: IssueArgs, out: Output) -> Result<()> {
+    let holder = args
+        .address
+        .clone()
+        .or(args.domain.clone())
+        .unwrap_or_default();
+    let mut body = json!({
+        "address": args.address, "domain": args.domain, "usage": args.usage,
+        "profile": args.profile, "category": args.category,
+        "subscriber": {"name": args.subscriber.clone().unwrap_or_else(|| holder.trim().to_ascii_lowercase())},
+        "organisation": args.organisation,
+        "proofing": {
+            "method": args.proofing_method.clone().unwrap_or_else(|| "operator-attested".into()),
+            "level_of_assurance": args.level_of_assurance,
+            "evidence_reference": args.evidence.clone().unwrap_or_else(|| format!("{} at the CA console", super::cli_actor())),
+        },
+    });
+    match (&args.csr, args.keygen) {
+        (Some(csr), false) => {
+            body["csr"] = json!(read_text(csr)?);
+            if let Some(enc) = &args.encryption_csr {
+                body["encryption_csr"] = json!(read_text(enc)?);
+            }
+        }
+        (None, true) => {
+            if args.p12_out.is_none() {
+                return Err(Error::InvalidInput(
+                    "--keygen needs --p12-out FILE for the PKCS#12".into(),
+                ));
+            }
+            body["keygen"] = json!(true);
+            if let Some(p) = &args.p12_password_file {
+                body["p12_password"] = json!(super::read_secret_file(p)?.as_str());
+            }
+        }
+        _ => return Err(Error::InvalidInput("give --csr FILE or --keygen".into())),
+    }
+    let v = call(
+        url,
+        token,
+        reqwest::Method::POST,
+        "/certificates",
+        Some(body),
+    )?;
+    let certs = v["certificates"].as_array().cloned().unwrap_or_default();
+    let pem: String = certs.iter().filter_map(|c| c["pem"].as_str()).collect();
+    let mut p12_files = Vec::new();
+    if let Some(base) = &args.p12_out {
+        let files = v["pkcs12"].as_array().cloned().unwrap_or_default();
+        for (path, f) in super::p12_paths(base, files.len()).into_iter().zip(files) {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(f["pkcs12_base64"].as_str().unwrap_or_default())
+                .map_err(|e| Error::Store(format!("the server sent an unreadable PKCS#12: {e}")))?;
+            write_file(&path, &bytes, true)?;
+            p12_files.push(path);
+        }
+    }
+    if let Some(path) = &args.out {
+        write_file(path, pem.as_bytes(), false)?;
+    }
+    let value = json!({
+        "serial": v["serial"], "serials": v["serials"], "certificates": certs,
+        "out": args.out, "p12_files": p12_files, "p12_password": v["p12_password"],
+    });
+    emit(out, value.clone(), || {
+        let mut lines: Vec<String> = certs
+            .iter()
+            .map(|c| {
+                format!(
+                    "issued {} certificate {} for {} (valid until {})",
+                    c["usage"].as_str().unwrap_or_default(),
+                    c["serial"].as_str().unwrap_or_default(),
+                    c["holder"].as_str().unwrap_or_default(),
+                    c["not_after"].as_str().unwrap_or_default()
+                )
+            })
+            .collect();
+        match &args.out {
+            Some(p) => lines.push(format!("certificate(s) written to {}", p.display())),
+            None => lines.push(pem.trim_end().to_string()),
+        }
+        for p in &p12_files {
+            lines.push(format!(
+                "PKCS#12 written to {} (legacy encryption: `openssl pkcs12 -legacy` reads it)",
+                p.display()
+            ));
+        }
+        if let Some(pw) = value["p12_password"].as_str() {
+            lines.push(format!("PKCS#12 password (shown once, not stored): {pw}"));
+        }
+        lines.join("\n")
+    })
+}
