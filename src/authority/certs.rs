@@ -276,7 +276,6 @@ impl Authority {
             .or(request.subscriber.organization.as_deref())
             .map(str::trim)
             .filter(|t| !t.is_empty());
-        let orgs = self.store.organisations()?;
         let admin = principal.role == Role::Admin;
         let elsewhere = |what: &str| {
             Error::HolderOwnedElsewhere(format!(
@@ -285,10 +284,9 @@ impl Authority {
             ))
         };
         if let Some(binding) = self.store.holder_binding(&holder.to_string())? {
-            let org = orgs
-                .iter()
-                .find(|o| o.id == binding.organisation)
-                .cloned()
+            let org = self
+                .store
+                .organisation(&binding.organisation)?
                 .ok_or_else(|| {
                     Error::Store(format!(
                         "{holder} is bound to the missing organisation '{}'",
@@ -325,6 +323,8 @@ impl Authority {
                 new: false,
             }));
         }
+        // A new holder: which organisations could it belong to?
+        let orgs = self.store.organisations()?;
         let whole_owner = orgs.iter().find(|o| o.owns_domain(holder.domain()));
         if let (Holder::Domain(d), Limit::Only(ids)) = (&holder, &principal.scope.organisations) {
             if !whole_owner.is_some_and(|o| ids.contains(&o.id)) {

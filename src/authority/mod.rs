@@ -189,6 +189,7 @@ impl Authority {
         let profiles = Profiles::load(config.policies_dir.as_deref())?;
         let inventory = Inventory::load(&config.bundles_dir)?;
         let store = Store::open(&config.data_dir)?;
+        let upgrading = store.schema()? < crate::store::SCHEMA;
         if let Some(report) = store.migrate(clock.now())? {
             tracing::warn!(
                 organisations = report.organisations,
@@ -199,7 +200,7 @@ impl Authority {
                 report.to
             );
         }
-        Ok(Authority {
+        let authority = Authority {
             config,
             store,
             profiles,
@@ -212,7 +213,58 @@ impl Authority {
             zone_queue: publish::ZoneQueue::default(),
             issuing_serial: std::sync::OnceLock::new(),
             rate: certs::RateLimiter::default(),
-        })
+        };
+        if upgrading && authority.is_initialised()? {
+            authority.adopt_unclaimed_domains()?;
+        }
+        Ok(authority)
+    }
+
+    /// After an upgrade: managed domains no organisation holds anything in go, whole, to the
+    /// default organisation, as `init` does for a new CA, so issuance keeps working.
+    fn adopt_unclaimed_domains(&self) -> Result<()> {
+        let orgs = self.store.organisations()?;
+        let claimed = |d: &crate::model::HealthDomain| {
+            orgs.iter()
+                .any(|o| o.claims().iter().any(|c| c.domain() == d))
+        };
+        let free: Vec<String> = self
+            .config
+            .managed_domains
+            .iter()
+            .filter(|d| !claimed(d))
+            .map(|d| d.to_string())
+            .collect();
+        if free.is_empty() {
+            return Ok(());
+        }
+        let operator = crate::accounts::Principal::operator("system (upgrade)");
+        match orgs.iter().find(|o| o.id == DEFAULT_ORGANISATION) {
+            Some(org) => {
+                let mut domains = org.domains.clone();
+                domains.extend(free);
+                self.edit_organisation(
+                    &operator,
+                    DEFAULT_ORGANISATION,
+                    OrganisationChange {
+                        domains: Some(domains),
+                        ..OrganisationChange::default()
+                    },
+                )?;
+            }
+            None => {
+                self.add_organisation(
+                    &operator,
+                    DEFAULT_ORGANISATION,
+                    OrganisationChange {
+                        name: Some(self.config.ca.organization.clone()),
+                        contacts: None,
+                        domains: Some(free),
+                    },
+                )?;
+            }
+        }
+        Ok(())
     }
 
     pub fn now(&self) -> OffsetDateTime {

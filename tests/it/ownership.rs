@@ -1214,7 +1214,12 @@ async fn a_store_of_the_previous_release_is_migrated() {
         }
         db.flush().unwrap();
     }
-    // The new release opens it and migrates.
+    // The new release opens it and migrates; a domain added at the upgrade, which nobody holds
+    // anything in, goes to the default organisation so issuance there keeps working.
+    let mut config = config;
+    config
+        .managed_domains
+        .push(anchorage::model::HealthDomain::parse(OTHER_DOMAIN).unwrap());
     let a = open_retrying(&config);
     let mut ids: Vec<(String, String)> = a
         .organisations()
@@ -1227,6 +1232,7 @@ async fn a_store_of_the_previous_release_is_migrated() {
         ids,
         [
             ("bad-clinic".to_string(), "Bad Clinic".to_string()),
+            ("default".into(), "anchorage evaluation".into()),
             ("good-clinic".into(), "Good Clinic".into()),
             ("nameless-practice".into(), "Nameless Practice".into()),
             ("unassigned".into(), "Unassigned (migrated)".into()),
@@ -1238,6 +1244,7 @@ async fn a_store_of_the_previous_release_is_migrated() {
             .unwrap()
             .unwrap()
     };
+    assert_eq!(a.organisation("default").unwrap().domains, [OTHER_DOMAIN]);
     assert_eq!(bound("alice").organisation, "good-clinic");
     assert!(bound("alice").resolved());
     assert_eq!(bound("bob").organisation, "bad-clinic");
