@@ -396,16 +396,30 @@ pub fn key_reuse_policies(dir: &Path) -> PathBuf {
     dir
 }
 
-/// Lets one key be certified for many holders in the data directory `data` (for tests that
-/// send one CSR many times, where the key is not the point): a copy of the shipped profiles
-/// with `allow_key_reuse = true`, named by `policies_dir` in the data directory's config.
+/// For tests that load a server (bursts from one token, one CSR for many addresses), where
+/// neither the key nor the rate is the point: the data directory's config names a copy of the
+/// shipped profiles with `allow_key_reuse = true` and lifts the per-token rate limits.
 pub fn allow_key_reuse(data: &Path) {
     let dir = key_reuse_policies(data.parent().unwrap());
     let config = data.join("anchorage.toml");
     let old = std::fs::read_to_string(&config).unwrap();
+    let lifted: String = old
+        .lines()
+        .map(|l| {
+            if l.starts_with("rate_limit_per_minute") {
+                "rate_limit_per_minute = 0".to_string()
+            } else if l.starts_with("rate_limit_per_day") {
+                "rate_limit_per_day = 0".to_string()
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(lifted.contains("rate_limit_per_minute = 0"), "{old}");
     std::fs::write(
         &config,
-        format!("policies_dir = {:?}\n{old}", dir.display().to_string()),
+        format!("policies_dir = {:?}\n{lifted}\n", dir.display().to_string()),
     )
     .unwrap();
 }
