@@ -52,8 +52,37 @@ pub struct Config {
     pub web: WebConfig,
     /// Issuance controls: rate limits per user or token.
     pub issuance: IssuanceConfig,
+    /// Connection limits of the HTTP(S) listeners.
+    pub server: ServerConfig,
     /// Discovery publication: DNS CERT zone files and LDIF.
     pub publish: PublishConfig,
+}
+
+/// What one client may hold of the server: slow or idle connections are closed so CRLs, CA
+/// certificates and bundles stay reachable.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Time to send a request's headers.
+    pub header_read_timeout_secs: u64,
+    /// A connection without a request in flight is closed after this long.
+    pub idle_timeout_secs: u64,
+    /// Time to send a request's body.
+    pub body_read_timeout_secs: u64,
+    /// Open connections at most (never more than the descriptor limit allows); when reached,
+    /// the connection idle the longest is closed to admit a new one.
+    pub max_connections: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            header_read_timeout_secs: 10,
+            idle_timeout_secs: 60,
+            body_read_timeout_secs: 30,
+            max_connections: 4096,
+        }
+    }
 }
 
 /// Limits on how fast one user or token may issue (the operator's CLI is not limited).
@@ -164,6 +193,7 @@ impl Default for Config {
             api: ApiConfig::default(),
             web: WebConfig::default(),
             issuance: IssuanceConfig::default(),
+            server: ServerConfig::default(),
             publish: PublishConfig::default(),
         }
     }

@@ -6,6 +6,7 @@ pub(crate) mod accounts;
 pub mod anchors;
 pub mod bundles;
 mod certs;
+pub mod connections;
 mod directory;
 pub mod openapi;
 pub mod organisations;
@@ -90,6 +91,10 @@ pub fn router(state: AppState) -> Router {
                 .merge(refresh::routes()),
         )
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        // A client that sends its body too slowly is cut off (408).
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            Duration::from_secs(state.authority.config.server.body_read_timeout_secs.max(1)),
+        ))
         .layer(axum::middleware::from_fn(security_headers))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
@@ -183,27 +188,27 @@ pub async fn serve(
     let publisher = spawn_crl_publisher(&state);
     let sweeper = zones::spawn_sweeper(&state);
     let sessions = spawn_session_sweeper(&state);
+    let limits = connections::Limits::from_config(&state.authority.config.server);
+    let registry = connections::Registry::default();
+    tracing::info!(
+        max_connections = limits.max_connections,
+        header_read_timeout_secs = limits.header_read_timeout.as_secs(),
+        idle_timeout_secs = limits.idle_timeout.as_secs(),
+        "connection limits"
+    );
     let app = router(state);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let https = tls.map(|listener| {
-        let app = app
-            .clone()
-            .layer(axum::Extension(web::OverTls))
-            .into_make_service_with_connect_info::<tls::ClientAddr>();
+        let (app, registry) = (app.clone(), registry.clone());
         let mut stop = stop_rx.clone();
         tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stop.changed().await;
-                })
-                .await
+            connections::serve(listener, app, registry, limits, true, async move {
+                let _ = stop.changed().await;
+            })
+            .await
         })
     });
-    let result = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<tls::ClientAddr>(),
-    )
-    .with_graceful_shutdown(async move {
+    connections::serve(listener, app, registry, limits, false, async move {
         shutdown.await;
         let _ = stop_tx.send(true);
     })
@@ -211,6 +216,7 @@ pub async fn serve(
     if let Some(task) = https {
         let _ = task.await;
     }
+    let result: std::io::Result<()> = Ok(());
     publisher.abort();
     sessions.abort();
     sweeper.abort();

@@ -10,6 +10,7 @@ mod browser;
 mod bundle_format;
 mod bundles;
 mod ca_revocation;
+mod connections;
 mod crl;
 mod discovery;
 mod durability;
