@@ -311,12 +311,20 @@ impl Principal {
     /// Whether certificates of a holder in `domain`, bound as `binding`, are this principal's
     /// to see and act on. A holder without a settled organisation is for admins only.
     pub fn sees_holder(&self, domain: &str, binding: Option<&HolderBinding>) -> bool {
+        self.sees_owned(
+            domain,
+            binding.map(|b| (b.organisation.as_str(), b.resolved())),
+        )
+    }
+
+    /// `sees_holder` from the owning organisation's id and whether the binding is settled.
+    pub fn sees_owned(&self, domain: &str, owner: Option<(&str, bool)>) -> bool {
         match self.role {
             Role::Admin => true,
             Role::Registrar => {
                 self.scope.domains.allows(domain)
-                    && binding.is_some_and(|b| {
-                        b.resolved() && self.scope.organisations.allows(&b.organisation)
+                    && owner.is_some_and(|(organisation, resolved)| {
+                        resolved && self.scope.organisations.allows(organisation)
                     })
             }
             _ => false,

@@ -425,19 +425,12 @@ impl Authority {
         }
         let mut views = self.certs(filter)?;
         views.retain(|v| {
-            let binding = v.organisation.as_ref().map(|o| HolderBinding {
-                record_version: RECORD_VERSION,
-                holder: String::new(),
-                organisation: o.id.clone(),
-                bound_at: OffsetDateTime::UNIX_EPOCH,
-                bound_by: String::new(),
-                conflicting_names: if o.unresolved {
-                    vec![String::new()]
-                } else {
-                    Vec::new()
-                },
-            });
-            principal.sees_holder(v.record.holder.domain().as_str(), binding.as_ref())
+            principal.sees_owned(
+                v.record.holder.domain().as_str(),
+                v.organisation
+                    .as_ref()
+                    .map(|o| (o.id.as_str(), !o.unresolved)),
+            )
         });
         Ok(views)
     }

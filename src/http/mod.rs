@@ -130,8 +130,8 @@ async fn security_headers(request: Request, next: axum::middleware::Next) -> Res
     response
 }
 
-/// Removes expired browser sessions every hour (they are refused when presented anyway;
-/// this keeps the tree from growing with abandoned ones).
+/// Removes expired browser sessions and idempotency records older than their 24 hours every
+/// hour (both are refused or ignored when presented anyway; this keeps the trees small).
 pub fn spawn_session_sweeper(state: &AppState) -> tokio::task::JoinHandle<()> {
     let authority = state.authority.clone();
     tokio::spawn(async move {
@@ -139,7 +139,14 @@ pub fn spawn_session_sweeper(state: &AppState) -> tokio::task::JoinHandle<()> {
         loop {
             tick.tick().await;
             let a = authority.clone();
-            match tokio::task::spawn_blocking(move || a.store.purge_sessions(a.now(), None)).await {
+            match tokio::task::spawn_blocking(move || {
+                let now = a.now();
+                a.store
+                    .purge_idempotency(now - crate::authority::IDEMPOTENCY_WINDOW)?;
+                a.store.purge_sessions(now, None)
+            })
+            .await
+            {
                 Ok(Ok(0)) => {}
                 Ok(Ok(n)) => tracing::info!(removed = n, "expired sessions removed"),
                 Ok(Err(e)) => tracing::warn!(error = %e, "session sweep failed"),
