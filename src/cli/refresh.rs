@@ -178,6 +178,9 @@ fn status_text(v: &Value) -> String {
         admitted,
         v["verification"]["note"].as_str().unwrap_or("not verified")
     );
+    if let Some(t) = v["verification"]["signing_time"].as_str() {
+        text.push_str(&format!("\n  signed at:    {t}"));
+    }
     for a in v["last_attempt_anchors"].as_array().into_iter().flatten() {
         if a["reasons"].as_array().is_some_and(|r| !r.is_empty()) {
             let reasons: Vec<&str> = a["reasons"]

@@ -11,12 +11,14 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use anchorage::accounts::{Role, Scope};
 use anchorage::authority::{Authority, InitOptions};
 use anchorage::clock::SystemClock;
 use anchorage::config::Config;
 use anchorage::external::{schedule, RefreshStatus};
 use anchorage::keyseal::Passphrase;
 use anchorage::model::HealthDomain;
+use axum::http::Method;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -1612,5 +1614,22 @@ fn source_url_secrets_are_never_shown() {
         let status = web.get("/api/v1/bundles/secret-down/status", None).await;
         assert!(status.body.contains("connect_error"), "{}", status.body);
         leaks("status after a failed fetch", &status.body);
+        // The refresh API: a rollback is refused, then accepted with `accept_older=true`
+        // (what a CLI forwarded to a running serve sends).
+        let token = web.token(Role::Admin, Scope::default());
+        publisher.set(route, ok(f.bytes("signed.p7m")));
+        let uri = "/api/v1/bundles/secret/refresh";
+        let refused = web.api(Method::POST, uri, Some(&token), None).await;
+        assert_eq!(refused.status, 200, "{}", refused.body);
+        leaks(uri, &refused.body);
+        let refused: Value = serde_json::from_str(&refused.body).unwrap();
+        assert_eq!(refused["status"], "rollback", "{refused}");
+        let uri = "/api/v1/bundles/secret/refresh?accept_older=true";
+        let accepted = web.api(Method::POST, uri, Some(&token), None).await;
+        assert_eq!(accepted.status, 200, "{}", accepted.body);
+        let accepted: Value = serde_json::from_str(&accepted.body).unwrap();
+        assert_eq!(accepted["status"], "ok", "{accepted}");
+        let audited = audit_of(&web.authority, "bundle.refresh_accept_older", "secret");
+        assert_eq!(audited.len(), 1, "{audited:?}");
     });
 }
