@@ -24,8 +24,8 @@ pub enum AdmissionMode {
     ReportOnly,
 }
 
-/// An external source as declared.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// An external source as declared. `Debug` shows the URL redacted (see [`redact_url`]).
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExternalSource {
     /// HTTPS URL of the bundle (plain HTTP needs `danger_allow_http`).
@@ -84,6 +84,19 @@ pub struct ExternalSource {
     pub pins: Pins,
     #[serde(skip)]
     pub tls_ca_pem: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for ExternalSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExternalSource")
+            .field("url", &self.redacted_url())
+            .field("signers", &self.signers)
+            .field("signer_fingerprints", &self.signer_fingerprints)
+            .field("schedule", &self.schedule)
+            .field("enabled", &self.enabled)
+            .field("admission", &self.admission)
+            .finish_non_exhaustive()
+    }
 }
 
 fn default_schedule() -> String {
@@ -319,6 +332,7 @@ mod tests {
             source.url
         );
         let scrubbed = source.scrub(&text);
+        assert!(!format!("{source:?}").contains("secret"));
         assert!(!scrubbed.contains("secret"), "{scrubbed}");
         assert!(scrubbed.contains("https://***@host/b.p7m?…"), "{scrubbed}");
     }
