@@ -2,6 +2,12 @@
 //! then either keep the last good copy and record the failure, touch only timestamps for
 //! unchanged content, or swap in the new anchor set as a new version atomically and rebuild
 //! the local bundles that include it. Also the read side: status views and staleness.
+//!
+//! A verified copy signed earlier than the one accepted last (CMS `signingTime`) is a
+//! rollback: an old bundle replayed, perhaps to bring back an anchor since removed. It is
+//! refused with the status `rollback` unless the operator accepts it explicitly (audited with
+//! both signing times). The formats parsed here carry no content sequence number (the
+//! content is a certs-only PKCS#7 or opaque metadata), so the signing time is the only order.
 
 use std::collections::BTreeMap;
 
@@ -55,6 +61,7 @@ pub struct RefreshReport {
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SourceView {
     pub name: String,
+    /// The source URL without user-info or query string (`https://***@host/b.p7m?…`).
     pub url: String,
     pub enabled: bool,
     pub schedule: String,
@@ -109,6 +116,8 @@ enum Judged {
         verification: Verification,
         anchors: Vec<ExternalAnchor>,
         admitted: Vec<Vec<u8>>,
+        /// An older copy the operator accepted: the two signing times, for the audit log.
+        accepted_older: Option<serde_json::Value>,
     },
 }
 
@@ -122,12 +131,15 @@ impl Authority {
         })
     }
 
-    /// The validators of the last good copy, for a conditional GET.
+    /// The validators of the last good copy, for a conditional GET; none when they came
+    /// from another URL than the one declared now (a validator names a copy at one URL).
     pub fn external_validators(&self, name: &str) -> Result<Validators> {
+        let url_digest = url_sha256(&self.external_source(name)?.url);
         Ok(self
             .store
             .external_state(name)?
             .and_then(|s| s.good)
+            .filter(|g| g.validators_url_sha256.as_deref() == Some(url_digest.as_str()))
             .map(|g| Validators {
                 etag: g.etag,
                 last_modified: g.last_modified,
@@ -136,7 +148,8 @@ impl Authority {
     }
 
     /// Records the outcome of a download of `name` started at `started` and publishes what
-    /// it brings. The last good copy stays published on every failure.
+    /// it brings. The last good copy stays published on every failure. A copy signed
+    /// earlier than the last accepted one is refused as `rollback` unless `accept_older`.
     pub fn apply_refresh(
         &self,
         name: &str,
@@ -144,6 +157,7 @@ impl Authority {
         tries: u32,
         started: OffsetDateTime,
         actor: &str,
+        accept_older: bool,
     ) -> Result<RefreshReport> {
         let source = self.external_source(name)?.clone();
         let mut state = self
@@ -156,7 +170,15 @@ impl Authority {
             });
         let checked_under = self.checked_under(name, &source)?;
         let now = self.now();
-        let judged = self.judge(name, &source, &state, outcome, now, &checked_under)?;
+        let judged = self.judge(
+            name,
+            &source,
+            &state,
+            outcome,
+            now,
+            &checked_under,
+            accept_older,
+        )?;
         let mut attempt = ExternalAttempt {
             started_at: started,
             finished_at: now,
@@ -183,6 +205,13 @@ impl Authority {
                 verification,
                 anchors,
             } => {
+                let extra = (failure.status == RefreshStatus::Rollback).then(|| {
+                    signing_times(
+                        state.good.as_ref().map(|g| &g.verification),
+                        verification.as_ref(),
+                        sha256.as_deref(),
+                    )
+                });
                 attempt.status = failure.status;
                 attempt.http_code = failure.http_code;
                 attempt.reason = failure.reason;
@@ -192,7 +221,7 @@ impl Authority {
                 state.consecutive_failures += 1;
                 self.finish(&mut state, attempt, &mut report);
                 self.store.put_external_state(&state)?;
-                self.audit_attempt(name, actor, &report)?;
+                self.audit_attempt(name, actor, &report, extra)?;
             }
             Judged::Unchanged {
                 status,
@@ -206,6 +235,7 @@ impl Authority {
                     if let Some(v) = validators {
                         good.etag = v.etag;
                         good.last_modified = v.last_modified;
+                        good.validators_url_sha256 = Some(url_sha256(&source.url));
                     }
                     attempt.sha256 = Some(good.sha256.clone());
                     attempt.verification = Some(good.verification.clone());
@@ -215,7 +245,7 @@ impl Authority {
                 state.last_success_at = Some(now);
                 self.finish(&mut state, attempt, &mut report);
                 self.store.put_external_state(&state)?;
-                self.audit_attempt(name, actor, &report)?;
+                self.audit_attempt(name, actor, &report, None)?;
                 // A copy that was withdrawn while stale comes back now.
                 report.republished = self.republish_includers(name, actor)?;
             }
@@ -225,7 +255,15 @@ impl Authority {
                 verification,
                 anchors,
                 admitted,
+                accepted_older,
             } => {
+                if let Some(details) = accepted_older {
+                    tracing::warn!(source = %name, actor, %details, "an external bundle signed earlier than the last accepted copy was accepted by the operator");
+                    self.store.audit(
+                        now,
+                        AuditDraft::new(actor, "bundle.refresh_accept_older", name, details),
+                    )?;
+                }
                 let admitted_count = admitted.len();
                 attempt.sha256 = Some(sha256.clone());
                 attempt.verification = Some(verification.clone());
@@ -250,6 +288,7 @@ impl Authority {
                         .unwrap_or(0),
                     etag: validators.etag,
                     last_modified: validators.last_modified,
+                    validators_url_sha256: Some(url_sha256(&source.url)),
                     verification,
                     anchors,
                 });
@@ -270,7 +309,7 @@ impl Authority {
                     }
                     None => {
                         self.store.put_external_state(&state)?;
-                        self.audit_attempt(name, actor, &report)?;
+                        self.audit_attempt(name, actor, &report, None)?;
                     }
                 }
                 report.republished = self.republish_includers(name, actor)?;
@@ -280,16 +319,23 @@ impl Authority {
     }
 
     /// Records an attempt that published nothing new (a failure, an unchanged copy) in the
-    /// audit log; a new version is audited with its publication as `bundle.refresh`.
-    fn audit_attempt(&self, name: &str, actor: &str, report: &RefreshReport) -> Result<()> {
+    /// audit log, with `extra` fields (a rollback's signing times); a new version is
+    /// audited with its publication as `bundle.refresh`.
+    fn audit_attempt(
+        &self,
+        name: &str,
+        actor: &str,
+        report: &RefreshReport,
+        extra: Option<serde_json::Value>,
+    ) -> Result<()> {
+        let mut details = json!({"status": report.status.as_str(), "http_code": report.http_code, "reason": report.reason});
+        if let (Some(map), Some(serde_json::Value::Object(more))) = (details.as_object_mut(), extra)
+        {
+            map.extend(more);
+        }
         self.store.audit(
             self.now(),
-            AuditDraft::new(
-                actor,
-                "bundle.refresh_attempt",
-                name,
-                json!({"status": report.status.as_str(), "http_code": report.http_code, "reason": report.reason}),
-            ),
+            AuditDraft::new(actor, "bundle.refresh_attempt", name, details),
         )?;
         Ok(())
     }
@@ -329,6 +375,7 @@ impl Authority {
         Ok(Fingerprint::of(text.as_bytes()).0)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn judge(
         &self,
         name: &str,
@@ -337,6 +384,7 @@ impl Authority {
         outcome: std::result::Result<Fetched, Failure>,
         now: OffsetDateTime,
         checked_under: &str,
+        accept_older: bool,
     ) -> Result<Judged> {
         let failed = |failure: Failure| Judged::Failed {
             failure,
@@ -398,6 +446,18 @@ impl Authority {
             Ok(v) => v,
             Err(f) => return Ok(with_digest(f, None, None)),
         };
+        let previous = state.good.as_ref().map(|g| &g.verification);
+        let mut accepted_older = None;
+        if let Some(reason) = rollback(previous, &verification) {
+            if !accept_older {
+                let f = Failure::new(
+                    RefreshStatus::Rollback,
+                    format!("{reason}; the last good copy stays published (accept it with `anchorage refresh run {name} --accept-older`)"),
+                );
+                return Ok(with_digest(f, Some(verification), None));
+            }
+            accepted_older = Some(signing_times(previous, Some(&verification), Some(&sha256)));
+        }
         // Memory stays near three times the bundle size: the signed copy goes once checked.
         parsed.signed = None;
         if parsed.anchors.is_empty() {
@@ -419,6 +479,7 @@ impl Authority {
             verification,
             anchors,
             admitted,
+            accepted_older,
         })
     }
 
@@ -572,7 +633,7 @@ impl Authority {
         let good = state.good.as_ref();
         Ok(SourceView {
             name: name.to_string(),
-            url: source.url.clone(),
+            url: source.redacted_url(),
             enabled: source.enabled,
             schedule: source.schedule.clone(),
             admission: source.admission,
@@ -638,6 +699,52 @@ pub fn staleness(
     } else {
         Staleness::Fresh
     }
+}
+
+/// Why `new` is older than the copy accepted last (`previous`), or `None` when it is not:
+/// signed earlier, or without a signing time after a copy that had one.
+fn rollback(previous: Option<&Verification>, new: &Verification) -> Option<String> {
+    let before = previous?.signing_time?;
+    let fmt = |t: OffsetDateTime| {
+        t.format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_else(|_| t.to_string())
+    };
+    match new.signing_time {
+        Some(t) if t < before => Some(format!(
+            "rollback: this copy was signed at {}, before the copy accepted last (signed at {})",
+            fmt(t),
+            fmt(before)
+        )),
+        Some(_) => None,
+        None => Some(format!(
+            "rollback: this copy has no signing time, but the copy accepted last was signed at {}, so it cannot be shown to be newer",
+            fmt(before)
+        )),
+    }
+}
+
+/// The audit details of a rollback: both signing times and the refused copy's digest.
+fn signing_times(
+    previous: Option<&Verification>,
+    new: Option<&Verification>,
+    sha256: Option<&str>,
+) -> serde_json::Value {
+    let fmt = |v: Option<&Verification>| {
+        v.and_then(|v| v.signing_time).and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+    };
+    json!({
+        "previous_signing_time": fmt(previous),
+        "signing_time": fmt(new),
+        "sha256": sha256,
+    })
+}
+
+/// The digest the validators of a copy are stored under.
+fn url_sha256(url: &str) -> String {
+    Fingerprint::of(url.as_bytes()).0
 }
 
 fn external_version_anchor(name: &str, a: &ExternalAnchor, now: OffsetDateTime) -> VersionAnchor {

@@ -17,7 +17,13 @@ use crate::external::schedule;
 #[derive(Debug, Subcommand)]
 pub enum RefreshCommand {
     /// Fetch, verify and republish an external bundle now (every enabled one without NAME).
-    Run { name: Option<String> },
+    Run {
+        name: Option<String>,
+        /// Accept a copy signed earlier than the last accepted one, which is otherwise
+        /// refused as `rollback` (audited with both signing times). Needs NAME.
+        #[arg(long, requires = "name")]
+        accept_older: bool,
+    },
     /// The refresh status of an external bundle (every one without NAME).
     Status { name: Option<String> },
 }
@@ -38,7 +44,7 @@ pub fn refresh(config: Config, cmd: RefreshCommand, out: Output) -> Result<()> {
             };
             show_status(out, call(&url, &token, reqwest::Method::GET, &path, None)?)
         }
-        (Target::Direct(a), RefreshCommand::Run { name }) => {
+        (Target::Direct(a), RefreshCommand::Run { name, accept_older }) => {
             let a: Arc<Authority> = Arc::from(a);
             let names = match name {
                 Some(n) => vec![n],
@@ -52,12 +58,17 @@ pub fn refresh(config: Config, cmd: RefreshCommand, out: Output) -> Result<()> {
                 .map_err(|e| Error::io("tokio runtime", e))?;
             let mut reports = Vec::new();
             for n in names {
-                let report = runtime.block_on(schedule::refresh(a.clone(), &n, &cli_actor()))?;
+                let report = runtime.block_on(schedule::refresh_with(
+                    a.clone(),
+                    &n,
+                    &cli_actor(),
+                    accept_older,
+                ))?;
                 reports.push(to_value(report));
             }
             show_run(out, reports)
         }
-        (Target::Server { url, token }, RefreshCommand::Run { name }) => {
+        (Target::Server { url, token }, RefreshCommand::Run { name, accept_older }) => {
             let names = match name {
                 Some(n) => vec![n],
                 None => call(&url, &token, reqwest::Method::GET, "/sources", None)?
@@ -72,7 +83,11 @@ pub fn refresh(config: Config, cmd: RefreshCommand, out: Output) -> Result<()> {
             };
             let mut reports = Vec::new();
             for n in names {
-                let path = format!("/bundles/{n}/refresh");
+                let path = if accept_older {
+                    format!("/bundles/{n}/refresh?accept_older=true")
+                } else {
+                    format!("/bundles/{n}/refresh")
+                };
                 reports.push(call(&url, &token, reqwest::Method::POST, &path, None)?);
             }
             show_run(out, reports)
@@ -163,6 +178,9 @@ fn status_text(v: &Value) -> String {
         admitted,
         v["verification"]["note"].as_str().unwrap_or("not verified")
     );
+    if let Some(t) = v["verification"]["signing_time"].as_str() {
+        text.push_str(&format!("\n  signed at:    {t}"));
+    }
     for a in v["last_attempt_anchors"].as_array().into_iter().flatten() {
         if a["reasons"].as_array().is_some_and(|r| !r.is_empty()) {
             let reasons: Vec<&str> = a["reasons"]

@@ -68,7 +68,7 @@ pub async fn fetch(
             return (result, tries);
         }
         if let Err(f) = &result {
-            tracing::info!(url = %source.url, try_number = tries, status = %f.status, reason = %f.reason, "refresh try failed; retrying");
+            tracing::info!(url = %source.redacted_url(), try_number = tries, status = %f.status, reason = %f.reason, "refresh try failed; retrying");
         }
         tokio::time::sleep(backoff).await;
         backoff = backoff.saturating_mul(2);
@@ -126,7 +126,7 @@ async fn once(
     if let Some(date) = &validators.last_modified {
         request = request.header(IF_MODIFIED_SINCE, date);
     }
-    let mut response = request.send().await.map_err(classify)?;
+    let mut response = request.send().await.map_err(|e| classify(e, source))?;
     let status = response.status();
     if status == StatusCode::NOT_MODIFIED {
         return Ok(Fetched::NotModified);
@@ -163,7 +163,7 @@ async fn once(
     let mut bytes = Vec::with_capacity(
         usize::try_from(announced.unwrap_or(0).min(source.max_bytes)).unwrap_or(0),
     );
-    while let Some(chunk) = response.chunk().await.map_err(classify)? {
+    while let Some(chunk) = response.chunk().await.map_err(|e| classify(e, source))? {
         if (bytes.len() + chunk.len()) as u64 > source.max_bytes {
             return Err(too_large());
         }
@@ -178,11 +178,12 @@ async fn once(
 
 /// Maps a reqwest error to a status by walking its causes: DNS, TLS, timeout, connection.
 /// The URL is left out of the text so that words in it ("tls", "certificates") cannot
-/// masquerade as causes.
-fn classify(e: reqwest::Error) -> Failure {
+/// masquerade as causes, and whatever of it a cause still embeds is scrubbed of its
+/// credentials and query string: the reason is shown and logged.
+fn classify(e: reqwest::Error, source: &ExternalSource) -> Failure {
     let e = e.without_url();
     let chain = causes(&e);
-    let text = chain.join(": ");
+    let text = source.scrub(&chain.join(": "));
     let lower = text.to_ascii_lowercase();
     let status = if e.is_timeout() || lower.contains("timed out") || lower.contains("timeout") {
         RefreshStatus::Timeout

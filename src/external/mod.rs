@@ -43,10 +43,14 @@ pub enum RefreshStatus {
     SignerExpired,
     Empty,
     AllRejected,
+    /// Verified, but signed earlier (CMS `signingTime`) than the copy accepted last, or
+    /// without a signing time when that copy had one: a replayed old bundle. Refused unless
+    /// the operator accepts it with `refresh run NAME --accept-older`.
+    Rollback,
 }
 
 impl RefreshStatus {
-    pub const ALL: [RefreshStatus; 15] = [
+    pub const ALL: [RefreshStatus; 16] = [
         RefreshStatus::Ok,
         RefreshStatus::NotModified,
         RefreshStatus::DnsError,
@@ -62,6 +66,7 @@ impl RefreshStatus {
         RefreshStatus::SignerExpired,
         RefreshStatus::Empty,
         RefreshStatus::AllRejected,
+        RefreshStatus::Rollback,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -81,6 +86,7 @@ impl RefreshStatus {
             RefreshStatus::SignerExpired => "signer_expired",
             RefreshStatus::Empty => "empty",
             RefreshStatus::AllRejected => "all_rejected",
+            RefreshStatus::Rollback => "rollback",
         }
     }
 
@@ -165,7 +171,8 @@ mod tests {
                 "untrusted_signer",
                 "signer_expired",
                 "empty",
-                "all_rejected"
+                "all_rejected",
+                "rollback"
             ]
         );
         for s in RefreshStatus::ALL {

@@ -20,6 +20,18 @@ pub type OnPublish = Arc<dyn Fn() + Send + Sync>;
 
 /// Downloads and applies one source now.
 pub async fn refresh(authority: Arc<Authority>, name: &str, actor: &str) -> Result<RefreshReport> {
+    refresh_with(authority, name, actor, false).await
+}
+
+/// Like [`refresh`]; with `accept_older`, a copy signed earlier than the last accepted one
+/// (otherwise refused as `rollback`) is accepted, and the audit log records both signing
+/// times. Only an operator's explicit `refresh run NAME --accept-older` sets it.
+pub async fn refresh_with(
+    authority: Arc<Authority>,
+    name: &str,
+    actor: &str,
+    accept_older: bool,
+) -> Result<RefreshReport> {
     let source = authority.external_source(name)?.clone();
     if !source.enabled {
         return Err(Error::InvalidInput(format!(
@@ -32,7 +44,7 @@ pub async fn refresh(authority: Arc<Authority>, name: &str, actor: &str) -> Resu
     let (outcome, tries) = fetch::fetch(&source, &validators).await;
     let (name, actor) = (name.to_string(), actor.to_string());
     tokio::task::spawn_blocking(move || {
-        authority.apply_refresh(&name, outcome, tries, started, &actor)
+        authority.apply_refresh(&name, outcome, tries, started, &actor, accept_older)
     })
     .await
     .map_err(|e| Error::Store(format!("the refresh task failed: {e}")))?

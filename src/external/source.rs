@@ -24,8 +24,8 @@ pub enum AdmissionMode {
     ReportOnly,
 }
 
-/// An external source as declared.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// An external source as declared. `Debug` shows the URL redacted (see [`redact_url`]).
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExternalSource {
     /// HTTPS URL of the bundle (plain HTTP needs `danger_allow_http`).
@@ -86,6 +86,19 @@ pub struct ExternalSource {
     pub tls_ca_pem: Option<Vec<u8>>,
 }
 
+impl std::fmt::Debug for ExternalSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExternalSource")
+            .field("url", &self.redacted_url())
+            .field("signers", &self.signers)
+            .field("signer_fingerprints", &self.signer_fingerprints)
+            .field("schedule", &self.schedule)
+            .field("enabled", &self.enabled)
+            .field("admission", &self.admission)
+            .finish_non_exhaustive()
+    }
+}
+
 fn default_schedule() -> String {
     DEFAULT_SCHEDULE.into()
 }
@@ -137,10 +150,18 @@ impl ExternalSource {
                     "url must be https (set danger_allow_http = true to accept plain HTTP)".into(),
                 ))
             }
-            _ => return Err(fail(format!("url '{}' is not an https URL", self.url))),
+            _ => {
+                return Err(fail(format!(
+                    "url '{}' is not an https URL",
+                    self.redacted_url()
+                )))
+            }
         }
-        if self.url.parse::<reqwest::Url>().is_err() {
-            return Err(fail(format!("url '{}' cannot be parsed", self.url)));
+        if self.url.parse::<url::Url>().is_err() {
+            return Err(fail(format!(
+                "url '{}' cannot be parsed",
+                self.redacted_url()
+            )));
         }
         if interval_of(&self.schedule).is_none() {
             return Err(fail(format!(
@@ -200,10 +221,56 @@ impl ExternalSource {
         Ok(())
     }
 
+    /// The URL as it may be shown or logged: see [`redact_url`].
+    pub fn redacted_url(&self) -> String {
+        redact_url(&self.url)
+    }
+
+    /// `text` (an error message that may embed the URL) with the URL's secrets replaced:
+    /// the whole URL by its redacted form, then any remaining user-info or query string.
+    pub fn scrub(&self, text: &str) -> String {
+        let mut out = text.replace(&self.url, &self.redacted_url());
+        if let Ok(parsed) = url::Url::parse(&self.url) {
+            if let Some(password) = parsed.password().filter(|p| !p.is_empty()) {
+                out = out.replace(password, "***");
+            }
+            if !parsed.username().is_empty() {
+                out = out.replace(&format!("{}@", parsed.username()), "***@");
+            }
+            if let Some(query) = parsed.query().filter(|q| !q.is_empty()) {
+                out = out.replace(query, "…");
+            }
+        }
+        out
+    }
+
     /// The usual gap between two scheduled runs.
     pub fn interval(&self) -> Duration {
         interval_of(&self.schedule).unwrap_or(Duration::from_secs(24 * 3600))
     }
+}
+
+/// A source URL without its secrets, as every status output, page and log line shows it:
+/// user-info becomes `***@` and a query string `?…` (publishers hand out URLs with a
+/// password or an access token in them), so `https://u:p@host/b.p7m?token=t` reads
+/// `https://***@host/b.p7m?…`. Text that does not parse as a URL is shown as `<unparsable
+/// url>`, since it could hold anything.
+pub fn redact_url(text: &str) -> String {
+    let Ok(mut parsed) = url::Url::parse(text) else {
+        return "<unparsable url>".into();
+    };
+    let had_user = !parsed.username().is_empty() || parsed.password().is_some();
+    let had_query = parsed.query().is_some();
+    // Hosts that cannot carry user-info cannot have had any either, so errors are moot.
+    let _ = parsed.set_password(None);
+    let _ = parsed.set_username(if had_user { "***" } else { "" });
+    parsed.set_query(None);
+    parsed.set_fragment(None);
+    let mut out = parsed.to_string();
+    if had_query {
+        out.push_str("?…");
+    }
+    out
 }
 
 /// The gap between the next two runs of a cron schedule, `None` when it does not parse.
@@ -219,4 +286,54 @@ pub fn interval_of(schedule: &str) -> Option<Duration> {
     let first = cron.find_next_occurrence(&now, false).ok()?;
     let second = cron.find_next_occurrence(&first, false).ok()?;
     (second - first).to_std().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_redacted() {
+        let cases = [
+            ("ok/plain", "https://host/b.p7m", "https://host/b.p7m"),
+            (
+                "ok/user-and-password",
+                "https://user:secret@host/b.p7m",
+                "https://***@host/b.p7m",
+            ),
+            (
+                "ok/user-only",
+                "https://user@host/b.p7m",
+                "https://***@host/b.p7m",
+            ),
+            (
+                "ok/query",
+                "https://host:8443/b.p7m?token=secret&x=1",
+                "https://host:8443/b.p7m?…",
+            ),
+            (
+                "ok/both",
+                "https://u:secret@host/b.p7m?token=secret#frag",
+                "https://***@host/b.p7m?…",
+            ),
+            ("fail/unparsable", "not a url secret", "<unparsable url>"),
+        ];
+        for (name, input, want) in cases {
+            assert_eq!(redact_url(input), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn messages_are_scrubbed() {
+        let source: ExternalSource =
+            toml::from_str("url = \"https://u:pw-secret@host/b.p7m?token=tok-secret\"").unwrap();
+        let text = format!(
+            "error sending request for url ({}): connection refused; token=tok-secret",
+            source.url
+        );
+        let scrubbed = source.scrub(&text);
+        assert!(!format!("{source:?}").contains("secret"));
+        assert!(!scrubbed.contains("secret"), "{scrubbed}");
+        assert!(scrubbed.contains("https://***@host/b.p7m?…"), "{scrubbed}");
+    }
 }

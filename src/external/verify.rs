@@ -3,10 +3,13 @@
 //! refused (no downgrade); the signature is checked over the signed attributes exactly as
 //! received; the signer's validity window and key usage are checked, and its chain when the
 //! pin is a CA. `rsaEncryption` as the signatureAlgorithm (what OpenSSL writes) is read as
-//! RSA PKCS#1 v1.5 with the SignerInfo's digest algorithm.
+//! RSA PKCS#1 v1.5 with the SignerInfo's digest algorithm. The signed `signingTime`
+//! attribute of the verified SignerInfo is returned, so a copy older than the one accepted
+//! last can be refused (rollback protection; the bundle formats read here carry no content
+//! sequence number, so the signing time is the only ordering there is).
 
 use const_oid::ObjectIdentifier;
-use der::{Reader, SliceReader};
+use der::{Decode, Reader, SliceReader};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use x509_parser::prelude::{FromDer, X509Certificate};
@@ -30,6 +33,7 @@ const ECDSA_SHA384: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.100
 const ECDSA_SHA512: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.4");
 const CONTENT_TYPE_ATTR: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.3");
 const MESSAGE_DIGEST_ATTR: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.4");
+const SIGNING_TIME_ATTR: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.5");
 const P256: &str = "1.2.840.10045.3.1.7";
 const P384: &str = "1.3.132.0.34";
 /// Intermediates followed between a signer and a pinned CA.
@@ -60,6 +64,15 @@ pub struct Verification {
     pub signer: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signer_fingerprint: Option<String>,
+    /// The CMS `signingTime` signed attribute of the signature that verified, when present:
+    /// a later copy signed earlier than this is refused as a `rollback`.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub signing_time: Option<OffsetDateTime>,
     pub note: String,
 }
 
@@ -76,6 +89,7 @@ pub fn verify(
                 signed: false,
                 signer: None,
                 signer_fingerprint: None,
+                signing_time: None,
                 note: "unverified: the bundle is unsigned and the source pins no signer".into(),
             });
         }
@@ -204,13 +218,14 @@ fn check_signer_info(
             )
         })?)
     };
-    check_signature(&info, &signer, signed)?;
+    let signing_time = check_signature(&info, &signer, signed)?;
     let Some(chain) = chain else {
         return Ok(Verification {
             verified: false,
             signed: true,
             signer: Some(subject.clone()),
             signer_fingerprint: Some(fingerprint),
+            signing_time,
             note: format!(
                 "unverified: signed by {subject}, but the source pins no signer, so anyone could have signed it"
             ),
@@ -225,6 +240,7 @@ fn check_signer_info(
         signed: true,
         signer: Some(subject.clone()),
         signer_fingerprint: Some(fingerprint),
+        signing_time,
         note: format!("signed by the pinned signer {subject}"),
     })
 }
@@ -314,11 +330,12 @@ fn bad(reason: &str) -> Failure {
     Failure::new(RefreshStatus::BadSignature, reason.to_string())
 }
 
+/// Checks the signature; returns the signed `signingTime`, if any.
 fn check_signature(
     info: &SignerInfo<'_>,
     signer: &X509Certificate<'_>,
     signed: &SignedLayer,
-) -> Result<(), Failure> {
+) -> Result<Option<OffsetDateTime>, Failure> {
     use aws_lc_rs::digest;
     let algorithm = match info.digest {
         d if d == SHA1 => &digest::SHA1_FOR_LEGACY_USE_ONLY,
@@ -327,10 +344,11 @@ fn check_signature(
         d if d == SHA512 => &digest::SHA512,
         d => return Err(bad(&format!("the digest algorithm {d} is not supported"))),
     };
+    let mut signing_time = None;
     let message: Vec<u8> = match info.signed_attrs {
         Some(attrs) => {
             let content_digest = digest::digest(algorithm, &signed.content);
-            check_attributes(attrs, content_digest.as_ref(), &signed.content_type)?;
+            signing_time = check_attributes(attrs, content_digest.as_ref(), &signed.content_type)?;
             // RFC 5652 §5.4: the signature covers the attributes with the SET OF tag.
             let mut m = attrs.to_vec();
             if let Some(first) = m.first_mut() {
@@ -351,7 +369,8 @@ fn check_signature(
             "the signature by {} does not verify (the file was altered or corrupted)",
             x509::rfc4514(signer.subject().as_raw())
         ))
-    })
+    })?;
+    Ok(signing_time)
 }
 
 fn verification_algorithm(
@@ -403,12 +422,33 @@ fn verification_algorithm(
     chosen.ok_or_else(|| bad("the signer's key does not fit the signature algorithm"))
 }
 
-/// Checks the content-type and message-digest signed attributes (RFC 5652 §11).
-fn check_attributes(attrs: &[u8], digest: &[u8], content_type: &[u8]) -> Result<(), Failure> {
+/// A DER UTCTime or GeneralizedTime.
+fn read_time(tlv: &[u8]) -> Result<OffsetDateTime, Failure> {
+    use der::asn1::{GeneralizedTime, UtcTime};
+    let since_epoch = match tlv.first() {
+        Some(0x17) => UtcTime::from_der(tlv).map(|t| t.to_unix_duration()),
+        Some(0x18) => GeneralizedTime::from_der(tlv).map(|t| t.to_unix_duration()),
+        _ => return Err(invalid("the signingTime attribute is not a time")),
+    }
+    .map_err(|e| invalid(&format!("the signingTime attribute cannot be read: {e}")))?;
+    let seconds = i64::try_from(since_epoch.as_secs())
+        .map_err(|_| invalid("the signingTime attribute is out of range"))?;
+    OffsetDateTime::from_unix_timestamp(seconds)
+        .map_err(|_| invalid("the signingTime attribute is out of range"))
+}
+
+/// Checks the content-type and message-digest signed attributes (RFC 5652 §11) and reads
+/// the signing-time attribute (UTCTime or GeneralizedTime).
+fn check_attributes(
+    attrs: &[u8],
+    digest: &[u8],
+    content_type: &[u8],
+) -> Result<Option<OffsetDateTime>, Failure> {
     let mut outer = SliceReader::new(attrs).map_err(malformed)?;
     let set = contents(&mut outer, 0xa0, "signedAttrs")?;
     let mut r = SliceReader::new(set).map_err(malformed)?;
     let (mut saw_digest, mut saw_type) = (false, false);
+    let mut signing_time = None;
     while !r.is_finished() {
         let attr = contents(&mut r, 0x30, "Attribute")?;
         let mut a = SliceReader::new(attr).map_err(malformed)?;
@@ -429,10 +469,12 @@ fn check_attributes(attrs: &[u8], digest: &[u8], content_type: &[u8]) -> Result<
                 ));
             }
             saw_type = true;
+        } else if kind == SIGNING_TIME_ATTR {
+            signing_time = Some(read_time(v.tlv_bytes().map_err(malformed)?)?);
         }
     }
     if saw_digest && saw_type {
-        Ok(())
+        Ok(signing_time)
     } else {
         Err(bad(
             "the signed attributes lack content-type or message-digest",

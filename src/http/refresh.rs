@@ -4,11 +4,12 @@
 
 use std::fmt::Write;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use serde::Deserialize;
 
 use super::{blocking, Admins, Allowed, ApiError, AppState, ErrorBody};
 use crate::authority::{RefreshReport, SourceView, Staleness};
@@ -64,6 +65,18 @@ pub async fn sources(State(state): State<AppState>) -> Result<Response, ApiError
     Ok(Json(views).into_response())
 }
 
+/// Options of a manual refresh.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct RefreshQuery {
+    /// Accept a copy signed earlier than the last accepted one (otherwise refused as
+    /// `rollback`); audited with both signing times. `anchorage refresh run NAME
+    /// --accept-older` sends it.
+    #[serde(default)]
+    pub accept_older: bool,
+}
+
 /// Runs one refresh now; the answer is the attempt's report whatever its status (the
 /// request itself succeeded), so callers branch on `status`.
 /// Refresh an external bundle now; the answer reports the attempt whatever its status.
@@ -73,7 +86,7 @@ pub async fn sources(State(state): State<AppState>) -> Result<Response, ApiError
     operation_id = "refresh_external_bundle",
     tag = "bundles",
     security(("bearer" = [])),
-    params(("name" = String, Path, description = "Name of an external bundle")),
+    params(("name" = String, Path, description = "Name of an external bundle"), RefreshQuery),
     responses(
         (status = 200, description = "The attempt: status (ok, not_modified, or a failure; the last good copy stays published on failure), reason, new version", body = RefreshReport),
         (status = 400, description = "The source is disabled", body = ErrorBody),
@@ -86,8 +99,15 @@ pub async fn refresh(
     State(state): State<AppState>,
     caller: Allowed<Admins>,
     Path(name): Path<String>,
+    Query(q): Query<RefreshQuery>,
 ) -> Result<Response, ApiError> {
-    let report = schedule::refresh(state.authority.clone(), &name, &caller.actor()).await?;
+    let report = schedule::refresh_with(
+        state.authority.clone(),
+        &name,
+        &caller.actor(),
+        q.accept_older,
+    )
+    .await?;
     if report.published_version.is_some() || !report.republished.is_empty() {
         let authority = state.authority.clone();
         let cache = state.bundles.clone();

@@ -77,6 +77,12 @@ pub struct GoodCopy {
     pub etag: Option<String>,
     #[serde(default)]
     pub last_modified: Option<String>,
+    /// SHA-256 of the URL the validators came from (a digest, so the store keeps no URL
+    /// credentials or tokens). Validators only hold for that URL: after the declaration
+    /// moves to another one, the next fetch is unconditional. `None` in records written
+    /// before this was kept, which therefore also fetch unconditionally once.
+    #[serde(default)]
+    pub validators_url_sha256: Option<String>,
     pub verification: Verification,
     pub anchors: Vec<ExternalAnchor>,
 }

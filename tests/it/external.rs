@@ -11,12 +11,14 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use anchorage::accounts::{Role, Scope};
 use anchorage::authority::{Authority, InitOptions};
 use anchorage::clock::SystemClock;
 use anchorage::config::Config;
 use anchorage::external::{schedule, RefreshStatus};
 use anchorage::keyseal::Passphrase;
 use anchorage::model::HealthDomain;
+use axum::http::Method;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -1314,4 +1316,320 @@ fn strip_ansi(text: &str) -> String {
         }
     }
     out
+}
+
+/// The audit entries with `action` about `target`, oldest first.
+fn audit_of(authority: &Authority, action: &str, target: &str) -> Vec<Value> {
+    authority
+        .store
+        .audit_entries()
+        .map(|e| e.unwrap())
+        .filter(|e| e.action == action && e.target == target)
+        .map(|e| e.details)
+        .collect()
+}
+
+/// Rollback (issue 12, requirement 8): a verified copy signed earlier than the accepted one
+/// is refused as `rollback`, the published copy stays byte for byte, the refusal is audited
+/// with both signing times, and an explicit `accept_older` takes it (audited too).
+#[test]
+fn an_older_signed_copy_is_a_rollback() {
+    let f = Fixtures::make();
+    // `signed.p7m` (set1) was signed in `make`; OpenSSL writes the current second as the
+    // signingTime, so this one (set2) is signed strictly later.
+    std::thread::sleep(Duration::from_millis(1100));
+    f.sign("set2.p7b", "signer", "signed-newer.p7m", &[]);
+    let publisher = Publisher::start(&f.path("tls.pem"), &f.path("tls.key"));
+    let dir = tempfile::tempdir().unwrap();
+    declare(&dir.path().join("bundles"), &f, &publisher);
+    let r = Refresher {
+        runtime: tokio::runtime::Runtime::new().unwrap(),
+        authority: open_authority(dir.path()),
+    };
+    publisher.set("/pinned.p7m", ok(f.bytes("signed-newer.p7m")));
+    let report = r.run("pinned");
+    assert_eq!(report.status, RefreshStatus::Ok, "{report:?}");
+    let view = r.view("pinned");
+    let newer_time = view["verification"]["signing_time"]
+        .as_str()
+        .expect("the signing time is kept with the good copy")
+        .to_string();
+    let good = r.latest("pinned");
+    let combined = r.latest("combined");
+
+    publisher.set("/pinned.p7m", ok(f.bytes("signed.p7m")));
+    let report = r.run("pinned");
+    assert_eq!(report.status, RefreshStatus::Rollback, "{report:?}");
+    assert!(report.reason.contains("--accept-older"), "{report:?}");
+    assert_eq!(report.published_version, None);
+    let view = r.view("pinned");
+    assert_eq!(view["status"], "rollback");
+    assert_eq!(view["verification"]["signing_time"], newer_time.as_str());
+    let latest = r.latest("pinned");
+    assert_eq!((latest.version, &latest.p7b), (good.version, &good.p7b));
+    assert_eq!(latest.p7m, good.p7m, "the same published bytes");
+    assert_eq!(r.latest("combined").p7m, combined.p7m);
+    let refused = audit_of(&r.authority, "bundle.refresh_attempt", "pinned");
+    let refused = refused.last().unwrap();
+    assert_eq!(refused["status"], "rollback", "{refused}");
+    assert_eq!(refused["previous_signing_time"], newer_time.as_str());
+    let older_time = refused["signing_time"].as_str().unwrap().to_string();
+    assert!(older_time < newer_time, "{refused}");
+    // The scheduler keeps refusing it.
+    assert_eq!(r.run("pinned").status, RefreshStatus::Rollback);
+
+    // The operator accepts it explicitly.
+    let report = r
+        .runtime
+        .block_on(schedule::refresh_with(
+            r.authority.clone(),
+            "pinned",
+            "operator",
+            true,
+        ))
+        .unwrap();
+    assert_eq!(report.status, RefreshStatus::Ok, "{report:?}");
+    assert_eq!(report.published_version, Some(good.version + 1));
+    assert_eq!(
+        r.view("pinned")["verification"]["signing_time"],
+        older_time.as_str()
+    );
+    let accepted = audit_of(&r.authority, "bundle.refresh_accept_older", "pinned");
+    assert_eq!(accepted.len(), 1, "{accepted:?}");
+    assert_eq!(accepted[0]["previous_signing_time"], newer_time.as_str());
+    assert_eq!(accepted[0]["signing_time"], older_time.as_str());
+    // The newer copy is newer again.
+    publisher.set("/pinned.p7m", ok(f.bytes("signed-newer.p7m")));
+    assert_eq!(r.run("pinned").status, RefreshStatus::Ok);
+}
+
+/// Conditional-GET validators belong to the URL they came from: after the declaration
+/// moves to another URL, the first request there carries neither If-None-Match nor
+/// If-Modified-Since.
+#[test]
+fn validators_do_not_follow_a_changed_url() {
+    let f = Fixtures::make();
+    let publisher = Publisher::start(&f.path("tls.pem"), &f.path("tls.key"));
+    let dir = tempfile::tempdir().unwrap();
+    let bundles = dir.path().join("bundles");
+    declare(&bundles, &f, &publisher);
+    let tagged = Reply::Body {
+        status: 200,
+        content_type: "application/pkcs7-mime",
+        body: f.bytes("signed.p7m"),
+        etag: Some("\"v1\"".into()),
+    };
+    publisher.set("/a.p7m", tagged.clone());
+    publisher.set("/b.p7m", tagged);
+    let declaration = |url: &str| {
+        std::fs::write(
+            bundles.join("moving.toml"),
+            format!("[source]\nurl = \"{url}\"\nsigners = [\"pins/pub-ca.pem\"]\ntls_ca_file = \"pins/tls-ca.pem\"\nretries = 0\n"),
+        )
+        .unwrap();
+    };
+    declaration(&publisher.url("/a.p7m"));
+    let r = Refresher {
+        runtime: tokio::runtime::Runtime::new().unwrap(),
+        authority: open_authority(dir.path()),
+    };
+    assert_eq!(r.run("moving").status, RefreshStatus::Ok);
+    assert_eq!(r.run("moving").status, RefreshStatus::NotModified);
+    let conditional = |path: &str| {
+        let request = publisher.last_request(path).to_ascii_lowercase();
+        request.contains("if-none-match") || request.contains("if-modified-since")
+    };
+    assert!(
+        conditional("/a.p7m"),
+        "{}",
+        publisher.last_request("/a.p7m")
+    );
+    drop(r);
+
+    declaration(&publisher.url("/b.p7m"));
+    let config = Config {
+        data_dir: dir.path().join("data"),
+        bundles_dir: bundles.clone(),
+        managed_domains: vec![HealthDomain::parse("direct.example.com").unwrap()],
+        ..Config::default()
+    };
+    let authority = Authority::open(config, Arc::new(SystemClock)).unwrap();
+    authority
+        .unlock(&Passphrase::new(PASSPHRASE.into()).unwrap())
+        .unwrap();
+    let r = Refresher {
+        runtime: tokio::runtime::Runtime::new().unwrap(),
+        authority: Arc::new(authority),
+    };
+    let report = r.run("moving");
+    assert_eq!(report.status, RefreshStatus::Ok, "{report:?}");
+    assert_eq!(publisher.count("/b.p7m"), 1);
+    assert!(
+        !conditional("/b.p7m"),
+        "the first request to the new URL was conditional: {}",
+        publisher.last_request("/b.p7m")
+    );
+    // From then on, the new URL's own validators are used.
+    assert_eq!(r.run("moving").status, RefreshStatus::NotModified);
+    assert!(conditional("/b.p7m"));
+}
+
+/// Source URLs with credentials and a token: the secrets reach the publisher but appear in
+/// no API response, console page, CLI output (text or JSON) or log line, also when the
+/// fetch fails and when a rollback is refused and then accepted with `--accept-older`.
+#[test]
+fn source_url_secrets_are_never_shown() {
+    let f = Fixtures::make();
+    std::thread::sleep(Duration::from_millis(1100));
+    f.sign("set2.p7b", "signer", "signed-newer.p7m", &[]);
+    let publisher = Publisher::start(&f.path("tls.pem"), &f.path("tls.key"));
+    let dir = tempfile::tempdir().unwrap();
+    let inventory = dir.path().join("inventory");
+    std::fs::create_dir_all(inventory.join("keys")).unwrap();
+    std::fs::copy(f.path("pub-ca.pem"), inventory.join("keys/pub-ca.pem")).unwrap();
+    std::fs::copy(f.path("tls-ca.pem"), inventory.join("keys/tls-ca.pem")).unwrap();
+    const SECRETS: [&str; 2] = ["pw-secret-71", "tok-secret-93"];
+    let closed = free_port();
+    let secret_url = format!(
+        "https://reader:pw-secret-71@{}/secret.p7m?token=tok-secret-93",
+        publisher.addr
+    );
+    for (name, url) in [
+        ("secret", secret_url.clone()),
+        (
+            "secret-down",
+            format!("https://reader:pw-secret-71@127.0.0.1:{closed}/x.p7m?token=tok-secret-93"),
+        ),
+    ] {
+        std::fs::write(
+            inventory.join(format!("{name}.toml")),
+            format!("[source]\nurl = \"{url}\"\nsigners = [\"keys/pub-ca.pem\"]\ntls_ca_file = \"keys/tls-ca.pem\"\nretries = 1\nretry_backoff_ms = 10\nconnect_timeout_secs = 2\n"),
+        )
+        .unwrap();
+    }
+    let route = "/secret.p7m?token=tok-secret-93";
+    publisher.set(route, ok(f.bytes("signed-newer.p7m")));
+    let leaks = |what: &str, text: &str| {
+        for secret in SECRETS {
+            assert!(!text.contains(secret), "{what} shows {secret}:\n{text}");
+        }
+    };
+
+    // The CLI, with the log at info on stderr.
+    let data = dir.path().join("data");
+    let bundles_dir = inventory.to_str().unwrap();
+    server::cli_json(
+        &data,
+        PASSPHRASE,
+        &[
+            "--bundles-dir",
+            bundles_dir,
+            "init",
+            "--managed-domain",
+            "direct.example.com",
+        ],
+    );
+    let cli = |args: &[&str]| {
+        let mut all = vec!["--bundles-dir", bundles_dir];
+        all.extend_from_slice(args);
+        let out = server::anchorage(&data, PASSPHRASE)
+            .env("RUST_LOG", "info")
+            .args(&all)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        );
+        leaks(&format!("anchorage {args:?} stdout"), &stdout);
+        leaks(&format!("anchorage {args:?} log"), &stderr);
+        (out.status.success(), stdout, stderr)
+    };
+    let (ok_run, out, _) = cli(&["-o", "json", "refresh", "run", "secret"]);
+    assert!(ok_run, "{out}");
+    assert!(
+        publisher
+            .last_request(route)
+            .to_ascii_lowercase()
+            .contains("authorization: basic"),
+        "the credentials still reach the publisher"
+    );
+    let (_, out, log) = cli(&["-o", "json", "refresh", "run", "secret-down"]);
+    let failed: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(failed["status"], "connect_error", "{failed}");
+    assert!(log.contains("retrying"), "the retry line is logged: {log}");
+    let redacted = format!("https://***@{}/secret.p7m?…", publisher.addr);
+    let (_, out, _) = cli(&["-o", "json", "refresh", "status", "secret"]);
+    let status: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(status["url"], redacted.as_str());
+    let (_, out, _) = cli(&["refresh", "status"]);
+    assert!(out.contains(&redacted), "{out}");
+    // A rollback through the CLI: refused (exit 1), then accepted with --accept-older.
+    publisher.set(route, ok(f.bytes("signed.p7m")));
+    let (ok_run, out, _) = cli(&["-o", "json", "refresh", "run", "secret"]);
+    assert!(!ok_run);
+    let refused: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(refused["status"], "rollback", "{refused}");
+    let (ok_run, out, _) = cli(&["-o", "json", "refresh", "run", "secret", "--accept-older"]);
+    assert!(ok_run, "{out}");
+    let accepted: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(accepted["status"], "ok", "{accepted}");
+    let (ok_run, out, _) = cli(&["audit", "export"]);
+    assert!(ok_run, "{out}");
+    assert!(out.contains("bundle.refresh_accept_older"), "{out}");
+    assert!(out.contains("\"rollback\""), "{out}");
+
+    // The API and the admin console, in process.
+    let web = crate::web::Web::with_config(|c| {
+        c.bundles_dir = inventory.clone();
+    });
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let admin = web.login("admin").await;
+        for uri in [
+            "/api/v1/sources",
+            "/api/v1/bundles/secret/status",
+            "/api/v1/bundles/secret-down/status",
+        ] {
+            let reply = web.get(uri, None).await;
+            assert_eq!(reply.status, 200, "{uri}");
+            leaks(uri, &reply.body);
+        }
+        publisher.set(route, ok(f.bytes("signed-newer.p7m")));
+        for name in ["secret", "secret-down"] {
+            let reply = web
+                .post_form(
+                    &format!("/admin/sources/{name}/refresh"),
+                    Some(&admin),
+                    &[("csrf", &admin.csrf)],
+                )
+                .await;
+            assert_eq!(reply.status, 303, "{}", reply.body);
+        }
+        let page = web.get("/admin/bundles", Some(&admin)).await;
+        assert_eq!(page.status, 200);
+        assert!(page.body.contains("127.0.0.1"), "{}", page.body);
+        leaks("/admin/bundles", &page.body);
+        let status = web.get("/api/v1/bundles/secret-down/status", None).await;
+        assert!(status.body.contains("connect_error"), "{}", status.body);
+        leaks("status after a failed fetch", &status.body);
+        // The refresh API: a rollback is refused, then accepted with `accept_older=true`
+        // (what a CLI forwarded to a running serve sends).
+        let token = web.token(Role::Admin, Scope::default());
+        publisher.set(route, ok(f.bytes("signed.p7m")));
+        let uri = "/api/v1/bundles/secret/refresh";
+        let refused = web.api(Method::POST, uri, Some(&token), None).await;
+        assert_eq!(refused.status, 200, "{}", refused.body);
+        leaks(uri, &refused.body);
+        let refused: Value = serde_json::from_str(&refused.body).unwrap();
+        assert_eq!(refused["status"], "rollback", "{refused}");
+        let uri = "/api/v1/bundles/secret/refresh?accept_older=true";
+        let accepted = web.api(Method::POST, uri, Some(&token), None).await;
+        assert_eq!(accepted.status, 200, "{}", accepted.body);
+        let accepted: Value = serde_json::from_str(&accepted.body).unwrap();
+        assert_eq!(accepted["status"], "ok", "{accepted}");
+        let audited = audit_of(&web.authority, "bundle.refresh_accept_older", "secret");
+        assert_eq!(audited.len(), 1, "{audited:?}");
+    });
 }
