@@ -185,7 +185,10 @@ pub struct CaStatus {
 impl Authority {
     /// Opens the store and loads the profiles; does not touch CA keys.
     pub fn open(config: Config, clock: Arc<dyn Clock>) -> Result<Authority> {
-        std::fs::create_dir_all(&config.data_dir).map_err(|e| Error::io(&config.data_dir, e))?;
+        // Not private: published outputs under it are read by a DNS or web server's user.
+        std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o755)
+            .create(&config.data_dir)
+            .map_err(|e| Error::io(&config.data_dir, e))?;
         let profiles = Profiles::load(config.policies_dir.as_deref())?;
         let inventory = Inventory::load(&config.bundles_dir)?;
         let store = Store::open(&config.data_dir)?;

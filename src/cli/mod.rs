@@ -522,7 +522,7 @@ fn init(mut config: Config, args: InitArgs, out: Output, write_config: bool) -> 
         write_file(
             &config.data_dir.join(config::DATA_DIR_CONFIG),
             config.to_toml()?.as_bytes(),
-            false,
+            true,
         )?;
     }
     authority.publish_crl(CaRole::Issuing)?;

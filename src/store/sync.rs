@@ -83,7 +83,11 @@ impl DiskSync {
             let name = entry.file_name();
             if !synced.contains(&name) {
                 match File::open(entry.path()) {
-                    Ok(f) => f.sync_data().map_err(|e| Error::io(entry.path(), e))?,
+                    Ok(f) => {
+                        // sled creates blobs with the process umask; they hold records.
+                        crate::private_files::restrict_file(&entry.path())?;
+                        f.sync_data().map_err(|e| Error::io(entry.path(), e))?
+                    }
                     // sled removed it meanwhile (a rewritten page): nothing to keep.
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                     Err(e) => return Err(Error::io(entry.path(), e)),
