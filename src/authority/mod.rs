@@ -27,6 +27,7 @@ use crate::store::{CertRecord, CrlRecord, Revocation, Store, RECORD_VERSION};
 use crate::x509;
 
 mod accounts;
+mod backup;
 mod bundles;
 mod certs;
 mod external;
@@ -35,6 +36,7 @@ mod organisations;
 mod publish;
 
 pub use accounts::{audit_page, token_principal, NewUser, SignedIn};
+pub use backup::{restore, RestoreReport};
 pub use bundles::{BundleSummary, Submission};
 pub use certs::{OrganisationRef, Ownership, IDEMPOTENCY_WINDOW};
 pub use external::{RefreshReport, SourceView, Staleness};

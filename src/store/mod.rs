@@ -13,6 +13,7 @@ use sled::Transactional;
 use time::OffsetDateTime;
 
 mod accounts;
+mod backup;
 mod bundles;
 mod discovery;
 mod external;
@@ -20,6 +21,7 @@ mod migrate;
 mod organisations;
 mod sync;
 
+pub use backup::{Snapshot, TreeDump, BACKUP_FORMAT, BACKUP_VERSION};
 pub use bundles::{
     AnchorEvent, AnchorRecord, AnchorState, BundleVersion, SignerRecord, VersionAnchor,
 };
@@ -304,6 +306,11 @@ fn corrupted_file(store: &Path, at: Option<sled::DiskPtr>) -> (String, String) {
         None => "sled read corrupted data".into(),
     };
     (store.join("db").display().to_string(), detail)
+}
+
+/// Makes the store under `dir` private again after sled wrote new files.
+fn private_files_after_write(dir: &Path) -> Result<()> {
+    crate::private_files::restrict_tree(&dir.join("store"))
 }
 
 impl Store {

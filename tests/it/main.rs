@@ -6,6 +6,7 @@ mod accounts;
 mod admission;
 mod api;
 mod audit;
+mod backup;
 mod browser;
 mod bundle_format;
 mod bundles;
