@@ -431,4 +431,28 @@ mod tests {
             "dns\\.admin.example.net"
         );
     }
+
+    #[test]
+    fn file_modes() {
+        for (name, value, want) in [
+            ("ok/world-readable", "0644", Some(0o644)),
+            ("ok/group-readable", "0640", Some(0o640)),
+            ("ok/private", "600", Some(0o600)),
+            ("fail/not-octal", "rw-r--r--", None),
+            ("fail/executable", "0755", None),
+            ("fail/owner-cannot-write", "0444", None),
+            ("fail/setuid", "4644", None),
+        ] {
+            assert_eq!(parse_file_mode(value).ok(), want, "{name}");
+        }
+        let config = PublishConfig {
+            file_mode: "0777".into(),
+            ..PublishConfig::default()
+        };
+        assert!(config
+            .problems(&managed())
+            .iter()
+            .any(|p| p.contains("publish.file_mode")));
+        assert_eq!(config.file_mode_bits(), 0o644);
+    }
 }
