@@ -63,6 +63,16 @@ pub enum Error {
     Publish(String),
     #[error("external bundle refresh failed: {0}")]
     RefreshFailed(String),
+    #[error("{path} is readable by group or others (mode {mode}); fix it with: {fix}")]
+    InsecurePermissions {
+        path: String,
+        mode: String,
+        fix: String,
+    },
+    #[error("the store {path} is damaged ({detail}); restore from a backup: anchorage restore FILE --data-dir D (see ops/runbooks/backup-restore.md)")]
+    StoreCorrupted { path: String, detail: String },
+    #[error("backup file {path}: {problem}")]
+    BackupInvalid { path: String, problem: String },
     #[error("i/o error on {path}: {source}")]
     Io {
         path: String,
@@ -102,6 +112,9 @@ impl Error {
             Error::AuditIntegrity(_) => "audit_integrity",
             Error::Publish(_) => "publish_failed",
             Error::RefreshFailed(_) => "refresh_failed",
+            Error::InsecurePermissions { .. } => "insecure_permissions",
+            Error::StoreCorrupted { .. } => "store_corrupted",
+            Error::BackupInvalid { .. } => "backup_invalid",
             Error::Io { .. } => "io_error",
         }
     }
@@ -116,7 +129,13 @@ impl Error {
 
 impl From<sled::Error> for Error {
     fn from(e: sled::Error) -> Self {
-        Error::Store(e.to_string())
+        match e {
+            sled::Error::Corruption { .. } => Error::StoreCorrupted {
+                path: "the store (data directory store/)".into(),
+                detail: e.to_string(),
+            },
+            other => Error::Store(other.to_string()),
+        }
     }
 }
 

@@ -205,6 +205,7 @@ pub fn find_passphrase(
         )));
     }
     if let Some(path) = file {
+        crate::private_files::check(path)?;
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         return Ok(Some((
             Passphrase::new(text)?,
@@ -212,6 +213,7 @@ pub fn find_passphrase(
         )));
     }
     if evaluation_file.exists() {
+        crate::private_files::check(evaluation_file)?;
         let text =
             std::fs::read_to_string(evaluation_file).map_err(|e| Error::io(evaluation_file, e))?;
         return Ok(Some((

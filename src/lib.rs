@@ -19,6 +19,7 @@ pub mod model;
 pub mod organisations;
 pub mod pkcs12;
 pub mod policy;
+pub mod private_files;
 pub mod publish;
 pub mod store;
 pub mod x509;

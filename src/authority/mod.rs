@@ -27,6 +27,7 @@ use crate::store::{CertRecord, CrlRecord, Revocation, Store, RECORD_VERSION};
 use crate::x509;
 
 mod accounts;
+mod backup;
 mod bundles;
 mod certs;
 mod external;
@@ -35,6 +36,7 @@ mod organisations;
 mod publish;
 
 pub use accounts::{audit_page, token_principal, NewUser, SignedIn};
+pub use backup::{restore, RestoreReport};
 pub use bundles::{BundleSummary, Submission};
 pub use certs::{OrganisationRef, Ownership, IDEMPOTENCY_WINDOW};
 pub use external::{RefreshReport, SourceView, Staleness};
@@ -185,7 +187,10 @@ pub struct CaStatus {
 impl Authority {
     /// Opens the store and loads the profiles; does not touch CA keys.
     pub fn open(config: Config, clock: Arc<dyn Clock>) -> Result<Authority> {
-        std::fs::create_dir_all(&config.data_dir).map_err(|e| Error::io(&config.data_dir, e))?;
+        // Not private: published outputs under it are read by a DNS or web server's user.
+        std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o755)
+            .create(&config.data_dir)
+            .map_err(|e| Error::io(&config.data_dir, e))?;
         let profiles = Profiles::load(config.policies_dir.as_deref())?;
         let inventory = Inventory::load(&config.bundles_dir)?;
         let store = Store::open(&config.data_dir)?;

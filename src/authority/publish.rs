@@ -77,10 +77,11 @@ impl LdifSink<'_> {
     fn write(
         self,
         path: &Path,
+        mode: u32,
         render: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
     ) -> Result<()> {
         match self {
-            LdifSink::File(_) => writer::write_atomic(path, render),
+            LdifSink::File(_) => writer::write_atomic(path, mode, render),
             LdifSink::Memory(bytes) => render(bytes).map_err(|e| Error::io("LDIF export", e)),
         }
     }
@@ -309,7 +310,7 @@ impl Authority {
         if !changed && out.is_none() && path.exists() {
             return Ok(job);
         }
-        writer::write_atomic_with(&path, sync_dir, |w| {
+        writer::write_atomic_with(&path, self.config.publish.file_mode_bits(), sync_dir, |w| {
             self.render_zone(w, &job.settings, serial, now, revoked)
         })?;
         job.outcome.written = true;
@@ -602,7 +603,7 @@ impl Authority {
         let mut sync = ViewSync::default();
         let (mut entries, mut certificates) = (1, 0);
         let mut failure = None;
-        sink.write(&path, |w| {
+        sink.write(&path, self.config.publish.file_mode_bits(), |w| {
             // No `version: 1` line: slapadd, the documented way to load a full export,
             // reads it as an attribute and refuses the file; ldapadd loads it either way.
             writeln!(
@@ -672,7 +673,7 @@ impl Authority {
         let base = self.config.publish.ldap.base_dn.as_str();
         let (mut count, mut certificates) = (0, 0);
         let mut failure = None;
-        sink.write(&path, |w| {
+        sink.write(&path, self.config.publish.file_mode_bits(), |w| {
             writeln!(w, "version: 1")?;
             writeln!(
                 w,

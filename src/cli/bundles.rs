@@ -169,7 +169,7 @@ pub(super) fn call(
 
 /// The error a running server answered with (`{code, message, reasons}`), as ours; codes
 /// with no counterpart here become `fallback`.
-pub(super) fn remote_error(value: &Value, fallback: fn(String) -> Error) -> Error {
+pub(crate) fn remote_error(value: &Value, fallback: fn(String) -> Error) -> Error {
     let message = value["message"]
         .as_str()
         .unwrap_or("request failed")

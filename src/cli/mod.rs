@@ -22,6 +22,7 @@ use crate::policy::profile::Profiles;
 use crate::x509;
 
 mod accounts;
+mod backup;
 mod bundles;
 mod certs;
 mod organisations;
@@ -106,6 +107,17 @@ pub enum Command {
     /// External trust bundles: fetch now, show refresh status.
     #[command(subcommand)]
     Refresh(refresh::RefreshCommand),
+    /// Write a consistent backup of the data directory (through `serve` when it runs).
+    Backup {
+        /// The backup file to write (0600).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Rebuild a new data directory (--data-dir) from a backup file.
+    Restore {
+        /// The backup file.
+        file: PathBuf,
+    },
 }
 
 #[derive(Debug, Default, Args)]
@@ -342,6 +354,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Publish(cmd) => publish::publish(config, cmd, out),
         Command::Audit(cmd) => accounts::audit(config, cmd, out),
         Command::Refresh(cmd) => refresh::refresh(config, cmd, out),
+        Command::Backup { out: path } => backup::backup(config, &path, out),
+        Command::Restore { file } => backup::restore(&file, config.data_dir, out),
     }
 }
 
@@ -522,7 +536,7 @@ fn init(mut config: Config, args: InitArgs, out: Output, write_config: bool) -> 
         write_file(
             &config.data_dir.join(config::DATA_DIR_CONFIG),
             config.to_toml()?.as_bytes(),
-            false,
+            true,
         )?;
     }
     authority.publish_crl(CaRole::Issuing)?;

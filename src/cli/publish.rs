@@ -215,7 +215,9 @@ fn ldif_from_server(
         Some(since) => config.publish.ldif_changes_file(data_dir, since, revision),
         None => config.publish.ldif_file(data_dir),
     });
-    writer::write_atomic(&path, |w| w.write_all(&body))?;
+    writer::write_atomic(&path, config.publish.file_mode_bits(), |w| {
+        w.write_all(&body)
+    })?;
     Ok(LdifOutcome {
         path,
         revision,

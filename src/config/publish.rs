@@ -50,6 +50,9 @@ pub struct PublishConfig {
     pub ldap: LdapConfig,
     /// Per-domain overrides, keyed by the health domain.
     pub domains: BTreeMap<String, DomainPublish>,
+    /// Mode of published files (zone files, LDIF), octal, whatever the process umask: the
+    /// DNS or LDAP server's own user must read them.
+    pub file_mode: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -145,6 +148,7 @@ impl Default for PublishConfig {
             soa: SoaConfig::default(),
             ldap: LdapConfig::default(),
             domains: BTreeMap::new(),
+            file_mode: "0644".into(),
         }
     }
 }
@@ -203,6 +207,12 @@ impl PublishConfig {
     }
 
     /// The full LDIF export path.
+    /// The permission bits of published files; 0644 when `file_mode` is invalid (`config
+    /// check` and start-up report it).
+    pub fn file_mode_bits(&self) -> u32 {
+        parse_file_mode(&self.file_mode).unwrap_or(0o644)
+    }
+
     pub fn ldif_file(&self, data_dir: &Path) -> PathBuf {
         let file = self
             .ldap
@@ -230,6 +240,9 @@ impl PublishConfig {
         check_soa("publish.soa", &self.soa, &mut out);
         if self.sweep_interval_secs == 0 {
             out.push("publish.sweep_interval_secs must be at least 1".into());
+        }
+        if let Err(why) = parse_file_mode(&self.file_mode) {
+            out.push(why);
         }
         if let Err(why) = check_base_dn(&self.ldap.base_dn) {
             out.push(format!(
@@ -301,6 +314,20 @@ fn check_soa(key: &str, soa: &SoaConfig, out: &mut Vec<String>) {
 
 /// The SOA RNAME in master-file form: `hostmaster@example.net` -> `hostmaster.example.net`.
 /// A dot inside the mailbox's local part is escaped, as RFC 1035 asks.
+/// Parses an octal file mode such as "0644"; refuses set-id, sticky and execute bits and a
+/// file its owner cannot read and write.
+pub fn parse_file_mode(value: &str) -> Result<u32, String> {
+    let bits = u32::from_str_radix(value, 8).map_err(|_| {
+        format!("publish.file_mode '{value}' is not an octal mode such as \"0644\"")
+    })?;
+    if bits & !0o666 != 0 || bits & 0o600 != 0o600 {
+        return Err(format!(
+            "publish.file_mode '{value}' must give the owner read and write and no execute, set-id or sticky bits (e.g. \"0644\" or \"0640\")"
+        ));
+    }
+    Ok(bits)
+}
+
 pub fn hostmaster_name(value: &str) -> Result<String, String> {
     match value.rsplit_once('@') {
         Some((local, domain)) => {
@@ -403,5 +430,29 @@ mod tests {
             hostmaster_name("dns.admin@example.net").unwrap(),
             "dns\\.admin.example.net"
         );
+    }
+
+    #[test]
+    fn file_modes() {
+        for (name, value, want) in [
+            ("ok/world-readable", "0644", Some(0o644)),
+            ("ok/group-readable", "0640", Some(0o640)),
+            ("ok/private", "600", Some(0o600)),
+            ("fail/not-octal", "rw-r--r--", None),
+            ("fail/executable", "0755", None),
+            ("fail/owner-cannot-write", "0444", None),
+            ("fail/setuid", "4644", None),
+        ] {
+            assert_eq!(parse_file_mode(value).ok(), want, "{name}");
+        }
+        let config = PublishConfig {
+            file_mode: "0777".into(),
+            ..PublishConfig::default()
+        };
+        assert!(config
+            .problems(&managed())
+            .iter()
+            .any(|p| p.contains("publish.file_mode")));
+        assert_eq!(config.file_mode_bits(), 0o644);
     }
 }

@@ -26,6 +26,7 @@ pub fn routes() -> Router<AppState> {
         .route("/tokens", get(list_tokens).post(add_token))
         .route("/tokens/{id}/revoke", post(revoke_token))
         .route("/audit", get(audit))
+        .route("/backup", get(backup))
 }
 
 /// A user as the API shows it: never the password hash.
@@ -569,4 +570,35 @@ async fn audit(
     })
     .await?;
     Ok(Json(AuditPage { entries, older }))
+}
+
+/// A consistent backup of the whole store and the data directory's configuration, in the
+/// format `anchorage restore` reads (a header line with version and SHA-256, then the data).
+/// It holds the sealed CA keys and every subscriber record: administrators only.
+#[utoipa::path(
+    get,
+    path = "/api/v1/backup",
+    operation_id = "backup",
+    tag = "accounts",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The backup file", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "Only administrators take backups", body = ErrorBody),
+    )
+)]
+async fn backup(
+    State(state): State<AppState>,
+    _caller: Allowed<Admins>,
+) -> Result<Response, ApiError> {
+    let authority = state.authority.clone();
+    let bytes = blocking(move || authority.backup()).await?;
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, "application/octet-stream"),
+            (axum::http::header::CACHE_CONTROL, "no-store"),
+        ],
+        bytes,
+    )
+        .into_response())
 }

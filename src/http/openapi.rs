@@ -63,6 +63,7 @@ scoped to one role). Errors share one JSON body, `{code, message, reasons}`: `co
         accounts::add_token,
         accounts::revoke_token,
         accounts::audit,
+        accounts::backup,
         organisations::list,
         organisations::show,
         organisations::add,

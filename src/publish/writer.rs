@@ -5,7 +5,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -13,24 +13,25 @@ use crate::error::{Error, Result};
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
-/// Writes `path` atomically with what `render` streams into it.
-pub fn write_atomic<F>(path: &Path, render: F) -> Result<()>
+/// Writes `path` atomically with what `render` streams into it; the file gets exactly `mode`
+/// (the configured `publish.file_mode`), whatever the process umask.
+pub fn write_atomic<F>(path: &Path, mode: u32, render: F) -> Result<()>
 where
     F: FnOnce(&mut dyn Write) -> std::io::Result<()>,
 {
-    write_atomic_with(path, true, render)
+    write_atomic_with(path, mode, true, render)
 }
 
 /// [`write_atomic`]; without `sync_dir` the caller fsyncs the directory ([`sync_dir`]) once
 /// after a batch of files, before it relies on the renames.
-pub fn write_atomic_with<F>(path: &Path, sync_dir: bool, render: F) -> Result<()>
+pub fn write_atomic_with<F>(path: &Path, mode: u32, sync_dir: bool, render: F) -> Result<()>
 where
     F: FnOnce(&mut dyn Write) -> std::io::Result<()>,
 {
     let dir = parent_dir(path);
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
     let tmp = temp_path(&dir, path);
-    let result = write_temp(&tmp, render).and_then(|()| {
+    let result = write_temp(&tmp, mode, render).and_then(|()| {
         std::fs::rename(&tmp, path)?;
         if sync_dir {
             File::open(&dir)?.sync_all()?;
@@ -50,15 +51,17 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
         .map_err(|e| Error::io(dir, e))
 }
 
-fn write_temp<F>(tmp: &Path, render: F) -> std::io::Result<()>
+fn write_temp<F>(tmp: &Path, mode: u32, render: F) -> std::io::Result<()>
 where
     F: FnOnce(&mut dyn Write) -> std::io::Result<()>,
 {
     let file = OpenOptions::new()
         .write(true)
         .create_new(true)
-        .mode(0o644)
+        .mode(mode)
         .open(tmp)?;
+    // The umask narrows `mode` at creation; published files need exactly the configured bits.
+    file.set_permissions(std::fs::Permissions::from_mode(mode))?;
     let syncer_file = file.try_clone()?;
     let written = AtomicU64::new(0);
     let done = AtomicBool::new(false);
@@ -149,11 +152,11 @@ mod tests {
     fn replaces_or_keeps_the_old_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("z.zone");
-        write_atomic(&path, |w| w.write_all(b"one\n")).unwrap();
-        write_atomic(&path, |w| w.write_all(b"two\n")).unwrap();
+        write_atomic(&path, 0o644, |w| w.write_all(b"one\n")).unwrap();
+        write_atomic(&path, 0o644, |w| w.write_all(b"two\n")).unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"two\n");
 
-        let failed = write_atomic(&path, |w| {
+        let failed = write_atomic(&path, 0o644, |w| {
             w.write_all(b"half")?;
             Err(std::io::Error::other("render failed"))
         });

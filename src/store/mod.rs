@@ -13,6 +13,7 @@ use sled::Transactional;
 use time::OffsetDateTime;
 
 mod accounts;
+mod backup;
 mod bundles;
 mod discovery;
 mod external;
@@ -20,6 +21,7 @@ mod migrate;
 mod organisations;
 mod sync;
 
+pub use backup::{Snapshot, TreeDump, BACKUP_FORMAT, BACKUP_VERSION};
 pub use bundles::{
     AnchorEvent, AnchorRecord, AnchorState, BundleVersion, SignerRecord, VersionAnchor,
 };
@@ -296,10 +298,27 @@ fn owner_prefix(dns_owner: &str) -> Vec<u8> {
     key
 }
 
+/// What a corruption error says about where sled found it: the log file `db`, and the
+/// offset or blob sled names.
+fn corrupted_file(store: &Path, at: Option<sled::DiskPtr>) -> (String, String) {
+    let detail = match at {
+        Some(ptr) => format!("sled read corrupted data at {ptr:?}"),
+        None => "sled read corrupted data".into(),
+    };
+    (store.join("db").display().to_string(), detail)
+}
+
+/// Makes the store under `dir` private again after sled wrote new files.
+fn private_files_after_write(dir: &Path) -> Result<()> {
+    crate::private_files::restrict_tree(&dir.join("store"))
+}
+
 impl Store {
     /// Opens (creating if needed) the store under `dir/store`.
     pub fn open(dir: &Path) -> Result<Store> {
         let path = dir.join("store");
+        crate::private_files::check(&path)?;
+        crate::private_files::create_dir(&path)?;
         let db = sled::Config::new()
             .path(&path)
             .mode(sled::Mode::HighThroughput)
@@ -314,8 +333,14 @@ impl Store {
                 sled::Error::Io(io) if io.to_string().contains("lock") => {
                     Error::Locked(dir.display().to_string())
                 }
+                sled::Error::Corruption { at, .. } => {
+                    let (path, detail) = corrupted_file(&path, at);
+                    Error::StoreCorrupted { path, detail }
+                }
                 other => Error::Store(format!("opening {}: {other}", path.display())),
             })?;
+        // sled creates its files with the process umask: make them private.
+        crate::private_files::restrict_tree(&path)?;
         let tree = |name: &str| db.open_tree(name);
         let store = Store {
             meta: tree("meta")?,

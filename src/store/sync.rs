@@ -5,6 +5,9 @@
 //! revoked, and its serial could be issued again), so after sled's flush the store calls
 //! `fdatasync` on sled's log file and syncs any blob file not synced before.
 //!
+//! sled creates its files with the process umask; each blob or other file it adds is made
+//! private (0600) the first time a sync sees it, so the store stays private under `umask 000`.
+//!
 //! Concurrent callers share syncs (group commit): a sync that started after a caller's own
 //! flush returned covers that caller, so it does not sync again.
 
@@ -19,6 +22,8 @@ use crate::error::{Error, Result};
 /// Syncs one sled directory's files to stable storage.
 pub struct DiskSync {
     log: File,
+    /// The sled directory: files sled adds there later (snapshots) are made private too.
+    dir: PathBuf,
     blobs_dir: PathBuf,
     /// Number of sync requests taken so far.
     requested: AtomicU64,
@@ -31,6 +36,8 @@ pub struct DiskSync {
 struct SyncState {
     covered: u64,
     synced_blobs: HashSet<std::ffi::OsString>,
+    /// Files of the sled directory already made private.
+    private_files: HashSet<std::ffi::OsString>,
 }
 
 impl DiskSync {
@@ -40,6 +47,7 @@ impl DiskSync {
         let log = File::open(&log_path).map_err(|e| Error::io(&log_path, e))?;
         Ok(DiskSync {
             log,
+            dir: path.to_path_buf(),
             blobs_dir: path.join("blobs"),
             requested: AtomicU64::new(0),
             state: Mutex::new(SyncState::default()),
@@ -61,10 +69,29 @@ impl DiskSync {
         // this sync starts, so this sync covers all of them.
         let upto = self.requested.load(Ordering::SeqCst);
         self.sync_blobs(&mut state.synced_blobs)?;
+        self.restrict_new_files(&mut state.private_files)?;
         self.log
             .sync_data()
             .map_err(|e| Error::Store(format!("syncing the store to disk: {e}")))?;
         state.covered = upto;
+        Ok(())
+    }
+
+    /// sled creates files (snapshots, a new log) with the process umask; each new one is
+    /// made private (0600) once.
+    fn restrict_new_files(&self, known: &mut HashSet<std::ffi::OsString>) -> Result<()> {
+        let entries = std::fs::read_dir(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
+        let mut present = HashSet::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io(&self.dir, e))?;
+            let name = entry.file_name();
+            let is_file = entry.file_type().map(|t| t.is_file()).unwrap_or(false);
+            if is_file && !known.contains(&name) {
+                crate::private_files::restrict_file(&entry.path())?;
+            }
+            present.insert(name);
+        }
+        *known = present;
         Ok(())
     }
 
@@ -83,7 +110,11 @@ impl DiskSync {
             let name = entry.file_name();
             if !synced.contains(&name) {
                 match File::open(entry.path()) {
-                    Ok(f) => f.sync_data().map_err(|e| Error::io(entry.path(), e))?,
+                    Ok(f) => {
+                        // sled creates blobs with the process umask; they hold records.
+                        crate::private_files::restrict_file(&entry.path())?;
+                        f.sync_data().map_err(|e| Error::io(entry.path(), e))?
+                    }
                     // sled removed it meanwhile (a rewritten page): nothing to keep.
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                     Err(e) => return Err(Error::io(entry.path(), e)),
@@ -115,10 +146,30 @@ mod tests {
         sync.sync().unwrap();
         std::fs::write(dir.path().join("blobs").join("42"), b"blob").unwrap();
         sync.sync().unwrap();
+        // A file sled adds later (a snapshot) is made private.
+        std::fs::write(dir.path().join("snap.1"), b"snap").unwrap();
+        std::fs::set_permissions(
+            dir.path().join("snap.1"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o666),
+        )
+        .unwrap();
+        sync.sync().unwrap();
         {
+            let mode = std::os::unix::fs::PermissionsExt::mode(
+                &std::fs::metadata(dir.path().join("snap.1"))
+                    .unwrap()
+                    .permissions(),
+            );
+            assert_eq!(mode & 0o777, 0o600);
+            let blob = std::os::unix::fs::PermissionsExt::mode(
+                &std::fs::metadata(dir.path().join("blobs").join("42"))
+                    .unwrap()
+                    .permissions(),
+            );
+            assert_eq!(blob & 0o777, 0o600);
             let state = sync.state.lock().unwrap();
             assert!(state.synced_blobs.contains(std::ffi::OsStr::new("42")));
-            assert_eq!(state.covered, 2);
+            assert_eq!(state.covered, 3);
         }
         // A removed blob is forgotten, so the set does not grow forever.
         std::fs::remove_file(dir.path().join("blobs").join("42")).unwrap();

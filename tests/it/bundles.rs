@@ -251,14 +251,14 @@ fn cli_actor() -> String {
 
 /// A CA whose bundle inventory is a private copy of the shipped declarations (plus seeds),
 /// with every fixture in its working directory.
-struct Community {
-    ca: Ca,
+pub(crate) struct Community {
+    pub(crate) ca: Ca,
     /// The `--bundles-dir`, alive as long as the CA.
     bundles: TempDir,
 }
 
 /// `seeds`: (bundle, fixture) pairs copied to `<bundles-dir>/<bundle>/anchors/`.
-fn community(seeds: &[(&str, &str)]) -> Community {
+pub(crate) fn community(seeds: &[(&str, &str)]) -> Community {
     let bundles = tempfile::Builder::new()
         .prefix("anchorage-bundles-")
         .tempdir()
