@@ -14,6 +14,7 @@ mod crl;
 mod discovery;
 mod durability;
 mod external;
+mod hardening;
 mod harness;
 mod issuance;
 mod openapi;
