@@ -19,11 +19,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request};
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Query, Request};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
+use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::Notify;
 use tower_http::timeout::TimeoutLayer;
@@ -350,6 +351,65 @@ where
                 )
                     .into_response())
             }
+        }
+    }
+}
+
+/// `Query` whose rejections (a value that does not parse, an unknown enum word) answer 400
+/// with the JSON error body above and code `invalid_input`, not axum's text/plain.
+pub struct ApiQuery<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for ApiQuery<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(v)) => Ok(ApiQuery(v)),
+            Err(rejection) => Err(ApiError(Error::InvalidInput(format!(
+                "the query string is malformed: {}",
+                rejection.body_text()
+            )))
+            .into_response()),
+        }
+    }
+}
+
+/// `Path` whose rejections answer with the JSON error body above: 400 `invalid_input` for a
+/// segment that does not parse (not UTF-8, not a number); a route that does not fit its
+/// handler is a bug, answered 500 without details.
+pub struct ApiPath<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for ApiPath<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(v)) => Ok(ApiPath(v)),
+            Err(rejection) if rejection.status().is_server_error() => {
+                tracing::error!(rejection = %rejection.body_text(), "path parameters do not fit the handler");
+                Err((
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    Json(ErrorBody {
+                        code: "internal_error".into(),
+                        message: "the service could not complete the request".into(),
+                        reasons: Vec::new(),
+                    }),
+                )
+                    .into_response())
+            }
+            Err(rejection) => Err(ApiError(Error::InvalidInput(format!(
+                "the URL path is malformed: {}",
+                rejection.body_text()
+            )))
+            .into_response()),
         }
     }
 }

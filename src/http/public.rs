@@ -1,14 +1,14 @@
 //! Unauthenticated plain-HTTP resources that relying parties fetch: CRLs and CA certificates
 //! at the URLs written into certificates (CDP, AIA caIssuers), and a health check.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
-use super::{ApiError, AppState};
+use super::{ApiError, ApiPath, AppState};
 use crate::ca::CaRole;
 use crate::error::Error;
 use crate::x509;
@@ -108,7 +108,7 @@ fn binary(content_type: &'static str, body: Vec<u8>, max_age: u64) -> Response {
 
 async fn crl(
     State(state): State<AppState>,
-    Path(file): Path<String>,
+    ApiPath(file): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let role = role_of(&file, ".crl")?;
     let crl = state.authority.stored_crl(role)?.ok_or_else(|| {
@@ -123,7 +123,7 @@ async fn crl(
 
 async fn ca_cert(
     State(state): State<AppState>,
-    Path(file): Path<String>,
+    ApiPath(file): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     if file == "chain.pem" {
         let pem: String = state

@@ -4,13 +4,13 @@
 
 use std::fmt::Write;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 
-use super::{blocking, Admins, Allowed, ApiError, AppState, ErrorBody};
+use super::{blocking, Admins, Allowed, ApiError, ApiPath, AppState, ErrorBody};
 use crate::authority::{RefreshReport, SourceView, Staleness};
 use crate::external::{schedule, RefreshStatus};
 
@@ -41,7 +41,7 @@ pub fn public_routes() -> Router<AppState> {
 )]
 pub async fn status(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let authority = state.authority.clone();
     let view = blocking(move || authority.source_view(&name)).await?;
@@ -85,7 +85,7 @@ pub async fn sources(State(state): State<AppState>) -> Result<Response, ApiError
 pub async fn refresh(
     State(state): State<AppState>,
     caller: Allowed<Admins>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let report = schedule::refresh(state.authority.clone(), &name, &caller.actor()).await?;
     if report.published_version.is_some() || !report.republished.is_empty() {
