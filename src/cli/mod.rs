@@ -733,6 +733,8 @@ async fn shutdown_signal() {
 }
 
 fn config_check(config: &Config, out: Output) -> Result<()> {
+    // Errors refuse the configuration (exit non-zero; values also stop `init`); warnings are
+    // reported and do not.
     let mut problems = config.problems();
     if let Err(e) = Profiles::load(config.policies_dir.as_deref()) {
         problems.push(e.to_string());
@@ -744,23 +746,35 @@ fn config_check(config: &Config, out: Output) -> Result<()> {
     if let Err(e) = crate::inventory::Inventory::load(&config.bundles_dir) {
         problems.push(e.to_string());
     }
-    if let Some(file) = &config.passphrase_file {
-        if !file.exists() {
-            problems.push(format!("passphrase_file {} does not exist", file.display()));
-        }
-    }
+    let (file_errors, warnings) = config.file_problems();
+    problems.extend(file_errors);
+    let warning_lines = || {
+        warnings
+            .iter()
+            .map(|w| format!("warning: {w}"))
+            .collect::<Vec<_>>()
+    };
     if problems.is_empty() {
-        emit(out, json!({"ok": true, "problems": []}), || {
-            "configuration OK".to_string()
-        })
+        emit(
+            out,
+            json!({"ok": true, "problems": [], "warnings": warnings}),
+            || {
+                let mut lines = warning_lines();
+                lines.push("configuration OK".to_string());
+                lines.join("\n")
+            },
+        )
     } else {
-        emit(out, json!({"ok": false, "problems": problems}), || {
-            problems
-                .iter()
-                .map(|p| format!("problem: {p}"))
-                .collect::<Vec<_>>()
-                .join("\n")
-        })?;
+        emit(
+            out,
+            json!({"ok": false, "problems": problems, "warnings": warnings}),
+            || {
+                let mut lines: Vec<String> =
+                    problems.iter().map(|p| format!("problem: {p}")).collect();
+                lines.extend(warning_lines());
+                lines.join("\n")
+            },
+        )?;
         Err(Error::Config(format!(
             "{} problem(s) found",
             problems.len()

@@ -3,7 +3,9 @@
 //! values with messages naming the key and the fix, and every public error body is JSON,
 //! including query-string and path-parameter rejections, with paging that cannot wrap.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+use std::process::Command;
 use std::sync::Arc;
 
 use anchorage::authority::{Authority, InitOptions};
@@ -19,6 +21,7 @@ use serde_json::{json, Value};
 use tempfile::TempDir;
 use tower::ServiceExt;
 
+const BIN: &str = env!("CARGO_BIN_EXE_anchorage");
 const DOMAIN: &str = "direct.example.com";
 
 /// An initialised authority whose inventory is `bundles`, and the router over it.
@@ -265,4 +268,168 @@ async fn certificate_paging_does_not_wrap() {
         .await
         .unwrap();
     assert!(response.headers().get(header::LINK).is_none());
+}
+
+// ---- requirement 5: `config check` catches dangerous values --------------------------------
+
+/// One `config check` case: top-level key lines, then tables, and the expected outcome.
+struct CheckCase {
+    name: &'static str,
+    /// Lines replacing the defaults of the top-level keys (`public_url`, `bundles_dir`).
+    top: &'static [(&'static str, &'static str)],
+    tables: &'static str,
+    /// Mode of the passphrase file.
+    mode: u32,
+    /// A bundle declaration written into the bundles directory.
+    bundle: Option<&'static str>,
+    /// `Some(text)`: one error containing it (exit non-zero); `None`: ok.
+    error: Option<&'static str>,
+    /// A warning containing this text.
+    warning: Option<&'static str>,
+}
+
+/// `anchorage config check --config FILE -o json`; returns success and the JSON report.
+fn config_check(dir: &Path, file: &str) -> (bool, Value) {
+    let out = Command::new(BIN)
+        .current_dir(dir)
+        .env_remove("ANCHORAGE_BUNDLES_DIR")
+        .env_remove("ANCHORAGE_DATA_DIR")
+        .args(["config", "check", "--config", file, "-o", "json"])
+        .output()
+        .unwrap();
+    // The report comes first; a failing check then prints its error object.
+    let mut values = serde_json::Deserializer::from_slice(&out.stdout).into_iter::<Value>();
+    let report = values.next().unwrap().unwrap_or_else(|e| {
+        panic!(
+            "config check output is not JSON ({e}): {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.success(), report)
+}
+
+/// Today every one of these values passes `config check` (or, for a zero lifetime, gets a
+/// vague sentence): each must be refused with a message naming the key and the fix, and a
+/// missing bundles directory must be a warning that does not fail the check.
+#[test]
+fn config_check_refuses_dangerous_values_with_precise_messages() {
+    #[rustfmt::skip]
+    let cases = [
+        CheckCase { name: "ok/sane", top: &[], tables: "", mode: 0o600, bundle: None, error: None, warning: None },
+        CheckCase { name: "error/passphrase-readable-by-others", top: &[], tables: "", mode: 0o644, bundle: None,
+            error: Some("is readable or writable by group or others (mode 0644): anyone on the machine who can read it can unseal the CA keys; run `chmod 600 "), warning: None },
+        CheckCase { name: "error/passphrase-group-readable", top: &[], tables: "", mode: 0o640, bundle: None,
+            error: Some("(mode 0640)"), warning: None },
+        CheckCase { name: "error/request-timeout-zero", top: &[], tables: "[api]\nrequest_timeout_secs = 0\n", mode: 0o600, bundle: None,
+            error: Some("api.request_timeout_secs = 0 would time out every request at once; set 1 to 3600 (default 30)"), warning: None },
+        CheckCase { name: "error/request-timeout-absurd", top: &[], tables: "[api]\nrequest_timeout_secs = 86400\n", mode: 0o600, bundle: None,
+            error: Some("api.request_timeout_secs = 86400 lets one slow client hold a connection for over an hour; set 1 to 3600 (default 30)"), warning: None },
+        CheckCase { name: "error/session-idle-zero", top: &[], tables: "[web]\nsession_idle_minutes = 0\n", mode: 0o600, bundle: None,
+            error: Some("web.session_idle_minutes = 0 would end every session at once; set 1 to 1440 (default 30)"), warning: None },
+        CheckCase { name: "error/session-idle-absurd", top: &[], tables: "[web]\nsession_idle_minutes = 100000\n", mode: 0o600, bundle: None,
+            error: Some("web.session_idle_minutes = 100000 keeps an abandoned signed-in browser usable for over a day; set 1 to 1440 (default 30)"), warning: None },
+        CheckCase { name: "error/session-absolute-zero", top: &[], tables: "[web]\nsession_absolute_hours = 0\n", mode: 0o600, bundle: None,
+            error: Some("web.session_absolute_hours = 0 would end every session at once; set 1 to 720 (default 8)"), warning: None },
+        CheckCase { name: "error/session-absolute-absurd", top: &[], tables: "[web]\nsession_absolute_hours = 100000\n", mode: 0o600, bundle: None,
+            error: Some("web.session_absolute_hours = 100000 keeps a stolen session cookie valid for over 30 days; set 1 to 720 (default 8)"), warning: None },
+        CheckCase { name: "error/login-free-failures-huge", top: &[], tables: "[web]\nlogin_free_failures = 1000000\n", mode: 0o600, bundle: None,
+            error: Some("web.login_free_failures = 1000000 lets a password guesser try that many times without delay, so the sign-in throttle does nothing; set 1 to 100 (default 5)"), warning: None },
+        CheckCase { name: "error/login-delay-zero", top: &[], tables: "[web]\nlogin_delay_secs = 0\n", mode: 0o600, bundle: None,
+            error: Some("web.login_delay_secs = 0 turns the sign-in throttle off (no delay after the free failures); set it to at least 1 (default 30)"), warning: None },
+        CheckCase { name: "error/login-max-delay-zero", top: &[], tables: "[web]\nlogin_max_delay_secs = 0\n", mode: 0o600, bundle: None,
+            error: Some("web.login_max_delay_secs = 0 caps every sign-in delay at nothing, so the throttle does nothing; set it to at least web.login_delay_secs (default 900)"), warning: None },
+        CheckCase { name: "error/crl-coalesce-past-next-update", top: &[], tables: "[crl]\nnext_update_hours = 24\nrefresh_before_hours = 1\ncoalesce_millis = 3600000\n", mode: 0o600, bundle: None,
+            error: Some("crl.coalesce_millis = 3600000 does not fit in the 1 h before nextUpdate (crl.refresh_before_hours, less the 10-minute publisher tick): a CRL could pass its nextUpdate; lower crl.coalesce_millis (default 2000) or raise crl.refresh_before_hours"), warning: None },
+        CheckCase { name: "error/crl-refresh-before-zero", top: &[], tables: "[crl]\nrefresh_before_hours = 0\n", mode: 0o600, bundle: None,
+            error: Some("crl.refresh_before_hours = 0: CRLs would be re-signed only after they passed their nextUpdate; set it to at least 1 (default 120)"), warning: None },
+        CheckCase { name: "error/admission-policy-outside-policies", top: &[], tables: "", mode: 0o600,
+            bundle: Some("title = \"Escape\"\nadmission_policy = \"../../etc/escape\"\n"),
+            error: Some("escape.toml: admission_policy = '../../etc/escape' is outside the policies directory; name a file in policies_dir by its stem (letters, digits, '-', '_'; without .toml), e.g. 'anchor-admission'"), warning: None },
+        CheckCase { name: "error/public-url-query", top: &[("public_url", "\"http://ca.example.org/pki?x=1\"")], tables: "", mode: 0o600, bundle: None,
+            error: Some("public_url = 'http://ca.example.org/pki?x=1' has a query ('?x=1'): paths such as /crl/issuing.crl are appended to it, so certificates would carry broken URLs; remove everything from '?' on"), warning: None },
+        CheckCase { name: "error/public-url-fragment", top: &[("public_url", "\"http://ca.example.org/pki#top\"")], tables: "", mode: 0o600, bundle: None,
+            error: Some("public_url = 'http://ca.example.org/pki#top' has a fragment ('#top'): paths such as /crl/issuing.crl are appended to it, so certificates would carry broken URLs; remove everything from '#' on"), warning: None },
+        CheckCase { name: "error/public-url-wildcard-v4", top: &[("public_url", "\"http://0.0.0.0:8080\"")], tables: "", mode: 0o600, bundle: None,
+            error: Some("public_url = 'http://0.0.0.0:8080' names the wildcard listen address 0.0.0.0: it is written into every certificate (CRL distribution point, AIA) and no relying party can reach it; set the host name relying parties use, e.g. http://ca.example.org"), warning: None },
+        CheckCase { name: "error/public-url-wildcard-v6", top: &[("public_url", "\"http://[::]:8080/pki\"")], tables: "", mode: 0o600, bundle: None,
+            error: Some("public_url = 'http://[::]:8080/pki' names the wildcard listen address ::"), warning: None },
+        CheckCase { name: "warning/bundles-dir-missing", top: &[("bundles_dir", "\"no-such-dir\"")], tables: "", mode: 0o600, bundle: None,
+            error: None, warning: Some("no-such-dir does not exist: the trust-bundle inventory is empty and no bundle is published; create the directory or correct bundles_dir (warning: the service still starts)") },
+    ];
+    let mut failures = Vec::new();
+    for case in &cases {
+        let dir = tempfile::tempdir().unwrap();
+        let bundles = dir.path().join("bundles");
+        std::fs::create_dir_all(&bundles).unwrap();
+        if let Some(text) = case.bundle {
+            std::fs::write(bundles.join("escape.toml"), text).unwrap();
+        }
+        let pass = dir.path().join("pass");
+        std::fs::write(&pass, "config check passphrase").unwrap();
+        std::fs::set_permissions(&pass, std::fs::Permissions::from_mode(case.mode)).unwrap();
+        let mut top = [
+            ("data_dir", "\"data\"".to_string()),
+            ("public_url", "\"http://ca.example.org\"".to_string()),
+            ("managed_domains", "[\"direct.example.com\"]".to_string()),
+            ("bundles_dir", format!("{:?}", bundles.to_str().unwrap())),
+            ("passphrase_file", format!("{:?}", pass.to_str().unwrap())),
+        ];
+        for (key, value) in case.top {
+            for line in top.iter_mut().filter(|(k, _)| k == key) {
+                line.1 = value.to_string();
+            }
+        }
+        let mut text: String = top.iter().map(|(k, v)| format!("{k} = {v}\n")).collect();
+        text.push_str(case.tables);
+        std::fs::write(dir.path().join("case.toml"), text).unwrap();
+        let (ok, report) = config_check(dir.path(), "case.toml");
+        let problems: Vec<&str> = report["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        let warnings: Vec<&str> = report["warnings"]
+            .as_array()
+            .map(|w| w.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        let fine = match case.error {
+            None => ok && report["ok"] == json!(true) && problems.is_empty(),
+            Some(needle) => {
+                !ok && report["ok"] == json!(false)
+                    && problems.len() == 1
+                    && problems[0].contains(needle)
+            }
+        } && match case.warning {
+            None => warnings.is_empty(),
+            Some(needle) => warnings.len() == 1 && warnings[0].contains(needle),
+        };
+        if !fine {
+            failures.push(format!("{}: exit ok {ok}: {report}", case.name));
+        }
+    }
+    // The reference configuration passes, pointed at this checkout and a 0600 passphrase.
+    let dir = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let pass = dir.path().join("pass");
+    std::fs::write(&pass, "reference passphrase").unwrap();
+    std::fs::set_permissions(&pass, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let reference = std::fs::read_to_string(root.join("ops/anchorage.toml"))
+        .unwrap()
+        .replace(
+            "/etc/anchorage/policies",
+            root.join("policies").to_str().unwrap(),
+        )
+        .replace(
+            "/etc/anchorage/bundles",
+            root.join("bundles").to_str().unwrap(),
+        )
+        .replace("/etc/anchorage/passphrase", pass.to_str().unwrap());
+    std::fs::write(dir.path().join("reference.toml"), reference).unwrap();
+    let (ok, report) = config_check(dir.path(), "reference.toml");
+    if !(ok && report == json!({"ok": true, "problems": [], "warnings": []})) {
+        failures.push(format!("ok/reference: exit ok {ok}: {report}"));
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
