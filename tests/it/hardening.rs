@@ -433,3 +433,31 @@ fn config_check_refuses_dangerous_values_with_precise_messages() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// Pages stay HTML: a query string that does not parse is a 400 error page with a fixed
+/// sentence. Today it is axum's text/plain rejection.
+#[tokio::test]
+async fn malformed_page_queries_answer_an_html_page_without_the_input() {
+    let service = Service::new(|_| {});
+    let (status, content_type, body) = service
+        .send(
+            Method::GET,
+            "/login?next=%3Cscript%3Ealert(1)%3C/script%3E&next=%3Cscript%3E",
+            false,
+        )
+        .await;
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        content_type.starts_with("text/html"),
+        "{content_type}: {body}"
+    );
+    assert!(
+        body.contains("The address has a malformed query."),
+        "{body}"
+    );
+    assert!(
+        !body.contains("<script>") && !body.contains("alert(1)"),
+        "{body}"
+    );
+}
