@@ -88,7 +88,9 @@ pub fn router(state: AppState) -> Router {
                 .merge(organisations::routes())
                 .merge(zones::routes())
                 .merge(directory::routes())
-                .merge(refresh::routes()),
+                .merge(refresh::routes())
+                .fallback(api_not_found)
+                .method_not_allowed_fallback(api_method_not_allowed),
         )
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(axum::middleware::from_fn(security_headers))
@@ -99,6 +101,24 @@ pub fn router(state: AppState) -> Router {
         // Method, path and status only: bodies may hold keys or passwords.
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// An `/api/v1` path no route serves: the JSON error body, not an empty 404.
+async fn api_not_found() -> ApiError {
+    ApiError(Error::NotFound("no such API resource".into()))
+}
+
+/// A method an `/api/v1` route does not take: 405 with the JSON error body.
+async fn api_method_not_allowed() -> Response {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        Json(ErrorBody {
+            code: "method_not_allowed".into(),
+            message: "this resource does not take that method".into(),
+            reasons: Vec::new(),
+        }),
+    )
+        .into_response()
 }
 
 /// Headers every response carries. The pages use no inline script or style and are never

@@ -218,6 +218,8 @@ async fn malformed_query_strings_and_paths_answer_json_errors() {
         // Well-formed but absent: 404, still JSON.
         ("found/anchor-absent", get.clone(), "/api/v1/anchors/424242", StatusCode::NOT_FOUND, "not_found"),
         ("found/crl-absent", get.clone(), "/crl/nothing.crl", StatusCode::NOT_FOUND, "not_found"),
+        ("found/api-route-absent", get.clone(), "/api/v1/no-such-thing", StatusCode::NOT_FOUND, "not_found"),
+        ("method/api-get-on-post-route", get.clone(), "/api/v1/bundles/local/anchors", StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
     ];
     let mut failures = Vec::new();
     for (name, method, uri, status, code) in cases {
