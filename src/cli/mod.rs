@@ -573,7 +573,17 @@ fn serve(
             && !config.data_dir.join(config::DATA_DIR_CONFIG).exists()
             && config.public_url == Config::default().public_url
         {
-            config.public_url = format!("http://{addr}");
+            // The wildcard address is no URL a relying party can fetch, and it would stay in
+            // every certificate: an evaluation start on 0.0.0.0 names loopback instead
+            // (`config check` refuses a wildcard public_url).
+            let mut host = addr;
+            if addr.ip().is_unspecified() {
+                host.set_ip(match addr {
+                    std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                    std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+                });
+            }
+            config.public_url = format!("http://{host}");
         }
     }
     let mut authority = Authority::open(config.clone(), Arc::new(SystemClock))?;
