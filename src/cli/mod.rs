@@ -629,6 +629,11 @@ fn serve(
             );
         }
     }
+    // The same value errors `config check` and `init` refuse: never serve with them.
+    let problems = config.problems();
+    if !problems.is_empty() {
+        return Err(Error::Config(problems.join("; ")));
+    }
     let (passphrase, source) = authority.passphrase(false)?;
     authority.unlock(&passphrase)?;
     drop(passphrase);
