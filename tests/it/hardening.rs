@@ -463,3 +463,35 @@ async fn malformed_page_queries_answer_an_html_page_without_the_input() {
         "{body}"
     );
 }
+
+/// Today `serve` starts with any value `config check` refuses (only `init` checked them): an
+/// existing service edited to a zero request timeout must refuse to start, naming the key.
+#[test]
+fn serve_refuses_to_start_with_a_dangerous_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let pass = "serve refusal passphrase (not a secret)";
+    crate::server::cli_json(
+        &data,
+        pass,
+        &["init", "--managed-domain", "direct.example.com"],
+    );
+    let file = data.join("anchorage.toml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text.contains("request_timeout_secs = 30"), "{text}");
+    std::fs::write(
+        &file,
+        text.replace("request_timeout_secs = 30", "request_timeout_secs = 0"),
+    )
+    .unwrap();
+    let refusal =
+        crate::server::Server::spawn(&data, pass, crate::tools::free_port()).expect_refusal();
+    assert_eq!(refusal["code"], "config_invalid", "{refusal}");
+    assert!(
+        refusal["message"]
+            .as_str()
+            .unwrap()
+            .contains("api.request_timeout_secs = 0 would time out every request at once"),
+        "{refusal}"
+    );
+}
