@@ -26,6 +26,17 @@ pub const EVALUATION_PASSPHRASE: &str = "evaluation-passphrase";
 pub const PASSPHRASE_ENV: &str = "ANCHORAGE_PASSPHRASE";
 /// The managed domain a zero-config evaluation start uses.
 pub const EVALUATION_DOMAIN: &str = "direct.example.com";
+/// Longest sensible whole-request timeout: beyond it one slow client holds a connection and a
+/// worker for over an hour.
+pub const MAX_REQUEST_TIMEOUT_SECS: u64 = 3600;
+/// Longest sensible idle time of a browser session (one day).
+pub const MAX_SESSION_IDLE_MINUTES: u32 = 24 * 60;
+/// Longest sensible absolute lifetime of a browser session (30 days).
+pub const MAX_SESSION_ABSOLUTE_HOURS: u32 = 30 * 24;
+/// More free sign-in failures than this and the throttle never slows a password guesser.
+pub const MAX_LOGIN_FREE_FAILURES: u32 = 100;
+/// How often `serve`'s CRL publisher looks at nextUpdate, in milliseconds (its tick).
+pub const CRL_PUBLISHER_TICK_MILLIS: u64 = 600_000;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -275,6 +286,7 @@ impl Config {
         } else if url.len() <= "http://".len() || url.contains(char::is_whitespace) {
             out.push(format!("public_url = '{}' is not a URL", self.public_url));
         }
+        out.extend(url_problems("public_url", &self.public_url));
         if self.managed_domains.is_empty() {
             out.push("managed_domains is empty: the CA could issue nothing".into());
         }
@@ -293,6 +305,29 @@ impl Config {
         if self.crl.refresh_before_hours >= self.crl.next_update_hours {
             out.push("crl.refresh_before_hours must be smaller than crl.next_update_hours".into());
         }
+        // The publisher sleeps the coalescing delay before it re-signs, and looks at
+        // nextUpdate once per tick: both must fit in the window before nextUpdate.
+        let window_millis = u64::from(self.crl.refresh_before_hours).saturating_mul(3_600_000);
+        if self.crl.refresh_before_hours == 0 {
+            out.push(
+                "crl.refresh_before_hours = 0: CRLs would be re-signed only after they passed \
+                 their nextUpdate; set it to at least 1 (default 120)"
+                    .into(),
+            );
+        } else if self
+            .crl
+            .coalesce_millis
+            .saturating_add(CRL_PUBLISHER_TICK_MILLIS)
+            >= window_millis
+        {
+            out.push(format!(
+                "crl.coalesce_millis = {} does not fit in the {} h before nextUpdate \
+                 (crl.refresh_before_hours, less the 10-minute publisher tick): a CRL could pass \
+                 its nextUpdate; lower crl.coalesce_millis (default 2000) or raise \
+                 crl.refresh_before_hours",
+                self.crl.coalesce_millis, self.crl.refresh_before_hours
+            ));
+        }
         if let Some(tls) = &self.tls {
             if !tls.public_url.starts_with("https://") {
                 out.push(format!(
@@ -300,6 +335,7 @@ impl Config {
                     tls.public_url
                 ));
             }
+            out.extend(url_problems("tls.public_url", &tls.public_url));
             for (what, path) in [
                 ("tls.cert_file", &tls.cert_file),
                 ("tls.key_file", &tls.key_file),
@@ -312,19 +348,107 @@ impl Config {
         if self.api.max_body_bytes < 1024 {
             out.push("api.max_body_bytes must be at least 1024".into());
         }
-        if self.web.session_idle_minutes == 0 || self.web.session_absolute_hours == 0 {
-            out.push("web session lifetimes must be at least one minute / one hour".into());
+        let request_timeout = self.api.request_timeout_secs;
+        if request_timeout == 0 || request_timeout > MAX_REQUEST_TIMEOUT_SECS {
+            out.push(format!(
+                "api.request_timeout_secs = {request_timeout} {}; set 1 to \
+                 {MAX_REQUEST_TIMEOUT_SECS} (default 30)",
+                if request_timeout == 0 {
+                    "would time out every request at once"
+                } else {
+                    "lets one slow client hold a connection for over an hour"
+                }
+            ));
         }
-        if self.web.login_delay_secs == 0
-            || self.web.login_max_delay_secs < self.web.login_delay_secs
-        {
-            out.push("web.login_delay_secs must be > 0 and <= web.login_max_delay_secs".into());
+        let idle = self.web.session_idle_minutes;
+        if idle == 0 || idle > MAX_SESSION_IDLE_MINUTES {
+            out.push(format!(
+                "web.session_idle_minutes = {idle} {}; set 1 to {MAX_SESSION_IDLE_MINUTES} \
+                 (default 30)",
+                if idle == 0 {
+                    "would end every session at once"
+                } else {
+                    "keeps an abandoned signed-in browser usable for over a day"
+                }
+            ));
+        }
+        let absolute = self.web.session_absolute_hours;
+        if absolute == 0 || absolute > MAX_SESSION_ABSOLUTE_HOURS {
+            out.push(format!(
+                "web.session_absolute_hours = {absolute} {}; set 1 to \
+                 {MAX_SESSION_ABSOLUTE_HOURS} (default 8)",
+                if absolute == 0 {
+                    "would end every session at once"
+                } else {
+                    "keeps a stolen session cookie valid for over 30 days"
+                }
+            ));
+        }
+        let free = self.web.login_free_failures;
+        if free > MAX_LOGIN_FREE_FAILURES {
+            out.push(format!(
+                "web.login_free_failures = {free} lets a password guesser try that many times \
+                 without delay, so the sign-in throttle does nothing; set 1 to \
+                 {MAX_LOGIN_FREE_FAILURES} (default 5)"
+            ));
+        }
+        if self.web.login_delay_secs == 0 {
+            out.push(
+                "web.login_delay_secs = 0 turns the sign-in throttle off (no delay after the free \
+                 failures); set it to at least 1 (default 30)"
+                    .into(),
+            );
+        }
+        if self.web.login_max_delay_secs == 0 {
+            out.push(
+                "web.login_max_delay_secs = 0 caps every sign-in delay at nothing, so the \
+                 throttle does nothing; set it to at least web.login_delay_secs (default 900)"
+                    .into(),
+            );
+        } else if self.web.login_max_delay_secs < self.web.login_delay_secs {
+            out.push(format!(
+                "web.login_max_delay_secs = {} is smaller than web.login_delay_secs = {}; raise \
+                 web.login_max_delay_secs (default 900)",
+                self.web.login_max_delay_secs, self.web.login_delay_secs
+            ));
         }
         if self.web.max_form_bytes < 64 * 1024 {
             out.push("web.max_form_bytes must be at least 65536".into());
         }
         out.extend(self.publish.problems(&self.managed_domains));
         out
+    }
+
+    /// Problems found on disk rather than in the values: `(errors, warnings)`. Errors make
+    /// `config check` fail; warnings are reported and do not.
+    pub fn file_problems(&self) -> (Vec<String>, Vec<String>) {
+        let mut errors = Vec::new();
+        let mut warnings = Vec::new();
+        if let Some(file) = &self.passphrase_file {
+            match std::fs::metadata(file) {
+                Err(_) => errors.push(format!("passphrase_file {} does not exist", file.display())),
+                Ok(meta) => {
+                    if let Some(mode) = group_or_other_access(&meta) {
+                        errors.push(format!(
+                            "passphrase_file {} is readable or writable by group or others (mode {mode:04o}): \
+                             anyone on the machine who can read it can unseal the CA keys; run \
+                             `chmod 600 {}` and make the service user its owner",
+                            file.display(),
+                            file.display()
+                        ));
+                    }
+                }
+            }
+        }
+        if !self.bundles_dir.is_dir() {
+            warnings.push(format!(
+                "bundles_dir {} does not exist: the trust-bundle inventory is empty and no \
+                 bundle is published; create the directory or correct bundles_dir (warning: \
+                 the service still starts)",
+                self.bundles_dir.display()
+            ));
+        }
+        (errors, warnings)
     }
 
     /// Base URL under which bundles are published (HTTPS when configured).
@@ -338,6 +462,64 @@ impl Config {
     pub fn to_toml(&self) -> Result<String> {
         toml::to_string_pretty(self).map_err(|e| Error::Config(e.to_string()))
     }
+}
+
+/// A URL written into certificates or bundle links: no query or fragment (paths are appended
+/// to it), and not the wildcard listen address, which no relying party can reach.
+fn url_problems(key: &str, url: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(at) = url.find(['?', '#']) {
+        let what = if url.get(at..).is_some_and(|rest| rest.starts_with('?')) {
+            "a query"
+        } else {
+            "a fragment"
+        };
+        out.push(format!(
+            "{key} = '{url}' has {what} ('{}'): paths such as /crl/issuing.crl are appended to \
+             it, so certificates would carry broken URLs; remove everything from '{}' on",
+            url.get(at..).unwrap_or_default(),
+            url.get(at..at + 1).unwrap_or_default()
+        ));
+    }
+    let host = url
+        .split_once("://")
+        .map(|(_, rest)| rest)
+        .unwrap_or(url)
+        .split(['/', '?', '#'])
+        .next()
+        .unwrap_or_default();
+    let host = host.rsplit_once('@').map(|(_, h)| h).unwrap_or(host);
+    let host = if host.starts_with('[') {
+        host.split_once(']')
+            .and_then(|(h, _)| h.get(1..))
+            .unwrap_or(host)
+    } else {
+        host.split(':').next().unwrap_or(host)
+    };
+    let wildcard = host
+        .parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_unspecified());
+    if wildcard {
+        out.push(format!(
+            "{key} = '{url}' names the wildcard listen address {host}: it is written into \
+             every certificate (CRL distribution point, AIA) and no relying party can reach it; \
+             set the host name relying parties use, e.g. http://ca.example.org"
+        ));
+    }
+    out
+}
+
+/// The permission bits granting group or others any access, when there are any.
+#[cfg(unix)]
+fn group_or_other_access(meta: &std::fs::Metadata) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = meta.permissions().mode() & 0o7777;
+    (mode & 0o077 != 0).then_some(mode)
+}
+
+#[cfg(not(unix))]
+fn group_or_other_access(_meta: &std::fs::Metadata) -> Option<u32> {
+    None
 }
 
 #[cfg(test)]

@@ -31,6 +31,25 @@ pub fn check_bundle_name(name: &str) -> std::result::Result<(), String> {
     }
 }
 
+/// An admission policy is named by its file stem in the policies directory: a name that is
+/// a path (separators, `..`, absolute) would read a file outside it.
+pub fn check_policy_name(name: &str) -> std::result::Result<(), String> {
+    let ok = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        && !name.starts_with('.');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "admission_policy = '{name}' is outside the policies directory; name a file in \
+             policies_dir by its stem (letters, digits, '-', '_'; without .toml), e.g. \
+             'anchor-admission'"
+        ))
+    }
+}
+
 /// Trust-bundle metadata carried in the .p7b content and shown to operators.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -235,6 +254,8 @@ fn load_declaration(file: &Path) -> Result<DeclaredBundle> {
     if declaration.title.trim().is_empty() {
         return Err(Error::Config(format!("{origin}: title is empty")));
     }
+    check_policy_name(&declaration.admission_policy)
+        .map_err(|e| Error::Config(format!("{origin}: {e}")))?;
     if declaration.promote_to.is_some() && !declaration.test {
         return Err(Error::Config(format!(
             "{origin}: promote_to is only for test bundles (set test = true)"

@@ -679,6 +679,20 @@ impl Authority {
         }
         Ok(out)
     }
+
+    /// Enabled sources that never got a good copy (never fetched, or every attempt failed):
+    /// their anchors are published by nobody.
+    pub fn sources_without_copy(&self) -> Result<Vec<String>> {
+        let now = self.now();
+        let mut out = Vec::new();
+        for (name, source) in self.inventory.externals().filter(|(_, s)| s.enabled) {
+            let state = self.store.external_state(name)?;
+            if staleness(source, state.as_ref(), now) == Staleness::NoCopy {
+                out.push(name.to_string());
+            }
+        }
+        Ok(out)
+    }
 }
 
 /// The staleness of a source's last good copy at `now`.

@@ -1,7 +1,8 @@
 //! What `/healthz` reports beyond "up": conditions under which relying parties will start
 //! rejecting this CA's certificates, or issuance will stop, while the service still answers.
 //! Monitoring should page on them; the service keeps serving (HTTP 200, `degraded`), because
-//! CRLs, CA certificates and bundles are still worth serving.
+//! CRLs, CA certificates and bundles are still worth serving. When the check itself fails
+//! (the store cannot be read) the answer is an error: HTTP 503, status `error`.
 
 use serde::Serialize;
 use time::Duration;
@@ -17,7 +18,8 @@ pub const CA_EXPIRY_WARNING_DAYS: i64 = 30;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct HealthProblem {
     /// Stable: `crl_overdue`, `ca_expired`, `ca_expires_soon`, `issuing_ca_revoked`,
-    /// `external_source_stale`.
+    /// `external_source_stale`, `external_source_no_copy`; `store_unreadable` only in the
+    /// HTTP answer when the check itself fails (HTTP 503, status `error`).
     pub code: &'static str,
     /// What it concerns: the CA role (`root`, `issuing`) or the external source's name.
     pub subject: String,
@@ -73,6 +75,16 @@ impl Authority {
                 message: format!(
                     "external bundle source '{name}' has had no good copy for longer than its \
                      stale_fail_hours"
+                ),
+            });
+        }
+        for name in self.sources_without_copy()? {
+            out.push(HealthProblem {
+                code: "external_source_no_copy",
+                subject: name.clone(),
+                message: format!(
+                    "external bundle source '{name}' is enabled but has never had a good copy; \
+                     its anchors are not published (see `anchorage refresh status {name}`)"
                 ),
             });
         }

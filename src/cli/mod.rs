@@ -587,7 +587,17 @@ fn serve(
             && !config.data_dir.join(config::DATA_DIR_CONFIG).exists()
             && config.public_url == Config::default().public_url
         {
-            config.public_url = format!("http://{addr}");
+            // The wildcard address is no URL a relying party can fetch, and it would stay in
+            // every certificate: an evaluation start on 0.0.0.0 names loopback instead
+            // (`config check` refuses a wildcard public_url).
+            let mut host = addr;
+            if addr.ip().is_unspecified() {
+                host.set_ip(match addr {
+                    std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                    std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+                });
+            }
+            config.public_url = format!("http://{host}");
         }
     }
     let mut authority = Authority::open(config.clone(), Arc::new(SystemClock))?;
@@ -632,6 +642,11 @@ fn serve(
                 config::EVALUATION_DOMAIN
             );
         }
+    }
+    // The same value errors `config check` and `init` refuse: never serve with them.
+    let problems = config.problems();
+    if !problems.is_empty() {
+        return Err(Error::Config(problems.join("; ")));
     }
     let (passphrase, source) = authority.passphrase(false)?;
     authority.unlock(&passphrase)?;
@@ -747,6 +762,8 @@ async fn shutdown_signal() {
 }
 
 fn config_check(config: &Config, out: Output) -> Result<()> {
+    // Errors refuse the configuration (exit non-zero; values also stop `init`); warnings are
+    // reported and do not.
     let mut problems = config.problems();
     if let Err(e) = Profiles::load(config.policies_dir.as_deref()) {
         problems.push(e.to_string());
@@ -758,23 +775,35 @@ fn config_check(config: &Config, out: Output) -> Result<()> {
     if let Err(e) = crate::inventory::Inventory::load(&config.bundles_dir) {
         problems.push(e.to_string());
     }
-    if let Some(file) = &config.passphrase_file {
-        if !file.exists() {
-            problems.push(format!("passphrase_file {} does not exist", file.display()));
-        }
-    }
+    let (file_errors, warnings) = config.file_problems();
+    problems.extend(file_errors);
+    let warning_lines = || {
+        warnings
+            .iter()
+            .map(|w| format!("warning: {w}"))
+            .collect::<Vec<_>>()
+    };
     if problems.is_empty() {
-        emit(out, json!({"ok": true, "problems": []}), || {
-            "configuration OK".to_string()
-        })
+        emit(
+            out,
+            json!({"ok": true, "problems": [], "warnings": warnings}),
+            || {
+                let mut lines = warning_lines();
+                lines.push("configuration OK".to_string());
+                lines.join("\n")
+            },
+        )
     } else {
-        emit(out, json!({"ok": false, "problems": problems}), || {
-            problems
-                .iter()
-                .map(|p| format!("problem: {p}"))
-                .collect::<Vec<_>>()
-                .join("\n")
-        })?;
+        emit(
+            out,
+            json!({"ok": false, "problems": problems, "warnings": warnings}),
+            || {
+                let mut lines: Vec<String> =
+                    problems.iter().map(|p| format!("problem: {p}")).collect();
+                lines.extend(warning_lines());
+                lines.join("\n")
+            },
+        )?;
         Err(Error::Config(format!(
             "{} problem(s) found",
             problems.len()

@@ -1,7 +1,7 @@
 //! `/api/v1` account resources for administrators: users, API tokens and the audit log, with
 //! the same rules as the admin console.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -9,7 +9,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 use super::blocking;
-use super::{Admins, Allowed, ApiError, ApiJson, AppState, Caller, ErrorBody};
+use super::{Admins, Allowed, ApiError, ApiJson, ApiPath, ApiQuery, AppState, Caller, ErrorBody};
 use crate::accounts::{Role, Scope, UserRecord};
 use crate::audit::AuditEntry;
 use crate::authority::NewUser;
@@ -96,7 +96,7 @@ async fn list_users(
 async fn show_user(
     State(state): State<AppState>,
     _caller: Allowed<Admins>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<Json<UserJson>, ApiError> {
     Ok(Json(UserJson::from(&state.authority.user(&name)?)))
 }
@@ -198,7 +198,7 @@ pub struct EditUserBody {
 async fn edit_user(
     State(state): State<AppState>,
     caller: Allowed<Admins>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
     ApiJson(body): ApiJson<EditUserBody>,
 ) -> Result<Json<UserJson>, ApiError> {
     let role = body.role.as_deref().map(Role::parse).transpose()?;
@@ -245,7 +245,7 @@ async fn set_disabled(
 async fn disable_user(
     State(state): State<AppState>,
     caller: Allowed<Admins>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<Json<UserJson>, ApiError> {
     set_disabled(state, caller.0, name, true).await
 }
@@ -268,7 +268,7 @@ async fn disable_user(
 async fn enable_user(
     State(state): State<AppState>,
     caller: Allowed<Admins>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<Json<UserJson>, ApiError> {
     set_disabled(state, caller.0, name, false).await
 }
@@ -310,7 +310,7 @@ pub struct PasswordChanged {
 pub async fn set_password(
     State(state): State<AppState>,
     caller: Allowed<Admins>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
     ApiJson(body): ApiJson<PasswordBody>,
 ) -> Result<Response, ApiError> {
     let (password, generated) = match body.password {
@@ -511,7 +511,7 @@ pub struct NewTokenJson {
 async fn revoke_token(
     State(state): State<AppState>,
     caller: Allowed<Admins>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<TokenJson>, ApiError> {
     let (authority, actor) = (state.authority.clone(), caller.actor());
     let t = blocking(move || authority.revoke_token(&id, &actor)).await?;
@@ -561,7 +561,7 @@ pub struct AuditPage {
 async fn audit(
     State(state): State<AppState>,
     _caller: Allowed<Admins>,
-    Query(q): Query<AuditQuery>,
+    ApiQuery(q): ApiQuery<AuditQuery>,
 ) -> Result<Json<AuditPage>, ApiError> {
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let authority = state.authority.clone();

@@ -2,7 +2,7 @@
 //! retire and promote them, and any change that alters a bundle publishes a new version and
 //! swaps the in-memory copy the bundle endpoints serve.
 
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -11,7 +11,8 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    blocking, Admins, Allowed, ApiError, ApiJson, AppState, Caller, ErrorBody, Submitters,
+    blocking, Admins, Allowed, ApiError, ApiJson, ApiPath, ApiQuery, AppState, Caller, ErrorBody,
+    Submitters,
 };
 use crate::authority::{BundleSummary, Submission};
 use crate::error::Error;
@@ -242,7 +243,7 @@ async fn list_bundles(
 async fn submit(
     State(state): State<AppState>,
     caller: Allowed<Submitters>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
     ApiJson(body): ApiJson<SubmitBody>,
 ) -> Result<Response, ApiError> {
     if !caller.principal().may_use_bundle(&name) {
@@ -302,7 +303,7 @@ pub struct ListQuery {
 async fn list_anchors(
     State(state): State<AppState>,
     caller: Allowed<Submitters>,
-    Query(q): Query<ListQuery>,
+    ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<Vec<AnchorJson>>, ApiError> {
     let authority = state.authority.clone();
     let all = blocking(move || authority.store.anchors()).await?;
@@ -335,7 +336,7 @@ async fn list_anchors(
 async fn show(
     State(state): State<AppState>,
     caller: Allowed<Submitters>,
-    Path(id): Path<u64>,
+    ApiPath(id): ApiPath<u64>,
 ) -> Result<Json<AnchorJson>, ApiError> {
     let authority = state.authority.clone();
     let record = blocking(move || authority.anchor(id)).await?;
@@ -402,7 +403,7 @@ fn decided(record: &AnchorRecord, published: Option<Published>) -> Response {
 async fn approve(
     State(state): State<AppState>,
     caller: Allowed<Admins>,
-    Path(id): Path<u64>,
+    ApiPath(id): ApiPath<u64>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     let note = optional_body(&body)?.note;
@@ -434,7 +435,7 @@ async fn approve(
 async fn reject(
     State(state): State<AppState>,
     caller: Allowed<Admins>,
-    Path(id): Path<u64>,
+    ApiPath(id): ApiPath<u64>,
     ApiJson(body): ApiJson<DecisionBody>,
 ) -> Result<Response, ApiError> {
     let (authority, actor) = (state.authority.clone(), caller.actor());
@@ -463,7 +464,7 @@ async fn reject(
 async fn retire(
     State(state): State<AppState>,
     caller: Allowed<Admins>,
-    Path(id): Path<u64>,
+    ApiPath(id): ApiPath<u64>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     let note = optional_body(&body)?.note;
@@ -495,7 +496,7 @@ async fn retire(
 async fn promote(
     State(state): State<AppState>,
     caller: Allowed<Admins>,
-    Path(id): Path<u64>,
+    ApiPath(id): ApiPath<u64>,
     ApiJson(body): ApiJson<DecisionBody>,
 ) -> Result<Response, ApiError> {
     let (authority, actor) = (state.authority.clone(), caller.actor());
@@ -524,7 +525,7 @@ async fn promote(
 async fn build(
     State(state): State<AppState>,
     caller: Allowed<Admins>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     state.authority.inventory.get(&name)?;
     let published = publish(&state, name.clone(), caller.actor()).await?;

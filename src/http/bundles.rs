@@ -8,14 +8,14 @@ use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use serde_json::json;
 
-use super::{ApiError, AppState};
+use super::{ApiError, ApiPath, AppState};
 use crate::authority::Authority;
 use crate::error::{Error, Result};
 use crate::store::BundleVersion;
@@ -359,7 +359,7 @@ async fn index_json(
 
 async fn current(
     State(state): State<AppState>,
-    Path(file): Path<String>,
+    ApiPath(file): ApiPath<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let (name, ext) = file.rsplit_once('.').ok_or_else(|| not_found(&file))?;
@@ -370,7 +370,7 @@ async fn current(
 
 async fn changes(
     State(state): State<AppState>,
-    Path((name, file)): Path<(String, String)>,
+    ApiPath((name, file)): ApiPath<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let bundle = state.bundles.get(&name).ok_or_else(|| not_found(&name))?;
@@ -384,7 +384,7 @@ async fn changes(
 
 async fn older(
     State(state): State<AppState>,
-    Path((name, file)): Path<(String, String)>,
+    ApiPath((name, file)): ApiPath<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let (number, ext) = file.rsplit_once('.').ok_or_else(|| not_found(&file))?;

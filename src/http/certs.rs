@@ -1,7 +1,7 @@
 //! `/api/v1` certificate resources: issue (CSR or server-generated key), list, fetch, revoke,
 //! and CA status. Same rules as the CLI because both call `authority`.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -10,7 +10,7 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use super::{Allowed, ApiError, ApiJson, AppState, Caller, ErrorBody, Issuers};
+use super::{Allowed, ApiError, ApiJson, ApiPath, ApiQuery, AppState, Caller, ErrorBody, Issuers};
 use crate::authority::{CaStatus, CertFilter, CertStatus, CertView, IssuedCert};
 use crate::error::Error;
 use crate::model::{RevocationReason, Serial};
@@ -268,7 +268,7 @@ async fn renew(
     State(state): State<AppState>,
     caller: Allowed<Issuers>,
     headers: HeaderMap,
-    Path(serial): Path<String>,
+    ApiPath(serial): ApiPath<String>,
     ApiJson(body): ApiJson<RenewBody>,
 ) -> Result<Response, ApiError> {
     let old = state
@@ -374,7 +374,7 @@ fn parse_status(s: &str) -> Result<CertStatus, ApiError> {
 async fn list(
     State(state): State<AppState>,
     caller: Allowed<Issuers>,
-    Query(q): Query<ListQuery>,
+    ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Response, ApiError> {
     let limit = q.limit.unwrap_or(PAGE_DEFAULT);
     if limit == 0 || limit > PAGE_MAX {
@@ -403,11 +403,10 @@ async fn list(
     if let Ok(v) = HeaderValue::from_str(&total.to_string()) {
         h.insert("x-total-count", v);
     }
-    if offset + limit < total {
-        let mut next = format!(
-            "/api/v1/certificates?limit={limit}&offset={}",
-            offset + limit
-        );
+    // Saturating: an offset near usize::MAX must not wrap into a bogus next page.
+    let next_offset = offset.saturating_add(limit);
+    if next_offset < total {
+        let mut next = format!("/api/v1/certificates?limit={limit}&offset={next_offset}");
         for (k, v) in [
             ("q", &q.q),
             ("holder", &q.holder),
@@ -455,7 +454,7 @@ fn serial_of(s: &str) -> Result<Serial, ApiError> {
 async fn show(
     State(state): State<AppState>,
     caller: Allowed<Issuers>,
-    Path(serial): Path<String>,
+    ApiPath(serial): ApiPath<String>,
 ) -> Result<Json<CertJson>, ApiError> {
     let view = state
         .authority
@@ -483,7 +482,7 @@ async fn show(
 async fn pem(
     State(state): State<AppState>,
     caller: Allowed<Issuers>,
-    Path(serial): Path<String>,
+    ApiPath(serial): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let view = state
         .authority
@@ -515,7 +514,7 @@ async fn pem(
 async fn der(
     State(state): State<AppState>,
     caller: Allowed<Issuers>,
-    Path(serial): Path<String>,
+    ApiPath(serial): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let view = state
         .authority
@@ -547,7 +546,7 @@ async fn der(
 async fn chain(
     State(state): State<AppState>,
     caller: Allowed<Issuers>,
-    Path(serial): Path<String>,
+    ApiPath(serial): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let view = state
         .authority
@@ -595,7 +594,7 @@ pub struct RevokeBody {
 async fn revoke(
     State(state): State<AppState>,
     caller: Allowed<Issuers>,
-    Path(serial): Path<String>,
+    ApiPath(serial): ApiPath<String>,
     ApiJson(body): ApiJson<RevokeBody>,
 ) -> Result<Json<crate::store::Revocation>, ApiError> {
     let reason =

@@ -2,17 +2,15 @@
 //! `serve` holds the store, so an LDAP operator's cron job (`anchorage publish ldif`) runs
 //! without stopping the CA. The export is the one `publish ldif` writes, byte for byte.
 
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use serde::Deserialize;
 
-use super::{blocking, Allowed, ApiError, AppState, DnsReaders, ErrorBody};
+use super::{blocking, Allowed, ApiError, ApiQuery, AppState, DnsReaders, ErrorBody};
 use crate::authority::LdifOutcome;
-use crate::error::Error;
 
 /// LDIF (RFC 2849) has no registered media type (`application/ldif` is not in the IANA
 /// registry), and the export is 7-bit text (binary values are base64), so plain UTF-8 text
@@ -50,10 +48,8 @@ pub struct LdifQuery {
 pub async fn ldif(
     State(state): State<AppState>,
     _caller: Allowed<DnsReaders>,
-    query: Result<Query<LdifQuery>, QueryRejection>,
+    ApiQuery(q): ApiQuery<LdifQuery>,
 ) -> Result<Response, ApiError> {
-    // axum's own rejection is plain text; callers expect the JSON error body.
-    let Query(q) = query.map_err(|r| Error::InvalidInput(r.body_text()))?;
     let authority = state.authority.clone();
     let (outcome, bytes) = blocking(move || authority.ldif_bytes(q.since)).await?;
     let mut response = bytes.into_response();

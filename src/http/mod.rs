@@ -20,11 +20,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request};
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Query, Request};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
+use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::Notify;
 use tower_http::timeout::TimeoutLayer;
@@ -88,7 +89,9 @@ pub fn router(state: AppState) -> Router {
                 .merge(organisations::routes())
                 .merge(zones::routes())
                 .merge(directory::routes())
-                .merge(refresh::routes()),
+                .merge(refresh::routes())
+                .fallback(api_not_found)
+                .method_not_allowed_fallback(api_method_not_allowed),
         )
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         // A client that sends its body too slowly is cut off (408).
@@ -103,6 +106,24 @@ pub fn router(state: AppState) -> Router {
         // Method, path and status only: bodies may hold keys or passwords.
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// An `/api/v1` path no route serves: the JSON error body, not an empty 404.
+async fn api_not_found() -> ApiError {
+    ApiError(Error::NotFound("no such API resource".into()))
+}
+
+/// A method an `/api/v1` route does not take: 405 with the JSON error body.
+async fn api_method_not_allowed() -> Response {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        Json(ErrorBody {
+            code: "method_not_allowed".into(),
+            message: "this resource does not take that method".into(),
+            reasons: Vec::new(),
+        }),
+    )
+        .into_response()
 }
 
 /// Headers every response carries. The pages use no inline script or style and are never
@@ -363,6 +384,65 @@ where
                 )
                     .into_response())
             }
+        }
+    }
+}
+
+/// `Query` whose rejections (a value that does not parse, an unknown enum word) answer 400
+/// with the JSON error body above and code `invalid_input`, not axum's text/plain.
+pub struct ApiQuery<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for ApiQuery<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(v)) => Ok(ApiQuery(v)),
+            Err(rejection) => Err(ApiError(Error::InvalidInput(format!(
+                "the query string is malformed: {}",
+                rejection.body_text()
+            )))
+            .into_response()),
+        }
+    }
+}
+
+/// `Path` whose rejections answer with the JSON error body above: 400 `invalid_input` for a
+/// segment that does not parse (not UTF-8, not a number); a route that does not fit its
+/// handler is a bug, answered 500 without details.
+pub struct ApiPath<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for ApiPath<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(v)) => Ok(ApiPath(v)),
+            Err(rejection) if rejection.status().is_server_error() => {
+                tracing::error!(rejection = %rejection.body_text(), "path parameters do not fit the handler");
+                Err((
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    Json(ErrorBody {
+                        code: "internal_error".into(),
+                        message: "the service could not complete the request".into(),
+                        reasons: Vec::new(),
+                    }),
+                )
+                    .into_response())
+            }
+            Err(rejection) => Err(ApiError(Error::InvalidInput(format!(
+                "the URL path is malformed: {}",
+                rejection.body_text()
+            )))
+            .into_response()),
         }
     }
 }

@@ -3,14 +3,16 @@
 //! address or domain belongs to. Admins manage them; registrars and members read the
 //! organisations in their scope.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
-use super::{blocking, Admins, Allowed, ApiError, ApiJson, AppState, Caller, ErrorBody};
+use super::{
+    blocking, Admins, Allowed, ApiError, ApiJson, ApiPath, ApiQuery, AppState, Caller, ErrorBody,
+};
 use crate::authority::{OrganisationChange, UnresolvedHolder};
 use crate::organisations::{HolderBinding, OrganisationRecord};
 
@@ -115,7 +117,7 @@ async fn list(
 async fn show(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<OrganisationJson>, ApiError> {
     let (authority, principal) = (state.authority.clone(), caller.principal().clone());
     let org = blocking(move || authority.organisation_for(&principal, &id)).await?;
@@ -180,7 +182,7 @@ async fn add(
 async fn edit(
     State(state): State<AppState>,
     caller: Allowed<Admins>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<EditOrganisationBody>,
 ) -> Result<Json<OrganisationJson>, ApiError> {
     let (authority, principal) = (state.authority.clone(), caller.principal().clone());
@@ -229,7 +231,7 @@ async fn set_disabled(
 async fn disable(
     State(state): State<AppState>,
     caller: Allowed<Admins>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<OrganisationJson>, ApiError> {
     set_disabled(state, caller, id, true).await
 }
@@ -252,7 +254,7 @@ async fn disable(
 async fn enable(
     State(state): State<AppState>,
     caller: Allowed<Admins>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<OrganisationJson>, ApiError> {
     set_disabled(state, caller, id, false).await
 }
@@ -282,7 +284,7 @@ pub struct HoldersQuery {
 async fn holders(
     State(state): State<AppState>,
     caller: Allowed<Admins>,
-    Query(q): Query<HoldersQuery>,
+    ApiQuery(q): ApiQuery<HoldersQuery>,
 ) -> Result<Json<Vec<HolderBinding>>, ApiError> {
     let (authority, principal) = (state.authority.clone(), caller.principal().clone());
     let list =
@@ -334,7 +336,7 @@ async fn unresolved(
 async fn holder(
     State(state): State<AppState>,
     caller: Allowed<Admins>,
-    Path(holder): Path<String>,
+    ApiPath(holder): ApiPath<String>,
 ) -> Result<Json<HolderBinding>, ApiError> {
     let (authority, principal) = (state.authority.clone(), caller.principal().clone());
     Ok(Json(
@@ -371,7 +373,7 @@ pub struct TransferBody {
 async fn transfer(
     State(state): State<AppState>,
     caller: Allowed<Admins>,
-    Path(holder): Path<String>,
+    ApiPath(holder): ApiPath<String>,
     ApiJson(body): ApiJson<TransferBody>,
 ) -> Result<Json<HolderBinding>, ApiError> {
     let (authority, principal) = (state.authority.clone(), caller.principal().clone());

@@ -1,14 +1,14 @@
 //! Unauthenticated plain-HTTP resources that relying parties fetch: CRLs and CA certificates
 //! at the URLs written into certificates (CDP, AIA caIssuers), and a health check.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
-use super::{ApiError, AppState};
+use super::{ApiError, ApiPath, AppState};
 use crate::ca::CaRole;
 use crate::error::Error;
 use crate::x509;
@@ -48,20 +48,42 @@ async fn health(State(state): State<AppState>) -> Response {
             Json(json!({"status": "not_initialised"})),
         )
             .into_response(),
+        // The check itself failed: most often the store cannot be read. Never 200, and the
+        // body names the failing part without internals (the cause goes to the log).
         Ok(Err(e)) => {
             tracing::error!(error = %e, code = e.code(), "health check failed");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({"status": "error", "code": e.code(), "message": e.to_string()})),
-            )
-                .into_response()
+            let problem = match &e {
+                Error::Store(_) | Error::Io { .. } => json!({
+                    "code": "store_unreadable",
+                    "subject": "store",
+                    "message": "the store could not be read; the cause is in the service log",
+                }),
+                other => json!({
+                    "code": "health_check_failed",
+                    "subject": other.code(),
+                    "message": "the health check failed; the cause is in the service log",
+                }),
+            };
+            health_error(problem)
         }
-        Err(e) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "error", "message": format!("health check task: {e}")})),
-        )
-            .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "health check task failed");
+            health_error(json!({
+                "code": "health_check_failed",
+                "subject": "task",
+                "message": "the health check task failed; the cause is in the service log",
+            }))
+        }
     }
+}
+
+/// HTTP 503 with status `error` and the one problem that made the check fail.
+fn health_error(problem: serde_json::Value) -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({"status": "error", "problems": [problem]})),
+    )
+        .into_response()
 }
 
 fn role_of(file: &str, suffix: &str) -> Result<CaRole, ApiError> {
@@ -86,7 +108,7 @@ fn binary(content_type: &'static str, body: Vec<u8>, max_age: u64) -> Response {
 
 async fn crl(
     State(state): State<AppState>,
-    Path(file): Path<String>,
+    ApiPath(file): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let role = role_of(&file, ".crl")?;
     let crl = state.authority.stored_crl(role)?.ok_or_else(|| {
@@ -101,7 +123,7 @@ async fn crl(
 
 async fn ca_cert(
     State(state): State<AppState>,
-    Path(file): Path<String>,
+    ApiPath(file): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     if file == "chain.pem" {
         let pem: String = state

@@ -4,14 +4,14 @@
 
 use std::fmt::Write;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 
-use super::{blocking, Admins, Allowed, ApiError, AppState, ErrorBody};
+use super::{blocking, Admins, Allowed, ApiError, ApiPath, ApiQuery, AppState, ErrorBody};
 use crate::authority::{RefreshReport, SourceView, Staleness};
 use crate::external::{schedule, RefreshStatus};
 
@@ -42,7 +42,7 @@ pub fn public_routes() -> Router<AppState> {
 )]
 pub async fn status(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let authority = state.authority.clone();
     let view = blocking(move || authority.source_view(&name)).await?;
@@ -98,8 +98,8 @@ pub struct RefreshQuery {
 pub async fn refresh(
     State(state): State<AppState>,
     caller: Allowed<Admins>,
-    Path(name): Path<String>,
-    Query(q): Query<RefreshQuery>,
+    ApiPath(name): ApiPath<String>,
+    ApiQuery(q): ApiQuery<RefreshQuery>,
 ) -> Result<Response, ApiError> {
     let report = schedule::refresh_with(
         state.authority.clone(),

@@ -4,13 +4,13 @@
 
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 
-use super::{Allowed, ApiError, AppState, DnsReaders, ErrorBody};
+use super::{Allowed, ApiError, ApiPath, AppState, DnsReaders, ErrorBody};
 use crate::authority::ZoneOutcome;
 use crate::error::Error;
 use crate::model::HealthDomain;
@@ -64,7 +64,7 @@ pub async fn list(
 pub async fn zone(
     State(state): State<AppState>,
     _caller: Allowed<DnsReaders>,
-    Path(domain): Path<String>,
+    ApiPath(domain): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let domain = HealthDomain::parse(&domain).map_err(Error::InvalidInput)?;
     let authority = state.authority.clone();

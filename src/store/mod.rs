@@ -827,6 +827,14 @@ impl Store {
         self.flush()
     }
 
+    /// For tests that prove an unreadable store is reported: overwrites a CA record with raw
+    /// bytes (as disk corruption or a record written by a newer version would leave it).
+    #[doc(hidden)]
+    pub fn danger_put_raw_ca_record(&self, role: &str, bytes: &[u8]) -> Result<()> {
+        self.ca.insert(role, bytes)?;
+        self.flush()
+    }
+
     /// For tests that prove tampering is detected: raw access to the audit tree.
     #[doc(hidden)]
     pub fn danger_audit_tree(&self) -> &sled::Tree {

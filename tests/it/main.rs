@@ -21,6 +21,7 @@ mod harness;
 mod issuance;
 mod openapi;
 mod ownership;
+mod private_files;
 mod refusals;
 mod seeds;
 mod server;

@@ -251,6 +251,12 @@ fn config_check_lists_problems() {
     // The reference configuration, pointed at this checkout's policies and a real file.
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     std::fs::write(dir.path().join("pass"), PASS).unwrap();
+    // As the reference config says: 0600, or `config check` refuses it.
+    std::fs::set_permissions(
+        dir.path().join("pass"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
     let reference = std::fs::read_to_string(root.join("ops/anchorage.toml"))
         .unwrap()
         .replace(

@@ -2,14 +2,17 @@
 //! tokens, CA status, and the audit-log viewer. Every action is a POST with the CSRF token,
 //! followed by a redirect back to the page (post/redirect/get).
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Form, Router};
 use serde::Deserialize;
 
-use super::{paginate, render, see_other, Nav, Notice, Paging, WebError, WebSession, PAGE_SIZE};
+use super::{
+    paginate, render, see_other, Nav, Notice, Paging, WebError, WebPath, WebQuery, WebSession,
+    PAGE_SIZE,
+};
 use crate::accounts::{Role, Scope, UserRecord};
 use crate::audit::AuditEntry;
 use crate::authority::{BundleSummary, CaStatus, NewUser, SourceView, Staleness};
@@ -69,7 +72,7 @@ struct QueuePage {
 async fn queue(
     State(state): State<AppState>,
     session: WebSession,
-    Query(d): Query<Done>,
+    WebQuery(d): WebQuery<Done>,
 ) -> Result<Response, WebError> {
     session.require(ADMIN)?;
     let authority = state.authority.clone();
@@ -128,7 +131,7 @@ pub struct DecisionForm {
 async fn decide(
     State(state): State<AppState>,
     session: WebSession,
-    Path((id, action)): Path<(u64, String)>,
+    WebPath((id, action)): WebPath<(u64, String)>,
     Form(form): Form<DecisionForm>,
 ) -> Result<Response, WebError> {
     session.require(ADMIN)?;
@@ -197,7 +200,7 @@ fn staleness_word(s: Staleness) -> &'static str {
 async fn bundles(
     State(state): State<AppState>,
     session: WebSession,
-    Query(d): Query<Done>,
+    WebQuery(d): WebQuery<Done>,
 ) -> Result<Response, WebError> {
     session.require(ADMIN)?;
     let authority = state.authority.clone();
@@ -245,7 +248,7 @@ pub struct CsrfOnly {
 async fn build(
     State(state): State<AppState>,
     session: WebSession,
-    Path(name): Path<String>,
+    WebPath(name): WebPath<String>,
     Form(form): Form<CsrfOnly>,
 ) -> Result<Response, WebError> {
     session.require(ADMIN)?;
@@ -262,7 +265,7 @@ async fn build(
 async fn refresh_source(
     State(state): State<AppState>,
     session: WebSession,
-    Path(name): Path<String>,
+    WebPath(name): WebPath<String>,
     Form(form): Form<CsrfOnly>,
 ) -> Result<Response, WebError> {
     session.require(ADMIN)?;
@@ -330,7 +333,7 @@ async fn users_page(
 async fn users(
     State(state): State<AppState>,
     session: WebSession,
-    Query(d): Query<Done>,
+    WebQuery(d): WebQuery<Done>,
 ) -> Result<Response, WebError> {
     session.require(ADMIN)?;
     let flash = Notice::from_query(d.done.as_deref(), "/admin/users");
@@ -414,7 +417,7 @@ async fn add_user(
 async fn user_action(
     State(state): State<AppState>,
     session: WebSession,
-    Path((name, action)): Path<(String, String)>,
+    WebPath((name, action)): WebPath<(String, String)>,
     Form(form): Form<CsrfOnly>,
 ) -> Result<Response, WebError> {
     session.require(ADMIN)?;
@@ -507,7 +510,7 @@ async fn tokens_page(
 async fn tokens(
     State(state): State<AppState>,
     session: WebSession,
-    Query(d): Query<Done>,
+    WebQuery(d): WebQuery<Done>,
 ) -> Result<Response, WebError> {
     session.require(ADMIN)?;
     let flash = Notice::from_query(d.done.as_deref(), "/admin/tokens");
@@ -586,7 +589,7 @@ async fn add_token(
 async fn revoke_token(
     State(state): State<AppState>,
     session: WebSession,
-    Path(id): Path<String>,
+    WebPath(id): WebPath<String>,
     Form(form): Form<CsrfOnly>,
 ) -> Result<Response, WebError> {
     session.require(ADMIN)?;
@@ -655,7 +658,7 @@ struct AuditPage {
 async fn audit(
     State(state): State<AppState>,
     session: WebSession,
-    Query(q): Query<AuditQuery>,
+    WebQuery(q): WebQuery<AuditQuery>,
 ) -> Result<Response, WebError> {
     session.require(ADMIN)?;
     let authority = state.authority.clone();

@@ -2,7 +2,7 @@
 //! same for unknown users as for wrong passwords, and is protected against login CSRF by a
 //! double-submit cookie (there is no session yet to hold a token).
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -12,7 +12,9 @@ use cookie::{Cookie, SameSite};
 use serde::Deserialize;
 
 use super::forms::safe_next;
-use super::{client_of, cookie_value, render, see_other, Nav, OverTls, WebError, WebSession};
+use super::{
+    client_of, cookie_value, render, see_other, Nav, OverTls, WebError, WebQuery, WebSession,
+};
 use crate::accounts;
 use crate::error::Error;
 use crate::http::AppState;
@@ -74,7 +76,7 @@ fn login_form(next: String, username: String, error: Option<String>, tls: bool) 
     r
 }
 
-async fn login_page(parts: Parts, Query(q): Query<NextQuery>) -> Response {
+async fn login_page(parts: Parts, WebQuery(q): WebQuery<NextQuery>) -> Response {
     let tls = parts.extensions.get::<OverTls>().is_some();
     login_form(safe_next(q.next.as_deref()), String::new(), None, tls)
 }

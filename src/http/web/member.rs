@@ -1,14 +1,14 @@
 //! Member pages: submit an anchor (with optional sample certificates) to a bundle the account
 //! may use, follow its review, see every rejection reason and the bundles it is in.
 
-use axum::extract::{Multipart, Path, State};
+use axum::extract::{Multipart, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 
 use super::forms::read_multipart;
-use super::{render, Nav, Notice, WebError, WebSession};
+use super::{render, Nav, Notice, WebError, WebPath, WebSession};
 use crate::accounts::Role;
 use crate::authority::{BundleSummary, Submission};
 use crate::error::Error;
@@ -182,7 +182,7 @@ struct AnchorPage {
 async fn detail(
     State(state): State<AppState>,
     session: WebSession,
-    Path(id): Path<String>,
+    WebPath(id): WebPath<String>,
 ) -> Result<Response, WebError> {
     session.require(MEMBERS)?;
     // Parsed here, not by the extractor, whose refusal would quote the URL's text back.

@@ -364,6 +364,49 @@ impl IntoResponse for WebError {
     }
 }
 
+/// `Query` for pages: a query string that does not parse is a 400 error page with a fixed
+/// sentence (axum's own rejection is text/plain and quotes the input back).
+pub struct WebQuery<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for WebQuery<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = WebError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(v)| WebQuery(v))
+            .map_err(|_| {
+                WebError::status(
+                    StatusCode::BAD_REQUEST,
+                    "The address has a malformed query.",
+                )
+            })
+    }
+}
+
+/// `Path` for pages: a segment that does not parse (not a number, not UTF-8) is a 400 error
+/// page with a fixed sentence, never the input quoted back.
+pub struct WebPath<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for WebPath<T>
+where
+    T: serde::de::DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = WebError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(v)| WebPath(v))
+            .map_err(|_| WebError::status(StatusCode::BAD_REQUEST, "The address is malformed."))
+    }
+}
+
 /// Sends the browser on after a successful POST (post/redirect/get).
 pub fn see_other(to: &str) -> Response {
     Redirect::to(to).into_response()

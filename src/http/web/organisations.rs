@@ -2,14 +2,14 @@
 //! one, disable or enable it, and see the holders the upgrade could not settle. The same
 //! `authority` use cases as `/api/v1/organisations`; every change is audited there.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Form, Router};
 use serde::Deserialize;
 
-use super::{render, see_other, Nav, WebError, WebSession};
+use super::{render, see_other, Nav, WebError, WebPath, WebSession};
 use crate::accounts::Role;
 use crate::authority::{OrganisationChange, UnresolvedHolder};
 use crate::error::Error;
@@ -131,7 +131,7 @@ pub struct CsrfForm {
 async fn action(
     State(state): State<AppState>,
     session: WebSession,
-    Path((id, action)): Path<(String, String)>,
+    WebPath((id, action)): WebPath<(String, String)>,
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, WebError> {
     session.require(ADMIN)?;

@@ -1,7 +1,7 @@
 //! Registrar pages: the issuance form (CSR or server-generated key), the certificate list
 //! with search and filters, the detail page with downloads, revocation and renewal.
 
-use axum::extract::{Multipart, Path, Query, State};
+use axum::extract::{Multipart, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -9,7 +9,7 @@ use axum::{Form, Router};
 use serde::Deserialize;
 
 use super::forms::{read_multipart, FormData};
-use super::{render, see_other, Download, Nav, Notice, WebError, WebSession};
+use super::{render, see_other, Download, Nav, Notice, WebError, WebPath, WebQuery, WebSession};
 use crate::accounts::Role;
 use crate::authority::{CertFilter, CertStatus, CertView, IssueOutcome};
 use crate::error::Error;
@@ -159,7 +159,7 @@ pub struct RenewQuery {
 async fn issue_page(
     State(state): State<AppState>,
     session: WebSession,
-    Query(q): Query<RenewQuery>,
+    WebQuery(q): WebQuery<RenewQuery>,
 ) -> Result<Response, WebError> {
     session.require(ISSUERS)?;
     let mut v = IssueValues {
@@ -473,7 +473,7 @@ fn issued(state: &AppState, session: &WebSession, nonce: &str, outcome: IssueOut
 async fn download(
     State(state): State<AppState>,
     session: WebSession,
-    Path(ticket): Path<String>,
+    WebPath(ticket): WebPath<String>,
 ) -> Result<Response, WebError> {
     session.require(ISSUERS)?;
     let now = state.authority.now();
@@ -555,7 +555,7 @@ pub fn status_word(s: &CertStatus) -> &'static str {
 async fn list(
     State(state): State<AppState>,
     session: WebSession,
-    Query(q): Query<ListQuery>,
+    WebQuery(q): WebQuery<ListQuery>,
 ) -> Result<Response, WebError> {
     session.require(ISSUERS)?;
     let expiring = q.expiring.trim();
@@ -651,8 +651,8 @@ pub struct FlashQuery {
 async fn detail(
     State(state): State<AppState>,
     session: WebSession,
-    Path(serial): Path<String>,
-    Query(f): Query<FlashQuery>,
+    WebPath(serial): WebPath<String>,
+    WebQuery(f): WebQuery<FlashQuery>,
 ) -> Result<Response, WebError> {
     session.require(ISSUERS)?;
     let v = scoped(&state, &session, &serial)?;
@@ -687,7 +687,7 @@ fn file_response(bytes: Vec<u8>, content_type: &'static str, filename: String) -
 async fn pem(
     State(state): State<AppState>,
     session: WebSession,
-    Path(serial): Path<String>,
+    WebPath(serial): WebPath<String>,
 ) -> Result<Response, WebError> {
     session.require(ISSUERS)?;
     let v = scoped(&state, &session, &serial)?;
@@ -702,7 +702,7 @@ async fn pem(
 async fn der(
     State(state): State<AppState>,
     session: WebSession,
-    Path(serial): Path<String>,
+    WebPath(serial): WebPath<String>,
 ) -> Result<Response, WebError> {
     session.require(ISSUERS)?;
     let v = scoped(&state, &session, &serial)?;
@@ -716,7 +716,7 @@ async fn der(
 async fn chain(
     State(state): State<AppState>,
     session: WebSession,
-    Path(serial): Path<String>,
+    WebPath(serial): WebPath<String>,
 ) -> Result<Response, WebError> {
     session.require(ISSUERS)?;
     let v = scoped(&state, &session, &serial)?;
@@ -753,7 +753,7 @@ const REASONS: [&str; 6] = [
 async fn revoke_page(
     State(state): State<AppState>,
     session: WebSession,
-    Path(serial): Path<String>,
+    WebPath(serial): WebPath<String>,
 ) -> Result<Response, WebError> {
     session.require(ISSUERS)?;
     let v = scoped(&state, &session, &serial)?;
@@ -780,7 +780,7 @@ pub struct RevokeForm {
 async fn revoke(
     State(state): State<AppState>,
     session: WebSession,
-    Path(serial): Path<String>,
+    WebPath(serial): WebPath<String>,
     Form(form): Form<RevokeForm>,
 ) -> Result<Response, WebError> {
     session.require(ISSUERS)?;
