@@ -359,7 +359,7 @@ pub struct UserForm {
 }
 
 /// Comma- or line-separated list field.
-fn list_of(s: &str) -> Vec<String> {
+pub(super) fn list_of(s: &str) -> Vec<String> {
     s.split([',', '\n'])
         .map(str::trim)
         .filter(|x| !x.is_empty())

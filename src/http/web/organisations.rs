@@ -9,6 +9,7 @@ use axum::routing::{get, post};
 use axum::{Form, Router};
 use serde::Deserialize;
 
+use super::admin::list_of;
 use super::{render, see_other, Nav, WebError, WebPath, WebSession};
 use crate::accounts::Role;
 use crate::authority::{OrganisationChange, UnresolvedHolder};
@@ -82,14 +83,6 @@ pub struct OrgForm {
     domains: String,
     #[serde(default)]
     contacts: String,
-}
-
-fn list_of(s: &str) -> Vec<String> {
-    s.split([',', '\n'])
-        .map(str::trim)
-        .filter(|x| !x.is_empty())
-        .map(str::to_string)
-        .collect()
 }
 
 async fn save(
