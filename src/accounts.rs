@@ -188,8 +188,12 @@ impl Scope {
             Role::Member => EffectiveScope {
                 domains: Limit::none(),
                 organisations: listed(&self.organisations),
-                bundles: Limit::Only(self.bundles.iter().filter(|b| *b != "*").cloned().collect())
-                    .or_any(self.bundles.iter().any(|b| b == "*")),
+                // Bundle names compare exactly.
+                bundles: if self.bundles.iter().any(|b| b == "*") {
+                    Limit::Any
+                } else {
+                    Limit::Only(self.bundles.iter().cloned().collect())
+                },
             },
             Role::DnsOperator => EffectiveScope {
                 domains: Limit::none(),
@@ -211,14 +215,6 @@ pub enum Limit {
 impl Limit {
     pub fn none() -> Limit {
         Limit::Only(BTreeSet::new())
-    }
-
-    fn or_any(self, any: bool) -> Limit {
-        if any {
-            Limit::Any
-        } else {
-            self
-        }
     }
 
     pub fn allows(&self, name: &str) -> bool {

@@ -76,13 +76,15 @@ impl RateLimiter {
                 continue;
             }
             let limit = limit as usize;
-            let in_window: Vec<&OffsetDateTime> = q.iter().filter(|t| now - **t < window).collect();
-            if in_window.len() + n > limit {
+            // Oldest first: the window is a suffix of the queue.
+            let start = q.partition_point(|t| now - *t >= window);
+            let in_window = q.len() - start;
+            if in_window + n > limit {
                 // The oldest entries must leave the window before `n` more fit.
-                let must_leave = (in_window.len() + n).saturating_sub(limit);
-                let until = in_window
-                    .get(must_leave.saturating_sub(1))
-                    .map(|t| **t + window)
+                let must_leave = (in_window + n).saturating_sub(limit);
+                let until = q
+                    .get(start + must_leave.saturating_sub(1))
+                    .map(|t| *t + window)
                     .unwrap_or(now + window);
                 let secs = (until - now).whole_seconds().max(1) as u64;
                 return Err(Error::RateLimited {
@@ -212,13 +214,11 @@ impl Authority {
             }
         }
         let ownership = self.ownership(principal, request)?;
-        let outcome = self.issue_owned(request, ownership, p12_password, idempotency)?;
-        if let super::Issued::Replay(first) = &outcome {
-            return self.replay(first, &print);
-        }
-        self.rate.record(&principal.id, count, now);
-        match outcome {
-            super::Issued::Fresh(o) => Ok(o),
+        match self.issue_owned(request, ownership, p12_password, idempotency)? {
+            super::Issued::Fresh(outcome) => {
+                self.rate.record(&principal.id, count, now);
+                Ok(outcome)
+            }
             super::Issued::Replay(first) => self.replay(&first, &print),
         }
     }
@@ -451,15 +451,28 @@ impl Authority {
     }
 
     /// The organisation reference of a holder, for views.
-    pub(super) fn organisation_ref(&self, holder: &str) -> Result<Option<OrganisationRef>> {
+    /// `names` remembers organisation names across the views of one listing, so a listing
+    /// reads each organisation record once.
+    pub(super) fn organisation_ref(
+        &self,
+        holder: &str,
+        names: &mut HashMap<String, String>,
+    ) -> Result<Option<OrganisationRef>> {
         let Some(binding) = self.store.holder_binding(holder)? else {
             return Ok(None);
         };
-        let name = self
-            .store
-            .organisation(&binding.organisation)?
-            .map(|o| o.name)
-            .unwrap_or_default();
+        let name = match names.get(&binding.organisation) {
+            Some(name) => name.clone(),
+            None => {
+                let name = self
+                    .store
+                    .organisation(&binding.organisation)?
+                    .map(|o| o.name)
+                    .unwrap_or_default();
+                names.insert(binding.organisation.clone(), name.clone());
+                name
+            }
+        };
         Ok(Some(OrganisationRef {
             unresolved: !binding.resolved(),
             id: binding.organisation,

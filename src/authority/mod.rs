@@ -539,15 +539,12 @@ impl Authority {
         p12_password: Option<Zeroizing<String>>,
         mut idempotency: Option<(Vec<u8>, crate::store::IdempotencyRecord)>,
     ) -> Result<Issued> {
-        let mut request = request.clone();
-        if let Some(o) = &ownership {
-            // The certificate names the holder's organisation as its record says.
-            request.subscriber.organization = Some(o.organisation.name.clone());
-        }
-        let approved = self.approve(&request)?;
+        let mut approved = self.approve(request)?;
         let ownership = ownership.ok_or_else(|| {
             Error::Generation("an approved request without an organisation".into())
         })?;
+        // The certificate names the holder's organisation as its record says.
+        approved.subscriber.organization = Some(ownership.organisation.name.clone());
         self.ensure_issuing_ca_valid()?;
         let signers = self.signers()?;
         let generated_password = match (&p12_password, has_generated_key(&approved)) {
@@ -752,6 +749,15 @@ impl Authority {
     }
 
     fn view(&self, record: CertRecord) -> Result<CertView> {
+        self.view_with(record, &mut std::collections::HashMap::new())
+    }
+
+    /// A view; `names` caches organisation names across the views of one listing.
+    fn view_with(
+        &self,
+        record: CertRecord,
+        names: &mut std::collections::HashMap<String, String>,
+    ) -> Result<CertView> {
         let revocation = self.store.revocation(&record.serial)?;
         let now = self.now();
         let status = if revocation.is_some() {
@@ -765,7 +771,7 @@ impl Authority {
         };
         Ok(CertView {
             binding: record.holder.binding(),
-            organisation: self.organisation_ref(&record.holder.to_string())?,
+            organisation: self.organisation_ref(&record.holder.to_string(), names)?,
             record,
             status,
             revocation,
@@ -788,6 +794,7 @@ impl Authority {
             .map(|q| q.trim().to_lowercase())
             .filter(|q| !q.is_empty());
         let mut out = Vec::new();
+        let mut names = std::collections::HashMap::new();
         for record in self.store.certs() {
             let record = record?;
             if holder
@@ -811,7 +818,7 @@ impl Authority {
             if search.as_ref().is_some_and(|q| !matches_search(&record, q)) {
                 continue;
             }
-            let view = self.view(record)?;
+            let view = self.view_with(record, &mut names)?;
             if filter.status.is_some_and(|s| s != view.status) {
                 continue;
             }

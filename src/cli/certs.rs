@@ -7,7 +7,7 @@ use base64::Engine;
 use serde_json::{json, Value};
 
 use super::bundles::call;
-use super::{emit, write_file, CertCommand, IssueArgs, Output, StatusArg};
+use super::{emit, CertCommand, IssueArgs, Output, StatusArg};
 use crate::error::{Error, Result};
 
 /// Largest page the API serves; the listing walks the pages.
@@ -203,51 +203,15 @@ fn issue_remote(url: &str, token: &str, args: IssueArgs, out: Output) -> Result<
         Some(body),
     )?;
     let certs = v["certificates"].as_array().cloned().unwrap_or_default();
-    let pem: String = certs.iter().filter_map(|c| c["pem"].as_str()).collect();
-    let mut p12_files = Vec::new();
-    if let Some(base) = &args.p12_out {
-        let files = v["pkcs12"].as_array().cloned().unwrap_or_default();
-        for (path, f) in super::p12_paths(base, files.len()).into_iter().zip(files) {
-            let bytes = base64::engine::general_purpose::STANDARD
+    let pkcs12 = v["pkcs12"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|f| {
+            base64::engine::general_purpose::STANDARD
                 .decode(f["pkcs12_base64"].as_str().unwrap_or_default())
-                .map_err(|e| Error::Store(format!("the server sent an unreadable PKCS#12: {e}")))?;
-            write_file(&path, &bytes, true)?;
-            p12_files.push(path);
-        }
-    }
-    if let Some(path) = &args.out {
-        write_file(path, pem.as_bytes(), false)?;
-    }
-    let value = json!({
-        "serial": v["serial"], "serials": v["serials"], "certificates": certs,
-        "out": args.out, "p12_files": p12_files, "p12_password": v["p12_password"],
-    });
-    emit(out, value.clone(), || {
-        let mut lines: Vec<String> = certs
-            .iter()
-            .map(|c| {
-                format!(
-                    "issued {} certificate {} for {} (valid until {})",
-                    c["usage"].as_str().unwrap_or_default(),
-                    c["serial"].as_str().unwrap_or_default(),
-                    c["holder"].as_str().unwrap_or_default(),
-                    c["not_after"].as_str().unwrap_or_default()
-                )
-            })
-            .collect();
-        match &args.out {
-            Some(p) => lines.push(format!("certificate(s) written to {}", p.display())),
-            None => lines.push(pem.trim_end().to_string()),
-        }
-        for p in &p12_files {
-            lines.push(format!(
-                "PKCS#12 written to {} (legacy encryption: `openssl pkcs12 -legacy` reads it)",
-                p.display()
-            ));
-        }
-        if let Some(pw) = value["p12_password"].as_str() {
-            lines.push(format!("PKCS#12 password (shown once, not stored): {pw}"));
-        }
-        lines.join("\n")
-    })
+                .map_err(|e| Error::Store(format!("the server sent an unreadable PKCS#12: {e}")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    super::write_issued(&args, &certs, &pkcs12, v["p12_password"].as_str(), out)
 }

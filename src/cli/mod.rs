@@ -1017,15 +1017,34 @@ fn p12_paths(base: &Path, count: usize) -> Vec<PathBuf> {
 }
 
 fn write_issue_outputs(args: &IssueArgs, outcome: &IssueOutcome, out: Output) -> Result<()> {
-    let pem: String = outcome.certs.iter().map(|c| c.pem.as_str()).collect();
+    let certs: Vec<serde_json::Value> = outcome
+        .certs
+        .iter()
+        .map(|c| serde_json::to_value(c).unwrap_or_default())
+        .collect();
+    let pkcs12: Vec<Vec<u8>> = outcome
+        .certs
+        .iter()
+        .filter_map(|c| c.pkcs12.clone())
+        .collect();
+    let password = outcome.generated_password.as_ref().map(|p| p.as_str());
+    write_issued(args, &certs, &pkcs12, password, out)
+}
+
+/// Writes what an issuance returned (on the store or through the server, the same JSON): the
+/// certificates as PEM to `--out`, each PKCS#12 to its file (0600), and the summary.
+fn write_issued(
+    args: &IssueArgs,
+    certs: &[serde_json::Value],
+    pkcs12: &[Vec<u8>],
+    password: Option<&str>,
+    out: Output,
+) -> Result<()> {
+    let text = |c: &serde_json::Value, k: &str| c[k].as_str().unwrap_or_default().to_string();
+    let pem: String = certs.iter().map(|c| text(c, "pem")).collect();
     let mut p12_files = Vec::new();
     if let Some(base) = &args.p12_out {
-        let with_keys: Vec<_> = outcome
-            .certs
-            .iter()
-            .filter_map(|c| c.pkcs12.as_ref())
-            .collect();
-        for (path, bytes) in p12_paths(base, with_keys.len()).into_iter().zip(with_keys) {
+        for (path, bytes) in p12_paths(base, pkcs12.len()).into_iter().zip(pkcs12) {
             write_file(&path, bytes, true)?;
             p12_files.push(path);
         }
@@ -1033,27 +1052,26 @@ fn write_issue_outputs(args: &IssueArgs, outcome: &IssueOutcome, out: Output) ->
     if let Some(path) = &args.out {
         write_file(path, pem.as_bytes(), false)?;
     }
-    let serials: Vec<&Serial> = outcome.certs.iter().map(|c| &c.serial).collect();
-    let password = outcome.generated_password.as_ref().map(|p| p.as_str());
+    let serials: Vec<serde_json::Value> = certs.iter().map(|c| c["serial"].clone()).collect();
     let value = json!({
         "serial": serials.first(),
         "serials": serials,
-        "certificates": outcome.certs,
+        "certificates": certs,
         "out": args.out,
         "p12_files": p12_files,
         "p12_password": password,
     });
     emit(out, value, || {
-        let mut lines: Vec<String> = outcome
-            .certs
+        let mut lines: Vec<String> = certs
             .iter()
             .map(|c| {
+                let not_after = text(c, "not_after");
                 format!(
                     "issued {} certificate {} for {} (valid until {})",
-                    c.usage.as_str(),
-                    c.serial,
-                    c.holder,
-                    c.not_after.date()
+                    text(c, "usage"),
+                    text(c, "serial"),
+                    text(c, "holder"),
+                    not_after.get(..10).unwrap_or(&not_after)
                 )
             })
             .collect();

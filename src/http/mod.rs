@@ -244,11 +244,10 @@ pub async fn serve(
     if let Some(task) = https {
         let _ = task.await;
     }
-    let result: std::io::Result<()> = Ok(());
     publisher.abort();
     sessions.abort();
     sweeper.abort();
-    result
+    Ok(())
 }
 
 /// The JSON error body: `{code, message, reasons}`.

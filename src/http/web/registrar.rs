@@ -357,18 +357,14 @@ async fn issue(
             | Error::Forbidden(_)
             | Error::RateLimited { .. }),
         ) => {
-            let status = match &e {
-                Error::Forbidden(_) | Error::DomainNotCovered(_) => StatusCode::FORBIDDEN,
-                Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-                Error::OrganisationRequired(_) => StatusCode::UNPROCESSABLE_ENTITY,
-                _ => StatusCode::CONFLICT,
-            };
             let field = match &e {
                 Error::OrganisationRequired(_) | Error::OrganisationDisabled(_) => "organisation",
                 _ if v.address.is_empty() => "domain",
                 _ => "address",
             };
             let message = e.to_string();
+            // The status the API answers the same refusal with.
+            let status = crate::http::ApiError(e).status();
             let mut r = render(
                 &issue_page_for(&state, &session, v, vec![form_reason(field, &message)]),
                 true,
