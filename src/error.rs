@@ -1,6 +1,8 @@
 //! The crate error: one enum, each variant with a stable string `code()` that the CLI, the
 //! HTTP layer and the audit log use, so callers can branch on codes instead of messages.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use crate::policy::Denial;
 
 /// Every failure the library reports.
@@ -55,6 +57,8 @@ pub enum Error {
     Generation(String),
     #[error("store error: {0}")]
     Store(String),
+    #[error("the store cannot be written now ({0}); writes resume by themselves once the data directory's file system has room again")]
+    StoreUnwritable(String),
     #[error("the data directory {0} is in use by another anchorage process (is `serve` running?)")]
     Locked(String),
     #[error("audit log integrity: {0}")]
@@ -108,6 +112,7 @@ impl Error {
             Error::IdempotencyKeyReused(_) => "idempotency_key_reused",
             Error::Generation(_) => "generation_failed",
             Error::Store(_) => "store_error",
+            Error::StoreUnwritable(_) => "store_unwritable",
             Error::Locked(_) => "data_dir_locked",
             Error::AuditIntegrity(_) => "audit_integrity",
             Error::Publish(_) => "publish_failed",
@@ -127,9 +132,26 @@ impl Error {
     }
 }
 
+/// Store I/O failures seen by this process so far (see [`store_io_fault`]).
+static STORE_IO_FAULTS: AtomicU64 = AtomicU64::new(0);
+
+/// Counts a failed store write or sync and returns the error to report: the store's handle
+/// (`store::StoreHandle::heal`) probes its database whenever this count moves, so a fault
+/// is noticed wherever it surfaced, at no cost while the disk is fine.
+pub fn store_io_fault(cause: &std::io::Error) -> Error {
+    STORE_IO_FAULTS.fetch_add(1, Ordering::SeqCst);
+    Error::StoreUnwritable(cause.to_string())
+}
+
+/// How many store I/O failures this process has seen.
+pub fn store_io_faults() -> u64 {
+    STORE_IO_FAULTS.load(Ordering::SeqCst)
+}
+
 impl From<sled::Error> for Error {
     fn from(e: sled::Error) -> Self {
         match e {
+            sled::Error::Io(io) => store_io_fault(&io),
             sled::Error::Corruption { .. } => Error::StoreCorrupted {
                 path: "the store (data directory store/)".into(),
                 detail: e.to_string(),

@@ -192,7 +192,8 @@ fn store(authority: &Authority, records: &mut [CertRecord]) {
         serde_json::json!({ "serials": records.iter().map(|r| r.serial.to_string()).collect::<Vec<_>>() }),
     );
     authority
-        .store
+        .store()
+        .unwrap()
         .insert_certs(
             records,
             OffsetDateTime::now_utc(),
@@ -209,7 +210,12 @@ fn store(authority: &Authority, records: &mut [CertRecord]) {
 fn unlock_issuing(authority: &Authority) -> UnlockedCa {
     let pass = Passphrase::new(PASSPHRASE.into()).unwrap();
     ca::unlock(
-        &authority.store.ca_record(CaRole::Issuing).unwrap().unwrap(),
+        &authority
+            .store()
+            .unwrap()
+            .ca_record(CaRole::Issuing)
+            .unwrap()
+            .unwrap(),
         &pass,
     )
     .unwrap()
@@ -224,7 +230,7 @@ fn fill(args: &Args) {
             .init(InitOptions::default(), &pass, "bench")
             .unwrap();
     }
-    let already = authority.store.cert_count() as u64;
+    let already = authority.store().unwrap().cert_count() as u64;
     if already >= args.certs {
         return;
     }
@@ -270,10 +276,10 @@ fn fill(args: &Args) {
             store(&authority, &mut batch);
         }
     });
-    authority.store.flush().unwrap();
+    authority.store().unwrap().flush().unwrap();
     eprintln!(
         "filled {} certificates in {:.1?}",
-        authority.store.cert_count(),
+        authority.store().unwrap().cert_count(),
         start.elapsed()
     );
 }
@@ -355,7 +361,7 @@ fn measure(args: &Args) {
         let i = args.certs + 1_000_000 + round + u64::from(std::process::id()) * 100;
         let mut record = [make_record(&authority, &issuing, &csrs, i, domain.as_str())];
         store(&authority, &mut record);
-        authority.store.flush().unwrap();
+        authority.store().unwrap().flush().unwrap();
         let start = Instant::now();
         let outcome = authority.publish_zone(&domain, None).unwrap();
         times.push(start.elapsed());

@@ -183,7 +183,12 @@ fn main() {
     );
     let (pass, _) = authority.passphrase(false).unwrap();
     let issuing = ca::unlock(
-        &authority.store.ca_record(CaRole::Issuing).unwrap().unwrap(),
+        &authority
+            .store()
+            .unwrap()
+            .ca_record(CaRole::Issuing)
+            .unwrap()
+            .unwrap(),
         &pass,
     )
     .unwrap();
@@ -191,7 +196,7 @@ fn main() {
     let csrs = csr_pool();
     eprintln!("{} CSR keys in {:.1?}", csrs.len(), start.elapsed());
 
-    let already = authority.store.cert_count() as u64;
+    let already = authority.store().unwrap().cert_count() as u64;
     let next = AtomicU64::new(already);
     let end = already + args.count;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -232,24 +237,25 @@ fn main() {
             );
             let write = anchorage::store::IssueWrite::bulk(&records[0].holder, "bench", now);
             authority
-                .store
+                .store()
+                .unwrap()
                 .insert_certs(&mut records, now, draft, &write)
                 .unwrap();
             stored += 1;
             if stored.is_multiple_of(FLUSH_EVERY) {
-                authority.store.flush().unwrap();
+                authority.store().unwrap().flush().unwrap();
             }
             if stored.is_multiple_of(10_000) {
                 eprintln!("{stored} certificates in {:.1?}", start.elapsed());
             }
         }
-        authority.store.flush().unwrap();
+        authority.store().unwrap().flush().unwrap();
     });
     let secs = start.elapsed().as_secs_f64();
     println!(
         "stored {} certificates ({} in the store) in {secs:.1} s ({:.0}/s) under {}",
         args.count,
-        authority.store.cert_count(),
+        authority.store().unwrap().cert_count(),
         args.count as f64 / secs,
         args.data_dir.display()
     );

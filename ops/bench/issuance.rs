@@ -89,7 +89,12 @@ fn fixture() -> Fixture {
         .init(InitOptions::default(), &pass, "bench")
         .unwrap();
     // The same unlocked issuing CA `Authority` holds (its `Signers` are private).
-    let record = authority.store.ca_record(CaRole::Issuing).unwrap().unwrap();
+    let record = authority
+        .store()
+        .unwrap()
+        .ca_record(CaRole::Issuing)
+        .unwrap()
+        .unwrap();
     let issuing = ca::unlock(&record, &pass).unwrap();
     Fixture {
         _dir: dir,
@@ -154,7 +159,7 @@ fn sign_approved(f: &Fixture, approved: &Approved) -> Vec<(Vec<u8>, Fingerprint)
     let mut out = Vec::with_capacity(approved.certs.len());
     for planned in &approved.certs {
         let serial = ca::random_serial().unwrap();
-        assert!(a.store.cert(&serial).unwrap().is_none());
+        assert!(a.store().unwrap().cert(&serial).unwrap().is_none());
         let spec = EndEntitySpec {
             serial,
             holder: approved.holder.clone(),
@@ -289,7 +294,7 @@ fn store_path(c: &mut Criterion) {
         .approve(&csr_request(&f, &format!("bench@{DOMAIN}")))
         .unwrap();
     let der = sign_approved(&f, &approved).remove(0).0;
-    let store = &f.authority.store;
+    let store = &*f.authority.store().unwrap();
     let draft = |r: &CertRecord| {
         AuditDraft::new(
             "bench",
@@ -483,7 +488,7 @@ fn parallel_path(c: &mut Criterion) {
     let f = fixture();
     let req = csr_request(&f, &format!("bench@{DOMAIN}"));
     let n = AtomicU64::new(0);
-    let store = &f.authority.store;
+    let store = &*f.authority.store().unwrap();
     // approve + sign + the issuance transaction, as `Authority::issue` does before its flush.
     let issue_without_flush = || {
         let approved = f.authority.approve(&req).unwrap();

@@ -45,7 +45,7 @@ impl Authority {
     pub fn validate_scope(&self, scope: Scope, role: Role) -> Result<Scope> {
         let domains = self.managed_names();
         let organisations: Vec<String> = self
-            .store
+            .store()?
             .organisations()?
             .into_iter()
             .map(|o| o.id)
@@ -65,7 +65,7 @@ impl Authority {
     fn with_organisation_names(&self, mut principal: Principal) -> Result<Principal> {
         if let accounts::Limit::Only(ids) = &principal.scope.organisations {
             for id in ids {
-                if let Some(org) = self.store.organisation(id)? {
+                if let Some(org) = self.store()?.organisation(id)? {
                     principal.organisation_names.push(org.name);
                 }
             }
@@ -83,7 +83,7 @@ impl Authority {
     /// intersection of its own and its owner's current scope.
     pub fn authenticate(&self, secret: &str) -> Result<Principal> {
         let token = self
-            .store
+            .store()?
             .token_by_hash(&token_hash(secret))?
             .ok_or_else(|| Error::Unauthorised("unknown API token".into()))?;
         if token.revoked_at.is_some() {
@@ -94,7 +94,7 @@ impl Authority {
         }
         let mut principal = token_principal(&token)?;
         if let Some(owner) = &token.owner {
-            let user = match self.store.user(owner)? {
+            let user = match self.store()?.user(owner)? {
                 Some(u) if u.disabled_at.is_none() => u,
                 Some(_) => {
                     return Err(Error::OwnerDisabled(format!(
@@ -143,7 +143,7 @@ impl Authority {
             disabled_at: None,
             password_changed_at: Some(now),
         };
-        self.store.insert_user(
+        self.store()?.insert_user(
             &user,
             now,
             AuditDraft::new(
@@ -157,11 +157,11 @@ impl Authority {
     }
 
     pub fn users(&self) -> Result<Vec<UserRecord>> {
-        self.store.users()
+        self.store()?.users()
     }
 
     pub fn user(&self, username: &str) -> Result<UserRecord> {
-        self.store
+        self.store()?
             .user(username)?
             .ok_or_else(|| Error::NotFound(format!("no user named '{username}'")))
     }
@@ -173,12 +173,12 @@ impl Authority {
         let now = self.now();
         user.password_hash = accounts::hash_password(password)?;
         user.password_changed_at = Some(now);
-        self.store.update_user(
+        self.store()?.update_user(
             &user,
             now,
             AuditDraft::new(actor, "user.password", username, json!({})),
         )?;
-        self.store.purge_sessions(now, Some(username))?;
+        self.store()?.purge_sessions(now, Some(username))?;
         Ok(())
     }
 
@@ -201,7 +201,7 @@ impl Authority {
             return Ok(user);
         }
         let now = self.now();
-        self.store.update_user(
+        self.store()?.update_user(
             &user,
             now,
             AuditDraft::new(
@@ -230,13 +230,13 @@ impl Authority {
         } else {
             "user.enable"
         };
-        self.store.update_user(
+        self.store()?.update_user(
             &user,
             now,
             AuditDraft::new(actor, action, username, json!({})),
         )?;
         if disabled {
-            self.store.purge_sessions(now, Some(username))?;
+            self.store()?.purge_sessions(now, Some(username))?;
         }
         Ok(user)
     }
@@ -250,7 +250,7 @@ impl Authority {
         client: &str,
     ) -> Result<(Zeroizing<String>, SignedIn)> {
         let now = self.now();
-        let user = self.store.user(username)?;
+        let user = self.store()?.user(username)?;
         let hash = user
             .as_ref()
             .map(|u| u.password_hash.as_str())
@@ -269,7 +269,7 @@ impl Authority {
                     .filter(|c| !c.is_control())
                     .take(64)
                     .collect();
-                self.store.audit(
+                self.store()?.audit(
                     now,
                     AuditDraft::new(
                         format!("{shown} (sign-in)"),
@@ -296,8 +296,8 @@ impl Authority {
         };
         let key = token_hash(&secret);
         let principal = self.user_principal(&user)?;
-        self.store.put_session(&key, &session)?;
-        self.store.audit(
+        self.store()?.put_session(&key, &session)?;
+        self.store()?.audit(
             now,
             AuditDraft::new(
                 user.principal().actor,
@@ -321,23 +321,23 @@ impl Authority {
     pub fn session(&self, secret: &str) -> Result<SignedIn> {
         let key = token_hash(secret);
         let expired = || Error::Unauthorised("the session has ended; sign in again".into());
-        let mut session = self.store.session(&key)?.ok_or_else(expired)?;
+        let mut session = self.store()?.session(&key)?.ok_or_else(expired)?;
         let now = self.now();
         if session.expires_at <= now {
-            self.store.delete_session(&key)?;
+            self.store()?.delete_session(&key)?;
             return Err(expired());
         }
-        let user = match self.store.user(&session.username)? {
+        let user = match self.store()?.user(&session.username)? {
             Some(u) if u.disabled_at.is_none() => u,
             _ => {
-                self.store.delete_session(&key)?;
+                self.store()?.delete_session(&key)?;
                 return Err(expired());
             }
         };
         if now - session.last_seen >= TOUCH_EVERY {
             session.last_seen = now;
             session.expires_at = session.refreshed_expiry(now, self.session_limits());
-            self.store.put_session(&key, &session)?;
+            self.store()?.put_session(&key, &session)?;
         }
         let principal = self.user_principal(&user)?;
         Ok(SignedIn {
@@ -349,8 +349,8 @@ impl Authority {
     }
 
     pub fn sign_out(&self, signed_in: &SignedIn, client: &str) -> Result<()> {
-        self.store.delete_session(&signed_in.key)?;
-        self.store.audit(
+        self.store()?.delete_session(&signed_in.key)?;
+        self.store()?.audit(
             self.now(),
             AuditDraft::new(
                 signed_in.user.principal().actor,
@@ -393,7 +393,7 @@ impl Authority {
             scope: scope.clone(),
             owner: owner.map(str::to_string),
         };
-        self.store.put_token(
+        self.store()?.put_token(
             &record,
             now,
             AuditDraft::new(
@@ -408,13 +408,13 @@ impl Authority {
     }
 
     pub fn tokens(&self) -> Result<Vec<TokenRecord>> {
-        let mut tokens = self.store.tokens()?;
+        let mut tokens = self.store()?.tokens()?;
         tokens.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
         Ok(tokens)
     }
 
     pub fn revoke_token(&self, id: &str, actor: &str) -> Result<TokenRecord> {
-        self.store.revoke_token(
+        self.store()?.revoke_token(
             id,
             self.now(),
             AuditDraft::new(actor, "token.revoke", id, json!({})),
@@ -456,7 +456,7 @@ pub fn audit_page(
         target.trim().to_lowercase(),
     );
     let mut out: Vec<crate::audit::AuditEntry> = Vec::new();
-    for entry in authority.store.audit_entries_rev() {
+    for entry in authority.store()?.audit_entries_rev() {
         let entry = entry?;
         if before.is_some_and(|b| entry.seq >= b) {
             continue;

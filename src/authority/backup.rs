@@ -38,7 +38,7 @@ impl Authority {
             .now()
             .format(&time::format_description::well_known::Rfc3339)
             .map_err(|e| Error::Store(format!("formatting the backup time: {e}")))?;
-        self.store.snapshot(created_at, config)?.encode()
+        self.store()?.snapshot(created_at, config)?.encode()
     }
 }
 

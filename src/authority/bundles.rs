@@ -70,7 +70,7 @@ impl Authority {
 
     fn existing_in(&self, bundle: &str, except: Option<u64>) -> Result<Vec<ExistingAnchor>> {
         Ok(self
-            .store
+            .store()?
             .anchors_of(bundle)?
             .into_iter()
             .filter(|a| a.state.is_live() && Some(a.id) != except)
@@ -163,7 +163,7 @@ impl Authority {
                 rollover_of: facts.rollover_of.clone(),
                 history: vec![event(now, actor, "submitted", "")],
             };
-            stored.push(self.store.insert_anchor(
+            stored.push(self.store()?.insert_anchor(
                 &record,
                 now,
                 AuditDraft::new(
@@ -193,7 +193,7 @@ impl Authority {
         let samples = samples_of(&record);
         // A declared rollover and the anchors it replaces do not refuse each other.
         let paired: Vec<u64> = self
-            .store
+            .store()?
             .anchors_of(&record.bundle)?
             .iter()
             .filter(|a| a.rollover_of.contains(&id))
@@ -286,7 +286,7 @@ impl Authority {
             )],
             ..source.clone()
         };
-        self.store.insert_anchor(
+        self.store()?.insert_anchor(
             &record,
             now,
             AuditDraft::new(actor, "anchor.promote", "", json!({"from": id, "from_bundle": source.bundle, "to_bundle": to, "fingerprint": source.fingerprint, "rollover_of": record.rollover_of})),
@@ -294,7 +294,7 @@ impl Authority {
     }
 
     pub fn anchor(&self, id: u64) -> Result<AnchorRecord> {
-        self.store
+        self.store()?
             .anchor(id)?
             .ok_or_else(|| Error::NotFound(format!("no anchor #{id}")))
     }
@@ -317,7 +317,7 @@ impl Authority {
                 map.insert("rollover_of".into(), json!(before.rollover_of));
             }
         }
-        self.store.update_anchor(
+        self.store()?.update_anchor(
             id,
             now,
             AuditDraft::new(actor, action, format!("anchor {id}"), details),
@@ -338,7 +338,7 @@ impl Authority {
             return Ok(None);
         }
         let mut members: Vec<AnchorRecord> = self
-            .store
+            .store()?
             .anchors_of(name)?
             .into_iter()
             .filter(|a| matches!(a.state, AnchorState::Approved | AnchorState::Published))
@@ -371,7 +371,7 @@ impl Authority {
             bundle::build_p7b(&ders)
         };
         let sha256 = Fingerprint::of(&p7b).0;
-        let latest = self.store.latest_bundle_version(name)?;
+        let latest = self.store()?.latest_bundle_version(name)?;
         if latest.as_ref().is_some_and(|l| l.sha256 == sha256) {
             return Ok(None);
         }
@@ -398,7 +398,7 @@ impl Authority {
             p7b,
             p7m,
         };
-        self.store.publish_bundle_version(
+        self.store()?.publish_bundle_version(
             &version,
             AuditDraft::new(
                 actor,
@@ -471,7 +471,7 @@ impl Authority {
     pub fn published_bundles(&self) -> Result<Vec<BundleVersion>> {
         let mut out = Vec::new();
         for name in self.inventory.bundles.keys() {
-            if let Some(v) = self.store.latest_bundle_version(name)? {
+            if let Some(v) = self.store()?.latest_bundle_version(name)? {
                 out.push(v);
             }
         }
@@ -487,7 +487,7 @@ impl Authority {
         for (name, declared) in &self.inventory.bundles {
             // Any state counts: a retired or rejected seed must not come back on restart.
             let mut known: Vec<Fingerprint> = self
-                .store
+                .store()?
                 .anchors_of(name)?
                 .into_iter()
                 .map(|a| a.fingerprint)
@@ -603,7 +603,7 @@ impl Authority {
         passphrase: &crate::keyseal::Passphrase,
     ) -> Result<()> {
         let now = self.now();
-        let current = self.store.bundle_signer()?;
+        let current = self.store()?.bundle_signer()?;
         let usable = current
             .as_ref()
             .filter(|s| s.not_after - now > time::Duration::days(SIGNER_ROTATE_DAYS));
@@ -651,7 +651,7 @@ impl Authority {
             sealed_key: crate::keyseal::seal(&key.serialize_der(), passphrase, "bundle_signer")?,
             not_after: summary.not_after,
         };
-        self.store.put_bundle_signer(
+        self.store()?.put_bundle_signer(
             &record,
             now,
             AuditDraft::new(
@@ -666,7 +666,7 @@ impl Authority {
 
     /// The current bundle-signing certificate (DER), if one exists.
     pub fn bundle_signer_cert(&self) -> Result<Option<Vec<u8>>> {
-        Ok(self.store.bundle_signer()?.map(|s| s.cert_der))
+        Ok(self.store()?.bundle_signer()?.map(|s| s.cert_der))
     }
 
     pub(super) fn sign_bundle(&self, p7b: &[u8], now: OffsetDateTime) -> Result<Vec<u8>> {

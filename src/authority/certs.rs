@@ -170,7 +170,7 @@ impl Authority {
         let idempotency = match idempotency_key {
             Some(key) => {
                 check_idempotency_key(key)?;
-                if let Some(first) = self.store.idempotency_record(&principal.id, key)? {
+                if let Some(first) = self.store()?.idempotency_record(&principal.id, key)? {
                     if now - first.created_at < IDEMPOTENCY_WINDOW {
                         return self.replay(&first, &print);
                     }
@@ -197,7 +197,7 @@ impl Authority {
                 limits.rate_limit_per_minute,
                 limits.rate_limit_per_day,
             ) {
-                self.store.audit(
+                self.store()?.audit(
                     now,
                     AuditDraft::new(
                         &principal.actor,
@@ -235,7 +235,7 @@ impl Authority {
         let mut certs = Vec::new();
         for serial in &first.serials {
             let r = self
-                .store
+                .store()?
                 .cert(serial)?
                 .ok_or_else(|| Error::Store(format!("replayed serial {serial} is missing")))?;
             certs.push(IssuedCert {
@@ -283,9 +283,9 @@ impl Authority {
                  organisation, by its registrars or an admin"
             ))
         };
-        if let Some(binding) = self.store.holder_binding(&holder.to_string())? {
+        if let Some(binding) = self.store()?.holder_binding(&holder.to_string())? {
             let org = self
-                .store
+                .store()?
                 .organisation(&binding.organisation)?
                 .ok_or_else(|| {
                     Error::Store(format!(
@@ -324,7 +324,7 @@ impl Authority {
             }));
         }
         // A new holder: which organisations could it belong to?
-        let orgs = self.store.organisations()?;
+        let orgs = self.store()?.organisations()?;
         let whole_owner = orgs.iter().find(|o| o.owns_domain(holder.domain()));
         if let (Holder::Domain(d), Limit::Only(ids)) = (&holder, &principal.scope.organisations) {
             if !whole_owner.is_some_and(|o| ids.contains(&o.id)) {
@@ -407,8 +407,8 @@ impl Authority {
     /// serial that does not exist.
     pub fn cert_for(&self, principal: &Principal, serial: &Serial) -> Result<CertView> {
         let not_found = || Error::NotFound(format!("no certificate with serial {serial}"));
-        let record = self.store.cert(serial)?.ok_or_else(not_found)?;
-        let binding = self.store.holder_binding(&record.holder.to_string())?;
+        let record = self.store()?.cert(serial)?.ok_or_else(not_found)?;
+        let binding = self.store()?.holder_binding(&record.holder.to_string())?;
         if !principal.sees_holder(record.holder.domain().as_str(), binding.as_ref()) {
             return Err(not_found());
         }
@@ -458,14 +458,14 @@ impl Authority {
         holder: &str,
         names: &mut HashMap<String, String>,
     ) -> Result<Option<OrganisationRef>> {
-        let Some(binding) = self.store.holder_binding(holder)? else {
+        let Some(binding) = self.store()?.holder_binding(holder)? else {
             return Ok(None);
         };
         let name = match names.get(&binding.organisation) {
             Some(name) => name.clone(),
             None => {
                 let name = self
-                    .store
+                    .store()?
                     .organisation(&binding.organisation)?
                     .map(|o| o.name)
                     .unwrap_or_default();

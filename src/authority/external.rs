@@ -136,7 +136,7 @@ impl Authority {
     pub fn external_validators(&self, name: &str) -> Result<Validators> {
         let url_digest = url_sha256(&self.external_source(name)?.url);
         Ok(self
-            .store
+            .store()?
             .external_state(name)?
             .and_then(|s| s.good)
             .filter(|g| g.validators_url_sha256.as_deref() == Some(url_digest.as_str()))
@@ -161,7 +161,7 @@ impl Authority {
     ) -> Result<RefreshReport> {
         let source = self.external_source(name)?.clone();
         let mut state = self
-            .store
+            .store()?
             .external_state(name)?
             .unwrap_or_else(|| ExternalState {
                 record_version: RECORD_VERSION,
@@ -220,7 +220,7 @@ impl Authority {
                 attempt.anchors = anchors;
                 state.consecutive_failures += 1;
                 self.finish(&mut state, attempt, &mut report);
-                self.store.put_external_state(&state)?;
+                self.store()?.put_external_state(&state)?;
                 self.audit_attempt(name, actor, &report, extra)?;
             }
             Judged::Unchanged {
@@ -244,7 +244,7 @@ impl Authority {
                 state.consecutive_failures = 0;
                 state.last_success_at = Some(now);
                 self.finish(&mut state, attempt, &mut report);
-                self.store.put_external_state(&state)?;
+                self.store()?.put_external_state(&state)?;
                 self.audit_attempt(name, actor, &report, None)?;
                 // A copy that was withdrawn while stale comes back now.
                 report.republished = self.republish_includers(name, actor)?;
@@ -259,7 +259,7 @@ impl Authority {
             } => {
                 if let Some(details) = accepted_older {
                     tracing::warn!(source = %name, actor, %details, "an external bundle signed earlier than the last accepted copy was accepted by the operator");
-                    self.store.audit(
+                    self.store()?.audit(
                         now,
                         AuditDraft::new(actor, "bundle.refresh_accept_older", name, details),
                     )?;
@@ -295,7 +295,7 @@ impl Authority {
                 self.finish(&mut state, attempt, &mut report);
                 match &version {
                     Some(v) => {
-                        self.store.publish_external(
+                        self.store()?.publish_external(
                             &state,
                             v,
                             AuditDraft::new(
@@ -308,7 +308,7 @@ impl Authority {
                         report.published_version = Some(v.version);
                     }
                     None => {
-                        self.store.put_external_state(&state)?;
+                        self.store()?.put_external_state(&state)?;
                         self.audit_attempt(name, actor, &report, None)?;
                     }
                 }
@@ -333,7 +333,7 @@ impl Authority {
         {
             map.extend(more);
         }
-        self.store.audit(
+        self.store()?.audit(
             self.now(),
             AuditDraft::new(actor, "bundle.refresh_attempt", name, details),
         )?;
@@ -542,7 +542,7 @@ impl Authority {
         let p7b = bundle::build_p7b(&admitted);
         drop(admitted);
         let sha256 = Fingerprint::of(&p7b).0;
-        let latest = self.store.latest_bundle_version(name)?;
+        let latest = self.store()?.latest_bundle_version(name)?;
         if latest.as_ref().is_some_and(|l| l.sha256 == sha256) {
             return Ok(None);
         }
@@ -597,14 +597,14 @@ impl Authority {
         let mut out = Vec::new();
         for name in include {
             let source = self.external_source(name)?;
-            let state = self.store.external_state(name)?;
+            let state = self.store()?.external_state(name)?;
             if !source.publish_when_stale
                 && staleness(source, state.as_ref(), now) == Staleness::StaleFail
             {
                 tracing::warn!(source = %name, "withdrawn from including bundles: past stale_fail_hours and publish_when_stale = false");
                 continue;
             }
-            let Some(version) = self.store.latest_bundle_version(name)? else {
+            let Some(version) = self.store()?.latest_bundle_version(name)? else {
                 continue;
             };
             for der in bundle::certificates_in(&version.p7b)? {
@@ -625,7 +625,7 @@ impl Authority {
     /// The status of one source.
     pub fn source_view(&self, name: &str) -> Result<SourceView> {
         let source = self.external_source(name)?;
-        let state = self.store.external_state(name)?;
+        let state = self.store()?.external_state(name)?;
         let now = self.now();
         let stale = staleness(source, state.as_ref(), now);
         let state = state.unwrap_or_default();
@@ -672,7 +672,7 @@ impl Authority {
         let now = self.now();
         let mut out = Vec::new();
         for (name, source) in self.inventory.externals().filter(|(_, s)| s.enabled) {
-            let state = self.store.external_state(name)?;
+            let state = self.store()?.external_state(name)?;
             if staleness(source, state.as_ref(), now) == Staleness::StaleFail {
                 out.push(name.to_string());
             }
@@ -686,7 +686,7 @@ impl Authority {
         let now = self.now();
         let mut out = Vec::new();
         for (name, source) in self.inventory.externals().filter(|(_, s)| s.enabled) {
-            let state = self.store.external_state(name)?;
+            let state = self.store()?.external_state(name)?;
             if staleness(source, state.as_ref(), now) == Staleness::NoCopy {
                 out.push(name.to_string());
             }

@@ -18,12 +18,20 @@ pub const CA_EXPIRY_WARNING_DAYS: i64 = 30;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct HealthProblem {
     /// Stable: `crl_overdue`, `ca_expired`, `ca_expires_soon`, `issuing_ca_revoked`,
-    /// `external_source_stale`, `external_source_no_copy`; `store_unreadable` only in the
-    /// HTTP answer when the check itself fails (HTTP 503, status `error`).
+    /// `external_source_stale`, `external_source_no_copy`; `store_unwritable` (an error:
+    /// HTTP 503, status `error`); `store_unreadable` only in the HTTP answer when the check
+    /// itself fails (HTTP 503, status `error`).
     pub code: &'static str,
     /// What it concerns: the CA role (`root`, `issuing`) or the external source's name.
     pub subject: String,
     pub message: String,
+}
+
+impl HealthProblem {
+    /// An error rather than a degradation: the service cannot do its job (HTTP 503).
+    pub fn is_error(&self) -> bool {
+        self.code == "store_unwritable"
+    }
 }
 
 impl Authority {
@@ -31,6 +39,22 @@ impl Authority {
     pub fn health_problems(&self) -> Result<Vec<HealthProblem>> {
         let now = self.now();
         let mut out = Vec::new();
+        if let Some(fault) = self.store_fault() {
+            let room = match fault.free_bytes {
+                Some(free) => format!("{} KiB free", free / 1024),
+                None => "free space unknown".into(),
+            };
+            out.push(HealthProblem {
+                code: "store_unwritable",
+                subject: "store".into(),
+                message: format!(
+                    "the store cannot be written ({}; {room}): issuance, revocation and reviews \
+                     answer 503 until the data directory's file system has room again; the \
+                     store reopens by itself, no restart needed",
+                    fault.cause
+                ),
+            });
+        }
         for status in self.ca_status()? {
             let role = status.role.as_str();
             if let Some(next) = status.crl_next_update.filter(|t| *t <= now) {

@@ -23,7 +23,7 @@ use crate::model::{CertUsage, Fingerprint, RevocationReason, Serial};
 use crate::pkcs12;
 use crate::policy::issuance::{self, Approved, IssueRequest, PlannedKey};
 use crate::policy::profile::Profiles;
-use crate::store::{CertRecord, CrlRecord, Revocation, Store, RECORD_VERSION};
+use crate::store::{CertRecord, CrlRecord, Revocation, Store, StoreHandle, RECORD_VERSION};
 use crate::x509;
 
 mod accounts;
@@ -61,7 +61,8 @@ pub struct Signers {
 /// The service core shared by the CLI and the HTTP server.
 pub struct Authority {
     pub config: Config,
-    pub store: Store,
+    /// The store; use cases take it with [`Authority::store`] for their duration.
+    store: StoreHandle,
     pub profiles: Profiles,
     pub inventory: Inventory,
     clock: Arc<dyn Clock>,
@@ -193,9 +194,9 @@ impl Authority {
             .map_err(|e| Error::io(&config.data_dir, e))?;
         let profiles = Profiles::load(config.policies_dir.as_deref())?;
         let inventory = Inventory::load(&config.bundles_dir)?;
-        let store = Store::open(&config.data_dir)?;
-        let upgrading = store.schema()? < crate::store::SCHEMA;
-        if let Some(report) = store.migrate(clock.now())? {
+        let store = StoreHandle::open(&config.data_dir)?;
+        let upgrading = store.get()?.schema()? < crate::store::SCHEMA;
+        if let Some(report) = store.get()?.migrate(clock.now())? {
             tracing::warn!(
                 organisations = report.organisations,
                 holders = report.holders,
@@ -225,10 +226,26 @@ impl Authority {
         Ok(authority)
     }
 
+    /// The store for one use case (see `store::StoreHandle`): hold it only while it runs.
+    pub fn store(&self) -> Result<Arc<Store>> {
+        self.store.get()
+    }
+
+    /// Why the store cannot be written now, if it cannot.
+    pub fn store_fault(&self) -> Option<crate::store::StoreFault> {
+        self.store.fault()
+    }
+
+    /// Reopens the store once writes can succeed again after a failure (see
+    /// `store::StoreHandle::heal`); `serve` calls it every second.
+    pub fn heal_store(&self) -> crate::store::Healing {
+        self.store.heal()
+    }
+
     /// After an upgrade: managed domains no organisation holds anything in go, whole, to the
     /// default organisation, as `init` does for a new CA, so issuance keeps working.
     fn adopt_unclaimed_domains(&self) -> Result<()> {
-        let orgs = self.store.organisations()?;
+        let orgs = self.store()?.organisations()?;
         let claimed = |d: &crate::model::HealthDomain| {
             orgs.iter()
                 .any(|o| o.claims().iter().any(|c| c.domain() == d))
@@ -277,7 +294,7 @@ impl Authority {
     }
 
     pub fn is_initialised(&self) -> Result<bool> {
-        Ok(self.store.ca_record(CaRole::Issuing)?.is_some())
+        Ok(self.store()?.ca_record(CaRole::Issuing)?.is_some())
     }
 
     fn evaluation_passphrase_path(&self) -> std::path::PathBuf {
@@ -344,7 +361,7 @@ impl Authority {
         };
         let signers = unlock_records(&root, &issuing, passphrase)?;
         let report = self.init_report(&signers, origin)?;
-        self.store.put_hierarchy(
+        self.store()?.put_hierarchy(
             &root,
             &issuing,
             now,
@@ -449,11 +466,11 @@ impl Authority {
     /// start when this fails.
     pub fn unlock(&self, passphrase: &Passphrase) -> Result<()> {
         let root = self
-            .store
+            .store()?
             .ca_record(CaRole::Root)?
             .ok_or(Error::NotInitialised)?;
         let issuing = self
-            .store
+            .store()?
             .ca_record(CaRole::Issuing)?
             .ok_or(Error::NotInitialised)?;
         let signers = unlock_records(&root, &issuing, passphrase)?;
@@ -475,11 +492,11 @@ impl Authority {
     /// CA certificates as DER (issuing first, then root); no key needed.
     pub fn ca_chain(&self) -> Result<Vec<Vec<u8>>> {
         let issuing = self
-            .store
+            .store()?
             .ca_record(CaRole::Issuing)?
             .ok_or(Error::NotInitialised)?;
         let root = self
-            .store
+            .store()?
             .ca_record(CaRole::Root)?
             .ok_or(Error::NotInitialised)?;
         Ok(vec![issuing.cert_der, root.cert_der])
@@ -487,7 +504,7 @@ impl Authority {
 
     pub fn ca_cert(&self, role: CaRole) -> Result<Vec<u8>> {
         Ok(self
-            .store
+            .store()?
             .ca_record(role)?
             .ok_or(Error::NotInitialised)?
             .cert_der)
@@ -496,11 +513,14 @@ impl Authority {
     pub fn ca_status(&self) -> Result<Vec<CaStatus>> {
         let mut out = Vec::new();
         for role in [CaRole::Root, CaRole::Issuing] {
-            let record = self.store.ca_record(role)?.ok_or(Error::NotInitialised)?;
+            let record = self
+                .store()?
+                .ca_record(role)?
+                .ok_or(Error::NotInitialised)?;
             let summary = x509::summarize(&record.cert_der).map_err(Error::CaKey)?;
-            let crl = self.store.crl(role)?;
+            let crl = self.store()?.crl(role)?;
             let serial = Serial::parse(&summary.serial).map_err(Error::CaKey)?;
-            let revocation = self.store.revocation(&serial)?.filter(|r| r.ca != role);
+            let revocation = self.store()?.revocation(&serial)?.filter(|r| r.ca != role);
             out.push(CaStatus {
                 serial: serial.clone(),
                 role,
@@ -572,7 +592,7 @@ impl Authority {
             record.serials = records.iter().map(|r| r.serial.clone()).collect();
         }
         let now = self.now();
-        let inserted = self.store.insert_certs(
+        let inserted = self.store()?.insert_certs(
             &mut records,
             now,
             AuditDraft::new(
@@ -600,7 +620,7 @@ impl Authority {
         if let crate::store::Inserted::Replay(first) = inserted {
             return Ok(Issued::Replay(first));
         }
-        self.store.flush()?;
+        self.store()?.flush()?;
         self.publish_after_change(approved.holder.domain());
         let password = p12_password.as_ref().or(generated_password.as_ref());
         let chain = [
@@ -638,7 +658,7 @@ impl Authority {
 
     /// Runs the issuance rules against the current store.
     pub fn approve(&self, request: &IssueRequest) -> Result<Approved> {
-        let store = &self.store;
+        let store = self.store()?;
         let owner_of = |owner: &str| store.owner_holder(owner).ok().flatten();
         let key_holder_of = |spki: &[u8]| store.key_holder(&x509::spki_hash(spki)).ok().flatten();
         let ctx = issuance::Context {
@@ -729,7 +749,7 @@ impl Authority {
     fn fresh_serial(&self) -> Result<Serial> {
         for _ in 0..4 {
             let serial = ca::random_serial()?;
-            if self.store.cert(&serial)?.is_none() {
+            if self.store()?.cert(&serial)?.is_none() {
                 return Ok(serial);
             }
         }
@@ -742,7 +762,7 @@ impl Authority {
 
     pub fn cert(&self, serial: &Serial) -> Result<CertView> {
         let record = self
-            .store
+            .store()?
             .cert(serial)?
             .ok_or_else(|| Error::NotFound(format!("no certificate with serial {serial}")))?;
         self.view(record)
@@ -758,7 +778,7 @@ impl Authority {
         record: CertRecord,
         names: &mut std::collections::HashMap<String, String>,
     ) -> Result<CertView> {
-        let revocation = self.store.revocation(&record.serial)?;
+        let revocation = self.store()?.revocation(&record.serial)?;
         let now = self.now();
         let status = if revocation.is_some() {
             CertStatus::Revoked
@@ -795,7 +815,7 @@ impl Authority {
             .filter(|q| !q.is_empty());
         let mut out = Vec::new();
         let mut names = std::collections::HashMap::new();
-        for record in self.store.certs() {
+        for record in self.store()?.certs() {
             let record = record?;
             if holder
                 .as_ref()
@@ -859,7 +879,7 @@ impl Authority {
         visible: &dyn Fn(&CertRecord, Option<&crate::organisations::HolderBinding>) -> bool,
     ) -> Result<Revocation> {
         let record = self
-            .store
+            .store()?
             .cert(serial)?
             .ok_or_else(|| Error::NotFound(format!("no certificate with serial {serial}")))?;
         let revocation = Revocation {
@@ -871,7 +891,7 @@ impl Authority {
             revoked_at: self.now(),
             revoked_by: actor.to_string(),
         };
-        let stored = self.store.revoke(
+        let stored = self.store()?.revoke(
             &revocation,
             AuditDraft::new(
                 actor,
@@ -881,7 +901,7 @@ impl Authority {
             ),
             visible,
         )?;
-        self.store.flush()?;
+        self.store()?.flush()?;
         self.publish_after_change(record.holder.domain());
         Ok(stored)
     }
@@ -901,7 +921,7 @@ impl Authority {
     /// parties would reject everything it signs.
     pub fn ensure_issuing_ca_valid(&self) -> Result<()> {
         let serial = self.issuing_ca_serial()?;
-        match self.store.revocation(&serial)? {
+        match self.store()?.revocation(&serial)? {
             Some(r) if r.ca == CaRole::Root => Err(Error::IssuingCaRevoked(format!(
                 "its certificate {serial} was revoked by the root on {} ({}); nothing more can be \
                  issued from this data directory (see ops/runbooks/emergency-revocation.md)",
@@ -943,7 +963,7 @@ impl Authority {
             revoked_at: self.now(),
             revoked_by: actor.to_string(),
         };
-        let stored = self.store.revoke(
+        let stored = self.store()?.revoke(
             &revocation,
             AuditDraft::new(
                 actor,
@@ -953,19 +973,22 @@ impl Authority {
             ),
             &|_, _| true,
         )?;
-        self.store.flush()?;
+        self.store()?.flush()?;
         let crl = self.publish_crl(CaRole::Root)?;
         Ok((stored, crl))
     }
 
     /// True when the stored CRL of `role` misses a revocation or is due for re-signing.
     pub fn crl_is_stale(&self, role: CaRole) -> Result<bool> {
-        let Some(crl) = self.store.crl(role)? else {
+        let Some(crl) = self.store()?.crl(role)? else {
             return Ok(true);
         };
         let refresh_at =
             crl.next_update - Duration::hours(i64::from(self.config.crl.refresh_before_hours));
-        Ok(crl.revision < self.store.latest_revocation_revision(role)? || self.now() >= refresh_at)
+        Ok(
+            crl.revision < self.store()?.latest_revocation_revision(role)?
+                || self.now() >= refresh_at,
+        )
     }
 
     /// Signs and stores a new CRL for `role` from the current revocations.
@@ -977,9 +1000,9 @@ impl Authority {
                 Error::CaKey("the root CA key is offline; its CRL is published elsewhere".into())
             })?,
         };
-        let revision = self.store.revision()?;
+        let revision = self.store()?.revision()?;
         let revoked: Vec<RevokedEntry> = self
-            .store
+            .store()?
             .revocations(role)?
             .into_iter()
             .map(|r| RevokedEntry {
@@ -988,7 +1011,7 @@ impl Authority {
                 reason: r.reason,
             })
             .collect();
-        let number = self.store.reserve_crl_number(role)?;
+        let number = self.store()?.reserve_crl_number(role)?;
         let this_update = self.now();
         let next_update = (this_update
             + Duration::hours(i64::from(self.config.crl.next_update_hours)))
@@ -1003,8 +1026,8 @@ impl Authority {
             revision,
             der,
         };
-        self.store.put_crl(&record)?;
-        self.store.audit(
+        self.store()?.put_crl(&record)?;
+        self.store()?.audit(
             this_update,
             AuditDraft::new(
                 "system",
@@ -1021,14 +1044,14 @@ impl Authority {
         if self.crl_is_stale(role)? {
             return self.publish_crl(role);
         }
-        self.store
+        self.store()?
             .crl(role)?
             .ok_or_else(|| Error::NotFound(format!("no CRL for the {} CA", role.as_str())))
     }
 
     /// The stored CRL without re-signing (for serving).
     pub fn stored_crl(&self, role: CaRole) -> Result<Option<CrlRecord>> {
-        self.store.crl(role)
+        self.store()?.crl(role)
     }
 
     /// Re-signs every CRL whose CA key is online and which is stale.
@@ -1052,8 +1075,8 @@ impl Authority {
 
     pub fn verify_audit(&self) -> Result<AuditReport> {
         audit::verify(
-            self.store.audit_entries(),
-            self.store.audit_head()?.as_ref(),
+            self.store()?.audit_entries(),
+            self.store()?.audit_head()?.as_ref(),
         )
     }
 }

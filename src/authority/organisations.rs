@@ -43,12 +43,12 @@ fn admin_only(principal: &Principal) -> Result<()> {
 
 impl Authority {
     pub fn organisations(&self) -> Result<Vec<OrganisationRecord>> {
-        self.store.organisations()
+        self.store()?.organisations()
     }
 
     /// The organisations a principal may see: admins all, others those in their scope.
     pub fn organisations_for(&self, principal: &Principal) -> Result<Vec<OrganisationRecord>> {
-        let all = self.store.organisations()?;
+        let all = self.store()?.organisations()?;
         let in_scope = |o: &OrganisationRecord| match &principal.scope.organisations {
             Limit::Only(ids) => ids.contains(&o.id),
             // A registrar for any organisation of some domains sees those working there.
@@ -67,7 +67,7 @@ impl Authority {
     }
 
     pub fn organisation(&self, id: &str) -> Result<OrganisationRecord> {
-        self.store
+        self.store()?
             .organisation(id.trim())?
             .ok_or_else(|| Error::NotFound(format!("no organisation with id '{}'", id.trim())))
     }
@@ -93,7 +93,7 @@ impl Authority {
         admin_only(principal)?;
         let id = id.trim().to_string();
         organisations::check_id(&id)?;
-        let others = self.store.organisations()?;
+        let others = self.store()?.organisations()?;
         let org = OrganisationRecord {
             record_version: RECORD_VERSION,
             name: organisations::check_name(change.name.as_deref().unwrap_or(&id))?,
@@ -108,7 +108,7 @@ impl Authority {
             created_at: self.now(),
             disabled_at: None,
         };
-        self.store.insert_organisation(
+        self.store()?.insert_organisation(
             &org,
             org.created_at,
             AuditDraft::new(
@@ -141,13 +141,13 @@ impl Authority {
                 &org.id,
                 domains,
                 &self.managed(),
-                &self.store.organisations()?,
+                &self.store()?.organisations()?,
             )?;
         }
         if org == before {
             return Ok(org);
         }
-        self.store.update_organisation(
+        self.store()?.update_organisation(
             &org,
             self.now(),
             AuditDraft::new(
@@ -178,7 +178,7 @@ impl Authority {
         }
         let now = self.now();
         org.disabled_at = disabled.then_some(now);
-        self.store.update_organisation(
+        self.store()?.update_organisation(
             &org,
             now,
             AuditDraft::new(
@@ -199,7 +199,7 @@ impl Authority {
     pub fn holder_binding(&self, principal: &Principal, holder: &str) -> Result<HolderBinding> {
         admin_only(principal)?;
         let holder = Holder::parse(holder).map_err(Error::InvalidInput)?;
-        self.store
+        self.store()?
             .holder_binding(&holder.to_string())?
             .ok_or_else(|| Error::NotFound(format!("'{holder}' holds no certificate")))
     }
@@ -213,7 +213,7 @@ impl Authority {
     ) -> Result<Vec<HolderBinding>> {
         admin_only(principal)?;
         let mut out = Vec::new();
-        for b in self.store.holder_bindings() {
+        for b in self.store()?.holder_bindings() {
             let b = b?;
             if unresolved_only && b.resolved() {
                 continue;
@@ -265,7 +265,7 @@ impl Authority {
             )));
         }
         if let Some(whole) = self
-            .store
+            .store()?
             .organisations()?
             .into_iter()
             .find(|o| o.id != org.id && o.owns_domain(parsed.domain()))
@@ -281,7 +281,7 @@ impl Authority {
         binding.conflicting_names.clear();
         binding.bound_at = self.now();
         binding.bound_by = principal.actor.clone();
-        self.store.put_holder_binding(
+        self.store()?.put_holder_binding(
             &binding,
             binding.bound_at,
             AuditDraft::new(

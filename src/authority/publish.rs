@@ -19,7 +19,7 @@ use crate::config::DomainSettings;
 use crate::error::{Error, Result};
 use crate::model::{HealthDomain, Serial};
 use crate::publish::{self, dns, ldif, writer, ReloadOutcome};
-use crate::store::{EntryChange, EntryUpdate, IndexedCert, ZoneState};
+use crate::store::{EntryChange, EntryUpdate, IndexedCert, Store, ZoneState};
 
 /// What publishing one zone did.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
@@ -204,7 +204,7 @@ impl Authority {
             return Ok(job.outcome);
         }
         if let Some(state) = &job.state {
-            self.store
+            self.store()?
                 .put_zone_states(&[(job.outcome.domain.clone(), state.clone())])?;
         }
         Ok(self.reload_zone(job))
@@ -218,7 +218,8 @@ impl Authority {
             .lock()
             .map_err(|_| Error::Publish("a previous publication panicked".into()))?;
         let now = self.now();
-        let revoked = Revoked::Set(self.store.revoked_serial_keys()?);
+        let store = self.store()?;
+        let revoked = Revoked::Set(store.revoked_serial_keys()?);
         let mut domains = self.config.managed_domains.clone();
         domains.sort();
         let next = AtomicUsize::new(0);
@@ -265,7 +266,7 @@ impl Authority {
             .filter_map(|(_, j)| j.as_ref().ok())
             .filter_map(|j| Some((j.outcome.domain.clone(), j.state.clone()?)))
             .collect();
-        self.store.put_zone_states(&states)?;
+        self.store()?.put_zone_states(&states)?;
         Ok(jobs
             .into_iter()
             .map(|(_, job)| job.map(|j| self.reload_zone(j)))
@@ -284,7 +285,7 @@ impl Authority {
     ) -> Result<ZoneJob> {
         let domain = settings.domain.as_str();
         let plan = self.zone_plan(&settings, now, revoked)?;
-        let last = self.store.zone_state(domain)?;
+        let last = self.store()?.zone_state(domain)?;
         let changed = last.as_ref().is_none_or(|s| s.digest != plan.digest);
         let serial = match &last {
             Some(s) if !changed => s.serial,
@@ -360,9 +361,18 @@ impl Authority {
             Err(_) => BTreeSet::new(),
         };
         let mut out = Vec::new();
-        for domain in &domains {
-            if let Some(outcome) = self.publish_now(domain) {
-                out.push(outcome);
+        let mut failed = Vec::new();
+        for domain in domains {
+            match self.publish_now(&domain) {
+                Some(outcome) => out.push(outcome),
+                None => failed.push(domain),
+            }
+        }
+        // Kept for the next run (a change, the sweep, or the store healing after a full disk),
+        // so a zone never misses a change whose publication failed.
+        if !failed.is_empty() {
+            if let Ok(mut queue) = self.zone_queue.domains.lock() {
+                queue.get_or_insert_with(BTreeSet::new).extend(failed);
             }
         }
         out
@@ -447,12 +457,12 @@ impl Authority {
     /// expired or become valid.
     fn sweep_needed(&self, now: OffsetDateTime) -> Result<(SweepMark, bool)> {
         let current = SweepMark {
-            revision: self.store.revision()?,
+            revision: self.store()?.revision()?,
             settings: self.publication_digest()?,
             next_change: None,
         };
         let last: Option<SweepMark> = self
-            .store
+            .store()?
             .sweep_mark()?
             .and_then(|b| serde_json::from_slice(&b).ok());
         let files_present = self.config.managed_domains.iter().all(|d| {
@@ -472,7 +482,7 @@ impl Authority {
     fn record_sweep(&self, mut mark: SweepMark, now: OffsetDateTime) -> Result<()> {
         let mut next: Option<OffsetDateTime> = None;
         for domain in &self.config.managed_domains {
-            for cert in self.store.domain_certs(domain.as_str()) {
+            for cert in self.store()?.domain_certs(domain.as_str()) {
                 let cert = cert?;
                 for t in [cert.not_before, cert.not_after] {
                     if t > now && next.is_none_or(|n| t < n) {
@@ -484,7 +494,7 @@ impl Authority {
         mark.next_change = next.map(OffsetDateTime::unix_timestamp);
         let bytes = serde_json::to_vec(&mark)
             .map_err(|e| Error::Store(format!("encoding the sweep mark: {e}")))?;
-        self.store.put_sweep_mark(&bytes)
+        self.store()?.put_sweep_mark(&bytes)
     }
 
     /// SHA-256 of everything that shapes the zone files besides the certificates.
@@ -498,16 +508,16 @@ impl Authority {
 
     /// The publishable certificates of one domain (valid at `now`, not revoked), in order.
     fn publishable<'a>(
-        &'a self,
+        store: &'a Store,
         domain: &str,
         now: OffsetDateTime,
         revoked: &'a Revoked,
     ) -> impl Iterator<Item = Result<IndexedCert>> + 'a {
-        self.store
+        store
             .domain_certs(domain)
             .filter_map(move |cert| match cert {
                 Ok(cert) if !cert.is_current(now) => None,
-                Ok(cert) => match revoked.contains(&self.store, &cert.serial) {
+                Ok(cert) => match revoked.contains(store, &cert.serial) {
                     Ok(false) => Some(Ok(cert)),
                     Ok(true) => None,
                     Err(e) => Some(Err(e)),
@@ -522,12 +532,13 @@ impl Authority {
         now: OffsetDateTime,
         revoked: &Revoked,
     ) -> Result<ZonePlan> {
+        let store = self.store()?;
         let mut records = 0;
         let mut digest = format!(
             "v1 {:?} {} {:?} {:?}\n",
             settings.mode, settings.ttl, settings.soa, settings.ldap_srv
         );
-        for cert in self.publishable(settings.domain.as_str(), now, revoked) {
+        for cert in Self::publishable(&store, settings.domain.as_str(), now, revoked) {
             let cert = cert?;
             digest.push_str(&cert.holder);
             digest.push(' ');
@@ -550,9 +561,10 @@ impl Authority {
         now: OffsetDateTime,
         revoked: &Revoked,
     ) -> std::io::Result<()> {
+        let store = self.store().map_err(std::io::Error::other)?;
         dns::write_header(w, settings, serial)?;
         let mut owner = (String::new(), String::new());
-        for cert in self.publishable(settings.domain.as_str(), now, revoked) {
+        for cert in Self::publishable(&store, settings.domain.as_str(), now, revoked) {
             let cert = cert.map_err(std::io::Error::other)?;
             if owner.0 != cert.holder {
                 // A local part never holds '@' (model.rs), so this is `local.domain`.
@@ -663,12 +675,12 @@ impl Authority {
         });
         // From revision 0 (an empty directory) every entry there is now is an add.
         let firsts = if since == 0 {
-            self.store
+            self.store()?
                 .ldap_entry_keys()
                 .map(|k| k.map(|k| (k, EntryChange::Add)))
                 .collect::<Result<BTreeMap<_, _>>>()?
         } else {
-            self.store.ldap_first_changes_since(since)?
+            self.store()?.ldap_first_changes_since(since)?
         };
         let base = self.config.publish.ldap.base_dn.as_str();
         let (mut count, mut certificates) = (0, 0);
@@ -715,7 +727,7 @@ impl Authority {
         let mut deletes = Vec::new();
         for (key, first) in firsts {
             let existed = *first != EntryChange::Add;
-            let exists = self.store.ldap_entry(key)?.is_some();
+            let exists = self.store()?.ldap_entry(key)?.is_some();
             let (domain, holder) = key.split_once('\0').unwrap_or((key.as_str(), ""));
             match (existed, exists, holder.is_empty()) {
                 (false, true, true) => ldif::container_add(w, domain, base).map_err(io)?,
@@ -752,9 +764,9 @@ impl Authority {
             serials: Vec::new(),
             ders: Vec::new(),
         };
-        for cert in self.store.holder_certs(domain, mail) {
+        for cert in self.store()?.holder_certs(domain, mail) {
             let cert = cert?;
-            if cert.is_current(now) && !self.store.is_revoked(&cert.serial)? {
+            if cert.is_current(now) && !self.store()?.is_revoked(&cert.serial)? {
                 holder.serials.push(cert.serial);
                 holder.ders.push(cert.der);
             }
@@ -771,7 +783,8 @@ impl Authority {
         mut visit: impl FnMut(&str, Option<&Holder>) -> std::io::Result<()>,
     ) -> Result<()> {
         let io = |e: std::io::Error| Error::io("LDIF export", e);
-        let revoked = Revoked::Set(self.store.revoked_serial_keys()?);
+        let store = self.store()?;
+        let revoked = Revoked::Set(store.revoked_serial_keys()?);
         let mut domains = self.config.managed_domains.clone();
         domains.sort();
         for domain in &domains {
@@ -779,7 +792,7 @@ impl Authority {
             self.note_entry(sync, entry_key(domain, None), Vec::new())?;
             visit(domain, None).map_err(io)?;
             let mut current: Option<Holder> = None;
-            for cert in self.publishable(domain, now, &revoked) {
+            for cert in Self::publishable(&store, domain, now, &revoked) {
                 let cert = cert?;
                 if current.as_ref().is_some_and(|h| h.mail != cert.holder) {
                     if let Some(h) = current.take() {
@@ -814,7 +827,7 @@ impl Authority {
     }
 
     fn note_entry(&self, sync: &mut ViewSync, key: String, state: Vec<u8>) -> Result<()> {
-        let change = match self.store.ldap_entry(&key)? {
+        let change = match self.store()?.ldap_entry(&key)? {
             None => Some(EntryChange::Add),
             Some(old) if old != state => Some(EntryChange::Modify),
             Some(_) => None,
@@ -833,7 +846,7 @@ impl Authority {
     /// Records the noted changes, plus deletes for entries no longer seen, under a new
     /// directory revision (the current one when nothing changed).
     fn apply_view_sync(&self, mut sync: ViewSync) -> Result<u64> {
-        for key in self.store.ldap_entry_keys() {
+        for key in self.store()?.ldap_entry_keys() {
             let key = key?;
             if !sync.seen.contains(&key) {
                 sync.updates.push(EntryUpdate {
@@ -843,7 +856,7 @@ impl Authority {
                 });
             }
         }
-        self.store.record_ldap_changes(&sync.updates)
+        self.store()?.record_ldap_changes(&sync.updates)
     }
 }
 

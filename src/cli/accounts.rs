@@ -519,7 +519,7 @@ fn export(
         Some(_) => Box::new(&mut buf),
         None => Box::new(std::io::stdout().lock()),
     };
-    for entry in authority.store.audit_entries() {
+    for entry in authority.store()?.audit_entries() {
         let entry = entry?;
         if since.is_some_and(|s| entry.seq <= s)
             || actor

@@ -305,7 +305,7 @@ pub fn anchor(config: Config, cmd: AnchorCommand, out: Output) -> Result<()> {
         }
         (Target::Direct(a), AnchorCommand::List { bundle, state }) => {
             let list: Vec<AnchorJson> = a
-                .store
+                .store()?
                 .anchors()?
                 .iter()
                 .filter(|r| bundle.as_ref().is_none_or(|b| *b == r.bundle))
@@ -420,7 +420,7 @@ pub fn bundle(config: Config, cmd: BundleCommand, out: Output) -> Result<()> {
             a.inventory.get(&name)?;
             unlock(&a)?;
             let published = publish(&a, &name)?;
-            let current = a.store.latest_bundle_version(&name)?;
+            let current = a.store()?.latest_bundle_version(&name)?;
             json!({"bundle": name, "published": published.is_some(), "version": current.as_ref().map(|v| v.version), "sha256": current.map(|v| v.sha256)})
         }
         (Target::Server { url, token }, BundleCommand::List) => {

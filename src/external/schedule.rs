@@ -97,7 +97,7 @@ fn due_at_start(authority: &Authority, name: &str) -> bool {
         return false;
     };
     let interval = time::Duration::try_from(source.interval()).unwrap_or(time::Duration::DAY);
-    match authority.store.external_state(name) {
+    match authority.store().and_then(|s| s.external_state(name)) {
         Ok(Some(state)) => state
             .good
             .is_none_or(|g| authority.now() - g.confirmed_at > interval),

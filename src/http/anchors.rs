@@ -306,7 +306,7 @@ async fn list_anchors(
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<Vec<AnchorJson>>, ApiError> {
     let authority = state.authority.clone();
-    let all = blocking(move || authority.store.anchors()).await?;
+    let all = blocking(move || authority.store()?.anchors()).await?;
     let principal = caller.principal();
     Ok(Json(
         all.iter()
@@ -529,7 +529,7 @@ async fn build(
 ) -> Result<Response, ApiError> {
     state.authority.inventory.get(&name)?;
     let published = publish(&state, name.clone(), caller.actor()).await?;
-    let current = state.authority.store.latest_bundle_version(&name)?;
+    let current = state.authority.store()?.latest_bundle_version(&name)?;
     Ok(Json(Built {
         bundle: name,
         published: published.is_some(),

@@ -66,7 +66,7 @@ impl BundleCache {
     pub fn reload(&self, authority: &Authority) -> Result<()> {
         let mut map = BTreeMap::new();
         for name in authority.inventory.bundles.keys() {
-            let versions = authority.store.bundle_versions(name)?;
+            let versions = authority.store()?.bundle_versions(name)?;
             if let Some(latest) = versions.last() {
                 map.insert(name.clone(), Arc::new(served(authority, latest, &versions)));
             }
@@ -391,7 +391,7 @@ async fn older(
     let number: u64 = number.parse().map_err(|_| not_found(&file))?;
     let authority = state.authority.clone();
     let version =
-        tokio::task::spawn_blocking(move || authority.store.bundle_version(&name, number))
+        tokio::task::spawn_blocking(move || authority.store()?.bundle_version(&name, number))
             .await
             .map_err(|e| Error::Store(e.to_string()))??
             .ok_or_else(|| not_found(&file))?;

@@ -162,9 +162,9 @@ pub fn spawn_session_sweeper(state: &AppState) -> tokio::task::JoinHandle<()> {
             let a = authority.clone();
             match tokio::task::spawn_blocking(move || {
                 let now = a.now();
-                a.store
+                a.store()?
                     .purge_idempotency(now - crate::authority::IDEMPOTENCY_WINDOW)?;
-                a.store.purge_sessions(now, None)
+                a.store()?.purge_sessions(now, None)
             })
             .await
             {
@@ -172,6 +172,28 @@ pub fn spawn_session_sweeper(state: &AppState) -> tokio::task::JoinHandle<()> {
                 Ok(Ok(n)) => tracing::info!(removed = n, "expired sessions removed"),
                 Ok(Err(e)) => tracing::warn!(error = %e, "session sweep failed"),
                 Err(e) => tracing::warn!(error = %e, "session sweep task failed"),
+            }
+        }
+    })
+}
+
+/// Reopens the store after a write failure as soon as its file system has room again (see
+/// `store::StoreHandle`): every second, and free of I/O while nothing failed.
+pub fn spawn_store_healer(state: &AppState) -> tokio::task::JoinHandle<()> {
+    let authority = state.authority.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let a = authority.clone();
+            match tokio::task::spawn_blocking(move || a.heal_store()).await {
+                Ok(crate::store::Healing::Healed) => {
+                    // Publication that failed meanwhile is redone now.
+                    authority.queue_zone_publication().notify_one();
+                }
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "store healer task failed"),
             }
         }
     })
@@ -216,6 +238,7 @@ pub async fn serve(
     let publisher = spawn_crl_publisher(&state);
     let sweeper = zones::spawn_sweeper(&state);
     let sessions = spawn_session_sweeper(&state);
+    let healer = spawn_store_healer(&state);
     let limits = connections::Limits::from_config(&state.authority.config.server);
     let registry = connections::Registry::default();
     tracing::info!(
@@ -247,6 +270,7 @@ pub async fn serve(
     publisher.abort();
     sessions.abort();
     sweeper.abort();
+    healer.abort();
     Ok(())
 }
 
@@ -272,6 +296,14 @@ impl From<Error> for ApiError {
     }
 }
 
+/// What a client is told while the store cannot be written (the cause goes to the log).
+pub const STORE_UNWRITABLE_MESSAGE: &str = "the store cannot be written now: the data \
+     directory's file system is full or failing. Nothing was stored; writes resume by themselves \
+     once it has room again, so retry later";
+
+/// `Retry-After` while the store cannot be written: `serve` retries the store every second.
+const STORE_RETRY_AFTER_SECS: u64 = 5;
+
 impl ApiError {
     /// The HTTP status of this error.
     pub fn status(&self) -> StatusCode {
@@ -291,9 +323,10 @@ impl ApiError {
             Error::Unauthorised(_) | Error::OwnerDisabled(_) => StatusCode::UNAUTHORIZED,
             Error::Forbidden(_) | Error::DomainNotCovered(_) => StatusCode::FORBIDDEN,
             Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Error::NotInitialised | Error::CaKey(_) | Error::Passphrase(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Error::NotInitialised
+            | Error::CaKey(_)
+            | Error::Passphrase(_)
+            | Error::StoreUnwritable(_) => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -307,6 +340,7 @@ impl IntoResponse for ApiError {
             Error::RateLimited {
                 retry_after_secs, ..
             } => Some(*retry_after_secs),
+            Error::StoreUnwritable(_) => Some(STORE_RETRY_AFTER_SECS),
             _ => None,
         };
         let (message, reasons) = match &e {
@@ -314,6 +348,10 @@ impl IntoResponse for ApiError {
                 "the request was refused; see reasons".to_string(),
                 d.reasons.clone(),
             ),
+            Error::StoreUnwritable(_) => {
+                tracing::error!(error = %e, code = e.code(), "request failed");
+                (STORE_UNWRITABLE_MESSAGE.to_string(), Vec::new())
+            }
             // 5xx bodies never carry internals: the cause goes to the log.
             _ if status.is_server_error() => {
                 tracing::error!(error = %e, code = e.code(), "request failed");

@@ -33,6 +33,13 @@ async fn health(State(state): State<AppState>) -> Response {
         // Still serving, but something will soon hurt relying parties or issuance: degraded,
         // with HTTP 200 so CRLs, CA certificates and bundles keep being served behind
         // balancers; monitoring alerts on `status`.
+        // The store cannot be written: issuance and revocation fail. An error, not a
+        // degradation, so balancers and monitoring see it; reads still answer.
+        Ok(Ok(Some(problems))) if problems.iter().any(|p| p.is_error()) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "error", "problems": problems})),
+        )
+            .into_response(),
         Ok(Ok(Some(problems))) if !problems.is_empty() => {
             let stale: Vec<&str> = problems
                 .iter()

@@ -17,6 +17,7 @@ mod backup;
 mod bundles;
 mod discovery;
 mod external;
+mod handle;
 mod migrate;
 mod organisations;
 mod sync;
@@ -27,6 +28,7 @@ pub use bundles::{
 };
 pub use discovery::{EntryChange, EntryUpdate, IndexedCert, ZoneState};
 pub use external::{AnchorFinding, ExternalAnchor, ExternalAttempt, ExternalState, GoodCopy};
+pub use handle::{Healing, StoreFault, StoreHandle, MIN_FREE_BYTES};
 pub use migrate::{MigrationReport, SCHEMA};
 pub use organisations::{idempotency_key, IdempotencyRecord};
 
@@ -41,6 +43,8 @@ pub const RECORD_VERSION: u32 = 1;
 
 const REVISION: &[u8] = b"revision";
 const AUDIT_HEAD: &[u8] = b"audit_head";
+/// Written and synced to prove the store takes writes (after a write failure).
+const WRITE_PROBE: &[u8] = b"write_probe";
 
 /// An issued certificate and everything recorded about its request.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
@@ -241,7 +245,7 @@ fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T> {
 fn tx_error(e: TransactionError<Error>) -> Error {
     match e {
         TransactionError::Abort(e) => e,
-        TransactionError::Storage(e) => Error::Store(e.to_string()),
+        TransactionError::Storage(e) => Error::from(e),
     }
 }
 
@@ -374,6 +378,13 @@ impl Store {
     pub fn flush(&self) -> Result<()> {
         self.db.flush()?;
         self.disk.sync()
+    }
+
+    /// Proves that the store takes writes: a small record, flushed and synced.
+    pub fn probe(&self) -> Result<()> {
+        let next = u64_of(self.meta.get(WRITE_PROBE)?).wrapping_add(1);
+        self.meta.insert(WRITE_PROBE, &next.to_be_bytes())?;
+        self.flush()
     }
 
     pub fn revision(&self) -> Result<u64> {

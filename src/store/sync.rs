@@ -72,7 +72,7 @@ impl DiskSync {
         self.restrict_new_files(&mut state.private_files)?;
         self.log
             .sync_data()
-            .map_err(|e| Error::Store(format!("syncing the store to disk: {e}")))?;
+            .map_err(|e| crate::error::store_io_fault(&e))?;
         state.covered = upto;
         Ok(())
     }

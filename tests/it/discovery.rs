@@ -1197,7 +1197,13 @@ async fn the_sweep_drops_expired_certificates_and_operators_download_zones() {
             .0,
         StatusCode::NOT_FOUND
     );
-    let serial = authority.store.zone_state(DOMAIN).unwrap().unwrap().serial;
+    let serial = authority
+        .store()
+        .unwrap()
+        .zone_state(DOMAIN)
+        .unwrap()
+        .unwrap()
+        .serial;
 
     // Nothing expired yet: the sweep leaves the file alone.
     let swept = authority.sweep_zones();

@@ -559,7 +559,8 @@ impl Refresher {
 
     fn latest(&self, name: &str) -> anchorage::store::BundleVersion {
         self.authority
-            .store
+            .store()
+            .unwrap()
             .latest_bundle_version(name)
             .unwrap()
             .unwrap()
@@ -1321,7 +1322,8 @@ fn strip_ansi(text: &str) -> String {
 /// The audit entries with `action` about `target`, oldest first.
 fn audit_of(authority: &Authority, action: &str, target: &str) -> Vec<Value> {
     authority
-        .store
+        .store()
+        .unwrap()
         .audit_entries()
         .map(|e| e.unwrap())
         .filter(|e| e.action == action && e.target == target)

@@ -148,7 +148,8 @@ async fn health_answers_503_naming_an_unreadable_store() {
     );
     service
         .authority
-        .store
+        .store()
+        .unwrap()
         .danger_put_raw_ca_record("issuing", b"\x00not a record")
         .unwrap();
     let (status, health) = service.health().await;

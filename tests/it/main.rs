@@ -16,6 +16,7 @@ mod crl;
 mod discovery;
 mod durability;
 mod external;
+mod full_disk;
 mod hardening;
 mod harness;
 mod issuance;

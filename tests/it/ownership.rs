@@ -348,7 +348,8 @@ impl World {
         let serial = anchorage::model::Serial::parse(serial).unwrap();
         self.web
             .authority
-            .store
+            .store()
+            .unwrap()
             .revocation(&serial)
             .unwrap()
             .is_some()
@@ -357,7 +358,8 @@ impl World {
     fn serials_of(&self, holder: &str) -> BTreeSet<String> {
         self.web
             .authority
-            .store
+            .store()
+            .unwrap()
             .certs()
             .map(|c| c.unwrap())
             .filter(|c| c.holder.to_string() == holder)
@@ -651,7 +653,8 @@ async fn web_issue(w: &World, who: Who, holder: &str) -> Reply {
 fn published(w: &World) -> (BTreeSet<String>, String, String) {
     let a = &w.web.authority;
     let certs = a
-        .store
+        .store()
+        .unwrap()
         .certs()
         .map(|c| c.unwrap().serial.as_str().to_string())
         .collect();
@@ -1020,7 +1023,8 @@ async fn rate_limits_answer_429_and_are_audited_and_keys_are_not_reused() {
     );
     let audit = web
         .authority
-        .store
+        .store()
+        .unwrap()
         .audit_entries()
         .map(|e| e.unwrap())
         .filter(|e| e.action == "cert.rate_limited")
@@ -1239,7 +1243,8 @@ async fn a_store_of_the_previous_release_is_migrated() {
         ]
     );
     let bound = |h: &str| {
-        a.store
+        a.store()
+            .unwrap()
             .holder_binding(&format!("{h}@{DOMAIN}"))
             .unwrap()
             .unwrap()
@@ -1261,7 +1266,8 @@ async fn a_store_of_the_previous_release_is_migrated() {
         ["nameless-practice"]
     );
     assert!(a
-        .store
+        .store()
+        .unwrap()
         .audit_entries()
         .any(|e| e.unwrap().action == "store.migrate"));
     assert!(a.verify_audit().is_ok());
@@ -1366,7 +1372,8 @@ async fn a_store_of_the_previous_release_is_migrated() {
         ]
     );
     assert!(a
-        .store
+        .store()
+        .unwrap()
         .audit_entries()
         .any(|e| e.unwrap().action == "holder.transfer"));
 }

@@ -83,7 +83,7 @@ fn seed_files_are_read_anchor_by_anchor() {
             .any(|l| l.contains("refused") && l.contains("validity_too_short")),
         "{report:?}"
     );
-    let anchors = authority.store.anchors_of("community").unwrap();
+    let anchors = authority.store().unwrap().anchors_of("community").unwrap();
     assert_eq!(
         anchors.len(),
         2,
@@ -101,5 +101,13 @@ fn seed_files_are_read_anchor_by_anchor() {
         .unwrap()
         .iter()
         .all(|l| l.contains("refused")));
-    assert_eq!(authority.store.anchors_of("community").unwrap().len(), 2);
+    assert_eq!(
+        authority
+            .store()
+            .unwrap()
+            .anchors_of("community")
+            .unwrap()
+            .len(),
+        2
+    );
 }

@@ -471,7 +471,8 @@ async fn sign_in_sets_a_hardened_session_cookie_and_sign_out_ends_it() {
     // Audited with the client address.
     let audit = web
         .authority
-        .store
+        .store()
+        .unwrap()
         .audit_entries()
         .map(Result::unwrap)
         .collect::<Vec<_>>();
@@ -566,7 +567,13 @@ async fn every_form_post_needs_the_csrf_token() {
         let r = web.post_form(uri, Some(&admin), &with).await;
         assert_eq!(r.status, StatusCode::FORBIDDEN, "{uri}: {}", r.body);
     }
-    assert!(web.authority.store.user("eve").unwrap().is_none());
+    assert!(web
+        .authority
+        .store()
+        .unwrap()
+        .user("eve")
+        .unwrap()
+        .is_none());
     assert!(web
         .authority
         .user("registrar")
@@ -644,8 +651,22 @@ async fn sessions_expire_when_idle_and_after_the_absolute_limit() {
     let _abandoned = web.login("admin").await;
     web.advance(Duration::hours(3));
     let now = web.authority.now();
-    assert!(web.authority.store.purge_sessions(now, None).unwrap() >= 1);
-    assert_eq!(web.authority.store.purge_sessions(now, None).unwrap(), 0);
+    assert!(
+        web.authority
+            .store()
+            .unwrap()
+            .purge_sessions(now, None)
+            .unwrap()
+            >= 1
+    );
+    assert_eq!(
+        web.authority
+            .store()
+            .unwrap()
+            .purge_sessions(now, None)
+            .unwrap(),
+        0
+    );
     // A disabled user's session ends at once.
     let browser = web.login("registrar").await;
     web.authority
@@ -704,7 +725,8 @@ async fn sign_in_is_throttled_per_account_and_per_client() {
     // Failed sign-ins are audited with the address, never with the password.
     let failed: Vec<_> = web
         .authority
-        .store
+        .store()
+        .unwrap()
         .audit_entries()
         .map(Result::unwrap)
         .filter(|e| e.action == "user.login_failed")
@@ -1177,7 +1199,7 @@ async fn status_banners_are_the_servers_own_messages() {
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(banner(&r.body), Some(Notice::AnchorSubmitted.sentence()));
-    let id = web.authority.store.anchors().unwrap()[0].id;
+    let id = web.authority.store().unwrap().anchors().unwrap()[0].id;
 
     let approve = format!("/admin/anchors/{id}/approve");
     let r = web
@@ -1740,7 +1762,8 @@ async fn the_console_shows_external_sources_and_refreshes_one_on_demand() {
     // The attempt is audited with who asked for it.
     let audited = web
         .authority
-        .store
+        .store()
+        .unwrap()
         .audit_entries()
         .map(Result::unwrap)
         .any(|e| {
@@ -1943,8 +1966,8 @@ async fn a_same_subject_anchor_with_another_key_needs_a_declared_rollover() {
         .as_u64()
         .unwrap();
     let browser = web.login("member").await; // signing in is audited
-    let anchors = || web.authority.store.anchors().unwrap().len();
-    let audited = || web.authority.store.audit_entries().count();
+    let anchors = || web.authority.store().unwrap().anchors().unwrap().len();
+    let audited = || web.authority.store().unwrap().audit_entries().count();
     let (anchors_before, audit_before) = (anchors(), audited());
 
     // Refused through the API, explicitly or by default not a rollover: one reason, the code,
@@ -2037,7 +2060,8 @@ async fn a_same_subject_anchor_with_another_key_needs_a_declared_rollover() {
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
     let newer_id = web
         .authority
-        .store
+        .store()
+        .unwrap()
         .anchors()
         .unwrap()
         .iter()
@@ -2055,7 +2079,8 @@ async fn a_same_subject_anchor_with_another_key_needs_a_declared_rollover() {
     // The audit log carries the flag and what it replaces.
     let submits: Vec<Value> = web
         .authority
-        .store
+        .store()
+        .unwrap()
         .audit_entries()
         .map(|e| e.unwrap())
         .filter(|e| e.action == "anchor.submit")
@@ -2133,7 +2158,8 @@ async fn a_same_subject_anchor_with_another_key_needs_a_declared_rollover() {
     assert_eq!(approved["anchor"]["state"], "published", "{approved}");
     let entry = web
         .authority
-        .store
+        .store()
+        .unwrap()
         .audit_entries()
         .map(|e| e.unwrap())
         .find(|e| e.action == "anchor.approve")
