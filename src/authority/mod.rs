@@ -32,6 +32,7 @@ mod bundles;
 mod certs;
 mod external;
 mod health;
+mod lifecycle;
 mod organisations;
 mod publish;
 
@@ -41,6 +42,7 @@ pub use bundles::{BundleSummary, Submission};
 pub use certs::{OrganisationRef, Ownership, IDEMPOTENCY_WINDOW};
 pub use external::{RefreshReport, SourceView, Staleness};
 pub use health::HealthProblem;
+pub use lifecycle::{BroughtUp, Created};
 pub use organisations::{OrganisationChange, UnresolvedHolder};
 pub use publish::{next_serial, LdifOutcome, ZoneOutcome, ZoneQueue};
 

@@ -398,31 +398,7 @@ fn emit(out: Output, value: serde_json::Value, text: impl FnOnce() -> String) ->
 
 /// Writes a file atomically (temp + rename), 0600 when it holds a secret.
 pub fn write_file(path: &Path, bytes: &[u8], secret: bool) -> Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(if secret { 0o600 } else { 0o644 })
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.map_err(|e| Error::io(path, e))
+    crate::private_files::write_atomic(path, bytes, secret)
 }
 
 fn read_secret_file(path: &Path) -> Result<Zeroizing<String>> {
@@ -523,39 +499,32 @@ fn import_options(args: &InitArgs) -> Result<InitOptions> {
 
 fn init(mut config: Config, args: InitArgs, out: Output, write_config: bool) -> Result<()> {
     apply_init_args(&mut config, &args)?;
-    if config.managed_domains.is_empty() {
-        return Err(Error::InvalidInput(
-            "name at least one health domain with --managed-domain (or managed_domains in the configuration)".into(),
-        ));
-    }
     let options = import_options(&args)?;
-    let authority = Authority::open(config.clone(), Arc::new(SystemClock))?;
-    let (passphrase, source) = authority.passphrase(true)?;
-    let report = authority.init(options, &passphrase, &cli_actor())?;
-    if write_config {
-        write_file(
-            &config.data_dir.join(config::DATA_DIR_CONFIG),
-            config.to_toml()?.as_bytes(),
-            true,
-        )?;
-    }
-    authority.publish_crl(CaRole::Issuing)?;
-    if report.origin == "generated"
-        || authority
-            .ca_status()?
-            .iter()
-            .any(|s| s.role == CaRole::Root && s.key_online)
-    {
-        authority.publish_crl(CaRole::Root)?;
-    }
-    warn_if_evaluation(&source);
+    let data_dir = config.data_dir.clone();
+    let created = Authority::create(
+        config,
+        Arc::new(SystemClock),
+        options,
+        &cli_actor(),
+        write_config,
+    )?;
+    print_created(out, &data_dir, &created.report, &created.passphrase_source)
+}
+
+fn print_created(
+    out: Output,
+    data_dir: &Path,
+    report: &crate::authority::InitReport,
+    source: &crate::keyseal::PassphraseSource,
+) -> Result<()> {
+    warn_if_evaluation(source);
     emit(
         out,
-        json!({"initialised": true, "data_dir": config.data_dir, "passphrase_source": source.to_string(), "ca": report}),
+        json!({"initialised": true, "data_dir": data_dir, "passphrase_source": source.to_string(), "ca": report}),
         || {
             format!(
             "initialised {}\n  root CA:    {} ({}), SHA-256 {}\n  issuing CA: {} ({}), SHA-256 {}\n  managed domains: {}\n  public URL: {}\n  CA keys sealed with the passphrase from {}",
-            config.data_dir.display(),
+            data_dir.display(),
             report.root_subject, report.root_key, report.root_fingerprint,
             report.issuing_subject, report.issuing_key, report.issuing_fingerprint,
             report.managed_domains.join(", "),
@@ -600,74 +569,28 @@ fn serve(
             config.public_url = format!("http://{host}");
         }
     }
-    let mut authority = Authority::open(config.clone(), Arc::new(SystemClock))?;
-    let first_start = !authority.is_initialised()?;
-    if first_start {
-        if config.managed_domains.is_empty() {
-            config.managed_domains =
-                vec![HealthDomain::parse(config::EVALUATION_DOMAIN).map_err(Error::Config)?];
-        }
-        drop(authority);
-        println!(
-            "first start: no CA in {}, creating an evaluation CA hierarchy",
-            config.data_dir.display()
-        );
-        init(
-            config.clone(),
-            InitArgs::default(),
-            Output::Text,
-            write_config,
-        )?;
-        // Re-open only here: the store is locked while `authority` is alive.
-        authority = Authority::open(config.clone(), Arc::new(SystemClock))?;
-        if config
-            .managed_domains
-            .iter()
-            .map(|d| d.as_str())
-            .eq([config::EVALUATION_DOMAIN])
-        {
-            // So the issuance form works out of the box: one organisation owning the
-            // evaluation domain.
-            authority.add_organisation(
-                &crate::accounts::Principal::operator("system"),
-                "evaluation",
-                crate::authority::OrganisationChange {
-                    name: Some("Evaluation organisation".into()),
-                    contacts: None,
-                    domains: Some(vec![config::EVALUATION_DOMAIN.into()]),
-                },
-            )?;
+    let up = Authority::bring_up(
+        config.clone(),
+        Arc::new(SystemClock),
+        &cli_actor(),
+        write_config,
+    )?;
+    match &up.created {
+        Some((report, source)) => {
             println!(
-                "created the organisation 'evaluation', owning {}",
-                config::EVALUATION_DOMAIN
+                "first start: no CA in {}, created an evaluation CA hierarchy",
+                config.data_dir.display()
             );
+            print_created(Output::Text, &config.data_dir, report, source)?
         }
+        None => warn_if_evaluation(&up.passphrase_source),
     }
-    // The same value errors `config check` and `init` refuse: never serve with them.
-    let problems = config.problems();
-    if !problems.is_empty() {
-        return Err(Error::Config(problems.join("; ")));
-    }
-    let (passphrase, source) = authority.passphrase(false)?;
-    authority.unlock(&passphrase)?;
-    drop(passphrase);
-    if !first_start {
-        // `init` has just printed the same warning.
-        warn_if_evaluation(&source);
-    }
-    authority.refresh_crls()?;
-    for line in authority.load_seeds()? {
+    for line in &up.notes {
         println!("{line}");
     }
-    for name in authority.inventory.bundles.keys() {
-        if let Some(v) = authority.rebuild_bundle(name, "system")? {
-            println!(
-                "published bundle {name} version {} ({} anchors)",
-                v.version,
-                v.anchors.len()
-            );
-        }
-    }
+    let authority = up.authority;
+    // A first start may have filled in the evaluation domain.
+    let config = authority.config.clone();
     let tls_config = config
         .tls
         .as_ref()
