@@ -21,6 +21,7 @@ pub mod pkcs12;
 pub mod policy;
 pub mod private_files;
 pub mod publish;
+pub mod refresh;
 pub mod store;
 pub mod x509;
 

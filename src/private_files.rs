@@ -78,36 +78,6 @@ fn set_mode(path: &Path, mode: u32) -> Result<()> {
     std::fs::set_permissions(path, Permissions::from_mode(mode)).map_err(|e| Error::io(path, e))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn refuses_group_or_world_access_and_names_the_fix() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = dir.path().join("store");
-        create_dir(&store).unwrap();
-        std::fs::write(store.join("db"), b"x").unwrap();
-        std::fs::set_permissions(store.join("db"), Permissions::from_mode(0o644)).unwrap();
-        check(&store).unwrap();
-        restrict_tree(&store).unwrap();
-        let mode = std::fs::metadata(store.join("db"))
-            .unwrap()
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o777, 0o600);
-        std::fs::set_permissions(&store, Permissions::from_mode(0o755)).unwrap();
-        let err = check(&store).unwrap_err();
-        assert_eq!(err.code(), "insecure_permissions");
-        assert!(
-            err.to_string()
-                .contains(&format!("chmod -R go-rwx {}", store.display())),
-            "{err}"
-        );
-        check(&dir.path().join("missing")).unwrap();
-    }
-}
-
 /// Writes `bytes` to `path` atomically (a synced temporary file renamed over it): 0600 when
 /// `secret`, 0644 otherwise, whatever the umask.
 pub fn write_atomic(path: &Path, bytes: &[u8], secret: bool) -> Result<()> {
@@ -138,4 +108,34 @@ pub fn write_atomic(path: &Path, bytes: &[u8], secret: bool) -> Result<()> {
         let _ = std::fs::remove_file(&tmp);
     }
     result.map_err(|e| Error::io(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_group_or_world_access_and_names_the_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("store");
+        create_dir(&store).unwrap();
+        std::fs::write(store.join("db"), b"x").unwrap();
+        std::fs::set_permissions(store.join("db"), Permissions::from_mode(0o644)).unwrap();
+        check(&store).unwrap();
+        restrict_tree(&store).unwrap();
+        let mode = std::fs::metadata(store.join("db"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        std::fs::set_permissions(&store, Permissions::from_mode(0o755)).unwrap();
+        let err = check(&store).unwrap_err();
+        assert_eq!(err.code(), "insecure_permissions");
+        assert!(
+            err.to_string()
+                .contains(&format!("chmod -R go-rwx {}", store.display())),
+            "{err}"
+        );
+        check(&dir.path().join("missing")).unwrap();
+    }
 }

@@ -12,7 +12,7 @@ use super::{cli_actor, emit, unlock, Output};
 use crate::authority::Authority;
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::external::schedule;
+use crate::refresh;
 
 #[derive(Debug, Subcommand)]
 pub enum RefreshCommand {
@@ -48,7 +48,7 @@ pub fn refresh(config: Config, cmd: RefreshCommand, out: Output) -> Result<()> {
             let a: Arc<Authority> = Arc::from(a);
             let names = match name {
                 Some(n) => vec![n],
-                None => schedule::enabled_sources(&a),
+                None => refresh::enabled_sources(&a),
             };
             unlock(&a)?;
             let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -58,7 +58,7 @@ pub fn refresh(config: Config, cmd: RefreshCommand, out: Output) -> Result<()> {
                 .map_err(|e| Error::io("tokio runtime", e))?;
             let mut reports = Vec::new();
             for n in names {
-                let report = runtime.block_on(schedule::refresh_with(
+                let report = runtime.block_on(refresh::refresh_with(
                     a.clone(),
                     &n,
                     &cli_actor(),
@@ -210,12 +210,12 @@ pub(super) async fn start_scheduler(
     state: &crate::http::AppState,
 ) -> Result<tokio_cron_scheduler::JobScheduler> {
     let (authority, cache) = (state.authority.clone(), state.bundles.clone());
-    let on_publish: schedule::OnPublish = Arc::new(move || {
+    let on_publish: refresh::OnPublish = Arc::new(move || {
         if let Err(e) = cache.reload(&authority) {
             tracing::error!(error = %e, "reloading the served bundles failed");
         }
     });
-    schedule::start(state.authority.clone(), on_publish).await
+    refresh::start(state.authority.clone(), on_publish).await
 }
 
 /// Stops the jobs when the server stops.

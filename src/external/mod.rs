@@ -6,7 +6,6 @@
 
 pub mod fetch;
 pub mod parse;
-pub mod schedule;
 pub mod source;
 pub mod verify;
 

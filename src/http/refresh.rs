@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use super::{blocking, Admins, Allowed, ApiError, ApiPath, ApiQuery, AppState, ErrorBody};
 use crate::authority::{RefreshReport, SourceView, Staleness};
-use crate::external::{schedule, RefreshStatus};
+use crate::external::RefreshStatus;
 
 /// Routes under `/api/v1`.
 pub fn routes() -> Router<AppState> {
@@ -101,7 +101,7 @@ pub async fn refresh(
     ApiPath(name): ApiPath<String>,
     ApiQuery(q): ApiQuery<RefreshQuery>,
 ) -> Result<Response, ApiError> {
-    let report = schedule::refresh_with(
+    let report = crate::refresh::refresh_with(
         state.authority.clone(),
         &name,
         &caller.actor(),

@@ -270,9 +270,7 @@ async fn refresh_source(
 ) -> Result<Response, WebError> {
     session.require(ADMIN)?;
     session.check_csrf(&form.csrf)?;
-    let report =
-        crate::external::schedule::refresh(state.authority.clone(), &name, &session.actor())
-            .await?;
+    let report = crate::refresh::refresh(state.authority.clone(), &name, &session.actor()).await?;
     let published = report.published_version.is_some() || !report.republished.is_empty();
     if published {
         let (authority, cache) = (state.authority.clone(), state.bundles.clone());

@@ -1,15 +1,17 @@
-//! Running refreshes: one manual or scheduled refresh of a source (download, then the
-//! authority's judgement on a blocking thread), and the tokio-cron-scheduler jobs `serve`
-//! runs: one per enabled source on its cron schedule, a catch-up refresh at start-up for a
-//! source whose last good copy is older than its interval, and an hourly staleness check.
+//! The external-bundle refresh driver, above `external/` (fetching, source declarations,
+//! statuses) and `authority` (the judgement: verify, admit, keep the last good copy,
+//! publish): one manual or scheduled refresh of a source (the download here, the authority's
+//! judgement on a blocking thread), and the tokio-cron-scheduler jobs `serve` runs: one per
+//! enabled source on its cron schedule, a catch-up refresh at start-up for a source whose last
+//! good copy is older than its interval, and an hourly staleness check.
 
 use std::sync::Arc;
 
 use tokio_cron_scheduler::{Job, JobScheduler};
 
-use super::fetch;
 use crate::authority::{Authority, RefreshReport, Staleness};
 use crate::error::{Error, Result};
+use crate::external::fetch;
 
 /// Refreshes run one at a time, so a manual run and a scheduled one never race for the
 /// same version number.
