@@ -44,6 +44,21 @@ pub struct BundleSummary {
     pub anchors: Option<usize>,
 }
 
+/// A review decision: the anchor as it is now, and the bundle version the decision
+/// published (none when the bundle's content did not change, or for a rejection).
+#[derive(Debug, Clone)]
+pub struct Decision {
+    pub anchor: AnchorRecord,
+    pub published: Option<BundleVersion>,
+}
+
+/// A bundle build: the version it published, if any, and the current one.
+#[derive(Debug, Clone)]
+pub struct Built {
+    pub published: Option<BundleVersion>,
+    pub current: Option<BundleVersion>,
+}
+
 impl Authority {
     pub(super) fn declared(&self, bundle: &str) -> Result<&DeclaredBundle> {
         self.inventory.get(bundle)
@@ -177,10 +192,74 @@ impl Authority {
         Ok(stored)
     }
 
-    /// Approves a pending anchor after re-running admission against the bundle as it is now.
-    /// A declared rollover and the anchors it replaces may both be approved (either first);
-    /// any other anchor with their subject and another key still refuses the approval.
-    pub fn approve_anchor(&self, id: u64, actor: &str, note: &str) -> Result<AnchorRecord> {
+    /// Approves a pending anchor after re-running admission against the bundle as it is now,
+    /// and publishes the bundle with it. A declared rollover and the anchors it replaces may
+    /// both be approved (either first); any other anchor with their subject and another key
+    /// still refuses the approval.
+    pub fn approve_anchor(&self, id: u64, actor: &str, note: &str) -> Result<Decision> {
+        self.ensure_unlocked()?;
+        let record = self.approve_pending(id, actor, note)?;
+        self.publish_decision(&record.bundle, id, actor)
+    }
+
+    /// Rejects a pending or approved (not yet published) anchor with the reviewer's reason;
+    /// nothing is published.
+    pub fn reject_anchor(&self, id: u64, reason: &str, actor: &str) -> Result<Decision> {
+        if reason.trim().is_empty() {
+            return Err(Error::InvalidInput("a rejection needs a reason".into()));
+        }
+        let anchor = self.transition(id, actor, "anchor.reject", "rejected", reason, |r| {
+            expect_state(r, &[AnchorState::Pending, AnchorState::Approved])?;
+            r.state = AnchorState::Rejected;
+            Ok(())
+        })?;
+        Ok(Decision {
+            anchor,
+            published: None,
+        })
+    }
+
+    /// Removes an anchor from its bundle (published or approved) and publishes the bundle
+    /// without it.
+    pub fn retire_anchor(&self, id: u64, actor: &str, note: &str) -> Result<Decision> {
+        self.ensure_unlocked()?;
+        let record = self.transition(id, actor, "anchor.retire", "retired", note, |r| {
+            expect_state(r, &[AnchorState::Published, AnchorState::Approved])?;
+            r.state = AnchorState::Retired;
+            Ok(())
+        })?;
+        self.publish_decision(&record.bundle, id, actor)
+    }
+
+    /// Copies an approved or published anchor of a test bundle into the production bundle
+    /// it promotes to, as approved there (promotion is the production review), and publishes
+    /// the production bundle. The decision holds the new anchor.
+    pub fn promote_anchor(&self, id: u64, to: &str, actor: &str) -> Result<Decision> {
+        self.ensure_unlocked()?;
+        let record = self.promote_copy(id, to, actor)?;
+        self.publish_decision(&record.bundle, record.id, actor)
+    }
+
+    /// Rebuilds a bundle now (publishing a version only when its content changed) and
+    /// returns what is current.
+    pub fn build_bundle(&self, name: &str, actor: &str) -> Result<Built> {
+        self.inventory.get(name)?;
+        self.ensure_unlocked()?;
+        let published = self.rebuild_bundle(name, actor)?;
+        let current = self.store()?.latest_bundle_version(name)?;
+        Ok(Built { published, current })
+    }
+
+    /// After a decision: the bundle rebuilt, and the anchor as it is now.
+    fn publish_decision(&self, bundle: &str, id: u64, actor: &str) -> Result<Decision> {
+        let published = self.rebuild_bundle(bundle, actor)?;
+        Ok(Decision {
+            anchor: self.anchor(id)?,
+            published,
+        })
+    }
+
+    fn approve_pending(&self, id: u64, actor: &str, note: &str) -> Result<AnchorRecord> {
         let record = self.anchor(id)?;
         if record.state != AnchorState::Pending {
             return Err(Error::Conflict(format!(
@@ -214,30 +293,7 @@ impl Authority {
         })
     }
 
-    /// Rejects a pending or approved (not yet published) anchor with the reviewer's reason.
-    pub fn reject_anchor(&self, id: u64, reason: &str, actor: &str) -> Result<AnchorRecord> {
-        if reason.trim().is_empty() {
-            return Err(Error::InvalidInput("a rejection needs a reason".into()));
-        }
-        self.transition(id, actor, "anchor.reject", "rejected", reason, |r| {
-            expect_state(r, &[AnchorState::Pending, AnchorState::Approved])?;
-            r.state = AnchorState::Rejected;
-            Ok(())
-        })
-    }
-
-    /// Removes an anchor from its bundle (published or approved); the next build drops it.
-    pub fn retire_anchor(&self, id: u64, actor: &str, note: &str) -> Result<AnchorRecord> {
-        self.transition(id, actor, "anchor.retire", "retired", note, |r| {
-            expect_state(r, &[AnchorState::Published, AnchorState::Approved])?;
-            r.state = AnchorState::Retired;
-            Ok(())
-        })
-    }
-
-    /// Copies an approved or published anchor of a test bundle into the production bundle
-    /// it promotes to, as approved there (promotion is the production review).
-    pub fn promote_anchor(&self, id: u64, to: &str, actor: &str) -> Result<AnchorRecord> {
+    fn promote_copy(&self, id: u64, to: &str, actor: &str) -> Result<AnchorRecord> {
         let source = self.anchor(id)?;
         let from = self.declared(&source.bundle)?;
         if from.declaration.promote_to.as_deref() != Some(to) {
@@ -513,8 +569,9 @@ impl Authority {
                     };
                     match self.submit_anchor(&submission, &actor) {
                         Ok(records) => {
+                            // Approved only: `bring_up` publishes every bundle once after.
                             for r in records {
-                                self.approve_anchor(
+                                self.approve_pending(
                                     r.id,
                                     &actor,
                                     "seed anchor from the inventory",

@@ -38,7 +38,7 @@ mod publish;
 
 pub use accounts::{audit_page, token_principal, NewUser, SignedIn};
 pub use backup::{restore, RestoreReport};
-pub use bundles::{BundleSummary, Submission};
+pub use bundles::{Built, BundleSummary, Decision, Submission};
 pub use certs::{OrganisationRef, Ownership, IDEMPOTENCY_WINDOW};
 pub use external::{RefreshReport, SourceView, Staleness};
 pub use health::HealthProblem;
@@ -481,6 +481,24 @@ impl Authority {
             .write()
             .map_err(|_| Error::Store("lock poisoned".into()))? = Some(Arc::new(signers));
         self.ensure_bundle_signer(passphrase)
+    }
+
+    /// Unlocks the CA keys for a use case that signs, unless they are unlocked already
+    /// (`serve` unlocks at start; a local CLI command unlocks here).
+    pub fn ensure_unlocked(&self) -> Result<()> {
+        let unlocked = self
+            .signers
+            .read()
+            .map_err(|_| Error::Store("lock poisoned".into()))?
+            .is_some();
+        if unlocked {
+            return Ok(());
+        }
+        let (passphrase, source) = self.passphrase(false)?;
+        if let PassphraseSource::Evaluation(_) = source {
+            tracing::warn!("using the evaluation passphrase file: not for production");
+        }
+        self.unlock(&passphrase)
     }
 
     fn signers(&self) -> Result<Arc<Signers>> {

@@ -214,19 +214,9 @@ impl RemoteReason {
     }
 }
 
-fn unlock(a: &Authority) -> Result<()> {
-    super::unlock(a)
-}
-
-fn publish(a: &Authority, bundle: &str) -> Result<Option<Published>> {
-    Ok(a.rebuild_bundle(bundle, &cli_actor())?
-        .as_ref()
-        .map(Published::from))
-}
-
-fn decided(a: &Authority, id: u64, published: Option<Published>) -> Result<Value> {
-    let record = a.anchor(id)?;
-    Ok(json!({"anchor": AnchorJson::from(&record), "published": published}))
+fn decided(decision: crate::authority::Decision) -> Value {
+    let published = decision.published.as_ref().map(Published::from);
+    json!({"anchor": AnchorJson::from(&decision.anchor), "published": published})
 }
 
 fn read(path: &Path) -> Result<Vec<u8>> {
@@ -331,26 +321,16 @@ pub fn anchor(config: Config, cmd: AnchorCommand, out: Output) -> Result<()> {
             )?
         }
         (Target::Direct(a), AnchorCommand::Approve { id, note }) => {
-            unlock(&a)?;
-            let record = a.approve_anchor(id, &cli_actor(), &note)?;
-            let published = publish(&a, &record.bundle)?;
-            decided(&a, id, published)?
+            decided(a.approve_anchor(id, &cli_actor(), &note)?)
         }
         (Target::Direct(a), AnchorCommand::Reject { id, reason }) => {
-            a.reject_anchor(id, &reason, &cli_actor())?;
-            decided(&a, id, None)?
+            decided(a.reject_anchor(id, &reason, &cli_actor())?)
         }
         (Target::Direct(a), AnchorCommand::Retire { id, note }) => {
-            unlock(&a)?;
-            let record = a.retire_anchor(id, &cli_actor(), &note)?;
-            let published = publish(&a, &record.bundle)?;
-            decided(&a, id, published)?
+            decided(a.retire_anchor(id, &cli_actor(), &note)?)
         }
         (Target::Direct(a), AnchorCommand::Promote { id, to }) => {
-            unlock(&a)?;
-            let record = a.promote_anchor(id, &to, &cli_actor())?;
-            let published = publish(&a, &record.bundle)?;
-            decided(&a, record.id, published)?
+            decided(a.promote_anchor(id, &to, &cli_actor())?)
         }
         (Target::Server { url, token }, cmd) => {
             let (path, body) = match cmd {
@@ -417,11 +397,8 @@ pub fn bundle(config: Config, cmd: BundleCommand, out: Output) -> Result<()> {
             serde_json::to_value(a.bundle_summaries()?).unwrap_or_default()
         }
         (Target::Direct(a), BundleCommand::Build { name }) => {
-            a.inventory.get(&name)?;
-            unlock(&a)?;
-            let published = publish(&a, &name)?;
-            let current = a.store()?.latest_bundle_version(&name)?;
-            json!({"bundle": name, "published": published.is_some(), "version": current.as_ref().map(|v| v.version), "sha256": current.map(|v| v.sha256)})
+            let built = a.build_bundle(&name, &cli_actor())?;
+            json!({"bundle": name, "published": built.published.is_some(), "version": built.current.as_ref().map(|v| v.version), "sha256": built.current.map(|v| v.sha256)})
         }
         (Target::Server { url, token }, BundleCommand::List) => {
             call(&url, &token, reqwest::Method::GET, "/bundles", None)?

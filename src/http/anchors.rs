@@ -183,20 +183,17 @@ fn submitter(a: &AnchorRecord) -> &str {
         .unwrap_or_default()
 }
 
-/// Rebuilds a bundle and, when a version was published, swaps the served copy.
-pub(crate) async fn publish(
+/// After a decision or build that published a version: swaps the served copy.
+pub(crate) async fn serve_published(
     state: &AppState,
-    bundle: String,
-    actor: String,
+    published: Option<&BundleVersion>,
 ) -> Result<Option<Published>, ApiError> {
-    let authority = state.authority.clone();
-    let version = blocking(move || authority.rebuild_bundle(&bundle, &actor)).await?;
-    if version.is_some() {
+    if published.is_some() {
         let authority = state.authority.clone();
         let cache = state.bundles.clone();
         blocking(move || cache.reload(&authority)).await?;
     }
-    Ok(version.as_ref().map(Published::from))
+    Ok(published.map(Published::from))
 }
 
 /// The bundles with their current version and digest. Any role.
@@ -408,10 +405,9 @@ async fn approve(
 ) -> Result<Response, ApiError> {
     let note = optional_body(&body)?.note;
     let (authority, actor) = (state.authority.clone(), caller.actor());
-    let record = blocking(move || authority.approve_anchor(id, &actor, &note)).await?;
-    let published = publish(&state, record.bundle.clone(), caller.actor()).await?;
-    let record = state.authority.anchor(id)?;
-    Ok(decided(&record, published))
+    let decision = blocking(move || authority.approve_anchor(id, &actor, &note)).await?;
+    let published = serve_published(&state, decision.published.as_ref()).await?;
+    Ok(decided(&decision.anchor, published))
 }
 
 /// Reject a pending anchor with a reason the submitter sees.
@@ -439,8 +435,8 @@ async fn reject(
     ApiJson(body): ApiJson<DecisionBody>,
 ) -> Result<Response, ApiError> {
     let (authority, actor) = (state.authority.clone(), caller.actor());
-    let record = blocking(move || authority.reject_anchor(id, &body.reason, &actor)).await?;
-    Ok(decided(&record, None))
+    let decision = blocking(move || authority.reject_anchor(id, &body.reason, &actor)).await?;
+    Ok(decided(&decision.anchor, None))
 }
 
 /// Retire an anchor; its bundle publishes a new version without it.
@@ -469,9 +465,9 @@ async fn retire(
 ) -> Result<Response, ApiError> {
     let note = optional_body(&body)?.note;
     let (authority, actor) = (state.authority.clone(), caller.actor());
-    let record = blocking(move || authority.retire_anchor(id, &actor, &note)).await?;
-    let published = publish(&state, record.bundle.clone(), caller.actor()).await?;
-    Ok(decided(&record, published))
+    let decision = blocking(move || authority.retire_anchor(id, &actor, &note)).await?;
+    let published = serve_published(&state, decision.published.as_ref()).await?;
+    Ok(decided(&decision.anchor, published))
 }
 
 /// Promote an anchor from a test bundle into its production bundle.
@@ -501,10 +497,9 @@ async fn promote(
 ) -> Result<Response, ApiError> {
     let (authority, actor) = (state.authority.clone(), caller.actor());
     let to = body.to.clone();
-    let record = blocking(move || authority.promote_anchor(id, &to, &actor)).await?;
-    let published = publish(&state, record.bundle.clone(), caller.actor()).await?;
-    let record = state.authority.anchor(record.id)?;
-    Ok((StatusCode::CREATED, decided(&record, published)).into_response())
+    let decision = blocking(move || authority.promote_anchor(id, &to, &actor)).await?;
+    let published = serve_published(&state, decision.published.as_ref()).await?;
+    Ok((StatusCode::CREATED, decided(&decision.anchor, published)).into_response())
 }
 
 /// Rebuild a bundle now; publishes a new version only if its content changed.
@@ -527,14 +522,14 @@ async fn build(
     caller: Allowed<Admins>,
     ApiPath(name): ApiPath<String>,
 ) -> Result<Response, ApiError> {
-    state.authority.inventory.get(&name)?;
-    let published = publish(&state, name.clone(), caller.actor()).await?;
-    let current = state.authority.store()?.latest_bundle_version(&name)?;
+    let (authority, actor, bundle) = (state.authority.clone(), caller.actor(), name.clone());
+    let built = blocking(move || authority.build_bundle(&bundle, &actor)).await?;
+    let published = serve_published(&state, built.published.as_ref()).await?;
     Ok(Json(Built {
         bundle: name,
         published: published.is_some(),
-        version: current.as_ref().map(|v| v.version),
-        sha256: current.map(|v| v.sha256),
+        version: built.current.as_ref().map(|v| v.version),
+        sha256: built.current.map(|v| v.sha256),
     })
     .into_response())
 }

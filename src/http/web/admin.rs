@@ -17,7 +17,7 @@ use crate::accounts::{Role, Scope, UserRecord};
 use crate::audit::AuditEntry;
 use crate::authority::{BundleSummary, CaStatus, NewUser, SourceView, Staleness};
 use crate::error::Error;
-use crate::http::anchors::publish;
+use crate::http::anchors::serve_published;
 use crate::http::blocking;
 use crate::http::AppState;
 use crate::store::{AnchorRecord, AnchorState, BundleVersion, TokenRecord};
@@ -138,7 +138,7 @@ async fn decide(
     session.check_csrf(&form.csrf)?;
     let (authority, actor) = (state.authority.clone(), session.actor());
     let note = form.note.trim().to_string();
-    let record = match action.as_str() {
+    let decision = match action.as_str() {
         "approve" => blocking(move || authority.approve_anchor(id, &actor, &note)).await,
         "reject" if note.is_empty() => {
             return Err(WebError::status(
@@ -155,11 +155,10 @@ async fn decide(
         _ => return Err(WebError::status(StatusCode::NOT_FOUND, "No such action.")),
     }
     .map_err(err)?;
-    let published = action != "reject"
-        && publish(&state, record.bundle.clone(), session.actor())
-            .await
-            .map_err(err)?
-            .is_some();
+    let published = serve_published(&state, decision.published.as_ref())
+        .await
+        .map_err(err)?
+        .is_some();
     let notice = match (action.as_str(), published) {
         ("approve", false) => Notice::AnchorApproved,
         ("approve", true) => Notice::AnchorApprovedPublished,
@@ -253,8 +252,14 @@ async fn build(
 ) -> Result<Response, WebError> {
     session.require(ADMIN)?;
     session.check_csrf(&form.csrf)?;
-    state.authority.inventory.get(&name)?;
-    let notice = match publish(&state, name, session.actor()).await.map_err(err)? {
+    let (authority, actor) = (state.authority.clone(), session.actor());
+    let built = blocking(move || authority.build_bundle(&name, &actor))
+        .await
+        .map_err(err)?;
+    let notice = match serve_published(&state, built.published.as_ref())
+        .await
+        .map_err(err)?
+    {
         Some(_) => Notice::BundlePublished,
         None => Notice::BundleUnchanged,
     };
