@@ -55,7 +55,7 @@ pub async fn refresh_with(
 /// Names of the enabled sources.
 pub fn enabled_sources(authority: &Authority) -> Vec<String> {
     authority
-        .inventory
+        .inventory()
         .externals()
         .filter(|(_, s)| s.enabled)
         .map(|(n, _)| n.to_string())
@@ -77,7 +77,7 @@ pub async fn start(authority: Arc<Authority>, on_publish: OnPublish) -> Result<J
         })
         .map_err(fail)?;
         scheduler.add(job).await.map_err(fail)?;
-        if due_at_start(&authority, &name) {
+        if authority.external_refresh_due(&name) {
             let (a, p) = (authority.clone(), on_publish.clone());
             tokio::spawn(async move { run_logged(a, &name, p).await });
         }
@@ -91,21 +91,6 @@ pub async fn start(authority: Arc<Authority>, on_publish: OnPublish) -> Result<J
     scheduler.add(check).await.map_err(fail)?;
     scheduler.start().await.map_err(fail)?;
     Ok(scheduler)
-}
-
-/// Whether the last good copy is older than the source's interval (or there is none).
-fn due_at_start(authority: &Authority, name: &str) -> bool {
-    let Ok(source) = authority.external_source(name) else {
-        return false;
-    };
-    let interval = time::Duration::try_from(source.interval()).unwrap_or(time::Duration::DAY);
-    match authority.store().and_then(|s| s.external_state(name)) {
-        Ok(Some(state)) => state
-            .good
-            .is_none_or(|g| authority.now() - g.confirmed_at > interval),
-        Ok(None) => true,
-        Err(_) => true,
-    }
 }
 
 async fn run_logged(authority: Arc<Authority>, name: &str, on_publish: OnPublish) {

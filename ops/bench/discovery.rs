@@ -145,7 +145,7 @@ fn make_record(
     let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
     let not_after = (now + time::Duration::days(i64::from(approved.profile.validity_days)))
         .min(issuing.not_after());
-    let public_url = &authority.config.public_url;
+    let public_url = &authority.config().public_url;
     let spec = EndEntitySpec {
         serial: ca::random_serial().unwrap(),
         holder: approved.holder.clone(),
@@ -192,7 +192,7 @@ fn store(authority: &Authority, records: &mut [CertRecord]) {
         serde_json::json!({ "serials": records.iter().map(|r| r.serial.to_string()).collect::<Vec<_>>() }),
     );
     authority
-        .store()
+        .danger_store()
         .unwrap()
         .insert_certs(
             records,
@@ -211,7 +211,7 @@ fn unlock_issuing(authority: &Authority) -> UnlockedCa {
     let pass = Passphrase::new(PASSPHRASE.into()).unwrap();
     ca::unlock(
         &authority
-            .store()
+            .danger_store()
             .unwrap()
             .ca_record(CaRole::Issuing)
             .unwrap()
@@ -230,7 +230,7 @@ fn fill(args: &Args) {
             .init(InitOptions::default(), &pass, "bench")
             .unwrap();
     }
-    let already = authority.store().unwrap().cert_count() as u64;
+    let already = authority.danger_store().unwrap().cert_count() as u64;
     if already >= args.certs {
         return;
     }
@@ -276,10 +276,10 @@ fn fill(args: &Args) {
             store(&authority, &mut batch);
         }
     });
-    authority.store().unwrap().flush().unwrap();
+    authority.danger_store().unwrap().flush().unwrap();
     eprintln!(
         "filled {} certificates in {:.1?}",
-        authority.store().unwrap().cert_count(),
+        authority.danger_store().unwrap().cert_count(),
         start.elapsed()
     );
 }
@@ -361,7 +361,7 @@ fn measure(args: &Args) {
         let i = args.certs + 1_000_000 + round + u64::from(std::process::id()) * 100;
         let mut record = [make_record(&authority, &issuing, &csrs, i, domain.as_str())];
         store(&authority, &mut record);
-        authority.store().unwrap().flush().unwrap();
+        authority.danger_store().unwrap().flush().unwrap();
         let start = Instant::now();
         let outcome = authority.publish_zone(&domain, None).unwrap();
         times.push(start.elapsed());

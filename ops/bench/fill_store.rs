@@ -98,7 +98,7 @@ fn make_record(
     csrs: &[Vec<u8>],
     i: u64,
 ) -> CertRecord {
-    let domain = authority.config.managed_domains[0].as_str().to_string();
+    let domain = authority.config().managed_domains[0].as_str().to_string();
     let req = IssueRequest {
         address: Some(format!("user{i}@{domain}")),
         domain: None,
@@ -129,7 +129,7 @@ fn make_record(
     let now = OffsetDateTime::now_utc();
     let not_after = (now + time::Duration::days(i64::from(approved.profile.validity_days)))
         .min(issuing.not_after());
-    let public_url = &authority.config.public_url;
+    let public_url = &authority.config().public_url;
     let spec = EndEntitySpec {
         serial: ca::random_serial().unwrap(),
         holder: approved.holder.clone(),
@@ -184,7 +184,7 @@ fn main() {
     let (pass, _) = authority.passphrase(false).unwrap();
     let issuing = ca::unlock(
         &authority
-            .store()
+            .danger_store()
             .unwrap()
             .ca_record(CaRole::Issuing)
             .unwrap()
@@ -196,7 +196,7 @@ fn main() {
     let csrs = csr_pool();
     eprintln!("{} CSR keys in {:.1?}", csrs.len(), start.elapsed());
 
-    let already = authority.store().unwrap().cert_count() as u64;
+    let already = authority.danger_store().unwrap().cert_count() as u64;
     let next = AtomicU64::new(already);
     let end = already + args.count;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -237,25 +237,25 @@ fn main() {
             );
             let write = anchorage::store::IssueWrite::bulk(&records[0].holder, "bench", now);
             authority
-                .store()
+                .danger_store()
                 .unwrap()
                 .insert_certs(&mut records, now, draft, &write)
                 .unwrap();
             stored += 1;
             if stored.is_multiple_of(FLUSH_EVERY) {
-                authority.store().unwrap().flush().unwrap();
+                authority.danger_store().unwrap().flush().unwrap();
             }
             if stored.is_multiple_of(10_000) {
                 eprintln!("{stored} certificates in {:.1?}", start.elapsed());
             }
         }
-        authority.store().unwrap().flush().unwrap();
+        authority.danger_store().unwrap().flush().unwrap();
     });
     let secs = start.elapsed().as_secs_f64();
     println!(
         "stored {} certificates ({} in the store) in {secs:.1} s ({:.0}/s) under {}",
         args.count,
-        authority.store().unwrap().cert_count(),
+        authority.danger_store().unwrap().cert_count(),
         args.count as f64 / secs,
         args.data_dir.display()
     );

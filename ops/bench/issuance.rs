@@ -90,7 +90,7 @@ fn fixture() -> Fixture {
         .unwrap();
     // The same unlocked issuing CA `Authority` holds (its `Signers` are private).
     let record = authority
-        .store()
+        .danger_store()
         .unwrap()
         .ca_record(CaRole::Issuing)
         .unwrap()
@@ -155,11 +155,11 @@ fn sign_approved(f: &Fixture, approved: &Approved) -> Vec<(Vec<u8>, Fingerprint)
     let now = OffsetDateTime::now_utc();
     let not_after = (now + time::Duration::days(i64::from(approved.profile.validity_days)))
         .min(f.issuing.not_after());
-    let public_url = &a.config.public_url;
+    let public_url = &a.config().public_url;
     let mut out = Vec::with_capacity(approved.certs.len());
     for planned in &approved.certs {
         let serial = ca::random_serial().unwrap();
-        assert!(a.store().unwrap().cert(&serial).unwrap().is_none());
+        assert!(a.danger_store().unwrap().cert(&serial).unwrap().is_none());
         let spec = EndEntitySpec {
             serial,
             holder: approved.holder.clone(),
@@ -294,7 +294,7 @@ fn store_path(c: &mut Criterion) {
         .approve(&csr_request(&f, &format!("bench@{DOMAIN}")))
         .unwrap();
     let der = sign_approved(&f, &approved).remove(0).0;
-    let store = &*f.authority.store().unwrap();
+    let store = &*f.authority.danger_store().unwrap();
     let draft = |r: &CertRecord| {
         AuditDraft::new(
             "bench",
@@ -488,7 +488,7 @@ fn parallel_path(c: &mut Criterion) {
     let f = fixture();
     let req = csr_request(&f, &format!("bench@{DOMAIN}"));
     let n = AtomicU64::new(0);
-    let store = &*f.authority.store().unwrap();
+    let store = &*f.authority.danger_store().unwrap();
     // approve + sign + the issuance transaction, as `Authority::issue` does before its flush.
     let issue_without_flush = || {
         let approved = f.authority.approve(&req).unwrap();

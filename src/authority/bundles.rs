@@ -349,6 +349,21 @@ impl Authority {
         )
     }
 
+    /// Every anchor of every bundle, in id order.
+    pub fn anchors(&self) -> Result<Vec<AnchorRecord>> {
+        self.store()?.anchors()
+    }
+
+    /// Every published version of a bundle, oldest first.
+    pub fn bundle_versions(&self, name: &str) -> Result<Vec<BundleVersion>> {
+        self.store()?.bundle_versions(name)
+    }
+
+    /// One published version of a bundle.
+    pub fn bundle_version(&self, name: &str, version: u64) -> Result<Option<BundleVersion>> {
+        self.store()?.bundle_version(name, version)
+    }
+
     pub fn anchor(&self, id: u64) -> Result<AnchorRecord> {
         self.store()?
             .anchor(id)?

@@ -133,6 +133,21 @@ impl Authority {
 
     /// The validators of the last good copy, for a conditional GET; none when they came
     /// from another URL than the one declared now (a validator names a copy at one URL).
+    /// Whether a source is due at start-up: its last good copy is older than its interval, or
+    /// it has none (an unreadable state counts as due).
+    pub fn external_refresh_due(&self, name: &str) -> bool {
+        let Ok(source) = self.external_source(name) else {
+            return false;
+        };
+        let interval = time::Duration::try_from(source.interval()).unwrap_or(time::Duration::DAY);
+        match self.store().and_then(|s| s.external_state(name)) {
+            Ok(Some(state)) => state
+                .good
+                .is_none_or(|g| self.now() - g.confirmed_at > interval),
+            Ok(None) | Err(_) => true,
+        }
+    }
+
     pub fn external_validators(&self, name: &str) -> Result<Validators> {
         let url_digest = url_sha256(&self.external_source(name)?.url);
         Ok(self

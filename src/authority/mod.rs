@@ -62,11 +62,11 @@ pub struct Signers {
 
 /// The service core shared by the CLI and the HTTP server.
 pub struct Authority {
-    pub config: Config,
+    config: Config,
     /// The store; use cases take it with [`Authority::store`] for their duration.
     store: StoreHandle,
-    pub profiles: Profiles,
-    pub inventory: Inventory,
+    profiles: Profiles,
+    inventory: Inventory,
     clock: Arc<dyn Clock>,
     signers: RwLock<Option<Arc<Signers>>>,
     bundle_signer: RwLock<Option<Arc<bundles::BundleSigner>>>,
@@ -229,8 +229,50 @@ impl Authority {
     }
 
     /// The store for one use case (see `store::StoreHandle`): hold it only while it runs.
-    pub fn store(&self) -> Result<Arc<Store>> {
+    /// Only use cases reach the store; front ends call use cases.
+    pub(in crate::authority) fn store(&self) -> Result<Arc<Store>> {
         self.store.get()
+    }
+
+    /// The store itself, for tests, benchmarks and fault injection: never for a front end.
+    #[doc(hidden)]
+    pub fn danger_store(&self) -> Result<Arc<Store>> {
+        self.store.get()
+    }
+
+    /// The configuration this authority runs with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The certificate profiles, loaded once at start.
+    pub fn profiles(&self) -> &Profiles {
+        &self.profiles
+    }
+
+    /// The declared bundles and external sources, loaded once at start.
+    pub fn inventory(&self) -> &Inventory {
+        &self.inventory
+    }
+
+    /// Every audit entry from the oldest, each handed to `visit` (an export streams them).
+    pub fn each_audit_entry(
+        &self,
+        mut visit: impl FnMut(crate::audit::AuditEntry) -> Result<()>,
+    ) -> Result<()> {
+        for entry in self.store()?.audit_entries() {
+            visit(entry?)?;
+        }
+        Ok(())
+    }
+
+    /// Removes expired browser sessions and idempotency records older than their window;
+    /// returns how many sessions went.
+    pub fn purge_expired(&self) -> Result<usize> {
+        let now = self.now();
+        let store = self.store()?;
+        store.purge_idempotency(now - IDEMPOTENCY_WINDOW)?;
+        store.purge_sessions(now, None)
     }
 
     /// Why the store cannot be written now, if it cannot.

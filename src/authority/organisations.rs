@@ -66,6 +66,20 @@ impl Authority {
         })
     }
 
+    /// Adds the organisation `id`, or edits it when it exists (the admin form does both).
+    pub fn save_organisation(
+        &self,
+        principal: &Principal,
+        id: &str,
+        change: OrganisationChange,
+    ) -> Result<OrganisationRecord> {
+        admin_only(principal)?;
+        match self.store()?.organisation(id.trim())? {
+            Some(_) => self.edit_organisation(principal, id, change),
+            None => self.add_organisation(principal, id, change),
+        }
+    }
+
     pub fn organisation(&self, id: &str) -> Result<OrganisationRecord> {
         self.store()?
             .organisation(id.trim())?

@@ -519,8 +519,7 @@ fn export(
         Some(_) => Box::new(&mut buf),
         None => Box::new(std::io::stdout().lock()),
     };
-    for entry in authority.store()?.audit_entries() {
-        let entry = entry?;
+    authority.each_audit_entry(|entry| {
         if since.is_some_and(|s| entry.seq <= s)
             || actor
                 .as_ref()
@@ -529,11 +528,11 @@ fn export(
                 .as_ref()
                 .is_some_and(|a| !entry.action.starts_with(a.as_str()))
         {
-            continue;
+            return Ok(());
         }
         let line = serde_json::to_string(&entry).map_err(|e| Error::Store(e.to_string()))?;
-        writeln!(sink, "{line}").map_err(|e| Error::io("audit export", e))?;
-    }
+        writeln!(sink, "{line}").map_err(|e| Error::io("audit export", e))
+    })?;
     drop(sink);
     if let Some(p) = path {
         super::write_file(&p, &buf, false)?;

@@ -295,7 +295,6 @@ pub fn anchor(config: Config, cmd: AnchorCommand, out: Output) -> Result<()> {
         }
         (Target::Direct(a), AnchorCommand::List { bundle, state }) => {
             let list: Vec<AnchorJson> = a
-                .store()?
                 .anchors()?
                 .iter()
                 .filter(|r| bundle.as_ref().is_none_or(|b| *b == r.bundle))

@@ -590,7 +590,7 @@ fn serve(
     }
     let authority = up.authority;
     // A first start may have filled in the evaluation domain.
-    let config = authority.config.clone();
+    let config = authority.config().clone();
     let tls_config = config
         .tls
         .as_ref()

@@ -303,7 +303,7 @@ async fn list_anchors(
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<Vec<AnchorJson>>, ApiError> {
     let authority = state.authority.clone();
-    let all = blocking(move || authority.store()?.anchors()).await?;
+    let all = blocking(move || authority.anchors()).await?;
     let principal = caller.principal();
     Ok(Json(
         all.iter()

@@ -65,8 +65,8 @@ impl BundleCache {
     /// Reloads every bundle's latest version from the store (start-up, after publication).
     pub fn reload(&self, authority: &Authority) -> Result<()> {
         let mut map = BTreeMap::new();
-        for name in authority.inventory.bundles.keys() {
-            let versions = authority.store()?.bundle_versions(name)?;
+        for name in authority.inventory().bundles.keys() {
+            let versions = authority.bundle_versions(name)?;
             if let Some(latest) = versions.last() {
                 map.insert(name.clone(), Arc::new(served(authority, latest, &versions)));
             }
@@ -112,7 +112,7 @@ fn served(authority: &Authority, v: &BundleVersion, all: &[BundleVersion]) -> Se
             at,
         ),
     );
-    let base = authority.config.bundle_base_url();
+    let base = authority.config().bundle_base_url();
     let signer = authority.bundle_signer_cert().ok().flatten();
     let status = json!({
         "name": name,
@@ -225,7 +225,7 @@ fn index_pages(
     authority: &Authority,
     map: &BTreeMap<String, Arc<ServedBundle>>,
 ) -> (Representation, Representation) {
-    let base = authority.config.bundle_base_url();
+    let base = authority.config().bundle_base_url();
     let latest = map
         .values()
         .filter_map(|b| b.files.get("p7b").map(|r| r.last_modified))
@@ -233,7 +233,7 @@ fn index_pages(
         .unwrap_or(SystemTime::UNIX_EPOCH);
     let mut rows = String::new();
     let mut list = Vec::new();
-    for (name, declared) in &authority.inventory.bundles {
+    for (name, declared) in &authority.inventory().bundles {
         let d = &declared.declaration;
         let served = map.get(name);
         let links = match served {
@@ -390,11 +390,10 @@ async fn older(
     let (number, ext) = file.rsplit_once('.').ok_or_else(|| not_found(&file))?;
     let number: u64 = number.parse().map_err(|_| not_found(&file))?;
     let authority = state.authority.clone();
-    let version =
-        tokio::task::spawn_blocking(move || authority.store()?.bundle_version(&name, number))
-            .await
-            .map_err(|e| Error::Store(e.to_string()))??
-            .ok_or_else(|| not_found(&file))?;
+    let version = tokio::task::spawn_blocking(move || authority.bundle_version(&name, number))
+        .await
+        .map_err(|e| Error::Store(e.to_string()))??
+        .ok_or_else(|| not_found(&file))?;
     let at = system_time(version.published_at);
     let r = match ext {
         "p7b" => Representation::new(version.p7b, P7_TYPE, at),

@@ -57,7 +57,7 @@ impl AppState {
         if let Err(e) = bundles.reload(&authority) {
             tracing::error!(error = %e, "loading the published bundles failed");
         }
-        let web = web::WebState::new(&authority.config.web);
+        let web = web::WebState::new(&authority.config().web);
         AppState {
             authority,
             crl_dirty: Arc::new(Notify::new()),
@@ -70,7 +70,7 @@ impl AppState {
 
 /// The whole application.
 pub fn router(state: AppState) -> Router {
-    let limits = &state.authority.config.api;
+    let limits = &state.authority.config().api;
     let timeout = Duration::from_secs(limits.request_timeout_secs);
     Router::new()
         .merge(public::routes())
@@ -96,7 +96,14 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         // A client that sends its body too slowly is cut off (408).
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
-            Duration::from_secs(state.authority.config.server.body_read_timeout_secs.max(1)),
+            Duration::from_secs(
+                state
+                    .authority
+                    .config()
+                    .server
+                    .body_read_timeout_secs
+                    .max(1),
+            ),
         ))
         .layer(axum::middleware::from_fn(security_headers))
         .layer(TimeoutLayer::with_status_code(
@@ -160,14 +167,7 @@ pub fn spawn_session_sweeper(state: &AppState) -> tokio::task::JoinHandle<()> {
         loop {
             tick.tick().await;
             let a = authority.clone();
-            match tokio::task::spawn_blocking(move || {
-                let now = a.now();
-                a.store()?
-                    .purge_idempotency(now - crate::authority::IDEMPOTENCY_WINDOW)?;
-                a.store()?.purge_sessions(now, None)
-            })
-            .await
-            {
+            match tokio::task::spawn_blocking(move || a.purge_expired()).await {
                 Ok(Ok(0)) => {}
                 Ok(Ok(n)) => tracing::info!(removed = n, "expired sessions removed"),
                 Ok(Err(e)) => tracing::warn!(error = %e, "session sweep failed"),
@@ -203,7 +203,7 @@ pub fn spawn_store_healer(state: &AppState) -> tokio::task::JoinHandle<()> {
 pub fn spawn_crl_publisher(state: &AppState) -> tokio::task::JoinHandle<()> {
     let authority = state.authority.clone();
     let dirty = state.crl_dirty.clone();
-    let coalesce = Duration::from_millis(authority.config.crl.coalesce_millis);
+    let coalesce = Duration::from_millis(authority.config().crl.coalesce_millis);
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(600));
         loop {
@@ -239,7 +239,7 @@ pub async fn serve(
     let sweeper = zones::spawn_sweeper(&state);
     let sessions = spawn_session_sweeper(&state);
     let healer = spawn_store_healer(&state);
-    let limits = connections::Limits::from_config(&state.authority.config.server);
+    let limits = connections::Limits::from_config(&state.authority.config().server);
     let registry = connections::Registry::default();
     tracing::info!(
         max_connections = limits.max_connections,

@@ -99,8 +99,8 @@ pub async fn zone(
 pub fn spawn_sweeper(state: &AppState) -> tokio::task::JoinHandle<()> {
     let authority = state.authority.clone();
     let dirty = authority.queue_zone_publication();
-    let every = Duration::from_secs(authority.config.publish.sweep_interval_secs.max(1));
-    let coalesce = Duration::from_millis(authority.config.publish.coalesce_millis);
+    let every = Duration::from_secs(authority.config().publish.sweep_interval_secs.max(1));
+    let coalesce = Duration::from_millis(authority.config().publish.coalesce_millis);
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -134,7 +134,7 @@ impl Api {
     }
 
     fn data_dir(&self) -> &Path {
-        &self.authority.config.data_dir
+        &self.authority.config().data_dir
     }
 
     async fn send(
@@ -361,13 +361,13 @@ async fn api_tokens_authenticate_and_authorise_and_are_stored_hashed() {
     assert_eq!(record.hash, token_hash(&secret));
     let stored = api
         .authority
-        .store()
+        .danger_store()
         .unwrap()
         .token_by_hash(&record.hash)
         .unwrap()
         .unwrap();
     assert_eq!(stored.role, "registrar");
-    for token in api.authority.store().unwrap().tokens().unwrap() {
+    for token in api.authority.danger_store().unwrap().tokens().unwrap() {
         let text = serde_json::to_string(&token).unwrap();
         assert!(
             !text.contains(secret.as_str()),
@@ -460,7 +460,7 @@ async fn api_tokens_authenticate_and_authorise_and_are_stored_hashed() {
     .await
     .expect_error(StatusCode::FORBIDDEN, "forbidden");
     assert!(
-        api.authority.store().unwrap().cert_count() == 0,
+        api.authority.danger_store().unwrap().cert_count() == 0,
         "a refused caller issued something"
     );
 
@@ -779,7 +779,7 @@ async fn api_refusals_carry_stable_codes_and_every_failed_rule() {
         .await
         .expect_error(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large");
     assert_eq!(
-        api.authority.store().unwrap().cert_count(),
+        api.authority.danger_store().unwrap().cert_count(),
         0,
         "a refused request issued something"
     );
@@ -912,7 +912,7 @@ async fn api_names_weak_csr_digests_and_unsupported_keys() {
         after, before,
         "a refused CSR changed the store or the audit log"
     );
-    assert_eq!(api.authority.store().unwrap().cert_count(), 0);
+    assert_eq!(api.authority.danger_store().unwrap().cert_count(), 0);
 
     let p256_sha512 = crate::harness::openssl_csr(
         api.dir.path(),
@@ -926,7 +926,7 @@ async fn api_names_weak_csr_digests_and_unsupported_keys() {
     );
     body["usage"] = json!("signing");
     api.issue(&body).await;
-    assert_eq!(api.authority.store().unwrap().cert_count(), 1);
+    assert_eq!(api.authority.danger_store().unwrap().cert_count(), 1);
 }
 
 #[tokio::test]
@@ -1219,7 +1219,7 @@ async fn a_revoked_issuing_ca_stops_issuance_and_degrades_health() {
         refused["message"].as_str().unwrap().contains("superseded"),
         "{refused}"
     );
-    assert_eq!(api.authority.store().unwrap().cert_count(), 0);
+    assert_eq!(api.authority.danger_store().unwrap().cert_count(), 0);
 
     let health = api.get_public("/healthz").await;
     health.expect_status(StatusCode::OK);

@@ -1182,11 +1182,11 @@ async fn the_sweep_drops_expired_certificates_and_operators_download_zones() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(content_type, "text/dns");
     let zone_file = authority
-        .config
+        .config()
         .publish
         .for_domain(
             &HealthDomain::parse(DOMAIN).unwrap(),
-            &authority.config.data_dir,
+            &authority.config().data_dir,
         )
         .file();
     assert_eq!(body, read(&zone_file), "the download is the published file");
@@ -1198,7 +1198,7 @@ async fn the_sweep_drops_expired_certificates_and_operators_download_zones() {
         StatusCode::NOT_FOUND
     );
     let serial = authority
-        .store()
+        .danger_store()
         .unwrap()
         .zone_state(DOMAIN)
         .unwrap()

@@ -560,7 +560,7 @@ impl Refresher {
 
     fn latest(&self, name: &str) -> anchorage::store::BundleVersion {
         self.authority
-            .store()
+            .danger_store()
             .unwrap()
             .latest_bundle_version(name)
             .unwrap()
@@ -1323,7 +1323,7 @@ fn strip_ansi(text: &str) -> String {
 /// The audit entries with `action` about `target`, oldest first.
 fn audit_of(authority: &Authority, action: &str, target: &str) -> Vec<Value> {
     authority
-        .store()
+        .danger_store()
         .unwrap()
         .audit_entries()
         .map(|e| e.unwrap())

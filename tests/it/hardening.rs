@@ -148,7 +148,7 @@ async fn health_answers_503_naming_an_unreadable_store() {
     );
     service
         .authority
-        .store()
+        .danger_store()
         .unwrap()
         .danger_put_raw_ca_record("issuing", b"\x00not a record")
         .unwrap();

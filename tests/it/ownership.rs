@@ -348,7 +348,7 @@ impl World {
         let serial = anchorage::model::Serial::parse(serial).unwrap();
         self.web
             .authority
-            .store()
+            .danger_store()
             .unwrap()
             .revocation(&serial)
             .unwrap()
@@ -358,7 +358,7 @@ impl World {
     fn serials_of(&self, holder: &str) -> BTreeSet<String> {
         self.web
             .authority
-            .store()
+            .danger_store()
             .unwrap()
             .certs()
             .map(|c| c.unwrap())
@@ -653,7 +653,7 @@ async fn web_issue(w: &World, who: Who, holder: &str) -> Reply {
 fn published(w: &World) -> (BTreeSet<String>, String, String) {
     let a = &w.web.authority;
     let certs = a
-        .store()
+        .danger_store()
         .unwrap()
         .certs()
         .map(|c| c.unwrap().serial.as_str().to_string())
@@ -1023,7 +1023,7 @@ async fn rate_limits_answer_429_and_are_audited_and_keys_are_not_reused() {
     );
     let audit = web
         .authority
-        .store()
+        .danger_store()
         .unwrap()
         .audit_entries()
         .map(|e| e.unwrap())
@@ -1243,7 +1243,7 @@ async fn a_store_of_the_previous_release_is_migrated() {
         ]
     );
     let bound = |h: &str| {
-        a.store()
+        a.danger_store()
             .unwrap()
             .holder_binding(&format!("{h}@{DOMAIN}"))
             .unwrap()
@@ -1266,7 +1266,7 @@ async fn a_store_of_the_previous_release_is_migrated() {
         ["nameless-practice"]
     );
     assert!(a
-        .store()
+        .danger_store()
         .unwrap()
         .audit_entries()
         .any(|e| e.unwrap().action == "store.migrate"));
@@ -1372,7 +1372,7 @@ async fn a_store_of_the_previous_release_is_migrated() {
         ]
     );
     assert!(a
-        .store()
+        .danger_store()
         .unwrap()
         .audit_entries()
         .any(|e| e.unwrap().action == "holder.transfer"));

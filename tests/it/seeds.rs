@@ -83,7 +83,11 @@ fn seed_files_are_read_anchor_by_anchor() {
             .any(|l| l.contains("refused") && l.contains("validity_too_short")),
         "{report:?}"
     );
-    let anchors = authority.store().unwrap().anchors_of("community").unwrap();
+    let anchors = authority
+        .danger_store()
+        .unwrap()
+        .anchors_of("community")
+        .unwrap();
     assert_eq!(
         anchors.len(),
         2,
@@ -103,7 +107,7 @@ fn seed_files_are_read_anchor_by_anchor() {
         .all(|l| l.contains("refused")));
     assert_eq!(
         authority
-            .store()
+            .danger_store()
             .unwrap()
             .anchors_of("community")
             .unwrap()

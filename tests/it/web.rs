@@ -187,11 +187,13 @@ impl Web {
                 Role::Member,
                 Scope {
                     // A configuration without the test bundles still has a member.
-                    bundles: vec![if authority.inventory.bundles.contains_key(MEMBER_BUNDLE) {
-                        MEMBER_BUNDLE.into()
-                    } else {
-                        "*".into()
-                    }],
+                    bundles: vec![
+                        if authority.inventory().bundles.contains_key(MEMBER_BUNDLE) {
+                            MEMBER_BUNDLE.into()
+                        } else {
+                            "*".into()
+                        },
+                    ],
                     ..Scope::default()
                 },
             ),
@@ -471,7 +473,7 @@ async fn sign_in_sets_a_hardened_session_cookie_and_sign_out_ends_it() {
     // Audited with the client address.
     let audit = web
         .authority
-        .store()
+        .danger_store()
         .unwrap()
         .audit_entries()
         .map(Result::unwrap)
@@ -569,7 +571,7 @@ async fn every_form_post_needs_the_csrf_token() {
     }
     assert!(web
         .authority
-        .store()
+        .danger_store()
         .unwrap()
         .user("eve")
         .unwrap()
@@ -653,7 +655,7 @@ async fn sessions_expire_when_idle_and_after_the_absolute_limit() {
     let now = web.authority.now();
     assert!(
         web.authority
-            .store()
+            .danger_store()
             .unwrap()
             .purge_sessions(now, None)
             .unwrap()
@@ -661,7 +663,7 @@ async fn sessions_expire_when_idle_and_after_the_absolute_limit() {
     );
     assert_eq!(
         web.authority
-            .store()
+            .danger_store()
             .unwrap()
             .purge_sessions(now, None)
             .unwrap(),
@@ -725,7 +727,7 @@ async fn sign_in_is_throttled_per_account_and_per_client() {
     // Failed sign-ins are audited with the address, never with the password.
     let failed: Vec<_> = web
         .authority
-        .store()
+        .danger_store()
         .unwrap()
         .audit_entries()
         .map(Result::unwrap)
@@ -1060,7 +1062,7 @@ async fn a_generated_pkcs12_downloads_once_with_a_password_shown_once() {
     assert_eq!(second.status, StatusCode::GONE);
     // Neither the password nor the key is anywhere in the store.
     assert!(!store_contains(
-        &web.authority.config.data_dir,
+        &web.authority.config().data_dir,
         password.as_bytes()
     ));
 }
@@ -1199,7 +1201,7 @@ async fn status_banners_are_the_servers_own_messages() {
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(banner(&r.body), Some(Notice::AnchorSubmitted.sentence()));
-    let id = web.authority.store().unwrap().anchors().unwrap()[0].id;
+    let id = web.authority.danger_store().unwrap().anchors().unwrap()[0].id;
 
     let approve = format!("/admin/anchors/{id}/approve");
     let r = web
@@ -1762,7 +1764,7 @@ async fn the_console_shows_external_sources_and_refreshes_one_on_demand() {
     // The attempt is audited with who asked for it.
     let audited = web
         .authority
-        .store()
+        .danger_store()
         .unwrap()
         .audit_entries()
         .map(Result::unwrap)
@@ -1966,8 +1968,21 @@ async fn a_same_subject_anchor_with_another_key_needs_a_declared_rollover() {
         .as_u64()
         .unwrap();
     let browser = web.login("member").await; // signing in is audited
-    let anchors = || web.authority.store().unwrap().anchors().unwrap().len();
-    let audited = || web.authority.store().unwrap().audit_entries().count();
+    let anchors = || {
+        web.authority
+            .danger_store()
+            .unwrap()
+            .anchors()
+            .unwrap()
+            .len()
+    };
+    let audited = || {
+        web.authority
+            .danger_store()
+            .unwrap()
+            .audit_entries()
+            .count()
+    };
     let (anchors_before, audit_before) = (anchors(), audited());
 
     // Refused through the API, explicitly or by default not a rollover: one reason, the code,
@@ -2060,7 +2075,7 @@ async fn a_same_subject_anchor_with_another_key_needs_a_declared_rollover() {
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
     let newer_id = web
         .authority
-        .store()
+        .danger_store()
         .unwrap()
         .anchors()
         .unwrap()
@@ -2079,7 +2094,7 @@ async fn a_same_subject_anchor_with_another_key_needs_a_declared_rollover() {
     // The audit log carries the flag and what it replaces.
     let submits: Vec<Value> = web
         .authority
-        .store()
+        .danger_store()
         .unwrap()
         .audit_entries()
         .map(|e| e.unwrap())
@@ -2158,7 +2173,7 @@ async fn a_same_subject_anchor_with_another_key_needs_a_declared_rollover() {
     assert_eq!(approved["anchor"]["state"], "published", "{approved}");
     let entry = web
         .authority
-        .store()
+        .danger_store()
         .unwrap()
         .audit_entries()
         .map(|e| e.unwrap())

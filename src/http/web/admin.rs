@@ -77,7 +77,7 @@ async fn queue(
     session.require(ADMIN)?;
     let authority = state.authority.clone();
     let (anchors, summaries) =
-        blocking(move || Ok((authority.store()?.anchors()?, authority.bundle_summaries()?)))
+        blocking(move || Ok((authority.anchors()?, authority.bundle_summaries()?)))
             .await
             .map_err(err)?;
     let promote_to = |bundle: &str| {
@@ -206,7 +206,7 @@ async fn bundles(
     let (bundles, sources) = blocking(move || {
         let mut out = Vec::new();
         for s in authority.bundle_summaries()? {
-            let mut versions = authority.store()?.bundle_versions(&s.name)?;
+            let mut versions = authority.bundle_versions(&s.name)?;
             versions.reverse();
             versions.truncate(10);
             out.push((s, versions));

@@ -146,7 +146,7 @@ async fn login(
             // The browser may keep it for the absolute lifetime; the server ends it earlier
             // when idle.
             c.set_max_age(time::Duration::hours(i64::from(
-                state.authority.config.web.session_absolute_hours,
+                state.authority.config().web.session_absolute_hours,
             )));
             r.headers_mut().append(header::SET_COOKIE, cookie_header(c));
             r.headers_mut().append(

@@ -71,7 +71,7 @@ async fn page(
 ) -> Result<MemberPage, WebError> {
     let authority = state.authority.clone();
     let (bundles, anchors) =
-        blocking(move || Ok((authority.bundle_summaries()?, authority.store()?.anchors()?)))
+        blocking(move || Ok((authority.bundle_summaries()?, authority.anchors()?)))
             .await
             .map_err(|e| WebError::from(e.0))?;
     let principal = session.principal();

@@ -75,7 +75,7 @@ impl WebState {
 }
 
 pub fn routes(state: &AppState) -> Router<AppState> {
-    let form_limit = state.authority.config.web.max_form_bytes;
+    let form_limit = state.authority.config().web.max_form_bytes;
     Router::new()
         .merge(pages::routes())
         .merge(auth::routes())

@@ -100,10 +100,7 @@ async fn save(
             contacts: Some(list_of(&form.contacts)),
             domains: Some(list_of(&form.domains)),
         };
-        match authority.store()?.organisation(&id)? {
-            Some(_) => authority.edit_organisation(&principal, &id, change),
-            None => authority.add_organisation(&principal, &id, change),
-        }
+        authority.save_organisation(&principal, &id, change)
     })
     .await;
     match result {

@@ -39,7 +39,7 @@ async fn home(State(state): State<AppState>, session: MaybeSession) -> Result<Re
         nav: Nav::for_role(session.0.as_ref(), "/"),
         bundles,
         cas,
-        base: state.authority.config.bundle_base_url(),
+        base: state.authority.config().bundle_base_url(),
     };
     Ok(render(&page, session.0.is_some()))
 }

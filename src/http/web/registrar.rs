@@ -111,7 +111,7 @@ fn issue_page_for(
     v: IssueValues,
     errors: Vec<Reason>,
 ) -> IssuePage {
-    let profile = &state.authority.profiles.address;
+    let profile = &state.authority.profiles().address;
     let (levels, categories) = profile
         .policies
         .as_ref()
@@ -605,7 +605,7 @@ async fn list(
 fn domains_of(state: &AppState, principal: &crate::accounts::Principal) -> Vec<String> {
     state
         .authority
-        .config
+        .config()
         .managed_domains
         .iter()
         .map(|d| d.as_str().to_string())
@@ -661,7 +661,7 @@ async fn detail(
         pem: x509::to_pem("CERTIFICATE", &v.record.der),
         ca_url: state
             .authority
-            .config
+            .config()
             .public_url
             .trim_end_matches('/')
             .to_string(),
