@@ -60,23 +60,8 @@ pub struct CaRecord {
     pub origin: String,
 }
 
-/// Key algorithm of the root CA.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RootKeyAlgorithm {
-    Rsa4096,
-    P384,
-}
-
-/// Key algorithm of the issuing CA.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum IssuingKeyAlgorithm {
-    Rsa2048,
-    Rsa3072,
-    Rsa4096,
-    P256,
-}
+// The key algorithms are plain values the configuration names too: they live in `model`.
+pub use crate::model::{IssuingKeyAlgorithm, RootKeyAlgorithm};
 
 /// What a new CA hierarchy looks like.
 #[derive(Debug, Clone)]

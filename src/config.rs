@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::ca::{IssuingKeyAlgorithm, RootKeyAlgorithm};
 use crate::error::{Error, Result};
 use crate::model::HealthDomain;
+use crate::model::{IssuingKeyAlgorithm, RootKeyAlgorithm};
 
 mod publish;
 
@@ -23,7 +23,7 @@ pub const DATA_DIR_CONFIG: &str = "anchorage.toml";
 /// The evaluation passphrase file written on a zero-config start.
 pub const EVALUATION_PASSPHRASE: &str = "evaluation-passphrase";
 /// Environment variable holding the CA passphrase.
-pub const PASSPHRASE_ENV: &str = "ANCHORAGE_PASSPHRASE";
+pub use crate::keyseal::PASSPHRASE_ENV;
 /// The managed domain a zero-config evaluation start uses.
 pub const EVALUATION_DOMAIN: &str = "direct.example.com";
 /// Longest sensible whole-request timeout: beyond it one slow client holds a connection and a

@@ -4,6 +4,9 @@
 
 use std::fmt;
 
+/// The environment variable that may hold the CA passphrase.
+pub const PASSPHRASE_ENV: &str = "ANCHORAGE_PASSPHRASE";
+
 use argon2::{Algorithm, Argon2, Params, Version};
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
@@ -183,7 +186,7 @@ impl fmt::Display for PassphraseSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             PassphraseSource::Environment => {
-                write!(f, "environment variable {}", crate::config::PASSPHRASE_ENV)
+                write!(f, "environment variable {PASSPHRASE_ENV}")
             }
             PassphraseSource::File(p) => write!(f, "file {}", p.display()),
             PassphraseSource::Evaluation(p) => write!(f, "EVALUATION file {}", p.display()),

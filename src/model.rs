@@ -479,6 +479,24 @@ impl RevocationReason {
     }
 }
 
+/// Key algorithm of the root CA.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RootKeyAlgorithm {
+    Rsa4096,
+    P384,
+}
+
+/// Key algorithm of the issuing CA.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IssuingKeyAlgorithm {
+    Rsa2048,
+    Rsa3072,
+    Rsa4096,
+    P256,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
