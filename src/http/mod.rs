@@ -4,6 +4,7 @@
 
 pub(crate) mod accounts;
 pub mod anchors;
+mod audit;
 pub mod bundles;
 mod certs;
 pub mod connections;
@@ -86,6 +87,7 @@ pub fn router(state: AppState) -> Router {
             certs::routes()
                 .merge(anchors::routes())
                 .merge(accounts::routes())
+                .merge(audit::routes())
                 .merge(organisations::routes())
                 .merge(zones::routes())
                 .merge(directory::routes())
@@ -216,6 +218,7 @@ pub async fn serve(
     let publisher = spawn_crl_publisher(&state);
     let sweeper = zones::spawn_sweeper(&state);
     let sessions = spawn_session_sweeper(&state);
+    let checkpointer = audit::spawn_checkpointer(&state);
     let limits = connections::Limits::from_config(&state.authority.config.server);
     let registry = connections::Registry::default();
     tracing::info!(
@@ -246,6 +249,9 @@ pub async fn serve(
     }
     publisher.abort();
     sessions.abort();
+    if let Some(task) = checkpointer {
+        task.abort();
+    }
     sweeper.abort();
     Ok(())
 }
@@ -291,9 +297,10 @@ impl ApiError {
             Error::Unauthorised(_) | Error::OwnerDisabled(_) => StatusCode::UNAUTHORIZED,
             Error::Forbidden(_) | Error::DomainNotCovered(_) => StatusCode::FORBIDDEN,
             Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Error::NotInitialised | Error::CaKey(_) | Error::Passphrase(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Error::NotInitialised
+            | Error::CaKey(_)
+            | Error::Passphrase(_)
+            | Error::AuditKeyUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -30,7 +30,7 @@ pub use external::{AnchorFinding, ExternalAnchor, ExternalAttempt, ExternalState
 pub use migrate::{MigrationReport, SCHEMA};
 pub use organisations::{idempotency_key, IdempotencyRecord};
 
-use crate::audit::{AuditDraft, AuditEntry, AuditHead};
+use crate::audit::{AuditDraft, AuditEntry, AuditHead, AuditKey};
 use crate::ca::{CaRecord, CaRole};
 use crate::error::{Error, Result};
 use crate::model::{CertUsage, Fingerprint, Holder, RevocationReason, Serial, Usage};
@@ -41,6 +41,21 @@ pub const RECORD_VERSION: u32 = 1;
 
 const REVISION: &[u8] = b"revision";
 const AUDIT_HEAD: &[u8] = b"audit_head";
+/// The id of the key the log is keyed with, once it is: writers without the key then refuse
+/// to append (the authoritative boundary is in the sealed key file, outside the store).
+const AUDIT_KEY_ID: &[u8] = b"audit_key_id";
+
+/// Whether and how new audit entries are keyed.
+pub enum AuditKeying {
+    /// The log was never keyed (a store not yet opened with the passphrase since the
+    /// upgrade): entries are legacy SHA-256 entries.
+    Unkeyed,
+    /// The log is keyed but the key is not loaded; why, for the error.
+    Locked(String),
+    Keyed(std::sync::Arc<AuditKey>),
+}
+
+type SharedKeying = std::sync::Arc<std::sync::RwLock<AuditKeying>>;
 
 /// An issued certificate and everything recorded about its request.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
@@ -221,6 +236,8 @@ pub struct Store {
     idempotency: sled::Tree,
     /// fdatasync after sled's flush (sled alone does not survive a power loss).
     disk: std::sync::Arc<sync::DiskSync>,
+    /// How audit entries are chained (see `AuditKeying`).
+    keying: SharedKeying,
 }
 
 type TxResult<T> = std::result::Result<T, ConflictableTransactionError<Error>>;
@@ -261,13 +278,31 @@ fn next_revision(
     Ok(next)
 }
 
+/// The key new entries are chained with; `None` for a log never keyed. A keyed log whose key
+/// is not loaded refuses the write rather than append an unkeyed entry.
+fn chain_key(keying: &SharedKeying) -> Result<Option<std::sync::Arc<AuditKey>>> {
+    match &*keying
+        .read()
+        .map_err(|_| Error::Store("lock poisoned".into()))?
+    {
+        AuditKeying::Unkeyed => Ok(None),
+        AuditKeying::Keyed(key) => Ok(Some(key.clone())),
+        AuditKeying::Locked(why) => Err(Error::AuditKeyUnavailable(why.clone())),
+    }
+}
+
 /// Appends an audit entry inside a transaction.
 fn append_audit(
+    keying: &SharedKeying,
     meta: &TransactionalTree,
     audit: &TransactionalTree,
     at: OffsetDateTime,
     draft: AuditDraft,
 ) -> TxResult<AuditEntry> {
+    let key = match chain_key(keying) {
+        Ok(k) => k,
+        Err(e) => return abort(e),
+    };
     let head: Option<AuditHead> = match meta.get(AUDIT_HEAD)? {
         Some(b) => match decode(&b, "audit head") {
             Ok(h) => Some(h),
@@ -275,7 +310,10 @@ fn append_audit(
         },
         None => None,
     };
-    let entry = AuditEntry::chain(head.as_ref(), at, draft);
+    let entry = match AuditEntry::chain(head.as_ref(), at, draft, key.as_deref()) {
+        Ok(e) => e,
+        Err(e) => return abort(e),
+    };
     let (bytes, head_bytes) = match (encode(&entry), encode(&entry.head())) {
         (Ok(a), Ok(b)) => (a, b),
         (Err(e), _) | (_, Err(e)) => return abort(e),
@@ -342,8 +380,22 @@ impl Store {
         // sled creates its files with the process umask: make them private.
         crate::private_files::restrict_tree(&path)?;
         let tree = |name: &str| db.open_tree(name);
+        let meta = tree("meta")?;
+        let keyed =
+            meta.get(AUDIT_KEY_ID)?.is_some() || dir.join(crate::audit::key::KEY_FILE).exists();
+        let keying = if keyed {
+            AuditKeying::Locked(format!(
+                "the audit log is keyed ({}) and the audit key is not loaded: set {} or \
+                 passphrase_file so anchorage can open it",
+                crate::audit::key::KEY_FILE,
+                crate::config::PASSPHRASE_ENV
+            ))
+        } else {
+            AuditKeying::Unkeyed
+        };
         let store = Store {
-            meta: tree("meta")?,
+            keying: std::sync::Arc::new(std::sync::RwLock::new(keying)),
+            meta,
             ca: tree("ca")?,
             certs: tree("certs")?,
             owners: tree("owners")?,
@@ -408,7 +460,7 @@ impl Store {
                 ca.insert("root", root_bytes.clone())?;
                 ca.insert("issuing", issuing_bytes.clone())?;
                 next_revision(meta)?;
-                append_audit(meta, audit, at, draft.clone())?;
+                append_audit(&self.keying, meta, audit, at, draft.clone())?;
                 Ok(())
             })
             .map_err(tx_error)?;
@@ -559,7 +611,7 @@ impl Store {
                     if let Some((key, bytes)) = &idempotency {
                         idempotent.insert(key.as_slice(), bytes.as_slice())?;
                     }
-                    append_audit(meta, audit, at, draft.clone())?;
+                    append_audit(&self.keying, meta, audit, at, draft.clone())?;
                     Ok(Inserted::Stored(revision))
                 },
             )
@@ -653,7 +705,13 @@ impl Store {
                     Err(e) => return abort(e),
                 };
                 revocations.insert(key.clone(), bytes)?;
-                append_audit(meta, audit, revocation.revoked_at, draft.clone())?;
+                append_audit(
+                    &self.keying,
+                    meta,
+                    audit,
+                    revocation.revoked_at,
+                    draft.clone(),
+                )?;
                 Ok(stored)
             })
             .map_err(tx_error)?;
@@ -741,7 +799,7 @@ impl Store {
         (&self.tokens, &self.meta, &self.audit)
             .transaction(|(tokens, meta, audit)| {
                 tokens.insert(token.hash.as_bytes(), bytes.clone())?;
-                append_audit(meta, audit, at, draft.clone())?;
+                append_audit(&self.keying, meta, audit, at, draft.clone())?;
                 Ok(())
             })
             .map_err(tx_error)?;
@@ -791,7 +849,7 @@ impl Store {
     /// Appends an audit entry on its own (for events that change nothing else).
     pub fn audit(&self, at: OffsetDateTime, draft: AuditDraft) -> Result<AuditEntry> {
         let entry = (&self.meta, &self.audit)
-            .transaction(|(meta, audit)| append_audit(meta, audit, at, draft.clone()))
+            .transaction(|(meta, audit)| append_audit(&self.keying, meta, audit, at, draft.clone()))
             .map_err(tx_error)?;
         self.flush()?;
         Ok(entry)
@@ -810,6 +868,46 @@ impl Store {
             kv.map_err(Error::from)
                 .and_then(|(_, b)| decode(&b, "audit"))
         })
+    }
+
+    /// The loaded audit key, `Unkeyed` or why it is not loaded.
+    pub fn audit_key(&self) -> Result<Option<std::sync::Arc<AuditKey>>> {
+        chain_key(&self.keying)
+    }
+
+    /// Whether the log is keyed but its key is not loaded.
+    pub fn audit_key_locked(&self) -> Result<bool> {
+        Ok(matches!(
+            &*self
+                .keying
+                .read()
+                .map_err(|_| Error::Store("lock poisoned".into()))?,
+            AuditKeying::Locked(_)
+        ))
+    }
+
+    /// From now on entries are chained with `key`; the store remembers the log is keyed.
+    pub fn install_audit_key(&self, key: AuditKey) -> Result<()> {
+        self.meta.insert(AUDIT_KEY_ID, key.id().as_bytes())?;
+        self.flush()?;
+        *self
+            .keying
+            .write()
+            .map_err(|_| Error::Store("lock poisoned".into()))? =
+            AuditKeying::Keyed(std::sync::Arc::new(key));
+        Ok(())
+    }
+
+    /// Records why the key of a keyed log could not be loaded (for the writers' error).
+    pub fn audit_key_unavailable(&self, why: String) -> Result<()> {
+        let mut keying = self
+            .keying
+            .write()
+            .map_err(|_| Error::Store("lock poisoned".into()))?;
+        if !matches!(*keying, AuditKeying::Keyed(_)) {
+            *keying = AuditKeying::Locked(why);
+        }
+        Ok(())
     }
 
     pub fn audit_head(&self) -> Result<Option<AuditHead>> {
