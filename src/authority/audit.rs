@@ -35,7 +35,7 @@ impl Authority {
         };
         if let Err(e) = self.ensure_audit_key(&passphrase) {
             tracing::warn!(code = e.code(), "the audit key is not loaded: {e}");
-            self.store.audit_key_unavailable(e.to_string())?;
+            self.store.audit_key_unavailable(&e)?;
         }
         Ok(())
     }

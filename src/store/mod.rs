@@ -50,8 +50,12 @@ pub enum AuditKeying {
     /// The log was never keyed (a store not yet opened with the passphrase since the
     /// upgrade): entries are legacy SHA-256 entries.
     Unkeyed,
-    /// The log is keyed but the key is not loaded; why, for the error.
-    Locked(String),
+    /// The log is keyed but the key is not loaded: why, and whether the key file itself was
+    /// found altered (an integrity failure rather than a missing key).
+    Locked {
+        why: String,
+        integrity: bool,
+    },
     Keyed(std::sync::Arc<AuditKey>),
 }
 
@@ -287,7 +291,11 @@ fn chain_key(keying: &SharedKeying) -> Result<Option<std::sync::Arc<AuditKey>>> 
     {
         AuditKeying::Unkeyed => Ok(None),
         AuditKeying::Keyed(key) => Ok(Some(key.clone())),
-        AuditKeying::Locked(why) => Err(Error::AuditKeyUnavailable(why.clone())),
+        AuditKeying::Locked {
+            why,
+            integrity: true,
+        } => Err(Error::AuditIntegrity(why.clone())),
+        AuditKeying::Locked { why, .. } => Err(Error::AuditKeyUnavailable(why.clone())),
     }
 }
 
@@ -384,12 +392,15 @@ impl Store {
         let keyed =
             meta.get(AUDIT_KEY_ID)?.is_some() || dir.join(crate::audit::key::KEY_FILE).exists();
         let keying = if keyed {
-            AuditKeying::Locked(format!(
-                "the audit log is keyed ({}) and the audit key is not loaded: set {} or \
-                 passphrase_file so anchorage can open it",
-                crate::audit::key::KEY_FILE,
-                crate::config::PASSPHRASE_ENV
-            ))
+            AuditKeying::Locked {
+                why: format!(
+                    "the audit log is keyed ({}) and the audit key is not loaded: set {} or \
+                     passphrase_file so anchorage can open it",
+                    crate::audit::key::KEY_FILE,
+                    crate::config::PASSPHRASE_ENV
+                ),
+                integrity: false,
+            }
         } else {
             AuditKeying::Unkeyed
         };
@@ -882,7 +893,7 @@ impl Store {
                 .keying
                 .read()
                 .map_err(|_| Error::Store("lock poisoned".into()))?,
-            AuditKeying::Locked(_)
+            AuditKeying::Locked { .. }
         ))
     }
 
@@ -898,14 +909,20 @@ impl Store {
         Ok(())
     }
 
-    /// Records why the key of a keyed log could not be loaded (for the writers' error).
-    pub fn audit_key_unavailable(&self, why: String) -> Result<()> {
+    /// Records why the key of a keyed log could not be loaded: writers and `verify` fail
+    /// with the same error.
+    pub fn audit_key_unavailable(&self, cause: &Error) -> Result<()> {
+        let (why, integrity) = match cause {
+            Error::AuditIntegrity(m) => (m.clone(), true),
+            Error::AuditKeyUnavailable(m) => (m.clone(), false),
+            other => (other.to_string(), false),
+        };
         let mut keying = self
             .keying
             .write()
             .map_err(|_| Error::Store("lock poisoned".into()))?;
         if !matches!(*keying, AuditKeying::Keyed(_)) {
-            *keying = AuditKeying::Locked(why);
+            *keying = AuditKeying::Locked { why, integrity };
         }
         Ok(())
     }
@@ -937,5 +954,12 @@ impl Store {
     #[doc(hidden)]
     pub fn danger_audit_tree(&self) -> &sled::Tree {
         &self.audit
+    }
+
+    /// For tests that prove tampering is detected: raw access to the meta tree (the audit
+    /// head and the keyed marker live there).
+    #[doc(hidden)]
+    pub fn danger_meta_tree(&self) -> &sled::Tree {
+        &self.meta
     }
 }
