@@ -626,6 +626,65 @@ mod tests {
     }
 
     #[test]
+    fn audit_checkpoint_settings_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let cases: [(&str, &str, usize, usize); 5] = [
+            ("ok/off", "", 0, 0),
+            (
+                "fail/interval-without-destination",
+                "checkpoint_interval_secs = 60",
+                1,
+                0,
+            ),
+            (
+                "fail/not-http",
+                "checkpoint_url = \"ftp://u:secret@x/y\"",
+                1,
+                0,
+            ),
+            (
+                "fail/no-such-directory",
+                "checkpoint_path = \"/nonexistent/dir/cp.json\"",
+                0,
+                1,
+            ),
+            (
+                "ok/url",
+                "checkpoint_interval_secs = 60\ncheckpoint_url = \"https://w/x\"",
+                0,
+                0,
+            ),
+        ];
+        for (name, audit, problems, file_errors) in cases {
+            let mut config = Config::parse(&format!("[audit]\n{audit}"), "x").unwrap();
+            config.data_dir = dir.path().to_path_buf();
+            assert_eq!(config.audit.problems().len(), problems, "{name}");
+            assert_eq!(
+                config.audit.file_problems(dir.path()).0.len(),
+                file_errors,
+                "{name}"
+            );
+            assert!(
+                !config.audit.problems().concat().contains("secret"),
+                "{name}: no credential echoed"
+            );
+        }
+        let inside = Config::parse(
+            &format!(
+                "[audit]\ncheckpoint_path = {:?}",
+                dir.path().join("cp.json")
+            ),
+            "x",
+        )
+        .unwrap();
+        assert_eq!(
+            inside.audit.file_problems(dir.path()).1.len(),
+            1,
+            "warn/inside-data-dir"
+        );
+    }
+
+    #[test]
     fn round_trips_through_toml() {
         let c = Config {
             managed_domains: vec![HealthDomain::parse("direct.example.com").unwrap()],
