@@ -135,49 +135,48 @@ impl AuditEntry {
 
     /// Checks this entry's own hash or MAC against `key` (None: a log never keyed).
     fn check_seal(&self, key: Option<&AuditKey>) -> Result<()> {
-        let changed = |how: &str| {
-            Error::AuditIntegrity(format!(
-                "entry {} was changed after it was written ({how}): rewritten at seq {}",
-                self.seq, self.seq
-            ))
-        };
         match key {
-            Some(k) if self.seq >= k.keyed_from() => {
-                if self.chain.as_deref() != Some(k.label().as_str())
-                    || !k.check(key::ENTRY_DOMAIN, &self.unsealed_bytes(), &self.hash)
-                {
-                    return Err(changed(&format!(
-                        "the log is keyed from entry {} and this entry's MAC does not match its \
-                         content",
-                        k.keyed_from()
-                    )));
-                }
-            }
-            Some(k) if self.chain.is_some() => {
-                return Err(Error::AuditIntegrity(format!(
-                    "entry {} claims to be keyed but the audit key chains from entry {}: the \
-                     keyed boundary was moved",
-                    self.seq,
-                    k.keyed_from()
-                )))
-            }
-            None if self.chain.is_some() => {
-                return Err(Error::AuditKeyUnavailable(format!(
-                    "entry {} and later are keyed ({}) and cannot be verified without the audit \
-                     key ({}): set {} or passphrase_file, and keep {} in the data directory",
-                    self.seq,
-                    self.chain.as_deref().unwrap_or_default(),
-                    key::KEY_FILE,
-                    crate::config::PASSPHRASE_ENV,
-                    key::KEY_FILE
-                )))
-            }
+            Some(k) if self.seq >= k.keyed_from() => self.check_mac(k),
+            Some(k) if self.chain.is_some() => Err(Error::AuditIntegrity(format!(
+                "entry {} claims to be keyed but the audit key chains from entry {}: the keyed \
+                 boundary was moved",
+                self.seq,
+                k.keyed_from()
+            ))),
+            None if self.chain.is_some() => Err(Error::AuditKeyUnavailable(format!(
+                "entry {} and later are keyed ({}) and cannot be verified without the audit key \
+                 ({}): set {} or passphrase_file, and keep {} in the data directory",
+                self.seq,
+                self.chain.as_deref().unwrap_or_default(),
+                key::KEY_FILE,
+                crate::config::PASSPHRASE_ENV,
+                key::KEY_FILE
+            ))),
             _ if self.legacy_hash() != self.hash => {
-                return Err(changed("its hash does not match its content"));
+                Err(self.changed("its hash does not match its content"))
             }
-            _ => {}
+            _ => Ok(()),
         }
-        Ok(())
+    }
+
+    fn check_mac(&self, k: &AuditKey) -> Result<()> {
+        let label = k.label();
+        if self.chain.as_deref() == Some(label.as_str())
+            && k.check(key::ENTRY_DOMAIN, &self.unsealed_bytes(), &self.hash)
+        {
+            return Ok(());
+        }
+        Err(self.changed(&format!(
+            "the log is keyed from entry {} and this entry's MAC does not match its content",
+            k.keyed_from()
+        )))
+    }
+
+    fn changed(&self, how: &str) -> Error {
+        Error::AuditIntegrity(format!(
+            "entry {} was changed after it was written ({how}): rewritten at seq {}",
+            self.seq, self.seq
+        ))
     }
 }
 

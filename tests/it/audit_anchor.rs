@@ -317,12 +317,11 @@ fn checkpoints_catch_truncation_deletion_rewrite_and_forgery() {
 
 fn log_hash(ca: &Ca, seq: u64) -> String {
     let store = Store::open(&ca.data_dir()).unwrap();
-    let hash = entries(&store)
+    entries(&store)
         .into_iter()
         .find(|e| e.seq == seq)
         .unwrap()
-        .hash;
-    hash
+        .hash
 }
 
 /// A one-thread HTTP receiver on 127.0.0.1 that answers 204 and keeps each request body.
