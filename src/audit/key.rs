@@ -141,7 +141,7 @@ pub fn create(
     };
     let bytes = serde_json::to_vec_pretty(&file)
         .map_err(|e| Error::Store(format!("encoding the audit key: {e}")))?;
-    write_private(path, &bytes)?;
+    write_atomic(path, &bytes, crate::private_files::FILE_MODE)?;
     Ok(key)
 }
 
@@ -181,8 +181,8 @@ pub fn load(path: &Path, passphrase: &Passphrase) -> Result<AuditKey> {
     Ok(key)
 }
 
-/// Writes `bytes` to `path` through a 0600 temporary file and a rename, synced.
-pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+/// Writes `bytes` to `path` through a temporary file of `mode` and a rename, synced.
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -197,7 +197,7 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
             .write(true)
             .create(true)
             .truncate(true)
-            .mode(crate::private_files::FILE_MODE)
+            .mode(mode)
             .open(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;

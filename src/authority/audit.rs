@@ -175,12 +175,13 @@ pub fn checkpoint_destinations(path: Option<&Path>, url: Option<&str>) -> Vec<St
         .collect()
 }
 
-/// Writes a checkpoint document (pretty JSON) to `path`, atomically.
+/// Writes a checkpoint document (pretty JSON) to `path`, atomically; 0644: it holds no
+/// secret, and a witness process may read it.
 pub fn write_checkpoint(path: &Path, checkpoint: &Checkpoint) -> Result<()> {
     let mut bytes = serde_json::to_vec_pretty(checkpoint)
         .map_err(|e| Error::Store(format!("encoding the checkpoint: {e}")))?;
     bytes.push(b'\n');
-    key::write_private(path, &bytes)
+    key::write_atomic(path, &bytes, 0o644)
 }
 
 /// POSTs a checkpoint document (JSON) to `url`; anything but a 2xx answer is an error.

@@ -69,6 +69,11 @@ pub fn audit(config: Config, cmd: AuditCommand, out: Output) -> Result<()> {
 }
 
 fn verify(authority: &Authority, checkpoint: Option<&Path>, out: Output) -> Result<()> {
+    let evaluation = authority
+        .config
+        .data_dir
+        .join(crate::config::EVALUATION_PASSPHRASE)
+        .exists();
     let report = match checkpoint {
         Some(path) => {
             let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
@@ -77,7 +82,18 @@ fn verify(authority: &Authority, checkpoint: Option<&Path>, out: Output) -> Resu
         }
         None => authority.verify_audit()?,
     };
-    emit(out, verify_json(&report), || verify_text(&report))
+    let mut value = verify_json(&report);
+    value["evaluation_passphrase"] = json!(evaluation);
+    emit(out, value, || {
+        let mut text = verify_text(&report);
+        if evaluation {
+            text.push_str(
+                "\n  WARNING: the evaluation passphrase is in the data directory: whoever can \
+                 read it can open the audit key, so the keying protects nothing here",
+            );
+        }
+        text
+    })
 }
 
 fn verify_json(report: &AuditReport) -> serde_json::Value {

@@ -241,6 +241,7 @@ fn checkpoints_catch_truncation_deletion_rewrite_and_forgery() {
     ca.json(&["token", "create", "--role", "admin", "--label", "after"]);
     let report = ca.json(&["audit", "verify", "--checkpoint", "cp.json"]);
     assert_eq!(report["checkpoint"]["entries"], covered);
+    assert_eq!(report["evaluation_passphrase"], false);
     let total = report["entries"].as_u64().unwrap();
     assert_eq!(
         total,
@@ -536,4 +537,21 @@ fn a_legacy_log_is_keyed_on_upgrade_and_its_boundary_cannot_move() {
     let report = ca.json(&["audit", "verify", "--checkpoint", "cp.json"]);
     assert_eq!(report["entries"], total);
     assert_eq!(report["keyed_from"], legacy + 1);
+}
+
+/// The zero-config evaluation start keys its log too, and `audit verify` says that the
+/// passphrase beside the data makes the keying worthless.
+#[test]
+fn the_evaluation_passphrase_is_flagged() {
+    let ca = Ca::init_evaluation(&[DOMAIN]);
+    let report = ca.json(&["audit", "verify"]);
+    assert_eq!(report["keyed_from"], 1, "{report}");
+    assert_eq!(report["evaluation_passphrase"], true, "{report}");
+    let text = ca.run(&["audit", "verify"]);
+    text.assert_success("audit verify");
+    assert!(
+        text.stdout.contains("protects nothing here"),
+        "{}",
+        text.stdout
+    );
 }
