@@ -1,7 +1,9 @@
 //! The sled store: one tree per record kind, JSON records that carry a schema version and a
 //! store-wide revision, and multi-tree transactions so a certificate, its owner index entry and
 //! its audit entry are written together or not at all. Acknowledged writes are flushed and
-//! synced to stable storage (see `sync`).
+//! synced to stable storage (see `sync`). Audit entries are chained with the audit key once
+//! the log is keyed (`AuditKeying`); a writer that holds no key for a keyed log aborts the whole
+//! transaction rather than append an unkeyed entry.
 
 use std::path::Path;
 
