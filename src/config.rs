@@ -67,6 +67,76 @@ pub struct Config {
     pub server: ServerConfig,
     /// Discovery publication: DNS CERT zone files and LDIF.
     pub publish: PublishConfig,
+    /// Audit log checkpoints kept outside the data directory.
+    pub audit: AuditConfig,
+}
+
+/// Where and how often `serve` writes audit checkpoints (`anchorage audit checkpoint` takes
+/// the same destinations when given no `--out`/`--url`). A checkpoint only protects when it
+/// is kept where the store's writers cannot change it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Seconds between the checkpoints `serve` writes (the first at start); 0 = none.
+    pub checkpoint_interval_secs: u64,
+    /// File each checkpoint replaces (atomically).
+    pub checkpoint_path: Option<PathBuf>,
+    /// http(s) URL each checkpoint is POSTed to as JSON.
+    pub checkpoint_url: Option<String>,
+}
+
+impl AuditConfig {
+    fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.checkpoint_interval_secs > 0
+            && self.checkpoint_path.is_none()
+            && self.checkpoint_url.is_none()
+        {
+            out.push(format!(
+                "audit.checkpoint_interval_secs = {} but neither audit.checkpoint_path nor \
+                 audit.checkpoint_url is set: the checkpoints would go nowhere",
+                self.checkpoint_interval_secs
+            ));
+        }
+        if let Some(url) = &self.checkpoint_url {
+            // Not echoed: the URL may carry a credential.
+            match url::Url::parse(url) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+                _ => out.push("audit.checkpoint_url is not an http:// or https:// URL".into()),
+            }
+        }
+        out
+    }
+
+    fn file_problems(&self, data_dir: &Path) -> (Vec<String>, Vec<String>) {
+        let (mut errors, mut warnings) = (Vec::new(), Vec::new());
+        let Some(path) = &self.checkpoint_path else {
+            return (errors, warnings);
+        };
+        let parent = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        if !parent.is_dir() {
+            errors.push(format!(
+                "audit.checkpoint_path {}: the directory {} does not exist",
+                path.display(),
+                parent.display()
+            ));
+        }
+        let inside = |p: &Path| std::fs::canonicalize(p).ok();
+        if let (Some(dir), Some(data)) = (inside(parent), inside(data_dir)) {
+            if dir.starts_with(&data) {
+                warnings.push(format!(
+                    "audit.checkpoint_path {} is inside the data directory: whoever can rewrite \
+                     the store can rewrite the checkpoint too; keep checkpoints elsewhere \
+                     (warning: the service still starts)",
+                    path.display()
+                ));
+            }
+        }
+        (errors, warnings)
+    }
 }
 
 /// What one client may hold of the server: slow or idle connections are closed so CRLs, CA
@@ -206,6 +276,7 @@ impl Default for Config {
             issuance: IssuanceConfig::default(),
             server: ServerConfig::default(),
             publish: PublishConfig::default(),
+            audit: AuditConfig::default(),
         }
     }
 }
@@ -416,6 +487,7 @@ impl Config {
             out.push("web.max_form_bytes must be at least 65536".into());
         }
         out.extend(self.publish.problems(&self.managed_domains));
+        out.extend(self.audit.problems());
         out
     }
 
@@ -440,6 +512,9 @@ impl Config {
                 }
             }
         }
+        let (audit_errors, audit_warnings) = self.audit.file_problems(&self.data_dir);
+        errors.extend(audit_errors);
+        warnings.extend(audit_warnings);
         if !self.bundles_dir.is_dir() {
             warnings.push(format!(
                 "bundles_dir {} does not exist: the trust-bundle inventory is empty and no \
@@ -548,6 +623,65 @@ mod tests {
         .unwrap();
         assert_eq!(bad.problems().len(), 1);
         assert!(Config::parse("managed_domains = [\"not a domain\"]", "x").is_err());
+    }
+
+    #[test]
+    fn audit_checkpoint_settings_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let cases: [(&str, &str, usize, usize); 5] = [
+            ("ok/off", "", 0, 0),
+            (
+                "fail/interval-without-destination",
+                "checkpoint_interval_secs = 60",
+                1,
+                0,
+            ),
+            (
+                "fail/not-http",
+                "checkpoint_url = \"ftp://u:secret@x/y\"",
+                1,
+                0,
+            ),
+            (
+                "fail/no-such-directory",
+                "checkpoint_path = \"/nonexistent/dir/cp.json\"",
+                0,
+                1,
+            ),
+            (
+                "ok/url",
+                "checkpoint_interval_secs = 60\ncheckpoint_url = \"https://w/x\"",
+                0,
+                0,
+            ),
+        ];
+        for (name, audit, problems, file_errors) in cases {
+            let mut config = Config::parse(&format!("[audit]\n{audit}"), "x").unwrap();
+            config.data_dir = dir.path().to_path_buf();
+            assert_eq!(config.audit.problems().len(), problems, "{name}");
+            assert_eq!(
+                config.audit.file_problems(dir.path()).0.len(),
+                file_errors,
+                "{name}"
+            );
+            assert!(
+                !config.audit.problems().concat().contains("secret"),
+                "{name}: no credential echoed"
+            );
+        }
+        let inside = Config::parse(
+            &format!(
+                "[audit]\ncheckpoint_path = {:?}",
+                dir.path().join("cp.json")
+            ),
+            "x",
+        )
+        .unwrap();
+        assert_eq!(
+            inside.audit.file_problems(dir.path()).1.len(),
+            1,
+            "warn/inside-data-dir"
+        );
     }
 
     #[test]

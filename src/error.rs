@@ -63,6 +63,10 @@ pub enum Error {
     Locked(String),
     #[error("audit log integrity: {0}")]
     AuditIntegrity(String),
+    /// The audit log is keyed and the audit key could not be opened (no passphrase, a wrong
+    /// one, a missing key file): nothing is written to the log, and it cannot be verified.
+    #[error("audit key unavailable: {0}")]
+    AuditKeyUnavailable(String),
     #[error("publication failed: {0}")]
     Publish(String),
     #[error("external bundle refresh failed: {0}")]
@@ -115,6 +119,7 @@ impl Error {
             Error::StoreUnwritable(_) => "store_unwritable",
             Error::Locked(_) => "data_dir_locked",
             Error::AuditIntegrity(_) => "audit_integrity",
+            Error::AuditKeyUnavailable(_) => "audit_key_unavailable",
             Error::Publish(_) => "publish_failed",
             Error::RefreshFailed(_) => "refresh_failed",
             Error::InsecurePermissions { .. } => "insecure_permissions",

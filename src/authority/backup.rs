@@ -23,22 +23,30 @@ pub struct RestoreReport {
     pub entries: usize,
     pub created_at: String,
     pub config_restored: bool,
+    /// The sealed audit key came back too (a keyed log verifies after the restore).
+    pub audit_key_restored: bool,
 }
 
 impl Authority {
     /// The bytes of a backup file: a consistent snapshot of every tree and the configuration.
     pub fn backup(&self) -> Result<Vec<u8>> {
-        let config_path = self.config.data_dir.join(config::DATA_DIR_CONFIG);
-        let config = match std::fs::read_to_string(&config_path) {
-            Ok(text) => Some(text),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(Error::io(&config_path, e)),
-        };
+        let config = read_optional(&self.config.data_dir.join(config::DATA_DIR_CONFIG))?;
+        let audit_key = read_optional(&self.audit_key_path())?;
         let created_at = self
             .now()
             .format(&time::format_description::well_known::Rfc3339)
             .map_err(|e| Error::Store(format!("formatting the backup time: {e}")))?;
-        self.store()?.snapshot(created_at, config)?.encode()
+        self.store()?
+            .snapshot(created_at, config, audit_key)?
+            .encode()
+    }
+}
+
+fn read_optional(path: &Path) -> Result<Option<String>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io(path, e)),
     }
 }
 
@@ -89,6 +97,7 @@ pub fn restore(file: &Path, data_dir: &Path) -> Result<RestoreReport> {
         entries: snapshot.entries(),
         created_at: snapshot.created_at.clone(),
         config_restored: snapshot.config.is_some(),
+        audit_key_restored: snapshot.audit_key.is_some(),
     })
 }
 
@@ -99,17 +108,26 @@ fn build(staging: &Path, snapshot: &Snapshot) -> Result<()> {
         .map_err(|e| Error::io(staging, e))?;
     let store = Store::restore(staging, snapshot)?;
     drop(store);
-    if let Some(text) = &snapshot.config {
-        let path = staging.join(config::DATA_DIR_CONFIG);
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(|e| Error::io(&path, e))?;
-        f.write_all(text.as_bytes())
-            .and_then(|()| f.sync_all())
-            .map_err(|e| Error::io(&path, e))?;
+    let files = [
+        (config::DATA_DIR_CONFIG, &snapshot.config),
+        (crate::audit::key::KEY_FILE, &snapshot.audit_key),
+    ];
+    for (name, text) in files {
+        if let Some(text) = text {
+            write_new_private(&staging.join(name), text)?;
+        }
     }
     Ok(())
+}
+
+fn write_new_private(path: &Path, text: &str) -> Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| Error::io(path, e))?;
+    f.write_all(text.as_bytes())
+        .and_then(|()| f.sync_all())
+        .map_err(|e| Error::io(path, e))
 }

@@ -10,7 +10,7 @@ use serde_json::json;
 use time::{Duration, OffsetDateTime};
 use zeroize::Zeroizing;
 
-use crate::audit::{self, AuditDraft, AuditReport};
+use crate::audit::AuditDraft;
 use crate::ca::{
     self, CaRecord, CaRole, EndEntitySpec, HierarchyOptions, ImportedCa, RevokedEntry, UnlockedCa,
 };
@@ -27,6 +27,7 @@ use crate::store::{CertRecord, CrlRecord, Revocation, Store, StoreHandle, RECORD
 use crate::x509;
 
 mod accounts;
+mod audit;
 mod backup;
 mod bundles;
 mod certs;
@@ -37,6 +38,7 @@ mod organisations;
 mod publish;
 
 pub use accounts::{audit_page, token_principal, NewUser, SignedIn};
+pub use audit::{checkpoint_destinations, send_checkpoint, write_checkpoint};
 pub use backup::{restore, RestoreReport};
 pub use bundles::{Built, BundleSummary, Decision, Submission};
 pub use certs::{OrganisationRef, Ownership, IDEMPOTENCY_WINDOW};
@@ -198,16 +200,6 @@ impl Authority {
         let inventory = Inventory::load(&config.bundles_dir)?;
         let store = StoreHandle::open(&config.data_dir)?;
         let upgrading = store.get()?.schema()? < crate::store::SCHEMA;
-        if let Some(report) = store.get()?.migrate(clock.now())? {
-            tracing::warn!(
-                organisations = report.organisations,
-                holders = report.holders,
-                unresolved = report.unresolved,
-                "store migrated to schema {}; run `anchorage org check` to settle holders whose \
-                 certificates named different organisations",
-                report.to
-            );
-        }
         let authority = Authority {
             config,
             store,
@@ -222,6 +214,18 @@ impl Authority {
             issuing_serial: std::sync::OnceLock::new(),
             rate: certs::RateLimiter::default(),
         };
+        // Before the migration, so that its audit entries are keyed too.
+        authority.load_audit_key()?;
+        if let Some(report) = authority.store()?.migrate(authority.clock.now())? {
+            tracing::warn!(
+                organisations = report.organisations,
+                holders = report.holders,
+                unresolved = report.unresolved,
+                "store migrated to schema {}; run `anchorage org check` to settle holders whose \
+                 certificates named different organisations",
+                report.to
+            );
+        }
         if upgrading && authority.is_initialised()? {
             authority.adopt_unclaimed_domains()?;
         }
@@ -405,6 +409,7 @@ impl Authority {
         };
         let signers = unlock_records(&root, &issuing, passphrase)?;
         let report = self.init_report(&signers, origin)?;
+        self.key_new_audit_log(passphrase)?;
         self.store()?.put_hierarchy(
             &root,
             &issuing,
@@ -522,6 +527,7 @@ impl Authority {
             .signers
             .write()
             .map_err(|_| Error::Store("lock poisoned".into()))? = Some(Arc::new(signers));
+        self.ensure_audit_key(passphrase)?;
         self.ensure_bundle_signer(passphrase)
     }
 
@@ -1129,17 +1135,6 @@ impl Authority {
             }
         }
         Ok(out)
-    }
-
-    // ---- tokens ------------------------------------------------------------------------
-
-    // ---- audit -------------------------------------------------------------------------
-
-    pub fn verify_audit(&self) -> Result<AuditReport> {
-        audit::verify(
-            self.store()?.audit_entries(),
-            self.store()?.audit_head()?.as_ref(),
-        )
     }
 }
 

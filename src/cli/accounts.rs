@@ -1,4 +1,4 @@
-//! `user`, `token` and `audit` commands. Passwords come from a file or the environment, or
+//! `user` and `token` commands. Passwords come from a file or the environment, or
 //! are generated and printed once; they are never command-line values.
 
 use std::path::PathBuf;
@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use zeroize::Zeroizing;
 
 use super::bundles::{call, target, Target};
-use super::{cli_actor, emit, open, Output};
+use super::{cli_actor, emit, Output};
 use crate::accounts::{Role, Scope};
 use crate::authority::{Authority, NewUser};
 use crate::config::Config;
@@ -106,27 +106,6 @@ pub enum TokenCommand {
     List,
     /// Revoke an API token by id.
     Revoke { id: String },
-}
-
-#[derive(Debug, Subcommand)]
-pub enum AuditCommand {
-    /// Check the hash chain of the whole audit log.
-    Verify,
-    /// Write the audit log as JSON lines (one entry per line), oldest first.
-    Export {
-        /// Output file; standard output when absent.
-        #[arg(long)]
-        out: Option<PathBuf>,
-        /// Only entries with a sequence number above this.
-        #[arg(long)]
-        since: Option<u64>,
-        /// Only entries whose actor contains this text.
-        #[arg(long)]
-        actor: Option<String>,
-        /// Only entries whose action starts with this text (e.g. `user.` or `cert.issue`).
-        #[arg(long)]
-        action: Option<String>,
-    },
 }
 
 fn password_from(file: Option<PathBuf>) -> Result<(Zeroizing<String>, bool)> {
@@ -479,63 +458,4 @@ fn token_direct(authority: &Authority, cmd: TokenCommand, out: Output) -> Result
             })
         }
     }
-}
-
-pub fn audit(config: Config, cmd: AuditCommand, out: Output) -> Result<()> {
-    let authority = open(config)?;
-    match cmd {
-        AuditCommand::Verify => {
-            let report = authority.verify_audit()?;
-            emit(
-                out,
-                json!({"ok": true, "entries": report.entries, "head_hash": report.head_hash}),
-                || {
-                    format!(
-                        "audit log intact: {} entries, head {}",
-                        report.entries, report.head_hash
-                    )
-                },
-            )
-        }
-        AuditCommand::Export {
-            out: path,
-            since,
-            actor,
-            action,
-        } => export(&authority, path, since, actor, action),
-    }
-}
-
-fn export(
-    authority: &Authority,
-    path: Option<PathBuf>,
-    since: Option<u64>,
-    actor: Option<String>,
-    action: Option<String>,
-) -> Result<()> {
-    use std::io::Write;
-    let mut buf: Vec<u8> = Vec::new();
-    let mut sink: Box<dyn Write> = match &path {
-        Some(_) => Box::new(&mut buf),
-        None => Box::new(std::io::stdout().lock()),
-    };
-    authority.each_audit_entry(|entry| {
-        if since.is_some_and(|s| entry.seq <= s)
-            || actor
-                .as_ref()
-                .is_some_and(|a| !entry.actor.contains(a.as_str()))
-            || action
-                .as_ref()
-                .is_some_and(|a| !entry.action.starts_with(a.as_str()))
-        {
-            return Ok(());
-        }
-        let line = serde_json::to_string(&entry).map_err(|e| Error::Store(e.to_string()))?;
-        writeln!(sink, "{line}").map_err(|e| Error::io("audit export", e))
-    })?;
-    drop(sink);
-    if let Some(p) = path {
-        super::write_file(&p, &buf, false)?;
-    }
-    Ok(())
 }

@@ -193,6 +193,8 @@ pub(crate) fn remote_error(value: &Value, fallback: fn(String) -> Error) -> Erro
         "domain_not_covered" => Error::DomainNotCovered(message),
         "organisation_disabled" => Error::OrganisationDisabled(message),
         "organisation_required" => Error::OrganisationRequired(message),
+        "audit_key_unavailable" => Error::AuditKeyUnavailable(message),
+        "audit_integrity" => Error::AuditIntegrity(message),
         _ => fallback(message),
     }
 }

@@ -22,6 +22,7 @@ use crate::policy::profile::Profiles;
 use crate::x509;
 
 mod accounts;
+mod audit;
 mod backup;
 mod bundles;
 mod certs;
@@ -92,9 +93,9 @@ pub enum Command {
     /// Which organisation an address or domain belongs to; transfers.
     #[command(subcommand)]
     Holder(organisations::HolderCommand),
-    /// The hash-chained audit log: verify, export.
+    /// The keyed, hash-chained audit log: verify, checkpoint, export.
     #[command(subcommand)]
-    Audit(accounts::AuditCommand),
+    Audit(audit::AuditCommand),
     /// Member trust anchors: submit, review, publish.
     #[command(subcommand)]
     Anchor(bundles::AnchorCommand),
@@ -352,7 +353,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Anchor(cmd) => bundles::anchor(config, cmd, out),
         Command::Bundle(cmd) => bundles::bundle(config, cmd, out),
         Command::Publish(cmd) => publish::publish(config, cmd, out),
-        Command::Audit(cmd) => accounts::audit(config, cmd, out),
+        Command::Audit(cmd) => audit::audit(config, cmd, out),
         Command::Refresh(cmd) => refresh::refresh(config, cmd, out),
         Command::Backup { out: path } => backup::backup(config, &path, out),
         Command::Restore { file } => backup::restore(&file, config.data_dir, out),

@@ -4,6 +4,7 @@
 
 pub(crate) mod accounts;
 pub mod anchors;
+mod audit;
 pub mod bundles;
 mod certs;
 pub mod connections;
@@ -86,6 +87,7 @@ pub fn router(state: AppState) -> Router {
             certs::routes()
                 .merge(anchors::routes())
                 .merge(accounts::routes())
+                .merge(audit::routes())
                 .merge(organisations::routes())
                 .merge(zones::routes())
                 .merge(directory::routes())
@@ -239,6 +241,7 @@ pub async fn serve(
     let sweeper = zones::spawn_sweeper(&state);
     let sessions = spawn_session_sweeper(&state);
     let healer = spawn_store_healer(&state);
+    let checkpointer = audit::spawn_checkpointer(&state);
     let limits = connections::Limits::from_config(&state.authority.config().server);
     let registry = connections::Registry::default();
     tracing::info!(
@@ -269,6 +272,9 @@ pub async fn serve(
     }
     publisher.abort();
     sessions.abort();
+    if let Some(task) = checkpointer {
+        task.abort();
+    }
     sweeper.abort();
     healer.abort();
     Ok(())
@@ -326,7 +332,8 @@ impl ApiError {
             Error::NotInitialised
             | Error::CaKey(_)
             | Error::Passphrase(_)
-            | Error::StoreUnwritable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            | Error::StoreUnwritable(_)
+            | Error::AuditKeyUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

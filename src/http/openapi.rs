@@ -16,7 +16,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{accounts, anchors, certs, directory, organisations, refresh, zones, ErrorBody};
+use super::{accounts, anchors, audit, certs, directory, organisations, refresh, zones, ErrorBody};
 
 /// The name of the bearer-token security scheme the operations refer to.
 pub const BEARER: &str = "bearer";
@@ -63,6 +63,7 @@ scoped to one role). Errors share one JSON body, `{code, message, reasons}`: `co
         accounts::add_token,
         accounts::revoke_token,
         accounts::audit,
+        audit::checkpoint,
         accounts::backup,
         organisations::list,
         organisations::show,

@@ -25,7 +25,7 @@ impl Store {
                     return Ok(false);
                 }
                 users.insert(user.username.as_bytes(), bytes.clone())?;
-                append_audit(meta, audit, at, draft.clone())?;
+                append_audit(&self.keying, meta, audit, at, draft.clone())?;
                 Ok(true)
             })
             .map_err(tx_error)?;
@@ -49,7 +49,7 @@ impl Store {
         (&self.users, &self.meta, &self.audit)
             .transaction(|(users, meta, audit)| {
                 users.insert(user.username.as_bytes(), bytes.clone())?;
-                append_audit(meta, audit, at, draft.clone())?;
+                append_audit(&self.keying, meta, audit, at, draft.clone())?;
                 Ok(())
             })
             .map_err(tx_error)?;

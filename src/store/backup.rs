@@ -2,8 +2,10 @@
 //! self-describing file, and the restore that rebuilds a store from it.
 //!
 //! The file is one header line, `anchorage-backup 1 sha256=<hex> bytes=<n>`, then `n` bytes of
-//! JSON: `{"created_at", "revision", "config", "trees": [{"name", "entries": [[key, value]]}]}`
-//! with keys, values and names in base64. The length catches a truncated file and the
+//! JSON: `{"created_at", "revision", "config", "audit_key", "trees": [{"name", "entries":
+//! [[key, value]]}]}` with keys, values and names in base64. `audit_key` is the sealed audit
+//! key file (`audit.key`, absent for a log never keyed): without it a restored log could be
+//! neither verified nor extended. The length catches a truncated file and the
 //! checksum a damaged one before anything is written. The snapshot is consistent: every store
 //! change bumps the store revision in the same transaction, so an export during which the
 //! revision did not move saw no change; one that raced a write is taken again.
@@ -33,6 +35,9 @@ pub struct Snapshot {
     pub revision: u64,
     /// The data directory's `anchorage.toml`, when it had one.
     pub config: Option<String>,
+    /// The data directory's sealed `audit.key`, when the log is keyed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_key: Option<String>,
     pub trees: Vec<TreeDump>,
 }
 
@@ -116,7 +121,12 @@ impl Snapshot {
 
 impl Store {
     /// A consistent snapshot of every tree; `config` is the data directory's configuration.
-    pub fn snapshot(&self, created_at: String, config: Option<String>) -> Result<Snapshot> {
+    pub fn snapshot(
+        &self,
+        created_at: String,
+        config: Option<String>,
+        audit_key: Option<String>,
+    ) -> Result<Snapshot> {
         for _ in 0..ATTEMPTS {
             let before = self.revision()?;
             let trees = self.dump_trees()?;
@@ -125,6 +135,7 @@ impl Store {
                     created_at,
                     revision: before,
                     config,
+                    audit_key,
                     trees,
                 });
             }
@@ -183,7 +194,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("a")).unwrap();
         store.certs.insert(b"k", b"v".to_vec()).unwrap();
-        let snap = store.snapshot("now".into(), Some("x = 1".into())).unwrap();
+        let snap = store
+            .snapshot("now".into(), Some("x = 1".into()), None)
+            .unwrap();
         let bytes = snap.encode().unwrap();
         let path = Path::new("b.backup");
         let back = Snapshot::decode(path, &bytes).unwrap();

@@ -208,7 +208,7 @@ impl Store {
                 anchors.insert(&id.to_be_bytes(), bytes)?;
                 let mut draft = draft.clone();
                 draft.target = format!("anchor {id}");
-                append_audit(meta, audit, at, draft)?;
+                append_audit(&self.keying, meta, audit, at, draft)?;
                 Ok(stored)
             })
             .map_err(tx_error)?;
@@ -267,7 +267,7 @@ impl Store {
                     Err(e) => return abort(e),
                 };
                 anchors.insert(&key, bytes)?;
-                append_audit(meta, audit, at, draft.clone())?;
+                append_audit(&self.keying, meta, audit, at, draft.clone())?;
                 Ok(record)
             })
             .map_err(tx_error)?;
@@ -319,7 +319,13 @@ impl Store {
                         };
                     }
                 }
-                append_audit(meta, audit, version.published_at, draft.clone())?;
+                append_audit(
+                    &self.keying,
+                    meta,
+                    audit,
+                    version.published_at,
+                    draft.clone(),
+                )?;
                 Ok(())
             })
             .map_err(tx_error)?;
@@ -386,7 +392,7 @@ impl Store {
         (&self.meta, &self.audit)
             .transaction(|(meta, audit)| {
                 meta.insert(SIGNER, bytes.clone())?;
-                append_audit(meta, audit, at, draft.clone())?;
+                append_audit(&self.keying, meta, audit, at, draft.clone())?;
                 Ok(())
             })
             .map_err(tx_error)?;

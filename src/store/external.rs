@@ -145,7 +145,13 @@ impl Store {
                 }
                 versions.insert(key.clone(), version_bytes.clone())?;
                 externals.insert(state.source.as_bytes(), state_bytes.clone())?;
-                append_audit(meta, audit, version.published_at, draft.clone())?;
+                append_audit(
+                    &self.keying,
+                    meta,
+                    audit,
+                    version.published_at,
+                    draft.clone(),
+                )?;
                 Ok(())
             })
             .map_err(tx_error)?;

@@ -162,9 +162,15 @@ impl StoreHandle {
             }
             std::thread::sleep(Duration::from_millis(5));
         }
-        // sled releases its file lock only when the last reference is dropped.
+        // sled releases its file lock only when the last reference is dropped; the audit key
+        // loaded with the passphrase carries over.
+        let keying = current.as_ref().map(|s| s.keying_handle());
         drop(current.take());
         let store = Store::open(&self.dir)?;
+        let store = match keying {
+            Some(keying) => store.with_keying(keying),
+            None => store,
+        };
         let probed = store.probe();
         *current = Some(Arc::new(store));
         probed

@@ -1,7 +1,9 @@
 //! The sled store: one tree per record kind, JSON records that carry a schema version and a
 //! store-wide revision, and multi-tree transactions so a certificate, its owner index entry and
 //! its audit entry are written together or not at all. Acknowledged writes are flushed and
-//! synced to stable storage (see `sync`).
+//! synced to stable storage (see `sync`). Audit entries are chained with the audit key once
+//! the log is keyed (`AuditKeying`); a writer that holds no key for a keyed log aborts the whole
+//! transaction rather than append an unkeyed entry.
 
 use std::path::Path;
 
@@ -32,7 +34,7 @@ pub use handle::{Healing, StoreFault, StoreHandle, MIN_FREE_BYTES};
 pub use migrate::{MigrationReport, SCHEMA};
 pub use organisations::{idempotency_key, IdempotencyRecord};
 
-use crate::audit::{AuditDraft, AuditEntry, AuditHead};
+use crate::audit::{AuditDraft, AuditEntry, AuditHead, AuditKey};
 use crate::ca::{CaRecord, CaRole};
 use crate::error::{Error, Result};
 use crate::model::{CertUsage, Fingerprint, Holder, RevocationReason, Serial, Usage};
@@ -45,6 +47,25 @@ const REVISION: &[u8] = b"revision";
 const AUDIT_HEAD: &[u8] = b"audit_head";
 /// Written and synced to prove the store takes writes (after a write failure).
 const WRITE_PROBE: &[u8] = b"write_probe";
+/// The id of the key the log is keyed with, once it is: writers without the key then refuse
+/// to append (the authoritative boundary is in the sealed key file, outside the store).
+const AUDIT_KEY_ID: &[u8] = b"audit_key_id";
+
+/// Whether and how new audit entries are keyed.
+pub enum AuditKeying {
+    /// The log was never keyed (a store not yet opened with the passphrase since the
+    /// upgrade): entries are legacy SHA-256 entries.
+    Unkeyed,
+    /// The log is keyed but the key is not loaded: why, and whether the key file itself was
+    /// found altered (an integrity failure rather than a missing key).
+    Locked {
+        why: String,
+        integrity: bool,
+    },
+    Keyed(std::sync::Arc<AuditKey>),
+}
+
+type SharedKeying = std::sync::Arc<std::sync::RwLock<AuditKeying>>;
 
 /// An issued certificate and everything recorded about its request.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
@@ -225,6 +246,8 @@ pub struct Store {
     idempotency: sled::Tree,
     /// fdatasync after sled's flush (sled alone does not survive a power loss).
     disk: std::sync::Arc<sync::DiskSync>,
+    /// How audit entries are chained (see `AuditKeying`).
+    keying: SharedKeying,
 }
 
 type TxResult<T> = std::result::Result<T, ConflictableTransactionError<Error>>;
@@ -265,13 +288,35 @@ fn next_revision(
     Ok(next)
 }
 
+/// The key new entries are chained with; `None` for a log never keyed. A keyed log whose key
+/// is not loaded refuses the write rather than append an unkeyed entry.
+fn chain_key(keying: &SharedKeying) -> Result<Option<std::sync::Arc<AuditKey>>> {
+    match &*keying
+        .read()
+        .map_err(|_| Error::Store("lock poisoned".into()))?
+    {
+        AuditKeying::Unkeyed => Ok(None),
+        AuditKeying::Keyed(key) => Ok(Some(key.clone())),
+        AuditKeying::Locked {
+            why,
+            integrity: true,
+        } => Err(Error::AuditIntegrity(why.clone())),
+        AuditKeying::Locked { why, .. } => Err(Error::AuditKeyUnavailable(why.clone())),
+    }
+}
+
 /// Appends an audit entry inside a transaction.
 fn append_audit(
+    keying: &SharedKeying,
     meta: &TransactionalTree,
     audit: &TransactionalTree,
     at: OffsetDateTime,
     draft: AuditDraft,
 ) -> TxResult<AuditEntry> {
+    let key = match chain_key(keying) {
+        Ok(k) => k,
+        Err(e) => return abort(e),
+    };
     let head: Option<AuditHead> = match meta.get(AUDIT_HEAD)? {
         Some(b) => match decode(&b, "audit head") {
             Ok(h) => Some(h),
@@ -279,7 +324,10 @@ fn append_audit(
         },
         None => None,
     };
-    let entry = AuditEntry::chain(head.as_ref(), at, draft);
+    let entry = match AuditEntry::chain(head.as_ref(), at, draft, key.as_deref()) {
+        Ok(e) => e,
+        Err(e) => return abort(e),
+    };
     let (bytes, head_bytes) = match (encode(&entry), encode(&entry.head())) {
         (Ok(a), Ok(b)) => (a, b),
         (Err(e), _) | (_, Err(e)) => return abort(e),
@@ -346,8 +394,25 @@ impl Store {
         // sled creates its files with the process umask: make them private.
         crate::private_files::restrict_tree(&path)?;
         let tree = |name: &str| db.open_tree(name);
+        let meta = tree("meta")?;
+        let keyed =
+            meta.get(AUDIT_KEY_ID)?.is_some() || dir.join(crate::audit::key::KEY_FILE).exists();
+        let keying = if keyed {
+            AuditKeying::Locked {
+                why: format!(
+                    "the audit log is keyed ({}) and the audit key is not loaded: set {} or \
+                     passphrase_file so anchorage can open it",
+                    crate::audit::key::KEY_FILE,
+                    crate::config::PASSPHRASE_ENV
+                ),
+                integrity: false,
+            }
+        } else {
+            AuditKeying::Unkeyed
+        };
         let store = Store {
-            meta: tree("meta")?,
+            keying: std::sync::Arc::new(std::sync::RwLock::new(keying)),
+            meta,
             ca: tree("ca")?,
             certs: tree("certs")?,
             owners: tree("owners")?,
@@ -378,6 +443,18 @@ impl Store {
     pub fn flush(&self) -> Result<()> {
         self.db.flush()?;
         self.disk.sync()
+    }
+
+    /// The audit keying state, shared with a reopened copy of this store (see `handle`).
+    fn keying_handle(&self) -> SharedKeying {
+        self.keying.clone()
+    }
+
+    /// This store with the audit keying of the instance it replaces: the key loaded with the
+    /// passphrase stays loaded across a reopen.
+    fn with_keying(mut self, keying: SharedKeying) -> Store {
+        self.keying = keying;
+        self
     }
 
     /// Proves that the store takes writes: a small record, flushed and synced.
@@ -419,7 +496,7 @@ impl Store {
                 ca.insert("root", root_bytes.clone())?;
                 ca.insert("issuing", issuing_bytes.clone())?;
                 next_revision(meta)?;
-                append_audit(meta, audit, at, draft.clone())?;
+                append_audit(&self.keying, meta, audit, at, draft.clone())?;
                 Ok(())
             })
             .map_err(tx_error)?;
@@ -570,7 +647,7 @@ impl Store {
                     if let Some((key, bytes)) = &idempotency {
                         idempotent.insert(key.as_slice(), bytes.as_slice())?;
                     }
-                    append_audit(meta, audit, at, draft.clone())?;
+                    append_audit(&self.keying, meta, audit, at, draft.clone())?;
                     Ok(Inserted::Stored(revision))
                 },
             )
@@ -664,7 +741,13 @@ impl Store {
                     Err(e) => return abort(e),
                 };
                 revocations.insert(key.clone(), bytes)?;
-                append_audit(meta, audit, revocation.revoked_at, draft.clone())?;
+                append_audit(
+                    &self.keying,
+                    meta,
+                    audit,
+                    revocation.revoked_at,
+                    draft.clone(),
+                )?;
                 Ok(stored)
             })
             .map_err(tx_error)?;
@@ -752,7 +835,7 @@ impl Store {
         (&self.tokens, &self.meta, &self.audit)
             .transaction(|(tokens, meta, audit)| {
                 tokens.insert(token.hash.as_bytes(), bytes.clone())?;
-                append_audit(meta, audit, at, draft.clone())?;
+                append_audit(&self.keying, meta, audit, at, draft.clone())?;
                 Ok(())
             })
             .map_err(tx_error)?;
@@ -802,7 +885,7 @@ impl Store {
     /// Appends an audit entry on its own (for events that change nothing else).
     pub fn audit(&self, at: OffsetDateTime, draft: AuditDraft) -> Result<AuditEntry> {
         let entry = (&self.meta, &self.audit)
-            .transaction(|(meta, audit)| append_audit(meta, audit, at, draft.clone()))
+            .transaction(|(meta, audit)| append_audit(&self.keying, meta, audit, at, draft.clone()))
             .map_err(tx_error)?;
         self.flush()?;
         Ok(entry)
@@ -821,6 +904,52 @@ impl Store {
             kv.map_err(Error::from)
                 .and_then(|(_, b)| decode(&b, "audit"))
         })
+    }
+
+    /// The loaded audit key, `Unkeyed` or why it is not loaded.
+    pub fn audit_key(&self) -> Result<Option<std::sync::Arc<AuditKey>>> {
+        chain_key(&self.keying)
+    }
+
+    /// Whether the log is keyed but its key is not loaded.
+    pub fn audit_key_locked(&self) -> Result<bool> {
+        Ok(matches!(
+            &*self
+                .keying
+                .read()
+                .map_err(|_| Error::Store("lock poisoned".into()))?,
+            AuditKeying::Locked { .. }
+        ))
+    }
+
+    /// From now on entries are chained with `key`; the store remembers the log is keyed.
+    pub fn install_audit_key(&self, key: AuditKey) -> Result<()> {
+        self.meta.insert(AUDIT_KEY_ID, key.id().as_bytes())?;
+        self.flush()?;
+        *self
+            .keying
+            .write()
+            .map_err(|_| Error::Store("lock poisoned".into()))? =
+            AuditKeying::Keyed(std::sync::Arc::new(key));
+        Ok(())
+    }
+
+    /// Records why the key of a keyed log could not be loaded: writers and `verify` fail
+    /// with the same error.
+    pub fn audit_key_unavailable(&self, cause: &Error) -> Result<()> {
+        let (why, integrity) = match cause {
+            Error::AuditIntegrity(m) => (m.clone(), true),
+            Error::AuditKeyUnavailable(m) => (m.clone(), false),
+            other => (other.to_string(), false),
+        };
+        let mut keying = self
+            .keying
+            .write()
+            .map_err(|_| Error::Store("lock poisoned".into()))?;
+        if !matches!(*keying, AuditKeying::Keyed(_)) {
+            *keying = AuditKeying::Locked { why, integrity };
+        }
+        Ok(())
     }
 
     pub fn audit_head(&self) -> Result<Option<AuditHead>> {
@@ -850,5 +979,12 @@ impl Store {
     #[doc(hidden)]
     pub fn danger_audit_tree(&self) -> &sled::Tree {
         &self.audit
+    }
+
+    /// For tests that prove tampering is detected: raw access to the meta tree (the audit
+    /// head and the keyed marker live there).
+    #[doc(hidden)]
+    pub fn danger_meta_tree(&self) -> &sled::Tree {
+        &self.meta
     }
 }

@@ -51,7 +51,7 @@ impl Store {
                 }
                 orgs.insert(org.id.as_bytes(), bytes.clone())?;
                 next_revision(meta)?;
-                append_audit(meta, audit, at, draft.clone())?;
+                append_audit(&self.keying, meta, audit, at, draft.clone())?;
                 Ok(true)
             })
             .map_err(tx_error)?;
@@ -82,7 +82,7 @@ impl Store {
                 }
                 orgs.insert(org.id.as_bytes(), bytes.clone())?;
                 next_revision(meta)?;
-                append_audit(meta, audit, at, draft.clone())?;
+                append_audit(&self.keying, meta, audit, at, draft.clone())?;
                 Ok(())
             })
             .map_err(tx_error)?;
@@ -134,7 +134,7 @@ impl Store {
             .transaction(|(holders, meta, audit)| {
                 holders.insert(binding.holder.as_bytes(), bytes.clone())?;
                 next_revision(meta)?;
-                append_audit(meta, audit, at, draft.clone())?;
+                append_audit(&self.keying, meta, audit, at, draft.clone())?;
                 Ok(())
             })
             .map_err(tx_error)?;

@@ -106,6 +106,17 @@ fn backup_through_serve_restores_an_identical_ca() {
     let restored = out.path().join("restored");
     let report = cli_json(&restored, PASSPHRASE, &["restore", file.to_str().unwrap()]);
     assert_eq!(report["config_restored"], true, "{report}");
+    // The sealed audit key comes back too, or the keyed log could not be verified.
+    assert_eq!(report["audit_key_restored"], true, "{report}");
+    assert_eq!(
+        std::fs::read(restored.join("audit.key")).unwrap(),
+        std::fs::read(data.join("audit.key")).unwrap()
+    );
+    let key_mode = std::fs::metadata(restored.join("audit.key"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(key_mode & 0o777, 0o600);
     let store_mode = std::fs::metadata(restored.join("store"))
         .unwrap()
         .permissions()

@@ -6,6 +6,7 @@ mod accounts;
 mod admission;
 mod api;
 mod audit;
+mod audit_anchor;
 mod backup;
 mod browser;
 mod bundle_format;

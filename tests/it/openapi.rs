@@ -752,6 +752,13 @@ async fn openapi_schemas_describe_the_json_the_api_sends() {
             200,
         ),
         (
+            Method::POST,
+            "/api/v1/audit/checkpoint",
+            "/api/v1/audit/checkpoint".into(),
+            Some(json!({"destinations": ["openapi-test"]})),
+            200,
+        ),
+        (
             Method::GET,
             "/api/v1/anchors",
             "/api/v1/anchors".into(),

@@ -1224,6 +1224,16 @@ async fn a_store_of_the_previous_release_is_migrated() {
     config
         .managed_domains
         .push(anchorage::model::HealthDomain::parse(OTHER_DOMAIN).unwrap());
+    // The migration writes audit entries, and the audit log is keyed: the passphrase must be
+    // at hand (as `passphrase_file`, as an operator's configuration has it).
+    let pass_file = dir.path().join("passphrase");
+    std::fs::write(&pass_file, pass.expose()).unwrap();
+    std::fs::set_permissions(
+        &pass_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    config.passphrase_file = Some(pass_file);
     let a = open_retrying(&config);
     let mut ids: Vec<(String, String)> = a
         .organisations()
@@ -1353,6 +1363,7 @@ async fn a_store_of_the_previous_release_is_migrated() {
             "-o",
             "json",
         ])
+        .env("ANCHORAGE_PASSPHRASE", pass.expose())
         .output()
         .unwrap();
     assert!(
