@@ -205,14 +205,14 @@ fn make_fixtures(dir: &Path) {
     );
 }
 
-fn fixture(name: &str) -> &'static [u8] {
+pub(crate) fn fixture(name: &str) -> &'static [u8] {
     fixtures()
         .get(name)
         .unwrap_or_else(|| panic!("no fixture {name}"))
 }
 
 /// The DER of a member's anchor.
-fn anchor_der(member: &str) -> Vec<u8> {
+pub(crate) fn anchor_der(member: &str) -> Vec<u8> {
     pem::parse(fixture(&format!("{member}.pem")))
         .unwrap()
         .into_contents()

@@ -4,7 +4,7 @@
 //! `store_unwritable`, `/healthz` answers 503 naming the problem, CRLs and CA certificates are
 //! still served, and as soon as space returns issuance and revocation work again without a
 //! restart. At the end nothing acknowledged is missing from the store, the CRL, the zone, the
-//! LDIF or the audit log.
+//! LDIF, the published bundle or the audit log.
 //!
 //! Mounting needs root (CI runs as root); a failed mount fails the test.
 
@@ -21,6 +21,7 @@ use crate::server::{cli, cli_json, http, HttpResponse, Server, PASSPHRASE};
 use crate::tools::{free_port, run_in};
 
 const DOMAIN: &str = "direct.example.com";
+const BUNDLE: &str = "provider-test";
 /// Room for the store (a few hundred KiB here) and sled's log segments, small enough to fill
 /// in a moment.
 const TMPFS_SIZE: &str = "24m";
@@ -138,6 +139,72 @@ fn revoke(server: &Server, token: &str, serial: &str) -> HttpResponse {
     .expect("the server answers")
 }
 
+/// Submits a member anchor to `provider-test` and approves it (which publishes the bundle);
+/// the first refusal is returned.
+fn submit_and_approve(server: &Server, admin: &str, member: &str) -> Result<u64, HttpResponse> {
+    let body = json!({
+        "file": String::from_utf8_lossy(crate::bundles::fixture(&format!("{member}.pem"))),
+        "organization": format!("{member} HISP"),
+        "contact": format!("pki@{member}.example"),
+    });
+    let r = http(
+        server.addr,
+        "POST",
+        &format!("/api/v1/bundles/{BUNDLE}/anchors"),
+        Some(admin),
+        Some(body.to_string().as_bytes()),
+    )
+    .expect("the server answers");
+    if r.status != 201 {
+        return Err(r);
+    }
+    let id = r.json()["id"].as_u64().unwrap();
+    let r = http(
+        server.addr,
+        "POST",
+        &format!("/api/v1/anchors/{id}/approve"),
+        Some(admin),
+        Some(b"{}"),
+    )
+    .expect("the server answers");
+    if r.status != 200 {
+        return Err(r);
+    }
+    Ok(id)
+}
+
+/// The certificates of the served `provider-test.p7b`, read back by openssl.
+fn bundle_certs(server: &Server, dir: &Path) -> BTreeSet<Vec<u8>> {
+    let r = http(
+        server.addr,
+        "GET",
+        &format!("/bundles/{BUNDLE}.p7b"),
+        None,
+        None,
+    )
+    .unwrap();
+    assert_eq!(r.status, 200, "the bundle download");
+    std::fs::write(dir.join("served.p7b"), &r.body).unwrap();
+    let out = run_in(
+        dir,
+        "openssl",
+        &[
+            "pkcs7",
+            "-inform",
+            "DER",
+            "-in",
+            "served.p7b",
+            "-print_certs",
+        ],
+    );
+    out.assert_success("openssl pkcs7 -print_certs");
+    pem::parse_many(out.stdout.as_bytes())
+        .unwrap()
+        .into_iter()
+        .map(|p| p.into_contents())
+        .collect()
+}
+
 fn health(server: &Server) -> (u16, Value) {
     let r = http(server.addr, "GET", "/healthz", None, None).unwrap();
     (r.status, r.json())
@@ -177,11 +244,26 @@ fn a_full_disk_answers_503_and_heals_without_a_restart() {
     let tmp = tempfile::tempdir().unwrap();
     let fs = Tmpfs::mount(&tmp.path().join("fs"));
     let data = fs.path.join("data");
+    // The bundle inventory is configuration, outside the failing file system.
+    let bundles = tmp.path().join("bundles");
+    std::fs::create_dir_all(&bundles).unwrap();
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("bundles");
+    for name in ["provider-test.toml", "provider.toml"] {
+        std::fs::copy(shipped.join(name), bundles.join(name)).unwrap();
+    }
     let url = format!("http://127.0.0.1:{}", free_port());
     cli_json(
         &data,
         PASSPHRASE,
-        &["init", "--managed-domain", DOMAIN, "--public-url", &url],
+        &[
+            "init",
+            "--managed-domain",
+            DOMAIN,
+            "--public-url",
+            &url,
+            "--bundles-dir",
+            bundles.to_str().unwrap(),
+        ],
     );
     crate::harness::allow_key_reuse(&data);
     let token = cli_json(
@@ -192,8 +274,14 @@ fn a_full_disk_answers_503_and_heals_without_a_restart() {
         .as_str()
         .unwrap()
         .to_string();
+    let admin = cli_json(&data, PASSPHRASE, &["token", "create", "--role", "admin"])["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let csr = csr(tmp.path());
     let mut server = Server::start(&data, PASSPHRASE);
+    let mut anchors = vec![submit_and_approve(&server, &admin, "alpha")
+        .unwrap_or_else(|r| panic!("anchor before the fault: {}", r.status))];
     let mut acknowledged: Vec<Issued> = Vec::new();
     let mut revoked: Vec<String> = Vec::new();
     for n in 0..3 {
@@ -247,6 +335,12 @@ fn a_full_disk_answers_503_and_heals_without_a_restart() {
         (503, json!("store_unwritable")),
         "revocation on a full disk"
     );
+    let refused = submit_and_approve(&server, &admin, "bravo").unwrap_err();
+    assert_eq!(
+        (refused.status, refused.json()["code"].clone()),
+        (503, json!("store_unwritable")),
+        "an anchor submission on a full disk"
+    );
     // Health names the problem (the healer runs every second).
     let deadline = Instant::now() + Duration::from_secs(10);
     let (status, h) = loop {
@@ -273,7 +367,8 @@ fn a_full_disk_answers_503_and_heals_without_a_restart() {
             .contains("No space left on device"),
         "{problem}"
     );
-    // Relying parties still get the CRL and the CA certificate.
+    // Relying parties still get the CRL, the CA certificate and the bundle.
+    assert!(bundle_certs(&server, tmp.path()).contains(&crate::bundles::anchor_der("alpha")));
     for path in ["/crl/issuing.crl", "/ca/issuing.cer", "/ca/root.pem"] {
         let r = http(server.addr, "GET", path, None, None).unwrap();
         assert_eq!(r.status, 200, "{path} while the disk is full");
@@ -307,6 +402,17 @@ fn a_full_disk_answers_503_and_heals_without_a_restart() {
     let r = revoke(&server, &token, &acknowledged[1].serial);
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     revoked.push(acknowledged[1].serial.clone());
+    anchors.push(
+        submit_and_approve(&server, &admin, "bravo")
+            .unwrap_or_else(|r| panic!("anchor after healing: {}", r.status)),
+    );
+    let served = bundle_certs(&server, tmp.path());
+    for member in ["alpha", "bravo"] {
+        assert!(
+            served.contains(&crate::bundles::anchor_der(member)),
+            "{member}'s anchor is not in the served bundle"
+        );
+    }
     for n in 0..3 {
         let issued = issue(&server, &token, &format!("later{n}@{DOMAIN}"), &csr)
             .unwrap_or_else(|r| panic!("issuance after healing: {}", r.status));
@@ -378,6 +484,16 @@ fn a_full_disk_answers_503_and_heals_without_a_restart() {
             i.address
         );
     }
+    let listed = cli_json(&data, PASSPHRASE, &["anchor", "list", "--bundle", BUNDLE]);
+    for id in &anchors {
+        let anchor = listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["id"].as_u64() == Some(*id))
+            .unwrap_or_else(|| panic!("anchor #{id} lost: {listed}"));
+        assert_eq!(anchor["state"], "published", "{anchor}");
+    }
     let report = cli_json(&data, PASSPHRASE, &["audit", "verify"]);
     assert_eq!(report["ok"], json!(true), "audit verify: {report}");
     let audit = cli(&data, PASSPHRASE, &["audit", "export"]);
@@ -399,8 +515,9 @@ fn a_full_disk_answers_503_and_heals_without_a_restart() {
         );
     }
     eprintln!(
-        "full disk: {} certificates and {} revocations acknowledged, all kept",
+        "full disk: {} certificates, {} revocations and {} anchors acknowledged, all kept",
         acknowledged.len(),
-        revoked.len()
+        revoked.len(),
+        anchors.len()
     );
 }
