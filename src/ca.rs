@@ -13,52 +13,14 @@ use rcgen::{
     SignatureAlgorithm,
 };
 use rustls_pki_types::PrivatePkcs8KeyDer;
-use serde::{Deserialize, Serialize};
 use x509_parser::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::keyseal::{self, Passphrase, SealedKey};
+use crate::keyseal::{self, Passphrase};
+pub use crate::model::ca::{CaRecord, CaRole};
 use crate::model::{CertUsage, Holder, RevocationReason, Serial};
 use crate::policy::profile::{GeneratedKey, KeyKind};
 use crate::x509;
-
-/// The two CAs anchorage runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum CaRole {
-    Root,
-    Issuing,
-}
-
-impl CaRole {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CaRole::Root => "root",
-            CaRole::Issuing => "issuing",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<CaRole> {
-        match s {
-            "root" => Some(CaRole::Root),
-            "issuing" => Some(CaRole::Issuing),
-            _ => None,
-        }
-    }
-}
-
-/// A CA as stored: its certificate and its sealed key (absent for an offline root).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct CaRecord {
-    pub record_version: u32,
-    pub role: CaRole,
-    #[serde(with = "crate::model::base64_bytes")]
-    pub cert_der: Vec<u8>,
-    pub sealed_key: Option<SealedKey>,
-    pub created_at: OffsetDateTime,
-    /// `generated` or `imported`.
-    pub origin: String,
-}
 
 // The key algorithms are plain values the configuration names too: they live in `model`.
 pub use crate::model::{IssuingKeyAlgorithm, RootKeyAlgorithm};

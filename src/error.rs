@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::policy::Denial;
+use crate::model::denial::Denial;
 
 /// Every failure the library reports.
 #[derive(Debug, thiserror::Error)]

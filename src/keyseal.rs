@@ -11,10 +11,10 @@ use argon2::{Algorithm, Argon2, Params, Version};
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use base64::Engine;
-use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
+pub use crate::model::ca::SealedKey;
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
@@ -51,18 +51,6 @@ impl Passphrase {
     pub fn expose(&self) -> &str {
         &self.0
     }
-}
-
-/// An encrypted private key as stored.
-#[derive(Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SealedKey {
-    pub format: String,
-    pub m_kib: u32,
-    pub t: u32,
-    pub salt: String,
-    pub nonce: String,
-    pub ciphertext: String,
 }
 
 impl fmt::Debug for SealedKey {

@@ -2,33 +2,11 @@
 //! `Approved` plan (holder, profile, keys, policy OIDs) or a `Denial` naming every failed rule.
 //! The only outside fact it needs - who already holds a DNS owner name - is passed in.
 
-use serde::{Deserialize, Serialize};
-
 use super::profile::{CertProfile, GeneratedKey, Profiles};
 use super::{Denial, Reasons};
+pub use crate::model::issuance::{Proofing, Subscriber};
 use crate::model::{Binding, CertUsage, DirectAddress, HealthDomain, Holder, Usage};
 use crate::x509::{self, CsrKey, KeyInfo};
-
-/// Who the certificate is for, as the registrar recorded it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Subscriber {
-    /// Organisation or person name.
-    pub name: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub organization: Option<String>,
-}
-
-/// The identity-proofing record. Never health data: a method, a level and a reference.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Proofing {
-    pub method: String,
-    /// Profile key such as `loa3`; the profile default when absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub level_of_assurance: Option<String>,
-    pub evidence_reference: String,
-}
 
 /// Where the subscriber keys come from.
 #[derive(Debug, Clone)]

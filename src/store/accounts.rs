@@ -6,9 +6,9 @@ use sled::Transactional;
 use time::OffsetDateTime;
 
 use super::{append_audit, decode, encode, tx_error, Store};
-use crate::accounts::{SessionRecord, UserRecord};
 use crate::audit::AuditDraft;
 use crate::error::{Error, Result};
+use crate::model::accounts::{SessionRecord, UserRecord};
 
 impl Store {
     /// Creates a user; refuses an existing name.

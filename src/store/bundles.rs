@@ -366,7 +366,7 @@ pub struct SignerRecord {
     pub record_version: u32,
     #[serde(with = "crate::model::base64_bytes")]
     pub cert_der: Vec<u8>,
-    pub sealed_key: crate::keyseal::SealedKey,
+    pub sealed_key: crate::model::ca::SealedKey,
     #[serde(with = "time::serde::rfc3339")]
     pub not_after: OffsetDateTime,
 }

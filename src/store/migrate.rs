@@ -12,9 +12,9 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use super::{encode, Store, TokenRecord, RECORD_VERSION};
-use crate::accounts::{Scope, UserRecord};
 use crate::audit::AuditDraft;
 use crate::error::Result;
+use crate::model::accounts::{Scope, UserRecord};
 use crate::model::Holder;
 use crate::organisations::{self, HolderBinding, OrganisationRecord};
 

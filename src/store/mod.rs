@@ -35,11 +35,11 @@ pub use migrate::{MigrationReport, SCHEMA};
 pub use organisations::{idempotency_key, IdempotencyRecord};
 
 use crate::audit::{AuditDraft, AuditEntry, AuditHead, AuditKey};
-use crate::ca::{CaRecord, CaRole};
 use crate::error::{Error, Result};
+use crate::model::ca::{CaRecord, CaRole};
+use crate::model::issuance::{Proofing, Subscriber};
+use crate::model::organisations::HolderBinding;
 use crate::model::{CertUsage, Fingerprint, Holder, RevocationReason, Serial, Usage};
-use crate::organisations::HolderBinding;
-use crate::policy::issuance::{Proofing, Subscriber};
 
 pub const RECORD_VERSION: u32 = 1;
 
@@ -148,7 +148,7 @@ pub struct TokenRecord {
     pub revoked_at: Option<OffsetDateTime>,
     /// What a registrar or member token may touch (issue scoping); empty for admin tokens.
     #[serde(default)]
-    pub scope: crate::accounts::Scope,
+    pub scope: crate::model::accounts::Scope,
     /// The user who created the token, when created by a signed-in user.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
@@ -400,10 +400,9 @@ impl Store {
         let keying = if keyed {
             AuditKeying::Locked {
                 why: format!(
-                    "the audit log is keyed ({}) and the audit key is not loaded: set {} or \
-                     passphrase_file so anchorage can open it",
+                    "the audit log is keyed ({}) and the audit key is not loaded: set \
+                     ANCHORAGE_PASSPHRASE or passphrase_file so anchorage can open it",
                     crate::audit::key::KEY_FILE,
-                    crate::config::PASSPHRASE_ENV
                 ),
                 integrity: false,
             }
@@ -594,7 +593,7 @@ impl Store {
                         match key_holders.get(key.as_slice())? {
                             Some(other) if other.as_ref() != holder.as_bytes() => {
                                 if !issue.allow_key_reuse {
-                                    return abort(Error::Denied(crate::policy::Denial::single(
+                                    return abort(Error::Denied(crate::model::denial::Denial::single(
                                         "key_reused",
                                         "csr",
                                         format!(

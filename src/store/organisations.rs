@@ -11,8 +11,8 @@ use time::OffsetDateTime;
 use super::{append_audit, decode, encode, next_revision, tx_error, Store};
 use crate::audit::AuditDraft;
 use crate::error::{Error, Result};
+use crate::model::organisations::{HolderBinding, OrganisationRecord};
 use crate::model::Serial;
-use crate::organisations::{HolderBinding, OrganisationRecord};
 
 /// The first result of a request sent with an idempotency key.
 #[derive(Debug, Clone, Serialize, Deserialize)]

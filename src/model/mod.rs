@@ -1,6 +1,12 @@
 //! Parsed domain types. A value of one of these types has already been checked, so code that
 //! receives a `DirectAddress` never re-validates it, and raw strings stop at the edges.
 
+pub mod accounts;
+pub mod ca;
+pub mod denial;
+pub mod issuance;
+pub mod organisations;
+
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
