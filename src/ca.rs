@@ -368,7 +368,7 @@ impl UnlockedCa {
         let params = CertificateRevocationListParams {
             this_update,
             next_update,
-            crl_number: SerialNumber::from_slice(&number_bytes[first..]),
+            crl_number: SerialNumber::from_slice(number_bytes.get(first..).unwrap_or(&[0])),
             issuing_distribution_point: None,
             revoked_certs: revoked
                 .iter()

@@ -13,6 +13,7 @@ pub trait Clock: Send + Sync {
 pub struct SystemClock;
 
 impl Clock for SystemClock {
+    #[allow(clippy::disallowed_methods)] // the one reading of the wall clock
     fn now(&self) -> OffsetDateTime {
         let now = OffsetDateTime::now_utc();
         now.replace_nanosecond(0).unwrap_or(now)
@@ -27,4 +28,10 @@ impl Clock for FixedClock {
     fn now(&self) -> OffsetDateTime {
         self.0
     }
+}
+
+/// The monotonic clock, for timeouts and durations (never for certificate times).
+#[allow(clippy::disallowed_methods)] // the one reading of the monotonic clock
+pub fn monotonic_now() -> std::time::Instant {
+    std::time::Instant::now()
 }

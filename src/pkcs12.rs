@@ -25,7 +25,9 @@ pub fn generate_password() -> Result<Zeroizing<String>> {
             out.push('-');
         }
         // 256 % 56 != 0 gives a bias below 1.5% per character; irrelevant at 139 bits.
-        out.push(char::from(ALPHABET[usize::from(*b) % ALPHABET.len()]));
+        if let Some(c) = ALPHABET.get(usize::from(*b) % ALPHABET.len()) {
+            out.push(char::from(*c));
+        }
     }
     Ok(out)
 }

@@ -1131,7 +1131,7 @@ mod tests {
             CertificateParams, CrlDistributionPoint, CustomExtension, DistinguishedName, DnType,
             ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, SanType,
         };
-        let now = ::time::OffsetDateTime::now_utc();
+        let now = crate::clock::Clock::now(&crate::clock::SystemClock);
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
         dn.push(DnType::CommonName, "direct.example.com");
@@ -1158,7 +1158,7 @@ mod tests {
     #[test]
     fn direct_profile_lint() {
         use rcgen::{BasicConstraints, IsCa, KeyUsagePurpose, SanType};
-        let now = ::time::OffsetDateTime::now_utc();
+        let now = crate::clock::Clock::now(&crate::clock::SystemClock);
         let days = ::time::Duration::days;
         let email = |s: &str| SanType::Rfc822Name(s.try_into().unwrap());
         type Edit = Box<dyn FnOnce(&mut rcgen::CertificateParams)>;

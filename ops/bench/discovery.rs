@@ -16,6 +16,8 @@
 //!   is opened (sled's log replay has its own peak, reported separately).
 //!
 //! Without `--data-dir` (as under `cargo test --all-targets`) it prints its usage and exits 0.
+// Measurement and test code reads the clocks (deadlines, timings) and indexes freely.
+#![allow(clippy::disallowed_methods, clippy::indexing_slicing)]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};

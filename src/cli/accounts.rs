@@ -137,15 +137,21 @@ pub fn user(config: Config, cmd: UserCommand, out: Output) -> Result<()> {
 fn user_text(v: &Value) -> String {
     let mut t = format!(
         "user {} ({}){}",
-        v["username"].as_str().unwrap_or_default(),
-        v["role"].as_str().unwrap_or_default(),
-        if v["disabled"] == json!(true) {
+        v.get("username")
+            .unwrap_or(&Value::Null)
+            .as_str()
+            .unwrap_or_default(),
+        v.get("role")
+            .unwrap_or(&Value::Null)
+            .as_str()
+            .unwrap_or_default(),
+        if v.get("disabled") == Some(&json!(true)) {
             " [disabled]"
         } else {
             ""
         }
     );
-    if let Some(p) = v["password"].as_str() {
+    if let Some(p) = v.get("password").unwrap_or(&Value::Null).as_str() {
         t.push_str(&format!("\npassword (shown once): {p}"));
     }
     t
@@ -158,13 +164,20 @@ fn users_text(v: &Value) -> String {
                 .iter()
                 .map(|u| {
                     let scope: Scope =
-                        serde_json::from_value(u["scope"].clone()).unwrap_or_default();
+                        serde_json::from_value(u.get("scope").unwrap_or(&Value::Null).clone())
+                            .unwrap_or_default();
                     format!(
                         "{:<24} {:<13} {}{}",
-                        u["username"].as_str().unwrap_or_default(),
-                        u["role"].as_str().unwrap_or_default(),
+                        u.get("username")
+                            .unwrap_or(&Value::Null)
+                            .as_str()
+                            .unwrap_or_default(),
+                        u.get("role")
+                            .unwrap_or(&Value::Null)
+                            .as_str()
+                            .unwrap_or_default(),
                         scope_text(&scope),
-                        if u["disabled"] == json!(true) {
+                        if u.get("disabled") == Some(&json!(true)) {
                             "  [disabled]"
                         } else {
                             ""
@@ -192,7 +205,9 @@ fn user_remote(url: &str, token: &str, cmd: UserCommand, out: Output) -> Result<
             let mut body =
                 json!({"username": username, "name": name, "role": role, "scope": scope.scope()});
             if !generated {
-                body["password"] = json!(password.as_str());
+                if let Some(map) = body.as_object_mut() {
+                    map.insert("password".into(), json!(password.as_str()));
+                }
             }
             let v = call(url, token, post, "/users", Some(body))?;
             emit(out, v.clone(), || user_text(&v))
@@ -216,9 +231,11 @@ fn user_remote(url: &str, token: &str, cmd: UserCommand, out: Output) -> Result<
                 &format!("/users/{username}/password"),
                 Some(body),
             )?;
-            emit(out, v.clone(), || match v["password"].as_str() {
-                Some(p) => format!("new password for {username} (shown once): {p}"),
-                None => format!("password of {username} changed; its sessions ended"),
+            emit(out, v.clone(), || {
+                match v.get("password").unwrap_or(&Value::Null).as_str() {
+                    Some(p) => format!("new password for {username} (shown once): {p}"),
+                    None => format!("password of {username} changed; its sessions ended"),
+                }
             })
         }
         UserCommand::Edit {
@@ -228,10 +245,14 @@ fn user_remote(url: &str, token: &str, cmd: UserCommand, out: Output) -> Result<
         } => {
             let mut body = json!({});
             if let Some(role) = role {
-                body["role"] = json!(role);
+                if let Some(map) = body.as_object_mut() {
+                    map.insert("role".into(), json!(role));
+                }
             }
             if scope.given() {
-                body["scope"] = json!(scope.scope());
+                if let Some(map) = body.as_object_mut() {
+                    map.insert("scope".into(), json!(scope.scope()));
+                }
             }
             let v = call(url, token, post, &format!("/users/{username}"), Some(body))?;
             emit(out, v.clone(), || user_text(&v))
@@ -275,7 +296,9 @@ fn user_direct(authority: &Authority, cmd: UserCommand, out: Output) -> Result<(
             )?;
             let mut v = user_json(&user);
             if generated {
-                v["password"] = json!(password.as_str());
+                if let Some(map) = v.as_object_mut() {
+                    map.insert("password".into(), json!(password.as_str()));
+                }
             }
             emit(out, v.clone(), || user_text(&v))
         }
@@ -293,7 +316,9 @@ fn user_direct(authority: &Authority, cmd: UserCommand, out: Output) -> Result<(
             authority.set_password(&username, &password, &cli_actor())?;
             let mut v = json!({"username": username, "password_changed": true});
             if generated {
-                v["password"] = json!(password.as_str());
+                if let Some(map) = v.as_object_mut() {
+                    map.insert("password".into(), json!(password.as_str()));
+                }
             }
             emit(out, v, || {
                 if generated {
@@ -361,9 +386,18 @@ pub fn token(config: Config, cmd: TokenCommand, out: Output) -> Result<()> {
 fn token_created_text(v: &Value) -> String {
     format!(
         "{}\n(token {} for role {}; shown once, stored hashed)",
-        v["token"].as_str().unwrap_or_default(),
-        v["id"].as_str().unwrap_or_default(),
-        v["role"].as_str().unwrap_or_default()
+        v.get("token")
+            .unwrap_or(&Value::Null)
+            .as_str()
+            .unwrap_or_default(),
+        v.get("id")
+            .unwrap_or(&Value::Null)
+            .as_str()
+            .unwrap_or_default(),
+        v.get("role")
+            .unwrap_or(&Value::Null)
+            .as_str()
+            .unwrap_or_default()
     )
 }
 
@@ -374,13 +408,26 @@ fn tokens_text(v: &Value) -> String {
                 .iter()
                 .map(|t| {
                     let scope: Scope =
-                        serde_json::from_value(t["scope"].clone()).unwrap_or_default();
+                        serde_json::from_value(t.get("scope").unwrap_or(&Value::Null).clone())
+                            .unwrap_or_default();
                     format!(
                         "{}  {:<13} {:<8} {}  {}",
-                        t["id"].as_str().unwrap_or_default(),
-                        t["role"].as_str().unwrap_or_default(),
-                        t["state"].as_str().unwrap_or_default(),
-                        t["label"].as_str().unwrap_or_default(),
+                        t.get("id")
+                            .unwrap_or(&Value::Null)
+                            .as_str()
+                            .unwrap_or_default(),
+                        t.get("role")
+                            .unwrap_or(&Value::Null)
+                            .as_str()
+                            .unwrap_or_default(),
+                        t.get("state")
+                            .unwrap_or(&Value::Null)
+                            .as_str()
+                            .unwrap_or_default(),
+                        t.get("label")
+                            .unwrap_or(&Value::Null)
+                            .as_str()
+                            .unwrap_or_default(),
                         scope_text(&scope)
                     )
                 })
@@ -411,9 +458,11 @@ fn token_remote(url: &str, token: &str, cmd: TokenCommand, out: Output) -> Resul
         }
         TokenCommand::Revoke { id } => {
             let v = call(url, token, post, &format!("/tokens/{id}/revoke"), None)?;
-            emit(out, json!({"id": v["id"], "revoked": true}), || {
-                format!("revoked API token {id}")
-            })
+            emit(
+                out,
+                json!({"id": v.get("id").unwrap_or(&Value::Null), "revoked": true}),
+                || format!("revoked API token {id}"),
+            )
         }
     }
 }

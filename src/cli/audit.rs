@@ -83,7 +83,9 @@ fn verify(authority: &Authority, checkpoint: Option<&Path>, out: Output) -> Resu
         None => authority.verify_audit()?,
     };
     let mut value = verify_json(&report);
-    value["evaluation_passphrase"] = json!(evaluation);
+    if let Some(map) = value.as_object_mut() {
+        map.insert("evaluation_passphrase".into(), json!(evaluation));
+    }
     emit(out, value, || {
         let mut text = verify_text(&report);
         if evaluation {

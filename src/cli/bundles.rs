@@ -126,7 +126,12 @@ fn server_target(data_dir: &Path) -> Option<Target> {
         serde_json::from_slice(&std::fs::read(data_dir.join(SERVE_FILE)).ok()?).ok()?;
     let token = std::fs::read_to_string(data_dir.join(CONTROL_TOKEN_FILE)).ok()?;
     Some(Target::Server {
-        url: serve["url"].as_str()?.trim_end_matches('/').to_string(),
+        url: serve
+            .get("url")
+            .unwrap_or(&Value::Null)
+            .as_str()?
+            .trim_end_matches('/')
+            .to_string(),
         token: token.trim().to_string(),
     })
 }
@@ -170,17 +175,26 @@ pub(super) fn call(
 /// The error a running server answered with (`{code, message, reasons}`), as ours; codes
 /// with no counterpart here become `fallback`.
 pub(crate) fn remote_error(value: &Value, fallback: fn(String) -> Error) -> Error {
-    let message = value["message"]
+    let message = value
+        .get("message")
+        .unwrap_or(&Value::Null)
         .as_str()
         .unwrap_or("request failed")
         .to_string();
-    match value["code"].as_str().unwrap_or_default() {
+    match value
+        .get("code")
+        .unwrap_or(&Value::Null)
+        .as_str()
+        .unwrap_or_default()
+    {
         "request_denied" => Error::Denied(crate::policy::Denial {
-            reasons: serde_json::from_value::<Vec<RemoteReason>>(value["reasons"].clone())
-                .unwrap_or_default()
-                .into_iter()
-                .map(RemoteReason::into_reason)
-                .collect(),
+            reasons: serde_json::from_value::<Vec<RemoteReason>>(
+                value.get("reasons").unwrap_or(&Value::Null).clone(),
+            )
+            .unwrap_or_default()
+            .into_iter()
+            .map(RemoteReason::into_reason)
+            .collect(),
         }),
         "not_found" => Error::NotFound(message),
         "conflict" => Error::Conflict(message),
@@ -361,31 +375,46 @@ fn anchor_text(v: &Value) -> String {
     let line = |a: &Value| {
         format!(
             "#{:<5} {:<14} {:<10} {}  {}",
-            a["id"],
-            a["bundle"].as_str().unwrap_or(""),
-            a["state"].as_str().unwrap_or(""),
-            a["fingerprint"]
+            a.get("id").unwrap_or(&Value::Null),
+            a.get("bundle")
+                .unwrap_or(&Value::Null)
+                .as_str()
+                .unwrap_or(""),
+            a.get("state")
+                .unwrap_or(&Value::Null)
+                .as_str()
+                .unwrap_or(""),
+            a.get("fingerprint")
+                .unwrap_or(&Value::Null)
                 .as_str()
                 .unwrap_or("")
                 .get(..16)
                 .unwrap_or(""),
-            a["subject"].as_str().unwrap_or("")
+            a.get("subject")
+                .unwrap_or(&Value::Null)
+                .as_str()
+                .unwrap_or("")
         )
     };
     let mut lines: Vec<String> = match v {
         Value::Array(list) => list.iter().map(line).collect(),
-        _ if v.get("anchors").is_some() => v["anchors"]
+        _ if v.get("anchors").is_some() => v
+            .get("anchors")
+            .unwrap_or(&Value::Null)
             .as_array()
             .map(|l| l.iter().map(line).collect())
             .unwrap_or_default(),
-        _ => vec![line(&v["anchor"])],
+        _ => vec![line(v.get("anchor").unwrap_or(&Value::Null))],
     };
     if let Some(p) = v.get("published").filter(|p| !p.is_null()) {
         lines.push(format!(
             "published {} version {} ({} anchors, SHA-256 {})",
-            p["bundle"].as_str().unwrap_or(""),
-            p["version"],
-            p["anchors"],
+            p.get("bundle")
+                .unwrap_or(&Value::Null)
+                .as_str()
+                .unwrap_or(""),
+            p.get("version").unwrap_or(&Value::Null),
+            p.get("anchors").unwrap_or(&Value::Null),
             p["sha256"].as_str().unwrap_or("")
         ));
     }
@@ -418,25 +447,35 @@ pub fn bundle(config: Config, cmd: BundleCommand, out: Output) -> Result<()> {
             .map(|b| {
                 format!(
                     "{:<16} {:<6} version {:<4} anchors {:<4} {}",
-                    b["name"].as_str().unwrap_or(""),
-                    if b["test"] == true { "test" } else { "" },
-                    b["version"],
-                    b["anchors"],
+                    b.get("name").unwrap_or(&Value::Null).as_str().unwrap_or(""),
+                    if b.get("test").unwrap_or(&Value::Null) == true {
+                        "test"
+                    } else {
+                        ""
+                    },
+                    b.get("version").unwrap_or(&Value::Null),
+                    b.get("anchors").unwrap_or(&Value::Null),
                     b["sha256"].as_str().unwrap_or("-")
                 )
             })
             .collect::<Vec<_>>()
             .join("\n"),
-        v if v["published"] == true => format!(
+        v if v.get("published").unwrap_or(&Value::Null) == true => format!(
             "published {} version {} (SHA-256 {})",
-            v["bundle"].as_str().unwrap_or(""),
-            v["version"],
+            v.get("bundle")
+                .unwrap_or(&Value::Null)
+                .as_str()
+                .unwrap_or(""),
+            v.get("version").unwrap_or(&Value::Null),
             v["sha256"].as_str().unwrap_or("")
         ),
         v => format!(
             "{} unchanged at version {}",
-            v["bundle"].as_str().unwrap_or(""),
-            v["version"]
+            v.get("bundle")
+                .unwrap_or(&Value::Null)
+                .as_str()
+                .unwrap_or(""),
+            v.get("version").unwrap_or(&Value::Null)
         ),
     })
 }

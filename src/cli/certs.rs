@@ -28,8 +28,14 @@ pub fn cert_remote(url: &str, token: &str, cmd: CertCommand, out: Output) -> Res
             emit(out, v.clone(), || {
                 format!(
                     "revoked {} ({}); the server publishes the next CRL within seconds",
-                    v["serial"].as_str().unwrap_or_default(),
-                    v["reason"].as_str().unwrap_or_default()
+                    v.get("serial")
+                        .unwrap_or(&Value::Null)
+                        .as_str()
+                        .unwrap_or_default(),
+                    v.get("reason")
+                        .unwrap_or(&Value::Null)
+                        .as_str()
+                        .unwrap_or_default()
                 )
             })
         }
@@ -96,7 +102,10 @@ pub fn cert_remote(url: &str, token: &str, cmd: CertCommand, out: Output) -> Res
                         s("usage"),
                         s("status"),
                         s("not_after"),
-                        c["organisation"]["id"].as_str().unwrap_or("-"),
+                        c.pointer("/organisation/id")
+                            .unwrap_or(&Value::Null)
+                            .as_str()
+                            .unwrap_or("-"),
                         s("holder")
                     ));
                 }
@@ -112,23 +121,29 @@ pub fn cert_remote(url: &str, token: &str, cmd: CertCommand, out: Output) -> Res
                 None,
             )?;
             if pem {
-                print!("{}", v["pem"].as_str().unwrap_or_default());
+                print!(
+                    "{}",
+                    v.get("pem")
+                        .unwrap_or(&Value::Null)
+                        .as_str()
+                        .unwrap_or_default()
+                );
                 return Ok(());
             }
             emit(out, v.clone(), || {
                 format!(
                     "serial:        {}\nholder:        {} ({}-bound)\norganisation:  {} ({})\nusage:         {}\nstatus:        {}\nvalidity:      {} .. {}\nSHA-256:       {}\n{}",
-                    v["serial"].as_str().unwrap_or_default(),
-                    v["holder"].as_str().unwrap_or_default(),
-                    v["binding"].as_str().unwrap_or_default(),
-                    v["organisation"]["id"].as_str().unwrap_or("-"),
-                    v["organisation"]["name"].as_str().unwrap_or_default(),
-                    v["usage"].as_str().unwrap_or_default(),
-                    v["status"].as_str().unwrap_or_default(),
-                    v["not_before"].as_str().unwrap_or_default(),
-                    v["not_after"].as_str().unwrap_or_default(),
-                    v["fingerprint"].as_str().unwrap_or_default(),
-                    v["pem"].as_str().unwrap_or_default().trim_end()
+                    v.get("serial").unwrap_or(&Value::Null).as_str().unwrap_or_default(),
+                    v.get("holder").unwrap_or(&Value::Null).as_str().unwrap_or_default(),
+                    v.get("binding").unwrap_or(&Value::Null).as_str().unwrap_or_default(),
+                    v.pointer("/organisation/id").unwrap_or(&Value::Null).as_str().unwrap_or("-"),
+                    v.pointer("/organisation/name").unwrap_or(&Value::Null).as_str().unwrap_or_default(),
+                    v.get("usage").unwrap_or(&Value::Null).as_str().unwrap_or_default(),
+                    v.get("status").unwrap_or(&Value::Null).as_str().unwrap_or_default(),
+                    v.get("not_before").unwrap_or(&Value::Null).as_str().unwrap_or_default(),
+                    v.get("not_after").unwrap_or(&Value::Null).as_str().unwrap_or_default(),
+                    v.get("fingerprint").unwrap_or(&Value::Null).as_str().unwrap_or_default(),
+                    v.get("pem").unwrap_or(&Value::Null).as_str().unwrap_or_default().trim_end()
                 )
             })
         }
@@ -138,11 +153,11 @@ pub fn cert_remote(url: &str, token: &str, cmd: CertCommand, out: Output) -> Res
 /// The columns `cert list -o json` prints on the store directly.
 fn row(c: &Value) -> Value {
     json!({
-        "serial": c["serial"], "holder": c["holder"], "binding": c["binding"],
-        "usage": c["usage"], "status": c["status"], "not_before": c["not_before"],
-        "not_after": c["not_after"], "fingerprint": c["fingerprint"],
-        "subscriber": c["subscriber"], "organisation": c["organisation"],
-        "registrar": c["registrar"],
+        "serial": c.get("serial").unwrap_or(&Value::Null), "holder": c.get("holder").unwrap_or(&Value::Null), "binding": c.get("binding").unwrap_or(&Value::Null),
+        "usage": c.get("usage").unwrap_or(&Value::Null), "status": c.get("status").unwrap_or(&Value::Null), "not_before": c.get("not_before").unwrap_or(&Value::Null),
+        "not_after": c.get("not_after").unwrap_or(&Value::Null), "fingerprint": c.get("fingerprint").unwrap_or(&Value::Null),
+        "subscriber": c.get("subscriber").unwrap_or(&Value::Null), "organisation": c.get("organisation").unwrap_or(&Value::Null),
+        "registrar": c.get("registrar").unwrap_or(&Value::Null),
     })
 }
 
@@ -177,9 +192,13 @@ fn issue_remote(url: &str, token: &str, args: IssueArgs, out: Output) -> Result<
     });
     match (&args.csr, args.keygen) {
         (Some(csr), false) => {
-            body["csr"] = json!(read_text(csr)?);
+            if let Some(map) = body.as_object_mut() {
+                map.insert("csr".into(), json!(read_text(csr)?));
+            }
             if let Some(enc) = &args.encryption_csr {
-                body["encryption_csr"] = json!(read_text(enc)?);
+                if let Some(map) = body.as_object_mut() {
+                    map.insert("encryption_csr".into(), json!(read_text(enc)?));
+                }
             }
         }
         (None, true) => {
@@ -188,9 +207,14 @@ fn issue_remote(url: &str, token: &str, args: IssueArgs, out: Output) -> Result<
                     "--keygen needs --p12-out FILE for the PKCS#12".into(),
                 ));
             }
-            body["keygen"] = json!(true);
+            if let Some(map) = body.as_object_mut() {
+                map.insert("keygen".into(), json!(true));
+            }
             if let Some(p) = &args.p12_password_file {
-                body["p12_password"] = json!(super::read_secret_file(p)?.as_str());
+                let password = super::read_secret_file(p)?;
+                if let Some(map) = body.as_object_mut() {
+                    map.insert("p12_password".into(), json!(password.as_str()));
+                }
             }
         }
         _ => return Err(Error::InvalidInput("give --csr FILE or --keygen".into())),
@@ -202,16 +226,27 @@ fn issue_remote(url: &str, token: &str, args: IssueArgs, out: Output) -> Result<
         "/certificates",
         Some(body),
     )?;
-    let certs = v["certificates"].as_array().cloned().unwrap_or_default();
-    let pkcs12 = v["pkcs12"]
+    let certs = v
+        .get("certificates")
+        .unwrap_or(&Value::Null)
         .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let pkcs12 = v
+        .get("pkcs12")
+        .and_then(Value::as_array)
         .into_iter()
         .flatten()
         .map(|f| {
             base64::engine::general_purpose::STANDARD
-                .decode(f["pkcs12_base64"].as_str().unwrap_or_default())
+                .decode(
+                    f.get("pkcs12_base64")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default(),
+                )
                 .map_err(|e| Error::Store(format!("the server sent an unreadable PKCS#12: {e}")))
         })
         .collect::<Result<Vec<_>>>()?;
-    super::write_issued(&args, &certs, &pkcs12, v["p12_password"].as_str(), out)
+    let password = v.get("p12_password").and_then(Value::as_str);
+    super::write_issued(&args, &certs, &pkcs12, password, out)
 }

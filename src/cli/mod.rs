@@ -815,7 +815,9 @@ fn cert(authority: Authority, cmd: CertCommand, out: Output) -> Result<()> {
                 return Ok(());
             }
             let mut value = serde_json::to_value(&view).unwrap_or_default();
-            value["pem"] = json!(pem_text);
+            if let Some(map) = value.as_object_mut() {
+                map.insert("pem".into(), json!(pem_text));
+            }
             emit(out, value, || {
                 let r = &view.record;
                 format!(
@@ -976,7 +978,10 @@ fn write_issued(
     if let Some(path) = &args.out {
         write_file(path, pem.as_bytes(), false)?;
     }
-    let serials: Vec<serde_json::Value> = certs.iter().map(|c| c["serial"].clone()).collect();
+    let serials: Vec<serde_json::Value> = certs
+        .iter()
+        .map(|c| c.get("serial").unwrap_or(&serde_json::Value::Null).clone())
+        .collect();
     let value = json!({
         "serial": serials.first(),
         "serials": serials,

@@ -92,9 +92,15 @@ fn org_text(v: &Value) -> String {
     };
     format!(
         "organisation {} ({}){}\n  domains:  {}\n  contacts: {}",
-        v["id"].as_str().unwrap_or_default(),
-        v["name"].as_str().unwrap_or_default(),
-        if v["disabled"] == json!(true) {
+        v.get("id")
+            .unwrap_or(&Value::Null)
+            .as_str()
+            .unwrap_or_default(),
+        v.get("name")
+            .unwrap_or(&Value::Null)
+            .as_str()
+            .unwrap_or_default(),
+        if v.get("disabled") == Some(&json!(true)) {
             " [disabled]"
         } else {
             ""
@@ -113,13 +119,19 @@ fn orgs_text(v: &Value) -> String {
 fn change(name: Option<String>, contacts: Vec<String>, domains: Vec<String>, edit: bool) -> Value {
     let mut body = json!({});
     if let Some(n) = name {
-        body["name"] = json!(n);
+        if let Some(map) = body.as_object_mut() {
+            map.insert("name".into(), json!(n));
+        }
     }
     if !edit || !contacts.is_empty() {
-        body["contacts"] = json!(contacts);
+        if let Some(map) = body.as_object_mut() {
+            map.insert("contacts".into(), json!(contacts));
+        }
     }
     if !edit || !domains.is_empty() {
-        body["domains"] = json!(domains);
+        if let Some(map) = body.as_object_mut() {
+            map.insert("domains".into(), json!(domains));
+        }
     }
     body
 }
@@ -150,9 +162,16 @@ fn unresolved_text(v: &Value) -> String {
                 .map(|h| {
                     format!(
                         "{}  bound to {} for now; its certificates name: {}",
-                        h["holder"].as_str().unwrap_or_default(),
-                        h["organisation"].as_str().unwrap_or_default(),
-                        h["names"]
+                        h.get("holder")
+                            .unwrap_or(&Value::Null)
+                            .as_str()
+                            .unwrap_or_default(),
+                        h.get("organisation")
+                            .unwrap_or(&Value::Null)
+                            .as_str()
+                            .unwrap_or_default(),
+                        h.get("names")
+                            .unwrap_or(&Value::Null)
                             .as_array()
                             .map(|n| n
                                 .iter()
@@ -178,7 +197,9 @@ fn org_remote(url: &str, token: &str, cmd: OrgCommand) -> Result<Value> {
             domains,
         } => {
             let mut body = change(name, contacts, domains, false);
-            body["id"] = json!(id);
+            if let Some(map) = body.as_object_mut() {
+                map.insert("id".into(), json!(id));
+            }
             call(url, token, post, "/organisations", Some(body))
         }
         OrgCommand::List => call(url, token, get, "/organisations", None),
@@ -301,8 +322,14 @@ pub fn holder(config: Config, cmd: HolderCommand, out: Output) -> Result<()> {
         let one = |b: &Value| {
             format!(
                 "{}  -> {}{}",
-                b["holder"].as_str().unwrap_or_default(),
-                b["organisation"].as_str().unwrap_or_default(),
+                b.get("holder")
+                    .unwrap_or(&Value::Null)
+                    .as_str()
+                    .unwrap_or_default(),
+                b.get("organisation")
+                    .unwrap_or(&Value::Null)
+                    .as_str()
+                    .unwrap_or_default(),
                 if b.get("conflicting_names").is_some() {
                     "  [unresolved]"
                 } else {

@@ -140,7 +140,12 @@ fn running_server(data_dir: &Path) -> Option<(String, String)> {
             .ok()?;
     let token = std::fs::read_to_string(data_dir.join(super::bundles::CONTROL_TOKEN_FILE)).ok()?;
     Some((
-        serve["url"].as_str()?.trim_end_matches('/').to_string(),
+        serve
+            .get("url")
+            .unwrap_or(&serde_json::Value::Null)
+            .as_str()?
+            .trim_end_matches('/')
+            .to_string(),
         token.trim().to_string(),
     ))
 }

@@ -75,8 +75,13 @@ pub fn refresh(config: Config, cmd: RefreshCommand, out: Output) -> Result<()> {
                     .as_array()
                     .map(|list| {
                         list.iter()
-                            .filter(|v| v["enabled"] == true)
-                            .filter_map(|v| v["name"].as_str().map(str::to_string))
+                            .filter(|v| v.get("enabled").unwrap_or(&Value::Null) == true)
+                            .filter_map(|v| {
+                                v.get("name")
+                                    .unwrap_or(&Value::Null)
+                                    .as_str()
+                                    .map(str::to_string)
+                            })
                             .collect()
                     })
                     .unwrap_or_default(),
@@ -102,12 +107,23 @@ fn to_value(v: impl serde::Serialize) -> Value {
 fn show_run(out: Output, reports: Vec<Value>) -> Result<()> {
     let failed: Vec<String> = reports
         .iter()
-        .filter(|r| !matches!(r["status"].as_str(), Some("ok" | "not_modified")))
+        .filter(|r| {
+            !matches!(
+                r.get("status").unwrap_or(&Value::Null).as_str(),
+                Some("ok" | "not_modified")
+            )
+        })
         .map(|r| {
             format!(
                 "{}: {}",
-                r["source"].as_str().unwrap_or(""),
-                r["status"].as_str().unwrap_or("")
+                r.get("source")
+                    .unwrap_or(&Value::Null)
+                    .as_str()
+                    .unwrap_or(""),
+                r.get("status")
+                    .unwrap_or(&Value::Null)
+                    .as_str()
+                    .unwrap_or("")
             )
         })
         .collect();
@@ -128,18 +144,34 @@ fn show_run(out: Output, reports: Vec<Value>) -> Result<()> {
 fn run_line(r: &Value) -> String {
     let mut line = format!(
         "{}: {}{} - {}",
-        r["source"].as_str().unwrap_or(""),
-        r["status"].as_str().unwrap_or(""),
-        r["http_code"]
+        r.get("source")
+            .unwrap_or(&Value::Null)
+            .as_str()
+            .unwrap_or(""),
+        r.get("status")
+            .unwrap_or(&Value::Null)
+            .as_str()
+            .unwrap_or(""),
+        r.get("http_code")
+            .unwrap_or(&Value::Null)
             .as_u64()
             .map(|c| format!(" {c}"))
             .unwrap_or_default(),
-        r["reason"].as_str().unwrap_or("")
+        r.get("reason")
+            .unwrap_or(&Value::Null)
+            .as_str()
+            .unwrap_or("")
     );
-    if let Some(v) = r["published_version"].as_u64() {
+    if let Some(v) = r.get("published_version").unwrap_or(&Value::Null).as_u64() {
         line.push_str(&format!("; published version {v}"));
     }
-    for pair in r["republished"].as_array().into_iter().flatten() {
+    for pair in r
+        .get("republished")
+        .unwrap_or(&Value::Null)
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
         line.push_str(&format!("; republished {} version {}", pair[0], pair[1]));
     }
     line
@@ -157,47 +189,75 @@ fn show_status(out: Output, value: Value) -> Result<()> {
 }
 
 fn status_text(v: &Value) -> String {
-    let admitted = v["anchors"]
+    let admitted = v
+        .get("anchors")
+        .unwrap_or(&Value::Null)
         .as_array()
-        .map_or(0, |a| a.iter().filter(|x| x["admitted"] == true).count());
+        .map_or(0, |a| {
+            a.iter()
+                .filter(|x| x.get("admitted").unwrap_or(&Value::Null) == true)
+                .count()
+        });
     let mut text = format!(
         "{} ({}{})\n  url:          {}\n  last attempt: {} {}{}\n  reason:       {}\n  last success: {}\n  failures:     {} consecutive\n  staleness:    {}\n  published:    version {} with {} anchors ({} admitted), {}",
-        v["name"].as_str().unwrap_or(""),
-        if v["enabled"] == true { "enabled" } else { "disabled" },
-        if v["pinned"] == true { ", signer pinned" } else { ", no signer pinned" },
-        v["url"].as_str().unwrap_or(""),
-        v["last_attempt_at"].as_str().unwrap_or("never"),
-        v["status"].as_str().unwrap_or("-"),
-        v["http_code"].as_u64().map(|c| format!(" {c}")).unwrap_or_default(),
-        v["reason"].as_str().unwrap_or("-"),
-        v["last_success_at"].as_str().unwrap_or("never"),
-        v["consecutive_failures"],
-        v["staleness"].as_str().unwrap_or(""),
-        v["version"],
-        v["anchors"].as_array().map_or(0, Vec::len),
+        v.get("name").unwrap_or(&Value::Null).as_str().unwrap_or(""),
+        if v.get("enabled").unwrap_or(&Value::Null) == true { "enabled" } else { "disabled" },
+        if v.get("pinned").unwrap_or(&Value::Null) == true { ", signer pinned" } else { ", no signer pinned" },
+        v.get("url").unwrap_or(&Value::Null).as_str().unwrap_or(""),
+        v.get("last_attempt_at").unwrap_or(&Value::Null).as_str().unwrap_or("never"),
+        v.get("status").unwrap_or(&Value::Null).as_str().unwrap_or("-"),
+        v.get("http_code").unwrap_or(&Value::Null).as_u64().map(|c| format!(" {c}")).unwrap_or_default(),
+        v.get("reason").unwrap_or(&Value::Null).as_str().unwrap_or("-"),
+        v.get("last_success_at").unwrap_or(&Value::Null).as_str().unwrap_or("never"),
+        v.get("consecutive_failures").unwrap_or(&Value::Null),
+        v.get("staleness").unwrap_or(&Value::Null).as_str().unwrap_or(""),
+        v.get("version").unwrap_or(&Value::Null),
+        v.get("anchors").unwrap_or(&Value::Null).as_array().map_or(0, Vec::len),
         admitted,
-        v["verification"]["note"].as_str().unwrap_or("not verified")
+        v.pointer("/verification/note").unwrap_or(&Value::Null).as_str().unwrap_or("not verified")
     );
-    if let Some(t) = v["verification"]["signing_time"].as_str() {
+    if let Some(t) = v
+        .pointer("/verification/signing_time")
+        .unwrap_or(&Value::Null)
+        .as_str()
+    {
         text.push_str(&format!("\n  signed at:    {t}"));
     }
-    for a in v["last_attempt_anchors"].as_array().into_iter().flatten() {
-        if a["reasons"].as_array().is_some_and(|r| !r.is_empty()) {
-            let reasons: Vec<&str> = a["reasons"]
+    for a in v
+        .get("last_attempt_anchors")
+        .unwrap_or(&Value::Null)
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        if a.get("reasons")
+            .unwrap_or(&Value::Null)
+            .as_array()
+            .is_some_and(|r| !r.is_empty())
+        {
+            let reasons: Vec<&str> = a
+                .get("reasons")
+                .unwrap_or(&Value::Null)
                 .as_array()
                 .into_iter()
                 .flatten()
-                .filter_map(|r| r["message"].as_str())
+                .filter_map(|r| r.get("message").unwrap_or(&Value::Null).as_str())
                 .collect();
             text.push_str(&format!(
                 "\n  {} {} {}: {}",
-                if a["admitted"] == true {
+                if a.get("admitted").unwrap_or(&Value::Null) == true {
                     "report"
                 } else {
                     "rejected"
                 },
-                a["fingerprint"].as_str().unwrap_or(""),
-                a["subject"].as_str().unwrap_or(""),
+                a.get("fingerprint")
+                    .unwrap_or(&Value::Null)
+                    .as_str()
+                    .unwrap_or(""),
+                a.get("subject")
+                    .unwrap_or(&Value::Null)
+                    .as_str()
+                    .unwrap_or(""),
                 reasons.join("; ")
             ));
         }

@@ -113,7 +113,7 @@ impl Registry {
                 Entry {
                     closing: false,
                     busy: 0,
-                    idle_since: Instant::now(),
+                    idle_since: crate::clock::monotonic_now(),
                     close: close.clone(),
                 },
             );
@@ -134,7 +134,7 @@ impl Registry {
             if let Some(e) = map.get_mut(&id) {
                 e.busy = e.busy.saturating_sub(1);
                 if e.busy == 0 {
-                    e.idle_since = Instant::now();
+                    e.idle_since = crate::clock::monotonic_now();
                 }
             }
         }
@@ -258,8 +258,8 @@ pub async fn serve<L>(
     }
     drop(listener);
     let _ = stop_tx.send(true);
-    let deadline = Instant::now() + SHUTDOWN_GRACE;
-    while registry.open_connections() > 0 && Instant::now() < deadline {
+    let deadline = crate::clock::monotonic_now() + SHUTDOWN_GRACE;
+    while registry.open_connections() > 0 && crate::clock::monotonic_now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

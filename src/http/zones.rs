@@ -114,7 +114,7 @@ pub fn spawn_sweeper(state: &AppState) -> tokio::task::JoinHandle<()> {
                 _ = tick.tick() => true,
             };
             let a = authority.clone();
-            let started = std::time::Instant::now();
+            let started = crate::clock::monotonic_now();
             let task = tokio::task::spawn_blocking(move || {
                 if sweep {
                     a.sweep_zones();

@@ -974,7 +974,7 @@ mod tests {
     use super::*;
 
     fn now() -> OffsetDateTime {
-        OffsetDateTime::now_utc()
+        crate::clock::Clock::now(&crate::clock::SystemClock)
     }
 
     /// A CA certificate, its parameters and its key (to issue or re-issue with).

@@ -10,7 +10,7 @@ pub mod writer;
 use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -45,7 +45,7 @@ pub fn reload(command: &[String], domain: &str, file: &Path, timeout: Duration) 
             }
         }
     };
-    let deadline = Instant::now() + timeout;
+    let deadline = crate::clock::monotonic_now() + timeout;
     loop {
         match child.try_wait() {
             Ok(Some(status)) if status.success() => return ReloadOutcome::Ok,
@@ -59,7 +59,7 @@ pub fn reload(command: &[String], domain: &str, file: &Path, timeout: Duration) 
                     message: format!("'{program}' exited with {status}: {detail}"),
                 };
             }
-            Ok(None) if Instant::now() >= deadline => {
+            Ok(None) if crate::clock::monotonic_now() >= deadline => {
                 let _ = child.kill();
                 let _ = child.wait();
                 return ReloadOutcome::Failed {

@@ -19,7 +19,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::Store;
 use crate::error::{Error, Result};
@@ -153,9 +153,9 @@ impl StoreHandle {
     /// Drops the broken database and opens it again, then proves it with a synced write.
     fn reopen(&self) -> Result<()> {
         let mut current = self.current.write().unwrap_or_else(|p| p.into_inner());
-        let deadline = Instant::now() + DRAIN_WAIT;
+        let deadline = crate::clock::monotonic_now() + DRAIN_WAIT;
         while current.as_ref().is_some_and(|s| Arc::strong_count(s) > 1) {
-            if Instant::now() > deadline {
+            if crate::clock::monotonic_now() > deadline {
                 return Err(Error::StoreUnwritable(
                     "the store is busy; reopening it is retried".into(),
                 ));

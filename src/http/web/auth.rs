@@ -140,7 +140,9 @@ async fn login(
     let result = tokio::task::spawn_blocking(move || authority.sign_in(&u, &password, &c)).await;
     match result {
         Ok(Ok((secret, _))) => {
-            state.web.throttle.succeed(&keys[0]);
+            if let Some(key) = keys.first() {
+                state.web.throttle.succeed(key);
+            }
             let mut r = see_other(&next);
             let mut c = base_cookie(SESSION_COOKIE, secret.to_string(), tls);
             // The browser may keep it for the absolute lifetime; the server ends it earlier
