@@ -1,21 +1,21 @@
 //! Anchor admission: whether a member's CA certificate may join a trust bundle. Trust is
 //! all-or-nothing per bundle (spec §1): one weak, expired or mistaken anchor exposes the mail of
-//! every member, so this is the community's gate. Two pure steps: [`read_anchor_upload`] says
-//! what an uploaded file is, and refuses private keys, PKCS#12 files and CSRs with a reason a
-//! member can act on; [`admit`] checks one anchor against the [`AdmissionPolicy`] of
+//! every member, so this is the community's gate. Two pure steps: [`read_anchor_upload`] turns
+//! what `bundle::upload` makes of an uploaded file (certificates, or a private key, PKCS#12
+//! file or CSR refused with a reason a member can act on) into this policy's terms; [`admit`]
+//! checks one anchor against the [`AdmissionPolicy`] of
 //! `policies/anchor-admission.toml`. A refusal lists every failed rule. The policy is a plain
 //! value, so the same check can run in report-only mode over the anchors of external bundles.
 
-use std::collections::HashSet;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
-use x509_parser::prelude::{FromDer, X509Certificate, X509CertificationRequest};
+use x509_parser::prelude::{FromDer, X509Certificate};
 
 use super::profile::KeyKind;
 use super::{Denial, Reasons};
-use crate::der_tags::{CONTEXT_0, CONTEXT_1, INTEGER, OCTET_STRING, OID, SEQUENCE, SET};
+use crate::bundle;
 use crate::error::{Error, Result};
 use crate::model::Fingerprint;
 use crate::x509::{self, KeyInfo, SignatureAlgorithm, SignatureInfo};
@@ -147,43 +147,19 @@ impl AdmissionPolicy {
 }
 
 /// Says what an uploaded anchor file is and returns its DER certificates, in file order
-/// without duplicates: a PEM file (one or several CERTIFICATE blocks, text around them
-/// allowed), a DER certificate (.cer/.crt), or a PKCS#7 .p7b (DER or `-----BEGIN PKCS7-----`).
-/// Private keys, PKCS#12 files and CSRs are refused with their own codes so the member learns
-/// what went wrong; nothing of their content reaches a message. The size is checked first, so
-/// nothing parses an oversized input.
+/// without duplicates ([`bundle::upload::classify`]); what it refuses (keys, PKCS#12 files,
+/// CSRs, unreadable files) becomes this policy's reasons, about the `anchor` field.
 pub fn read_anchor_upload(bytes: &[u8], max_bytes: usize) -> Result<Vec<Vec<u8>>, Denial> {
     let mut r = Reasons::default();
-    if bytes.len() > max_bytes {
-        r.add(
-            "upload_too_large",
-            ANCHOR,
-            format!(
-                "the upload is {} bytes; the limit is {max_bytes} bytes",
-                bytes.len()
-            ),
-        );
-        return r.into_result(|| None);
+    match bundle::upload::classify(bytes, max_bytes) {
+        Ok(certs) => return Ok(certs),
+        Err(refusals) => {
+            for refusal in refusals {
+                r.add(refusal.code, ANCHOR, refusal.message);
+            }
+        }
     }
-    if bytes.trim_ascii().is_empty() {
-        r.add(
-            "upload_empty",
-            ANCHOR,
-            "the upload is empty; choose the CA certificate file (.pem, .cer, .crt or .p7b)",
-        );
-        return r.into_result(|| None);
-    }
-    let certs = if find(bytes, b"-----BEGIN ").is_some() {
-        read_pem(bytes, &mut r)
-    } else {
-        read_der(bytes, &mut r)
-    };
-    let mut seen = HashSet::new();
-    let unique: Vec<Vec<u8>> = certs
-        .into_iter()
-        .filter(|c| seen.insert(c.clone()))
-        .collect();
-    r.into_result(|| (!unique.is_empty()).then_some(unique))
+    r.into_result(|| None)
 }
 
 /// An anchor already in the target bundle, as far as duplicate detection needs it.
@@ -304,318 +280,6 @@ pub fn admit(
         check_samples(&anchor, samples, now, &mut r);
     }
     r.into_result(move || Some(facts))
-}
-
-// ---------------------------------------------------------------------------------------------
-// Upload classification
-
-/// 1.2.840.113549.1.7: the PKCS#7 content types (data, signedData, ...).
-const PKCS7_ARC: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07];
-/// 1.2.840.113549.1.7.2 signedData.
-const PKCS7_SIGNED_DATA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x02];
-
-const NEVER_KEYS: &str = "Never upload private keys: keep the key where it is and upload only \
-                          the CA certificate (.pem, .cer, .crt or .p7b)";
-
-fn read_pem(bytes: &[u8], r: &mut Reasons) -> Vec<Vec<u8>> {
-    // Labels are read before any decoding, so a key is recognised even when its body is
-    // damaged, and nothing of it is decoded at all.
-    let labels = pem_labels(bytes);
-    let mut refused = false;
-    if labels.iter().any(|l| l.contains("PRIVATE KEY")) {
-        r.add(
-            "upload_is_private_key",
-            ANCHOR,
-            format!("the upload contains a private key. {NEVER_KEYS}"),
-        );
-        refused = true;
-    }
-    if labels
-        .iter()
-        .any(|l| l == "CERTIFICATE REQUEST" || l == "NEW CERTIFICATE REQUEST")
-    {
-        r.add(
-            "upload_is_csr",
-            ANCHOR,
-            "the upload contains a certificate signing request (CSR), not a certificate; upload the CA certificate itself",
-        );
-        refused = true;
-    }
-    if refused {
-        return Vec::new();
-    }
-    let Ok(blocks) = ::pem::parse_many(bytes) else {
-        r.add(
-            "upload_unreadable",
-            ANCHOR,
-            "the PEM armour is malformed (a block is not base64, or BEGIN and END lines do not match)",
-        );
-        return Vec::new();
-    };
-    let mut certs = Vec::new();
-    let mut others = Vec::new();
-    for (i, block) in blocks.iter().enumerate() {
-        let n = i + 1;
-        match block.tag() {
-            "CERTIFICATE" | "X509 CERTIFICATE" => {
-                if parse_certificate(block.contents()).is_some() {
-                    certs.push(block.contents().to_vec());
-                } else {
-                    r.add(
-                        "upload_unreadable",
-                        ANCHOR,
-                        format!("PEM block {n} (CERTIFICATE) is not a readable X.509 certificate"),
-                    );
-                }
-            }
-            "PKCS7" | "CMS" => match pkcs7_certificates(block.contents()) {
-                Ok(found) => certs.extend(found),
-                Err(why) => r.add("upload_unreadable", ANCHOR, format!("PEM block {n}: {why}")),
-            },
-            other => others.push(other.to_string()),
-        }
-    }
-    if blocks.is_empty() {
-        r.add(
-            "upload_unreadable",
-            ANCHOR,
-            "the PEM file holds no complete BEGIN/END block",
-        );
-    } else if certs.is_empty() && !others.is_empty() {
-        r.add(
-            "upload_unreadable",
-            ANCHOR,
-            format!(
-                "the PEM file holds no CERTIFICATE or PKCS7 block (found: {})",
-                others.join(", ")
-            ),
-        );
-    }
-    certs
-}
-
-fn read_der(bytes: &[u8], r: &mut Reasons) -> Vec<Vec<u8>> {
-    if let Ok((rest, _)) = X509Certificate::from_der(bytes) {
-        if rest.is_empty() {
-            return vec![bytes.to_vec()];
-        }
-        r.add(
-            "upload_unreadable",
-            ANCHOR,
-            format!(
-                "the file holds a DER certificate followed by {} more bytes; upload a PEM file or a .p7b for several certificates",
-                rest.len()
-            ),
-        );
-        return Vec::new();
-    }
-    match der_kind(bytes) {
-        DerKind::Cms { .. } => match pkcs7_certificates(bytes) {
-            Ok(certs) => return certs,
-            Err(why) => r.add("upload_unreadable", ANCHOR, why),
-        },
-        DerKind::Pkcs12 => r.add(
-            "upload_is_pkcs12",
-            ANCHOR,
-            format!(
-                "the upload is a PKCS#12 file (.p12/.pfx), which carries a private key. {NEVER_KEYS}; \
-                 `openssl pkcs12 -in FILE -nokeys -out ca.pem` takes the certificates out of it"
-            ),
-        ),
-        DerKind::PrivateKey(form) => r.add(
-            "upload_is_private_key",
-            ANCHOR,
-            format!("the upload is a private key ({form}). {NEVER_KEYS}"),
-        ),
-        DerKind::Unknown if X509CertificationRequest::from_der(bytes).is_ok() => r.add(
-            "upload_is_csr",
-            ANCHOR,
-            "the upload is a certificate signing request (CSR), not a certificate; upload the CA certificate itself",
-        ),
-        DerKind::Unknown => r.add(
-            "upload_unreadable",
-            ANCHOR,
-            "the upload is neither a certificate (PEM or DER) nor a PKCS#7 bundle (.p7b)",
-        ),
-    }
-    Vec::new()
-}
-
-/// The certificates of a DER PKCS#7, refusing a signed message: the certificates of a `.p7m`
-/// are its signer's chain, and taking them for anchors would trust the wrong CA.
-fn pkcs7_certificates(der: &[u8]) -> std::result::Result<Vec<Vec<u8>>, String> {
-    if der_kind(der) == (DerKind::Cms { signed: true }) {
-        return Err(
-            "the PKCS#7 file is a signed message (such as a signed bundle .p7m), not a certificates-only .p7b; upload the CA certificate itself"
-                .into(),
-        );
-    }
-    let certs = crate::bundle::certificates_in(der)
-        .map_err(|e| format!("the PKCS#7 file cannot be read: {e}"))?;
-    if certs.is_empty() {
-        return Err("the PKCS#7 file holds no certificates".into());
-    }
-    Ok(certs)
-}
-
-/// What a DER (or BER) file that is not a certificate looks like, judged by its first elements.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum DerKind {
-    /// A PKCS#7/CMS ContentInfo; `signed` when it is SignedData with signerInfos.
-    Cms {
-        signed: bool,
-    },
-    Pkcs12,
-    /// The form of the key, for the message.
-    PrivateKey(&'static str),
-    Unknown,
-}
-
-fn der_kind(bytes: &[u8]) -> DerKind {
-    let Some(outer) = tlv(bytes).filter(|t| t.tag == SEQUENCE) else {
-        return DerKind::Unknown;
-    };
-    let int = |t: &Tlv<'_>, v: u8| t.tag == INTEGER && t.contents == [v];
-    let starts_with_oid =
-        |t: &Tlv<'_>| t.tag == SEQUENCE && tlv(t.contents).is_some_and(|o| o.tag == OID);
-    match children(outer.contents).as_slice() {
-        // RFC 5652 ContentInfo: contentType, [0] EXPLICIT content.
-        [oid, content, ..]
-            if oid.tag == OID
-                && oid.contents.starts_with(PKCS7_ARC)
-                && content.tag == CONTEXT_0 =>
-        {
-            let signed = oid.contents == PKCS7_SIGNED_DATA
-                && tlv(content.contents)
-                    .filter(|t| t.tag == SEQUENCE)
-                    .is_some_and(|signed_data| {
-                        // SignedData ends with signerInfos, a SET that is empty in a .p7b.
-                        let fields = children(signed_data.contents);
-                        fields.len() >= 4
-                            && fields
-                                .last()
-                                .is_some_and(|t| t.tag == SET && !t.contents.is_empty())
-                    });
-            DerKind::Cms { signed }
-        }
-        // RFC 7292 PFX: version 3, authSafe ContentInfo (data or signedData), macData.
-        [version, auth_safe, ..]
-            if int(version, 3)
-                && auth_safe.tag == SEQUENCE
-                && tlv(auth_safe.contents)
-                    .is_some_and(|o| o.tag == OID && o.contents.starts_with(PKCS7_ARC)) =>
-        {
-            DerKind::Pkcs12
-        }
-        // RFC 5958 OneAsymmetricKey (PKCS#8): version, privateKeyAlgorithm, privateKey.
-        [version, algorithm, key, ..]
-            if (int(version, 0) || int(version, 1))
-                && starts_with_oid(algorithm)
-                && key.tag == OCTET_STRING =>
-        {
-            DerKind::PrivateKey("PKCS#8")
-        }
-        // RFC 5958 EncryptedPrivateKeyInfo: encryptionAlgorithm, encryptedData.
-        [algorithm, data] if starts_with_oid(algorithm) && data.tag == OCTET_STRING => {
-            DerKind::PrivateKey("encrypted PKCS#8")
-        }
-        // RFC 5915 ECPrivateKey: version 1, privateKey, [0] parameters, [1] publicKey.
-        [version, key, optional @ ..]
-            if int(version, 1)
-                && key.tag == OCTET_STRING
-                && optional.len() <= 2
-                && optional
-                    .iter()
-                    .all(|t| t.tag == CONTEXT_0 || t.tag == CONTEXT_1) =>
-        {
-            DerKind::PrivateKey("SEC1 EC")
-        }
-        // RFC 8017 RSAPrivateKey: version, n, e, d, p, q, dP, dQ, qInv (+ other primes).
-        [version, fields @ ..]
-            if (int(version, 0) || int(version, 1))
-                && fields.len() >= 8
-                && fields.iter().take(8).all(|t| t.tag == INTEGER) =>
-        {
-            DerKind::PrivateKey("PKCS#1 RSA")
-        }
-        _ => DerKind::Unknown,
-    }
-}
-
-/// One BER element: tag byte, contents, and the bytes after it. With an indefinite length
-/// (BER, as Java writes PKCS#12 and PKCS#7) the contents run to the end of the input: enough
-/// to look at the first children, which is all classifying a file needs.
-#[derive(Debug, Clone, Copy)]
-struct Tlv<'a> {
-    tag: u8,
-    contents: &'a [u8],
-    rest: &'a [u8],
-}
-
-fn tlv(input: &[u8]) -> Option<Tlv<'_>> {
-    let (&tag, after_tag) = input.split_first()?;
-    if tag & 0x1f == 0x1f {
-        return None; // multi-byte tags start none of the structures classified here
-    }
-    let (&first, after_length) = after_tag.split_first()?;
-    if first == 0x80 {
-        return (tag & 0x20 != 0).then_some(Tlv {
-            tag,
-            contents: after_length,
-            rest: &[],
-        });
-    }
-    let (length, body) = if first < 0x80 {
-        (usize::from(first), after_length)
-    } else {
-        let (length_bytes, body) = after_length.split_at_checked(usize::from(first & 0x7f))?;
-        if length_bytes.len() > 4 {
-            return None;
-        }
-        let length = length_bytes
-            .iter()
-            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
-        (length, body)
-    };
-    let (contents, rest) = body.split_at_checked(length)?;
-    Some(Tlv {
-        tag,
-        contents,
-        rest,
-    })
-}
-
-/// The elements of `contents`, up to the first that does not parse or an end-of-contents
-/// marker; at most 16, more than any structure classified here has.
-fn children(mut contents: &[u8]) -> Vec<Tlv<'_>> {
-    let mut out = Vec::new();
-    while out.len() < 16 {
-        match tlv(contents) {
-            Some(t) if t.tag != 0 => {
-                contents = t.rest;
-                out.push(t);
-            }
-            _ => break,
-        }
-    }
-    out
-}
-
-/// The labels of every `-----BEGIN LABEL-----` line.
-fn pem_labels(bytes: &[u8]) -> Vec<String> {
-    let mut labels = Vec::new();
-    let mut rest = bytes;
-    while let Some(at) = find(rest, b"-----BEGIN ") {
-        rest = rest.get(at + 11..).unwrap_or_default();
-        let end = find(rest, b"-----").unwrap_or(rest.len());
-        labels.push(String::from_utf8_lossy(rest.get(..end).unwrap_or_default()).into_owned());
-        rest = rest.get(end..).unwrap_or_default();
-    }
-    labels
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -972,6 +636,12 @@ mod tests {
     };
 
     use super::*;
+    use crate::bundle::der::{children, tlv, CONTEXT_0, INTEGER, OID, SEQUENCE, SET};
+
+    /// 1.2.840.113549.1.7: the PKCS#7 content types (data, signedData, ...).
+    const PKCS7_ARC: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07];
+    /// 1.2.840.113549.1.7.2 signedData.
+    const PKCS7_SIGNED_DATA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x02];
 
     fn now() -> OffsetDateTime {
         OffsetDateTime::now_utc()
@@ -1123,14 +793,14 @@ mod tests {
         // The privateKey OCTET STRING of an EC PKCS#8 holds the SEC1 ECPrivateKey.
         let sec1 = {
             let outer = tlv(&key_der).unwrap();
-            let fields = children(outer.contents);
+            let fields = children(outer.contents, 16);
             fields[2].contents.to_vec()
         };
         let rsa_key = KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
         let pkcs1 = {
             let der = rsa_key.serialize_der();
             let outer = tlv(&der).unwrap();
-            children(outer.contents)[2].contents.to_vec()
+            children(outer.contents, 16)[2].contents.to_vec()
         };
         let csr = CertificateParams::new(vec!["x.example".to_string()])
             .unwrap()
