@@ -820,7 +820,7 @@ fn names_read_as_openssl_prints_them_in_rfc_2253_form() {
 /// `bytes` with every constructed element down to `depth` levels rewritten to BER indefinite
 /// lengths (what `openssl cms -stream` and the Java reference bundler do to the wrappers);
 /// deeper elements, the certificates among them, stay as they are.
-fn indefinite(bytes: &[u8], depth: usize) -> Vec<u8> {
+pub(crate) fn indefinite(bytes: &[u8], depth: usize) -> Vec<u8> {
     let mut out = Vec::new();
     let mut rest = bytes;
     while !rest.is_empty() {
