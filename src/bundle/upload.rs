@@ -343,3 +343,203 @@ fn parse_certificate(der: &[u8]) -> Option<X509Certificate<'_>> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+
+    use super::*;
+    use crate::x509;
+
+    /// 1.2.840.113549.1.7: the PKCS#7 content types (data, signedData, ...).
+    const PKCS7_ARC: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07];
+    /// 1.2.840.113549.1.7.2 signedData.
+    const PKCS7_SIGNED_DATA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x02];
+
+    struct Ca {
+        der: Vec<u8>,
+        key: KeyPair,
+    }
+
+    fn ca(name: &str, alg: &'static rcgen::SignatureAlgorithm) -> Ca {
+        let key = KeyPair::generate_for(alg).unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(1));
+        let der = params.self_signed(&key).unwrap().der().to_vec();
+        Ca { der, key }
+    }
+
+    fn codes(refusals: &[Refusal]) -> Vec<&'static str> {
+        refusals.iter().map(|r| r.code).collect()
+    }
+
+    #[test]
+    fn upload_classification() {
+        let one = ca("One", &rcgen::PKCS_ECDSA_P256_SHA256);
+        let two = ca("Two", &rcgen::PKCS_ECDSA_P384_SHA384);
+        let pem_one = x509::to_pem("CERTIFICATE", &one.der);
+        let pem_two = x509::to_pem("CERTIFICATE", &two.der);
+        let key_pem = one.key.serialize_pem();
+        let key_der = one.key.serialize_der();
+        // The privateKey OCTET STRING of an EC PKCS#8 holds the SEC1 ECPrivateKey.
+        let sec1 = {
+            let outer = tlv(&key_der).unwrap();
+            let fields = children(outer.contents, 16);
+            fields[2].contents.to_vec()
+        };
+        let rsa_key = KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
+        let pkcs1 = {
+            let der = rsa_key.serialize_der();
+            let outer = tlv(&der).unwrap();
+            children(outer.contents, 16)[2].contents.to_vec()
+        };
+        let csr = CertificateParams::new(vec!["x.example".to_string()])
+            .unwrap()
+            .serialize_request(&one.key)
+            .unwrap();
+        let p12 = crate::pkcs12::build(&one.der, &one.key, &[], "a password", "one").unwrap();
+        let p7b = crate::bundle::build_p7b(&[one.der.clone(), two.der.clone()]);
+        // A SignedData with a signerInfo: the shape of a signed bundle (.p7m).
+        let p7m = {
+            fn t(tag: u8, parts: &[&[u8]]) -> Vec<u8> {
+                let body: Vec<u8> = parts.concat();
+                let mut out = vec![tag];
+                if body.len() < 0x80 {
+                    out.push(body.len() as u8);
+                } else {
+                    out.extend([0x82, (body.len() >> 8) as u8, body.len() as u8]);
+                }
+                out.extend(body);
+                out
+            }
+            let data_oid = t(OID, &[PKCS7_ARC, &[1]]);
+            let signed_data = t(
+                SEQUENCE,
+                &[
+                    &t(INTEGER, &[&[1]]),
+                    &t(SET, &[]),
+                    &t(SEQUENCE, &[&data_oid]),
+                    &t(CONTEXT_0, &[&one.der]),
+                    &t(SET, &[&t(SEQUENCE, &[&t(INTEGER, &[&[1]])])]),
+                ],
+            );
+            t(
+                SEQUENCE,
+                &[
+                    &t(OID, &[PKCS7_SIGNED_DATA]),
+                    &t(CONTEXT_0, &[&signed_data]),
+                ],
+            )
+        };
+        let mut trailing = one.der.clone();
+        trailing.extend_from_slice(b"\0\0");
+        let mut oversized = pem_one.clone().into_bytes();
+        oversized.resize(1024 * 1024 + 1, b'\n');
+
+        type Case<'a> = (&'a str, Vec<u8>, Vec<&'a Vec<u8>>);
+        let ok: &[Case<'_>] = &[
+            ("ok/pem-one", pem_one.clone().into_bytes(), vec![&one.der]),
+            ("ok/der", one.der.clone(), vec![&one.der]),
+            (
+                "ok/pem-with-text-around",
+                format!("Subject: One\n{pem_one}\nIssuer: Two\r\n{pem_two}trailer\n").into_bytes(),
+                vec![&one.der, &two.der],
+            ),
+            (
+                "ok/pem-duplicates-removed",
+                format!("{pem_one}{pem_two}{pem_one}").into_bytes(),
+                vec![&one.der, &two.der],
+            ),
+            ("ok/p7b-der", p7b.clone(), vec![&one.der, &two.der]),
+            (
+                "ok/p7b-pem",
+                x509::to_pem("PKCS7", &p7b).into_bytes(),
+                vec![&one.der, &two.der],
+            ),
+        ];
+        for (name, input, want) in ok {
+            let mut got = classify(input, 1024 * 1024).unwrap_or_else(|d| panic!("{name}: {d:?}"));
+            let mut want: Vec<Vec<u8>> = want.iter().map(|c| c.to_vec()).collect();
+            if name.starts_with("ok/p7b") {
+                // A .p7b holds a SET OF: its order is not the upload's.
+                got.sort();
+                want.sort();
+            }
+            assert_eq!(got, want, "{name}");
+        }
+
+        let fail: &[(&str, Vec<u8>, &[&str])] = &[
+            ("fail/empty", vec![], &["upload_empty"]),
+            ("fail/whitespace", b" \r\n\t".to_vec(), &["upload_empty"]),
+            ("fail/too-large", oversized, &["upload_too_large"]),
+            ("fail/pem-private-key", key_pem.clone().into_bytes(), &["upload_is_private_key"]),
+            (
+                "fail/pem-certificate-and-key",
+                format!("{pem_one}{key_pem}").into_bytes(),
+                &["upload_is_private_key"],
+            ),
+            (
+                "fail/pem-damaged-rsa-key",
+                b"-----BEGIN RSA PRIVATE KEY-----\nnot base64!\n-----END RSA PRIVATE KEY-----\n"
+                    .to_vec(),
+                &["upload_is_private_key"],
+            ),
+            (
+                "fail/pem-encrypted-key",
+                b"-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n"
+                    .to_vec(),
+                &["upload_is_private_key"],
+            ),
+            ("fail/der-pkcs8", key_der.clone(), &["upload_is_private_key"]),
+            ("fail/der-sec1", sec1, &["upload_is_private_key"]),
+            ("fail/der-pkcs1", pkcs1, &["upload_is_private_key"]),
+            ("fail/pkcs12", p12, &["upload_is_pkcs12"]),
+            ("fail/csr-pem", csr.pem().unwrap().into_bytes(), &["upload_is_csr"]),
+            ("fail/csr-der", csr.der().to_vec(), &["upload_is_csr"]),
+            (
+                "fail/csr-and-key",
+                format!("{}{key_pem}", csr.pem().unwrap()).into_bytes(),
+                &["upload_is_private_key", "upload_is_csr"],
+            ),
+            ("fail/random", vec![0x13, 0x37, 0x00, 0xff, 0x42, 0x99], &["upload_unreadable"]),
+            ("fail/trailing-bytes", trailing, &["upload_unreadable"]),
+            ("fail/p7m", p7m, &["upload_unreadable"]),
+            (
+                "fail/empty-p7b",
+                crate::bundle::build_p7b(&[]),
+                &["upload_unreadable"],
+            ),
+            (
+                "fail/pem-crl-only",
+                x509::to_pem("X509 CRL", b"\x30\x00").into_bytes(),
+                &["upload_unreadable"],
+            ),
+            (
+                "fail/pem-bad-certificate",
+                x509::to_pem("CERTIFICATE", b"\x30\x03\x02\x01\x01").into_bytes(),
+                &["upload_unreadable"],
+            ),
+            (
+                "fail/pem-unterminated",
+                b"-----BEGIN CERTIFICATE-----\nMIIB\n".to_vec(),
+                &["upload_unreadable"],
+            ),
+        ];
+        for (name, input, want) in fail {
+            let refusals = classify(input, 1024 * 1024).unwrap_err();
+            assert_eq!(codes(&refusals), *want, "{name}: {refusals:?}");
+        }
+
+        // Nothing of a key reaches a message.
+        let secret_b64: String = key_pem.lines().nth(1).unwrap().chars().take(16).collect();
+        let text = format!(
+            "{:?}",
+            classify(key_pem.as_bytes(), 1024 * 1024).unwrap_err()
+        );
+        assert!(!text.contains(&secret_b64));
+        assert!(text.contains("Never upload private keys"));
+    }
+}
