@@ -17,7 +17,7 @@ use x509_parser::prelude::{FromDer, X509Certificate, X509CertificationRequest};
 use super::der::{
     children, tlv, Tlv, CONTEXT_0, CONTEXT_1, INTEGER, OCTET_STRING, OID, SEQUENCE, SET,
 };
-use super::read::{read_bundle, ReadError};
+use super::read::{read_bundle, ReadError, PKCS7_PEM_LABELS};
 use super::verify::verify_unpinned;
 use super::MAX_CERTIFICATES;
 
@@ -140,10 +140,12 @@ fn read_pem(bytes: &[u8], r: &mut Refusals) -> Vec<Vec<u8>> {
                     );
                 }
             }
-            "PKCS7" | "CMS" | "PKCS #7 SIGNED DATA" => match pkcs7_certificates(block.contents()) {
-                Ok(found) => certs.extend(found),
-                Err(why) => r.add("upload_unreadable", format!("PEM block {n}: {why}")),
-            },
+            label if PKCS7_PEM_LABELS.contains(&label) => {
+                match pkcs7_certificates(block.contents()) {
+                    Ok(found) => certs.extend(found),
+                    Err(why) => r.add("upload_unreadable", format!("PEM block {n}: {why}")),
+                }
+            }
             other => others.push(other.to_string()),
         }
     }
