@@ -9,7 +9,6 @@ pub mod ca;
 pub mod cli;
 pub mod clock;
 pub mod config;
-pub mod der_tags;
 pub mod error;
 pub mod external;
 pub mod http;

@@ -14,8 +14,8 @@
 //! verification walks the chain.
 //!
 //! Groups (single-threaded; targets: 10,000 anchors <= 300 ms, 1,000 anchors <= 1/8 of it):
-//! - `external_<n>/parse_verify_der` and `parse_verify_ber`: `external::parse::parse_bundle`
-//!   (duplicates removed) + `external::verify::verify` against the pinned CA.
+//! - `external_<n>/parse_verify_der` and `parse_verify_ber`: `bundle::read_bundle`
+//!   (duplicates removed) + `bundle::verify::verify` against the pinned CA.
 //! - `external_<n>/refresh_pipeline`: the above plus admission of every anchor and building
 //!   the republished `.p7b` (what a refresh does between download and store).
 //!
@@ -44,8 +44,8 @@ use rcgen::{
 use time::OffsetDateTime;
 
 use anchorage::bundle::build_p7b;
-use anchorage::external::parse::parse_bundle;
-use anchorage::external::verify::{verify, Pins};
+use anchorage::bundle::read_bundle as parse_bundle;
+use anchorage::bundle::verify::{verify, Pins};
 use anchorage::model::Fingerprint;
 use anchorage::policy::admission::{admit, AdmissionPolicy};
 use anchorage::x509;

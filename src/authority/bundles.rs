@@ -20,7 +20,7 @@ use crate::store::{
 #[derive(Debug, Clone, Default)]
 pub struct Submission {
     pub bundle: String,
-    /// The uploaded file: PEM, DER, or a .p7b holding several anchors.
+    /// The uploaded file: PEM, DER, or a .p7b/.p7m (DER, BER or PEM) holding several anchors.
     pub file: Vec<u8>,
     /// Sample end-entity certificates (any of the same forms).
     pub samples: Vec<Vec<u8>>,

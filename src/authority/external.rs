@@ -18,11 +18,11 @@ use time::{Duration, OffsetDateTime};
 use super::Authority;
 use crate::audit::AuditDraft;
 use crate::bundle;
+use crate::bundle::verify::{self, Verification};
 use crate::error::{Error, Result};
 use crate::external::fetch::{Fetched, Validators};
 use crate::external::source::{AdmissionMode, ExternalSource};
-use crate::external::verify::{self, Verification};
-use crate::external::{parse, Failure, RefreshStatus};
+use crate::external::{Failure, RefreshStatus};
 use crate::model::Fingerprint;
 use crate::policy::admission;
 use crate::store::{
@@ -447,9 +447,10 @@ impl Authority {
             verification,
             anchors,
         };
-        let mut parsed = match parse::parse_bundle(&bytes, source.max_anchors) {
+        let mut parsed = match bundle::read_bundle(&bytes, source.max_anchors) {
             Ok(p) => p,
-            Err(mut f) => {
+            Err(e) => {
+                let mut f = Failure::from(e);
                 if let Some(t) = content_type.filter(|t| !t.contains("pkcs7")) {
                     f.reason = format!("{} (Content-Type: {t})", f.reason);
                 }
@@ -459,7 +460,7 @@ impl Authority {
         drop(bytes);
         let verification = match verify::verify(&parsed, &source.pins, now) {
             Ok(v) => v,
-            Err(f) => return Ok(with_digest(f, None, None)),
+            Err(e) => return Ok(with_digest(Failure::from(e), None, None)),
         };
         let previous = state.good.as_ref().map(|g| &g.verification);
         let mut accepted_older = None;

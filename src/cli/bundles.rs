@@ -22,7 +22,7 @@ pub const CONTROL_TOKEN_FILE: &str = "control-token";
 
 #[derive(Debug, Subcommand)]
 pub enum AnchorCommand {
-    /// Submit a trust anchor (PEM, DER, .cer/.crt, or a .p7b holding several) to a bundle.
+    /// Submit a trust anchor (PEM, DER, .cer/.crt, or a .p7b/.p7m holding several) to a bundle.
     Submit {
         #[arg(long)]
         bundle: String,

@@ -1,15 +1,19 @@
 //! External trust bundles: other communities' bundles (DirectTrust, Blue Button+, state HIEs)
 //! that anchorage fetches on a schedule, verifies against pinned signers, passes through the
 //! admission policy and republishes. This module holds the pieces that do not touch the store:
-//! the source declaration, fetching, parsing and signature verification, and the precise
-//! status every refresh attempt ends with. `authority::external` orders the steps.
+//! the source declaration, fetching, the schedule, and the precise status every refresh attempt
+//! ends with. Reading and verifying the fetched bytes is the bundle wing's job
+//! ([`crate::bundle::read_bundle`], [`crate::bundle::verify`]), the same reader member uploads
+//! go through; the conversions below give its errors their refresh statuses.
+//! `authority::external` orders the steps.
 
 pub mod fetch;
-pub mod parse;
 pub mod source;
-pub mod verify;
 
 use serde::{Deserialize, Serialize};
+
+use crate::bundle::verify::{VerifyError, VerifyFailure};
+use crate::bundle::ReadError;
 
 /// How a refresh attempt ended. The names are a public interface (CLI, API, metrics).
 #[derive(
@@ -134,6 +138,29 @@ impl std::fmt::Display for Failure {
             Some(code) => write!(f, "{} {code}: {}", self.status, self.reason),
             None => write!(f, "{}: {}", self.status, self.reason),
         }
+    }
+}
+
+impl From<ReadError> for Failure {
+    fn from(e: ReadError) -> Self {
+        let status = match e {
+            ReadError::Invalid(_) => RefreshStatus::InvalidFormat,
+            ReadError::TooManyAnchors { .. } => RefreshStatus::TooLarge,
+        };
+        Failure::new(status, e.to_string())
+    }
+}
+
+impl From<VerifyError> for Failure {
+    fn from(e: VerifyError) -> Self {
+        let status = match e.kind {
+            VerifyFailure::BadSignature => RefreshStatus::BadSignature,
+            VerifyFailure::SignerExpired => RefreshStatus::SignerExpired,
+            VerifyFailure::UntrustedSigner => RefreshStatus::UntrustedSigner,
+            VerifyFailure::Invalid => RefreshStatus::InvalidFormat,
+            VerifyFailure::UnsignedButPinned => RefreshStatus::UnsignedButPinned,
+        };
+        Failure::new(status, e.reason)
     }
 }
 

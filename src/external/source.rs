@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::verify::Pins;
+use crate::bundle::verify::Pins;
 use crate::error::{Error, Result};
 use crate::model::Fingerprint;
 

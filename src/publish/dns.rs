@@ -9,6 +9,7 @@ use base64::Engine;
 use x509_parser::prelude::*;
 use x509_parser::public_key::PublicKey;
 
+use crate::bundle::der::{tlv, CONTEXT_0, SEQUENCE};
 use crate::config::{hostmaster_name, DomainSettings, ZoneMode};
 
 /// DNSSEC algorithm numbers (IANA) for the keys Direct certificates carry.
@@ -63,44 +64,21 @@ pub fn key_tag_and_algorithm(der: &[u8]) -> (u16, u8) {
 
 /// The DER of `tbsCertificate.subjectPublicKeyInfo`: Certificate and TBSCertificate are
 /// SEQUENCEs; skip the optional [0] version, serial, signature, issuer, validity, subject.
+/// Walked with the bundle wing's DER walker, definite lengths only (a stored certificate is
+/// DER).
 fn spki_bytes(cert: &[u8]) -> Option<&[u8]> {
-    let (tag, certificate, _) = tlv(cert)?;
-    if tag != 0x30 {
-        return None;
-    }
-    let (tag, tbs, _) = tlv(certificate)?;
-    if tag != 0x30 {
-        return None;
-    }
-    let mut rest = tbs;
-    if rest.first() == Some(&0xa0) {
-        rest = tlv(rest)?.2;
+    let definite = |input| tlv(input).filter(|t| !t.indefinite);
+    let certificate = definite(cert).filter(|t| t.tag == SEQUENCE)?;
+    let tbs = definite(certificate.contents).filter(|t| t.tag == SEQUENCE)?;
+    let mut rest = tbs.contents;
+    if rest.first() == Some(&CONTEXT_0) {
+        rest = definite(rest)?.rest;
     }
     for _ in 0..5 {
-        rest = tlv(rest)?.2;
+        rest = definite(rest)?.rest;
     }
-    let (tag, _, after) = tlv(rest)?;
-    (tag == 0x30).then(|| rest.get(..rest.len() - after.len()))?
-}
-
-/// One DER TLV: (tag, contents, what follows). Single-byte tags, definite lengths only.
-fn tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let (&tag, rest) = input.split_first()?;
-    let (&first, rest) = rest.split_first()?;
-    let (len, rest) = if first < 0x80 {
-        (usize::from(first), rest)
-    } else {
-        let count = usize::from(first & 0x7f);
-        if count == 0 || count > 4 {
-            return None;
-        }
-        let (bytes, rest) = (rest.get(..count)?, rest.get(count..)?);
-        (
-            bytes.iter().fold(0usize, |n, b| (n << 8) | usize::from(*b)),
-            rest,
-        )
-    };
-    Some((tag, rest.get(..len)?, rest.get(len..)?))
+    let spki = definite(rest).filter(|t| t.tag == SEQUENCE)?;
+    rest.get(..rest.len() - spki.rest.len())
 }
 
 fn is_p256(spki: &SubjectPublicKeyInfo<'_>) -> bool {

@@ -11,8 +11,8 @@ use time::OffsetDateTime;
 
 use super::{abort, append_audit, decode, encode, tx_error, BundleVersion, Store};
 use crate::audit::AuditDraft;
+use crate::bundle::verify::Verification;
 use crate::error::{Error, Result};
-use crate::external::verify::Verification;
 use crate::external::RefreshStatus;
 
 /// Why admission refused (or, report-only, would refuse) an anchor.

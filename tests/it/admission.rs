@@ -816,3 +816,148 @@ fn names_read_as_openssl_prints_them_in_rfc_2253_form() {
     assert_eq!(summary.issuer, rfc2253("leaf.pem", "-issuer"));
     assert_eq!(summary.subject, r"CN=Leaf\, Test,O=Member Four");
 }
+
+/// `bytes` with every constructed element down to `depth` levels rewritten to BER indefinite
+/// lengths (what `openssl cms -stream` and the Java reference bundler do to the wrappers);
+/// deeper elements, the certificates among them, stay as they are.
+pub(crate) fn indefinite(bytes: &[u8], depth: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let (tag, len_byte) = (rest[0], rest[1]);
+        let (len, header) = if len_byte < 0x80 {
+            (len_byte as usize, 2)
+        } else {
+            let n = (len_byte & 0x7f) as usize;
+            let len = rest[2..2 + n]
+                .iter()
+                .fold(0usize, |a, b| (a << 8) | *b as usize);
+            (len, 2 + n)
+        };
+        let (element, after) = rest.split_at(header + len);
+        if depth > 0 && tag & 0x20 != 0 {
+            out.extend([tag, 0x80]);
+            out.extend(indefinite(&element[header..], depth - 1));
+            out.extend([0, 0]);
+        } else {
+            out.extend_from_slice(element);
+        }
+        rest = after;
+    }
+    out
+}
+
+/// Issue 13: a member's upload is read by the same reader as an external source's bundle, so
+/// BER with indefinite lengths, PEM armour around it, and signed bundles (`.p7m`, DER or
+/// streamed BER) give the member the anchors an external source would yield; a signed
+/// bundle's anchors are those it signs, never its signer. Each artifact is first read by
+/// openssl, so these are files other tools accept.
+#[test]
+fn member_uploads_read_every_form_external_sources_read() {
+    let policy = AdmissionPolicy::default();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let p7b = file("bundle.p7b");
+    let sorted = |mut v: Vec<Vec<u8>>| {
+        v.sort();
+        v
+    };
+    let want = sorted(
+        pem::parse_many(file("bundle.pem"))
+            .unwrap()
+            .into_iter()
+            .map(|p| p.into_contents())
+            .collect(),
+    );
+    let ber = indefinite(&p7b, 4);
+    assert_ne!(ber, p7b);
+    std::fs::write(d.join("ber.p7b"), &ber).unwrap();
+    std::fs::write(d.join("bundle.p7b"), &p7b).unwrap();
+    std::fs::write(d.join("openssl.cnf"), OPENSSL_CNF).unwrap();
+    let openssl = |args: &str| {
+        let args: Vec<&str> = args.split_whitespace().collect();
+        run_in(d, "openssl", &args).assert_success(&format!("openssl {}", args.join(" ")));
+    };
+    // openssl reads the BER bundle and finds the three certificates.
+    openssl("pkcs7 -inform DER -in ber.p7b -print_certs -out ber-certs.pem");
+    assert_eq!(
+        pem::parse_many(std::fs::read(d.join("ber-certs.pem")).unwrap())
+            .unwrap()
+            .len(),
+        3
+    );
+    openssl(
+        "req -x509 -config openssl.cnf -nodes -newkey ec -pkeyopt ec_paramgen_curve:P-256 \
+         -keyout signer.key -days 30 -subj /CN=Member_Bundle_Signer -out signer.pem",
+    );
+    for (out, stream) in [("signed.p7m", ""), ("streamed.p7m", "-stream")] {
+        openssl(&format!(
+            "cms -sign -binary -nodetach {stream} -outform DER -in bundle.p7b \
+             -signer signer.pem -inkey signer.key -out {out}"
+        ));
+        openssl(&format!(
+            "cms -verify -binary -inform DER -in {out} -noverify -out {out}.content"
+        ));
+        assert_eq!(
+            std::fs::read(d.join(format!("{out}.content"))).unwrap(),
+            p7b
+        );
+    }
+    let signed = std::fs::read(d.join("signed.p7m")).unwrap();
+    let streamed = std::fs::read(d.join("streamed.p7m")).unwrap();
+    assert_eq!(
+        streamed[1], 0x80,
+        "openssl -stream writes indefinite lengths"
+    );
+    let signer_der = pem::parse(std::fs::read(d.join("signer.pem")).unwrap())
+        .unwrap()
+        .into_contents();
+
+    let armoured =
+        |label: &str, bytes: &[u8]| pem::encode(&pem::Pem::new(label, bytes.to_vec())).into_bytes();
+    let cases: &[(&str, Vec<u8>)] = &[
+        ("ok/ber-indefinite-p7b", ber.clone()),
+        ("ok/pem-armoured-ber-p7b", armoured("PKCS7", &ber)),
+        (
+            "ok/pem-pkcs7-signed-data-label",
+            armoured("PKCS #7 SIGNED DATA", &p7b),
+        ),
+        ("ok/signed-p7m", signed.clone()),
+        ("ok/signed-p7m-pem", armoured("CMS", &signed)),
+        ("ok/streamed-ber-p7m", streamed.clone()),
+    ];
+    for (name, input) in cases {
+        let got = read_anchor_upload(input, policy.max_upload_bytes)
+            .unwrap_or_else(|d| panic!("{name}: {d}"));
+        assert!(
+            !got.contains(&signer_der),
+            "{name}: the signer is no anchor"
+        );
+        assert_eq!(sorted(got.clone()), want, "{name}");
+        // The same bytes from an external source: the same reader, the same anchors.
+        let external = anchorage::bundle::read_bundle(input, 1000).unwrap();
+        assert_eq!(
+            external.anchors, got,
+            "{name}: as an external source reads it"
+        );
+        let verification = anchorage::bundle::verify::verify_unpinned(&external).unwrap();
+        assert_eq!(verification.signed, name.contains("p7m"), "{name}");
+    }
+
+    // A signed bundle whose content was altered is refused, as from an external source.
+    let at = signed
+        .windows(16)
+        .position(|w| w == &want[0][15..31])
+        .unwrap();
+    let mut tampered = signed.clone();
+    tampered[at + 4] ^= 0x01;
+    let denial = read_anchor_upload(&tampered, policy.max_upload_bytes).unwrap_err();
+    assert_eq!(denial.codes(), ["upload_unreadable"], "{denial}");
+    assert!(denial.to_string().contains("signed bundle"), "{denial}");
+    let external = anchorage::bundle::read_bundle(&tampered, 1000).unwrap();
+    let err = anchorage::bundle::verify::verify_unpinned(&external).unwrap_err();
+    assert_eq!(
+        err.kind,
+        anchorage::bundle::verify::VerifyFailure::BadSignature
+    );
+}

@@ -31,4 +31,5 @@ mod seeds;
 mod server;
 mod setup;
 mod tools;
+mod torture;
 mod web;

@@ -1,4 +1,5 @@
-//! Verifying a signed bundle against the source's pinned signers, doing better than deployed
+//! Verifying a signed bundle (`.p7m`) read by [`super::read`], for external sources against
+//! their pinned signers and for member uploads without pins, doing better than deployed
 //! consumers (spec §5): with pins, an unsigned file or a file signed by anyone else is
 //! refused (no downgrade); the signature is checked over the signed attributes exactly as
 //! received; the signer's validity window and key usage are checked, and its chain when the
@@ -14,8 +15,11 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use super::parse::{contents, invalid, malformed, ParsedBundle, SignedLayer};
-use super::{Failure, RefreshStatus};
+use super::der::{
+    CONTEXT_0, CONTEXT_0_PRIMITIVE, GENERALIZED_TIME, INTEGER, OCTET_STRING, OID, SEQUENCE, SET,
+    UTC_TIME,
+};
+use super::read::{contents, malformed, ParsedBundle, ReadError, SignedLayer};
 use crate::model::Fingerprint;
 use crate::x509;
 
@@ -38,6 +42,45 @@ const P256: &str = "1.2.840.10045.3.1.7";
 const P384: &str = "1.3.132.0.34";
 /// Intermediates followed between a signer and a pinned CA.
 const MAX_CHAIN: usize = 4;
+
+/// Which check a signed bundle failed; the external flow maps each to its refresh status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum VerifyFailure {
+    /// The signature does not verify, or its algorithm is not supported.
+    BadSignature,
+    /// A pinned signer's (or its chain's) certificate is not valid now.
+    SignerExpired,
+    /// Signed by someone who is neither pinned nor chains to a pinned CA.
+    UntrustedSigner,
+    /// The signed layer cannot be read.
+    Invalid,
+    /// Unsigned, although the source pins a signer.
+    UnsignedButPinned,
+}
+
+/// Why a bundle did not verify: the failed check and a sentence for operators.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}")]
+pub struct VerifyError {
+    pub kind: VerifyFailure,
+    pub reason: String,
+}
+
+impl VerifyError {
+    fn new(kind: VerifyFailure, reason: String) -> VerifyError {
+        VerifyError { kind, reason }
+    }
+}
+
+impl From<ReadError> for VerifyError {
+    fn from(e: ReadError) -> Self {
+        VerifyError::new(VerifyFailure::Invalid, e.to_string())
+    }
+}
+
+fn invalid(reason: &str) -> VerifyError {
+    VerifyError::new(VerifyFailure::Invalid, reason.to_string())
+}
 
 /// The signers a source trusts: certificates (a signer itself, or a CA it must chain to) and
 /// SHA-256 fingerprints of signer certificates.
@@ -76,12 +119,19 @@ pub struct Verification {
     pub note: String,
 }
 
+/// Checks the signature of a signed bundle when nobody pins its signer (a member's upload):
+/// a signed bundle whose signature does not verify is refused, an unsigned one passes as
+/// unverified. No clock is needed: validity windows are checked for pinned signers only.
+pub fn verify_unpinned(bundle: &ParsedBundle) -> Result<Verification, VerifyError> {
+    verify(bundle, &Pins::default(), OffsetDateTime::UNIX_EPOCH)
+}
+
 /// Checks `bundle` against `pins` at `now`.
 pub fn verify(
     bundle: &ParsedBundle,
     pins: &Pins,
     now: OffsetDateTime,
-) -> Result<Verification, Failure> {
+) -> Result<Verification, VerifyError> {
     let Some(signed) = &bundle.signed else {
         if pins.is_empty() {
             return Ok(Verification {
@@ -93,8 +143,8 @@ pub fn verify(
                 note: "unverified: the bundle is unsigned and the source pins no signer".into(),
             });
         }
-        return Err(Failure::new(
-            RefreshStatus::UnsignedButPinned,
+        return Err(VerifyError::new(
+            VerifyFailure::UnsignedButPinned,
             "the bundle is unsigned but the source pins a signer; an unsigned copy is never accepted in place of a signed one".into(),
         ));
     };
@@ -106,12 +156,7 @@ pub fn verify(
         }
     }
     // The most telling failure: a pinned signer's broken signature outranks a stranger.
-    failures.sort_by_key(|f| match f.status {
-        RefreshStatus::BadSignature => 0,
-        RefreshStatus::SignerExpired => 1,
-        RefreshStatus::UntrustedSigner => 2,
-        _ => 3,
-    });
+    failures.sort_by_key(|f| f.kind);
     Err(failures
         .into_iter()
         .next()
@@ -129,38 +174,42 @@ struct SignerInfo<'a> {
     signature: &'a [u8],
 }
 
-fn oid(bytes: &[u8]) -> Result<ObjectIdentifier, Failure> {
+fn oid(bytes: &[u8]) -> Result<ObjectIdentifier, VerifyError> {
     ObjectIdentifier::from_bytes(bytes).map_err(|e| invalid(&format!("a bad OID: {e}")))
 }
 
-fn algorithm(r: &mut SliceReader<'_>, what: &str) -> Result<ObjectIdentifier, Failure> {
-    let seq = contents(r, 0x30, what)?;
+fn algorithm(r: &mut SliceReader<'_>, what: &str) -> Result<ObjectIdentifier, VerifyError> {
+    let seq = contents(r, SEQUENCE, what)?;
     let mut a = SliceReader::new(seq).map_err(malformed)?;
-    oid(contents(&mut a, 0x06, what)?)
+    oid(contents(&mut a, OID, what)?)
 }
 
-fn read_signer_info(raw: &[u8]) -> Result<SignerInfo<'_>, Failure> {
+fn read_signer_info(raw: &[u8]) -> Result<SignerInfo<'_>, VerifyError> {
     let mut outer = SliceReader::new(raw).map_err(malformed)?;
-    let body = contents(&mut outer, 0x30, "SignerInfo")?;
+    let body = contents(&mut outer, SEQUENCE, "SignerInfo")?;
     let mut r = SliceReader::new(body).map_err(malformed)?;
-    contents(&mut r, 0x02, "SignerInfo version")?;
+    contents(&mut r, INTEGER, "SignerInfo version")?;
     let (mut issuer, mut serial, mut key_id) = (None, None, None);
-    if r.peek_byte() == Some(0x80) {
-        key_id = Some(contents(&mut r, 0x80, "subjectKeyIdentifier")?);
+    if r.peek_byte() == Some(CONTEXT_0_PRIMITIVE) {
+        key_id = Some(contents(
+            &mut r,
+            CONTEXT_0_PRIMITIVE,
+            "subjectKeyIdentifier",
+        )?);
     } else {
-        let ias = contents(&mut r, 0x30, "issuerAndSerialNumber")?;
+        let ias = contents(&mut r, SEQUENCE, "issuerAndSerialNumber")?;
         let mut i = SliceReader::new(ias).map_err(malformed)?;
         issuer = Some(i.tlv_bytes().map_err(malformed)?);
-        serial = Some(contents(&mut i, 0x02, "serialNumber")?);
+        serial = Some(contents(&mut i, INTEGER, "serialNumber")?);
     }
     let digest = algorithm(&mut r, "digestAlgorithm")?;
-    let signed_attrs = if r.peek_byte() == Some(0xa0) {
+    let signed_attrs = if r.peek_byte() == Some(CONTEXT_0) {
         Some(r.tlv_bytes().map_err(malformed)?)
     } else {
         None
     };
     let signature_algorithm = algorithm(&mut r, "signatureAlgorithm")?;
-    let signature = contents(&mut r, 0x04, "signature")?;
+    let signature = contents(&mut r, OCTET_STRING, "signature")?;
     Ok(SignerInfo {
         issuer,
         serial,
@@ -191,7 +240,7 @@ fn check_signer_info(
     signed: &SignedLayer,
     pins: &Pins,
     now: OffsetDateTime,
-) -> Result<Verification, Failure> {
+) -> Result<Verification, VerifyError> {
     let info = read_signer_info(raw)?;
     let candidates = signed.certificates.iter().chain(pins.certificates.iter());
     let signer_der = candidates
@@ -199,8 +248,8 @@ fn check_signer_info(
         .map(Vec::as_slice)
         .next()
         .ok_or_else(|| {
-            Failure::new(
-                RefreshStatus::UntrustedSigner,
+            VerifyError::new(
+                VerifyFailure::UntrustedSigner,
                 "the signer's certificate is neither in the bundle nor pinned".into(),
             )
         })?;
@@ -212,8 +261,8 @@ fn check_signer_info(
         None
     } else {
         Some(trusted_path(&signer, &fingerprint, signed, pins).ok_or_else(|| {
-            Failure::new(
-                RefreshStatus::UntrustedSigner,
+            VerifyError::new(
+                VerifyFailure::UntrustedSigner,
                 format!("signed by {subject} (SHA-256 {fingerprint}), which is not a pinned signer and does not chain to a pinned CA"),
             )
         })?)
@@ -289,15 +338,15 @@ fn issued(cert: &X509Certificate<'_>, issuer: &X509Certificate<'_>) -> bool {
         && x509::verify_signed_by(cert, issuer.public_key()).is_ok()
 }
 
-fn check_validity(cert: &X509Certificate<'_>, now: OffsetDateTime) -> Result<(), Failure> {
+fn check_validity(cert: &X509Certificate<'_>, now: OffsetDateTime) -> Result<(), VerifyError> {
     let validity = cert.validity();
     let (from, to) = (
         validity.not_before.to_datetime(),
         validity.not_after.to_datetime(),
     );
     if now < from || now > to {
-        return Err(Failure::new(
-            RefreshStatus::SignerExpired,
+        return Err(VerifyError::new(
+            VerifyFailure::SignerExpired,
             format!(
                 "the signing certificate {} is valid from {from} to {to}, not now",
                 x509::rfc4514(cert.subject().as_raw())
@@ -307,27 +356,27 @@ fn check_validity(cert: &X509Certificate<'_>, now: OffsetDateTime) -> Result<(),
     Ok(())
 }
 
-fn check_key_usage(signer: &X509Certificate<'_>) -> Result<(), Failure> {
+fn check_key_usage(signer: &X509Certificate<'_>) -> Result<(), VerifyError> {
     match signer.key_usage() {
         Ok(Some(ku)) if !ku.value.digital_signature() && !ku.value.non_repudiation() => {
-            Err(Failure::new(
-                RefreshStatus::UntrustedSigner,
+            Err(VerifyError::new(
+                VerifyFailure::UntrustedSigner,
                 format!(
                     "the signer {} lacks the digitalSignature key usage",
                     x509::rfc4514(signer.subject().as_raw())
                 ),
             ))
         }
-        Err(_) => Err(Failure::new(
-            RefreshStatus::UntrustedSigner,
+        Err(_) => Err(VerifyError::new(
+            VerifyFailure::UntrustedSigner,
             "the signer's key usage extension cannot be read".into(),
         )),
         _ => Ok(()),
     }
 }
 
-fn bad(reason: &str) -> Failure {
-    Failure::new(RefreshStatus::BadSignature, reason.to_string())
+fn bad(reason: &str) -> VerifyError {
+    VerifyError::new(VerifyFailure::BadSignature, reason.to_string())
 }
 
 /// Checks the signature; returns the signed `signingTime`, if any.
@@ -335,7 +384,7 @@ fn check_signature(
     info: &SignerInfo<'_>,
     signer: &X509Certificate<'_>,
     signed: &SignedLayer,
-) -> Result<Option<OffsetDateTime>, Failure> {
+) -> Result<Option<OffsetDateTime>, VerifyError> {
     use aws_lc_rs::digest;
     let algorithm = match info.digest {
         d if d == SHA1 => &digest::SHA1_FOR_LEGACY_USE_ONLY,
@@ -352,7 +401,7 @@ fn check_signature(
             // RFC 5652 §5.4: the signature covers the attributes with the SET OF tag.
             let mut m = attrs.to_vec();
             if let Some(first) = m.first_mut() {
-                *first = 0x31;
+                *first = SET;
             }
             m
         }
@@ -376,7 +425,7 @@ fn check_signature(
 fn verification_algorithm(
     info: &SignerInfo<'_>,
     signer: &X509Certificate<'_>,
-) -> Result<&'static dyn aws_lc_rs::signature::VerificationAlgorithm, Failure> {
+) -> Result<&'static dyn aws_lc_rs::signature::VerificationAlgorithm, VerifyError> {
     use aws_lc_rs::signature as sig;
     let digest_name = match info.digest {
         d if d == SHA1 => "sha1",
@@ -423,11 +472,11 @@ fn verification_algorithm(
 }
 
 /// A DER UTCTime or GeneralizedTime.
-fn read_time(tlv: &[u8]) -> Result<OffsetDateTime, Failure> {
+fn read_time(tlv: &[u8]) -> Result<OffsetDateTime, VerifyError> {
     use der::asn1::{GeneralizedTime, UtcTime};
     let since_epoch = match tlv.first() {
-        Some(0x17) => UtcTime::from_der(tlv).map(|t| t.to_unix_duration()),
-        Some(0x18) => GeneralizedTime::from_der(tlv).map(|t| t.to_unix_duration()),
+        Some(&UTC_TIME) => UtcTime::from_der(tlv).map(|t| t.to_unix_duration()),
+        Some(&GENERALIZED_TIME) => GeneralizedTime::from_der(tlv).map(|t| t.to_unix_duration()),
         _ => return Err(invalid("the signingTime attribute is not a time")),
     }
     .map_err(|e| invalid(&format!("the signingTime attribute cannot be read: {e}")))?;
@@ -443,27 +492,27 @@ fn check_attributes(
     attrs: &[u8],
     digest: &[u8],
     content_type: &[u8],
-) -> Result<Option<OffsetDateTime>, Failure> {
+) -> Result<Option<OffsetDateTime>, VerifyError> {
     let mut outer = SliceReader::new(attrs).map_err(malformed)?;
-    let set = contents(&mut outer, 0xa0, "signedAttrs")?;
+    let set = contents(&mut outer, CONTEXT_0, "signedAttrs")?;
     let mut r = SliceReader::new(set).map_err(malformed)?;
     let (mut saw_digest, mut saw_type) = (false, false);
     let mut signing_time = None;
     while !r.is_finished() {
-        let attr = contents(&mut r, 0x30, "Attribute")?;
+        let attr = contents(&mut r, SEQUENCE, "Attribute")?;
         let mut a = SliceReader::new(attr).map_err(malformed)?;
-        let kind = oid(contents(&mut a, 0x06, "attrType")?)?;
-        let values = contents(&mut a, 0x31, "attrValues")?;
+        let kind = oid(contents(&mut a, OID, "attrType")?)?;
+        let values = contents(&mut a, SET, "attrValues")?;
         let mut v = SliceReader::new(values).map_err(malformed)?;
         if kind == MESSAGE_DIGEST_ATTR {
-            if contents(&mut v, 0x04, "messageDigest")? != digest {
+            if contents(&mut v, OCTET_STRING, "messageDigest")? != digest {
                 return Err(bad(
                     "the message digest does not match the content (the content was altered)",
                 ));
             }
             saw_digest = true;
         } else if kind == CONTENT_TYPE_ATTR {
-            if contents(&mut v, 0x06, "contentType")? != content_type {
+            if contents(&mut v, OID, "contentType")? != content_type {
                 return Err(bad(
                     "the signed content-type attribute does not match the content",
                 ));

@@ -1,123 +1,34 @@
-//! Trust bundles as bytes: the unsigned `.p7b` (a degenerate CMS SignedData holding the
-//! anchors), its optional metadata XML, the signed `.p7m` around it, and reading the
-//! certificates out of a `.p7b` someone else wrote. Pure functions: no I/O, no clock.
+//! Writing trust bundles: the unsigned `.p7b` (a degenerate CMS SignedData holding the
+//! anchors), its optional metadata XML, and the signed `.p7m` around it. Pure functions: no
+//! I/O, no clock.
 //!
-//! Everything we write is assembled TLV by TLV (spec §5, design/crates.md "cms: build bundles
+//! Everything is assembled TLV by TLV (spec §5, design/crates.md "cms: build bundles
 //! yourself"): the `cms` crate's SET OF handling re-encodes certificates on every comparison and
 //! its order is not X.690's, so a 1,000-anchor bundle took over a minute and was not strict DER.
 //! Here a SET OF is sorted by the plain bytes of its DER elements, which is exactly the X.690
 //! §11.6 order (complete TLVs are never prefixes of one another), and byte-equal elements are
 //! written once. The same membership therefore always gives the same bytes.
-//!
-//! Reading uses `cms`/`der` 0.8 for the outer ContentInfo and `x509-cert` for each certificate,
-//! and returns every certificate exactly as it was encoded in the input.
 
-use crate::der_tags::{
-    CONTEXT_0, GENERALIZED_TIME, INTEGER, NULL, OCTET_STRING, OID, SEQUENCE, SET, UTC_TIME,
-};
 use const_oid::db::rfc5911::{
     ID_CONTENT_TYPE, ID_DATA, ID_MESSAGE_DIGEST, ID_SIGNED_DATA, ID_SIGNING_TIME,
 };
 use const_oid::db::rfc5912::{ECDSA_WITH_SHA_256, ID_SHA_256, SHA_256_WITH_RSA_ENCRYPTION};
 use const_oid::ObjectIdentifier;
-use der::{Decode, ErrorKind, Header, Reader, SliceReader, Tag, Tagged};
+use der::Decode;
 use rcgen::SigningKey;
 use time::format_description::well_known::Rfc3339;
 use time::{OffsetDateTime, UtcOffset};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-/// The most certificates [`certificates_in`] accepts from one input.
-pub const MAX_CERTIFICATES: usize = 100_000;
-
-/// Why a bundle could not be read or written. `code()` is stable, like [`crate::Error::code`].
-#[derive(Debug, thiserror::Error)]
-pub enum BundleError {
-    #[error("not a well-formed DER PKCS#7/CMS bundle: {0}")]
-    Malformed(String),
-    #[error(
-        "the bundle uses BER indefinite-length encoding (as the Java reference bundler and \
-         `openssl cms -stream` write it), which is not supported yet"
-    )]
-    IndefiniteLength,
-    #[error("the CMS content type is {0}, not signedData")]
-    NotSignedData(String),
-    #[error("PEM input: {0}")]
-    Pem(String),
-    #[error("the bundle holds more than {limit} certificates")]
-    TooManyCertificates { limit: usize },
-    #[error("the signer certificate cannot be used: {0}")]
-    SignerCertificate(String),
-    #[error("the signing key does not belong to the signer certificate")]
-    SignerKeyMismatch,
-    #[error("unsupported signing key ({0}); RSA with SHA-256 or ECDSA P-256 is required")]
-    UnsupportedKey(String),
-    #[error("signing failed: {0}")]
-    Signing(String),
-    #[error("the signing time {0} cannot be encoded")]
-    SigningTime(String),
-    #[error("invalid bundle metadata: {0}")]
-    Metadata(String),
-}
-
-impl BundleError {
-    /// A stable machine-readable code.
-    pub fn code(&self) -> &'static str {
-        match self {
-            BundleError::Malformed(_) => "bundle_malformed",
-            BundleError::IndefiniteLength => "bundle_ber_unsupported",
-            BundleError::NotSignedData(_) => "bundle_not_signed_data",
-            BundleError::Pem(_) => "bundle_pem_invalid",
-            BundleError::TooManyCertificates { .. } => "bundle_too_many_certificates",
-            BundleError::SignerCertificate(_) => "bundle_signer_certificate_invalid",
-            BundleError::SignerKeyMismatch => "bundle_signer_key_mismatch",
-            BundleError::UnsupportedKey(_) => "bundle_signer_key_unsupported",
-            BundleError::Signing(_) => "bundle_signing_failed",
-            BundleError::SigningTime(_) => "bundle_signing_time_invalid",
-            BundleError::Metadata(_) => "bundle_metadata_invalid",
-        }
-    }
-}
-
-impl From<BundleError> for crate::Error {
-    fn from(e: BundleError) -> Self {
-        match e {
-            BundleError::Signing(_) => crate::Error::Generation(e.to_string()),
-            _ => crate::Error::InvalidInput(e.to_string()),
-        }
-    }
-}
-
+use super::der::{
+    push_header, tlv_len, CONTEXT_0, GENERALIZED_TIME, INTEGER, NULL, OCTET_STRING, OID, SEQUENCE,
+    SET, UTC_TIME,
+};
+use super::BundleError;
 // ---------------------------------------------------------------------------------------------
-// DER writing (tags from `der_tags`; `[0]` constructed is the EXPLICIT content of ContentInfo
+// DER writing (tags and headers from `der`; `[0]` constructed is the EXPLICIT content of ContentInfo
 // and encapContentInfo, the IMPLICIT `certificates` of SignedData and `signedAttrs` of
 // SignerInfo)
-
-/// Bytes of a DER length field.
-fn length_len(len: usize) -> usize {
-    if len < 0x80 {
-        1
-    } else {
-        1 + (usize::BITS - len.leading_zeros()).div_ceil(8) as usize
-    }
-}
-
-/// Total size of a TLV whose value is `len` bytes (single-byte tags only).
-fn tlv_len(len: usize) -> usize {
-    1 + length_len(len) + len
-}
-
-fn push_header(out: &mut Vec<u8>, tag: u8, len: usize) {
-    out.push(tag);
-    if len < 0x80 {
-        out.extend_from_slice(&[len as u8]);
-    } else {
-        let bytes = len.to_be_bytes();
-        let skip = (len.leading_zeros() / 8) as usize;
-        let significant = bytes.iter().skip(skip);
-        out.push(0x80 | significant.len() as u8);
-        out.extend(significant);
-    }
-}
 
 /// One TLV whose value is the concatenation of `parts`.
 fn tlv(tag: u8, parts: &[&[u8]]) -> Vec<u8> {
@@ -491,148 +402,9 @@ fn signing_time_der(t: OffsetDateTime) -> Result<Vec<u8>, BundleError> {
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// Reading
-
-/// The certificates of a PKCS#7/CMS SignedData, as DER, in file order, duplicates kept: a
-/// `.p7b` (degenerate SignedData) or the outer SignedData of a signed bundle (whose
-/// certificates are the signer's chain; the anchors of a `.p7m` are inside its content).
-/// Accepts DER, or PEM with `PKCS7` or `CMS` blocks (the certificates of every block, in
-/// order).
-///
-/// Each certificate is returned exactly as encoded in the input, after checking that it
-/// decodes as an X.509 certificate. Certificate choices that are not X.509 certificates
-/// (attribute certificates, `other`) are skipped. More than [`MAX_CERTIFICATES`] are refused
-/// before any certificate is decoded.
-///
-/// DER only: BER with indefinite lengths (the Java reference bundler, `openssl cms -stream`)
-/// is refused with [`BundleError::IndefiniteLength`]; reading it is a later issue.
-pub fn certificates_in(bytes: &[u8]) -> Result<Vec<Vec<u8>>, BundleError> {
-    let trimmed = bytes.trim_ascii_start();
-    let infos = if trimmed.starts_with(b"-----BEGIN ") {
-        let blocks = pem::parse_many(trimmed).map_err(|e| BundleError::Pem(e.to_string()))?;
-        if blocks.is_empty() {
-            return Err(BundleError::Pem("no PEM block found".into()));
-        }
-        blocks
-            .iter()
-            .map(|block| match block.tag() {
-                "PKCS7" | "CMS" => signed_data_of(block.contents()),
-                other => Err(BundleError::Pem(format!(
-                    "a \"{other}\" block where PKCS7 was expected"
-                ))),
-            })
-            .collect::<Result<Vec<_>, _>>()?
-    } else {
-        vec![signed_data_of(bytes)?]
-    };
-    // Count everything first, then decode.
-    let mut raw: Vec<&[u8]> = Vec::new();
-    for info in &infos {
-        let limit = MAX_CERTIFICATES.saturating_sub(raw.len());
-        raw.extend(certificate_tlvs(info.content.value(), limit)?);
-    }
-    let mut out = Vec::with_capacity(raw.len());
-    for (i, cert) in raw.iter().enumerate() {
-        // CertificateChoices: a Certificate is a SEQUENCE; the alternatives are [0]..[3].
-        if cert.first() != Some(&SEQUENCE) {
-            continue;
-        }
-        x509_cert::Certificate::from_der(cert).map_err(|e| {
-            BundleError::Malformed(format!(
-                "certificate {} is not an X.509 certificate: {e}",
-                i + 1
-            ))
-        })?;
-        out.push(cert.to_vec());
-    }
-    Ok(out)
-}
-
-/// The ContentInfo of a DER SignedData.
-fn signed_data_of(der: &[u8]) -> Result<cms::content_info::ContentInfo, BundleError> {
-    let info = cms::content_info::ContentInfo::from_der(der).map_err(decode_error)?;
-    if info.content_type != ID_SIGNED_DATA {
-        return Err(BundleError::NotSignedData(info.content_type.to_string()));
-    }
-    if info.content.tag() != Tag::Sequence {
-        return Err(BundleError::Malformed(
-            "the signedData content is not a SEQUENCE".into(),
-        ));
-    }
-    Ok(info)
-}
-
-fn decode_error(e: der::Error) -> BundleError {
-    match e.kind() {
-        ErrorKind::IndefiniteLength => BundleError::IndefiniteLength,
-        _ => BundleError::Malformed(e.to_string()),
-    }
-}
-
-/// Walks SignedData's fields (RFC 5652 §5.1) and returns the complete TLV of each member of
-/// `certificates`, in order, without decoding them.
-fn certificate_tlvs(signed_data: &[u8], limit: usize) -> Result<Vec<&[u8]>, BundleError> {
-    let mut r = SliceReader::new(signed_data).map_err(decode_error)?;
-    let expect = |r: &mut SliceReader<'_>, tag: Tag, what: &str| -> Result<(), BundleError> {
-        match Tag::peek(r) {
-            Ok(t) if t == tag => r.tlv_bytes().map(|_| ()).map_err(decode_error),
-            Ok(t) => Err(BundleError::Malformed(format!(
-                "SignedData {what}: expected {tag}, found {t}"
-            ))),
-            Err(e) => Err(decode_error(e)),
-        }
-    };
-    expect(&mut r, Tag::Integer, "version")?;
-    expect(&mut r, Tag::Set, "digestAlgorithms")?;
-    expect(&mut r, Tag::Sequence, "encapContentInfo")?;
-    let mut certs = Vec::new();
-    if r.peek_byte() == Some(CONTEXT_0) {
-        let header = Header::decode(&mut r).map_err(decode_error)?;
-        let body = r.read_slice(header.length()).map_err(decode_error)?;
-        let mut set = SliceReader::new(body).map_err(decode_error)?;
-        while !set.is_finished() {
-            if certs.len() == limit {
-                return Err(BundleError::TooManyCertificates {
-                    limit: MAX_CERTIFICATES,
-                });
-            }
-            certs.push(set.tlv_bytes().map_err(decode_error)?);
-        }
-    }
-    if r.peek_byte() == Some(0xa1) {
-        r.tlv_bytes().map_err(decode_error)?; // crls
-    }
-    expect(&mut r, Tag::Set, "signerInfos")?;
-    if !r.is_finished() {
-        return Err(BundleError::Malformed(
-            "unexpected data after SignedData signerInfos".into(),
-        ));
-    }
-    Ok(certs)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn lengths_are_minimal() {
-        for (len, want) in [
-            (0usize, vec![0x30, 0x00]),
-            (0x7f, vec![0x30, 0x7f]),
-            (0x80, vec![0x30, 0x81, 0x80]),
-            (0xff, vec![0x30, 0x81, 0xff]),
-            (0x100, vec![0x30, 0x82, 0x01, 0x00]),
-            (0x01_0000, vec![0x30, 0x83, 0x01, 0x00, 0x00]),
-            (0x0100_0000, vec![0x30, 0x84, 0x01, 0x00, 0x00, 0x00]),
-        ] {
-            let mut out = Vec::new();
-            push_header(&mut out, SEQUENCE, len);
-            assert_eq!(out, want, "{len:#x}");
-            assert_eq!(tlv_len(len), want.len() + len);
-        }
-    }
 
     #[test]
     fn empty_bundle_is_the_fixed_wrapper() {
