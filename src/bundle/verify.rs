@@ -11,7 +11,6 @@
 
 use const_oid::ObjectIdentifier;
 use der::{Decode, Reader, SliceReader};
-use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
@@ -20,6 +19,7 @@ use super::der::{
     UTC_TIME,
 };
 use super::read::{contents, malformed, ParsedBundle, ReadError, SignedLayer};
+pub use crate::model::external::Verification;
 use crate::model::Fingerprint;
 use crate::x509;
 
@@ -95,28 +95,6 @@ impl Pins {
     pub fn is_empty(&self) -> bool {
         self.certificates.is_empty() && self.fingerprints.is_empty()
     }
-}
-
-/// What verification established, recorded with the copy and shown to operators.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct Verification {
-    /// Signed by a pinned signer (or one chaining to a pinned CA).
-    pub verified: bool,
-    pub signed: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub signer: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub signer_fingerprint: Option<String>,
-    /// The CMS `signingTime` signed attribute of the signature that verified, when present:
-    /// a later copy signed earlier than this is refused as a `rollback`.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        with = "time::serde::rfc3339::option"
-    )]
-    #[schema(value_type = Option<String>, format = DateTime)]
-    pub signing_time: Option<OffsetDateTime>,
-    pub note: String,
 }
 
 /// Checks the signature of a signed bundle when nobody pins its signer (a member's upload):

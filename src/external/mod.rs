@@ -10,47 +10,9 @@
 pub mod fetch;
 pub mod source;
 
-use serde::{Deserialize, Serialize};
-
 use crate::bundle::verify::{VerifyError, VerifyFailure};
 use crate::bundle::ReadError;
-
-/// How a refresh attempt ended. The names are a public interface (CLI, API, metrics).
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    Serialize,
-    Deserialize,
-    utoipa::ToSchema,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum RefreshStatus {
-    Ok,
-    NotModified,
-    DnsError,
-    ConnectError,
-    TlsError,
-    Timeout,
-    HttpStatus,
-    TooLarge,
-    InvalidFormat,
-    UnsignedButPinned,
-    BadSignature,
-    UntrustedSigner,
-    SignerExpired,
-    Empty,
-    AllRejected,
-    /// Verified, but signed earlier (CMS `signingTime`) than the copy accepted last, or
-    /// without a signing time when that copy had one: a replayed old bundle. Refused unless
-    /// the operator accepts it with `refresh run NAME --accept-older`.
-    Rollback,
-}
+pub use crate::model::external::RefreshStatus;
 
 impl RefreshStatus {
     pub const ALL: [RefreshStatus; 16] = [

@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod ca;
 pub mod denial;
+pub mod external;
 pub mod issuance;
 pub mod organisations;
 

@@ -11,9 +11,9 @@ use time::OffsetDateTime;
 
 use super::{abort, append_audit, decode, encode, tx_error, BundleVersion, Store};
 use crate::audit::AuditDraft;
-use crate::bundle::verify::Verification;
 use crate::error::{Error, Result};
-use crate::external::RefreshStatus;
+use crate::model::external::RefreshStatus;
+use crate::model::external::Verification;
 
 /// Why admission refused (or, report-only, would refuse) an anchor.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
