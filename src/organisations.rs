@@ -7,7 +7,7 @@
 //! `authority` asks these functions.
 
 use crate::error::{Error, Result};
-pub use crate::model::organisations::{HolderBinding, OrganisationRecord};
+pub use crate::model::organisations::{slug, HolderBinding, OrganisationRecord};
 use crate::model::{HealthDomain, Holder};
 
 impl OrganisationRecord {
@@ -157,24 +157,6 @@ pub fn check_id(id: &str) -> Result<()> {
             id.chars().take(64).collect::<String>()
         )))
     }
-}
-
-/// An id made from a display name (for the migration of stores that only had names).
-pub fn slug(name: &str) -> String {
-    let mut out = String::new();
-    for c in name.trim().chars() {
-        if c.is_ascii_alphanumeric() {
-            out.push(c.to_ascii_lowercase());
-        } else if !out.ends_with('-') && !out.is_empty() {
-            out.push('-');
-        }
-    }
-    let mut out: String = out.trim_end_matches('-').chars().take(56).collect();
-    out = out.trim_end_matches('-').to_string();
-    if out.len() < 2 {
-        out = format!("org-{out}");
-    }
-    out
 }
 
 /// Normalises and checks what an organisation may hold: each entry parses, names a managed

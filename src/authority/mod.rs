@@ -216,7 +216,10 @@ impl Authority {
         };
         // Before the migration, so that its audit entries are keyed too.
         authority.load_audit_key()?;
-        if let Some(report) = authority.store()?.migrate(authority.clock.now())? {
+        if let Some(report) = authority
+            .store()?
+            .migrate(authority.clock.now(), |der| x509::spki_sha256(der).ok())?
+        {
             tracing::warn!(
                 organisations = report.organisations,
                 holders = report.holders,

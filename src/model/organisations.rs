@@ -44,3 +44,21 @@ pub struct HolderBinding {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conflicting_names: Vec<String>,
 }
+
+/// An id made from a display name (for the migration of stores that only had names).
+pub fn slug(name: &str) -> String {
+    let mut out = String::new();
+    for c in name.trim().chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.ends_with('-') && !out.is_empty() {
+            out.push('-');
+        }
+    }
+    let mut out: String = out.trim_end_matches('-').chars().take(56).collect();
+    out = out.trim_end_matches('-').to_string();
+    if out.len() < 2 {
+        out = format!("org-{out}");
+    }
+    out
+}

@@ -15,8 +15,8 @@ use super::{encode, Store, TokenRecord, RECORD_VERSION};
 use crate::audit::AuditDraft;
 use crate::error::Result;
 use crate::model::accounts::{Scope, UserRecord};
+use crate::model::organisations::{self, HolderBinding, OrganisationRecord};
 use crate::model::Holder;
-use crate::organisations::{self, HolderBinding, OrganisationRecord};
 
 /// The schema this build writes.
 pub const SCHEMA: u64 = 2;
@@ -44,7 +44,13 @@ impl Store {
     }
 
     /// Brings the store to `SCHEMA`; returns what was done when anything was.
-    pub fn migrate(&self, now: OffsetDateTime) -> Result<Option<MigrationReport>> {
+    /// `spki_sha256` reads a certificate's SubjectPublicKeyInfo hash (for the key index); the
+    /// store parses no certificates itself.
+    pub fn migrate(
+        &self,
+        now: OffsetDateTime,
+        spki_sha256: impl Fn(&[u8]) -> Option<Vec<u8>>,
+    ) -> Result<Option<MigrationReport>> {
         let from = self.schema()?;
         if from >= SCHEMA {
             return Ok(None);
@@ -55,7 +61,7 @@ impl Store {
             self.flush()?;
             return Ok(None);
         }
-        let report = self.migrate_to_2(from, now)?;
+        let report = self.migrate_to_2(from, now, &spki_sha256)?;
         self.audit(
             now,
             AuditDraft::new(
@@ -70,7 +76,12 @@ impl Store {
         Ok(Some(report))
     }
 
-    fn migrate_to_2(&self, from: u64, now: OffsetDateTime) -> Result<MigrationReport> {
+    fn migrate_to_2(
+        &self,
+        from: u64,
+        now: OffsetDateTime,
+        spki_sha256: &dyn Fn(&[u8]) -> Option<Vec<u8>>,
+    ) -> Result<MigrationReport> {
         let mut report = MigrationReport {
             from,
             to: SCHEMA,
@@ -96,7 +107,7 @@ impl Store {
                 .unwrap_or(NO_NAME)
                 .to_string();
             let key = record.holder.to_string();
-            if let Ok(hash) = crate::x509::spki_sha256(&record.der) {
+            if let Some(hash) = spki_sha256(&record.der) {
                 keys.push((hash, key.clone(), record.issued_at));
             }
             let seen = holders.entry(key).or_insert_with(|| Seen {
