@@ -146,6 +146,15 @@ cargo fmt --all -- --check
 section "cargo clippy"
 cargo clippy --all-targets -- -D warnings
 
+section "cargo deny (bans, duplicate versions: ops/deny.toml)"
+# Advisories need the RustSec database, which cannot be fetched offline: bans only.
+CARGO_DENY_VERSION=0.20.2
+if ! cargo deny --version 2>/dev/null | grep -q "$CARGO_DENY_VERSION"; then
+  echo "installing cargo-deny $CARGO_DENY_VERSION (once per machine)"
+  cargo install --locked --quiet cargo-deny --version "$CARGO_DENY_VERSION"
+fi
+cargo deny --config ops/deny.toml --offline check bans
+
 section "cargo test"
 cargo test --all-targets "$@"
 

@@ -5,8 +5,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::model::denial::Denial;
 
-/// Every failure the library reports.
+/// Every failure the library reports. Non-exhaustive: new failures get new variants (and
+/// codes) without breaking callers that match on the ones they handle.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     #[error("request refused: {0}")]
     Denied(Denial),
@@ -57,6 +59,9 @@ pub enum Error {
     Generation(String),
     #[error("store error: {0}")]
     Store(String),
+    /// A failure of the storage engine itself, kept as the source.
+    #[error("store error: {0}")]
+    StoreEngine(#[source] sled::Error),
     #[error("the store cannot be written now ({0}); writes resume by themselves once the data directory's file system has room again")]
     StoreUnwritable(String),
     #[error("the data directory {0} is in use by another anchorage process (is `serve` running?)")]
@@ -115,7 +120,7 @@ impl Error {
             Error::RateLimited { .. } => "rate_limited",
             Error::IdempotencyKeyReused(_) => "idempotency_key_reused",
             Error::Generation(_) => "generation_failed",
-            Error::Store(_) => "store_error",
+            Error::Store(_) | Error::StoreEngine(_) => "store_error",
             Error::StoreUnwritable(_) => "store_unwritable",
             Error::Locked(_) => "data_dir_locked",
             Error::AuditIntegrity(_) => "audit_integrity",
@@ -161,7 +166,7 @@ impl From<sled::Error> for Error {
                 path: "the store (data directory store/)".into(),
                 detail: e.to_string(),
             },
-            other => Error::Store(other.to_string()),
+            other => Error::StoreEngine(other),
         }
     }
 }

@@ -60,7 +60,7 @@ async fn health(State(state): State<AppState>) -> Response {
         Ok(Err(e)) => {
             tracing::error!(error = %e, code = e.code(), "health check failed");
             let problem = match &e {
-                Error::Store(_) | Error::Io { .. } => json!({
+                Error::Store(_) | Error::StoreEngine(_) | Error::Io { .. } => json!({
                     "code": "store_unreadable",
                     "subject": "store",
                     "message": "the store could not be read; the cause is in the service log",
