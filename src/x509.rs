@@ -9,7 +9,7 @@ use x509_parser::prelude::*;
 use x509_parser::public_key::PublicKey;
 
 use crate::model::Fingerprint;
-use crate::policy::profile::KeyKind;
+use crate::model::KeyKind;
 
 mod name;
 

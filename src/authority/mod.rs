@@ -23,7 +23,7 @@ use crate::model::{CertUsage, Fingerprint, RevocationReason, Serial};
 use crate::pkcs12;
 use crate::policy::issuance::{self, Approved, IssueRequest, PlannedKey};
 use crate::policy::profile::Profiles;
-use crate::store::{CertRecord, CrlRecord, Revocation, Store, StoreHandle, RECORD_VERSION};
+use crate::store::{CertRecord, CrlRecord, Store, StoreHandle, RECORD_VERSION};
 use crate::x509;
 
 mod accounts;
@@ -36,7 +36,13 @@ mod health;
 mod lifecycle;
 mod organisations;
 mod publish;
+pub mod views;
 
+/// The records use cases answer with (front ends name them from here, never from `store`).
+pub use crate::store::{
+    AnchorEvent, AnchorRecord, AnchorState, BundleVersion, Healing, Revocation, Snapshot,
+    TokenRecord,
+};
 pub use accounts::{audit_page, token_principal, NewUser, SignedIn};
 pub use audit::{checkpoint_destinations, send_checkpoint, write_checkpoint};
 pub use backup::{restore, RestoreReport};

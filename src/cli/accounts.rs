@@ -10,10 +10,10 @@ use zeroize::Zeroizing;
 use super::bundles::{call, target, Target};
 use super::{cli_actor, emit, Output};
 use crate::accounts::{Role, Scope};
+use crate::authority::views::{TokenJson, UserJson};
 use crate::authority::{Authority, NewUser};
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::http::accounts::{TokenJson, UserJson};
 
 /// Environment variable a password can be given in (for scripts).
 pub const USER_PASSWORD_ENV: &str = "ANCHORAGE_USER_PASSWORD";

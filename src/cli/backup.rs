@@ -19,7 +19,7 @@ pub(super) fn backup(config: Config, out_path: &Path, out: Output) -> Result<()>
         Target::Server { url, token } => (fetch(&url, &token)?, "server"),
     };
     // Check what is about to be kept, also what the server sent.
-    let snapshot = crate::store::Snapshot::decode(out_path, &bytes)?;
+    let snapshot = crate::authority::Snapshot::decode(out_path, &bytes)?;
     write_file(out_path, &bytes, true)?;
     emit(
         out,

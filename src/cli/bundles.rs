@@ -9,11 +9,11 @@ use clap::Subcommand;
 use serde_json::{json, Value};
 
 use super::{cli_actor, emit, Output};
+use crate::authority::views::{AnchorJson, Published};
 use crate::authority::{Authority, Submission};
 use crate::clock::SystemClock;
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::http::anchors::{AnchorJson, Published};
 
 /// Where `serve` says how to reach it.
 pub const SERVE_FILE: &str = "serve.json";

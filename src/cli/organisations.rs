@@ -8,10 +8,10 @@ use serde_json::{json, Value};
 use super::bundles::{call, target, Target};
 use super::{cli_actor, emit, Output};
 use crate::accounts::Principal;
+use crate::authority::views::OrganisationJson;
 use crate::authority::{Authority, OrganisationChange};
 use crate::config::Config;
 use crate::error::Result;
-use crate::http::organisations::OrganisationJson;
 
 #[derive(Debug, Subcommand)]
 pub enum OrgCommand {

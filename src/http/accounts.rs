@@ -10,11 +10,11 @@ use serde::{Deserialize, Serialize};
 
 use super::blocking;
 use super::{Admins, Allowed, ApiError, ApiJson, ApiPath, ApiQuery, AppState, Caller, ErrorBody};
-use crate::accounts::{Role, Scope, UserRecord};
+use crate::accounts::{Role, Scope};
 use crate::audit::AuditEntry;
+pub use crate::authority::views::{TokenJson, UserJson};
 use crate::authority::NewUser;
 use crate::error::Error;
-use crate::store::TokenRecord;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -27,33 +27,6 @@ pub fn routes() -> Router<AppState> {
         .route("/tokens/{id}/revoke", post(revoke_token))
         .route("/audit", get(audit))
         .route("/backup", get(backup))
-}
-
-/// A user as the API shows it: never the password hash.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct UserJson {
-    pub username: String,
-    /// Display name.
-    pub name: String,
-    pub role: Role,
-    pub scope: Scope,
-    /// When the account was created.
-    #[schema(format = DateTime)]
-    pub created_at: String,
-    pub disabled: bool,
-}
-
-impl From<&UserRecord> for UserJson {
-    fn from(u: &UserRecord) -> Self {
-        UserJson {
-            username: u.username.clone(),
-            name: u.display_name.clone(),
-            role: u.role,
-            scope: u.scope.clone(),
-            created_at: crate::model::rfc3339(u.created_at),
-            disabled: u.disabled_at.is_some(),
-        }
-    }
 }
 
 /// Every user, by username.
@@ -338,53 +311,6 @@ pub async fn set_password(
         axum::http::HeaderValue::from_static("no-store"),
     );
     Ok(r)
-}
-
-/// A token as the API shows it: never the secret or its hash.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct TokenJson {
-    pub id: String,
-    #[schema(value_type = Role)]
-    pub role: String,
-    pub label: String,
-    pub scope: Scope,
-    /// The user who created the token, when created by a signed-in user.
-    pub owner: Option<String>,
-    #[schema(format = DateTime)]
-    pub created_at: String,
-    #[schema(format = DateTime)]
-    pub expires_at: Option<String>,
-    #[schema(format = DateTime)]
-    pub revoked_at: Option<String>,
-    /// `live`, `expired` or `revoked` when listed.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub state: Option<&'static str>,
-}
-
-impl TokenJson {
-    pub fn with_state(t: &TokenRecord, now: time::OffsetDateTime) -> TokenJson {
-        let state = t.state(now);
-        TokenJson {
-            state: Some(state),
-            ..TokenJson::from(t)
-        }
-    }
-}
-
-impl From<&TokenRecord> for TokenJson {
-    fn from(t: &TokenRecord) -> Self {
-        TokenJson {
-            id: t.id.clone(),
-            role: t.role.clone(),
-            label: t.label.clone(),
-            scope: t.scope.clone(),
-            owner: t.owner.clone(),
-            created_at: crate::model::rfc3339(t.created_at),
-            expires_at: t.expires_at.map(crate::model::rfc3339),
-            revoked_at: t.revoked_at.map(crate::model::rfc3339),
-            state: None,
-        }
-    }
 }
 
 /// Every API token (never the secrets).

@@ -14,9 +14,10 @@ use super::{
     blocking, Admins, Allowed, ApiError, ApiJson, ApiPath, ApiQuery, AppState, Caller, ErrorBody,
     Submitters,
 };
+pub use crate::authority::views::{AnchorJson, Published};
+use crate::authority::{AnchorRecord, BundleVersion};
 use crate::authority::{BundleSummary, Submission};
 use crate::error::Error;
-use crate::store::{AnchorRecord, AnchorState, BundleVersion};
 
 /// Body limit of an anchor submission: the files travel base64-encoded, and the admission
 /// policy accepts files up to 1 MiB by default, so the general API limit (64 KiB) would refuse
@@ -71,71 +72,6 @@ pub struct SubmitBody {
     pub rollover: bool,
 }
 
-/// The public view of an anchor record (no sample bodies, no raw subject).
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct AnchorJson {
-    pub id: u64,
-    pub bundle: String,
-    #[schema(value_type = AnchorState)]
-    pub state: &'static str,
-    /// SHA-256 of the anchor certificate, hex.
-    pub fingerprint: String,
-    /// The subject as an RFC 4514 string (last RDN first, special characters escaped).
-    pub subject: String,
-    /// RFC 3339.
-    #[schema(format = DateTime)]
-    pub not_after: String,
-    pub key: String,
-    pub organization: String,
-    pub contact: String,
-    /// How many sample certificates came with the anchor.
-    pub samples: usize,
-    /// The anchor (in a test bundle) this one was promoted from.
-    pub promoted_from: Option<u64>,
-    /// A declared key rollover: the anchors of the same bundle, with the same subject and
-    /// another key, that this one would replace. Empty for an ordinary anchor.
-    pub rollover_of: Vec<u64>,
-    /// What a reviewer must weigh before approving, such as a key rollover naming the anchors
-    /// it would replace.
-    pub warnings: Vec<String>,
-    pub history: Vec<crate::store::AnchorEvent>,
-}
-
-impl From<&AnchorRecord> for AnchorJson {
-    fn from(a: &AnchorRecord) -> Self {
-        AnchorJson {
-            id: a.id,
-            bundle: a.bundle.clone(),
-            state: a.state.as_str(),
-            fingerprint: a.fingerprint.0.clone(),
-            subject: a.subject.clone(),
-            not_after: a
-                .not_after
-                .format(&time::format_description::well_known::Rfc3339)
-                .unwrap_or_default(),
-            key: a.key.clone(),
-            organization: a.organization.clone(),
-            contact: a.contact.clone(),
-            samples: a.samples.len(),
-            promoted_from: a.promoted_from,
-            rollover_of: a.rollover_of.clone(),
-            warnings: a.rollover_warning().into_iter().collect(),
-            history: a.history.clone(),
-        }
-    }
-}
-
-/// A bundle version a change published.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Published {
-    pub bundle: String,
-    pub version: u64,
-    /// SHA-256 of the published bundle file, hex.
-    pub sha256: String,
-    /// How many anchors the version holds.
-    pub anchors: usize,
-}
-
 /// The anchors one submission created (a .p7b may hold several).
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Submitted {
@@ -162,17 +98,6 @@ pub struct Built {
     pub version: Option<u64>,
     /// SHA-256 of the current version's file, hex.
     pub sha256: Option<String>,
-}
-
-impl From<&BundleVersion> for Published {
-    fn from(v: &BundleVersion) -> Self {
-        Published {
-            bundle: v.bundle.clone(),
-            version: v.version,
-            sha256: v.sha256.clone(),
-            anchors: v.anchors.len(),
-        }
-    }
 }
 
 /// Who submitted an anchor (the first event of its history).

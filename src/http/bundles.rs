@@ -17,8 +17,8 @@ use serde_json::json;
 
 use super::{ApiError, ApiPath, AppState};
 use crate::authority::Authority;
+use crate::authority::BundleVersion;
 use crate::error::{Error, Result};
-use crate::store::BundleVersion;
 
 const P7_TYPE: &str = "application/pkcs7-mime";
 /// Current versions change; clients should revalidate within the hour (STAs poll daily).

@@ -583,7 +583,7 @@ pub struct RevokeBody {
     params(("serial" = String, Path, description = "Serial number, hex (colons and 0x allowed)")),
     request_body = RevokeBody,
     responses(
-        (status = 200, description = "The revocation", body = crate::store::Revocation),
+        (status = 200, description = "The revocation", body = crate::authority::Revocation),
         (status = 400, description = "Not a serial number, or an unknown reason", body = ErrorBody),
         (status = 401, description = "No valid bearer token", body = ErrorBody),
         (status = 403, description = "Role may not revoke", body = ErrorBody),
@@ -596,7 +596,7 @@ async fn revoke(
     caller: Allowed<Issuers>,
     ApiPath(serial): ApiPath<String>,
     ApiJson(body): ApiJson<RevokeBody>,
-) -> Result<Json<crate::store::Revocation>, ApiError> {
+) -> Result<Json<crate::authority::Revocation>, ApiError> {
     let reason =
         RevocationReason::parse(&body.reason).map_err(|e| ApiError(Error::InvalidInput(e)))?;
     let serial = serial_of(&serial)?;

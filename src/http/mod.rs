@@ -190,7 +190,7 @@ pub fn spawn_store_healer(state: &AppState) -> tokio::task::JoinHandle<()> {
             tick.tick().await;
             let a = authority.clone();
             match tokio::task::spawn_blocking(move || a.heal_store()).await {
-                Ok(crate::store::Healing::Healed) => {
+                Ok(crate::authority::Healing::Healed) => {
                     // Publication that failed meanwhile is redone now.
                     authority.queue_zone_publication().notify_one();
                 }

@@ -8,13 +8,14 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::{
     blocking, Admins, Allowed, ApiError, ApiJson, ApiPath, ApiQuery, AppState, Caller, ErrorBody,
 };
+pub use crate::authority::views::OrganisationJson;
 use crate::authority::{OrganisationChange, UnresolvedHolder};
-use crate::organisations::{HolderBinding, OrganisationRecord};
+use crate::organisations::HolderBinding;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -26,32 +27,6 @@ pub fn routes() -> Router<AppState> {
         .route("/holders/unresolved", get(unresolved))
         .route("/holders/{holder}", get(holder))
         .route("/holders/{holder}/transfer", post(transfer))
-}
-
-/// An organisation as the API shows it.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct OrganisationJson {
-    pub id: String,
-    pub name: String,
-    pub contacts: Vec<String>,
-    /// `domain` (the whole domain) or `*@domain`, `prefix*@domain`, `local@domain`.
-    pub domains: Vec<String>,
-    #[schema(format = DateTime)]
-    pub created_at: String,
-    pub disabled: bool,
-}
-
-impl From<&OrganisationRecord> for OrganisationJson {
-    fn from(o: &OrganisationRecord) -> Self {
-        OrganisationJson {
-            id: o.id.clone(),
-            name: o.name.clone(),
-            contacts: o.contacts.clone(),
-            domains: o.domains.clone(),
-            created_at: crate::model::rfc3339(o.created_at),
-            disabled: o.disabled_at.is_some(),
-        }
-    }
 }
 
 /// A new organisation.

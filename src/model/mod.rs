@@ -486,6 +486,15 @@ impl RevocationReason {
     }
 }
 
+/// A subscriber key algorithm a profile allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyKind {
+    Rsa,
+    P256,
+    P384,
+}
+
 /// Key algorithm of the root CA.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

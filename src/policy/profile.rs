@@ -8,6 +8,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
+pub use crate::model::KeyKind;
 use crate::model::{Binding, Usage};
 
 /// The longest end-entity validity the Direct community accepts (3 years).
@@ -23,14 +24,6 @@ pub enum ProfileBinding {
     Address,
     Domain,
     BundleSigner,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum KeyKind {
-    Rsa,
-    P256,
-    P384,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -15,12 +15,12 @@ use super::{
 };
 use crate::accounts::{Role, Scope, UserRecord};
 use crate::audit::AuditEntry;
+use crate::authority::{AnchorRecord, AnchorState, BundleVersion, TokenRecord};
 use crate::authority::{BundleSummary, CaStatus, NewUser, SourceView, Staleness};
 use crate::error::Error;
 use crate::http::anchors::serve_published;
 use crate::http::blocking;
 use crate::http::AppState;
-use crate::store::{AnchorRecord, AnchorState, BundleVersion, TokenRecord};
 
 const ADMIN: &[Role] = &[Role::Admin];
 const AUDIT_PAGE: usize = 200;

@@ -10,12 +10,12 @@ use axum::Router;
 use super::forms::read_multipart;
 use super::{render, Nav, Notice, WebError, WebPath, WebSession};
 use crate::accounts::Role;
+use crate::authority::AnchorRecord;
 use crate::authority::{BundleSummary, Submission};
 use crate::error::Error;
 use crate::http::blocking;
 use crate::http::AppState;
 use crate::policy::Reason;
-use crate::store::AnchorRecord;
 
 const MEMBERS: &[Role] = &[Role::Member, Role::Admin];
 
