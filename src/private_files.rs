@@ -78,7 +78,8 @@ fn set_mode(path: &Path, mode: u32) -> Result<()> {
     std::fs::set_permissions(path, Permissions::from_mode(mode)).map_err(|e| Error::io(path, e))
 }
 
-/// Writes `bytes` to `path` atomically (a synced temporary file renamed over it): 0600 when
+/// Writes `bytes` to `path` atomically (a synced temporary file renamed over it, the directory
+/// synced after): 0600 when
 /// `secret`, 0644 otherwise, whatever the umask.
 pub fn write_atomic(path: &Path, bytes: &[u8], secret: bool) -> Result<()> {
     use std::io::Write;
@@ -102,7 +103,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8], secret: bool) -> Result<()> {
             .open(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
-        std::fs::rename(&tmp, path)
+        std::fs::rename(&tmp, path)?;
+        // The rename itself survives a power loss only once the directory is synced.
+        std::fs::File::open(dir)?.sync_all()
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);

@@ -12,8 +12,6 @@
 //! HMAC comes from aws-lc-rs, the crate that already does every other primitive here (digest,
 //! AEAD, random, constant-time compare), rather than adding the `hmac` and `sha2` crates.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use aws_lc_rs::hmac;
@@ -141,7 +139,7 @@ pub fn create(
     };
     let bytes = serde_json::to_vec_pretty(&file)
         .map_err(|e| Error::Store(format!("encoding the audit key: {e}")))?;
-    write_atomic(path, &bytes, crate::private_files::FILE_MODE)?;
+    crate::private_files::write_atomic(path, &bytes, true)?;
     Ok(key)
 }
 
@@ -179,35 +177,6 @@ pub fn load(path: &Path, passphrase: &Passphrase) -> Result<AuditKey> {
         )));
     }
     Ok(key)
-}
-
-/// Writes `bytes` to `path` through a temporary file of `mode` and a rename, synced.
-pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        std::fs::File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.map_err(|e| Error::io(path, e))
 }
 
 #[cfg(test)]

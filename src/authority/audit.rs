@@ -183,7 +183,7 @@ pub fn write_checkpoint(path: &Path, checkpoint: &Checkpoint) -> Result<()> {
     let mut bytes = serde_json::to_vec_pretty(checkpoint)
         .map_err(|e| Error::Store(format!("encoding the checkpoint: {e}")))?;
     bytes.push(b'\n');
-    key::write_atomic(path, &bytes, 0o644)
+    crate::private_files::write_atomic(path, &bytes, false)
 }
 
 /// POSTs a checkpoint document (JSON) to `url`; anything but a 2xx answer is an error.

@@ -138,20 +138,16 @@ fn user_text(v: &Value) -> String {
     let mut t = format!(
         "user {} ({}){}",
         v.get("username")
-            .unwrap_or(&Value::Null)
-            .as_str()
+            .and_then(Value::as_str)
             .unwrap_or_default(),
-        v.get("role")
-            .unwrap_or(&Value::Null)
-            .as_str()
-            .unwrap_or_default(),
+        v.get("role").and_then(Value::as_str).unwrap_or_default(),
         if v.get("disabled") == Some(&json!(true)) {
             " [disabled]"
         } else {
             ""
         }
     );
-    if let Some(p) = v.get("password").unwrap_or(&Value::Null).as_str() {
+    if let Some(p) = v.get("password").and_then(Value::as_str) {
         t.push_str(&format!("\npassword (shown once): {p}"));
     }
     t
@@ -169,13 +165,9 @@ fn users_text(v: &Value) -> String {
                     format!(
                         "{:<24} {:<13} {}{}",
                         u.get("username")
-                            .unwrap_or(&Value::Null)
-                            .as_str()
+                            .and_then(Value::as_str)
                             .unwrap_or_default(),
-                        u.get("role")
-                            .unwrap_or(&Value::Null)
-                            .as_str()
-                            .unwrap_or_default(),
+                        u.get("role").and_then(Value::as_str).unwrap_or_default(),
                         scope_text(&scope),
                         if u.get("disabled") == Some(&json!(true)) {
                             "  [disabled]"
@@ -232,7 +224,7 @@ fn user_remote(url: &str, token: &str, cmd: UserCommand, out: Output) -> Result<
                 Some(body),
             )?;
             emit(out, v.clone(), || {
-                match v.get("password").unwrap_or(&Value::Null).as_str() {
+                match v.get("password").and_then(Value::as_str) {
                     Some(p) => format!("new password for {username} (shown once): {p}"),
                     None => format!("password of {username} changed; its sessions ended"),
                 }
@@ -386,18 +378,9 @@ pub fn token(config: Config, cmd: TokenCommand, out: Output) -> Result<()> {
 fn token_created_text(v: &Value) -> String {
     format!(
         "{}\n(token {} for role {}; shown once, stored hashed)",
-        v.get("token")
-            .unwrap_or(&Value::Null)
-            .as_str()
-            .unwrap_or_default(),
-        v.get("id")
-            .unwrap_or(&Value::Null)
-            .as_str()
-            .unwrap_or_default(),
-        v.get("role")
-            .unwrap_or(&Value::Null)
-            .as_str()
-            .unwrap_or_default()
+        v.get("token").and_then(Value::as_str).unwrap_or_default(),
+        v.get("id").and_then(Value::as_str).unwrap_or_default(),
+        v.get("role").and_then(Value::as_str).unwrap_or_default()
     )
 }
 
@@ -412,22 +395,10 @@ fn tokens_text(v: &Value) -> String {
                             .unwrap_or_default();
                     format!(
                         "{}  {:<13} {:<8} {}  {}",
-                        t.get("id")
-                            .unwrap_or(&Value::Null)
-                            .as_str()
-                            .unwrap_or_default(),
-                        t.get("role")
-                            .unwrap_or(&Value::Null)
-                            .as_str()
-                            .unwrap_or_default(),
-                        t.get("state")
-                            .unwrap_or(&Value::Null)
-                            .as_str()
-                            .unwrap_or_default(),
-                        t.get("label")
-                            .unwrap_or(&Value::Null)
-                            .as_str()
-                            .unwrap_or_default(),
+                        t.get("id").and_then(Value::as_str).unwrap_or_default(),
+                        t.get("role").and_then(Value::as_str).unwrap_or_default(),
+                        t.get("state").and_then(Value::as_str).unwrap_or_default(),
+                        t.get("label").and_then(Value::as_str).unwrap_or_default(),
                         scope_text(&scope)
                     )
                 })

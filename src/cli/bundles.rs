@@ -128,8 +128,7 @@ fn server_target(data_dir: &Path) -> Option<Target> {
     Some(Target::Server {
         url: serve
             .get("url")
-            .unwrap_or(&Value::Null)
-            .as_str()?
+            .and_then(Value::as_str)?
             .trim_end_matches('/')
             .to_string(),
         token: token.trim().to_string(),
@@ -177,14 +176,12 @@ pub(super) fn call(
 pub(crate) fn remote_error(value: &Value, fallback: fn(String) -> Error) -> Error {
     let message = value
         .get("message")
-        .unwrap_or(&Value::Null)
-        .as_str()
+        .and_then(Value::as_str)
         .unwrap_or("request failed")
         .to_string();
     match value
         .get("code")
-        .unwrap_or(&Value::Null)
-        .as_str()
+        .and_then(Value::as_str)
         .unwrap_or_default()
     {
         "request_denied" => Error::Denied(crate::policy::Denial {
@@ -376,32 +373,21 @@ fn anchor_text(v: &Value) -> String {
         format!(
             "#{:<5} {:<14} {:<10} {}  {}",
             a.get("id").unwrap_or(&Value::Null),
-            a.get("bundle")
-                .unwrap_or(&Value::Null)
-                .as_str()
-                .unwrap_or(""),
-            a.get("state")
-                .unwrap_or(&Value::Null)
-                .as_str()
-                .unwrap_or(""),
+            a.get("bundle").and_then(Value::as_str).unwrap_or(""),
+            a.get("state").and_then(Value::as_str).unwrap_or(""),
             a.get("fingerprint")
-                .unwrap_or(&Value::Null)
-                .as_str()
+                .and_then(Value::as_str)
                 .unwrap_or("")
                 .get(..16)
                 .unwrap_or(""),
-            a.get("subject")
-                .unwrap_or(&Value::Null)
-                .as_str()
-                .unwrap_or("")
+            a.get("subject").and_then(Value::as_str).unwrap_or("")
         )
     };
     let mut lines: Vec<String> = match v {
         Value::Array(list) => list.iter().map(line).collect(),
         _ if v.get("anchors").is_some() => v
             .get("anchors")
-            .unwrap_or(&Value::Null)
-            .as_array()
+            .and_then(Value::as_array)
             .map(|l| l.iter().map(line).collect())
             .unwrap_or_default(),
         _ => vec![line(v.get("anchor").unwrap_or(&Value::Null))],
@@ -409,10 +395,7 @@ fn anchor_text(v: &Value) -> String {
     if let Some(p) = v.get("published").filter(|p| !p.is_null()) {
         lines.push(format!(
             "published {} version {} ({} anchors, SHA-256 {})",
-            p.get("bundle")
-                .unwrap_or(&Value::Null)
-                .as_str()
-                .unwrap_or(""),
+            p.get("bundle").and_then(Value::as_str).unwrap_or(""),
             p.get("version").unwrap_or(&Value::Null),
             p.get("anchors").unwrap_or(&Value::Null),
             p["sha256"].as_str().unwrap_or("")
@@ -447,7 +430,7 @@ pub fn bundle(config: Config, cmd: BundleCommand, out: Output) -> Result<()> {
             .map(|b| {
                 format!(
                     "{:<16} {:<6} version {:<4} anchors {:<4} {}",
-                    b.get("name").unwrap_or(&Value::Null).as_str().unwrap_or(""),
+                    b.get("name").and_then(Value::as_str).unwrap_or(""),
                     if b.get("test").unwrap_or(&Value::Null) == true {
                         "test"
                     } else {
@@ -462,19 +445,13 @@ pub fn bundle(config: Config, cmd: BundleCommand, out: Output) -> Result<()> {
             .join("\n"),
         v if v.get("published").unwrap_or(&Value::Null) == true => format!(
             "published {} version {} (SHA-256 {})",
-            v.get("bundle")
-                .unwrap_or(&Value::Null)
-                .as_str()
-                .unwrap_or(""),
+            v.get("bundle").and_then(Value::as_str).unwrap_or(""),
             v.get("version").unwrap_or(&Value::Null),
             v["sha256"].as_str().unwrap_or("")
         ),
         v => format!(
             "{} unchanged at version {}",
-            v.get("bundle")
-                .unwrap_or(&Value::Null)
-                .as_str()
-                .unwrap_or(""),
+            v.get("bundle").and_then(Value::as_str).unwrap_or(""),
             v.get("version").unwrap_or(&Value::Null)
         ),
     })

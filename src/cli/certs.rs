@@ -28,14 +28,8 @@ pub fn cert_remote(url: &str, token: &str, cmd: CertCommand, out: Output) -> Res
             emit(out, v.clone(), || {
                 format!(
                     "revoked {} ({}); the server publishes the next CRL within seconds",
-                    v.get("serial")
-                        .unwrap_or(&Value::Null)
-                        .as_str()
-                        .unwrap_or_default(),
-                    v.get("reason")
-                        .unwrap_or(&Value::Null)
-                        .as_str()
-                        .unwrap_or_default()
+                    v.get("serial").and_then(Value::as_str).unwrap_or_default(),
+                    v.get("reason").and_then(Value::as_str).unwrap_or_default()
                 )
             })
         }
@@ -123,27 +117,24 @@ pub fn cert_remote(url: &str, token: &str, cmd: CertCommand, out: Output) -> Res
             if pem {
                 print!(
                     "{}",
-                    v.get("pem")
-                        .unwrap_or(&Value::Null)
-                        .as_str()
-                        .unwrap_or_default()
+                    v.get("pem").and_then(Value::as_str).unwrap_or_default()
                 );
                 return Ok(());
             }
             emit(out, v.clone(), || {
                 format!(
                     "serial:        {}\nholder:        {} ({}-bound)\norganisation:  {} ({})\nusage:         {}\nstatus:        {}\nvalidity:      {} .. {}\nSHA-256:       {}\n{}",
-                    v.get("serial").unwrap_or(&Value::Null).as_str().unwrap_or_default(),
-                    v.get("holder").unwrap_or(&Value::Null).as_str().unwrap_or_default(),
-                    v.get("binding").unwrap_or(&Value::Null).as_str().unwrap_or_default(),
+                    v.get("serial").and_then(Value::as_str).unwrap_or_default(),
+                    v.get("holder").and_then(Value::as_str).unwrap_or_default(),
+                    v.get("binding").and_then(Value::as_str).unwrap_or_default(),
                     v.pointer("/organisation/id").unwrap_or(&Value::Null).as_str().unwrap_or("-"),
                     v.pointer("/organisation/name").unwrap_or(&Value::Null).as_str().unwrap_or_default(),
-                    v.get("usage").unwrap_or(&Value::Null).as_str().unwrap_or_default(),
-                    v.get("status").unwrap_or(&Value::Null).as_str().unwrap_or_default(),
-                    v.get("not_before").unwrap_or(&Value::Null).as_str().unwrap_or_default(),
-                    v.get("not_after").unwrap_or(&Value::Null).as_str().unwrap_or_default(),
-                    v.get("fingerprint").unwrap_or(&Value::Null).as_str().unwrap_or_default(),
-                    v.get("pem").unwrap_or(&Value::Null).as_str().unwrap_or_default().trim_end()
+                    v.get("usage").and_then(Value::as_str).unwrap_or_default(),
+                    v.get("status").and_then(Value::as_str).unwrap_or_default(),
+                    v.get("not_before").and_then(Value::as_str).unwrap_or_default(),
+                    v.get("not_after").and_then(Value::as_str).unwrap_or_default(),
+                    v.get("fingerprint").and_then(Value::as_str).unwrap_or_default(),
+                    v.get("pem").and_then(Value::as_str).unwrap_or_default().trim_end()
                 )
             })
         }
@@ -228,8 +219,7 @@ fn issue_remote(url: &str, token: &str, args: IssueArgs, out: Output) -> Result<
     )?;
     let certs = v
         .get("certificates")
-        .unwrap_or(&Value::Null)
-        .as_array()
+        .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
     let pkcs12 = v

@@ -92,14 +92,8 @@ fn org_text(v: &Value) -> String {
     };
     format!(
         "organisation {} ({}){}\n  domains:  {}\n  contacts: {}",
-        v.get("id")
-            .unwrap_or(&Value::Null)
-            .as_str()
-            .unwrap_or_default(),
-        v.get("name")
-            .unwrap_or(&Value::Null)
-            .as_str()
-            .unwrap_or_default(),
+        v.get("id").and_then(Value::as_str).unwrap_or_default(),
+        v.get("name").and_then(Value::as_str).unwrap_or_default(),
         if v.get("disabled") == Some(&json!(true)) {
             " [disabled]"
         } else {
@@ -162,17 +156,12 @@ fn unresolved_text(v: &Value) -> String {
                 .map(|h| {
                     format!(
                         "{}  bound to {} for now; its certificates name: {}",
-                        h.get("holder")
-                            .unwrap_or(&Value::Null)
-                            .as_str()
-                            .unwrap_or_default(),
+                        h.get("holder").and_then(Value::as_str).unwrap_or_default(),
                         h.get("organisation")
-                            .unwrap_or(&Value::Null)
-                            .as_str()
+                            .and_then(Value::as_str)
                             .unwrap_or_default(),
                         h.get("names")
-                            .unwrap_or(&Value::Null)
-                            .as_array()
+                            .and_then(Value::as_array)
                             .map(|n| n
                                 .iter()
                                 .filter_map(Value::as_str)
@@ -322,13 +311,9 @@ pub fn holder(config: Config, cmd: HolderCommand, out: Output) -> Result<()> {
         let one = |b: &Value| {
             format!(
                 "{}  -> {}{}",
-                b.get("holder")
-                    .unwrap_or(&Value::Null)
-                    .as_str()
-                    .unwrap_or_default(),
+                b.get("holder").and_then(Value::as_str).unwrap_or_default(),
                 b.get("organisation")
-                    .unwrap_or(&Value::Null)
-                    .as_str()
+                    .and_then(Value::as_str)
                     .unwrap_or_default(),
                 if b.get("conflicting_names").is_some() {
                     "  [unresolved]"

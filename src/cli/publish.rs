@@ -142,8 +142,7 @@ fn running_server(data_dir: &Path) -> Option<(String, String)> {
     Some((
         serve
             .get("url")
-            .unwrap_or(&serde_json::Value::Null)
-            .as_str()?
+            .and_then(serde_json::Value::as_str)?
             .trim_end_matches('/')
             .to_string(),
         token.trim().to_string(),

@@ -77,10 +77,7 @@ pub fn refresh(config: Config, cmd: RefreshCommand, out: Output) -> Result<()> {
                         list.iter()
                             .filter(|v| v.get("enabled").unwrap_or(&Value::Null) == true)
                             .filter_map(|v| {
-                                v.get("name")
-                                    .unwrap_or(&Value::Null)
-                                    .as_str()
-                                    .map(str::to_string)
+                                v.get("name").and_then(Value::as_str).map(str::to_string)
                             })
                             .collect()
                     })
@@ -109,21 +106,15 @@ fn show_run(out: Output, reports: Vec<Value>) -> Result<()> {
         .iter()
         .filter(|r| {
             !matches!(
-                r.get("status").unwrap_or(&Value::Null).as_str(),
+                r.get("status").and_then(Value::as_str),
                 Some("ok" | "not_modified")
             )
         })
         .map(|r| {
             format!(
                 "{}: {}",
-                r.get("source")
-                    .unwrap_or(&Value::Null)
-                    .as_str()
-                    .unwrap_or(""),
-                r.get("status")
-                    .unwrap_or(&Value::Null)
-                    .as_str()
-                    .unwrap_or("")
+                r.get("source").and_then(Value::as_str).unwrap_or(""),
+                r.get("status").and_then(Value::as_str).unwrap_or("")
             )
         })
         .collect();
@@ -144,31 +135,20 @@ fn show_run(out: Output, reports: Vec<Value>) -> Result<()> {
 fn run_line(r: &Value) -> String {
     let mut line = format!(
         "{}: {}{} - {}",
-        r.get("source")
-            .unwrap_or(&Value::Null)
-            .as_str()
-            .unwrap_or(""),
-        r.get("status")
-            .unwrap_or(&Value::Null)
-            .as_str()
-            .unwrap_or(""),
+        r.get("source").and_then(Value::as_str).unwrap_or(""),
+        r.get("status").and_then(Value::as_str).unwrap_or(""),
         r.get("http_code")
-            .unwrap_or(&Value::Null)
-            .as_u64()
+            .and_then(Value::as_u64)
             .map(|c| format!(" {c}"))
             .unwrap_or_default(),
-        r.get("reason")
-            .unwrap_or(&Value::Null)
-            .as_str()
-            .unwrap_or("")
+        r.get("reason").and_then(Value::as_str).unwrap_or("")
     );
-    if let Some(v) = r.get("published_version").unwrap_or(&Value::Null).as_u64() {
+    if let Some(v) = r.get("published_version").and_then(Value::as_u64) {
         line.push_str(&format!("; published version {v}"));
     }
     for pair in r
         .get("republished")
-        .unwrap_or(&Value::Null)
-        .as_array()
+        .and_then(Value::as_array)
         .into_iter()
         .flatten()
     {
@@ -189,30 +169,26 @@ fn show_status(out: Output, value: Value) -> Result<()> {
 }
 
 fn status_text(v: &Value) -> String {
-    let admitted = v
-        .get("anchors")
-        .unwrap_or(&Value::Null)
-        .as_array()
-        .map_or(0, |a| {
-            a.iter()
-                .filter(|x| x.get("admitted").unwrap_or(&Value::Null) == true)
-                .count()
-        });
+    let admitted = v.get("anchors").and_then(Value::as_array).map_or(0, |a| {
+        a.iter()
+            .filter(|x| x.get("admitted").unwrap_or(&Value::Null) == true)
+            .count()
+    });
     let mut text = format!(
         "{} ({}{})\n  url:          {}\n  last attempt: {} {}{}\n  reason:       {}\n  last success: {}\n  failures:     {} consecutive\n  staleness:    {}\n  published:    version {} with {} anchors ({} admitted), {}",
-        v.get("name").unwrap_or(&Value::Null).as_str().unwrap_or(""),
+        v.get("name").and_then(Value::as_str).unwrap_or(""),
         if v.get("enabled").unwrap_or(&Value::Null) == true { "enabled" } else { "disabled" },
         if v.get("pinned").unwrap_or(&Value::Null) == true { ", signer pinned" } else { ", no signer pinned" },
-        v.get("url").unwrap_or(&Value::Null).as_str().unwrap_or(""),
-        v.get("last_attempt_at").unwrap_or(&Value::Null).as_str().unwrap_or("never"),
-        v.get("status").unwrap_or(&Value::Null).as_str().unwrap_or("-"),
-        v.get("http_code").unwrap_or(&Value::Null).as_u64().map(|c| format!(" {c}")).unwrap_or_default(),
-        v.get("reason").unwrap_or(&Value::Null).as_str().unwrap_or("-"),
-        v.get("last_success_at").unwrap_or(&Value::Null).as_str().unwrap_or("never"),
+        v.get("url").and_then(Value::as_str).unwrap_or(""),
+        v.get("last_attempt_at").and_then(Value::as_str).unwrap_or("never"),
+        v.get("status").and_then(Value::as_str).unwrap_or("-"),
+        v.get("http_code").and_then(Value::as_u64).map(|c| format!(" {c}")).unwrap_or_default(),
+        v.get("reason").and_then(Value::as_str).unwrap_or("-"),
+        v.get("last_success_at").and_then(Value::as_str).unwrap_or("never"),
         v.get("consecutive_failures").unwrap_or(&Value::Null),
-        v.get("staleness").unwrap_or(&Value::Null).as_str().unwrap_or(""),
+        v.get("staleness").and_then(Value::as_str).unwrap_or(""),
         v.get("version").unwrap_or(&Value::Null),
-        v.get("anchors").unwrap_or(&Value::Null).as_array().map_or(0, Vec::len),
+        v.get("anchors").and_then(Value::as_array).map_or(0, Vec::len),
         admitted,
         v.pointer("/verification/note").unwrap_or(&Value::Null).as_str().unwrap_or("not verified")
     );
@@ -225,23 +201,20 @@ fn status_text(v: &Value) -> String {
     }
     for a in v
         .get("last_attempt_anchors")
-        .unwrap_or(&Value::Null)
-        .as_array()
+        .and_then(Value::as_array)
         .into_iter()
         .flatten()
     {
         if a.get("reasons")
-            .unwrap_or(&Value::Null)
-            .as_array()
+            .and_then(Value::as_array)
             .is_some_and(|r| !r.is_empty())
         {
             let reasons: Vec<&str> = a
                 .get("reasons")
-                .unwrap_or(&Value::Null)
-                .as_array()
+                .and_then(Value::as_array)
                 .into_iter()
                 .flatten()
-                .filter_map(|r| r.get("message").unwrap_or(&Value::Null).as_str())
+                .filter_map(|r| r.get("message").and_then(Value::as_str))
                 .collect();
             text.push_str(&format!(
                 "\n  {} {} {}: {}",
@@ -250,14 +223,8 @@ fn status_text(v: &Value) -> String {
                 } else {
                     "rejected"
                 },
-                a.get("fingerprint")
-                    .unwrap_or(&Value::Null)
-                    .as_str()
-                    .unwrap_or(""),
-                a.get("subject")
-                    .unwrap_or(&Value::Null)
-                    .as_str()
-                    .unwrap_or(""),
+                a.get("fingerprint").and_then(Value::as_str).unwrap_or(""),
+                a.get("subject").and_then(Value::as_str).unwrap_or(""),
                 reasons.join("; ")
             ));
         }
