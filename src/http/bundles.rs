@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
 
+use askama::Template;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -176,49 +177,85 @@ fn pretty(v: &serde_json::Value) -> Vec<u8> {
     out
 }
 
-fn xml_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&apos;")
-}
-
 fn rfc3339(t: time::OffsetDateTime) -> String {
     t.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
 }
 
-/// RFC 4287 feed: one entry per version, newest first.
+/// The RFC 4287 changelog feed: one entry per version, newest first.
+#[derive(Template)]
+#[template(path = "bundle_changes.xml", config = "src/http/web/askama.toml")]
+struct ChangesFeed<'a> {
+    base: &'a str,
+    name: &'a str,
+    updated: String,
+    entries: Vec<FeedEntry>,
+}
+
+struct FeedEntry {
+    version: u64,
+    updated: String,
+    summary: String,
+}
+
 fn atom(base: &str, name: &str, all: &[BundleVersion]) -> String {
-    let updated = all
-        .last()
-        .map(|v| rfc3339(v.published_at))
-        .unwrap_or_default();
-    let mut out = format!(
-        "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<feed xmlns=\"http://www.w3.org/2005/Atom\">\n  <title>{t} trust bundle changes</title>\n  <id>{b}/bundles/{t}/changes.atom</id>\n  <link rel=\"self\" href=\"{b}/bundles/{t}/changes.atom\"/>\n  <link href=\"{b}/bundles/{t}.p7b\"/>\n  <updated>{updated}</updated>\n  <author><name>anchorage</name></author>\n",
-        t = xml_escape(name),
-        b = xml_escape(base)
-    );
-    for v in all.iter().rev() {
-        let mut summary = format!("{} anchors, SHA-256 {}.", v.anchors.len(), v.sha256);
-        for a in &v.added {
-            summary.push_str(&format!(" Added: {} ({}).", a.subject, a.fingerprint));
-        }
-        for a in &v.removed {
-            summary.push_str(&format!(" Removed: {} ({}).", a.subject, a.fingerprint));
-        }
-        out.push_str(&format!(
-            "  <entry>\n    <title>{n} version {ver}</title>\n    <id>{b}/bundles/{n}/v/{ver}.p7b</id>\n    <link href=\"{b}/bundles/{n}/v/{ver}.p7b\"/>\n    <updated>{at}</updated>\n    <summary>{s}</summary>\n  </entry>\n",
-            n = xml_escape(name),
-            ver = v.version,
-            b = xml_escape(base),
-            at = rfc3339(v.published_at),
-            s = xml_escape(&summary)
-        ));
-    }
-    out.push_str("</feed>\n");
-    out
+    let entries = all
+        .iter()
+        .rev()
+        .map(|v| {
+            let mut summary = format!("{} anchors, SHA-256 {}.", v.anchors.len(), v.sha256);
+            for a in &v.added {
+                summary.push_str(&format!(" Added: {} ({}).", a.subject, a.fingerprint));
+            }
+            for a in &v.removed {
+                summary.push_str(&format!(" Removed: {} ({}).", a.subject, a.fingerprint));
+            }
+            FeedEntry {
+                version: v.version,
+                updated: rfc3339(v.published_at),
+                summary,
+            }
+        })
+        .collect();
+    let feed = ChangesFeed {
+        base,
+        name,
+        updated: all
+            .last()
+            .map(|v| rfc3339(v.published_at))
+            .unwrap_or_default(),
+        entries,
+    };
+    render(&feed)
+}
+
+/// The public HTML index of every declared bundle.
+#[derive(Template)]
+#[template(path = "bundles_index.html", config = "src/http/web/askama.toml")]
+struct IndexPage<'a> {
+    rows: Vec<IndexRow<'a>>,
+}
+
+struct IndexRow<'a> {
+    name: &'a str,
+    title: &'a str,
+    description: &'a str,
+    test: bool,
+    served: Option<ServedRow<'a>>,
+}
+
+struct ServedRow<'a> {
+    version: u64,
+    sha256: &'a str,
+    signed: bool,
+}
+
+/// A template that fails to render is a programming error; log it and serve what rendered.
+fn render(t: &impl Template) -> String {
+    t.render().unwrap_or_else(|e| {
+        tracing::error!(error = %e, "a bundle publication template failed to render");
+        String::new()
+    })
 }
 
 fn index_pages(
@@ -231,33 +268,23 @@ fn index_pages(
         .filter_map(|b| b.files.get("p7b").map(|r| r.last_modified))
         .max()
         .unwrap_or(SystemTime::UNIX_EPOCH);
-    let mut rows = String::new();
+    let inventory = authority.inventory();
+    let mut rows = Vec::new();
     let mut list = Vec::new();
-    for (name, declared) in &authority.inventory().bundles {
+    for (name, declared) in &inventory.bundles {
         let d = &declared.declaration;
         let served = map.get(name);
-        let links = match served {
-            Some(s) => {
-                let p7m = if s.files.contains_key("p7m") {
-                    format!(" <a href=\"{n}.p7m\">.p7m</a>", n = xml_escape(name))
-                } else {
-                    String::new()
-                };
-                format!(
-                    "<a href=\"{n}.p7b\">.p7b</a>{p7m} <a href=\"{n}.sha256\">.sha256</a> <a href=\"{n}.json\">.json</a> <a href=\"{n}/changes.atom\">changes</a>",
-                    n = xml_escape(name)
-                )
-            }
-            None => "not published yet".to_string(),
-        };
-        rows.push_str(&format!(
-            "<tr><td><strong>{title}</strong>{test}<br><small>{desc}</small></td><td>{ver}</td><td><code>{sha}</code></td><td>{links}</td></tr>\n",
-            title = xml_escape(&d.title),
-            test = if d.test { " <em>(test)</em>" } else { "" },
-            desc = xml_escape(&d.description),
-            ver = served.map(|s| s.version.to_string()).unwrap_or_else(|| "-".into()),
-            sha = served.map(|s| s.sha256.clone()).unwrap_or_default(),
-        ));
+        rows.push(IndexRow {
+            name,
+            title: &d.title,
+            description: &d.description,
+            test: d.test,
+            served: served.map(|s| ServedRow {
+                version: s.version,
+                sha256: &s.sha256,
+                signed: s.files.contains_key("p7m"),
+            }),
+        });
         list.push(json!({
             "name": name,
             "title": d.title,
@@ -271,9 +298,7 @@ fn index_pages(
             "json": served.map(|_| format!("{base}/bundles/{name}.json")),
         }));
     }
-    let html = format!(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>Trust bundles</title>\n<style>body{{font-family:system-ui,sans-serif;margin:2rem;max-width:70rem}}table{{border-collapse:collapse;width:100%}}td,th{{border-bottom:1px solid #ccc;padding:.5rem;text-align:left;vertical-align:top}}code{{font-size:.8rem;word-break:break-all}}</style></head>\n<body><h1>Trust bundles</h1>\n<p>Direct trust bundles published by this service. STAs should download the signed <code>.p7m</code> (or the <code>.p7b</code>) at least daily and compare the SHA-256 digest.</p>\n<table><thead><tr><th>Bundle</th><th>Version</th><th>SHA-256 of the .p7b</th><th>Downloads</th></tr></thead><tbody>\n{rows}</tbody></table>\n</body></html>\n"
-    );
+    let html = render(&IndexPage { rows });
     (
         Representation::new(html.into_bytes(), "text/html; charset=utf-8", latest),
         Representation::new(
@@ -401,4 +426,54 @@ async fn older(
         _ => return Err(not_found(&file)),
     };
     Ok(respond(&r, &headers, IMMUTABLE_CACHE))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_feed_and_the_index_escape_what_they_are_given() {
+        let feed = atom("https://ca.example/<x>", "a&b", &[]);
+        assert!(feed.starts_with("<?xml version=\"1.0\" encoding=\"utf-8\"?>"));
+        assert!(
+            feed.contains("<title>a&#38;b trust bundle changes</title>"),
+            "{feed}"
+        );
+        assert!(
+            feed.contains("https://ca.example/&#60;x&#62;/bundles/a&#38;b.p7b"),
+            "{feed}"
+        );
+        assert!(!feed.contains("<entry>"), "{feed}");
+
+        let page = render(&IndexPage {
+            rows: vec![
+                IndexRow {
+                    name: "p\"q",
+                    title: "<script>",
+                    description: "d",
+                    test: true,
+                    served: None,
+                },
+                IndexRow {
+                    name: "provider",
+                    title: "Providers",
+                    description: "",
+                    test: false,
+                    served: Some(ServedRow {
+                        version: 3,
+                        sha256: "ab",
+                        signed: false,
+                    }),
+                },
+            ],
+        });
+        assert!(page.contains("&#60;script&#62;"), "{page}");
+        assert!(!page.contains("<script>"), "{page}");
+        assert!(page.contains("<em>(test)</em>"), "{page}");
+        assert!(page.contains("not published yet"), "{page}");
+        assert!(page.contains("<a href=\"provider.p7b\">.p7b</a>"), "{page}");
+        assert!(!page.contains("provider.p7m"), "{page}");
+        assert!(page.contains("<td>3</td>"), "{page}");
+    }
 }

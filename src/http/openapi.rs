@@ -10,6 +10,7 @@
 
 use std::sync::OnceLock;
 
+use axum::body::Bytes;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -116,9 +117,9 @@ impl Modify for BearerScheme {
 }
 
 /// The document as JSON, built once: it depends only on the code.
-fn document_json() -> &'static Result<String, String> {
-    static JSON: OnceLock<Result<String, String>> = OnceLock::new();
-    JSON.get_or_init(|| ApiDoc::openapi().to_json().map_err(|e| e.to_string()))
+fn document_json() -> &'static Result<Bytes, serde_json::Error> {
+    static JSON: OnceLock<Result<Bytes, serde_json::Error>> = OnceLock::new();
+    JSON.get_or_init(|| ApiDoc::openapi().to_json().map(Bytes::from))
 }
 
 /// This OpenAPI document. Public: it describes the API and exposes no data.
