@@ -17,9 +17,6 @@ use crate::external::fetch;
 /// same version number.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// Called after a refresh or check that may have published something.
-pub type OnPublish = Arc<dyn Fn() + Send + Sync>;
-
 /// Downloads and applies one source now.
 pub async fn refresh(authority: Arc<Authority>, name: &str, actor: &str) -> Result<RefreshReport> {
     refresh_with(authority, name, actor, false).await
@@ -63,29 +60,31 @@ pub fn enabled_sources(authority: &Authority) -> Vec<String> {
 }
 
 /// Starts the jobs; the caller shuts the scheduler down with the server.
-pub async fn start(authority: Arc<Authority>, on_publish: OnPublish) -> Result<JobScheduler> {
+/// What a refresh publishes is served at once: the HTTP downloads follow the authority's
+/// publications by themselves.
+pub async fn start(authority: Arc<Authority>) -> Result<JobScheduler> {
     let fail = |e: tokio_cron_scheduler::JobSchedulerError| {
         Error::Config(format!("the refresh scheduler: {e}"))
     };
     let scheduler = JobScheduler::new().await.map_err(fail)?;
     for name in enabled_sources(&authority) {
         let schedule = authority.external_source(&name)?.schedule.clone();
-        let (a, n, p) = (authority.clone(), name.clone(), on_publish.clone());
+        let (a, n) = (authority.clone(), name.clone());
         let job = Job::new_async(schedule.as_str(), move |_, _| {
-            let (a, n, p) = (a.clone(), n.clone(), p.clone());
-            Box::pin(async move { run_logged(a, &n, p).await })
+            let (a, n) = (a.clone(), n.clone());
+            Box::pin(async move { run_logged(a, &n).await })
         })
         .map_err(fail)?;
         scheduler.add(job).await.map_err(fail)?;
         if authority.external_refresh_due(&name) {
-            let (a, p) = (authority.clone(), on_publish.clone());
-            tokio::spawn(async move { run_logged(a, &name, p).await });
+            let a = authority.clone();
+            tokio::spawn(async move { run_logged(a, &name).await });
         }
     }
-    let (a, p) = (authority.clone(), on_publish.clone());
+    let a = authority.clone();
     let check = Job::new_async("0 7 * * * *", move |_, _| {
-        let (a, p) = (a.clone(), p.clone());
-        Box::pin(async move { check_staleness(a, p).await })
+        let a = a.clone();
+        Box::pin(async move { check_staleness(a).await })
     })
     .map_err(fail)?;
     scheduler.add(check).await.map_err(fail)?;
@@ -93,13 +92,9 @@ pub async fn start(authority: Arc<Authority>, on_publish: OnPublish) -> Result<J
     Ok(scheduler)
 }
 
-async fn run_logged(authority: Arc<Authority>, name: &str, on_publish: OnPublish) {
+async fn run_logged(authority: Arc<Authority>, name: &str) {
     match refresh(authority, name, "scheduler").await {
-        Ok(report) => {
-            if report.published_version.is_some() || !report.republished.is_empty() {
-                on_publish();
-            }
-        }
+        Ok(_) => {}
         Err(e) => {
             tracing::error!(source = %name, error = %e, code = e.code(), "external bundle refresh could not run")
         }
@@ -108,7 +103,7 @@ async fn run_logged(authority: Arc<Authority>, name: &str, on_publish: OnPublish
 
 /// Logs stale sources and withdraws those past their fail threshold that must not be
 /// republished stale.
-async fn check_staleness(authority: Arc<Authority>, on_publish: OnPublish) {
+async fn check_staleness(authority: Arc<Authority>) {
     let a = authority.clone();
     let result = tokio::task::spawn_blocking(move || -> Result<bool> {
         let mut changed = false;
@@ -125,8 +120,7 @@ async fn check_staleness(authority: Arc<Authority>, on_publish: OnPublish) {
     })
     .await;
     match result {
-        Ok(Ok(true)) => on_publish(),
-        Ok(Ok(false)) => {}
+        Ok(Ok(_)) => {}
         Ok(Err(e)) => tracing::error!(error = %e, "staleness check failed"),
         Err(e) => tracing::error!(error = %e, "staleness check task failed"),
     }

@@ -478,6 +478,7 @@ impl Authority {
                 json!({"version": version.version, "sha256": version.sha256, "anchors": version.anchors.len(), "added": version.added.len(), "removed": version.removed.len()}),
             ),
         )?;
+        self.published();
         Ok(Some(version))
     }
 

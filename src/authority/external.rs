@@ -320,6 +320,7 @@ impl Authority {
                                 json!({"version": v.version, "sha256": v.sha256, "anchors": v.anchors.len(), "added": v.added.len(), "removed": v.removed.len()}),
                             ),
                         )?;
+                        self.published();
                         report.published_version = Some(v.version);
                     }
                     None => {

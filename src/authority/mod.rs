@@ -23,7 +23,7 @@ use crate::model::{CertUsage, Fingerprint, RevocationReason, Serial};
 use crate::pkcs12;
 use crate::policy::issuance::{self, Approved, IssueRequest, PlannedKey};
 use crate::policy::profile::Profiles;
-use crate::store::{CertRecord, CrlRecord, Store, StoreHandle, RECORD_VERSION};
+use crate::store::{CertRecord, Store, StoreHandle, RECORD_VERSION};
 use crate::x509;
 
 mod accounts;
@@ -31,6 +31,7 @@ mod audit;
 mod backup;
 mod bundles;
 mod certs;
+mod downloads;
 mod external;
 mod health;
 mod lifecycle;
@@ -40,14 +41,15 @@ pub mod views;
 
 /// The records use cases answer with (front ends name them from here, never from `store`).
 pub use crate::store::{
-    AnchorEvent, AnchorRecord, AnchorState, BundleVersion, Healing, Revocation, Snapshot,
-    TokenRecord,
+    AnchorEvent, AnchorRecord, AnchorState, BundleVersion, CrlRecord, Healing, Revocation,
+    Snapshot, TokenRecord,
 };
 pub use accounts::{audit_page, token_principal, NewUser, SignedIn};
 pub use audit::{checkpoint_destinations, send_checkpoint, write_checkpoint};
 pub use backup::{restore, RestoreReport};
 pub use bundles::{Built, BundleSummary, Decision, Submission};
 pub use certs::{OrganisationRef, Ownership, IDEMPOTENCY_WINDOW};
+pub use downloads::PublicFiles;
 pub use external::{RefreshReport, SourceView, Staleness};
 pub use health::HealthProblem;
 pub use lifecycle::{BroughtUp, Created};
@@ -88,6 +90,9 @@ pub struct Authority {
     issuing_serial: std::sync::OnceLock<Serial>,
     /// Recent issuances per principal, for the rate limits.
     rate: certs::RateLimiter,
+    /// Moves whenever this process publishes a bundle version, a CRL or the CA hierarchy: what
+    /// is served from memory (see [`Authority::public_files`]) is rebuilt when it moves.
+    publications: std::sync::atomic::AtomicU64,
 }
 
 /// How `init` creates or imports the hierarchy.
@@ -219,6 +224,7 @@ impl Authority {
             zone_queue: publish::ZoneQueue::default(),
             issuing_serial: std::sync::OnceLock::new(),
             rate: certs::RateLimiter::default(),
+            publications: std::sync::atomic::AtomicU64::new(0),
         };
         // Before the migration, so that its audit entries are keyed too.
         authority.load_audit_key()?;
@@ -430,6 +436,7 @@ impl Authority {
                 serde_json::to_value(&report).unwrap_or_default(),
             ),
         )?;
+        self.published();
         *self
             .signers
             .write()
@@ -1104,6 +1111,7 @@ impl Authority {
             der,
         };
         self.store()?.put_crl(&record)?;
+        self.published();
         self.store()?.audit(
             this_update,
             AuditDraft::new(

@@ -232,17 +232,11 @@ fn status_text(v: &Value) -> String {
     text
 }
 
-/// Starts the external-bundle jobs for `serve`; published changes swap the served copies.
+/// Starts the external-bundle jobs for `serve` (what they publish is served at once).
 pub(super) async fn start_scheduler(
     state: &crate::http::AppState,
 ) -> Result<tokio_cron_scheduler::JobScheduler> {
-    let (authority, cache) = (state.authority.clone(), state.bundles.clone());
-    let on_publish: refresh::OnPublish = Arc::new(move || {
-        if let Err(e) = cache.reload(&authority) {
-            tracing::error!(error = %e, "reloading the served bundles failed");
-        }
-    });
-    refresh::start(state.authority.clone(), on_publish).await
+    refresh::start(state.authority.clone()).await
 }
 
 /// Stops the jobs when the server stops.

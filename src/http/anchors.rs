@@ -15,7 +15,7 @@ use super::{
     Submitters,
 };
 pub use crate::authority::views::{AnchorJson, Published};
-use crate::authority::{AnchorRecord, BundleVersion};
+use crate::authority::AnchorRecord;
 use crate::authority::{BundleSummary, Submission};
 use crate::error::Error;
 
@@ -106,19 +106,6 @@ fn submitter(a: &AnchorRecord) -> &str {
         .first()
         .map(|e| e.actor.as_str())
         .unwrap_or_default()
-}
-
-/// After a decision or build that published a version: swaps the served copy.
-pub(crate) async fn serve_published(
-    state: &AppState,
-    published: Option<&BundleVersion>,
-) -> Result<Option<Published>, ApiError> {
-    if published.is_some() {
-        let authority = state.authority.clone();
-        let cache = state.bundles.clone();
-        blocking(move || cache.reload(&authority)).await?;
-    }
-    Ok(published.map(Published::from))
 }
 
 /// The bundles with their current version and digest. Any role.
@@ -331,7 +318,7 @@ async fn approve(
     let note = optional_body(&body)?.note;
     let (authority, actor) = (state.authority.clone(), caller.actor());
     let decision = blocking(move || authority.approve_anchor(id, &actor, &note)).await?;
-    let published = serve_published(&state, decision.published.as_ref()).await?;
+    let published = decision.published.as_ref().map(Published::from);
     Ok(decided(&decision.anchor, published))
 }
 
@@ -391,7 +378,7 @@ async fn retire(
     let note = optional_body(&body)?.note;
     let (authority, actor) = (state.authority.clone(), caller.actor());
     let decision = blocking(move || authority.retire_anchor(id, &actor, &note)).await?;
-    let published = serve_published(&state, decision.published.as_ref()).await?;
+    let published = decision.published.as_ref().map(Published::from);
     Ok(decided(&decision.anchor, published))
 }
 
@@ -423,7 +410,7 @@ async fn promote(
     let (authority, actor) = (state.authority.clone(), caller.actor());
     let to = body.to.clone();
     let decision = blocking(move || authority.promote_anchor(id, &to, &actor)).await?;
-    let published = serve_published(&state, decision.published.as_ref()).await?;
+    let published = decision.published.as_ref().map(Published::from);
     Ok((StatusCode::CREATED, decided(&decision.anchor, published)).into_response())
 }
 
@@ -449,7 +436,7 @@ async fn build(
 ) -> Result<Response, ApiError> {
     let (authority, actor, bundle) = (state.authority.clone(), caller.actor(), name.clone());
     let built = blocking(move || authority.build_bundle(&bundle, &actor)).await?;
-    let published = serve_published(&state, built.published.as_ref()).await?;
+    let published = built.published.as_ref().map(Published::from);
     Ok(Json(Built {
         bundle: name,
         published: published.is_some(),

@@ -1,113 +1,77 @@
 //! Trust-bundle publication over HTTP(S): the current .p7b/.p7m/.sha256/.json of every bundle,
-//! every older version, the changelog as JSON and Atom, and an HTML and JSON index. Everything
-//! is served from memory (rebuilt only when a new version is published), with strong ETags,
-//! Last-Modified, conditional GET and HEAD.
+//! the changelog as JSON and Atom, and an HTML and JSON index, rendered here once per published
+//! version and served from memory by `downloads`; older versions are read from the store on
+//! request. Strong ETags, Last-Modified, conditional GET and HEAD throughout.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use askama::Template;
-use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, Method};
+use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 use serde_json::json;
 
+use super::downloads::{Prepared, CURRENT_CACHE};
 use super::{ApiError, ApiPath, AppState};
 use crate::authority::Authority;
 use crate::authority::BundleVersion;
 use crate::error::{Error, Result};
 
 const P7_TYPE: &str = "application/pkcs7-mime";
-/// Current versions change; clients should revalidate within the hour (STAs poll daily).
-const CURRENT_CACHE: &str = "public, max-age=300, must-revalidate";
 /// A numbered version never changes.
 const IMMUTABLE_CACHE: &str = "public, max-age=31536000, immutable";
 
-/// One representation, ready to send.
-#[derive(Clone)]
-pub struct Representation {
-    pub body: Bytes,
-    pub content_type: &'static str,
-    pub etag: String,
-    pub last_modified: SystemTime,
-}
-
-impl Representation {
-    fn new(body: Vec<u8>, content_type: &'static str, last_modified: SystemTime) -> Representation {
-        let etag = format!("\"{}\"", crate::model::Fingerprint::of(&body));
-        Representation {
-            body: Bytes::from(body),
-            content_type,
-            etag,
-            last_modified,
+/// Every current bundle file by request path (`/bundles/{name}.p7b`, ...), the changelogs and
+/// the index pages (`/bundles` for the HTML page, `/bundles.json`).
+pub(super) fn files(authority: &Authority) -> Result<HashMap<String, Arc<Prepared>>> {
+    let mut served = BTreeMap::new();
+    let mut table = HashMap::new();
+    for name in authority.inventory().bundles.keys() {
+        let versions = authority.bundle_versions(name)?;
+        if let Some(latest) = versions.last() {
+            let bundle = served_bundle(authority, latest, &versions);
+            for (ext, file) in &bundle.files {
+                let path = match *ext {
+                    "changes.json" | "changes.atom" => format!("/bundles/{name}/{ext}"),
+                    _ => format!("/bundles/{name}.{ext}"),
+                };
+                table.insert(path, file.clone());
+            }
+            served.insert(name.clone(), bundle);
         }
     }
+    let (html, json) = index_pages(authority, &served);
+    table.insert("/bundles".into(), Arc::new(html));
+    table.insert("/bundles.json".into(), Arc::new(json));
+    Ok(table)
 }
 
 /// Everything served for one bundle's current version.
-pub struct ServedBundle {
-    pub version: u64,
-    pub sha256: String,
-    pub files: BTreeMap<&'static str, Representation>,
-}
-
-/// The in-memory publication; swapped whole per bundle when a version is published.
-#[derive(Default, Clone)]
-pub struct BundleCache {
-    inner: Arc<RwLock<BTreeMap<String, Arc<ServedBundle>>>>,
-    index: Arc<RwLock<Option<(Representation, Representation)>>>,
-}
-
-impl BundleCache {
-    /// Reloads every bundle's latest version from the store (start-up, after publication).
-    pub fn reload(&self, authority: &Authority) -> Result<()> {
-        let mut map = BTreeMap::new();
-        for name in authority.inventory().bundles.keys() {
-            let versions = authority.bundle_versions(name)?;
-            if let Some(latest) = versions.last() {
-                map.insert(name.clone(), Arc::new(served(authority, latest, &versions)));
-            }
-        }
-        let index = index_pages(authority, &map);
-        *self
-            .inner
-            .write()
-            .map_err(|_| Error::Store("lock poisoned".into()))? = map;
-        *self
-            .index
-            .write()
-            .map_err(|_| Error::Store("lock poisoned".into()))? = Some(index);
-        Ok(())
-    }
-
-    fn get(&self, name: &str) -> Option<Arc<ServedBundle>> {
-        self.inner.read().ok()?.get(name).cloned()
-    }
-
-    fn index(&self) -> Option<(Representation, Representation)> {
-        self.index.read().ok()?.clone()
-    }
+struct ServedBundle {
+    version: u64,
+    sha256: String,
+    files: BTreeMap<&'static str, Arc<Prepared>>,
 }
 
 fn system_time(t: time::OffsetDateTime) -> SystemTime {
     SystemTime::from(t)
 }
 
-fn served(authority: &Authority, v: &BundleVersion, all: &[BundleVersion]) -> ServedBundle {
+fn served_bundle(authority: &Authority, v: &BundleVersion, all: &[BundleVersion]) -> ServedBundle {
     let at = system_time(v.published_at);
     let name = &v.bundle;
     let mut files = BTreeMap::new();
-    files.insert("p7b", Representation::new(v.p7b.clone(), P7_TYPE, at));
+    files.insert("p7b", prepared(v.p7b.clone(), P7_TYPE, at));
     if let Some(p7m) = &v.p7m {
-        files.insert("p7m", Representation::new(p7m.clone(), P7_TYPE, at));
+        files.insert("p7m", prepared(p7m.clone(), P7_TYPE, at));
     }
     files.insert(
         "sha256",
-        Representation::new(
+        prepared(
             format!("{}  {name}.p7b\n", v.sha256).into_bytes(),
             "text/plain; charset=utf-8",
             at,
@@ -131,10 +95,7 @@ fn served(authority: &Authority, v: &BundleVersion, all: &[BundleVersion]) -> Se
             "organization": a.organization,
         })).collect::<Vec<_>>(),
     });
-    files.insert(
-        "json",
-        Representation::new(pretty(&status), "application/json", at),
-    );
+    files.insert("json", prepared(pretty(&status), "application/json", at));
     let changes: Vec<serde_json::Value> = all
         .iter()
         .rev()
@@ -150,7 +111,7 @@ fn served(authority: &Authority, v: &BundleVersion, all: &[BundleVersion]) -> Se
         .collect();
     files.insert(
         "changes.json",
-        Representation::new(
+        prepared(
             pretty(&json!({"name": name, "versions": changes})),
             "application/json",
             at,
@@ -158,7 +119,7 @@ fn served(authority: &Authority, v: &BundleVersion, all: &[BundleVersion]) -> Se
     );
     files.insert(
         "changes.atom",
-        Representation::new(
+        prepared(
             atom(&base, name, all).into_bytes(),
             "application/atom+xml",
             at,
@@ -169,6 +130,11 @@ fn served(authority: &Authority, v: &BundleVersion, all: &[BundleVersion]) -> Se
         sha256: v.sha256.clone(),
         files,
     }
+}
+
+/// A current bundle file: revalidated by clients (STAs poll daily).
+fn prepared(body: Vec<u8>, content_type: &'static str, at: SystemTime) -> Arc<Prepared> {
+    Arc::new(Prepared::new(body, content_type, CURRENT_CACHE, at))
 }
 
 fn pretty(v: &serde_json::Value) -> Vec<u8> {
@@ -260,12 +226,12 @@ fn render(t: &impl Template) -> String {
 
 fn index_pages(
     authority: &Authority,
-    map: &BTreeMap<String, Arc<ServedBundle>>,
-) -> (Representation, Representation) {
+    map: &BTreeMap<String, ServedBundle>,
+) -> (Prepared, Prepared) {
     let base = authority.config().bundle_base_url();
     let latest = map
         .values()
-        .filter_map(|b| b.files.get("p7b").map(|r| r.last_modified))
+        .filter_map(|b| b.files.get("p7b").map(|r| r.last_modified()))
         .max()
         .unwrap_or(SystemTime::UNIX_EPOCH);
     let inventory = authority.inventory();
@@ -300,116 +266,34 @@ fn index_pages(
     }
     let html = render(&IndexPage { rows });
     (
-        Representation::new(html.into_bytes(), "text/html; charset=utf-8", latest),
-        Representation::new(
+        Prepared::new(
+            html.into_bytes(),
+            "text/html; charset=utf-8",
+            CURRENT_CACHE,
+            latest,
+        ),
+        Prepared::new(
             pretty(&json!({"bundles": list})),
             "application/json",
+            CURRENT_CACHE,
             latest,
         ),
     )
 }
 
+/// Older versions, read from the store; the current files are `downloads` routes.
 pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/bundles", get(index_html))
-        .route("/bundles/", get(index_html))
-        .route("/bundles.json", get(index_json))
-        .route("/bundles/{file}", get(current))
-        .route("/bundles/{name}/{file}", get(changes))
-        .route("/bundles/{name}/v/{file}", get(older))
-}
-
-/// 304 when the client's validators match (If-None-Match wins over If-Modified-Since).
-fn respond(r: &Representation, headers: &HeaderMap, cache: &'static str) -> Response {
-    let not_modified = match headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-    {
-        Some(list) => list
-            .split(',')
-            .map(str::trim)
-            // RFC 9110 §13.1.2: If-None-Match uses the weak comparison.
-            .any(|tag| tag == "*" || tag.trim_start_matches("W/") == r.etag),
-        None => headers
-            .get(header::IF_MODIFIED_SINCE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| httpdate::parse_http_date(v).ok())
-            .is_some_and(|since| {
-                // HTTP dates have whole seconds.
-                let modified = httpdate::parse_http_date(&httpdate::fmt_http_date(r.last_modified))
-                    .unwrap_or(r.last_modified);
-                modified <= since
-            }),
-    };
-    let mut response = if not_modified {
-        StatusCode::NOT_MODIFIED.into_response()
-    } else {
-        let mut ok = r.body.clone().into_response();
-        ok.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static(r.content_type),
-        );
-        ok
-    };
-    let h = response.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&r.etag) {
-        h.insert(header::ETAG, v);
-    }
-    if let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(r.last_modified)) {
-        h.insert(header::LAST_MODIFIED, v);
-    }
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
-    response
+    Router::new().route("/bundles/{name}/v/{file}", get(older))
 }
 
 fn not_found(what: &str) -> ApiError {
     ApiError(Error::NotFound(format!("no such bundle resource '{what}'")))
 }
 
-async fn index_html(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let (html, _) = state.bundles.index().ok_or_else(|| not_found("index"))?;
-    Ok(respond(&html, &headers, CURRENT_CACHE))
-}
-
-async fn index_json(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let (_, list) = state.bundles.index().ok_or_else(|| not_found("index"))?;
-    Ok(respond(&list, &headers, CURRENT_CACHE))
-}
-
-async fn current(
-    State(state): State<AppState>,
-    ApiPath(file): ApiPath<String>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let (name, ext) = file.rsplit_once('.').ok_or_else(|| not_found(&file))?;
-    let bundle = state.bundles.get(name).ok_or_else(|| not_found(&file))?;
-    let r = bundle.files.get(ext).ok_or_else(|| not_found(&file))?;
-    Ok(respond(r, &headers, CURRENT_CACHE))
-}
-
-async fn changes(
-    State(state): State<AppState>,
-    ApiPath((name, file)): ApiPath<(String, String)>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let bundle = state.bundles.get(&name).ok_or_else(|| not_found(&name))?;
-    let r = bundle
-        .files
-        .get(file.as_str())
-        .filter(|_| file.starts_with("changes."))
-        .ok_or_else(|| not_found(&file))?;
-    Ok(respond(r, &headers, CURRENT_CACHE))
-}
-
 async fn older(
     State(state): State<AppState>,
     ApiPath((name, file)): ApiPath<(String, String)>,
+    method: Method,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let (number, ext) = file.rsplit_once('.').ok_or_else(|| not_found(&file))?;
@@ -420,12 +304,12 @@ async fn older(
         .map_err(|e| Error::Store(e.to_string()))??
         .ok_or_else(|| not_found(&file))?;
     let at = system_time(version.published_at);
-    let r = match ext {
-        "p7b" => Representation::new(version.p7b, P7_TYPE, at),
-        "p7m" => Representation::new(version.p7m.ok_or_else(|| not_found(&file))?, P7_TYPE, at),
+    let body = match ext {
+        "p7b" => version.p7b,
+        "p7m" => version.p7m.ok_or_else(|| not_found(&file))?,
         _ => return Err(not_found(&file)),
     };
-    Ok(respond(&r, &headers, IMMUTABLE_CACHE))
+    Ok(Prepared::new(body, P7_TYPE, IMMUTABLE_CACHE, at).respond(&method, &headers, false))
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ pub mod bundles;
 mod certs;
 pub mod connections;
 mod directory;
+pub mod downloads;
 pub mod openapi;
 pub mod organisations;
 mod public;
@@ -43,8 +44,8 @@ pub struct AppState {
     pub authority: Arc<Authority>,
     /// Wakes the CRL publisher after a revocation.
     pub crl_dirty: Arc<Notify>,
-    /// The published trust bundles, served from memory.
-    pub bundles: bundles::BundleCache,
+    /// Bundles, CRLs and CA certificates, prepared and served from memory.
+    pub downloads: downloads::Downloads,
     /// SHA-256 of the local control token `serve` writes into the data directory, so the CLI
     /// can act through the running server while the store is locked.
     pub control_hash: Option<Arc<str>>,
@@ -54,15 +55,12 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(authority: Arc<Authority>) -> AppState {
-        let bundles = bundles::BundleCache::default();
-        if let Err(e) = bundles.reload(&authority) {
-            tracing::error!(error = %e, "loading the published bundles failed");
-        }
+        let downloads = downloads::Downloads::new(authority.clone());
         let web = web::WebState::new(&authority.config().web);
         AppState {
             authority,
             crl_dirty: Arc::new(Notify::new()),
-            bundles,
+            downloads,
             control_hash: None,
             web,
         }
@@ -114,6 +112,8 @@ pub fn router(state: AppState) -> Router {
         ))
         // Method, path and status only: bodies may hold keys or passwords.
         .layer(TraceLayer::new_for_http())
+        // After the layers: prepared downloads answer on their own (see `downloads`).
+        .merge(downloads::routes(&state))
         .with_state(state)
 }
 
@@ -141,21 +141,14 @@ async fn security_headers(request: Request, next: axum::middleware::Next) -> Res
     let tls = request.extensions().get::<web::OverTls>().is_some();
     let mut response = next.run(request).await;
     let h = response.headers_mut();
-    let set = |h: &mut axum::http::HeaderMap, name: &'static str, value: &'static str| {
+    for (name, value) in downloads::SECURITY_HEADERS {
         h.entry(name)
             .or_insert(header::HeaderValue::from_static(value));
-    };
-    set(
-        h,
-        "content-security-policy",
-        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-    );
-    set(h, "x-content-type-options", "nosniff");
-    set(h, "x-frame-options", "DENY");
-    set(h, "referrer-policy", "no-referrer");
-    set(h, "cross-origin-opener-policy", "same-origin");
+    }
     if tls {
-        set(h, "strict-transport-security", "max-age=31536000");
+        let (name, value) = downloads::HSTS;
+        h.entry(name)
+            .or_insert(header::HeaderValue::from_static(value));
     }
     response
 }

@@ -1,23 +1,18 @@
-//! Unauthenticated plain-HTTP resources that relying parties fetch: CRLs and CA certificates
-//! at the URLs written into certificates (CDP, AIA caIssuers), and a health check.
+//! The health check. The CRLs and CA certificates at the URLs written into certificates (CDP,
+//! AIA caIssuers) are prepared downloads (see `downloads`).
 
 use axum::extract::State;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
-use super::{ApiError, ApiPath, AppState};
-use crate::ca::CaRole;
+use super::AppState;
 use crate::error::Error;
-use crate::x509;
 
 pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/healthz", get(health))
-        .route("/crl/{file}", get(crl))
-        .route("/ca/{file}", get(ca_cert))
+    Router::new().route("/healthz", get(health))
 }
 
 async fn health(State(state): State<AppState>) -> Response {
@@ -91,74 +86,4 @@ fn health_error(problem: serde_json::Value) -> Response {
         Json(json!({"status": "error", "problems": [problem]})),
     )
         .into_response()
-}
-
-fn role_of(file: &str, suffix: &str) -> Result<CaRole, ApiError> {
-    file.strip_suffix(suffix)
-        .and_then(CaRole::parse)
-        .ok_or_else(|| ApiError(Error::NotFound(format!("no such resource '{file}'"))))
-}
-
-fn binary(content_type: &'static str, body: Vec<u8>, max_age: u64) -> Response {
-    let etag = format!("\"{}\"", crate::model::Fingerprint::of(&body));
-    let mut response = body.into_response();
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    if let Ok(v) = HeaderValue::from_str(&etag) {
-        headers.insert(header::ETAG, v);
-    }
-    if let Ok(v) = HeaderValue::from_str(&format!("public, max-age={max_age}")) {
-        headers.insert(header::CACHE_CONTROL, v);
-    }
-    response
-}
-
-async fn crl(
-    State(state): State<AppState>,
-    ApiPath(file): ApiPath<String>,
-) -> Result<Response, ApiError> {
-    let role = role_of(&file, ".crl")?;
-    let crl = state.authority.stored_crl(role)?.ok_or_else(|| {
-        ApiError(Error::NotFound(format!(
-            "the {} CA has no CRL here",
-            role.as_str()
-        )))
-    })?;
-    // Short caching: a new CRL follows a revocation within seconds.
-    Ok(binary("application/pkix-crl", crl.der, 300))
-}
-
-async fn ca_cert(
-    State(state): State<AppState>,
-    ApiPath(file): ApiPath<String>,
-) -> Result<Response, ApiError> {
-    if file == "chain.pem" {
-        let pem: String = state
-            .authority
-            .ca_chain()?
-            .iter()
-            .map(|d| x509::to_pem("CERTIFICATE", d))
-            .collect();
-        return Ok(binary(
-            "application/pem-certificate-chain",
-            pem.into_bytes(),
-            3600,
-        ));
-    }
-    let (role, pem) = match file.strip_suffix(".pem") {
-        Some(name) => (CaRole::parse(name), true),
-        None => (file.strip_suffix(".cer").and_then(CaRole::parse), false),
-    };
-    let role =
-        role.ok_or_else(|| ApiError(Error::NotFound(format!("no such resource '{file}'"))))?;
-    let der = state.authority.ca_cert(role)?;
-    Ok(if pem {
-        binary(
-            "application/x-pem-file",
-            x509::to_pem("CERTIFICATE", &der).into_bytes(),
-            3600,
-        )
-    } else {
-        binary("application/pkix-cert", der, 3600)
-    })
 }

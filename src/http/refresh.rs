@@ -108,11 +108,6 @@ pub async fn refresh(
         q.accept_older,
     )
     .await?;
-    if report.published_version.is_some() || !report.republished.is_empty() {
-        let authority = state.authority.clone();
-        let cache = state.bundles.clone();
-        blocking(move || cache.reload(&authority)).await?;
-    }
     Ok(Json(report).into_response())
 }
 

@@ -18,7 +18,6 @@ use crate::audit::AuditEntry;
 use crate::authority::{AnchorRecord, AnchorState, BundleVersion, TokenRecord};
 use crate::authority::{BundleSummary, CaStatus, NewUser, SourceView, Staleness};
 use crate::error::Error;
-use crate::http::anchors::serve_published;
 use crate::http::blocking;
 use crate::http::AppState;
 
@@ -155,10 +154,7 @@ async fn decide(
         _ => return Err(WebError::status(StatusCode::NOT_FOUND, "No such action.")),
     }
     .map_err(err)?;
-    let published = serve_published(&state, decision.published.as_ref())
-        .await
-        .map_err(err)?
-        .is_some();
+    let published = decision.published.is_some();
     let notice = match (action.as_str(), published) {
         ("approve", false) => Notice::AnchorApproved,
         ("approve", true) => Notice::AnchorApprovedPublished,
@@ -256,10 +252,7 @@ async fn build(
     let built = blocking(move || authority.build_bundle(&name, &actor))
         .await
         .map_err(err)?;
-    let notice = match serve_published(&state, built.published.as_ref())
-        .await
-        .map_err(err)?
-    {
+    let notice = match built.published {
         Some(_) => Notice::BundlePublished,
         None => Notice::BundleUnchanged,
     };
@@ -277,12 +270,6 @@ async fn refresh_source(
     session.check_csrf(&form.csrf)?;
     let report = crate::refresh::refresh(state.authority.clone(), &name, &session.actor()).await?;
     let published = report.published_version.is_some() || !report.republished.is_empty();
-    if published {
-        let (authority, cache) = (state.authority.clone(), state.bundles.clone());
-        blocking(move || cache.reload(&authority))
-            .await
-            .map_err(err)?;
-    }
     // The status and reason are the source's row on the page, read from the store.
     let notice = if published {
         Notice::SourceRefreshedPublished
