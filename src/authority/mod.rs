@@ -31,11 +31,11 @@ mod audit;
 mod backup;
 mod bundles;
 mod certs;
+mod discovery;
 mod external;
 mod health;
 mod lifecycle;
 mod organisations;
-mod publish;
 pub mod views;
 
 /// The records use cases answer with (front ends name them from here, never from `store`).
@@ -48,11 +48,11 @@ pub use audit::{checkpoint_destinations, send_checkpoint, write_checkpoint};
 pub use backup::{restore, RestoreReport};
 pub use bundles::{Built, BundleSummary, Decision, Submission};
 pub use certs::{OrganisationRef, Ownership, IDEMPOTENCY_WINDOW};
+pub use discovery::{next_serial, LdifOutcome, ZoneOutcome, ZoneQueue};
 pub use external::{RefreshReport, SourceView, Staleness};
 pub use health::HealthProblem;
 pub use lifecycle::{BroughtUp, Created};
 pub use organisations::{OrganisationChange, UnresolvedHolder};
-pub use publish::{next_serial, LdifOutcome, ZoneOutcome, ZoneQueue};
 
 /// The organisation `init` creates, owning every managed domain until the operator divides
 /// them among the organisations it serves.
@@ -83,7 +83,7 @@ pub struct Authority {
     /// One LDIF export at a time (the directory view and its log).
     ldif_lock: std::sync::Mutex<()>,
     /// Zones to rewrite after issuance and revocation when `serve` batches them.
-    zone_queue: publish::ZoneQueue,
+    zone_queue: discovery::ZoneQueue,
     /// The issuing CA certificate's serial, read once (checked before every issuance).
     issuing_serial: std::sync::OnceLock<Serial>,
     /// Recent issuances per principal, for the rate limits.
@@ -216,7 +216,7 @@ impl Authority {
             bundle_signer: RwLock::new(None),
             publish_lock: std::sync::Mutex::new(()),
             ldif_lock: std::sync::Mutex::new(()),
-            zone_queue: publish::ZoneQueue::default(),
+            zone_queue: discovery::ZoneQueue::default(),
             issuing_serial: std::sync::OnceLock::new(),
             rate: certs::RateLimiter::default(),
         };
