@@ -16,6 +16,11 @@ use crate::store::{
     AnchorEvent, AnchorRecord, AnchorState, BundleVersion, VersionAnchor, RECORD_VERSION,
 };
 
+mod seeds;
+mod signer;
+
+pub use signer::BundleSigner;
+
 /// What a member sends with an anchor.
 #[derive(Debug, Clone, Default)]
 pub struct Submission {
@@ -548,73 +553,6 @@ impl Authority {
         }
         Ok(out)
     }
-
-    /// Loads seed anchors shipped in `bundles/<name>/anchors/` that the bundle does not hold
-    /// yet: admitted by the same policy, approved by "seed", then the bundle is rebuilt.
-    /// A seed the bundle has held in any state stays as it is: an operator's retirement (or
-    /// rejection) of a seed anchor survives restarts.
-    pub fn load_seeds(&self) -> Result<Vec<String>> {
-        let mut report = Vec::new();
-        for (name, declared) in &self.inventory.bundles {
-            // Any state counts: a retired or rejected seed must not come back on restart.
-            let mut known: Vec<Fingerprint> = self
-                .store()?
-                .anchors_of(name)?
-                .into_iter()
-                .map(|a| a.fingerprint)
-                .collect();
-            for seed in &declared.seeds {
-                let certs = admission::read_anchor_upload(&seed.bytes, usize::MAX)
-                    .map_err(|d| Error::Config(format!("seed {}: {d}", seed.path.display())))?;
-                let actor = format!("seed:{}", seed.path.display());
-                // One certificate at a time, so an anchor added to a seed .p7b is picked up.
-                for der in certs {
-                    let fingerprint = Fingerprint::of(&der);
-                    if known.contains(&fingerprint) {
-                        continue;
-                    }
-                    known.push(fingerprint.clone());
-                    let submission = Submission {
-                        bundle: name.clone(),
-                        file: der,
-                        samples: Vec::new(),
-                        organization: "seed".into(),
-                        contact: seed.path.display().to_string(),
-                        rollover: false,
-                    };
-                    match self.submit_anchor(&submission, &actor) {
-                        Ok(records) => {
-                            // Approved only: `bring_up` publishes every bundle once after.
-                            for r in records {
-                                self.approve_pending(
-                                    r.id,
-                                    &actor,
-                                    "seed anchor from the inventory",
-                                )?;
-                                report.push(format!(
-                                    "{name}: seeded {} ({})",
-                                    r.subject, r.fingerprint
-                                ));
-                            }
-                        }
-                        // A seed that no longer passes admission (expired, say) is reported,
-                        // not fatal: the bundle keeps what it has.
-                        Err(Error::Denied(d)) => {
-                            tracing::warn!(bundle = %name, seed = %seed.path.display(), %fingerprint, reasons = %d, "seed anchor refused");
-                            report.push(format!(
-                                "{name}: seed {fingerprint} in {} refused: {d}",
-                                seed.path.display()
-                            ));
-                        }
-                        Err(e) => {
-                            return Err(Error::Config(format!("seed {}: {e}", seed.path.display())))
-                        }
-                    }
-                }
-            }
-        }
-        Ok(report)
-    }
 }
 
 fn event(at: OffsetDateTime, actor: &str, action: &str, note: &str) -> AnchorEvent {
@@ -655,102 +593,6 @@ pub(super) fn version_anchor(a: &AnchorRecord) -> VersionAnchor {
         subject: a.subject.clone(),
         not_after: a.not_after,
         organization: a.organization.clone(),
-    }
-}
-
-/// The bundle signer in memory. Not `Debug`: it holds a private key.
-pub struct BundleSigner {
-    pub cert_der: Vec<u8>,
-    key: rcgen::KeyPair,
-}
-
-/// Rotate the signer when less than this remains of its validity.
-const SIGNER_ROTATE_DAYS: i64 = 30;
-
-impl Authority {
-    /// Unseals the bundle signer, creating (or rotating) it first when absent or near expiry.
-    /// Needs the passphrase, so it runs where the CA keys are unlocked.
-    pub(super) fn ensure_bundle_signer(
-        &self,
-        passphrase: &crate::keyseal::Passphrase,
-    ) -> Result<()> {
-        let now = self.now();
-        let current = self.store()?.bundle_signer()?;
-        let usable = current
-            .as_ref()
-            .filter(|s| s.not_after - now > time::Duration::days(SIGNER_ROTATE_DAYS));
-        let signer = match usable {
-            Some(record) => {
-                let pkcs8 = crate::keyseal::open(&record.sealed_key, passphrase, "bundle_signer")?;
-                BundleSigner {
-                    cert_der: record.cert_der.clone(),
-                    key: crate::ca::key_from_pkcs8(&pkcs8, &record.cert_der)?,
-                }
-            }
-            None => self.create_bundle_signer(passphrase, now, current.is_some())?,
-        };
-        *self
-            .bundle_signer
-            .write()
-            .map_err(|_| Error::Store("lock poisoned".into()))? = Some(std::sync::Arc::new(signer));
-        Ok(())
-    }
-
-    fn create_bundle_signer(
-        &self,
-        passphrase: &crate::keyseal::Passphrase,
-        now: OffsetDateTime,
-        rotation: bool,
-    ) -> Result<BundleSigner> {
-        let signers = self.signers()?;
-        let profile = &self.profiles.bundle_signer;
-        let key = crate::ca::generate_key(profile.keys.generate)?;
-        let spec = crate::ca::SignerSpec {
-            serial: crate::ca::random_serial()?,
-            common_name: format!("{} Trust Bundle Signer", self.config.ca.organization),
-            organization: self.config.ca.organization.clone(),
-            not_before: now,
-            not_after: now + time::Duration::days(i64::from(profile.validity_days)),
-            crl_url: profile.crl_url(&self.config.public_url, "issuing"),
-            ca_issuers_url: profile.ca_issuers_url(&self.config.public_url, "issuing"),
-        };
-        self.ensure_issuing_ca_valid()?;
-        let cert_der = signers.issuing.issue_bundle_signer(&spec, &key)?;
-        let summary = crate::x509::summarize(&cert_der).map_err(Error::Generation)?;
-        let record = crate::store::SignerRecord {
-            record_version: RECORD_VERSION,
-            cert_der: cert_der.clone(),
-            sealed_key: crate::keyseal::seal(&key.serialize_der(), passphrase, "bundle_signer")?,
-            not_after: summary.not_after,
-        };
-        self.store()?.put_bundle_signer(
-            &record,
-            now,
-            AuditDraft::new(
-                "system",
-                if rotation { "bundle_signer.rotate" } else { "bundle_signer.issue" },
-                spec.serial.to_string(),
-                json!({"subject": summary.subject, "not_after": summary.not_after.to_string(), "fingerprint": summary.fingerprint}),
-            ),
-        )?;
-        Ok(BundleSigner { cert_der, key })
-    }
-
-    /// The current bundle-signing certificate (DER), if one exists.
-    pub fn bundle_signer_cert(&self) -> Result<Option<Vec<u8>>> {
-        Ok(self.store()?.bundle_signer()?.map(|s| s.cert_der))
-    }
-
-    pub(super) fn sign_bundle(&self, p7b: &[u8], now: OffsetDateTime) -> Result<Vec<u8>> {
-        let signer = self
-            .bundle_signer
-            .read()
-            .map_err(|_| Error::Store("lock poisoned".into()))?
-            .clone()
-            .ok_or_else(|| Error::CaKey("the bundle signer is locked".into()))?;
-        let issuing = self.ca_cert(crate::ca::CaRole::Issuing)?;
-        bundle::sign_p7m(p7b, &signer.cert_der, &[&issuing], &signer.key, now)
-            .map_err(|e| Error::Generation(format!("signing the bundle: {e}")))
     }
 }
 
