@@ -180,7 +180,7 @@ impl Authority {
         drop(passphrase);
         authority.refresh_crls()?;
         notes.extend(authority.load_seeds()?);
-        let names: Vec<String> = authority.inventory.bundles.keys().cloned().collect();
+        let names: Vec<String> = authority.inventory().bundles.keys().cloned().collect();
         for name in names {
             if let Some(v) = authority.rebuild_bundle(&name, "system")? {
                 notes.push(format!(

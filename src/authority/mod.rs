@@ -10,10 +10,8 @@ use crate::ca::CaRole;
 use crate::clock::Clock;
 use crate::config::{self, Config};
 use crate::error::{Error, Result};
-use crate::inventory::Inventory;
 use crate::keyseal::{self, Passphrase, PassphraseSource};
 use crate::model::Serial;
-use crate::policy::profile::Profiles;
 use crate::store::{Store, StoreHandle};
 use crate::x509;
 
@@ -27,6 +25,7 @@ mod external;
 mod health;
 mod lifecycle;
 mod organisations;
+mod rules;
 pub mod views;
 
 /// The records use cases answer with (front ends name them from here, never from `store`).
@@ -47,6 +46,7 @@ pub use external::{RefreshReport, SourceView, Staleness};
 pub use health::HealthProblem;
 pub use lifecycle::{BroughtUp, Created, InitOptions, InitReport, Signers};
 pub use organisations::{OrganisationChange, UnresolvedHolder};
+pub use rules::{ReloadReport, Rules};
 
 /// The organisation `init` creates, owning every managed domain until the operator divides
 /// them among the organisations it serves.
@@ -60,8 +60,8 @@ pub struct Authority {
     config: Config,
     /// The store; use cases take it with [`Authority::store`] for their duration.
     store: StoreHandle,
-    profiles: Profiles,
-    inventory: Inventory,
+    /// The profiles, inventory and admission policies, swapped whole by `reload_rules`.
+    rules: rules::RulesCell,
     clock: Arc<dyn Clock>,
     signers: RwLock<Option<Arc<Signers>>>,
     bundle_signer: RwLock<Option<Arc<bundles::BundleSigner>>>,
@@ -84,15 +84,13 @@ impl Authority {
         std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o755)
             .create(&config.data_dir)
             .map_err(|e| Error::io(&config.data_dir, e))?;
-        let profiles = Profiles::load(config.policies_dir.as_deref())?;
-        let inventory = Inventory::load(&config.bundles_dir)?;
+        let rules = Rules::load(&config)?;
         let store = StoreHandle::open(&config.data_dir)?;
         let upgrading = store.get()?.schema()? < crate::store::SCHEMA;
         let authority = Authority {
             config,
             store,
-            profiles,
-            inventory,
+            rules: rules::RulesCell::new(rules),
             clock,
             signers: RwLock::new(None),
             bundle_signer: RwLock::new(None),
@@ -138,16 +136,6 @@ impl Authority {
     /// The configuration this authority runs with.
     pub fn config(&self) -> &Config {
         &self.config
-    }
-
-    /// The certificate profiles, loaded once at start.
-    pub fn profiles(&self) -> &Profiles {
-        &self.profiles
-    }
-
-    /// The declared bundles and external sources, loaded once at start.
-    pub fn inventory(&self) -> &Inventory {
-        &self.inventory
     }
 
     /// Every audit entry from the oldest, each handed to `visit` (an export streams them).

@@ -10,7 +10,7 @@ use crate::bundle;
 use crate::error::{Error, Result};
 use crate::inventory::DeclaredBundle;
 use crate::model::Fingerprint;
-use crate::policy::admission::{self, AdmissionPolicy, ExistingAnchor};
+use crate::policy::admission::{self, ExistingAnchor};
 use crate::policy::Denial;
 use crate::store::{
     AnchorEvent, AnchorRecord, AnchorState, BundleVersion, VersionAnchor, RECORD_VERSION,
@@ -65,29 +65,6 @@ pub struct Built {
 }
 
 impl Authority {
-    pub(super) fn declared(&self, bundle: &str) -> Result<&DeclaredBundle> {
-        self.inventory.get(bundle)
-    }
-
-    /// The declaration's admission policy: `anchor-admission` is built in; other names are
-    /// files in the configured policies directory.
-    pub(super) fn admission_policy(&self, declared: &DeclaredBundle) -> Result<AdmissionPolicy> {
-        let name = &declared.declaration.admission_policy;
-        let dir = self.config.policies_dir.as_deref();
-        match (name.as_str(), dir) {
-            ("anchor-admission", _) => AdmissionPolicy::load(dir),
-            (_, Some(dir)) => {
-                let path = dir.join(format!("{name}.toml"));
-                let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-                AdmissionPolicy::parse(&text, &path.display().to_string())
-            }
-            (_, None) => Err(Error::Config(format!(
-                "bundle '{}' names admission policy '{name}', which needs policies_dir",
-                declared.declaration.name
-            ))),
-        }
-    }
-
     fn existing_in(&self, bundle: &str, except: Option<u64>) -> Result<Vec<ExistingAnchor>> {
         Ok(self
             .store()?
@@ -112,14 +89,15 @@ impl Authority {
     /// as pending. All or nothing: one refused anchor refuses the file. "Live" anchors of the
     /// bundle (pending, approved or published) count for the duplicate and same-subject rules.
     pub fn submit_anchor(&self, submission: &Submission, actor: &str) -> Result<Vec<AnchorRecord>> {
-        let declared = self.declared(&submission.bundle)?;
+        let rules = self.rules();
+        let declared = rules.declared(&submission.bundle)?;
         if declared.declaration.source.is_some() {
             return Err(Error::InvalidInput(format!(
                 "'{}' is an external bundle: its anchors come from its source, not from submissions",
                 submission.bundle
             )));
         }
-        let policy = self.admission_policy(declared)?;
+        let policy = rules.admission_policy(&submission.bundle)?;
         let anchors = admission::read_anchor_upload(&submission.file, policy.max_upload_bytes)
             .map_err(Error::Denied)?;
         let mut samples: Vec<Vec<u8>> = Vec::new();
@@ -138,7 +116,7 @@ impl Authority {
         let mut reasons = Vec::new();
         let mut admitted = Vec::new();
         for (i, der) in anchors.iter().enumerate() {
-            match admission::admit(der, &samples, &existing, &policy, now, submission.rollover) {
+            match admission::admit(der, &samples, &existing, policy, now, submission.rollover) {
                 Ok(facts) => {
                     existing.push(
                         ExistingAnchor::of_certificate(None, der)
@@ -248,7 +226,7 @@ impl Authority {
     /// Rebuilds a bundle now (publishing a version only when its content changed) and
     /// returns what is current.
     pub fn build_bundle(&self, name: &str, actor: &str) -> Result<Built> {
-        self.inventory.get(name)?;
+        self.rules().declared(name)?;
         self.ensure_unlocked()?;
         let published = self.rebuild_bundle(name, actor)?;
         let current = self.store()?.latest_bundle_version(name)?;
@@ -272,8 +250,8 @@ impl Authority {
                 record.state.as_str()
             )));
         }
-        let declared = self.declared(&record.bundle)?;
-        let policy = self.admission_policy(declared)?;
+        let rules = self.rules();
+        let policy = rules.admission_policy(&record.bundle)?;
         let samples = samples_of(&record);
         // A declared rollover and the anchors it replaces do not refuse each other.
         let paired: Vec<u64> = self
@@ -289,7 +267,7 @@ impl Authority {
             .into_iter()
             .filter(|e| e.id.is_none_or(|i| !paired.contains(&i)))
             .collect();
-        admission::admit(&record.der, &samples, &existing, &policy, self.now(), false)
+        admission::admit(&record.der, &samples, &existing, policy, self.now(), false)
             .map_err(Error::Denied)?;
         self.transition(id, actor, "anchor.approve", "approved", note, |r| {
             expect_state(r, &[AnchorState::Pending])?;
@@ -300,7 +278,8 @@ impl Authority {
 
     fn promote_copy(&self, id: u64, to: &str, actor: &str) -> Result<AnchorRecord> {
         let source = self.anchor(id)?;
-        let from = self.declared(&source.bundle)?;
+        let rules = self.rules();
+        let from = rules.declared(&source.bundle)?;
         if from.declaration.promote_to.as_deref() != Some(to) {
             return Err(Error::InvalidInput(format!(
                 "bundle '{}' does not promote to '{to}'{}",
@@ -318,15 +297,14 @@ impl Authority {
                 source.state.as_str()
             )));
         }
-        let target = self.declared(to)?;
-        let policy = self.admission_policy(target)?;
+        let policy = rules.admission_policy(to)?;
         let existing = self.existing_in(to, None)?;
         // A rollover in the test bundle is one in the target too, of the target's anchors.
         let facts = admission::admit(
             &source.der,
             &samples_of(&source),
             &existing,
-            &policy,
+            policy,
             self.now(),
             !source.rollover_of.is_empty(),
         )
@@ -408,7 +386,8 @@ impl Authority {
     /// Builds the bundle from its approved and published anchors. Publishes a new version only
     /// when the .p7b differs from the latest one; returns it, or `None` when unchanged.
     pub fn rebuild_bundle(&self, name: &str, actor: &str) -> Result<Option<BundleVersion>> {
-        let declared = self.declared(name)?;
+        let rules = self.rules();
+        let declared = rules.declared(name)?;
         if declared.declaration.source.is_some() {
             // An external bundle's versions are made by its refresh, from its source.
             return Ok(None);
@@ -523,7 +502,7 @@ impl Authority {
     pub fn bundle_summaries(&self) -> Result<Vec<BundleSummary>> {
         let published = self.published_bundles()?;
         Ok(self
-            .inventory
+            .inventory()
             .bundles
             .values()
             .map(|b| {
@@ -546,7 +525,7 @@ impl Authority {
     /// Every bundle's latest version (for serving and listings).
     pub fn published_bundles(&self) -> Result<Vec<BundleVersion>> {
         let mut out = Vec::new();
-        for name in self.inventory.bundles.keys() {
+        for name in self.inventory().bundles.keys() {
             if let Some(v) = self.store()?.latest_bundle_version(name)? {
                 out.push(v);
             }

@@ -14,7 +14,8 @@ impl Authority {
     /// rejection) of a seed anchor survives restarts.
     pub fn load_seeds(&self) -> Result<Vec<String>> {
         let mut report = Vec::new();
-        for (name, declared) in &self.inventory.bundles {
+        let inventory = self.inventory();
+        for (name, declared) in &inventory.bundles {
             // Any state counts: a retired or rejected seed must not come back on restart.
             let mut known: Vec<Fingerprint> = self
                 .store()?

@@ -56,7 +56,8 @@ impl Authority {
         rotation: bool,
     ) -> Result<BundleSigner> {
         let signers = self.signers()?;
-        let profile = &self.profiles.bundle_signer;
+        let profiles = self.profiles();
+        let profile = &profiles.bundle_signer;
         let key = crate::ca::generate_key(profile.keys.generate)?;
         let spec = crate::ca::SignerSpec {
             serial: crate::ca::random_serial()?,

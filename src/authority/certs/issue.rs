@@ -172,8 +172,9 @@ impl Authority {
         let store = self.store()?;
         let owner_of = |owner: &str| store.owner_holder(owner).ok().flatten();
         let key_holder_of = |spki: &[u8]| store.key_holder(&x509::spki_hash(spki)).ok().flatten();
+        let profiles = self.profiles();
         let ctx = issuance::Context {
-            profiles: &self.profiles,
+            profiles: &profiles,
             managed_domains: &self.config.managed_domains,
             owner_of: &owner_of,
             key_holder_of: &key_holder_of,

@@ -22,7 +22,7 @@ use crate::external::fetch::{Fetched, Validators};
 use crate::external::source::{AdmissionMode, ExternalSource};
 use crate::external::{Failure, RefreshStatus};
 use crate::model::Fingerprint;
-use crate::policy::admission;
+use crate::policy::admission::{self, AdmissionPolicy};
 use crate::store::{
     AnchorFinding, BundleVersion, ExternalAnchor, ExternalAttempt, ExternalState, GoodCopy,
     VersionAnchor, RECORD_VERSION,
@@ -73,12 +73,8 @@ enum Judged {
 
 impl Authority {
     /// The source of the external bundle `name`.
-    pub fn external_source(&self, name: &str) -> Result<&ExternalSource> {
-        self.declared(name)?.declaration.external().ok_or_else(|| {
-            Error::NotFound(format!(
-                "'{name}' is a local bundle, not an external source"
-            ))
-        })
+    pub fn external_source(&self, name: &str) -> Result<ExternalSource> {
+        self.rules().external_source(name).cloned()
     }
 
     /// The validators of the last good copy, for a conditional GET; none when they came
@@ -124,7 +120,9 @@ impl Authority {
         actor: &str,
         accept_older: bool,
     ) -> Result<RefreshReport> {
-        let source = self.external_source(name)?.clone();
+        let rules = self.rules();
+        let source = rules.external_source(name)?;
+        let policy = rules.admission_policy(name)?;
         let mut state = self
             .store()?
             .external_state(name)?
@@ -133,11 +131,12 @@ impl Authority {
                 source: name.to_string(),
                 ..ExternalState::default()
             });
-        let checked_under = self.checked_under(name, &source)?;
+        let checked_under = checked_under(source, policy)?;
         let now = self.now();
         let judged = self.judge(
             name,
-            &source,
+            source,
+            policy,
             &state,
             outcome,
             now,
@@ -328,23 +327,12 @@ impl Authority {
         state.last_attempt = Some(attempt);
     }
 
-    /// SHA-256 over what a copy is checked against: the declaration, the pinned
-    /// certificates and the admission policy.
-    fn checked_under(&self, name: &str, source: &ExternalSource) -> Result<String> {
-        let policy = self.admission_policy(self.declared(name)?)?;
-        let text = format!(
-            "{}\n{:?}\n{policy:?}",
-            serde_json::to_string(source).map_err(|e| Error::Store(e.to_string()))?,
-            source.pins.fingerprints
-        );
-        Ok(Fingerprint::of(text.as_bytes()).0)
-    }
-
     #[allow(clippy::too_many_arguments)]
     fn judge(
         &self,
         name: &str,
         source: &ExternalSource,
+        policy: &AdmissionPolicy,
         state: &ExternalState,
         outcome: std::result::Result<Fetched, Failure>,
         now: OffsetDateTime,
@@ -431,7 +419,7 @@ impl Authority {
             return Ok(with_digest(f, Some(verification), Some(Vec::new())));
         }
         let (anchors, admitted) =
-            self.admit_all(name, source, std::mem::take(&mut parsed.anchors), now)?;
+            self.admit_all(source, policy, std::mem::take(&mut parsed.anchors), now)?;
         if admitted.is_empty() {
             let f = Failure::new(
                 RefreshStatus::AllRejected,
@@ -452,17 +440,16 @@ impl Authority {
     /// Runs admission on every anchor: (every anchor with its verdict, the admitted DERs).
     fn admit_all(
         &self,
-        name: &str,
         source: &ExternalSource,
+        policy: &AdmissionPolicy,
         ders: Vec<Vec<u8>>,
         now: OffsetDateTime,
     ) -> Result<(Vec<ExternalAnchor>, Vec<Vec<u8>>)> {
-        let policy = self.admission_policy(self.declared(name)?)?;
         let mut anchors = Vec::with_capacity(ders.len());
         let mut admitted = Vec::new();
         for der in ders {
             let summary = x509::summarize(&der).ok();
-            let (ok, reasons) = match admission::admit(&der, &[], &[], &policy, now, false) {
+            let (ok, reasons) = match admission::admit(&der, &[], &[], policy, now, false) {
                 Ok(_) => (true, Vec::new()),
                 Err(denial) => (
                     source.admission == AdmissionMode::ReportOnly && summary.is_some(),
@@ -503,7 +490,8 @@ impl Authority {
         mut admitted: Vec<Vec<u8>>,
         now: OffsetDateTime,
     ) -> Result<Option<BundleVersion>> {
-        let declared = self.declared(name)?;
+        let rules = self.rules();
+        let declared = rules.declared(name)?;
         admitted.sort();
         let p7b = bundle::build_p7b(&admitted);
         drop(admitted);
@@ -544,7 +532,7 @@ impl Authority {
     /// Rebuilds the local bundles that include `source`; returns those that changed.
     pub fn republish_includers(&self, source: &str, actor: &str) -> Result<Vec<(String, u64)>> {
         let mut out = Vec::new();
-        for name in self.inventory.includers(source) {
+        for name in self.inventory().includers(source) {
             if let Some(v) = self.rebuild_bundle(&name, actor)? {
                 tracing::info!(bundle = %name, version = v.version, anchors = v.anchors.len(), source, "republished bundle with external anchors");
                 out.push((name, v.version));
@@ -560,9 +548,10 @@ impl Authority {
         include: &[String],
     ) -> Result<Vec<(Vec<u8>, VersionAnchor)>> {
         let now = self.now();
+        let rules = self.rules();
         let mut out = Vec::new();
         for name in include {
-            let source = self.external_source(name)?;
+            let source = rules.external_source(name)?;
             let state = self.store()?.external_state(name)?;
             if !source.publish_when_stale
                 && staleness(source, state.as_ref(), now) == Staleness::StaleFail
@@ -630,6 +619,15 @@ fn signing_times(
     })
 }
 
+/// SHA-256 over what a copy is checked against: the declaration, the pinned certificates and
+/// the admission policy, each in its serialized (JSON) form, so the digest moves exactly when
+/// one of them changes.
+fn checked_under(source: &ExternalSource, policy: &AdmissionPolicy) -> Result<String> {
+    let text = serde_json::to_vec(&(source, &source.pins.fingerprints, policy))
+        .map_err(|e| Error::Store(format!("encoding what a copy is checked under: {e}")))?;
+    Ok(Fingerprint::of(&text).0)
+}
+
 /// The digest the validators of a copy are stored under.
 fn url_sha256(url: &str) -> String {
     Fingerprint::of(url.as_bytes()).0
@@ -642,5 +640,35 @@ fn external_version_anchor(name: &str, a: &ExternalAnchor, now: OffsetDateTime) 
         subject: a.subject.clone(),
         not_after: a.not_after.unwrap_or(now),
         organization: format!("external:{name}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source() -> ExternalSource {
+        toml::from_str("url = \"https://bundles.example.org/provider.p7b\"").unwrap()
+    }
+
+    #[test]
+    fn checked_under_moves_with_the_policy_and_the_pins_only() {
+        let source = source();
+        let policy = AdmissionPolicy::default();
+        let first = checked_under(&source, &policy).unwrap();
+        assert_eq!(first.len(), 64, "hex SHA-256");
+        assert_eq!(
+            first,
+            checked_under(&source.clone(), &policy.clone()).unwrap(),
+            "stable for the same declaration and policy"
+        );
+        let stricter = AdmissionPolicy {
+            min_days_remaining: 90,
+            ..policy.clone()
+        };
+        assert_ne!(first, checked_under(&source, &stricter).unwrap());
+        let mut pinned = source.clone();
+        pinned.pins.fingerprints.push("ab".repeat(32));
+        assert_ne!(first, checked_under(&pinned, &policy).unwrap());
     }
 }

@@ -69,7 +69,8 @@ pub struct SourceView {
 impl Authority {
     /// The status of one source.
     pub fn source_view(&self, name: &str) -> Result<SourceView> {
-        let source = self.external_source(name)?;
+        let rules = self.rules();
+        let source = rules.external_source(name)?;
         let state = self.store()?.external_state(name)?;
         let now = self.now();
         let stale = staleness(source, state.as_ref(), now);
@@ -97,7 +98,7 @@ impl Authority {
             verification: good.map(|g| g.verification.clone()),
             anchors: good.map(|g| g.anchors.clone()).unwrap_or_default(),
             last_attempt_anchors: attempt.and_then(|a| a.anchors.clone()),
-            included_by: self.inventory.includers(name),
+            included_by: rules.inventory.includers(name),
             attempts: state.attempts.clone(),
         })
     }
@@ -105,7 +106,7 @@ impl Authority {
     /// Every external source's status.
     pub fn source_views(&self) -> Result<Vec<SourceView>> {
         let names: Vec<String> = self
-            .inventory
+            .inventory()
             .externals()
             .map(|(n, _)| n.to_string())
             .collect();
@@ -116,7 +117,7 @@ impl Authority {
     pub fn degraded_sources(&self) -> Result<Vec<String>> {
         let now = self.now();
         let mut out = Vec::new();
-        for (name, source) in self.inventory.externals().filter(|(_, s)| s.enabled) {
+        for (name, source) in self.inventory().externals().filter(|(_, s)| s.enabled) {
             let state = self.store()?.external_state(name)?;
             if staleness(source, state.as_ref(), now) == Staleness::StaleFail {
                 out.push(name.to_string());
@@ -130,7 +131,7 @@ impl Authority {
     pub fn sources_without_copy(&self) -> Result<Vec<String>> {
         let now = self.now();
         let mut out = Vec::new();
-        for (name, source) in self.inventory.externals().filter(|(_, s)| s.enabled) {
+        for (name, source) in self.inventory().externals().filter(|(_, s)| s.enabled) {
             let state = self.store()?.external_state(name)?;
             if staleness(source, state.as_ref(), now) == Staleness::NoCopy {
                 out.push(name.to_string());
