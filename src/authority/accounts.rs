@@ -50,7 +50,7 @@ impl Authority {
             .into_iter()
             .map(|o| o.id)
             .collect();
-        let bundles: Vec<String> = self.inventory.bundles.keys().cloned().collect();
+        let bundles: Vec<String> = self.inventory().bundles.keys().cloned().collect();
         scope.validate(
             role,
             &accounts::Known {

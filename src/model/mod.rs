@@ -487,7 +487,7 @@ impl RevocationReason {
 }
 
 /// A subscriber key algorithm a profile allows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum KeyKind {
     Rsa,

@@ -36,7 +36,7 @@ const SAMPLES: &str = "samples";
 
 /// The admission rules, as loaded from `policies/anchor-admission.toml`. A key left out of the
 /// file takes the value of [`AdmissionPolicy::default`], which the shipped file spells out.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdmissionPolicy {
     /// Days the anchor must stay valid after admission.

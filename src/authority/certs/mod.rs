@@ -12,15 +12,24 @@ use serde_json::json;
 use time::{Duration, OffsetDateTime};
 use zeroize::Zeroizing;
 
-use super::{Authority, CertFilter, CertView, IssueOutcome, IssuedCert};
+use super::Authority;
 use crate::accounts::{Limit, Principal, Role};
 use crate::audit::AuditDraft;
+use crate::ca::CaRole;
 use crate::error::{Error, Result};
 use crate::model::{Holder, RevocationReason, Serial};
 use crate::organisations::{HolderBinding, OrganisationRecord};
 use crate::policy::issuance::{IssueRequest, KeySource};
-use crate::store::{IdempotencyRecord, Revocation, RECORD_VERSION};
+use crate::store::{CertRecord, IdempotencyRecord, Revocation, RECORD_VERSION};
 use crate::x509;
+
+mod ca;
+mod issue;
+mod lookup;
+
+pub use ca::CaStatus;
+pub use issue::{IssueOutcome, IssuedCert};
+pub use lookup::{CertFilter, CertStatus, CertView};
 
 /// How long an idempotency key is remembered.
 pub const IDEMPOTENCY_WINDOW: Duration = Duration::hours(24);
@@ -215,11 +224,11 @@ impl Authority {
         }
         let ownership = self.ownership(principal, request)?;
         match self.issue_owned(request, ownership, p12_password, idempotency)? {
-            super::Issued::Fresh(outcome) => {
+            issue::Issued::Fresh(outcome) => {
                 self.rate.record(&principal.id, count, now);
                 Ok(outcome)
             }
-            super::Issued::Replay(first) => self.replay(&first, &print),
+            issue::Issued::Replay(first) => self.replay(&first, &print),
         }
     }
 
@@ -478,5 +487,52 @@ impl Authority {
             id: binding.organisation,
             name,
         }))
+    }
+}
+impl Authority {
+    /// Revokes an issued certificate. The caller regenerates the CRL (at once in the CLI,
+    /// coalesced in the server).
+    pub fn revoke(
+        &self,
+        serial: &Serial,
+        reason: RevocationReason,
+        actor: &str,
+    ) -> Result<Revocation> {
+        self.revoke_checked(serial, reason, actor, &|_, _| true)
+    }
+
+    fn revoke_checked(
+        &self,
+        serial: &Serial,
+        reason: RevocationReason,
+        actor: &str,
+        visible: &dyn Fn(&CertRecord, Option<&crate::organisations::HolderBinding>) -> bool,
+    ) -> Result<Revocation> {
+        let record = self
+            .store()?
+            .cert(serial)?
+            .ok_or_else(|| Error::NotFound(format!("no certificate with serial {serial}")))?;
+        let revocation = Revocation {
+            record_version: RECORD_VERSION,
+            revision: 0,
+            serial: serial.clone(),
+            ca: CaRole::Issuing,
+            reason,
+            revoked_at: self.now(),
+            revoked_by: actor.to_string(),
+        };
+        let stored = self.store()?.revoke(
+            &revocation,
+            AuditDraft::new(
+                actor,
+                "cert.revoke",
+                serial.to_string(),
+                json!({"holder": record.holder.to_string(), "reason": reason.as_str()}),
+            ),
+            visible,
+        )?;
+        self.store()?.flush()?;
+        self.publish_after_change(record.holder.domain());
+        Ok(stored)
     }
 }

@@ -1,7 +1,7 @@
 //! The external-bundle use case after the network: judge a download (parse, verify, admit),
 //! then either keep the last good copy and record the failure, touch only timestamps for
 //! unchanged content, or swap in the new anchor set as a new version atomically and rebuild
-//! the local bundles that include it. Also the read side: status views and staleness.
+//! the local bundles that include it. The read side (status views, staleness) is in `status`.
 //!
 //! A verified copy signed earlier than the one accepted last (CMS `signingTime`) is a
 //! rollback: an old bundle replayed, perhaps to bring back an anchor since removed. It is
@@ -9,11 +9,9 @@
 //! both signing times). The formats parsed here carry no content sequence number (the
 //! content is a certs-only PKCS#7 or opaque metadata), so the signing time is the only order.
 
-use std::collections::BTreeMap;
-
 use serde::Serialize;
 use serde_json::json;
-use time::{Duration, OffsetDateTime};
+use time::OffsetDateTime;
 
 use super::Authority;
 use crate::audit::AuditDraft;
@@ -24,25 +22,16 @@ use crate::external::fetch::{Fetched, Validators};
 use crate::external::source::{AdmissionMode, ExternalSource};
 use crate::external::{Failure, RefreshStatus};
 use crate::model::Fingerprint;
-use crate::policy::admission;
+use crate::policy::admission::{self, AdmissionPolicy};
 use crate::store::{
     AnchorFinding, BundleVersion, ExternalAnchor, ExternalAttempt, ExternalState, GoodCopy,
     VersionAnchor, RECORD_VERSION,
 };
 use crate::x509;
 
-/// How old the last good copy is, against the source's thresholds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Staleness {
-    Fresh,
-    /// Past `stale_warn_hours`.
-    StaleWarn,
-    /// Past `stale_fail_hours`: `/healthz` reports degraded.
-    StaleFail,
-    /// No good copy yet.
-    NoCopy,
-}
+mod status;
+
+pub use status::{staleness, SourceView, Staleness};
 
 /// What one refresh did.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -55,45 +44,6 @@ pub struct RefreshReport {
     pub published_version: Option<u64>,
     /// Local bundles republished with the new anchors: (name, version).
     pub republished: Vec<(String, u64)>,
-}
-
-/// A source's status as the CLI and the API show it.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct SourceView {
-    pub name: String,
-    /// The source URL without user-info or query string (`https://***@host/b.p7m?…`).
-    pub url: String,
-    pub enabled: bool,
-    pub schedule: String,
-    pub admission: AdmissionMode,
-    pub pinned: bool,
-    /// The last attempt's status; `null` before the first attempt.
-    pub status: Option<RefreshStatus>,
-    pub http_code: Option<u16>,
-    pub reason: Option<String>,
-    #[serde(with = "time::serde::rfc3339::option")]
-    #[schema(value_type = Option<String>, format = DateTime)]
-    pub last_attempt_at: Option<OffsetDateTime>,
-    #[serde(with = "time::serde::rfc3339::option")]
-    #[schema(value_type = Option<String>, format = DateTime)]
-    pub last_success_at: Option<OffsetDateTime>,
-    pub consecutive_failures: u64,
-    pub staleness: Staleness,
-    pub stale: bool,
-    /// When the publisher last confirmed the copy now published.
-    #[serde(with = "time::serde::rfc3339::option")]
-    #[schema(value_type = Option<String>, format = DateTime)]
-    pub last_good_at: Option<OffsetDateTime>,
-    pub version: Option<u64>,
-    /// SHA-256 of the body of the copy now published.
-    pub sha256: Option<String>,
-    pub verification: Option<Verification>,
-    /// The anchors of the copy now published.
-    pub anchors: Vec<ExternalAnchor>,
-    /// Every anchor parsed in the last attempt, when it got that far.
-    pub last_attempt_anchors: Option<Vec<ExternalAnchor>>,
-    pub included_by: Vec<String>,
-    pub attempts: BTreeMap<String, u64>,
 }
 
 /// The verdict on a download.
@@ -123,12 +73,8 @@ enum Judged {
 
 impl Authority {
     /// The source of the external bundle `name`.
-    pub fn external_source(&self, name: &str) -> Result<&ExternalSource> {
-        self.declared(name)?.declaration.external().ok_or_else(|| {
-            Error::NotFound(format!(
-                "'{name}' is a local bundle, not an external source"
-            ))
-        })
+    pub fn external_source(&self, name: &str) -> Result<ExternalSource> {
+        self.rules().external_source(name).cloned()
     }
 
     /// The validators of the last good copy, for a conditional GET; none when they came
@@ -174,7 +120,9 @@ impl Authority {
         actor: &str,
         accept_older: bool,
     ) -> Result<RefreshReport> {
-        let source = self.external_source(name)?.clone();
+        let rules = self.rules();
+        let source = rules.external_source(name)?;
+        let policy = rules.admission_policy(name)?;
         let mut state = self
             .store()?
             .external_state(name)?
@@ -183,11 +131,12 @@ impl Authority {
                 source: name.to_string(),
                 ..ExternalState::default()
             });
-        let checked_under = self.checked_under(name, &source)?;
+        let checked_under = checked_under(source, policy)?;
         let now = self.now();
         let judged = self.judge(
             name,
-            &source,
+            source,
+            policy,
             &state,
             outcome,
             now,
@@ -379,23 +328,12 @@ impl Authority {
         state.last_attempt = Some(attempt);
     }
 
-    /// SHA-256 over what a copy is checked against: the declaration, the pinned
-    /// certificates and the admission policy.
-    fn checked_under(&self, name: &str, source: &ExternalSource) -> Result<String> {
-        let policy = self.admission_policy(self.declared(name)?)?;
-        let text = format!(
-            "{}\n{:?}\n{policy:?}",
-            serde_json::to_string(source).map_err(|e| Error::Store(e.to_string()))?,
-            source.pins.fingerprints
-        );
-        Ok(Fingerprint::of(text.as_bytes()).0)
-    }
-
     #[allow(clippy::too_many_arguments)]
     fn judge(
         &self,
         name: &str,
         source: &ExternalSource,
+        policy: &AdmissionPolicy,
         state: &ExternalState,
         outcome: std::result::Result<Fetched, Failure>,
         now: OffsetDateTime,
@@ -482,7 +420,7 @@ impl Authority {
             return Ok(with_digest(f, Some(verification), Some(Vec::new())));
         }
         let (anchors, admitted) =
-            self.admit_all(name, source, std::mem::take(&mut parsed.anchors), now)?;
+            self.admit_all(source, policy, std::mem::take(&mut parsed.anchors), now)?;
         if admitted.is_empty() {
             let f = Failure::new(
                 RefreshStatus::AllRejected,
@@ -503,17 +441,16 @@ impl Authority {
     /// Runs admission on every anchor: (every anchor with its verdict, the admitted DERs).
     fn admit_all(
         &self,
-        name: &str,
         source: &ExternalSource,
+        policy: &AdmissionPolicy,
         ders: Vec<Vec<u8>>,
         now: OffsetDateTime,
     ) -> Result<(Vec<ExternalAnchor>, Vec<Vec<u8>>)> {
-        let policy = self.admission_policy(self.declared(name)?)?;
         let mut anchors = Vec::with_capacity(ders.len());
         let mut admitted = Vec::new();
         for der in ders {
             let summary = x509::summarize(&der).ok();
-            let (ok, reasons) = match admission::admit(&der, &[], &[], &policy, now, false) {
+            let (ok, reasons) = match admission::admit(&der, &[], &[], policy, now, false) {
                 Ok(_) => (true, Vec::new()),
                 Err(denial) => (
                     source.admission == AdmissionMode::ReportOnly && summary.is_some(),
@@ -554,7 +491,8 @@ impl Authority {
         mut admitted: Vec<Vec<u8>>,
         now: OffsetDateTime,
     ) -> Result<Option<BundleVersion>> {
-        let declared = self.declared(name)?;
+        let rules = self.rules();
+        let declared = rules.declared(name)?;
         admitted.sort();
         let p7b = bundle::build_p7b(&admitted);
         drop(admitted);
@@ -595,7 +533,7 @@ impl Authority {
     /// Rebuilds the local bundles that include `source`; returns those that changed.
     pub fn republish_includers(&self, source: &str, actor: &str) -> Result<Vec<(String, u64)>> {
         let mut out = Vec::new();
-        for name in self.inventory.includers(source) {
+        for name in self.inventory().includers(source) {
             if let Some(v) = self.rebuild_bundle(&name, actor)? {
                 tracing::info!(bundle = %name, version = v.version, anchors = v.anchors.len(), source, "republished bundle with external anchors");
                 out.push((name, v.version));
@@ -611,9 +549,10 @@ impl Authority {
         include: &[String],
     ) -> Result<Vec<(Vec<u8>, VersionAnchor)>> {
         let now = self.now();
+        let rules = self.rules();
         let mut out = Vec::new();
         for name in include {
-            let source = self.external_source(name)?;
+            let source = rules.external_source(name)?;
             let state = self.store()?.external_state(name)?;
             if !source.publish_when_stale
                 && staleness(source, state.as_ref(), now) == Staleness::StaleFail
@@ -637,98 +576,6 @@ impl Authority {
             }
         }
         Ok(out)
-    }
-
-    /// The status of one source.
-    pub fn source_view(&self, name: &str) -> Result<SourceView> {
-        let source = self.external_source(name)?;
-        let state = self.store()?.external_state(name)?;
-        let now = self.now();
-        let stale = staleness(source, state.as_ref(), now);
-        let state = state.unwrap_or_default();
-        let attempt = state.last_attempt.as_ref();
-        let good = state.good.as_ref();
-        Ok(SourceView {
-            name: name.to_string(),
-            url: source.redacted_url(),
-            enabled: source.enabled,
-            schedule: source.schedule.clone(),
-            admission: source.admission,
-            pinned: !source.pins.is_empty(),
-            status: attempt.map(|a| a.status),
-            http_code: attempt.and_then(|a| a.http_code),
-            reason: attempt.map(|a| a.reason.clone()),
-            last_attempt_at: attempt.map(|a| a.finished_at),
-            last_success_at: state.last_success_at,
-            consecutive_failures: state.consecutive_failures,
-            staleness: stale,
-            stale: matches!(stale, Staleness::StaleWarn | Staleness::StaleFail),
-            last_good_at: good.map(|g| g.confirmed_at),
-            version: good.map(|g| g.version),
-            sha256: good.map(|g| g.sha256.clone()),
-            verification: good.map(|g| g.verification.clone()),
-            anchors: good.map(|g| g.anchors.clone()).unwrap_or_default(),
-            last_attempt_anchors: attempt.and_then(|a| a.anchors.clone()),
-            included_by: self.inventory.includers(name),
-            attempts: state.attempts.clone(),
-        })
-    }
-
-    /// Every external source's status.
-    pub fn source_views(&self) -> Result<Vec<SourceView>> {
-        let names: Vec<String> = self
-            .inventory
-            .externals()
-            .map(|(n, _)| n.to_string())
-            .collect();
-        names.iter().map(|n| self.source_view(n)).collect()
-    }
-
-    /// Enabled sources whose last good copy is past the fail threshold.
-    pub fn degraded_sources(&self) -> Result<Vec<String>> {
-        let now = self.now();
-        let mut out = Vec::new();
-        for (name, source) in self.inventory.externals().filter(|(_, s)| s.enabled) {
-            let state = self.store()?.external_state(name)?;
-            if staleness(source, state.as_ref(), now) == Staleness::StaleFail {
-                out.push(name.to_string());
-            }
-        }
-        Ok(out)
-    }
-
-    /// Enabled sources that never got a good copy (never fetched, or every attempt failed):
-    /// their anchors are published by nobody.
-    pub fn sources_without_copy(&self) -> Result<Vec<String>> {
-        let now = self.now();
-        let mut out = Vec::new();
-        for (name, source) in self.inventory.externals().filter(|(_, s)| s.enabled) {
-            let state = self.store()?.external_state(name)?;
-            if staleness(source, state.as_ref(), now) == Staleness::NoCopy {
-                out.push(name.to_string());
-            }
-        }
-        Ok(out)
-    }
-}
-
-/// The staleness of a source's last good copy at `now`.
-pub fn staleness(
-    source: &ExternalSource,
-    state: Option<&ExternalState>,
-    now: OffsetDateTime,
-) -> Staleness {
-    let Some(good) = state.and_then(|s| s.good.as_ref()) else {
-        return Staleness::NoCopy;
-    };
-    let age = now - good.confirmed_at;
-    let hours = |h: u64| Duration::hours(i64::try_from(h).unwrap_or(i64::MAX / 3600));
-    if age > hours(source.stale_fail_hours) {
-        Staleness::StaleFail
-    } else if age > hours(source.stale_warn_hours) {
-        Staleness::StaleWarn
-    } else {
-        Staleness::Fresh
     }
 }
 
@@ -773,6 +620,15 @@ fn signing_times(
     })
 }
 
+/// SHA-256 over what a copy is checked against: the declaration, the pinned certificates and
+/// the admission policy, each in its serialized (JSON) form, so the digest moves exactly when
+/// one of them changes.
+fn checked_under(source: &ExternalSource, policy: &AdmissionPolicy) -> Result<String> {
+    let text = serde_json::to_vec(&(source, &source.pins.fingerprints, policy))
+        .map_err(|e| Error::Store(format!("encoding what a copy is checked under: {e}")))?;
+    Ok(Fingerprint::of(&text).0)
+}
+
 /// The digest the validators of a copy are stored under.
 fn url_sha256(url: &str) -> String {
     Fingerprint::of(url.as_bytes()).0
@@ -785,5 +641,35 @@ fn external_version_anchor(name: &str, a: &ExternalAnchor, now: OffsetDateTime) 
         subject: a.subject.clone(),
         not_after: a.not_after.unwrap_or(now),
         organization: format!("external:{name}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source() -> ExternalSource {
+        toml::from_str("url = \"https://bundles.example.org/provider.p7b\"").unwrap()
+    }
+
+    #[test]
+    fn checked_under_moves_with_the_policy_and_the_pins_only() {
+        let source = source();
+        let policy = AdmissionPolicy::default();
+        let first = checked_under(&source, &policy).unwrap();
+        assert_eq!(first.len(), 64, "hex SHA-256");
+        assert_eq!(
+            first,
+            checked_under(&source.clone(), &policy.clone()).unwrap(),
+            "stable for the same declaration and policy"
+        );
+        let stricter = AdmissionPolicy {
+            min_days_remaining: 90,
+            ..policy.clone()
+        };
+        assert_ne!(first, checked_under(&source, &stricter).unwrap());
+        let mut pinned = source.clone();
+        pinned.pins.fingerprints.push("ab".repeat(32));
+        assert_ne!(first, checked_under(&pinned, &policy).unwrap());
     }
 }

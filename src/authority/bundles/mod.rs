@@ -10,11 +10,16 @@ use crate::bundle;
 use crate::error::{Error, Result};
 use crate::inventory::DeclaredBundle;
 use crate::model::Fingerprint;
-use crate::policy::admission::{self, AdmissionPolicy, ExistingAnchor};
+use crate::policy::admission::{self, ExistingAnchor};
 use crate::policy::Denial;
 use crate::store::{
     AnchorEvent, AnchorRecord, AnchorState, BundleVersion, VersionAnchor, RECORD_VERSION,
 };
+
+mod seeds;
+mod signer;
+
+pub use signer::BundleSigner;
 
 /// What a member sends with an anchor.
 #[derive(Debug, Clone, Default)]
@@ -60,29 +65,6 @@ pub struct Built {
 }
 
 impl Authority {
-    pub(super) fn declared(&self, bundle: &str) -> Result<&DeclaredBundle> {
-        self.inventory.get(bundle)
-    }
-
-    /// The declaration's admission policy: `anchor-admission` is built in; other names are
-    /// files in the configured policies directory.
-    pub(super) fn admission_policy(&self, declared: &DeclaredBundle) -> Result<AdmissionPolicy> {
-        let name = &declared.declaration.admission_policy;
-        let dir = self.config.policies_dir.as_deref();
-        match (name.as_str(), dir) {
-            ("anchor-admission", _) => AdmissionPolicy::load(dir),
-            (_, Some(dir)) => {
-                let path = dir.join(format!("{name}.toml"));
-                let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-                AdmissionPolicy::parse(&text, &path.display().to_string())
-            }
-            (_, None) => Err(Error::Config(format!(
-                "bundle '{}' names admission policy '{name}', which needs policies_dir",
-                declared.declaration.name
-            ))),
-        }
-    }
-
     fn existing_in(&self, bundle: &str, except: Option<u64>) -> Result<Vec<ExistingAnchor>> {
         Ok(self
             .store()?
@@ -107,14 +89,15 @@ impl Authority {
     /// as pending. All or nothing: one refused anchor refuses the file. "Live" anchors of the
     /// bundle (pending, approved or published) count for the duplicate and same-subject rules.
     pub fn submit_anchor(&self, submission: &Submission, actor: &str) -> Result<Vec<AnchorRecord>> {
-        let declared = self.declared(&submission.bundle)?;
+        let rules = self.rules();
+        let declared = rules.declared(&submission.bundle)?;
         if declared.declaration.source.is_some() {
             return Err(Error::InvalidInput(format!(
                 "'{}' is an external bundle: its anchors come from its source, not from submissions",
                 submission.bundle
             )));
         }
-        let policy = self.admission_policy(declared)?;
+        let policy = rules.admission_policy(&submission.bundle)?;
         let anchors = admission::read_anchor_upload(&submission.file, policy.max_upload_bytes)
             .map_err(Error::Denied)?;
         let mut samples: Vec<Vec<u8>> = Vec::new();
@@ -133,7 +116,7 @@ impl Authority {
         let mut reasons = Vec::new();
         let mut admitted = Vec::new();
         for (i, der) in anchors.iter().enumerate() {
-            match admission::admit(der, &samples, &existing, &policy, now, submission.rollover) {
+            match admission::admit(der, &samples, &existing, policy, now, submission.rollover) {
                 Ok(facts) => {
                     existing.push(
                         ExistingAnchor::of_certificate(None, der)
@@ -243,7 +226,7 @@ impl Authority {
     /// Rebuilds a bundle now (publishing a version only when its content changed) and
     /// returns what is current.
     pub fn build_bundle(&self, name: &str, actor: &str) -> Result<Built> {
-        self.inventory.get(name)?;
+        self.rules().declared(name)?;
         self.ensure_unlocked()?;
         let published = self.rebuild_bundle(name, actor)?;
         let current = self.store()?.latest_bundle_version(name)?;
@@ -267,8 +250,8 @@ impl Authority {
                 record.state.as_str()
             )));
         }
-        let declared = self.declared(&record.bundle)?;
-        let policy = self.admission_policy(declared)?;
+        let rules = self.rules();
+        let policy = rules.admission_policy(&record.bundle)?;
         let samples = samples_of(&record);
         // A declared rollover and the anchors it replaces do not refuse each other.
         let paired: Vec<u64> = self
@@ -284,7 +267,7 @@ impl Authority {
             .into_iter()
             .filter(|e| e.id.is_none_or(|i| !paired.contains(&i)))
             .collect();
-        admission::admit(&record.der, &samples, &existing, &policy, self.now(), false)
+        admission::admit(&record.der, &samples, &existing, policy, self.now(), false)
             .map_err(Error::Denied)?;
         self.transition(id, actor, "anchor.approve", "approved", note, |r| {
             expect_state(r, &[AnchorState::Pending])?;
@@ -295,7 +278,8 @@ impl Authority {
 
     fn promote_copy(&self, id: u64, to: &str, actor: &str) -> Result<AnchorRecord> {
         let source = self.anchor(id)?;
-        let from = self.declared(&source.bundle)?;
+        let rules = self.rules();
+        let from = rules.declared(&source.bundle)?;
         if from.declaration.promote_to.as_deref() != Some(to) {
             return Err(Error::InvalidInput(format!(
                 "bundle '{}' does not promote to '{to}'{}",
@@ -313,15 +297,14 @@ impl Authority {
                 source.state.as_str()
             )));
         }
-        let target = self.declared(to)?;
-        let policy = self.admission_policy(target)?;
+        let policy = rules.admission_policy(to)?;
         let existing = self.existing_in(to, None)?;
         // A rollover in the test bundle is one in the target too, of the target's anchors.
         let facts = admission::admit(
             &source.der,
             &samples_of(&source),
             &existing,
-            &policy,
+            policy,
             self.now(),
             !source.rollover_of.is_empty(),
         )
@@ -403,7 +386,8 @@ impl Authority {
     /// Builds the bundle from its approved and published anchors. Publishes a new version only
     /// when the .p7b differs from the latest one; returns it, or `None` when unchanged.
     pub fn rebuild_bundle(&self, name: &str, actor: &str) -> Result<Option<BundleVersion>> {
-        let declared = self.declared(name)?;
+        let rules = self.rules();
+        let declared = rules.declared(name)?;
         if declared.declaration.source.is_some() {
             // An external bundle's versions are made by its refresh, from its source.
             return Ok(None);
@@ -519,7 +503,7 @@ impl Authority {
     pub fn bundle_summaries(&self) -> Result<Vec<BundleSummary>> {
         let published = self.published_bundles()?;
         Ok(self
-            .inventory
+            .inventory()
             .bundles
             .values()
             .map(|b| {
@@ -542,79 +526,12 @@ impl Authority {
     /// Every bundle's latest version (for serving and listings).
     pub fn published_bundles(&self) -> Result<Vec<BundleVersion>> {
         let mut out = Vec::new();
-        for name in self.inventory.bundles.keys() {
+        for name in self.inventory().bundles.keys() {
             if let Some(v) = self.store()?.latest_bundle_version(name)? {
                 out.push(v);
             }
         }
         Ok(out)
-    }
-
-    /// Loads seed anchors shipped in `bundles/<name>/anchors/` that the bundle does not hold
-    /// yet: admitted by the same policy, approved by "seed", then the bundle is rebuilt.
-    /// A seed the bundle has held in any state stays as it is: an operator's retirement (or
-    /// rejection) of a seed anchor survives restarts.
-    pub fn load_seeds(&self) -> Result<Vec<String>> {
-        let mut report = Vec::new();
-        for (name, declared) in &self.inventory.bundles {
-            // Any state counts: a retired or rejected seed must not come back on restart.
-            let mut known: Vec<Fingerprint> = self
-                .store()?
-                .anchors_of(name)?
-                .into_iter()
-                .map(|a| a.fingerprint)
-                .collect();
-            for seed in &declared.seeds {
-                let certs = admission::read_anchor_upload(&seed.bytes, usize::MAX)
-                    .map_err(|d| Error::Config(format!("seed {}: {d}", seed.path.display())))?;
-                let actor = format!("seed:{}", seed.path.display());
-                // One certificate at a time, so an anchor added to a seed .p7b is picked up.
-                for der in certs {
-                    let fingerprint = Fingerprint::of(&der);
-                    if known.contains(&fingerprint) {
-                        continue;
-                    }
-                    known.push(fingerprint.clone());
-                    let submission = Submission {
-                        bundle: name.clone(),
-                        file: der,
-                        samples: Vec::new(),
-                        organization: "seed".into(),
-                        contact: seed.path.display().to_string(),
-                        rollover: false,
-                    };
-                    match self.submit_anchor(&submission, &actor) {
-                        Ok(records) => {
-                            // Approved only: `bring_up` publishes every bundle once after.
-                            for r in records {
-                                self.approve_pending(
-                                    r.id,
-                                    &actor,
-                                    "seed anchor from the inventory",
-                                )?;
-                                report.push(format!(
-                                    "{name}: seeded {} ({})",
-                                    r.subject, r.fingerprint
-                                ));
-                            }
-                        }
-                        // A seed that no longer passes admission (expired, say) is reported,
-                        // not fatal: the bundle keeps what it has.
-                        Err(Error::Denied(d)) => {
-                            tracing::warn!(bundle = %name, seed = %seed.path.display(), %fingerprint, reasons = %d, "seed anchor refused");
-                            report.push(format!(
-                                "{name}: seed {fingerprint} in {} refused: {d}",
-                                seed.path.display()
-                            ));
-                        }
-                        Err(e) => {
-                            return Err(Error::Config(format!("seed {}: {e}", seed.path.display())))
-                        }
-                    }
-                }
-            }
-        }
-        Ok(report)
     }
 }
 
@@ -656,102 +573,6 @@ pub(super) fn version_anchor(a: &AnchorRecord) -> VersionAnchor {
         subject: a.subject.clone(),
         not_after: a.not_after,
         organization: a.organization.clone(),
-    }
-}
-
-/// The bundle signer in memory. Not `Debug`: it holds a private key.
-pub struct BundleSigner {
-    pub cert_der: Vec<u8>,
-    key: rcgen::KeyPair,
-}
-
-/// Rotate the signer when less than this remains of its validity.
-const SIGNER_ROTATE_DAYS: i64 = 30;
-
-impl Authority {
-    /// Unseals the bundle signer, creating (or rotating) it first when absent or near expiry.
-    /// Needs the passphrase, so it runs where the CA keys are unlocked.
-    pub(super) fn ensure_bundle_signer(
-        &self,
-        passphrase: &crate::keyseal::Passphrase,
-    ) -> Result<()> {
-        let now = self.now();
-        let current = self.store()?.bundle_signer()?;
-        let usable = current
-            .as_ref()
-            .filter(|s| s.not_after - now > time::Duration::days(SIGNER_ROTATE_DAYS));
-        let signer = match usable {
-            Some(record) => {
-                let pkcs8 = crate::keyseal::open(&record.sealed_key, passphrase, "bundle_signer")?;
-                BundleSigner {
-                    cert_der: record.cert_der.clone(),
-                    key: crate::ca::key_from_pkcs8(&pkcs8, &record.cert_der)?,
-                }
-            }
-            None => self.create_bundle_signer(passphrase, now, current.is_some())?,
-        };
-        *self
-            .bundle_signer
-            .write()
-            .map_err(|_| Error::Store("lock poisoned".into()))? = Some(std::sync::Arc::new(signer));
-        Ok(())
-    }
-
-    fn create_bundle_signer(
-        &self,
-        passphrase: &crate::keyseal::Passphrase,
-        now: OffsetDateTime,
-        rotation: bool,
-    ) -> Result<BundleSigner> {
-        let signers = self.signers()?;
-        let profile = &self.profiles.bundle_signer;
-        let key = crate::ca::generate_key(profile.keys.generate)?;
-        let spec = crate::ca::SignerSpec {
-            serial: crate::ca::random_serial()?,
-            common_name: format!("{} Trust Bundle Signer", self.config.ca.organization),
-            organization: self.config.ca.organization.clone(),
-            not_before: now,
-            not_after: now + time::Duration::days(i64::from(profile.validity_days)),
-            crl_url: profile.crl_url(&self.config.public_url, "issuing"),
-            ca_issuers_url: profile.ca_issuers_url(&self.config.public_url, "issuing"),
-        };
-        self.ensure_issuing_ca_valid()?;
-        let cert_der = signers.issuing.issue_bundle_signer(&spec, &key)?;
-        let summary = crate::x509::summarize(&cert_der).map_err(Error::Generation)?;
-        let record = crate::store::SignerRecord {
-            record_version: RECORD_VERSION,
-            cert_der: cert_der.clone(),
-            sealed_key: crate::keyseal::seal(&key.serialize_der(), passphrase, "bundle_signer")?,
-            not_after: summary.not_after,
-        };
-        self.store()?.put_bundle_signer(
-            &record,
-            now,
-            AuditDraft::new(
-                "system",
-                if rotation { "bundle_signer.rotate" } else { "bundle_signer.issue" },
-                spec.serial.to_string(),
-                json!({"subject": summary.subject, "not_after": summary.not_after.to_string(), "fingerprint": summary.fingerprint}),
-            ),
-        )?;
-        Ok(BundleSigner { cert_der, key })
-    }
-
-    /// The current bundle-signing certificate (DER), if one exists.
-    pub fn bundle_signer_cert(&self) -> Result<Option<Vec<u8>>> {
-        Ok(self.store()?.bundle_signer()?.map(|s| s.cert_der))
-    }
-
-    pub(super) fn sign_bundle(&self, p7b: &[u8], now: OffsetDateTime) -> Result<Vec<u8>> {
-        let signer = self
-            .bundle_signer
-            .read()
-            .map_err(|_| Error::Store("lock poisoned".into()))?
-            .clone()
-            .ok_or_else(|| Error::CaKey("the bundle signer is locked".into()))?;
-        let issuing = self.ca_cert(crate::ca::CaRole::Issuing)?;
-        bundle::sign_p7m(p7b, &signer.cert_der, &[&issuing], &signer.key, now)
-            .map_err(|e| Error::Generation(format!("signing the bundle: {e}")))
     }
 }
 

@@ -1,0 +1,448 @@
+//! Zone publication: which certificates a domain's zone shows (valid now, not revoked), when
+//! its SOA serial moves (only when its content changed, never backwards), and the order of
+//! steps: plan from the store, write atomically, then reload. Split from the directory (LDIF)
+//! export because the two share only the publishable-certificate walk in `discovery`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use super::{sha256, Revoked};
+use crate::authority::Authority;
+use crate::config::DomainSettings;
+use crate::error::{Error, Result};
+use crate::model::HealthDomain;
+use crate::publish::{self, dns, writer, ReloadOutcome};
+use crate::store::ZoneState;
+
+/// What publishing one zone did.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ZoneOutcome {
+    pub domain: String,
+    #[schema(value_type = String)]
+    pub path: PathBuf,
+    pub mode: String,
+    pub serial: u32,
+    pub records: usize,
+    /// The content differs from the last published one (the serial moved).
+    pub changed: bool,
+    /// The file was (re)written.
+    pub written: bool,
+    pub reload: ReloadOutcome,
+}
+
+/// What the last complete zone sweep covered.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct SweepMark {
+    /// Store revision read before the sweep (a change during it makes the next one run).
+    revision: u64,
+    settings: String,
+    /// Unix time of the next expiry or start of validity among the indexed certificates.
+    next_change: Option<i64>,
+}
+
+/// The content identity of one zone: its record count and the digest of its settings and
+/// certificates (by holder and serial, which fix the bytes). Computed from the index alone.
+struct ZonePlan {
+    records: usize,
+    digest: String,
+}
+
+/// Threads writing zone files in a full run: fsync waits, not CPU, bound it.
+const ZONE_WRITERS: usize = 6;
+
+/// A written (or unchanged) zone, with the state to persist once the file is durable.
+struct ZoneJob {
+    outcome: ZoneOutcome,
+    state: Option<ZoneState>,
+    settings: DomainSettings,
+}
+
+impl Authority {
+    fn domain_settings(&self, domain: &HealthDomain) -> Result<DomainSettings> {
+        if !self.config.managed_domains.contains(domain) {
+            return Err(Error::NotFound(format!(
+                "'{domain}' is not a health domain managed by this CA"
+            )));
+        }
+        Ok(self
+            .config
+            .publish
+            .for_domain(domain, &self.config.data_dir))
+    }
+
+    /// Publishes the zones of `domain` (or of every managed domain). `out` replaces the
+    /// configured file of a single domain and skips the reload.
+    pub fn publish_zones(
+        &self,
+        domain: Option<&HealthDomain>,
+        out: Option<&Path>,
+    ) -> Result<Vec<ZoneOutcome>> {
+        match domain {
+            Some(d) => Ok(vec![self.publish_zone(d, out)?]),
+            None if out.is_some() => Err(Error::InvalidInput(
+                "--out writes one zone: name it with --domain".into(),
+            )),
+            None => self.publish_all_zones()?.into_iter().collect(),
+        }
+    }
+
+    /// Writes one domain's zone when its content changed (or the file is missing), then runs
+    /// the reload command. A reload failure is in the outcome; the file stays written.
+    pub fn publish_zone(&self, domain: &HealthDomain, out: Option<&Path>) -> Result<ZoneOutcome> {
+        let settings = self.domain_settings(domain)?;
+        let _guard = self
+            .publish_lock
+            .lock()
+            .map_err(|_| Error::Publish("a previous publication panicked".into()))?;
+        let job = self.write_zone(settings, out, self.now(), &Revoked::Lookup, true)?;
+        if out.is_some() {
+            return Ok(job.outcome);
+        }
+        if let Some(state) = &job.state {
+            self.store()?
+                .put_zone_states(&[(job.outcome.domain.clone(), state.clone())])?;
+        }
+        Ok(self.reload_zone(job))
+    }
+
+    /// Every managed domain's zone, written by several threads (the cost is mostly waiting
+    /// for fsync), with one directory fsync and one store flush for the whole run.
+    fn publish_all_zones(&self) -> Result<Vec<Result<ZoneOutcome>>> {
+        let _guard = self
+            .publish_lock
+            .lock()
+            .map_err(|_| Error::Publish("a previous publication panicked".into()))?;
+        let now = self.now();
+        let store = self.store()?;
+        let revoked = Revoked::Set(store.revoked_serial_keys()?);
+        let mut domains = self.config.managed_domains.clone();
+        domains.sort();
+        let next = AtomicUsize::new(0);
+        let mut jobs: Vec<(usize, Result<ZoneJob>)> = std::thread::scope(|s| {
+            let workers: Vec<_> = (0..ZONE_WRITERS.min(domains.len()))
+                .map(|_| {
+                    s.spawn(|| {
+                        let mut done = Vec::new();
+                        loop {
+                            let i = next.fetch_add(1, Ordering::Relaxed);
+                            let Some(domain) = domains.get(i) else {
+                                break;
+                            };
+                            let settings = self.domain_settings(domain);
+                            done.push((
+                                i,
+                                settings
+                                    .and_then(|s| self.write_zone(s, None, now, &revoked, false)),
+                            ));
+                        }
+                        done
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .flat_map(|w| w.join().unwrap_or_default())
+                .collect()
+        });
+        jobs.sort_by_key(|(i, _)| *i);
+        let mut dirs: Vec<PathBuf> = jobs
+            .iter()
+            .filter_map(|(_, j)| j.as_ref().ok())
+            .filter(|j| j.outcome.written)
+            .filter_map(|j| j.outcome.path.parent().map(Path::to_path_buf))
+            .collect();
+        dirs.sort();
+        dirs.dedup();
+        for dir in &dirs {
+            writer::sync_dir(dir)?;
+        }
+        let states: Vec<(String, ZoneState)> = jobs
+            .iter()
+            .filter_map(|(_, j)| j.as_ref().ok())
+            .filter_map(|j| Some((j.outcome.domain.clone(), j.state.clone()?)))
+            .collect();
+        self.store()?.put_zone_states(&states)?;
+        Ok(jobs
+            .into_iter()
+            .map(|(_, job)| job.map(|j| self.reload_zone(j)))
+            .collect())
+    }
+
+    /// Plans one zone, picks its serial and writes the file when needed; persisting the new
+    /// state and reloading are the caller's (after the file is durable).
+    fn write_zone(
+        &self,
+        settings: DomainSettings,
+        out: Option<&Path>,
+        now: OffsetDateTime,
+        revoked: &Revoked,
+        sync_dir: bool,
+    ) -> Result<ZoneJob> {
+        let domain = settings.domain.as_str();
+        let plan = self.zone_plan(&settings, now, revoked)?;
+        let last = self.store()?.zone_state(domain)?;
+        let changed = last.as_ref().is_none_or(|s| s.digest != plan.digest);
+        let serial = match &last {
+            Some(s) if !changed => s.serial,
+            _ => next_serial(last.as_ref().map(|s| s.serial), now),
+        };
+        let path = out.map_or_else(|| settings.file(), Path::to_path_buf);
+        let mut job = ZoneJob {
+            outcome: ZoneOutcome {
+                domain: domain.to_string(),
+                path: path.clone(),
+                mode: settings.mode.as_str().into(),
+                serial,
+                records: plan.records,
+                changed,
+                written: false,
+                reload: ReloadOutcome::NotConfigured,
+            },
+            state: None,
+            settings,
+        };
+        // The configured file is left alone when its content is current; a copy (`--out`)
+        // is always written.
+        if !changed && out.is_none() && path.exists() {
+            return Ok(job);
+        }
+        writer::write_atomic_with(&path, self.config.publish.file_mode_bits(), sync_dir, |w| {
+            self.render_zone(w, &job.settings, serial, now, revoked)
+        })?;
+        job.outcome.written = true;
+        if changed {
+            job.state = Some(ZoneState {
+                serial,
+                digest: plan.digest,
+            });
+        }
+        Ok(job)
+    }
+
+    fn reload_zone(&self, mut job: ZoneJob) -> ZoneOutcome {
+        if job.outcome.written {
+            job.outcome.reload = publish::reload(
+                &job.settings.reload_command,
+                &job.outcome.domain,
+                &job.outcome.path,
+                Duration::from_secs(job.settings.reload_timeout_secs),
+            );
+        }
+        job.outcome
+    }
+
+    /// The current zone file of `domain` (published first when out of date), for download.
+    pub fn zone_text(&self, domain: &HealthDomain) -> Result<(ZoneOutcome, Vec<u8>)> {
+        let outcome = self.publish_zone(domain, None)?;
+        let bytes = std::fs::read(&outcome.path).map_err(|e| Error::io(&outcome.path, e))?;
+        Ok((outcome, bytes))
+    }
+
+    /// The scheduled sweep: republishes every zone whose content changed, which drops
+    /// certificates that expired since the last run.
+    pub fn sweep_zones(&self) -> Vec<ZoneOutcome> {
+        let now = self.now();
+        let (mark, needed) = match self.sweep_needed(now) {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::error!(error = %e, code = e.code(), "checking the zone sweep failed");
+                return Vec::new();
+            }
+        };
+        if !needed {
+            tracing::debug!("zone sweep skipped: nothing changed or expired since the last one");
+            return Vec::new();
+        }
+        let results = match self.publish_all_zones() {
+            Ok(results) => results,
+            Err(e) => {
+                tracing::error!(error = %e, code = e.code(), "the zone sweep failed");
+                return Vec::new();
+            }
+        };
+        let mut out = Vec::new();
+        for result in results {
+            match result {
+                Ok(outcome) => {
+                    log_outcome(&outcome);
+                    out.push(outcome);
+                }
+                Err(e) => tracing::error!(
+                    error = %e, code = e.code(),
+                    "writing a zone file failed; the previous file is unchanged"
+                ),
+            }
+        }
+        if out.len() == self.config.managed_domains.len() {
+            if let Err(e) = self.record_sweep(mark, now) {
+                tracing::warn!(error = %e, "recording the zone sweep failed");
+            }
+        }
+        out
+    }
+
+    /// Whether a full sweep has anything to do: it scans every certificate, and sled keeps
+    /// what a scan touched resident (~1.5 KB per certificate), so an idle service must not
+    /// scan for nothing. A sweep is needed when the store or the publication settings changed
+    /// since the last complete one, a zone file is missing, or a certificate has since
+    /// expired or become valid.
+    fn sweep_needed(&self, now: OffsetDateTime) -> Result<(SweepMark, bool)> {
+        let current = SweepMark {
+            revision: self.store()?.revision()?,
+            settings: self.publication_digest()?,
+            next_change: None,
+        };
+        let last: Option<SweepMark> = self
+            .store()?
+            .sweep_mark()?
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        let files_present = self.config.managed_domains.iter().all(|d| {
+            self.domain_settings(d)
+                .map(|s| s.file().exists())
+                .unwrap_or(false)
+        });
+        let unchanged = last.as_ref().is_some_and(|m| {
+            m.revision == current.revision
+                && m.settings == current.settings
+                && m.next_change.is_none_or(|t| now.unix_timestamp() < t)
+        });
+        Ok((current, !(unchanged && files_present)))
+    }
+
+    /// Records a complete sweep with the next instant a certificate expires or becomes valid.
+    fn record_sweep(&self, mut mark: SweepMark, now: OffsetDateTime) -> Result<()> {
+        let mut next: Option<OffsetDateTime> = None;
+        for domain in &self.config.managed_domains {
+            for cert in self.store()?.domain_certs(domain.as_str()) {
+                let cert = cert?;
+                for t in [cert.not_before, cert.not_after] {
+                    if t > now && next.is_none_or(|n| t < n) {
+                        next = Some(t);
+                    }
+                }
+            }
+        }
+        mark.next_change = next.map(OffsetDateTime::unix_timestamp);
+        let bytes = serde_json::to_vec(&mark)
+            .map_err(|e| Error::Store(format!("encoding the sweep mark: {e}")))?;
+        self.store()?.put_sweep_mark(&bytes)
+    }
+
+    /// SHA-256 of everything that shapes the zone files besides the certificates.
+    fn publication_digest(&self) -> Result<String> {
+        let text = serde_json::to_vec(&(&self.config.publish, &self.config.managed_domains))
+            .map_err(|e| Error::Config(format!("encoding the publication settings: {e}")))?;
+        Ok(hex::encode(
+            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &text).as_ref(),
+        ))
+    }
+
+    fn zone_plan(
+        &self,
+        settings: &DomainSettings,
+        now: OffsetDateTime,
+        revoked: &Revoked,
+    ) -> Result<ZonePlan> {
+        let store = self.store()?;
+        let mut records = 0;
+        let mut digest = format!(
+            "v1 {:?} {} {:?} {:?}\n",
+            settings.mode, settings.ttl, settings.soa, settings.ldap_srv
+        );
+        for cert in Self::publishable(&store, settings.domain.as_str(), now, revoked) {
+            let cert = cert?;
+            digest.push_str(&cert.holder);
+            digest.push(' ');
+            digest.push_str(cert.serial.as_str());
+            digest.push('\n');
+            records += 1;
+        }
+        Ok(ZonePlan {
+            records,
+            digest: hex::encode(sha256(digest.as_bytes())),
+        })
+    }
+
+    /// Streams the zone: header, then one CERT record per publishable certificate.
+    fn render_zone(
+        &self,
+        w: &mut dyn Write,
+        settings: &DomainSettings,
+        serial: u32,
+        now: OffsetDateTime,
+        revoked: &Revoked,
+    ) -> std::io::Result<()> {
+        let store = self.store().map_err(std::io::Error::other)?;
+        dns::write_header(w, settings, serial)?;
+        let mut owner = (String::new(), String::new());
+        for cert in Self::publishable(&store, settings.domain.as_str(), now, revoked) {
+            let cert = cert.map_err(std::io::Error::other)?;
+            if owner.0 != cert.holder {
+                // A local part never holds '@' (model.rs), so this is `local.domain`.
+                let name = dns::owner_name(&cert.holder.replace('@', "."));
+                owner = (cert.holder, name);
+            }
+            dns::write_cert(w, &owner.1, settings.ttl, &cert.der)?;
+        }
+        Ok(())
+    }
+}
+
+pub(super) fn log_outcome(outcome: &ZoneOutcome) {
+    if outcome.written {
+        tracing::info!(
+            domain = outcome.domain.as_str(),
+            serial = outcome.serial,
+            records = outcome.records,
+            path = %outcome.path.display(),
+            "published zone"
+        );
+    }
+    if let ReloadOutcome::Failed { message } = &outcome.reload {
+        tracing::error!(
+            domain = outcome.domain.as_str(),
+            path = %outcome.path.display(),
+            "zone written but the reload command failed: {message}"
+        );
+    }
+}
+
+/// The next SOA serial: date-based (YYYYMMDDnn) while that grows, else last + 1, so it never
+/// goes back and allows any number of changes a day.
+pub fn next_serial(last: Option<u32>, now: OffsetDateTime) -> u32 {
+    let date = u32::try_from(now.year()).unwrap_or(0) * 1_000_000
+        + u32::from(u8::from(now.month())) * 10_000
+        + u32::from(now.day()) * 100;
+    match last {
+        Some(last) => date.max(last.wrapping_add(1)),
+        None => date,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn serials_only_grow() {
+        let day = datetime!(2026-11-21 08:00 UTC);
+        assert_eq!(next_serial(None, day), 2026112100);
+        assert_eq!(next_serial(Some(2026112100), day), 2026112101);
+        assert_eq!(next_serial(Some(2026112199), day), 2026112200);
+        assert_eq!(
+            next_serial(Some(2026112105), datetime!(2026-11-22 00:00 UTC)),
+            2026112200
+        );
+        assert_eq!(
+            next_serial(Some(2026112300), datetime!(2026-11-22 00:00 UTC)),
+            2026112301,
+            "a clock set back never lowers the serial"
+        );
+    }
+}
