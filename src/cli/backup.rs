@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
-use super::bundles::{remote_error, target, Target};
+use super::remote::{remote_error, target, Target};
 use super::{cli_actor, emit, write_file, Output};
 use crate::config::Config;
 use crate::error::{Error, Result};

@@ -1,4 +1,5 @@
-//! `anchorage publish zone|ldif`: writes the discovery files on demand. Issuance, revocation
+//! The discovery flow at the console, `anchorage publish zone|ldif`: writes the discovery
+//! files (DNS CERT zones, the LDAP directory's LDIF) on demand. Issuance, revocation
 //! and the sweep of `serve` keep zone files current on their own; these commands are for a
 //! first load, a copy elsewhere (`--out`), the LDIF export and its change files. While
 //! `serve` holds the store both go through it, so cron jobs run beside the CA.
@@ -8,6 +9,7 @@ use std::path::{Path, PathBuf};
 use clap::Subcommand;
 use serde_json::json;
 
+use super::remote::{remote_error, running_server};
 use super::{emit, open, Output};
 use crate::authority::{LdifOutcome, ZoneOutcome};
 use crate::config::Config;
@@ -133,22 +135,6 @@ fn zone_line(z: &ZoneOutcome) -> String {
     )
 }
 
-/// Where the running `serve` listens and its local control token (see `cli/bundles.rs`).
-fn running_server(data_dir: &Path) -> Option<(String, String)> {
-    let serve: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(data_dir.join(super::bundles::SERVE_FILE)).ok()?)
-            .ok()?;
-    let token = std::fs::read_to_string(data_dir.join(super::bundles::CONTROL_TOKEN_FILE)).ok()?;
-    Some((
-        serve
-            .get("url")
-            .and_then(serde_json::Value::as_str)?
-            .trim_end_matches('/')
-            .to_string(),
-        token.trim().to_string(),
-    ))
-}
-
 /// `publish zone` through the running server: it writes the configured files; `--out` gets
 /// a copy of the one domain's file.
 fn zone_from_server(
@@ -258,7 +244,7 @@ fn fetch(url: &str, token: &str, path: &str) -> Result<(reqwest::header::HeaderM
     })?;
     if !status.is_success() {
         let value: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-        return Err(super::bundles::remote_error(&value, Error::Publish));
+        return Err(remote_error(&value, Error::Publish));
     }
     Ok((headers, body.to_vec()))
 }
