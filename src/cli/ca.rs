@@ -1,6 +1,8 @@
 //! The CA hierarchy at the console: `anchorage ca chain|status|revoke-issuing` and
-//! `anchorage crl export`. Each is one authority call (plus unlocking the keys when a
-//! signature is needed); the runbooks (key ceremony, emergency revocation) use these.
+//! `anchorage crl export`, on the store directly (they need the keys or the CA records, never
+//! a running server). The keys are unlocked only when a signature is needed: revoking the
+//! issuing CA, or re-signing a stale CRL before export. The runbooks (key ceremony, emergency
+//! revocation) use these.
 
 use std::path::PathBuf;
 

@@ -1,5 +1,5 @@
 //! `anchorage serve`: the process side of running the service. `Authority::bring_up` does
-//! everything before listening (one call, so this orders nothing); here are what only a
+//! everything before listening (one call, so this orders nothing); here is what only a
 //! process has: the tokio runtime, the HTTP and TLS listeners, the files that tell the CLI
 //! where the server is (`serve.json`, the local control token), the external-bundle scheduler,
 //! and a graceful stop on Ctrl-C or SIGTERM.

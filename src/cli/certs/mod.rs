@@ -1,7 +1,8 @@
-//! The certificate flow at the console: `anchorage cert issue|revoke|list|show`. On the store
-//! directly each action is one authority call (the keys are unlocked only once the rules have
-//! passed); through a running server they go to the API (`remote.rs`). Either way the issued
-//! certificates and PKCS#12 files are written by `write_issued`, from the same JSON.
+//! The certificate flow at the console: `anchorage cert issue|revoke|list|show`, with the
+//! subcommands' arguments. On the store directly the commands call `authority` (an issuance
+//! unlocks the keys only once the rules have passed); through a running server they go to the
+//! API (`certs/remote.rs`). Either way the issued certificates and PKCS#12 files are written
+//! by `write_issued`, from the same JSON.
 
 use std::path::{Path, PathBuf};
 
