@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use clap::Subcommand;
 use serde_json::json;
 
-use super::remote::{remote_error, running_server};
+use super::remote::{download, running_server};
 use super::{emit, open, Output};
 use crate::authority::{LdifOutcome, ZoneOutcome};
 use crate::config::Config;
@@ -156,7 +156,7 @@ fn zone_from_server(
         }
         None => format!("{url}/api/v1/zones"),
     };
-    let (_, body) = fetch(url, token, &path)?;
+    let (_, body) = download(url, token, &path, Error::Publish)?;
     match (domain, file) {
         (Some(d), Some(file)) => {
             super::write_file(file, &body, false)?;
@@ -189,7 +189,12 @@ fn ldif_from_server(
     file: Option<PathBuf>,
 ) -> Result<LdifOutcome> {
     let query = since.map(|n| format!("?since={n}")).unwrap_or_default();
-    let (headers, body) = fetch(url, token, &format!("{url}/api/v1/directory/ldif{query}"))?;
+    let (headers, body) = download(
+        url,
+        token,
+        &format!("{url}/api/v1/directory/ldif{query}"),
+        Error::Publish,
+    )?;
     let count = |name: &str| {
         headers
             .get(name)
@@ -215,36 +220,4 @@ fn ldif_from_server(
         entries,
         certificates,
     })
-}
-
-/// One GET to the running server with the control token; API errors come back as our
-/// error codes.
-fn fetch(url: &str, token: &str, path: &str) -> Result<(reqwest::header::HeaderMap, Vec<u8>)> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::io("tokio runtime", e))?;
-    let (status, headers, body) = runtime.block_on(async {
-        let response = reqwest::Client::new()
-            .get(path)
-            .bearer_auth(token)
-            .header("x-anchorage-actor", super::cli_actor())
-            .send()
-            .await
-            .map_err(|e| {
-                Error::Publish(format!("the running server at {url} did not answer: {e}"))
-            })?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| Error::Publish(format!("unreadable answer from the server: {e}")))?;
-        Ok::<_, Error>((status, headers, body))
-    })?;
-    if !status.is_success() {
-        let value: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-        return Err(remote_error(&value, Error::Publish));
-    }
-    Ok((headers, body.to_vec()))
 }

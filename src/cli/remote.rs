@@ -169,3 +169,39 @@ impl RemoteReason {
         }
     }
 }
+
+/// One GET of a file (not JSON) from the running server, e.g. a zone, the LDIF export or a
+/// backup: its headers and bytes. Failures to reach or read the server, and the server's
+/// own error codes without a counterpart here, become `fallback`.
+pub(super) fn download(
+    url: &str,
+    token: &str,
+    path: &str,
+    fallback: fn(String) -> Error,
+) -> Result<(reqwest::header::HeaderMap, Vec<u8>)> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("tokio runtime", e))?;
+    let (status, headers, body) = runtime.block_on(async {
+        let response = reqwest::Client::new()
+            .get(path)
+            .bearer_auth(token)
+            .header("x-anchorage-actor", cli_actor())
+            .send()
+            .await
+            .map_err(|e| fallback(format!("the running server at {url} did not answer: {e}")))?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| fallback(format!("unreadable answer from the server: {e}")))?;
+        Ok::<_, Error>((status, headers, body))
+    })?;
+    if !status.is_success() {
+        let value: Value = serde_json::from_slice(&body).unwrap_or_default();
+        return Err(remote_error(&value, fallback));
+    }
+    Ok((headers, body.to_vec()))
+}
