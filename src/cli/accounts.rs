@@ -7,7 +7,7 @@ use clap::Subcommand;
 use serde_json::{json, Value};
 use zeroize::Zeroizing;
 
-use super::bundles::{call, target, Target};
+use super::remote::{call, target, Target};
 use super::{cli_actor, emit, Output};
 use crate::accounts::{Role, Scope};
 use crate::authority::views::{TokenJson, UserJson};

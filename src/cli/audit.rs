@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use clap::Subcommand;
 use serde_json::json;
 
-use super::bundles::{call, target, Target};
+use super::remote::{call, target, Target};
 use super::{cli_actor, emit, open, Output};
 use crate::audit::{AuditReport, Checkpoint};
 use crate::authority::{checkpoint_destinations, send_checkpoint, write_checkpoint, Authority};

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
-use super::bundles::{remote_error, target, Target};
-use super::{cli_actor, emit, write_file, Output};
+use super::remote::{download, target, Target};
+use super::{emit, write_file, Output};
 use crate::config::Config;
 use crate::error::{Error, Result};
 
@@ -16,7 +16,10 @@ use crate::error::{Error, Result};
 pub(super) fn backup(config: Config, out_path: &Path, out: Output) -> Result<()> {
     let (bytes, via) = match target(config)? {
         Target::Direct(authority) => (authority.backup()?, "store"),
-        Target::Server { url, token } => (fetch(&url, &token)?, "server"),
+        Target::Server { url, token } => {
+            let path = format!("{url}/api/v1/backup");
+            (download(&url, &token, &path, Error::Store)?.1, "server")
+        }
     };
     // Check what is about to be kept, also what the server sent.
     let snapshot = crate::authority::Snapshot::decode(out_path, &bytes)?;
@@ -55,32 +58,4 @@ pub(super) fn restore(file: &Path, data_dir: PathBuf, out: Output) -> Result<()>
             )
         },
     )
-}
-
-fn fetch(url: &str, token: &str) -> Result<Vec<u8>> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::io("tokio runtime", e))?;
-    runtime.block_on(async {
-        let response = reqwest::Client::new()
-            .get(format!("{url}/api/v1/backup"))
-            .bearer_auth(token)
-            .header("x-anchorage-actor", cli_actor())
-            .send()
-            .await
-            .map_err(|e| {
-                Error::Store(format!("the running server at {url} did not answer: {e}"))
-            })?;
-        let status = response.status();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| Error::Store(format!("unreadable answer from the server: {e}")))?;
-        if status.is_success() {
-            return Ok(bytes.to_vec());
-        }
-        let value = serde_json::from_slice(&bytes).unwrap_or_default();
-        Err(remote_error(&value, Error::Store))
-    })
 }

@@ -5,7 +5,7 @@
 use clap::Subcommand;
 use serde_json::{json, Value};
 
-use super::bundles::{call, target, Target};
+use super::remote::{call, target, Target};
 use super::{cli_actor, emit, Output};
 use crate::accounts::Principal;
 use crate::authority::views::OrganisationJson;

@@ -8,15 +8,14 @@ mod audit;
 pub mod bundles;
 mod certs;
 pub mod connections;
-mod directory;
+mod discovery;
 pub mod downloads;
+mod external;
 pub mod openapi;
 pub mod organisations;
 mod public;
-mod refresh;
 pub mod tls;
 pub mod web;
-mod zones;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -79,7 +78,7 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/openapi.json",
             axum::routing::get(openapi::document),
         )
-        .merge(refresh::public_routes())
+        .merge(external::public_routes())
         .nest(
             "/api/v1",
             certs::routes()
@@ -87,9 +86,8 @@ pub fn router(state: AppState) -> Router {
                 .merge(accounts::routes())
                 .merge(audit::routes())
                 .merge(organisations::routes())
-                .merge(zones::routes())
-                .merge(directory::routes())
-                .merge(refresh::routes())
+                .merge(discovery::routes())
+                .merge(external::routes())
                 .fallback(api_not_found)
                 .method_not_allowed_fallback(api_method_not_allowed),
         )
@@ -231,7 +229,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let publisher = spawn_crl_publisher(&state);
-    let sweeper = zones::spawn_sweeper(&state);
+    let sweeper = discovery::spawn_sweeper(&state);
     let sessions = spawn_session_sweeper(&state);
     let healer = spawn_store_healer(&state);
     let checkpointer = audit::spawn_checkpointer(&state);

@@ -17,7 +17,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{accounts, anchors, audit, certs, directory, organisations, refresh, zones, ErrorBody};
+use super::{accounts, anchors, audit, certs, discovery, external, organisations, ErrorBody};
 
 /// The name of the bearer-token security scheme the operations refer to.
 pub const BEARER: &str = "bearer";
@@ -76,12 +76,12 @@ scoped to one role). Errors share one JSON body, `{code, message, reasons}`: `co
         organisations::unresolved,
         organisations::holder,
         organisations::transfer,
-        refresh::status,
-        refresh::sources,
-        refresh::refresh,
-        zones::list,
-        zones::zone,
-        directory::ldif,
+        external::status,
+        external::sources,
+        external::refresh,
+        discovery::list,
+        discovery::zone,
+        discovery::ldif,
     ),
     components(schemas(ErrorBody)),
     modifiers(&BearerScheme),

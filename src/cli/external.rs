@@ -1,13 +1,15 @@
-//! `anchorage refresh run|status`: refresh external bundles now and show how their last
-//! attempts went. While `serve` holds the store, both act through the running server, like
-//! the other bundle commands. `run` exits non-zero when an attempt failed.
+//! The external flow at the console, `anchorage refresh run|status`: refresh external bundles
+//! (other communities' bundles fetched from their URLs) now and show how their last attempts
+//! went. While `serve` holds the store, both act through the running server, like the other
+//! bundle commands. `run` exits non-zero when an attempt failed. Also the refresh scheduler
+//! that `serve` starts and stops.
 
 use std::sync::Arc;
 
 use clap::Subcommand;
 use serde_json::Value;
 
-use super::bundles::{call, target, Target};
+use super::remote::{call, target, Target};
 use super::{cli_actor, emit, unlock, Output};
 use crate::authority::Authority;
 use crate::config::Config;

@@ -6,14 +6,15 @@
 use base64::Engine;
 use serde_json::{json, Value};
 
-use super::bundles::call;
-use super::{emit, CertCommand, IssueArgs, Output, StatusArg};
+use super::{write_issued, CertCommand, IssueArgs, StatusArg};
+use crate::cli::remote::call;
+use crate::cli::{cli_actor, emit, read_secret_file, Output};
 use crate::error::{Error, Result};
 
 /// Largest page the API serves; the listing walks the pages.
 const PAGE: usize = 10_000;
 
-pub fn cert_remote(url: &str, token: &str, cmd: CertCommand, out: Output) -> Result<()> {
+pub(super) fn cert_remote(url: &str, token: &str, cmd: CertCommand, out: Output) -> Result<()> {
     let (get, post) = (reqwest::Method::GET, reqwest::Method::POST);
     match cmd {
         CertCommand::Issue(args) => issue_remote(url, token, *args, out),
@@ -178,7 +179,7 @@ fn issue_remote(url: &str, token: &str, args: IssueArgs, out: Output) -> Result<
         "proofing": {
             "method": args.proofing_method.clone().unwrap_or_else(|| "operator-attested".into()),
             "level_of_assurance": args.level_of_assurance,
-            "evidence_reference": args.evidence.clone().unwrap_or_else(|| format!("{} at the CA console", super::cli_actor())),
+            "evidence_reference": args.evidence.clone().unwrap_or_else(|| format!("{} at the CA console", cli_actor())),
         },
     });
     match (&args.csr, args.keygen) {
@@ -202,7 +203,7 @@ fn issue_remote(url: &str, token: &str, args: IssueArgs, out: Output) -> Result<
                 map.insert("keygen".into(), json!(true));
             }
             if let Some(p) = &args.p12_password_file {
-                let password = super::read_secret_file(p)?;
+                let password = read_secret_file(p)?;
                 if let Some(map) = body.as_object_mut() {
                     map.insert("p12_password".into(), json!(password.as_str()));
                 }
@@ -238,5 +239,5 @@ fn issue_remote(url: &str, token: &str, args: IssueArgs, out: Output) -> Result<
         })
         .collect::<Result<Vec<_>>>()?;
     let password = v.get("p12_password").and_then(Value::as_str);
-    super::write_issued(&args, &certs, &pkcs12, password, out)
+    write_issued(&args, &certs, &pkcs12, password, out)
 }

@@ -1,48 +1,27 @@
-//! Registrar pages: the issuance form (CSR or server-generated key), the certificate list
-//! with search and filters, the detail page with downloads, revocation and renewal.
+//! The registrar's issuance form: the values typed so far with each field's errors beside it,
+//! the request it becomes (one `issue_as` call; a policy denial comes back as every failed
+//! rule, shown on the form), the result page kept per form nonce so a reload or double submit
+//! issues once, and the single download of a server-generated PKCS#12.
 
 use axum::extract::{Multipart, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Form, Router};
 use serde::Deserialize;
 
-use super::forms::{read_multipart, FormData};
-use super::{render, see_other, Download, Nav, Notice, WebError, WebPath, WebQuery, WebSession};
-use crate::accounts::Role;
-use crate::authority::{CertFilter, CertStatus, CertView, IssueOutcome};
+use super::{domains_of, scoped, ISSUERS};
+use crate::authority::{CertView, IssueOutcome};
 use crate::error::Error;
 use crate::http::certs::csr_bytes;
+use crate::http::web::forms::{read_multipart, FormData};
+use crate::http::web::{
+    render, Download, IssuedForm, Nav, WebError, WebPath, WebQuery, WebSession,
+};
 use crate::http::AppState;
-use crate::model::{RevocationReason, Serial};
 use crate::policy::issuance::{IssueRequest, KeySource, Proofing, Subscriber};
 use crate::policy::Reason;
-use crate::x509;
 
-const ISSUERS: &[Role] = &[Role::Registrar, Role::Admin];
 /// A generated PKCS#12 can be fetched once, within this time.
 const DOWNLOAD_MINUTES: i64 = 15;
-
-pub fn routes(form_limit: usize) -> Router<AppState> {
-    Router::new()
-        .route(
-            "/registrar/issue",
-            get(issue_page)
-                .post(issue)
-                .layer(axum::extract::DefaultBodyLimit::max(form_limit)),
-        )
-        .route("/registrar/download/{ticket}", get(download))
-        .route("/registrar/certs", get(list))
-        .route("/registrar/certs/{serial}", get(detail))
-        .route("/registrar/certs/{serial}/pem", get(pem))
-        .route("/registrar/certs/{serial}/der", get(der))
-        .route("/registrar/certs/{serial}/chain", get(chain))
-        .route(
-            "/registrar/certs/{serial}/revoke",
-            get(revoke_page).post(revoke),
-        )
-}
 
 /// What the form shows: the values typed so far and the errors beside each field.
 #[derive(Debug, Default, Clone)]
@@ -156,7 +135,7 @@ pub struct RenewQuery {
     renew: Option<String>,
 }
 
-async fn issue_page(
+pub(super) async fn issue_page(
     State(state): State<AppState>,
     session: WebSession,
     WebQuery(q): WebQuery<RenewQuery>,
@@ -298,7 +277,7 @@ pub struct IssuedRow {
     download: Option<String>,
 }
 
-async fn issue(
+pub(super) async fn issue(
     State(state): State<AppState>,
     session: WebSession,
     multipart: Multipart,
@@ -450,7 +429,7 @@ fn issued(state: &AppState, session: &WebSession, nonce: &str, outcome: IssueOut
     if let Ok(mut m) = state.web.issued.lock() {
         m.insert(
             (user, nonce.to_string()),
-            super::IssuedForm {
+            IssuedForm {
                 rows: rows.clone(),
                 password: password.clone(),
                 expires_at,
@@ -466,7 +445,7 @@ fn issued(state: &AppState, session: &WebSession, nonce: &str, outcome: IssueOut
     render(&page, true)
 }
 
-async fn download(
+pub(super) async fn download(
     State(state): State<AppState>,
     session: WebSession,
     WebPath(ticket): WebPath<String>,
@@ -500,319 +479,4 @@ async fn download(
         h.insert(header::CONTENT_DISPOSITION, v);
     }
     Ok(r)
-}
-
-#[derive(Debug, Default, Deserialize)]
-pub struct ListQuery {
-    #[serde(default)]
-    q: String,
-    #[serde(default)]
-    domain: String,
-    #[serde(default)]
-    status: String,
-    #[serde(default)]
-    expiring: String,
-    #[serde(default)]
-    page: usize,
-}
-
-#[derive(askama::Template)]
-#[template(path = "certs.html", config = "src/http/web/askama.toml")]
-struct CertsPage {
-    nav: Nav,
-    q: ListQuery,
-    domains: Vec<String>,
-    rows: Vec<CertView>,
-    total: usize,
-    page: usize,
-    pages: usize,
-    query_base: String,
-}
-
-fn status_of(s: &str) -> Option<CertStatus> {
-    match s {
-        "valid" => Some(CertStatus::Valid),
-        "revoked" => Some(CertStatus::Revoked),
-        "expired" => Some(CertStatus::Expired),
-        "not_yet_valid" => Some(CertStatus::NotYetValid),
-        _ => None,
-    }
-}
-
-pub fn status_word(s: &CertStatus) -> &'static str {
-    match s {
-        CertStatus::Valid => "valid",
-        CertStatus::Revoked => "revoked",
-        CertStatus::Expired => "expired",
-        CertStatus::NotYetValid => "not_yet_valid",
-    }
-}
-
-async fn list(
-    State(state): State<AppState>,
-    session: WebSession,
-    WebQuery(q): WebQuery<ListQuery>,
-) -> Result<Response, WebError> {
-    session.require(ISSUERS)?;
-    let expiring = q.expiring.trim();
-    let expiring_within_days = if expiring.is_empty() {
-        None
-    } else {
-        Some(expiring.parse::<u32>().map_err(|_| {
-            WebError::status(
-                StatusCode::BAD_REQUEST,
-                "\"Expiring within\" must be a number of days.",
-            )
-        })?)
-    };
-    let filter = CertFilter {
-        search: Some(q.q.clone()).filter(|s| !s.trim().is_empty()),
-        holder: None,
-        domain: Some(q.domain.clone()).filter(|s| !s.is_empty()),
-        status: status_of(&q.status),
-        expiring_within_days,
-        organisation: None,
-    };
-    let principal = session.principal();
-    let authority = state.authority.clone();
-    let list_as = principal.clone();
-    let rows = tokio::task::spawn_blocking(move || authority.certs_for(&list_as, &filter))
-        .await
-        .map_err(|e| Error::Generation(format!("listing task failed: {e}")))??;
-    let (rows, paging) = super::paginate(rows, q.page, super::PAGE_SIZE);
-    let domains = domains_of(&state, &principal);
-    let query_base = format!(
-        "q={}&domain={}&status={}&expiring={}",
-        super::forms::url_encode(&q.q),
-        super::forms::url_encode(&q.domain),
-        super::forms::url_encode(&q.status),
-        super::forms::url_encode(&q.expiring)
-    );
-    let page_view = CertsPage {
-        nav: session.nav("/registrar/certs"),
-        q,
-        domains,
-        rows,
-        total: paging.total,
-        page: paging.page,
-        pages: paging.pages,
-        query_base,
-    };
-    Ok(render(&page_view, true))
-}
-
-/// The managed domains a principal may issue for and list.
-fn domains_of(state: &AppState, principal: &crate::accounts::Principal) -> Vec<String> {
-    state
-        .authority
-        .config()
-        .managed_domains
-        .iter()
-        .map(|d| d.as_str().to_string())
-        .filter(|d| principal.sees_domain(d))
-        .collect()
-}
-
-/// A certificate the session may see; others are "not found".
-fn scoped(state: &AppState, session: &WebSession, serial: &str) -> Result<CertView, WebError> {
-    // The parse error would quote the URL's text back into the page: say it in our words.
-    let serial = Serial::parse(serial).map_err(|_| {
-        WebError::status(
-            StatusCode::BAD_REQUEST,
-            "That is not a certificate serial number (even-length hexadecimal, at most 20 bytes).",
-        )
-    })?;
-    state
-        .authority
-        .cert_for(&session.principal(), &serial)
-        .map_err(WebError::from)
-}
-
-#[derive(askama::Template)]
-#[template(path = "cert.html", config = "src/http/web/askama.toml")]
-struct CertPage {
-    nav: Nav,
-    v: CertView,
-    status: &'static str,
-    pem: String,
-    ca_url: String,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct FlashQuery {
-    /// A [`Notice`] id; anything else shows no banner.
-    done: Option<String>,
-}
-
-async fn detail(
-    State(state): State<AppState>,
-    session: WebSession,
-    WebPath(serial): WebPath<String>,
-    WebQuery(f): WebQuery<FlashQuery>,
-) -> Result<Response, WebError> {
-    session.require(ISSUERS)?;
-    let v = scoped(&state, &session, &serial)?;
-    // "Revoked" only about a certificate the store holds as revoked.
-    let flash = Notice::from_query(f.done.as_deref(), "/registrar/certs")
-        .filter(|_| matches!(v.status, CertStatus::Revoked));
-    let page = CertPage {
-        nav: session.nav("/registrar/certs").with_flash(flash),
-        status: status_word(&v.status),
-        pem: x509::to_pem("CERTIFICATE", &v.record.der),
-        ca_url: state
-            .authority
-            .config()
-            .public_url
-            .trim_end_matches('/')
-            .to_string(),
-        v,
-    };
-    Ok(render(&page, true))
-}
-
-fn file_response(bytes: Vec<u8>, content_type: &'static str, filename: String) -> Response {
-    let mut r = bytes.into_response();
-    let h = r.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{filename}\"")) {
-        h.insert(header::CONTENT_DISPOSITION, v);
-    }
-    r
-}
-
-async fn pem(
-    State(state): State<AppState>,
-    session: WebSession,
-    WebPath(serial): WebPath<String>,
-) -> Result<Response, WebError> {
-    session.require(ISSUERS)?;
-    let v = scoped(&state, &session, &serial)?;
-    let text = x509::to_pem("CERTIFICATE", &v.record.der);
-    Ok(file_response(
-        text.into_bytes(),
-        "application/x-pem-file",
-        format!("{}.pem", v.record.serial.as_str()),
-    ))
-}
-
-async fn der(
-    State(state): State<AppState>,
-    session: WebSession,
-    WebPath(serial): WebPath<String>,
-) -> Result<Response, WebError> {
-    session.require(ISSUERS)?;
-    let v = scoped(&state, &session, &serial)?;
-    Ok(file_response(
-        v.record.der.clone(),
-        "application/pkix-cert",
-        format!("{}.cer", v.record.serial.as_str()),
-    ))
-}
-
-async fn chain(
-    State(state): State<AppState>,
-    session: WebSession,
-    WebPath(serial): WebPath<String>,
-) -> Result<Response, WebError> {
-    session.require(ISSUERS)?;
-    let v = scoped(&state, &session, &serial)?;
-    let mut text = x509::to_pem("CERTIFICATE", &v.record.der);
-    for der in state.authority.ca_chain()? {
-        text.push_str(&x509::to_pem("CERTIFICATE", &der));
-    }
-    Ok(file_response(
-        text.into_bytes(),
-        "application/x-pem-file",
-        format!("{}-chain.pem", v.record.serial.as_str()),
-    ))
-}
-
-#[derive(askama::Template)]
-#[template(path = "revoke.html", config = "src/http/web/askama.toml")]
-struct RevokePage {
-    nav: Nav,
-    csrf: String,
-    v: CertView,
-    reasons: Vec<&'static str>,
-    error: Option<String>,
-}
-
-const REASONS: [&str; 6] = [
-    "unspecified",
-    "key-compromise",
-    "affiliation-changed",
-    "superseded",
-    "cessation-of-operation",
-    "privilege-withdrawn",
-];
-
-async fn revoke_page(
-    State(state): State<AppState>,
-    session: WebSession,
-    WebPath(serial): WebPath<String>,
-) -> Result<Response, WebError> {
-    session.require(ISSUERS)?;
-    let v = scoped(&state, &session, &serial)?;
-    let page = RevokePage {
-        nav: session.nav("/registrar/certs"),
-        csrf: session.csrf().to_string(),
-        v,
-        reasons: REASONS.to_vec(),
-        error: None,
-    };
-    Ok(render(&page, true))
-}
-
-#[derive(Debug, Deserialize)]
-pub struct RevokeForm {
-    #[serde(default)]
-    csrf: String,
-    #[serde(default)]
-    reason: String,
-    #[serde(default)]
-    confirm: String,
-}
-
-async fn revoke(
-    State(state): State<AppState>,
-    session: WebSession,
-    WebPath(serial): WebPath<String>,
-    Form(form): Form<RevokeForm>,
-) -> Result<Response, WebError> {
-    session.require(ISSUERS)?;
-    session.check_csrf(&form.csrf)?;
-    let v = scoped(&state, &session, &serial)?;
-    let refuse = |v: CertView, error: String| {
-        let page = RevokePage {
-            nav: session.nav("/registrar/certs"),
-            csrf: session.csrf().to_string(),
-            v,
-            reasons: REASONS.to_vec(),
-            error: Some(error),
-        };
-        let mut r = render(&page, true);
-        *r.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
-        Ok(r)
-    };
-    let reason = match RevocationReason::parse(&form.reason) {
-        Ok(r) if form.confirm == "yes" => r,
-        Ok(_) => {
-            return refuse(
-                v,
-                "Tick the box to confirm the revocation: it cannot be undone.".into(),
-            )
-        }
-        Err(e) => return refuse(v, e),
-    };
-    let authority = state.authority.clone();
-    let principal = session.principal();
-    let serial_v = v.record.serial.clone();
-    tokio::task::spawn_blocking(move || authority.revoke_as(&principal, &serial_v, reason))
-        .await
-        .map_err(|e| Error::Generation(format!("revocation task failed: {e}")))??;
-    state.crl_dirty.notify_one();
-    Ok(see_other(&Notice::CertRevoked.redirect_to(&format!(
-        "/registrar/certs/{}",
-        v.record.serial.as_str()
-    ))))
 }

@@ -1,4 +1,5 @@
-//! External bundle endpoints: each source's status (public: monitoring and STAs' operators
+//! The external-bundle endpoints, the HTTP side of the external flow (bundles fetched from
+//! other communities' URLs): each source's status (public: monitoring and STAs' operators
 //! read it without a token; it holds nothing secret), a manual refresh for admins, and the
 //! Prometheus metrics of all sources.
 

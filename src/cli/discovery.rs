@@ -1,4 +1,5 @@
-//! `anchorage publish zone|ldif`: writes the discovery files on demand. Issuance, revocation
+//! The discovery flow at the console, `anchorage publish zone|ldif`: writes the discovery
+//! files (DNS CERT zones, the LDAP directory's LDIF) on demand. Issuance, revocation
 //! and the sweep of `serve` keep zone files current on their own; these commands are for a
 //! first load, a copy elsewhere (`--out`), the LDIF export and its change files. While
 //! `serve` holds the store both go through it, so cron jobs run beside the CA.
@@ -8,6 +9,7 @@ use std::path::{Path, PathBuf};
 use clap::Subcommand;
 use serde_json::json;
 
+use super::remote::{download, running_server};
 use super::{emit, open, Output};
 use crate::authority::{LdifOutcome, ZoneOutcome};
 use crate::config::Config;
@@ -133,22 +135,6 @@ fn zone_line(z: &ZoneOutcome) -> String {
     )
 }
 
-/// Where the running `serve` listens and its local control token (see `cli/bundles.rs`).
-fn running_server(data_dir: &Path) -> Option<(String, String)> {
-    let serve: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(data_dir.join(super::bundles::SERVE_FILE)).ok()?)
-            .ok()?;
-    let token = std::fs::read_to_string(data_dir.join(super::bundles::CONTROL_TOKEN_FILE)).ok()?;
-    Some((
-        serve
-            .get("url")
-            .and_then(serde_json::Value::as_str)?
-            .trim_end_matches('/')
-            .to_string(),
-        token.trim().to_string(),
-    ))
-}
-
 /// `publish zone` through the running server: it writes the configured files; `--out` gets
 /// a copy of the one domain's file.
 fn zone_from_server(
@@ -170,7 +156,7 @@ fn zone_from_server(
         }
         None => format!("{url}/api/v1/zones"),
     };
-    let (_, body) = fetch(url, token, &path)?;
+    let (_, body) = download(url, token, &path, Error::Publish)?;
     match (domain, file) {
         (Some(d), Some(file)) => {
             super::write_file(file, &body, false)?;
@@ -203,7 +189,12 @@ fn ldif_from_server(
     file: Option<PathBuf>,
 ) -> Result<LdifOutcome> {
     let query = since.map(|n| format!("?since={n}")).unwrap_or_default();
-    let (headers, body) = fetch(url, token, &format!("{url}/api/v1/directory/ldif{query}"))?;
+    let (headers, body) = download(
+        url,
+        token,
+        &format!("{url}/api/v1/directory/ldif{query}"),
+        Error::Publish,
+    )?;
     let count = |name: &str| {
         headers
             .get(name)
@@ -229,36 +220,4 @@ fn ldif_from_server(
         entries,
         certificates,
     })
-}
-
-/// One GET to the running server with the control token; API errors come back as our
-/// error codes.
-fn fetch(url: &str, token: &str, path: &str) -> Result<(reqwest::header::HeaderMap, Vec<u8>)> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::io("tokio runtime", e))?;
-    let (status, headers, body) = runtime.block_on(async {
-        let response = reqwest::Client::new()
-            .get(path)
-            .bearer_auth(token)
-            .header("x-anchorage-actor", super::cli_actor())
-            .send()
-            .await
-            .map_err(|e| {
-                Error::Publish(format!("the running server at {url} did not answer: {e}"))
-            })?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| Error::Publish(format!("unreadable answer from the server: {e}")))?;
-        Ok::<_, Error>((status, headers, body))
-    })?;
-    if !status.is_success() {
-        let value: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-        return Err(super::bundles::remote_error(&value, Error::Publish));
-    }
-    Ok((headers, body.to_vec()))
 }
