@@ -226,8 +226,16 @@ pub(super) fn config_check(config: &Config, out: Output) -> Result<()> {
     {
         problems.push(e.to_string());
     }
-    if let Err(e) = crate::inventory::Inventory::load(&config.bundles_dir) {
-        problems.push(e.to_string());
+    match crate::inventory::Inventory::load(&config.bundles_dir) {
+        // Every admission policy a declaration names, as `serve` will load them.
+        Ok(_) => {
+            if let Err(e) = crate::authority::Rules::load(&config) {
+                if !problems.contains(&e.to_string()) {
+                    problems.push(e.to_string());
+                }
+            }
+        }
+        Err(e) => problems.push(e.to_string()),
     }
     let (file_errors, warnings) = config.file_problems();
     problems.extend(file_errors);
