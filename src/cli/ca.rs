@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use clap::Subcommand;
 use serde_json::json;
 
-use super::{cli_actor, emit, open, unlock, write_file, Output};
+use super::{cli_actor, emit, open, write_file, Output};
 use crate::authority::Authority;
 use crate::ca::CaRole;
 use crate::config::Config;
@@ -56,9 +56,6 @@ pub(super) fn crl(config: Config, cmd: CrlCommand, out: Output) -> Result<()> {
     let authority = open(config)?;
     let role = CaRole::parse(&ca)
         .ok_or_else(|| Error::InvalidInput(format!("unknown CA '{ca}'; use issuing or root")))?;
-    if authority.crl_is_stale(role)? {
-        unlock(&authority)?;
-    }
     let crl = authority.current_crl(role)?;
     write_file(&path, &crl.der, false)?;
     emit(
@@ -95,7 +92,6 @@ pub(super) fn ca(authority: Authority, cmd: CaCommand, out: Output) -> Result<()
         CaCommand::RevokeIssuing { serial, reason } => {
             let serial = Serial::parse(&serial).map_err(Error::InvalidInput)?;
             let reason = RevocationReason::parse(&reason).map_err(Error::InvalidInput)?;
-            unlock(&authority)?;
             let (revocation, crl) = authority.revoke_issuing_ca(&serial, reason, &cli_actor())?;
             emit(
                 out,

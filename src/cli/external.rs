@@ -10,7 +10,7 @@ use clap::Subcommand;
 use serde_json::Value;
 
 use super::remote::{call, target, Target};
-use super::{cli_actor, emit, unlock, Output};
+use super::{cli_actor, emit, Output};
 use crate::authority::Authority;
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -52,7 +52,6 @@ pub fn refresh(config: Config, cmd: RefreshCommand, out: Output) -> Result<()> {
                 Some(n) => vec![n],
                 None => refresh::enabled_sources(&a),
             };
-            unlock(&a)?;
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .enable_all()

@@ -229,7 +229,7 @@ pub(super) fn config_check(config: &Config, out: Output) -> Result<()> {
     match crate::inventory::Inventory::load(&config.bundles_dir) {
         // Every admission policy a declaration names, as `serve` will load them.
         Ok(_) => {
-            if let Err(e) = crate::authority::Rules::load(&config) {
+            if let Err(e) = crate::authority::Rules::load(config) {
                 if !problems.contains(&e.to_string()) {
                     problems.push(e.to_string());
                 }

@@ -2,7 +2,7 @@
 //! for machines. Secrets (passphrases, PKCS#12 passwords) are read from files or the
 //! environment, never taken as argument values. This file holds the root of the tree, the
 //! dispatch to one file per flow (each with its own subcommands), and what every command
-//! shares: opening and unlocking the store, the actor name, printing, writing files.
+//! shares: opening the store, the actor name, printing, writing files.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -158,14 +158,6 @@ fn open(config: Config) -> Result<Authority> {
         return Err(Error::NotInitialised);
     }
     Ok(authority)
-}
-
-fn unlock(authority: &Authority) -> Result<()> {
-    let (passphrase, source) = authority.passphrase(false)?;
-    if let crate::keyseal::PassphraseSource::Evaluation(_) = source {
-        tracing::warn!("using the evaluation passphrase file: not for production");
-    }
-    authority.unlock(&passphrase)
 }
 
 fn cli_actor() -> String {

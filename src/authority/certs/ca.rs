@@ -120,6 +120,7 @@ impl Authority {
         reason: RevocationReason,
         actor: &str,
     ) -> Result<(Revocation, CrlRecord)> {
+        self.ensure_unlocked()?;
         let serial = self.issuing_ca_serial()?;
         if *confirm != serial {
             return Err(Error::InvalidInput(format!(
@@ -221,6 +222,7 @@ impl Authority {
     /// The current CRL of `role`, re-signed first when stale (needs the key).
     pub fn current_crl(&self, role: CaRole) -> Result<CrlRecord> {
         if self.crl_is_stale(role)? {
+            self.ensure_unlocked()?;
             return self.publish_crl(role);
         }
         self.store()?

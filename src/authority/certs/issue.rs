@@ -77,6 +77,8 @@ impl Authority {
         // The certificate names the holder's organisation as its record says.
         approved.subscriber.organization = Some(ownership.organisation.name.clone());
         self.ensure_issuing_ca_valid()?;
+        // After the rules: a refused request never needs the passphrase.
+        self.ensure_unlocked()?;
         let signers = self.signers()?;
         let generated_password = match (&p12_password, has_generated_key(&approved)) {
             (Some(p), _) => {

@@ -501,6 +501,21 @@ impl Authority {
         self.revoke_checked(serial, reason, actor, &|_, _| true)
     }
 
+    /// Revokes at the console and re-signs the issuing CA's CRL at once (no server is there to
+    /// batch revocations). The keys are unlocked first, so nothing is revoked that cannot be
+    /// published.
+    pub fn revoke_and_publish(
+        &self,
+        serial: &Serial,
+        reason: RevocationReason,
+        actor: &str,
+    ) -> Result<(Revocation, crate::store::CrlRecord)> {
+        self.ensure_unlocked()?;
+        let revocation = self.revoke(serial, reason, actor)?;
+        let crl = self.publish_crl(CaRole::Issuing)?;
+        Ok((revocation, crl))
+    }
+
     fn revoke_checked(
         &self,
         serial: &Serial,

@@ -120,6 +120,8 @@ impl Authority {
         actor: &str,
         accept_older: bool,
     ) -> Result<RefreshReport> {
+        // A new version is signed (.p7m): the keys first, so a locked CA fails before judging.
+        self.ensure_unlocked()?;
         let rules = self.rules();
         let source = rules.external_source(name)?;
         let policy = rules.admission_policy(name)?;

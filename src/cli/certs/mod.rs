@@ -10,9 +10,8 @@ use clap::{Args, Subcommand, ValueEnum};
 use serde_json::json;
 
 use super::remote::{target, Target};
-use super::{cli_actor, emit, read_secret_file, unlock, write_file, Output};
+use super::{cli_actor, emit, read_secret_file, write_file, Output};
 use crate::authority::{Authority, CertFilter, CertStatus, CertView, IssueOutcome};
-use crate::ca::CaRole;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::model::{RevocationReason, Serial};
@@ -133,9 +132,7 @@ fn direct(authority: Authority, cmd: CertCommand, out: Output) -> Result<()> {
         CertCommand::Revoke { serial, reason } => {
             let serial = Serial::parse(&serial).map_err(Error::InvalidInput)?;
             let reason = RevocationReason::parse(&reason).map_err(Error::InvalidInput)?;
-            unlock(&authority)?;
-            let revocation = authority.revoke(&serial, reason, &cli_actor())?;
-            let crl = authority.publish_crl(CaRole::Issuing)?;
+            let (revocation, crl) = authority.revoke_and_publish(&serial, reason, &cli_actor())?;
             emit(
                 out,
                 json!({"serial": serial, "reason": reason.as_str(), "revoked_at": revocation.revoked_at.to_string(), "crl_number": crl.number}),
@@ -295,18 +292,12 @@ fn issue(authority: &Authority, args: IssueArgs, out: Output) -> Result<()> {
                 .unwrap_or_else(|| format!("{} at the CA console", cli_actor())),
         },
     };
-    // Rules first, so a refused request never needs the passphrase.
-    authority.ownership(
-        &crate::accounts::Principal::operator(&request.registrar),
-        &request,
-    )?;
-    authority.approve(&request)?;
     let password = args
         .p12_password_file
         .as_deref()
         .map(read_secret_file)
         .transpose()?;
-    unlock(authority)?;
+    // The rules run first inside: a refused request never needs the passphrase.
     let outcome = authority.issue(&request, password)?;
     if defaulted_proofing {
         eprintln!(
