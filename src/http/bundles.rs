@@ -15,7 +15,7 @@ use axum::routing::get;
 use axum::Router;
 use serde_json::json;
 
-use super::downloads::{Prepared, CURRENT_CACHE};
+use super::prepared::{Prepared, CURRENT_CACHE};
 use super::{ApiError, ApiPath, AppState};
 use crate::authority::Authority;
 use crate::authority::BundleVersion;

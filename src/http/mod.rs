@@ -13,6 +13,7 @@ pub mod downloads;
 mod external;
 pub mod openapi;
 pub mod organisations;
+mod prepared;
 mod public;
 pub mod tls;
 pub mod web;
@@ -139,12 +140,12 @@ async fn security_headers(request: Request, next: axum::middleware::Next) -> Res
     let tls = request.extensions().get::<web::OverTls>().is_some();
     let mut response = next.run(request).await;
     let h = response.headers_mut();
-    for (name, value) in downloads::SECURITY_HEADERS {
+    for (name, value) in prepared::SECURITY_HEADERS {
         h.entry(name)
             .or_insert(header::HeaderValue::from_static(value));
     }
     if tls {
-        let (name, value) = downloads::HSTS;
+        let (name, value) = prepared::HSTS;
         h.entry(name)
             .or_insert(header::HeaderValue::from_static(value));
     }
