@@ -16,9 +16,9 @@ use tokio::sync::Notify;
 
 use super::Authority;
 use crate::config::DomainSettings;
+use crate::discovery::{self as publish, dns, ldif, writer, ReloadOutcome};
 use crate::error::{Error, Result};
 use crate::model::{HealthDomain, Serial};
-use crate::publish::{self, dns, ldif, writer, ReloadOutcome};
 use crate::store::{EntryChange, EntryUpdate, IndexedCert, Store, ZoneState};
 
 /// What publishing one zone did.

@@ -11,9 +11,9 @@ use serde_json::json;
 use super::{emit, open, Output};
 use crate::authority::{LdifOutcome, ZoneOutcome};
 use crate::config::Config;
+use crate::discovery::{writer, ReloadOutcome};
 use crate::error::{Error, Result};
 use crate::model::HealthDomain;
-use crate::publish::{writer, ReloadOutcome};
 
 #[derive(Debug, Subcommand)]
 pub enum PublishCommand {
