@@ -500,8 +500,10 @@ impl Authority {
     }
 
     fn init_report(&self, signers: &Signers, origin: &str) -> Result<InitReport> {
-        let root = x509::summarize(&signers.root_cert_der).map_err(Error::CaKey)?;
-        let issuing = x509::summarize(&signers.issuing.cert_der).map_err(Error::CaKey)?;
+        let root =
+            x509::summarize(&signers.root_cert_der).map_err(|e| Error::CaKey(e.to_string()))?;
+        let issuing =
+            x509::summarize(&signers.issuing.cert_der).map_err(|e| Error::CaKey(e.to_string()))?;
         Ok(InitReport {
             root_subject: root.subject,
             root_fingerprint: root.fingerprint,
@@ -594,7 +596,8 @@ impl Authority {
                 .store()?
                 .ca_record(role)?
                 .ok_or(Error::NotInitialised)?;
-            let summary = x509::summarize(&record.cert_der).map_err(Error::CaKey)?;
+            let summary =
+                x509::summarize(&record.cert_der).map_err(|e| Error::CaKey(e.to_string()))?;
             let crl = self.store()?.crl(role)?;
             let serial = Serial::parse(&summary.serial).map_err(Error::CaKey)?;
             let revocation = self.store()?.revocation(&serial)?.filter(|r| r.ca != role);
@@ -989,7 +992,7 @@ impl Authority {
             return Ok(serial.clone());
         }
         let der = self.ca_cert(CaRole::Issuing)?;
-        let summary = x509::summarize(&der).map_err(Error::CaKey)?;
+        let summary = x509::summarize(&der).map_err(|e| Error::CaKey(e.to_string()))?;
         let serial = Serial::parse(&summary.serial).map_err(Error::CaKey)?;
         Ok(self.issuing_serial.get_or_init(|| serial).clone())
     }
