@@ -99,9 +99,8 @@ impl Authority {
                 // `create` opens the store again: it is locked while `opened` lives.
                 drop(opened);
                 if config.managed_domains.is_empty() {
-                    config.managed_domains =
-                        vec![HealthDomain::parse(config::EVALUATION_DOMAIN)
-                            .map_err(Error::Config)?];
+                    config.managed_domains = vec![HealthDomain::parse(config::EVALUATION_DOMAIN)
+                        .map_err(|e| Error::Config(e.to_string()))?];
                 }
                 let evaluation_only = config
                     .managed_domains

@@ -416,7 +416,7 @@ fn apply_init_args(config: &mut Config, args: &InitArgs) -> Result<()> {
         config.managed_domains = args
             .managed_domains
             .iter()
-            .map(|d| HealthDomain::parse(d).map_err(Error::InvalidInput))
+            .map(|d| HealthDomain::parse(d).map_err(|e| Error::InvalidInput(e.to_string())))
             .collect::<Result<_>>()?;
         config.managed_domains.sort();
         config.managed_domains.dedup();
@@ -741,8 +741,9 @@ fn cert(authority: Authority, cmd: CertCommand, out: Output) -> Result<()> {
     match cmd {
         CertCommand::Issue(args) => issue(&authority, *args, out),
         CertCommand::Revoke { serial, reason } => {
-            let serial = Serial::parse(&serial).map_err(Error::InvalidInput)?;
-            let reason = RevocationReason::parse(&reason).map_err(Error::InvalidInput)?;
+            let serial = Serial::parse(&serial).map_err(|e| Error::InvalidInput(e.to_string()))?;
+            let reason =
+                RevocationReason::parse(&reason).map_err(|e| Error::InvalidInput(e.to_string()))?;
             unlock(&authority)?;
             let revocation = authority.revoke(&serial, reason, &cli_actor())?;
             let crl = authority.publish_crl(CaRole::Issuing)?;
@@ -807,7 +808,7 @@ fn cert(authority: Authority, cmd: CertCommand, out: Output) -> Result<()> {
             )
         }
         CertCommand::Show { serial, pem } => {
-            let serial = Serial::parse(&serial).map_err(Error::InvalidInput)?;
+            let serial = Serial::parse(&serial).map_err(|e| Error::InvalidInput(e.to_string()))?;
             let view = authority.cert(&serial)?;
             let pem_text = x509::to_pem("CERTIFICATE", &view.record.der);
             if pem {
@@ -1042,8 +1043,9 @@ fn ca(authority: Authority, cmd: CaCommand, out: Output) -> Result<()> {
             }
         }
         CaCommand::RevokeIssuing { serial, reason } => {
-            let serial = Serial::parse(&serial).map_err(Error::InvalidInput)?;
-            let reason = RevocationReason::parse(&reason).map_err(Error::InvalidInput)?;
+            let serial = Serial::parse(&serial).map_err(|e| Error::InvalidInput(e.to_string()))?;
+            let reason =
+                RevocationReason::parse(&reason).map_err(|e| Error::InvalidInput(e.to_string()))?;
             unlock(&authority)?;
             let (revocation, crl) = authority.revoke_issuing_ca(&serial, reason, &cli_actor())?;
             emit(

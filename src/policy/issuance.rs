@@ -181,14 +181,14 @@ fn check_holder(req: &IssueRequest, ctx: &Context<'_>, r: &mut Reasons) -> Optio
         (Some(a), None) => match DirectAddress::parse(a) {
             Ok(a) => Holder::Address(a),
             Err(e) => {
-                r.add("address_malformed", "address", e);
+                r.add("address_malformed", "address", e.to_string());
                 return None;
             }
         },
         (None, Some(d)) => match HealthDomain::parse(d) {
             Ok(d) => Holder::Domain(d),
             Err(e) => {
-                r.add("domain_malformed", "domain", e);
+                r.add("domain_malformed", "domain", e.to_string());
                 return None;
             }
         },

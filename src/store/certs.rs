@@ -193,7 +193,7 @@ impl Store {
                 let k = k?;
                 let serial =
                     String::from_utf8_lossy(k.get(prefix.len()..).unwrap_or_default()).into_owned();
-                Serial::parse(&serial).map_err(Error::Store)
+                Serial::parse(&serial).map_err(|e| Error::Store(e.to_string()))
             })
             .collect()
     }
