@@ -78,7 +78,7 @@ impl Scope {
             if d == "*" {
                 continue;
             }
-            HealthDomain::parse(d).map_err(Error::InvalidInput)?;
+            HealthDomain::parse(d).map_err(|e| Error::InvalidInput(e.to_string()))?;
             if !known.domains.iter().any(|m| m.eq_ignore_ascii_case(d)) {
                 return Err(Error::InvalidInput(format!(
                     "'{d}' is not a managed domain of this service ({})",

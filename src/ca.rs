@@ -299,7 +299,7 @@ fn check_name_round_trip(ca: &UnlockedCa, subject_raw: &[u8]) -> Result<()> {
 fn aia_extension(url: &str) -> Result<CustomExtension> {
     Ok(CustomExtension::from_oid_content(
         &[1, 3, 6, 1, 5, 5, 7, 1, 1],
-        x509::ca_issuers_der(url).map_err(Error::Generation)?,
+        x509::ca_issuers_der(url).map_err(|e| Error::Generation(e.to_string()))?,
     ))
 }
 
@@ -345,7 +345,8 @@ impl UnlockedCa {
         if !spec.policy_oids.is_empty() {
             extensions.push(CustomExtension::from_oid_content(
                 &[2, 5, 29, 32],
-                x509::certificate_policies_der(&spec.policy_oids).map_err(Error::Generation)?,
+                x509::certificate_policies_der(&spec.policy_oids)
+                    .map_err(|e| Error::Generation(e.to_string()))?,
             ));
         }
         params.custom_extensions = extensions;
@@ -408,7 +409,8 @@ pub struct ImportedCa {
 
 impl ImportedCa {
     pub fn from_pem(cert: &[u8], key: Option<&[u8]>) -> Result<ImportedCa> {
-        let certs = x509::certificates_from_pem_or_der(cert).map_err(Error::InvalidInput)?;
+        let certs = x509::certificates_from_pem_or_der(cert)
+            .map_err(|e| Error::InvalidInput(e.to_string()))?;
         let cert_der = certs
             .into_iter()
             .next()

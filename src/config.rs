@@ -14,8 +14,8 @@ use crate::model::{IssuingKeyAlgorithm, RootKeyAlgorithm};
 mod publish;
 
 pub use publish::{
-    check_base_dn, hostmaster_name, DomainPublish, DomainSettings, LdapConfig, PublishConfig,
-    SoaConfig, SrvRecord, ZoneMode,
+    check_base_dn, hostmaster_name, BaseDnError, DomainPublish, DomainSettings, FileModeError,
+    HostmasterError, LdapConfig, PublishConfig, SoaConfig, SrvRecord, ZoneMode,
 };
 
 /// The file `init` writes inside the data directory and later commands read.

@@ -13,8 +13,23 @@ use crate::external::source::ExternalSource;
 /// File extensions read as seed anchors.
 const SEED_EXTENSIONS: [&str; 5] = ["pem", "cer", "crt", "der", "p7b"];
 
+/// Why a name in a bundle declaration is refused; the text follows the file name in the
+/// configuration error.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum NameError {
+    #[error("'{0}' is not a bundle name (1-63 lower-case letters, digits and inner hyphens)")]
+    BundleName(String),
+    #[error(
+        "admission_policy = '{0}' is outside the policies directory; name a file in \
+         policies_dir by its stem (letters, digits, '-', '_'; without .toml), e.g. \
+         'anchor-admission'"
+    )]
+    PolicyName(String),
+}
+
 /// A bundle name: lower-case letters, digits and hyphens, as used in URLs.
-pub fn check_bundle_name(name: &str) -> std::result::Result<(), String> {
+pub fn check_bundle_name(name: &str) -> std::result::Result<(), NameError> {
     let ok = !name.is_empty()
         && name.len() <= 63
         && name
@@ -25,15 +40,13 @@ pub fn check_bundle_name(name: &str) -> std::result::Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "'{name}' is not a bundle name (1-63 lower-case letters, digits and inner hyphens)"
-        ))
+        Err(NameError::BundleName(name.to_string()))
     }
 }
 
 /// An admission policy is named by its file stem in the policies directory: a name that is
 /// a path (separators, `..`, absolute) would read a file outside it.
-pub fn check_policy_name(name: &str) -> std::result::Result<(), String> {
+pub fn check_policy_name(name: &str) -> std::result::Result<(), NameError> {
     let ok = !name.is_empty()
         && name
             .chars()
@@ -42,11 +55,7 @@ pub fn check_policy_name(name: &str) -> std::result::Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "admission_policy = '{name}' is outside the policies directory; name a file in \
-             policies_dir by its stem (letters, digits, '-', '_'; without .toml), e.g. \
-             'anchor-admission'"
-        ))
+        Err(NameError::PolicyName(name.to_string()))
     }
 }
 

@@ -68,9 +68,9 @@ impl Claim {
         match t.rsplit_once('@') {
             None => HealthDomain::parse(&t)
                 .map(Claim::Domain)
-                .map_err(|e| bad(&e)),
+                .map_err(|e| bad(&e.to_string())),
             Some((local, domain)) => {
-                let domain = HealthDomain::parse(domain).map_err(|e| bad(&e))?;
+                let domain = HealthDomain::parse(domain).map_err(|e| bad(&e.to_string()))?;
                 let (local, prefix) = match local.strip_suffix('*') {
                     Some(p) => (p.to_string(), true),
                     None => (local.to_string(), false),

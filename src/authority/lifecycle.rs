@@ -136,9 +136,8 @@ impl Authority {
                 // `create` opens the store again: it is locked while `opened` lives.
                 drop(opened);
                 if config.managed_domains.is_empty() {
-                    config.managed_domains =
-                        vec![HealthDomain::parse(config::EVALUATION_DOMAIN)
-                            .map_err(Error::Config)?];
+                    config.managed_domains = vec![HealthDomain::parse(config::EVALUATION_DOMAIN)
+                        .map_err(|e| Error::Config(e.to_string()))?];
                 }
                 let evaluation_only = config
                     .managed_domains
@@ -321,8 +320,10 @@ impl Authority {
     }
 
     fn init_report(&self, signers: &Signers, origin: &str) -> Result<InitReport> {
-        let root = x509::summarize(&signers.root_cert_der).map_err(Error::CaKey)?;
-        let issuing = x509::summarize(&signers.issuing.cert_der).map_err(Error::CaKey)?;
+        let root =
+            x509::summarize(&signers.root_cert_der).map_err(|e| Error::CaKey(e.to_string()))?;
+        let issuing =
+            x509::summarize(&signers.issuing.cert_der).map_err(|e| Error::CaKey(e.to_string()))?;
         Ok(InitReport {
             root_subject: root.subject,
             root_fingerprint: root.fingerprint,

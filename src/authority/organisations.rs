@@ -212,7 +212,7 @@ impl Authority {
     /// The binding of one holder, for admins.
     pub fn holder_binding(&self, principal: &Principal, holder: &str) -> Result<HolderBinding> {
         admin_only(principal)?;
-        let holder = Holder::parse(holder).map_err(Error::InvalidInput)?;
+        let holder = Holder::parse(holder).map_err(|e| Error::InvalidInput(e.to_string()))?;
         self.store()?
             .holder_binding(&holder.to_string())?
             .ok_or_else(|| Error::NotFound(format!("'{holder}' holds no certificate")))
@@ -264,7 +264,7 @@ impl Authority {
         admin_only(principal)?;
         let mut binding = self.holder_binding(principal, holder)?;
         let org = self.organisation(to)?;
-        let parsed = Holder::parse(&binding.holder).map_err(Error::Store)?;
+        let parsed = Holder::parse(&binding.holder).map_err(|e| Error::Store(e.to_string()))?;
         if !org.covers(&parsed) {
             return Err(Error::HolderOutsideOrganisation(format!(
                 "'{}' may hold identifiers only in {}; add the domain to it first \

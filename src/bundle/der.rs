@@ -1,7 +1,7 @@
 //! The one hand-written ASN.1 walker of the crate: tag octets, TLV headers in DER and BER
 //! form, a lenient element view for classifying unknown files, BER-to-DER length rewriting,
 //! and the DER header writer the bundle assembly uses. Bundle reading, upload classification,
-//! signed-bundle verification and `publish::dns` all walk bytes through here.
+//! signed-bundle verification and `discovery::dns` all walk bytes through here.
 //!
 //! Why it exists at all: the `der` crate (0.8) is DER-only by design. It refuses BER
 //! indefinite lengths (`ErrorKind::IndefiniteLength`) and constructed OCTET STRINGs, and

@@ -7,7 +7,7 @@
 //! - [`verify`]: signature verification of signed bundles against pinned signers.
 //! - [`upload`]: what a member uploaded (certificates, bundles, or a key, PKCS#12 or CSR sent
 //!   by mistake).
-//! - [`der`]: the one hand-written BER/DER walker (also used by `publish::dns`), kept because
+//! - [`der`]: the one hand-written BER/DER walker (also used by `discovery::dns`), kept because
 //!   the `der` crate refuses BER.
 //!
 //! A leaf of the domain: it uses `x509` and `model` only, and returns its own typed errors;

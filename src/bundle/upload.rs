@@ -18,7 +18,7 @@ use super::der::{
     children, tlv, Tlv, CONTEXT_0, CONTEXT_1, INTEGER, OCTET_STRING, OID, SEQUENCE, SET,
 };
 use super::read::{read_bundle, ReadError, PKCS7_PEM_LABELS};
-use super::verify::verify_unpinned;
+use super::verify::{verify_unpinned, VerifyError};
 use super::MAX_CERTIFICATES;
 
 /// One reason an upload is refused: a stable code (`upload_*`) and a sentence for the member.
@@ -183,7 +183,7 @@ fn read_der(bytes: &[u8], r: &mut Refusals) -> Vec<Vec<u8>> {
     match der_kind(bytes) {
         DerKind::Cms { .. } => match pkcs7_certificates(bytes) {
             Ok(certs) => return certs,
-            Err(why) => r.add("upload_unreadable", why),
+            Err(why) => r.add("upload_unreadable", why.to_string()),
         },
         DerKind::Pkcs12 => r.add(
             "upload_is_pkcs12",
@@ -213,29 +213,39 @@ fn read_der(bytes: &[u8], r: &mut Refusals) -> Vec<Vec<u8>> {
 /// bundle are those of its content, never its signer's chain, and its signature must verify
 /// (nobody pins a member's signer, so that is all [`verify_unpinned`] can check; the anchors
 /// still go through every admission rule). Each anchor must decode as an X.509 certificate.
-fn pkcs7_certificates(bytes: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+fn pkcs7_certificates(bytes: &[u8]) -> Result<Vec<Vec<u8>>, Pkcs7Problem> {
     let parsed = read_bundle(bytes, MAX_CERTIFICATES).map_err(|e| match e {
-        ReadError::TooManyAnchors { limit } => {
-            format!("the PKCS#7 file holds more than {limit} certificates")
-        }
-        ReadError::Invalid(why) => format!("the PKCS#7 file cannot be read: {why}"),
+        ReadError::TooManyAnchors { limit } => Pkcs7Problem::TooMany { limit },
+        ReadError::Invalid(why) => Pkcs7Problem::Unreadable(why),
     })?;
     if parsed.signed.is_some() {
-        verify_unpinned(&parsed)
-            .map_err(|e| format!("the signed bundle (.p7m) cannot be used: {e}"))?;
+        verify_unpinned(&parsed).map_err(Pkcs7Problem::SignedUnusable)?;
     }
     if parsed.anchors.is_empty() {
-        return Err("the PKCS#7 file holds no certificates".into());
+        return Err(Pkcs7Problem::Empty);
     }
     for (i, cert) in parsed.anchors.iter().enumerate() {
-        if let Err(e) = x509_cert::Certificate::from_der(cert) {
-            return Err(format!(
-                "certificate {} of the PKCS#7 file is not an X.509 certificate: {e}",
-                i + 1
-            ));
+        if let Err(source) = x509_cert::Certificate::from_der(cert) {
+            return Err(Pkcs7Problem::NotCertificate { n: i + 1, source });
         }
     }
     Ok(parsed.anchors)
+}
+
+/// Why the certificates of an uploaded PKCS#7 file cannot be used; the text is the refusal's
+/// message (after `PEM block N: ` for an armoured bundle).
+#[derive(Debug, thiserror::Error)]
+enum Pkcs7Problem {
+    #[error("the PKCS#7 file holds more than {limit} certificates")]
+    TooMany { limit: usize },
+    #[error("the PKCS#7 file cannot be read: {0}")]
+    Unreadable(String),
+    #[error("the signed bundle (.p7m) cannot be used: {0}")]
+    SignedUnusable(#[source] VerifyError),
+    #[error("the PKCS#7 file holds no certificates")]
+    Empty,
+    #[error("certificate {n} of the PKCS#7 file is not an X.509 certificate: {source}")]
+    NotCertificate { n: usize, source: der::Error },
 }
 
 /// What a DER (or BER) file that is not a certificate looks like, judged by its first elements.

@@ -90,8 +90,9 @@ pub(super) fn ca(authority: Authority, cmd: CaCommand, out: Output) -> Result<()
             }
         }
         CaCommand::RevokeIssuing { serial, reason } => {
-            let serial = Serial::parse(&serial).map_err(Error::InvalidInput)?;
-            let reason = RevocationReason::parse(&reason).map_err(Error::InvalidInput)?;
+            let serial = Serial::parse(&serial).map_err(|e| Error::InvalidInput(e.to_string()))?;
+            let reason =
+                RevocationReason::parse(&reason).map_err(|e| Error::InvalidInput(e.to_string()))?;
             let (revocation, crl) = authority.revoke_issuing_ca(&serial, reason, &cli_actor())?;
             emit(
                 out,

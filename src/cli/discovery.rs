@@ -13,9 +13,9 @@ use super::remote::{download, running_server};
 use super::{emit, open, Output};
 use crate::authority::{LdifOutcome, ZoneOutcome};
 use crate::config::Config;
+use crate::discovery::{writer, ReloadOutcome};
 use crate::error::{Error, Result};
 use crate::model::HealthDomain;
-use crate::publish::{writer, ReloadOutcome};
 
 #[derive(Debug, Subcommand)]
 pub enum PublishCommand {
@@ -63,7 +63,7 @@ pub fn publish(config: Config, cmd: PublishCommand, out: Output) -> Result<()> {
     match cmd {
         PublishCommand::Zone { domain, out: file } => {
             let domain = domain
-                .map(|d| HealthDomain::parse(&d).map_err(Error::InvalidInput))
+                .map(|d| HealthDomain::parse(&d).map_err(|e| Error::InvalidInput(e.to_string())))
                 .transpose()?;
             let zones = authority.publish_zones(domain.as_ref(), file.as_deref())?;
             let failed: Vec<String> = zones
@@ -147,7 +147,7 @@ fn zone_from_server(
     let path = match domain {
         Some(d) => format!(
             "{url}/api/v1/zones/{}",
-            HealthDomain::parse(d).map_err(Error::InvalidInput)?
+            HealthDomain::parse(d).map_err(|e| Error::InvalidInput(e.to_string()))?
         ),
         None if file.is_some() => {
             return Err(Error::InvalidInput(

@@ -80,7 +80,7 @@ fn apply_init_args(config: &mut Config, args: &InitArgs) -> Result<()> {
         config.managed_domains = args
             .managed_domains
             .iter()
-            .map(|d| HealthDomain::parse(d).map_err(Error::InvalidInput))
+            .map(|d| HealthDomain::parse(d).map_err(|e| Error::InvalidInput(e.to_string())))
             .collect::<Result<_>>()?;
         config.managed_domains.sort();
         config.managed_domains.dedup();

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::HealthDomain;
+use crate::model::{HealthDomain, ParseError};
 
 /// Whether a zone file is complete (SOA + NS) or records only, for `$INCLUDE`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -242,7 +242,7 @@ impl PublishConfig {
             out.push("publish.sweep_interval_secs must be at least 1".into());
         }
         if let Err(why) = parse_file_mode(&self.file_mode) {
-            out.push(why);
+            out.push(why.to_string());
         }
         if let Err(why) = check_base_dn(&self.ldap.base_dn) {
             out.push(format!(
@@ -312,23 +312,59 @@ fn check_soa(key: &str, soa: &SoaConfig, out: &mut Vec<String>) {
     }
 }
 
-/// The SOA RNAME in master-file form: `hostmaster@example.net` -> `hostmaster.example.net`.
-/// A dot inside the mailbox's local part is escaped, as RFC 1035 asks.
+/// Why `publish.file_mode` is refused; the text names the key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FileModeError {
+    #[error("publish.file_mode '{0}' is not an octal mode such as \"0644\"")]
+    NotOctal(String),
+    #[error("publish.file_mode '{0}' must give the owner read and write and no execute, set-id or sticky bits (e.g. \"0644\" or \"0640\")")]
+    Bits(String),
+}
+
+/// Why an SOA hostmaster is refused; the text follows the key and the value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum HostmasterError {
+    /// The domain (after `@`), or the whole value when it has no `@`.
+    #[error(transparent)]
+    Domain(#[from] ParseError),
+    #[error("'{0}' is not a usable mailbox name")]
+    Mailbox(String),
+}
+
+/// Why an LDAP base DN is refused; the text follows `publish.ldap.base_dn = '...': `.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BaseDnError {
+    #[error("is empty")]
+    Empty,
+    #[error("use plain ASCII RDNs without escapes or multi-valued RDNs")]
+    NotPlain,
+    #[error("'{0}' is not an attribute=value RDN")]
+    NotAttributeValue(String),
+    #[error("'{0}' has an empty or padded type or value")]
+    EmptyOrPadded(String),
+    #[error("'{0}' is not an attribute type")]
+    AttributeType(String),
+    #[error("the first RDN must be dc=, o= or ou= (anchorage creates that entry), not {0}=")]
+    NotContainer(String),
+}
+
 /// Parses an octal file mode such as "0644"; refuses set-id, sticky and execute bits and a
 /// file its owner cannot read and write.
-pub fn parse_file_mode(value: &str) -> Result<u32, String> {
-    let bits = u32::from_str_radix(value, 8).map_err(|_| {
-        format!("publish.file_mode '{value}' is not an octal mode such as \"0644\"")
-    })?;
+pub fn parse_file_mode(value: &str) -> Result<u32, FileModeError> {
+    let bits =
+        u32::from_str_radix(value, 8).map_err(|_| FileModeError::NotOctal(value.to_string()))?;
     if bits & !0o666 != 0 || bits & 0o600 != 0o600 {
-        return Err(format!(
-            "publish.file_mode '{value}' must give the owner read and write and no execute, set-id or sticky bits (e.g. \"0644\" or \"0640\")"
-        ));
+        return Err(FileModeError::Bits(value.to_string()));
     }
     Ok(bits)
 }
 
-pub fn hostmaster_name(value: &str) -> Result<String, String> {
+/// The SOA RNAME in master-file form: `hostmaster@example.net` -> `hostmaster.example.net`.
+/// A dot inside the mailbox's local part is escaped, as RFC 1035 asks.
+pub fn hostmaster_name(value: &str) -> Result<String, HostmasterError> {
     match value.rsplit_once('@') {
         Some((local, domain)) => {
             let domain = HealthDomain::parse(domain)?;
@@ -338,11 +374,11 @@ pub fn hostmaster_name(value: &str) -> Result<String, String> {
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || "-_.+".contains(c))
             {
-                return Err(format!("'{local}' is not a usable mailbox name"));
+                return Err(HostmasterError::Mailbox(local.to_string()));
             }
             Ok(format!("{}.{domain}", local.replace('.', "\\.")))
         }
-        None => HealthDomain::parse(value).map(|d| d.to_string()),
+        None => Ok(HealthDomain::parse(value)?.to_string()),
     }
 }
 
@@ -350,28 +386,26 @@ pub fn hostmaster_name(value: &str) -> Result<String, String> {
 pub const BASE_DN_TYPES: [&str; 3] = ["dc", "o", "ou"];
 
 /// Checks the base DN: `type=value` RDNs separated by commas, the first of a container type.
-pub fn check_base_dn(dn: &str) -> Result<(), String> {
+pub fn check_base_dn(dn: &str) -> Result<(), BaseDnError> {
     if dn.trim().is_empty() {
-        return Err("is empty".into());
+        return Err(BaseDnError::Empty);
     }
     if dn.contains(['\\', '"', '+', ';', '<', '>', '#']) || !dn.is_ascii() {
-        return Err("use plain ASCII RDNs without escapes or multi-valued RDNs".into());
+        return Err(BaseDnError::NotPlain);
     }
     for (i, rdn) in dn.split(',').enumerate() {
         let (kind, value) = rdn
             .split_once('=')
-            .ok_or_else(|| format!("'{rdn}' is not an attribute=value RDN"))?;
+            .ok_or_else(|| BaseDnError::NotAttributeValue(rdn.to_string()))?;
         let kind = kind.trim();
         if value.trim().is_empty() || kind.is_empty() || value != value.trim() {
-            return Err(format!("'{rdn}' has an empty or padded type or value"));
+            return Err(BaseDnError::EmptyOrPadded(rdn.to_string()));
         }
         if !kind.chars().all(|c| c.is_ascii_alphanumeric()) {
-            return Err(format!("'{kind}' is not an attribute type"));
+            return Err(BaseDnError::AttributeType(kind.to_string()));
         }
         if i == 0 && !BASE_DN_TYPES.contains(&kind.to_ascii_lowercase().as_str()) {
-            return Err(format!(
-                "the first RDN must be dc=, o= or ou= (anchorage creates that entry), not {kind}="
-            ));
+            return Err(BaseDnError::NotContainer(kind.to_string()));
         }
     }
     Ok(())

@@ -432,7 +432,7 @@ async fn list(
 }
 
 fn serial_of(s: &str) -> Result<Serial, ApiError> {
-    Serial::parse(s).map_err(|e| ApiError(Error::InvalidInput(e)))
+    Serial::parse(s).map_err(|e| ApiError(Error::InvalidInput(e.to_string())))
 }
 
 /// One certificate: record, status, revocation and PEM.
@@ -597,8 +597,8 @@ async fn revoke(
     ApiPath(serial): ApiPath<String>,
     ApiJson(body): ApiJson<RevokeBody>,
 ) -> Result<Json<crate::authority::Revocation>, ApiError> {
-    let reason =
-        RevocationReason::parse(&body.reason).map_err(|e| ApiError(Error::InvalidInput(e)))?;
+    let reason = RevocationReason::parse(&body.reason)
+        .map_err(|e| ApiError(Error::InvalidInput(e.to_string())))?;
     let serial = serial_of(&serial)?;
     let authority = state.authority.clone();
     let principal = caller.principal().clone();

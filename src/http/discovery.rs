@@ -77,7 +77,7 @@ pub async fn zone(
     _caller: Allowed<DnsReaders>,
     ApiPath(domain): ApiPath<String>,
 ) -> Result<Response, ApiError> {
-    let domain = HealthDomain::parse(&domain).map_err(Error::InvalidInput)?;
+    let domain = HealthDomain::parse(&domain).map_err(|e| Error::InvalidInput(e.to_string()))?;
     let authority = state.authority.clone();
     let (outcome, bytes) = tokio::task::spawn_blocking(move || authority.zone_text(&domain))
         .await

@@ -7,10 +7,13 @@ pub mod denial;
 pub mod external;
 pub mod issuance;
 pub mod organisations;
+mod parse_error;
 
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+
+pub use parse_error::{LabelProblem, ParseError};
 
 /// Characters allowed in a local part: RFC 5322 atext minus those that would need escaping in
 /// a DNS master file label (RFC 1035 §5.1: `$`, `"`, `(`, `)`, `;`, `@`, `\`) - because the
@@ -23,36 +26,35 @@ const LOCAL_EXTRA: &str = "!#%&'*+/=?^_`{|}~-";
 pub struct HealthDomain(String);
 
 impl HealthDomain {
-    pub fn parse(input: &str) -> Result<Self, String> {
+    pub fn parse(input: &str) -> Result<Self, ParseError> {
         let name = input
             .strip_suffix('.')
             .unwrap_or(input)
             .to_ascii_lowercase();
         if name.is_empty() {
-            return Err("the domain is empty".into());
+            return Err(ParseError::DomainEmpty);
         }
         if !name.is_ascii() {
-            return Err(format!(
-                "'{input}' contains non-ASCII characters; use the A-label (xn--) form"
-            ));
+            return Err(ParseError::DomainNotAscii(input.to_string()));
         }
         if name.len() > 253 {
-            return Err(format!("'{input}' is longer than 253 characters"));
+            return Err(ParseError::DomainTooLong(input.to_string()));
         }
         let labels: Vec<&str> = name.split('.').collect();
         if labels.len() < 2 {
-            return Err(format!(
-                "'{input}' is not a fully qualified domain name (it needs at least two labels)"
-            ));
+            return Err(ParseError::DomainNotQualified(input.to_string()));
         }
         for label in &labels {
-            check_hostname_label(label).map_err(|why| format!("'{input}': {why}"))?;
+            check_hostname_label(label).map_err(|problem| ParseError::DomainLabel {
+                input: input.to_string(),
+                problem,
+            })?;
         }
         if labels
             .last()
             .is_some_and(|tld| tld.chars().all(|c| c.is_ascii_digit()))
         {
-            return Err(format!("'{input}' looks like an IP address, not a domain"));
+            return Err(ParseError::DomainIsIpAddress(input.to_string()));
         }
         Ok(HealthDomain(name))
     }
@@ -67,28 +69,31 @@ impl HealthDomain {
     }
 }
 
-fn check_hostname_label(label: &str) -> Result<(), String> {
+fn check_hostname_label(label: &str) -> Result<(), LabelProblem> {
     if label.is_empty() {
-        return Err("has an empty label".into());
+        return Err(LabelProblem::Empty);
     }
     if label.len() > 63 {
-        return Err(format!("label '{label}' is longer than 63 characters"));
+        return Err(LabelProblem::TooLong(label.to_string()));
     }
     if label.starts_with('-') || label.ends_with('-') {
-        return Err(format!("label '{label}' starts or ends with a hyphen"));
+        return Err(LabelProblem::Hyphen(label.to_string()));
     }
     if let Some(c) = label
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || *c == '-'))
     {
-        return Err(format!("label '{label}' contains the character '{c}'"));
+        return Err(LabelProblem::Character {
+            label: label.to_string(),
+            character: c,
+        });
     }
     Ok(())
 }
 
 impl TryFrom<String> for HealthDomain {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
+    type Error = ParseError;
+    fn try_from(s: String) -> Result<Self, ParseError> {
         HealthDomain::parse(&s)
     }
 }
@@ -114,42 +119,38 @@ pub struct DirectAddress {
 }
 
 impl DirectAddress {
-    pub fn parse(input: &str) -> Result<Self, String> {
+    pub fn parse(input: &str) -> Result<Self, ParseError> {
         let lower = input.trim().to_ascii_lowercase();
         let (local, domain) = lower
             .rsplit_once('@')
-            .ok_or_else(|| format!("'{input}' is not an address: it has no '@'"))?;
+            .ok_or_else(|| ParseError::AddressNoAt(input.to_string()))?;
         if local.is_empty() {
-            return Err(format!("'{input}' has an empty local part"));
+            return Err(ParseError::LocalEmpty(input.to_string()));
         }
         if !local.is_ascii() {
-            return Err(format!(
-                "'{input}': the local part must be ASCII (SMTPUTF8 addresses cannot be published in DNS)"
-            ));
+            return Err(ParseError::LocalNotAscii(input.to_string()));
         }
         for label in local.split('.') {
             if label.is_empty() {
-                return Err(format!(
-                    "'{input}': the local part has a leading, trailing or doubled dot"
-                ));
+                return Err(ParseError::LocalEmptyLabel(input.to_string()));
             }
             if label.len() > 63 {
-                return Err(format!(
-                    "'{input}': '{label}' would be a DNS label longer than 63 characters"
-                ));
+                return Err(ParseError::LocalLabelTooLong {
+                    input: input.to_string(),
+                    label: label.to_string(),
+                });
             }
             if label == "*" {
-                return Err(format!(
-                    "'{input}': a '*' label would publish the certificate as a DNS wildcard for every address"
-                ));
+                return Err(ParseError::LocalWildcard(input.to_string()));
             }
             if let Some(c) = label
                 .chars()
                 .find(|c| !(c.is_ascii_alphanumeric() || LOCAL_EXTRA.contains(*c)))
             {
-                return Err(format!(
-                    "'{input}': the character '{c}' is not allowed in a Direct local part that is published in DNS"
-                ));
+                return Err(ParseError::LocalCharacter {
+                    input: input.to_string(),
+                    character: c,
+                });
             }
         }
         let domain = HealthDomain::parse(domain)?;
@@ -158,9 +159,7 @@ impl DirectAddress {
             domain,
         };
         if address.dns_owner().len() > 253 {
-            return Err(format!(
-                "'{input}': its DNS owner name would be longer than 253 characters"
-            ));
+            return Err(ParseError::OwnerNameTooLong(input.to_string()));
         }
         Ok(address)
     }
@@ -180,8 +179,8 @@ impl DirectAddress {
 }
 
 impl TryFrom<String> for DirectAddress {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
+    type Error = ParseError;
+    fn try_from(s: String) -> Result<Self, ParseError> {
         DirectAddress::parse(&s)
     }
 }
@@ -232,7 +231,7 @@ impl Holder {
 }
 
 impl Holder {
-    pub fn parse(input: &str) -> Result<Holder, String> {
+    pub fn parse(input: &str) -> Result<Holder, ParseError> {
         if input.contains('@') {
             DirectAddress::parse(input).map(Holder::Address)
         } else {
@@ -242,8 +241,8 @@ impl Holder {
 }
 
 impl TryFrom<String> for Holder {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
+    type Error = ParseError;
+    fn try_from(s: String) -> Result<Self, ParseError> {
         Holder::parse(&s)
     }
 }
@@ -355,7 +354,7 @@ impl Serial {
     }
 
     /// Accepts hex with optional colons and `0x`, any case (as openssl and browsers print it).
-    pub fn parse(input: &str) -> Result<Serial, String> {
+    pub fn parse(input: &str) -> Result<Serial, ParseError> {
         let cleaned: String = input
             .trim()
             .trim_start_matches("0x")
@@ -364,12 +363,10 @@ impl Serial {
             .collect::<String>()
             .to_ascii_lowercase();
         if cleaned.is_empty() || cleaned.len() > 40 || !cleaned.len().is_multiple_of(2) {
-            return Err(format!(
-                "'{input}' is not a certificate serial (even-length hex, at most 20 bytes)"
-            ));
+            return Err(ParseError::SerialShape(input.to_string()));
         }
         if hex::decode(&cleaned).is_err() {
-            return Err(format!("'{input}' is not hexadecimal"));
+            return Err(ParseError::SerialNotHex(input.to_string()));
         }
         Ok(Serial(cleaned))
     }
@@ -384,8 +381,8 @@ impl Serial {
 }
 
 impl TryFrom<String> for Serial {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
+    type Error = ParseError;
+    fn try_from(s: String) -> Result<Self, ParseError> {
         Serial::parse(&s)
     }
 }
@@ -447,18 +444,18 @@ impl RevocationReason {
         RevocationReason::PrivilegeWithdrawn,
     ];
 
-    pub fn parse(s: &str) -> Result<RevocationReason, String> {
+    pub fn parse(s: &str) -> Result<RevocationReason, ParseError> {
         let wanted = s.trim().to_ascii_lowercase().replace('_', "-");
         RevocationReason::ALL
             .into_iter()
             .find(|r| r.as_str() == wanted || r.rfc5280_name().eq_ignore_ascii_case(s.trim()))
-            .ok_or_else(|| {
-                let names: Vec<&str> = RevocationReason::ALL.iter().map(|r| r.as_str()).collect();
-                format!(
-                    "unknown revocation reason '{s}'; use one of {}",
-                    names.join(", ")
-                )
-            })
+            .ok_or_else(|| ParseError::RevocationReason(s.to_string()))
+    }
+
+    /// The names [`RevocationReason::parse`] accepts, comma-separated, for messages.
+    pub fn names() -> String {
+        let names: Vec<&str> = RevocationReason::ALL.iter().map(|r| r.as_str()).collect();
+        names.join(", ")
     }
 
     pub fn as_str(self) -> &'static str {
@@ -571,6 +568,61 @@ mod tests {
             Ok(RevocationReason::KeyCompromise)
         );
         assert!(RevocationReason::parse("hold").is_err());
+    }
+
+    /// The typed errors print the sentences users have always seen.
+    #[test]
+    fn parse_errors_keep_their_text() {
+        let cases: &[(&str, std::result::Result<(), ParseError>, &str)] = &[
+            ("fail/empty-domain", HealthDomain::parse(".").map(drop), "the domain is empty"),
+            (
+                "fail/domain-label",
+                HealthDomain::parse("exa_mple.com").map(drop),
+                "'exa_mple.com': label 'exa_mple' contains the character '_'",
+            ),
+            (
+                "fail/domain-empty-label",
+                HealthDomain::parse("a..example").map(drop),
+                "'a..example': has an empty label",
+            ),
+            (
+                "fail/ip",
+                HealthDomain::parse("10.0.0.1").map(drop),
+                "'10.0.0.1' looks like an IP address, not a domain",
+            ),
+            (
+                "fail/no-at",
+                DirectAddress::parse("x.example").map(drop),
+                "'x.example' is not an address: it has no '@'",
+            ),
+            (
+                "fail/local-char",
+                DirectAddress::parse("$x@c.example").map(drop),
+                "'$x@c.example': the character '$' is not allowed in a Direct local part that is published in DNS",
+            ),
+            (
+                "fail/address-domain",
+                Holder::parse("a@localhost").map(drop),
+                "'localhost' is not a fully qualified domain name (it needs at least two labels)",
+            ),
+            (
+                "fail/serial",
+                Serial::parse("abc").map(drop),
+                "'abc' is not a certificate serial (even-length hex, at most 20 bytes)",
+            ),
+            ("fail/serial-hex", Serial::parse("xyz1").map(drop), "'xyz1' is not hexadecimal"),
+            (
+                "fail/reason",
+                RevocationReason::parse("hold").map(drop),
+                "unknown revocation reason 'hold'; use one of unspecified, key-compromise, \
+                 ca-compromise, affiliation-changed, superseded, cessation-of-operation, \
+                 privilege-withdrawn",
+            ),
+        ];
+        for (name, result, want) in cases {
+            let got = result.as_ref().map_err(ToString::to_string).err();
+            assert_eq!(got.as_deref(), Some(*want), "{name}");
+        }
     }
 }
 

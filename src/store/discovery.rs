@@ -128,7 +128,7 @@ fn parse_index(key: &[u8], value: &[u8]) -> Result<IndexedCert> {
     Ok(IndexedCert {
         domain,
         holder,
-        serial: Serial::parse(&serial).map_err(Error::Store)?,
+        serial: Serial::parse(&serial).map_err(|e| Error::Store(e.to_string()))?,
         not_before: time(0..8)?,
         not_after: time(8..16)?,
         der: value.get(16..).ok_or_else(bad)?.to_vec(),

@@ -70,7 +70,8 @@ impl Authority {
         };
         self.ensure_issuing_ca_valid()?;
         let cert_der = signers.issuing.issue_bundle_signer(&spec, &key)?;
-        let summary = crate::x509::summarize(&cert_der).map_err(Error::Generation)?;
+        let summary =
+            crate::x509::summarize(&cert_der).map_err(|e| Error::Generation(e.to_string()))?;
         let record = crate::store::SignerRecord {
             record_version: RECORD_VERSION,
             cert_der: cert_der.clone(),

@@ -63,9 +63,10 @@ impl Authority {
                 .store()?
                 .ca_record(role)?
                 .ok_or(Error::NotInitialised)?;
-            let summary = x509::summarize(&record.cert_der).map_err(Error::CaKey)?;
+            let summary =
+                x509::summarize(&record.cert_der).map_err(|e| Error::CaKey(e.to_string()))?;
             let crl = self.store()?.crl(role)?;
-            let serial = Serial::parse(&summary.serial).map_err(Error::CaKey)?;
+            let serial = Serial::parse(&summary.serial).map_err(|e| Error::CaKey(e.to_string()))?;
             let revocation = self.store()?.revocation(&serial)?.filter(|r| r.ca != role);
             out.push(CaStatus {
                 serial: serial.clone(),
@@ -90,8 +91,8 @@ impl Authority {
             return Ok(serial.clone());
         }
         let der = self.ca_cert(CaRole::Issuing)?;
-        let summary = x509::summarize(&der).map_err(Error::CaKey)?;
-        let serial = Serial::parse(&summary.serial).map_err(Error::CaKey)?;
+        let summary = x509::summarize(&der).map_err(|e| Error::CaKey(e.to_string()))?;
+        let serial = Serial::parse(&summary.serial).map_err(|e| Error::CaKey(e.to_string()))?;
         Ok(self.issuing_serial.get_or_init(|| serial).clone())
     }
 

@@ -12,9 +12,9 @@ use time::OffsetDateTime;
 
 use super::{sha256, Revoked};
 use crate::authority::Authority;
+use crate::discovery::{ldif, writer};
 use crate::error::{Error, Result};
 use crate::model::Serial;
-use crate::publish::{ldif, writer};
 use crate::store::{EntryChange, EntryUpdate};
 
 /// What an LDIF export wrote.

@@ -14,9 +14,9 @@ use time::OffsetDateTime;
 use super::{sha256, Revoked};
 use crate::authority::Authority;
 use crate::config::DomainSettings;
+use crate::discovery::{self, dns, writer, ReloadOutcome};
 use crate::error::{Error, Result};
 use crate::model::HealthDomain;
-use crate::publish::{self, dns, writer, ReloadOutcome};
 use crate::store::ZoneState;
 
 /// What publishing one zone did.
@@ -226,7 +226,7 @@ impl Authority {
 
     fn reload_zone(&self, mut job: ZoneJob) -> ZoneOutcome {
         if job.outcome.written {
-            job.outcome.reload = publish::reload(
+            job.outcome.reload = discovery::reload(
                 &job.settings.reload_command,
                 &job.outcome.domain,
                 &job.outcome.path,

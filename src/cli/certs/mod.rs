@@ -130,8 +130,9 @@ fn direct(authority: Authority, cmd: CertCommand, out: Output) -> Result<()> {
     match cmd {
         CertCommand::Issue(args) => issue(&authority, *args, out),
         CertCommand::Revoke { serial, reason } => {
-            let serial = Serial::parse(&serial).map_err(Error::InvalidInput)?;
-            let reason = RevocationReason::parse(&reason).map_err(Error::InvalidInput)?;
+            let serial = Serial::parse(&serial).map_err(|e| Error::InvalidInput(e.to_string()))?;
+            let reason =
+                RevocationReason::parse(&reason).map_err(|e| Error::InvalidInput(e.to_string()))?;
             let (revocation, crl) = authority.revoke_and_publish(&serial, reason, &cli_actor())?;
             emit(
                 out,
@@ -194,7 +195,7 @@ fn direct(authority: Authority, cmd: CertCommand, out: Output) -> Result<()> {
             )
         }
         CertCommand::Show { serial, pem } => {
-            let serial = Serial::parse(&serial).map_err(Error::InvalidInput)?;
+            let serial = Serial::parse(&serial).map_err(|e| Error::InvalidInput(e.to_string()))?;
             let view = authority.cert(&serial)?;
             let pem_text = x509::to_pem("CERTIFICATE", &view.record.der);
             if pem {

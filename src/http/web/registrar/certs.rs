@@ -289,7 +289,7 @@ pub(super) async fn revoke(
                 "Tick the box to confirm the revocation: it cannot be undone.".into(),
             )
         }
-        Err(e) => return refuse(v, e),
+        Err(e) => return refuse(v, e.to_string()),
     };
     let authority = state.authority.clone();
     let principal = session.principal();

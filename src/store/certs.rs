@@ -1,0 +1,495 @@
+//! The certificates flow in the store: the CA hierarchy, issued certificates with their owner,
+//! holder, key and idempotency indexes (written in one transaction with the audit entry),
+//! revocations and CRLs. What `authority` issues and revokes lands here.
+
+use serde::{Deserialize, Serialize};
+use sled::Transactional;
+use time::OffsetDateTime;
+
+use super::{
+    abort, append_audit, decode, discovery, encode, next_revision, tx_error, u64_of,
+    IdempotencyRecord, Store, RECORD_VERSION,
+};
+use crate::audit::AuditDraft;
+use crate::error::{Error, Result};
+use crate::model::ca::{CaRecord, CaRole};
+use crate::model::issuance::{Proofing, Subscriber};
+use crate::model::organisations::HolderBinding;
+use crate::model::{CertUsage, Fingerprint, Holder, RevocationReason, Serial, Usage};
+
+/// An issued certificate and everything recorded about its request.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CertRecord {
+    pub record_version: u32,
+    pub revision: u64,
+    pub serial: Serial,
+    /// Shared by the two halves of a pair.
+    pub request_id: String,
+    /// The Direct address (`local@domain`) or health domain the certificate is bound to.
+    #[schema(value_type = String)]
+    pub holder: Holder,
+    pub dns_owner: String,
+    pub usage: CertUsage,
+    pub requested_usage: Usage,
+    pub profile: String,
+    pub level_of_assurance: String,
+    pub category: String,
+    pub subscriber: Subscriber,
+    pub registrar: String,
+    pub proofing: Proofing,
+    pub key: String,
+    /// `csr` or `generated`.
+    pub key_origin: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub not_before: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub not_after: OffsetDateTime,
+    pub fingerprint: Fingerprint,
+    #[serde(with = "time::serde::rfc3339")]
+    pub issued_at: OffsetDateTime,
+    /// The certificate, base64 of DER.
+    #[serde(with = "crate::model::base64_bytes")]
+    #[schema(value_type = String, format = Byte)]
+    pub der: Vec<u8>,
+}
+
+/// A revocation. Permanent: there is no un-revoke.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Revocation {
+    pub record_version: u32,
+    pub revision: u64,
+    pub serial: Serial,
+    pub ca: CaRole,
+    pub reason: RevocationReason,
+    #[serde(with = "time::serde::rfc3339")]
+    pub revoked_at: OffsetDateTime,
+    pub revoked_by: String,
+}
+
+/// The latest CRL of one CA.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CrlRecord {
+    pub record_version: u32,
+    pub ca: CaRole,
+    pub number: u64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub this_update: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub next_update: OffsetDateTime,
+    /// Store revision the CRL reflects; a newer revocation makes it stale.
+    pub revision: u64,
+    #[serde(with = "crate::model::base64_bytes")]
+    pub der: Vec<u8>,
+}
+
+/// What the issuance transaction checks and writes beside the certificates.
+#[derive(Debug, Clone)]
+pub struct IssueWrite {
+    /// The holder's organisation: stored when the holder has none yet, compared otherwise.
+    pub binding: HolderBinding,
+    /// SHA-256 of each certified SubjectPublicKeyInfo.
+    pub key_hashes: Vec<Vec<u8>>,
+    /// The profile allows one key for several holders.
+    pub allow_key_reuse: bool,
+    /// The idempotency tree key and the record to keep.
+    pub idempotency: Option<(Vec<u8>, IdempotencyRecord)>,
+}
+
+impl IssueWrite {
+    /// A write that binds `holder` to `organisation` and indexes no key: for bulk loads
+    /// (benchmarks, imports) whose keys are checked elsewhere.
+    pub fn bulk(holder: &Holder, organisation: &str, at: OffsetDateTime) -> IssueWrite {
+        IssueWrite {
+            binding: HolderBinding {
+                record_version: RECORD_VERSION,
+                holder: holder.to_string(),
+                organisation: organisation.to_string(),
+                bound_at: at,
+                bound_by: "bulk".into(),
+                conflicting_names: Vec::new(),
+            },
+            key_hashes: Vec::new(),
+            allow_key_reuse: true,
+            idempotency: None,
+        }
+    }
+}
+
+/// What `insert_certs` did.
+#[derive(Debug, Clone)]
+pub enum Inserted {
+    /// Stored at this revision.
+    Stored(u64),
+    /// The idempotency key was used before: nothing stored; the first result.
+    Replay(IdempotencyRecord),
+}
+
+/// Key of the owner-to-certificate index: `dns_owner NUL serial`.
+fn owner_cert_key(dns_owner: &str, serial: &Serial) -> Vec<u8> {
+    let mut key = owner_prefix(dns_owner);
+    key.extend_from_slice(serial.as_str().as_bytes());
+    key
+}
+
+fn owner_prefix(dns_owner: &str) -> Vec<u8> {
+    let mut key = dns_owner.as_bytes().to_vec();
+    key.push(0);
+    key
+}
+
+impl Store {
+    // ---- CA ----------------------------------------------------------------------------
+
+    pub fn ca_record(&self, role: CaRole) -> Result<Option<CaRecord>> {
+        self.ca
+            .get(role.as_str())?
+            .map(|b| decode(&b, "CA"))
+            .transpose()
+    }
+
+    /// Stores a new hierarchy; refuses when one exists already.
+    pub fn put_hierarchy(
+        &self,
+        root: &CaRecord,
+        issuing: &CaRecord,
+        at: OffsetDateTime,
+        draft: AuditDraft,
+    ) -> Result<()> {
+        let (root_bytes, issuing_bytes) = (encode(root)?, encode(issuing)?);
+        (&self.ca, &self.meta, &self.audit)
+            .transaction(|(ca, meta, audit)| {
+                if ca.get("root")?.is_some() || ca.get("issuing")?.is_some() {
+                    return abort(Error::Conflict(
+                        "this data directory already holds a CA hierarchy".into(),
+                    ));
+                }
+                ca.insert("root", root_bytes.clone())?;
+                ca.insert("issuing", issuing_bytes.clone())?;
+                next_revision(meta)?;
+                append_audit(&self.keying, meta, audit, at, draft.clone())?;
+                Ok(())
+            })
+            .map_err(tx_error)?;
+        self.flush()
+    }
+
+    // ---- certificates ------------------------------------------------------------------
+
+    /// The holder published under a DNS owner name, if any certificate was issued for it.
+    pub fn owner_holder(&self, dns_owner: &str) -> Result<Option<String>> {
+        Ok(self
+            .owners
+            .get(dns_owner.as_bytes())?
+            .map(|b| String::from_utf8_lossy(&b).into_owned()))
+    }
+
+    /// Serials of every certificate issued under a DNS owner name, in serial order.
+    pub fn serials_of_owner(&self, dns_owner: &str) -> Result<Vec<Serial>> {
+        let prefix = owner_prefix(dns_owner);
+        self.owner_certs
+            .scan_prefix(&prefix)
+            .keys()
+            .map(|k| {
+                let k = k?;
+                let serial =
+                    String::from_utf8_lossy(k.get(prefix.len()..).unwrap_or_default()).into_owned();
+                Serial::parse(&serial).map_err(|e| Error::Store(e.to_string()))
+            })
+            .collect()
+    }
+
+    /// Stores newly issued certificates (one, or both halves of a pair) with their index and
+    /// audit entries atomically, re-checking serial uniqueness, owner collisions, the holder's
+    /// organisation, key reuse and the idempotency key. A replay of a stored idempotency key
+    /// writes nothing and returns the first result.
+    pub fn insert_certs(
+        &self,
+        records: &mut [CertRecord],
+        at: OffsetDateTime,
+        draft: AuditDraft,
+        issue: &IssueWrite,
+    ) -> Result<Inserted> {
+        let binding_bytes = encode(&issue.binding)?;
+        let idempotency = match &issue.idempotency {
+            Some((key, record)) => Some((key.clone(), encode(record)?)),
+            None => None,
+        };
+        let outcome = (
+            &self.certs,
+            &self.owners,
+            &self.owner_certs,
+            &self.meta,
+            &self.audit,
+            &self.domain_certs,
+            &self.holders,
+            &self.key_holders,
+            &self.idempotency,
+        )
+            .transaction(
+                |(
+                    certs,
+                    owners,
+                    owner_certs,
+                    meta,
+                    audit,
+                    domain_certs,
+                    holders,
+                    key_holders,
+                    idempotent,
+                )| {
+                    if let Some((key, _)) = &idempotency {
+                        if let Some(first) = idempotent.get(key)? {
+                            return match decode::<IdempotencyRecord>(&first, "idempotency") {
+                                Ok(first) => Ok(Inserted::Replay(first)),
+                                Err(e) => abort(e),
+                            };
+                        }
+                    }
+                    let holder = issue.binding.holder.as_str();
+                    match holders.get(holder.as_bytes())? {
+                        Some(found) => match decode::<HolderBinding>(&found, "holder binding") {
+                            Ok(b) if b.organisation != issue.binding.organisation => {
+                                return abort(Error::HolderOwnedElsewhere(format!(
+                                    "{holder} belongs to another organisation"
+                                )))
+                            }
+                            Ok(_) => {}
+                            Err(e) => return abort(e),
+                        },
+                        None => {
+                            holders.insert(holder.as_bytes(), binding_bytes.clone())?;
+                        }
+                    }
+                    for key in &issue.key_hashes {
+                        match key_holders.get(key.as_slice())? {
+                            Some(other) if other.as_ref() != holder.as_bytes() => {
+                                if !issue.allow_key_reuse {
+                                    return abort(Error::Denied(crate::model::denial::Denial::single(
+                                        "key_reused",
+                                        "csr",
+                                        format!(
+                                            "this public key is already certified for '{}';                                              each holder needs its own key",
+                                            String::from_utf8_lossy(&other)
+                                        ),
+                                    )));
+                                }
+                            }
+                            Some(_) => {}
+                            None => {
+                                key_holders.insert(key.as_slice(), holder.as_bytes())?;
+                            }
+                        }
+                    }
+                    let revision = next_revision(meta)?;
+                    for record in records.iter() {
+                        let serial_key = record.serial.to_bytes();
+                        if certs.get(&serial_key)?.is_some() {
+                            return abort(Error::Conflict(format!(
+                                "serial {} is already in use",
+                                record.serial
+                            )));
+                        }
+                        let holder = record.holder.to_string();
+                        if let Some(existing) = owners.get(record.dns_owner.as_bytes())? {
+                            if existing.as_ref() != holder.as_bytes() {
+                                return abort(Error::Conflict(format!(
+                                    "DNS owner name '{}.' already belongs to '{}'",
+                                    record.dns_owner,
+                                    String::from_utf8_lossy(&existing)
+                                )));
+                            }
+                        }
+                        let mut stored = record.clone();
+                        stored.revision = revision;
+                        let bytes = match encode(&stored) {
+                            Ok(b) => b,
+                            Err(e) => return abort(e),
+                        };
+                        certs.insert(serial_key, bytes)?;
+                        owners.insert(record.dns_owner.as_bytes(), holder.as_bytes())?;
+                        owner_certs
+                            .insert(owner_cert_key(&record.dns_owner, &record.serial), &[])?;
+                        domain_certs.insert(
+                            discovery::domain_cert_key(&stored),
+                            discovery::domain_cert_value(&stored),
+                        )?;
+                    }
+                    if let Some((key, bytes)) = &idempotency {
+                        idempotent.insert(key.as_slice(), bytes.as_slice())?;
+                    }
+                    append_audit(&self.keying, meta, audit, at, draft.clone())?;
+                    Ok(Inserted::Stored(revision))
+                },
+            )
+            .map_err(tx_error)?;
+        if let Inserted::Stored(revision) = outcome {
+            for record in records.iter_mut() {
+                record.revision = revision;
+            }
+        }
+        Ok(outcome)
+    }
+
+    pub fn cert(&self, serial: &Serial) -> Result<Option<CertRecord>> {
+        self.certs
+            .get(serial.to_bytes())?
+            .map(|b| decode(&b, "certificate"))
+            .transpose()
+    }
+
+    /// Every certificate, in serial order.
+    pub fn certs(&self) -> impl Iterator<Item = Result<CertRecord>> + '_ {
+        self.certs.iter().values().map(|v| {
+            v.map_err(Error::from)
+                .and_then(|b| decode(&b, "certificate"))
+        })
+    }
+
+    pub fn cert_count(&self) -> usize {
+        self.certs.len()
+    }
+
+    // ---- revocation --------------------------------------------------------------------
+
+    /// Records a revocation; refuses unknown or already revoked serials. An entry for the
+    /// root's CRL is the issuing CA's own certificate, which is not in the certificate tree
+    /// (the caller has checked the serial), so only issued certificates are looked up.
+    /// `visible` decides, inside the transaction, whether the certificate is the caller's to
+    /// revoke (its record and its holder's binding); one that is not is "not found".
+    pub fn revoke(
+        &self,
+        revocation: &Revocation,
+        draft: AuditDraft,
+        visible: &dyn Fn(&CertRecord, Option<&HolderBinding>) -> bool,
+    ) -> Result<Revocation> {
+        let key = revocation.serial.to_bytes();
+        let ca_cert = revocation.ca == CaRole::Root;
+        let not_found =
+            || Error::NotFound(format!("no certificate with serial {}", revocation.serial));
+        let stored = (
+            &self.certs,
+            &self.revocations,
+            &self.meta,
+            &self.audit,
+            &self.holders,
+        )
+            .transaction(|(certs, revocations, meta, audit, holders)| {
+                if !ca_cert {
+                    let Some(bytes) = certs.get(&key)? else {
+                        return abort(not_found());
+                    };
+                    let record: CertRecord = match decode(&bytes, "certificate") {
+                        Ok(r) => r,
+                        Err(e) => return abort(e),
+                    };
+                    let binding = match holders.get(record.holder.to_string().as_bytes())? {
+                        Some(b) => match decode::<HolderBinding>(&b, "holder binding") {
+                            Ok(b) => Some(b),
+                            Err(e) => return abort(e),
+                        },
+                        None => None,
+                    };
+                    if !visible(&record, binding.as_ref()) {
+                        return abort(not_found());
+                    }
+                }
+                if revocations.get(&key)?.is_some() {
+                    return abort(Error::Conflict(format!(
+                        "{} {} is already revoked",
+                        if ca_cert {
+                            "CA certificate"
+                        } else {
+                            "certificate"
+                        },
+                        revocation.serial
+                    )));
+                }
+                let mut stored = revocation.clone();
+                stored.revision = next_revision(meta)?;
+                let bytes = match encode(&stored) {
+                    Ok(b) => b,
+                    Err(e) => return abort(e),
+                };
+                revocations.insert(key.clone(), bytes)?;
+                append_audit(
+                    &self.keying,
+                    meta,
+                    audit,
+                    revocation.revoked_at,
+                    draft.clone(),
+                )?;
+                Ok(stored)
+            })
+            .map_err(tx_error)?;
+        Ok(stored)
+    }
+
+    pub fn revocation(&self, serial: &Serial) -> Result<Option<Revocation>> {
+        self.revocations
+            .get(serial.to_bytes())?
+            .map(|b| decode(&b, "revocation"))
+            .transpose()
+    }
+
+    /// Revocations of one CA, in serial order.
+    pub fn revocations(&self, ca: CaRole) -> Result<Vec<Revocation>> {
+        let mut out = Vec::new();
+        for item in self.revocations.iter().values() {
+            let r: Revocation = decode(&item?, "revocation")?;
+            if r.ca == ca {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Newest revision of any revocation of `ca` (0 when none).
+    pub fn latest_revocation_revision(&self, ca: CaRole) -> Result<u64> {
+        Ok(self
+            .revocations(ca)?
+            .iter()
+            .map(|r| r.revision)
+            .max()
+            .unwrap_or(0))
+    }
+
+    // ---- CRLs --------------------------------------------------------------------------
+
+    /// Reserves the next CRL number durably, so a number is never reused even after a crash.
+    pub fn reserve_crl_number(&self, ca: CaRole) -> Result<u64> {
+        let key = format!("crl_number/{}", ca.as_str());
+        let next = self.meta.update_and_fetch(key.as_bytes(), |old| {
+            let n = u64_of(old.map(sled::IVec::from)) + 1;
+            Some(n.to_be_bytes().to_vec())
+        })?;
+        self.flush()?;
+        Ok(u64_of(next))
+    }
+
+    pub fn crl(&self, ca: CaRole) -> Result<Option<CrlRecord>> {
+        self.crls
+            .get(ca.as_str())?
+            .map(|b| decode(&b, "CRL"))
+            .transpose()
+    }
+
+    /// Saves a CRL unless a newer-numbered one is already stored.
+    pub fn put_crl(&self, crl: &CrlRecord) -> Result<()> {
+        let bytes = encode(crl)?;
+        let number = crl.number;
+        (&self.crls,)
+            .transaction(|(crls,)| {
+                if let Some(old) = crls.get(crl.ca.as_str())? {
+                    match decode::<CrlRecord>(&old, "CRL") {
+                        Ok(old) if old.number >= number => return Ok(()),
+                        Ok(_) => {}
+                        Err(e) => return abort(e),
+                    }
+                }
+                crls.insert(crl.ca.as_str(), bytes.clone())?;
+                Ok(())
+            })
+            .map_err(tx_error)?;
+        self.flush()
+    }
+}
