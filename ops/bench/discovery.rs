@@ -140,24 +140,24 @@ fn make_record(
         },
     };
     let approved = authority.approve(&req).unwrap();
-    let planned = &approved.certs[0];
+    let planned = &approved.certs()[0];
     let PlannedKey::FromCsr(csr) = &planned.key else {
         panic!("CSR plan expected");
     };
     let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
-    let not_after = (now + time::Duration::days(i64::from(approved.profile.validity_days)))
+    let not_after = (now + time::Duration::days(i64::from(approved.profile().validity_days)))
         .min(issuing.not_after());
     let public_url = &authority.config().public_url;
     let spec = EndEntitySpec {
         serial: ca::random_serial().unwrap(),
-        holder: approved.holder.clone(),
+        holder: approved.holder().clone(),
         usage: planned.usage,
-        organization: approved.subscriber.organization.clone(),
+        organization: approved.subscriber().organization.clone(),
         not_before: now,
         not_after,
-        policy_oids: approved.policy_oids.clone(),
-        crl_url: approved.profile.crl_url(public_url, "issuing"),
-        ca_issuers_url: approved.profile.ca_issuers_url(public_url, "issuing"),
+        policy_oids: approved.policy_oids().to_vec(),
+        crl_url: approved.profile().crl_url(public_url, "issuing"),
+        ca_issuers_url: approved.profile().ca_issuers_url(public_url, "issuing"),
     };
     let spki = rcgen::SubjectPublicKeyInfo::from_der(&csr.spki_der).unwrap();
     let der = issuing.issue(&spec, &spki).unwrap();
@@ -166,16 +166,16 @@ fn make_record(
         revision: 0,
         serial: spec.serial.clone(),
         request_id: format!("bench{i}"),
-        dns_owner: approved.holder.dns_owner(),
-        holder: approved.holder.clone(),
+        dns_owner: approved.holder().dns_owner(),
+        holder: approved.holder().clone(),
         usage: planned.usage,
-        requested_usage: approved.usage,
-        profile: approved.profile.name.clone(),
-        level_of_assurance: approved.level_of_assurance.clone(),
-        category: approved.category.clone(),
-        subscriber: approved.subscriber.clone(),
-        registrar: approved.registrar.clone(),
-        proofing: approved.proofing.clone(),
+        requested_usage: approved.usage(),
+        profile: approved.profile().name.clone(),
+        level_of_assurance: approved.level_of_assurance().to_string(),
+        category: approved.category().to_string(),
+        subscriber: approved.subscriber().clone(),
+        registrar: approved.registrar().to_string(),
+        proofing: approved.proofing().clone(),
         key: csr.key.description.clone(),
         key_origin: "csr".into(),
         not_before: spec.not_before,

@@ -155,23 +155,23 @@ fn csr_request(f: &Fixture, address: &str) -> IssueRequest {
 fn sign_approved(f: &Fixture, approved: &Approved) -> Vec<(Vec<u8>, Fingerprint)> {
     let a = &f.authority;
     let now = OffsetDateTime::now_utc();
-    let not_after = (now + time::Duration::days(i64::from(approved.profile.validity_days)))
+    let not_after = (now + time::Duration::days(i64::from(approved.profile().validity_days)))
         .min(f.issuing.not_after());
     let public_url = &a.config().public_url;
-    let mut out = Vec::with_capacity(approved.certs.len());
-    for planned in &approved.certs {
+    let mut out = Vec::with_capacity(approved.certs().len());
+    for planned in approved.certs() {
         let serial = ca::random_serial().unwrap();
         assert!(a.danger_store().unwrap().cert(&serial).unwrap().is_none());
         let spec = EndEntitySpec {
             serial,
-            holder: approved.holder.clone(),
+            holder: approved.holder().clone(),
             usage: planned.usage,
-            organization: approved.subscriber.organization.clone(),
+            organization: approved.subscriber().organization.clone(),
             not_before: now,
             not_after,
-            policy_oids: approved.policy_oids.clone(),
-            crl_url: approved.profile.crl_url(public_url, "issuing"),
-            ca_issuers_url: approved.profile.ca_issuers_url(public_url, "issuing"),
+            policy_oids: approved.policy_oids().to_vec(),
+            crl_url: approved.profile().crl_url(public_url, "issuing"),
+            ca_issuers_url: approved.profile().ca_issuers_url(public_url, "issuing"),
         };
         let PlannedKey::FromCsr(csr) = &planned.key else {
             panic!("the CSR bench plans CSR keys only");
@@ -188,7 +188,7 @@ fn csr_path(c: &mut Criterion) {
     let f = fixture();
     let req = csr_request(&f, "bench@direct.example.com");
     let approved = f.authority.approve(&req).unwrap();
-    assert_eq!(approved.certs.len(), 1, "usage dual is one certificate");
+    assert_eq!(approved.certs().len(), 1, "usage dual is one certificate");
 
     let mut g = c.benchmark_group("csr");
     g.throughput(Throughput::Elements(1));
@@ -261,7 +261,7 @@ fn keygen_path(c: &mut Criterion) {
 fn record_for(approved: &Approved, der: &[u8], i: u64) -> CertRecord {
     let holder = Holder::Address(DirectAddress::parse(&format!("store{i}@{DOMAIN}")).unwrap());
     let now = OffsetDateTime::now_utc();
-    let PlannedKey::FromCsr(csr) = &approved.certs[0].key else {
+    let PlannedKey::FromCsr(csr) = &approved.certs()[0].key else {
         panic!("CSR plan expected");
     };
     CertRecord {
@@ -271,14 +271,14 @@ fn record_for(approved: &Approved, der: &[u8], i: u64) -> CertRecord {
         request_id: "0011223344556677".into(),
         dns_owner: holder.dns_owner(),
         holder,
-        usage: approved.certs[0].usage,
-        requested_usage: approved.usage,
-        profile: approved.profile.name.clone(),
-        level_of_assurance: approved.level_of_assurance.clone(),
-        category: approved.category.clone(),
-        subscriber: approved.subscriber.clone(),
-        registrar: approved.registrar.clone(),
-        proofing: approved.proofing.clone(),
+        usage: approved.certs()[0].usage,
+        requested_usage: approved.usage(),
+        profile: approved.profile().name.clone(),
+        level_of_assurance: approved.level_of_assurance().to_string(),
+        category: approved.category().to_string(),
+        subscriber: approved.subscriber().clone(),
+        registrar: approved.registrar().to_string(),
+        proofing: approved.proofing().clone(),
         key: csr.key.description.clone(),
         key_origin: "csr".into(),
         not_before: now,

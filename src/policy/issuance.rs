@@ -57,19 +57,62 @@ pub struct PlannedCert {
     pub key: PlannedKey,
 }
 
-/// A request that passed every rule. Only `policy::issuance::check` makes one.
+/// A request that passed every rule. Only `policy::issuance::check` makes one: the fields are
+/// private, so the CA can only be handed a plan the rules approved.
 #[derive(Debug, Clone)]
 pub struct Approved {
-    pub holder: Holder,
-    pub usage: Usage,
-    pub profile: CertProfile,
-    pub certs: Vec<PlannedCert>,
-    pub policy_oids: Vec<String>,
-    pub level_of_assurance: String,
-    pub category: String,
-    pub subscriber: Subscriber,
-    pub registrar: String,
-    pub proofing: Proofing,
+    holder: Holder,
+    usage: Usage,
+    profile: CertProfile,
+    certs: Vec<PlannedCert>,
+    policy_oids: Vec<String>,
+    level_of_assurance: String,
+    category: String,
+    subscriber: Subscriber,
+    registrar: String,
+    proofing: Proofing,
+}
+
+impl Approved {
+    pub fn holder(&self) -> &Holder {
+        &self.holder
+    }
+    /// What the registrar asked for (a pair plans two certificates).
+    pub fn usage(&self) -> Usage {
+        self.usage
+    }
+    pub fn profile(&self) -> &CertProfile {
+        &self.profile
+    }
+    /// One planned certificate per usage, each with its key.
+    pub fn certs(&self) -> &[PlannedCert] {
+        &self.certs
+    }
+    pub fn policy_oids(&self) -> &[String] {
+        &self.policy_oids
+    }
+    pub fn level_of_assurance(&self) -> &str {
+        &self.level_of_assurance
+    }
+    pub fn category(&self) -> &str {
+        &self.category
+    }
+    pub fn subscriber(&self) -> &Subscriber {
+        &self.subscriber
+    }
+    pub fn registrar(&self) -> &str {
+        &self.registrar
+    }
+    pub fn proofing(&self) -> &Proofing {
+        &self.proofing
+    }
+
+    /// The plan with the subject's organisation set to the holder's owning organisation, as
+    /// its record says (decided by ownership, after the rules).
+    pub fn for_organisation(mut self, name: &str) -> Approved {
+        self.subscriber.organization = Some(name.to_string());
+        self
+    }
 }
 
 /// What the rules need to know about the world.

@@ -70,12 +70,12 @@ impl Authority {
         p12_password: Option<Zeroizing<String>>,
         mut idempotency: Option<(Vec<u8>, crate::store::IdempotencyRecord)>,
     ) -> Result<Issued> {
-        let mut approved = self.approve(request)?;
+        let approved = self.approve(request)?;
         let ownership = ownership.ok_or_else(|| {
             Error::Generation("an approved request without an organisation".into())
         })?;
         // The certificate names the holder's organisation as its record says.
-        approved.subscriber.organization = Some(ownership.organisation.name.clone());
+        let approved = approved.for_organisation(&ownership.organisation.name);
         self.ensure_issuing_ca_valid()?;
         // After the rules: a refused request never needs the passphrase.
         self.ensure_unlocked()?;
@@ -91,7 +91,7 @@ impl Authority {
         let (mut records, keys) = self.sign_plan(&approved, &signers.issuing)?;
         let serials: Vec<String> = records.iter().map(|r| r.serial.to_string()).collect();
         let key_hashes = approved
-            .certs
+            .certs()
             .iter()
             .zip(&keys)
             .map(|(planned, key)| match (&planned.key, key) {
@@ -109,24 +109,24 @@ impl Authority {
             &mut records,
             now,
             AuditDraft::new(
-                &approved.registrar,
+                approved.registrar(),
                 "cert.issue",
-                approved.holder.to_string(),
+                approved.holder().to_string(),
                 json!({
                     "serials": serials,
-                    "usage": approved.usage,
-                    "profile": approved.profile.name,
+                    "usage": approved.usage(),
+                    "profile": approved.profile().name,
                     "organisation": ownership.organisation.id,
                     "holder_bound": ownership.new,
-                    "subscriber": approved.subscriber,
-                    "proofing": approved.proofing,
+                    "subscriber": approved.subscriber(),
+                    "proofing": approved.proofing(),
                     "key_origin": if keys.iter().any(Option::is_some) { "generated" } else { "csr" },
                 }),
             ),
             &crate::store::IssueWrite {
                 binding: ownership.binding.clone(),
                 key_hashes,
-                allow_key_reuse: approved.profile.allow_key_reuse,
+                allow_key_reuse: approved.profile().allow_key_reuse,
                 idempotency,
             },
         )?;
@@ -134,7 +134,7 @@ impl Authority {
             return Ok(Issued::Replay(first));
         }
         self.store()?.flush()?;
-        self.publish_after_change(approved.holder.domain());
+        self.publish_after_change(approved.holder().domain());
         let password = p12_password.as_ref().or(generated_password.as_ref());
         let chain = [
             signers.issuing.cert_der.as_slice(),
@@ -192,7 +192,7 @@ impl Authority {
         issuing: &UnlockedCa,
     ) -> Result<(Vec<CertRecord>, Vec<Option<KeyPair>>)> {
         let now = self.now();
-        let not_after = (now + Duration::days(i64::from(approved.profile.validity_days)))
+        let not_after = (now + Duration::days(i64::from(approved.profile().validity_days)))
             .min(issuing.not_after());
         if not_after <= now {
             return Err(Error::CaKey("the issuing CA has expired".into()));
@@ -201,17 +201,17 @@ impl Authority {
         let request_id = hex::encode(ca::random_serial()?.to_bytes().get(..8).unwrap_or_default());
         let mut records = Vec::new();
         let mut keys = Vec::new();
-        for planned in &approved.certs {
+        for planned in approved.certs() {
             let spec = EndEntitySpec {
                 serial: self.fresh_serial()?,
-                holder: approved.holder.clone(),
+                holder: approved.holder().clone(),
                 usage: planned.usage,
-                organization: approved.subscriber.organization.clone(),
+                organization: approved.subscriber().organization.clone(),
                 not_before: now,
                 not_after,
-                policy_oids: approved.policy_oids.clone(),
-                crl_url: approved.profile.crl_url(public_url, "issuing"),
-                ca_issuers_url: approved.profile.ca_issuers_url(public_url, "issuing"),
+                policy_oids: approved.policy_oids().to_vec(),
+                crl_url: approved.profile().crl_url(public_url, "issuing"),
+                ca_issuers_url: approved.profile().ca_issuers_url(public_url, "issuing"),
             };
             let (der, key, key_origin) = match &planned.key {
                 PlannedKey::FromCsr(csr) => {
@@ -236,16 +236,16 @@ impl Authority {
                 revision: 0,
                 serial: spec.serial.clone(),
                 request_id: request_id.clone(),
-                dns_owner: approved.holder.dns_owner(),
-                holder: approved.holder.clone(),
+                dns_owner: approved.holder().dns_owner(),
+                holder: approved.holder().clone(),
                 usage: planned.usage,
-                requested_usage: approved.usage,
-                profile: approved.profile.name.clone(),
-                level_of_assurance: approved.level_of_assurance.clone(),
-                category: approved.category.clone(),
-                subscriber: approved.subscriber.clone(),
-                registrar: approved.registrar.clone(),
-                proofing: approved.proofing.clone(),
+                requested_usage: approved.usage(),
+                profile: approved.profile().name.clone(),
+                level_of_assurance: approved.level_of_assurance().to_string(),
+                category: approved.category().to_string(),
+                subscriber: approved.subscriber().clone(),
+                registrar: approved.registrar().to_string(),
+                proofing: approved.proofing().clone(),
                 key: key_description,
                 key_origin: key_origin.into(),
                 not_before: spec.not_before,
@@ -275,7 +275,7 @@ impl Authority {
 
 fn has_generated_key(approved: &Approved) -> bool {
     approved
-        .certs
+        .certs()
         .iter()
         .any(|c| matches!(c.key, PlannedKey::Generate(_)))
 }
