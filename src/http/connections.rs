@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -49,24 +49,72 @@ impl Limits {
     }
 }
 
+/// One open connection: what its requests update (atomics, no registry lock per request).
+struct Connection {
+    /// Requests in flight.
+    busy: AtomicUsize,
+    /// When it last became idle (or opened), in nanoseconds since the registry's epoch.
+    idle_since: AtomicU64,
+    /// Told to close; its descriptor is released when its task ends.
+    close: Notify,
+}
+
+impl Connection {
+    fn started(&self) {
+        self.busy.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn finished(&self, epoch: Instant) {
+        if self.busy.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.idle_since.store(nanos_since(epoch), Ordering::Release);
+        }
+    }
+
+    /// How long it has been idle (`None` while busy).
+    fn idle_for(&self, epoch: Instant) -> Option<Duration> {
+        (self.busy.load(Ordering::Acquire) == 0).then(|| {
+            let since = self.idle_since.load(Ordering::Acquire);
+            Duration::from_nanos(nanos_since(epoch).saturating_sub(since))
+        })
+    }
+}
+
+fn nanos_since(epoch: Instant) -> u64 {
+    u64::try_from(
+        crate::clock::monotonic_now()
+            .saturating_duration_since(epoch)
+            .as_nanos(),
+    )
+    .unwrap_or(u64::MAX)
+}
+
 /// One open connection as the registry sees it.
 struct Entry {
-    /// Told to close; its descriptor is released when its task ends.
+    /// Told to close (set under the registry lock, so one eviction at a time).
     closing: bool,
-    /// Requests in flight.
-    busy: usize,
-    /// When it last became idle (or opened).
-    idle_since: Instant,
-    close: Arc<Notify>,
+    connection: Arc<Connection>,
 }
 
 /// Every open connection, shared by the listeners of one server (plain HTTP and HTTPS).
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Registry {
     inner: Arc<Mutex<HashMap<u64, Entry>>>,
     next: Arc<AtomicU64>,
     /// Signalled whenever a connection's task ends (its descriptor is free).
     freed: Arc<Notify>,
+    /// The origin of the connections' idle clocks.
+    epoch: Instant,
+}
+
+impl Default for Registry {
+    fn default() -> Registry {
+        Registry {
+            inner: Arc::default(),
+            next: Arc::default(),
+            freed: Arc::default(),
+            epoch: crate::clock::monotonic_now(),
+        }
+    }
 }
 
 impl Registry {
@@ -86,11 +134,16 @@ impl Registry {
                     if closing == 0 {
                         if let Some(e) = map
                             .values_mut()
-                            .filter(|e| e.busy == 0 && !e.closing)
-                            .min_by_key(|e| e.idle_since)
+                            .filter(|e| !e.closing)
+                            .filter_map(|e| {
+                                let idle = e.connection.idle_for(self.epoch)?;
+                                Some((idle, e))
+                            })
+                            .max_by_key(|(idle, _)| *idle)
+                            .map(|(_, e)| e)
                         {
                             e.closing = true;
-                            e.close.notify_one();
+                            e.connection.close.notify_one();
                         }
                     }
                     true
@@ -104,47 +157,23 @@ impl Registry {
         }
     }
 
-    fn register(&self) -> (u64, Arc<Notify>) {
+    fn register(&self) -> (u64, Arc<Connection>) {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
-        let close = Arc::new(Notify::new());
+        let connection = Arc::new(Connection {
+            busy: AtomicUsize::new(0),
+            idle_since: AtomicU64::new(nanos_since(self.epoch)),
+            close: Notify::new(),
+        });
         if let Ok(mut map) = self.inner.lock() {
             map.insert(
                 id,
                 Entry {
                     closing: false,
-                    busy: 0,
-                    idle_since: crate::clock::monotonic_now(),
-                    close: close.clone(),
+                    connection: connection.clone(),
                 },
             );
         }
-        (id, close)
-    }
-
-    fn started(&self, id: u64) {
-        if let Ok(mut map) = self.inner.lock() {
-            if let Some(e) = map.get_mut(&id) {
-                e.busy += 1;
-            }
-        }
-    }
-
-    fn finished(&self, id: u64) {
-        if let Ok(mut map) = self.inner.lock() {
-            if let Some(e) = map.get_mut(&id) {
-                e.busy = e.busy.saturating_sub(1);
-                if e.busy == 0 {
-                    e.idle_since = crate::clock::monotonic_now();
-                }
-            }
-        }
-    }
-
-    /// How long the connection has been idle (`None` while busy or once gone).
-    fn idle_for(&self, id: u64) -> Option<Duration> {
-        let map = self.inner.lock().ok()?;
-        let e = map.get(&id)?;
-        (e.busy == 0).then(|| e.idle_since.elapsed())
+        (id, connection)
     }
 
     fn remove(&self, id: u64) {
@@ -168,10 +197,11 @@ fn spawn_connection<I>(
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let (id, close) = registry.register();
+    let (id, slot) = registry.register();
     let registry = registry.clone();
+    let epoch = registry.epoch;
     tokio::spawn(async move {
-        let tracked = registry.clone();
+        let tracked = slot.clone();
         let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
             request
                 .extensions_mut()
@@ -179,12 +209,12 @@ fn spawn_connection<I>(
             if tls {
                 request.extensions_mut().insert(super::web::OverTls);
             }
-            tracked.started(id);
+            tracked.started();
             let app = app.clone();
             let tracked = tracked.clone();
             async move {
                 let response = app.oneshot(request.map(Body::new)).await;
-                tracked.finished(id);
+                tracked.finished(epoch);
                 response
             }
         });
@@ -204,12 +234,12 @@ fn spawn_connection<I>(
                     }
                     break;
                 }
-                _ = close.notified() => {
+                _ = slot.close.notified() => {
                     // Evicted to make room: only idle connections are chosen.
                     break;
                 }
                 _ = tick.tick() => {
-                    if registry.idle_for(id).is_some_and(|d| d >= idle_timeout) {
+                    if slot.idle_for(epoch).is_some_and(|d| d >= idle_timeout) {
                         break;
                     }
                 }
