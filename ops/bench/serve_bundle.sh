@@ -7,7 +7,7 @@
 # 304 (If-None-Match) responses. Target: anchorage's requests/s >= TARGET x nginx's (1.0) in
 # every case.
 #
-#   ops/bench/serve_bundle.sh                       # 10 s per run, 2 threads, 32 connections
+#   ops/bench/serve_bundle.sh                       # 10 s per run, 3 rounds, 2 threads, 32 connections
 #   DURATION=20 CONNECTIONS=64 ops/bench/serve_bundle.sh
 #
 # wrk, the server under test and the other server share the 2 cores; each server is measured
@@ -17,6 +17,7 @@ set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 DURATION=${DURATION:-10}
+ROUNDS=${ROUNDS:-3}
 CONNECTIONS=${CONNECTIONS:-32}
 THREADS=2
 ANCHORS=50
@@ -39,7 +40,7 @@ echo "date:   $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 echo "nproc:  $(nproc)   cpu: $(lscpu | sed -n 's/^Model name: *//p' | head -1)"
 echo "commit: $(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet HEAD 2>/dev/null || echo ' (+ uncommitted changes)')"
 echo "nginx:  $($NGINX -v 2>&1)"
-echo "run:    $THREADS threads, $CONNECTIONS connections, ${DURATION}s each"
+echo "run:    $THREADS threads, $CONNECTIONS connections, ${DURATION}s each, median of $ROUNDS alternating rounds"
 
 cargo build --release --bin anchorage --quiet
 BIN="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release/anchorage"
@@ -131,6 +132,7 @@ run() { # name url etag-or-empty
   echo "$1: $rps req/s${bad:+, non-2xx/3xx: $bad}" >&2
   echo "$rps"
 }
+median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 status_of() { curl -s -o /dev/null -w '%{http_code}' -H "If-None-Match: $2" "$1"; }
 
 echo "headers, anchorage then nginx (bundle):"
@@ -145,10 +147,19 @@ for r in "${RESOURCES[@]}"; do
   A_ETAG=$(etag "$A_URL"); N_ETAG=$(etag "$N_URL")
   [[ $(status_of "$A_URL" "$A_ETAG") == 304 && $(status_of "$N_URL" "$N_ETAG") == 304 ]] ||
     { echo "$r: conditional requests do not give 304 on both servers" >&2; exit 1; }
-  n200=$(run "nginx 200 $r" "$N_URL" "")
-  a200=$(run "anchorage 200 $r" "$A_URL" "")
-  n304=$(run "nginx 304 $r" "$N_URL" "$N_ETAG")
-  a304=$(run "anchorage 304 $r" "$A_URL" "$A_ETAG")
+  # ROUNDS alternating rounds (nginx first, then anchorage first, ...); the median of each.
+  n200s=(); a200s=(); n304s=(); a304s=()
+  for round in $(seq 1 "$ROUNDS"); do
+    if (( round % 2 )); then
+      n200s+=("$(run "nginx 200 $r" "$N_URL" "")"); a200s+=("$(run "anchorage 200 $r" "$A_URL" "")")
+      n304s+=("$(run "nginx 304 $r" "$N_URL" "$N_ETAG")"); a304s+=("$(run "anchorage 304 $r" "$A_URL" "$A_ETAG")")
+    else
+      a200s+=("$(run "anchorage 200 $r" "$A_URL" "")"); n200s+=("$(run "nginx 200 $r" "$N_URL" "")")
+      a304s+=("$(run "anchorage 304 $r" "$A_URL" "$A_ETAG")"); n304s+=("$(run "nginx 304 $r" "$N_URL" "$N_ETAG")")
+    fi
+  done
+  n200=$(median "${n200s[@]}"); a200=$(median "${a200s[@]}")
+  n304=$(median "${n304s[@]}"); a304=$(median "${a304s[@]}")
   results+=("$r" "$a200" "$n200" "$a304" "$n304")
 done
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
