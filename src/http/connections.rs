@@ -21,6 +21,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::sync::{watch, Notify};
 use tower::ServiceExt;
 
+use super::downloads::Downloads;
 use super::tls::ClientAddr;
 use crate::config::ServerConfig;
 
@@ -186,10 +187,12 @@ impl Registry {
 
 /// Serves `app` on an accepted connection under the limits; `tls` marks HTTPS requests.
 /// When `stop` turns true the connection finishes its request in flight and closes.
+#[allow(clippy::too_many_arguments)]
 fn spawn_connection<I>(
     io: I,
     peer: SocketAddr,
     app: Router,
+    downloads: Option<Downloads>,
     registry: &Registry,
     limits: Limits,
     tls: bool,
@@ -210,10 +213,17 @@ fn spawn_connection<I>(
                 request.extensions_mut().insert(super::web::OverTls);
             }
             tracked.started();
-            let app = app.clone();
+            // Prepared downloads first: no routing, no layers (see `downloads`).
+            let next = match downloads.as_ref().and_then(|d| d.hit(&request, tls)) {
+                Some(response) => Ok(response),
+                None => Err((app.clone(), request)),
+            };
             let tracked = tracked.clone();
             async move {
-                let response = app.oneshot(request.map(Body::new)).await;
+                let response = match next {
+                    Ok(response) => Ok(response),
+                    Err((app, request)) => app.oneshot(request.map(Body::new)).await,
+                };
                 tracked.finished(epoch);
                 response
             }
@@ -264,6 +274,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 pub async fn serve<L>(
     mut listener: L,
     app: Router,
+    downloads: Option<Downloads>,
     registry: Registry,
     limits: Limits,
     tls: bool,
@@ -282,7 +293,7 @@ pub async fn serve<L>(
                 registry.make_room(&limits).await;
                 listener.accept().await
             } => {
-                spawn_connection(io, peer, app.clone(), &registry, limits, tls, stop_rx.clone());
+                spawn_connection(io, peer, app.clone(), downloads.clone(), &registry, limits, tls, stop_rx.clone());
             }
         }
     }

@@ -167,6 +167,27 @@ pub fn routes(state: &AppState) -> Router<AppState> {
 }
 
 impl Downloads {
+    /// The prepared file for a GET or HEAD of exactly its path, answered before any routing
+    /// (the accept loop calls this first); `None` for anything else, which the router answers,
+    /// errors included.
+    pub fn hit<B>(&self, request: &Request<B>, tls: bool) -> Option<Response<Body>> {
+        let method = request.method();
+        if method != Method::GET && method != Method::HEAD {
+            return None;
+        }
+        let path = request.uri().path();
+        // Prepared paths are plain ASCII: a percent-encoded path takes the router's way.
+        if path.contains('%') {
+            return None;
+        }
+        let file = self.file(if path == "/bundles/" {
+            "/bundles"
+        } else {
+            path
+        })?;
+        Some(file.respond(method, request.headers(), tls))
+    }
+
     fn answer(&self, request: &Request<Body>) -> Response<Body> {
         let tls = request.extensions().get::<super::web::OverTls>().is_some();
         let method = request.method();

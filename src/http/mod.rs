@@ -242,22 +242,39 @@ pub async fn serve(
         idle_timeout_secs = limits.idle_timeout.as_secs(),
         "connection limits"
     );
+    let downloads = Some(state.downloads.clone());
     let app = router(state);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let https = tls.map(|listener| {
-        let (app, registry) = (app.clone(), registry.clone());
+        let (app, downloads, registry) = (app.clone(), downloads.clone(), registry.clone());
         let mut stop = stop_rx.clone();
         tokio::spawn(async move {
-            connections::serve(listener, app, registry, limits, true, async move {
-                let _ = stop.changed().await;
-            })
+            connections::serve(
+                listener,
+                app,
+                downloads,
+                registry,
+                limits,
+                true,
+                async move {
+                    let _ = stop.changed().await;
+                },
+            )
             .await
         })
     });
-    connections::serve(listener, app, registry, limits, false, async move {
-        shutdown.await;
-        let _ = stop_tx.send(true);
-    })
+    connections::serve(
+        listener,
+        app,
+        downloads,
+        registry,
+        limits,
+        false,
+        async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        },
+    )
     .await;
     if let Some(task) = https {
         let _ = task.await;
