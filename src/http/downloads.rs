@@ -82,7 +82,7 @@ impl Downloads {
         {
             return;
         }
-        let built = super::bundles::files(authority).and_then(|mut table| {
+        let built = super::bundles::files::prepare(authority).and_then(|mut table| {
             table.extend(hierarchy_table(authority.public_files()?));
             Ok(table)
         });

@@ -3,7 +3,6 @@
 //! `authority`; errors map to statuses in exactly one place (`ApiError`).
 
 pub(crate) mod accounts;
-pub mod anchors;
 mod audit;
 pub mod bundles;
 mod certs;
@@ -73,7 +72,7 @@ pub fn router(state: AppState) -> Router {
     let timeout = Duration::from_secs(limits.request_timeout_secs);
     Router::new()
         .merge(public::routes())
-        .merge(bundles::routes())
+        .merge(bundles::files::routes())
         .merge(web::routes(&state))
         .route(
             "/api/v1/openapi.json",
@@ -83,7 +82,7 @@ pub fn router(state: AppState) -> Router {
         .nest(
             "/api/v1",
             certs::routes()
-                .merge(anchors::routes())
+                .merge(bundles::routes())
                 .merge(accounts::routes())
                 .merge(audit::routes())
                 .merge(organisations::routes())

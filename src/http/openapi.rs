@@ -17,7 +17,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{accounts, anchors, audit, certs, discovery, external, organisations, ErrorBody};
+use super::{accounts, audit, bundles, certs, discovery, external, organisations, ErrorBody};
 
 /// The name of the bearer-token security scheme the operations refer to.
 pub const BEARER: &str = "bearer";
@@ -44,15 +44,15 @@ scoped to one role). Errors share one JSON body, `{code, message, reasons}`: `co
         certs::revoke,
         certs::renew,
         certs::ca_status,
-        anchors::list_bundles,
-        anchors::submit,
-        anchors::build,
-        anchors::list_anchors,
-        anchors::show,
-        anchors::approve,
-        anchors::reject,
-        anchors::retire,
-        anchors::promote,
+        bundles::list_bundles,
+        bundles::submit,
+        bundles::build,
+        bundles::list_anchors,
+        bundles::show,
+        bundles::approve,
+        bundles::reject,
+        bundles::retire,
+        bundles::promote,
         accounts::list_users,
         accounts::add_user,
         accounts::show_user,

@@ -15,11 +15,11 @@ use axum::routing::get;
 use axum::Router;
 use serde_json::json;
 
-use super::prepared::{Prepared, CURRENT_CACHE};
-use super::{ApiError, ApiPath, AppState};
 use crate::authority::Authority;
 use crate::authority::BundleVersion;
 use crate::error::{Error, Result};
+use crate::http::prepared::{Prepared, CURRENT_CACHE};
+use crate::http::{ApiError, ApiPath, AppState};
 
 const P7_TYPE: &str = "application/pkcs7-mime";
 /// A numbered version never changes.
@@ -27,7 +27,7 @@ const IMMUTABLE_CACHE: &str = "public, max-age=31536000, immutable";
 
 /// Every current bundle file by request path (`/bundles/{name}.p7b`, ...), the changelogs and
 /// the index pages (`/bundles` for the HTML page, `/bundles.json`).
-pub(super) fn files(authority: &Authority) -> Result<HashMap<String, Arc<Prepared>>> {
+pub(in crate::http) fn prepare(authority: &Authority) -> Result<HashMap<String, Arc<Prepared>>> {
     let mut served = BTreeMap::new();
     let mut table = HashMap::new();
     for name in authority.inventory().bundles.keys() {

@@ -1,6 +1,7 @@
-//! `/api/v1` trust-bundle resources: members submit anchors, administrators approve, reject,
-//! retire and promote them, and any change that alters a bundle publishes a new version and
-//! swaps the in-memory copy the bundle endpoints serve.
+//! The trust-bundle flow over HTTP. Here, the `/api/v1` resources: members submit anchors,
+//! administrators approve, reject, retire and promote them (a change that alters a bundle
+//! publishes a new version inside the use case). `files` renders what relying parties download
+//! (the bundles, their changelogs and the index), served by `downloads`.
 
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
@@ -9,6 +10,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine;
 use serde::{Deserialize, Serialize};
+
+pub mod files;
 
 use super::{
     blocking, Admins, Allowed, ApiError, ApiJson, ApiPath, ApiQuery, AppState, Caller, ErrorBody,
