@@ -93,11 +93,8 @@ pub async fn start(authority: Arc<Authority>) -> Result<JobScheduler> {
 }
 
 async fn run_logged(authority: Arc<Authority>, name: &str) {
-    match refresh(authority, name, "scheduler").await {
-        Ok(_) => {}
-        Err(e) => {
-            tracing::error!(source = %name, error = %e, code = e.code(), "external bundle refresh could not run")
-        }
+    if let Err(e) = refresh(authority, name, "scheduler").await {
+        tracing::error!(source = %name, error = %e, code = e.code(), "external bundle refresh could not run")
     }
 }
 
@@ -105,22 +102,21 @@ async fn run_logged(authority: Arc<Authority>, name: &str) {
 /// republished stale.
 async fn check_staleness(authority: Arc<Authority>) {
     let a = authority.clone();
-    let result = tokio::task::spawn_blocking(move || -> Result<bool> {
-        let mut changed = false;
+    let result = tokio::task::spawn_blocking(move || -> Result<()> {
         for view in a.source_views()? {
             if !view.enabled || !view.stale {
                 continue;
             }
             tracing::warn!(source = %view.name, staleness = ?view.staleness, last_good_at = ?view.last_good_at, "external bundle is stale");
             if view.staleness == Staleness::StaleFail {
-                changed |= !a.republish_includers(&view.name, "scheduler")?.is_empty();
+                a.republish_includers(&view.name, "scheduler")?;
             }
         }
-        Ok(changed)
+        Ok(())
     })
     .await;
     match result {
-        Ok(Ok(_)) => {}
+        Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::error!(error = %e, "staleness check failed"),
         Err(e) => tracing::error!(error = %e, "staleness check task failed"),
     }

@@ -61,10 +61,16 @@ impl Downloads {
     }
 
     /// The prepared file at `path`, from a table no older than the last publication.
+    /// `/bundles/` is the index page, like `/bundles`.
     pub fn file(&self, path: &str) -> Option<Arc<Prepared>> {
         if self.inner.table.load().0 != self.inner.authority.publication_generation() {
             self.refresh();
         }
+        let path = if path == "/bundles/" {
+            "/bundles"
+        } else {
+            path
+        };
         self.inner.table.load().1.get(path).cloned()
     }
 
@@ -176,15 +182,15 @@ impl Downloads {
             return None;
         }
         let path = request.uri().path();
-        // Prepared paths are plain ASCII: a percent-encoded path takes the router's way.
-        if path.contains('%') {
+        // Only download paths consult the table (an API or page request never rebuilds it);
+        // prepared paths are plain ASCII, so a percent-encoded one takes the router's way.
+        let download = ["/bundles", "/crl/", "/ca/"]
+            .iter()
+            .any(|prefix| path.starts_with(prefix));
+        if !download || path.contains('%') {
             return None;
         }
-        let file = self.file(if path == "/bundles/" {
-            "/bundles"
-        } else {
-            path
-        })?;
+        let file = self.file(path)?;
         Some(file.respond(method, request.headers(), tls))
     }
 
@@ -211,11 +217,7 @@ impl Downloads {
                 tls,
             );
         };
-        let file = match &*path {
-            "/bundles/" => self.file("/bundles"),
-            p => self.file(p),
-        };
-        match file {
+        match self.file(&path) {
             Some(file) => file.respond(method, request.headers(), tls),
             None => self.error(StatusCode::NOT_FOUND, "not_found", missing(&path), tls),
         }

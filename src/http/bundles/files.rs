@@ -82,7 +82,7 @@ fn served_bundle(authority: &Authority, v: &BundleVersion, all: &[BundleVersion]
     let status = json!({
         "name": name,
         "version": v.version,
-        "published_at": v.published_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+        "published_at": rfc3339(v.published_at),
         "sha256": v.sha256,
         "signed": v.p7m.is_some(),
         "p7b": format!("{base}/bundles/{name}.p7b"),
@@ -91,7 +91,7 @@ fn served_bundle(authority: &Authority, v: &BundleVersion, all: &[BundleVersion]
         "anchors": v.anchors.iter().map(|a| json!({
             "subject": a.subject,
             "fingerprint": a.fingerprint,
-            "not_after": a.not_after.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+            "not_after": rfc3339(a.not_after),
             "organization": a.organization,
         })).collect::<Vec<_>>(),
     });
@@ -101,7 +101,7 @@ fn served_bundle(authority: &Authority, v: &BundleVersion, all: &[BundleVersion]
         .rev()
         .map(|v| json!({
             "version": v.version,
-            "published_at": v.published_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+            "published_at": rfc3339(v.published_at),
             "sha256": v.sha256,
             "anchors": v.anchors.len(),
             "added": v.added.iter().map(|a| json!({"subject": a.subject, "fingerprint": a.fingerprint})).collect::<Vec<_>>(),
