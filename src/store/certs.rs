@@ -3,12 +3,13 @@
 //! revocations and CRLs. What `authority` issues and revokes lands here.
 
 use serde::{Deserialize, Serialize};
+use sled::transaction::TransactionalTree;
 use sled::Transactional;
 use time::OffsetDateTime;
 
 use super::{
     abort, append_audit, decode, discovery, encode, next_revision, tx_error, u64_of,
-    IdempotencyRecord, Store, RECORD_VERSION,
+    IdempotencyRecord, Store, TxResult, RECORD_VERSION,
 };
 use crate::audit::AuditDraft;
 use crate::error::{Error, Result};
@@ -124,6 +125,105 @@ pub enum Inserted {
     Replay(IdempotencyRecord),
 }
 
+/// One issuance to store: its certificates, its audit entry and what the transaction checks
+/// and writes beside them.
+#[derive(Debug, Clone)]
+pub struct IssueJob {
+    pub records: Vec<CertRecord>,
+    pub at: OffsetDateTime,
+    pub draft: AuditDraft,
+    pub write: IssueWrite,
+}
+
+/// The trees the issuance transaction touches.
+pub(super) struct IssueTrees<'a> {
+    certs: &'a TransactionalTree,
+    owners: &'a TransactionalTree,
+    owner_certs: &'a TransactionalTree,
+    meta: &'a TransactionalTree,
+    audit: &'a TransactionalTree,
+    domain_certs: &'a TransactionalTree,
+    holders: &'a TransactionalTree,
+    key_holders: &'a TransactionalTree,
+    idempotent: &'a TransactionalTree,
+}
+
+/// What the checks of one issuance decided, before anything of it is written.
+enum Checked {
+    /// Write it; `bind_holder` when the holder has no organisation binding yet.
+    Write { bind_holder: bool },
+    /// The idempotency key was used before: the first result, nothing written.
+    Replay(IdempotencyRecord),
+    /// Refused: nothing written, the other issuances of the batch go on.
+    Refused(Error),
+}
+
+/// The checks of one issuance inside the batch transaction: reads only, so a refusal
+/// leaves nothing behind.
+fn check_issue(
+    t: &IssueTrees<'_>,
+    job: &IssueJob,
+    idempotency: Option<&(&[u8], Vec<u8>)>,
+) -> TxResult<Checked> {
+    if let Some((key, _)) = idempotency {
+        if let Some(first) = t.idempotent.get(key)? {
+            return Ok(match decode::<IdempotencyRecord>(&first, "idempotency") {
+                Ok(first) => Checked::Replay(first),
+                Err(e) => Checked::Refused(e),
+            });
+        }
+    }
+    let write = &job.write;
+    let holder = write.binding.holder.as_str();
+    let bind_holder = match t.holders.get(holder.as_bytes())? {
+        Some(found) => match decode::<HolderBinding>(&found, "holder binding") {
+            Ok(b) if b.organisation != write.binding.organisation => {
+                return Ok(Checked::Refused(Error::HolderOwnedElsewhere(format!(
+                    "{holder} belongs to another organisation"
+                ))))
+            }
+            Ok(_) => false,
+            Err(e) => return Ok(Checked::Refused(e)),
+        },
+        None => true,
+    };
+    for key in &write.key_hashes {
+        if let Some(other) = t.key_holders.get(key.as_slice())? {
+            if other.as_ref() != holder.as_bytes() && !write.allow_key_reuse {
+                return Ok(Checked::Refused(Error::Denied(
+                    crate::model::denial::Denial::single(
+                        "key_reused",
+                        "csr",
+                        format!(
+                            "this public key is already certified for '{}'; each holder needs \
+                             its own key",
+                            String::from_utf8_lossy(&other)
+                        ),
+                    ),
+                )));
+            }
+        }
+    }
+    for record in &job.records {
+        if t.certs.get(record.serial.to_bytes())?.is_some() {
+            return Ok(Checked::Refused(Error::Conflict(format!(
+                "serial {} is already in use",
+                record.serial
+            ))));
+        }
+        if let Some(existing) = t.owners.get(record.dns_owner.as_bytes())? {
+            if existing.as_ref() != record.holder.to_string().as_bytes() {
+                return Ok(Checked::Refused(Error::Conflict(format!(
+                    "DNS owner name '{}.' already belongs to '{}'",
+                    record.dns_owner,
+                    String::from_utf8_lossy(&existing)
+                ))));
+            }
+        }
+    }
+    Ok(Checked::Write { bind_holder })
+}
+
 /// Key of the owner-to-certificate index: `dns_owner NUL serial`.
 fn owner_cert_key(dns_owner: &str, serial: &Serial) -> Vec<u8> {
     let mut key = owner_prefix(dns_owner);
@@ -201,7 +301,8 @@ impl Store {
     /// Stores newly issued certificates (one, or both halves of a pair) with their index and
     /// audit entries atomically, re-checking serial uniqueness, owner collisions, the holder's
     /// organisation, key reuse and the idempotency key. A replay of a stored idempotency key
-    /// writes nothing and returns the first result.
+    /// writes nothing and returns the first result. Not flushed: the service path uses
+    /// [`Store::issue_durably`], which groups concurrent issuances into one flush.
     pub fn insert_certs(
         &self,
         records: &mut [CertRecord],
@@ -209,12 +310,46 @@ impl Store {
         draft: AuditDraft,
         issue: &IssueWrite,
     ) -> Result<Inserted> {
-        let binding_bytes = encode(&issue.binding)?;
-        let idempotency = match &issue.idempotency {
-            Some((key, record)) => Some((key.clone(), encode(record)?)),
-            None => None,
+        let job = IssueJob {
+            records: records.to_vec(),
+            at,
+            draft,
+            write: issue.clone(),
         };
-        let outcome = (
+        let outcome = self
+            .insert_batch(std::slice::from_ref(&job))?
+            .pop()
+            .unwrap_or_else(|| {
+                Err(Error::Store(
+                    "the issuance transaction returned nothing".into(),
+                ))
+            })?;
+        if let Inserted::Stored(revision) = outcome {
+            for record in records.iter_mut() {
+                record.revision = revision;
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Stores several issuances in one transaction, each checked as if it came alone and in
+    /// order (a later one sees what the earlier ones wrote: a second request for the same
+    /// holder, key or idempotency key is judged against the first). A refused issuance
+    /// writes nothing and does not disturb the others; the outer error is for the
+    /// transaction itself (storage, or an audit log that cannot be appended to).
+    pub(super) fn insert_batch(&self, jobs: &[IssueJob]) -> Result<Vec<Result<Inserted>>> {
+        let encoded = jobs
+            .iter()
+            .map(|job| {
+                let binding = encode(&job.write.binding)?;
+                let idempotency = match &job.write.idempotency {
+                    Some((key, record)) => Some((key.as_slice(), encode(record)?)),
+                    None => None,
+                };
+                Ok((binding, idempotency))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        (
             &self.certs,
             &self.owners,
             &self.owner_certs,
@@ -237,97 +372,77 @@ impl Store {
                     key_holders,
                     idempotent,
                 )| {
-                    if let Some((key, _)) = &idempotency {
-                        if let Some(first) = idempotent.get(key)? {
-                            return match decode::<IdempotencyRecord>(&first, "idempotency") {
-                                Ok(first) => Ok(Inserted::Replay(first)),
-                                Err(e) => abort(e),
-                            };
-                        }
-                    }
-                    let holder = issue.binding.holder.as_str();
-                    match holders.get(holder.as_bytes())? {
-                        Some(found) => match decode::<HolderBinding>(&found, "holder binding") {
-                            Ok(b) if b.organisation != issue.binding.organisation => {
-                                return abort(Error::HolderOwnedElsewhere(format!(
-                                    "{holder} belongs to another organisation"
-                                )))
+                    let trees = IssueTrees {
+                        certs,
+                        owners,
+                        owner_certs,
+                        meta,
+                        audit,
+                        domain_certs,
+                        holders,
+                        key_holders,
+                        idempotent,
+                    };
+                    let mut outcomes = Vec::with_capacity(jobs.len());
+                    for (job, (binding, idempotency)) in jobs.iter().zip(&encoded) {
+                        let checked = check_issue(&trees, job, idempotency.as_ref())?;
+                        outcomes.push(match checked {
+                            Checked::Write { bind_holder } => {
+                                let bytes = bind_holder.then_some(binding.as_slice());
+                                self.write_issue(&trees, job, bytes, idempotency.as_ref())?
                             }
-                            Ok(_) => {}
-                            Err(e) => return abort(e),
-                        },
-                        None => {
-                            holders.insert(holder.as_bytes(), binding_bytes.clone())?;
-                        }
+                            Checked::Replay(first) => Ok(Inserted::Replay(first)),
+                            Checked::Refused(e) => Err(e),
+                        });
                     }
-                    for key in &issue.key_hashes {
-                        match key_holders.get(key.as_slice())? {
-                            Some(other) if other.as_ref() != holder.as_bytes() => {
-                                if !issue.allow_key_reuse {
-                                    return abort(Error::Denied(crate::model::denial::Denial::single(
-                                        "key_reused",
-                                        "csr",
-                                        format!(
-                                            "this public key is already certified for '{}';                                              each holder needs its own key",
-                                            String::from_utf8_lossy(&other)
-                                        ),
-                                    )));
-                                }
-                            }
-                            Some(_) => {}
-                            None => {
-                                key_holders.insert(key.as_slice(), holder.as_bytes())?;
-                            }
-                        }
-                    }
-                    let revision = next_revision(meta)?;
-                    for record in records.iter() {
-                        let serial_key = record.serial.to_bytes();
-                        if certs.get(&serial_key)?.is_some() {
-                            return abort(Error::Conflict(format!(
-                                "serial {} is already in use",
-                                record.serial
-                            )));
-                        }
-                        let holder = record.holder.to_string();
-                        if let Some(existing) = owners.get(record.dns_owner.as_bytes())? {
-                            if existing.as_ref() != holder.as_bytes() {
-                                return abort(Error::Conflict(format!(
-                                    "DNS owner name '{}.' already belongs to '{}'",
-                                    record.dns_owner,
-                                    String::from_utf8_lossy(&existing)
-                                )));
-                            }
-                        }
-                        let mut stored = record.clone();
-                        stored.revision = revision;
-                        let bytes = match encode(&stored) {
-                            Ok(b) => b,
-                            Err(e) => return abort(e),
-                        };
-                        certs.insert(serial_key, bytes)?;
-                        owners.insert(record.dns_owner.as_bytes(), holder.as_bytes())?;
-                        owner_certs
-                            .insert(owner_cert_key(&record.dns_owner, &record.serial), &[])?;
-                        domain_certs.insert(
-                            discovery::domain_cert_key(&stored),
-                            discovery::domain_cert_value(&stored),
-                        )?;
-                    }
-                    if let Some((key, bytes)) = &idempotency {
-                        idempotent.insert(key.as_slice(), bytes.as_slice())?;
-                    }
-                    append_audit(&self.keying, meta, audit, at, draft.clone())?;
-                    Ok(Inserted::Stored(revision))
+                    Ok(outcomes)
                 },
             )
-            .map_err(tx_error)?;
-        if let Inserted::Stored(revision) = outcome {
-            for record in records.iter_mut() {
-                record.revision = revision;
+            .map_err(tx_error)
+    }
+
+    /// Writes one checked issuance inside the batch transaction.
+    fn write_issue(
+        &self,
+        t: &IssueTrees<'_>,
+        job: &IssueJob,
+        binding: Option<&[u8]>,
+        idempotency: Option<&(&[u8], Vec<u8>)>,
+    ) -> TxResult<Result<Inserted>> {
+        let holder = job.write.binding.holder.as_bytes();
+        if let Some(binding) = binding {
+            t.holders.insert(holder, binding)?;
+        }
+        for key in &job.write.key_hashes {
+            if t.key_holders.get(key.as_slice())?.is_none() {
+                t.key_holders.insert(key.as_slice(), holder)?;
             }
         }
-        Ok(outcome)
+        let revision = next_revision(t.meta)?;
+        for record in &job.records {
+            let mut stored = record.clone();
+            stored.revision = revision;
+            let bytes = match encode(&stored) {
+                Ok(b) => b,
+                Err(e) => return abort(e),
+            };
+            t.certs.insert(record.serial.to_bytes(), bytes)?;
+            t.owners.insert(
+                record.dns_owner.as_bytes(),
+                record.holder.to_string().as_bytes(),
+            )?;
+            t.owner_certs
+                .insert(owner_cert_key(&record.dns_owner, &record.serial), &[])?;
+            t.domain_certs.insert(
+                discovery::domain_cert_key(&stored),
+                discovery::domain_cert_value(&stored),
+            )?;
+        }
+        if let Some((key, bytes)) = idempotency {
+            t.idempotent.insert(*key, bytes.as_slice())?;
+        }
+        append_audit(&self.keying, t.meta, t.audit, job.at, job.draft.clone())?;
+        Ok(Ok(Inserted::Stored(revision)))
     }
 
     pub fn cert(&self, serial: &Serial) -> Result<Option<CertRecord>> {

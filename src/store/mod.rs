@@ -7,7 +7,8 @@
 //!
 //! This file opens the store and holds the record codec and transaction helpers; the records
 //! of each flow live in a file named after it (`certs`, `bundles`, `discovery`, `external`,
-//! `accounts`, `organisations`), with `audit`, `backup`, `migrate`, `handle` and `sync` beside.
+//! `accounts`, `organisations`), with `audit`, `backup`, `migrate`, `handle`, `sync` and
+//! `commit` (group commit of issuances) beside.
 
 use std::path::Path;
 
@@ -21,6 +22,7 @@ mod audit;
 mod backup;
 mod bundles;
 mod certs;
+mod commit;
 mod discovery;
 mod external;
 mod handle;
@@ -34,7 +36,8 @@ pub use backup::{Snapshot, TreeDump, BACKUP_FORMAT, BACKUP_VERSION};
 pub use bundles::{
     AnchorEvent, AnchorRecord, AnchorState, BundleVersion, SignerRecord, VersionAnchor,
 };
-pub use certs::{CertRecord, CrlRecord, Inserted, IssueWrite, Revocation};
+pub use certs::{CertRecord, CrlRecord, Inserted, IssueJob, IssueWrite, Revocation};
+pub use commit::Committed;
 pub use discovery::{EntryChange, EntryUpdate, IndexedCert, ZoneState};
 pub use external::{AnchorFinding, ExternalAnchor, ExternalAttempt, ExternalState, GoodCopy};
 pub use handle::{Healing, StoreFault, StoreHandle, MIN_FREE_BYTES};
@@ -90,6 +93,8 @@ pub struct Store {
     disk: std::sync::Arc<sync::DiskSync>,
     /// How audit entries are chained (see `AuditKeying`).
     keying: SharedKeying,
+    /// Issuances waiting for the next group commit (see `commit`).
+    commits: std::sync::Arc<commit::GroupCommit>,
 }
 
 type TxResult<T> = std::result::Result<T, ConflictableTransactionError<Error>>;
@@ -212,6 +217,7 @@ impl Store {
             key_holders: tree("key_holders")?,
             idempotency: tree("idempotency")?,
             disk: std::sync::Arc::new(sync::DiskSync::open(&path)?),
+            commits: std::sync::Arc::default(),
             db,
         };
         store.backfill_domain_index()?;

@@ -88,7 +88,7 @@ impl Authority {
             (None, true) => Some(pkcs12::generate_password()?),
             (None, false) => None,
         };
-        let (mut records, keys) = self.sign_plan(&approved, &signers.issuing)?;
+        let (records, keys) = self.sign_plan(&approved, &signers.issuing)?;
         let serials: Vec<String> = records.iter().map(|r| r.serial.to_string()).collect();
         let key_hashes = approved
             .certs()
@@ -104,11 +104,10 @@ impl Authority {
         if let Some((_, record)) = idempotency.as_mut() {
             record.serials = records.iter().map(|r| r.serial.clone()).collect();
         }
-        let now = self.now();
-        let inserted = self.store()?.insert_certs(
-            &mut records,
-            now,
-            AuditDraft::new(
+        let job = crate::store::IssueJob {
+            records,
+            at: self.now(),
+            draft: AuditDraft::new(
                 approved.registrar(),
                 "cert.issue",
                 approved.holder().to_string(),
@@ -123,17 +122,18 @@ impl Authority {
                     "key_origin": if keys.iter().any(Option::is_some) { "generated" } else { "csr" },
                 }),
             ),
-            &crate::store::IssueWrite {
+            write: crate::store::IssueWrite {
                 binding: ownership.binding.clone(),
                 key_hashes,
                 allow_key_reuse: approved.profile().allow_key_reuse,
                 idempotency,
             },
-        )?;
+        };
+        // Durable before anything is returned; concurrent issuances share the flush.
+        let (inserted, records) = self.store()?.issue_durably(job)?;
         if let crate::store::Inserted::Replay(first) = inserted {
             return Ok(Issued::Replay(first));
         }
-        self.store()?.flush()?;
         self.publish_after_change(approved.holder().domain());
         let password = p12_password.as_ref().or(generated_password.as_ref());
         let chain = [
