@@ -7,7 +7,7 @@ use sled::Transactional;
 use time::OffsetDateTime;
 
 use super::{
-    abort, append_audit, decode, discovery, encode, next_revision, tx_error, u64_of,
+    abort, append_audit, cert_index, decode, discovery, encode, next_revision, tx_error, u64_of,
     IdempotencyRecord, Store, RECORD_VERSION,
 };
 use crate::audit::AuditDraft;
@@ -224,6 +224,7 @@ impl Store {
             &self.holders,
             &self.key_holders,
             &self.idempotency,
+            &self.org_certs,
         )
             .transaction(
                 |(
@@ -236,6 +237,7 @@ impl Store {
                     holders,
                     key_holders,
                     idempotent,
+                    org_certs,
                 )| {
                     if let Some((key, _)) = &idempotency {
                         if let Some(first) = idempotent.get(key)? {
@@ -312,6 +314,13 @@ impl Store {
                         domain_certs.insert(
                             discovery::domain_cert_key(&stored),
                             discovery::domain_cert_value(&stored),
+                        )?;
+                        cert_index::index_new_cert(
+                            org_certs,
+                            meta,
+                            &issue.binding.organisation,
+                            record.holder.domain().as_str(),
+                            &record.serial,
                         )?;
                     }
                     if let Some((key, bytes)) = &idempotency {
