@@ -238,3 +238,36 @@ fn issue_remote(url: &str, token: &str, args: IssueArgs, out: Output) -> Result<
     let password = v.get("p12_password").and_then(Value::as_str);
     write_issued(&args, &certs, &pkcs12, password, out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::next_cursor;
+
+    #[test]
+    fn the_next_cursor_comes_from_the_link_rel_next() {
+        for (name, link, want) in [
+            (
+                "ok/cursor",
+                "</api/v1/certificates?limit=2000&after=MDFhYg&status=valid>; rel=\"next\"",
+                Some("MDFhYg"),
+            ),
+            (
+                "ok/cursor-last",
+                "</api/v1/certificates?limit=2&after=MDFhYg>; rel=\"next\"",
+                Some("MDFhYg"),
+            ),
+            (
+                "fail/offset-link",
+                "</api/v1/certificates?limit=2&offset=4>; rel=\"next\"",
+                None,
+            ),
+            (
+                "fail/not-next",
+                "</api/v1/certificates?after=MDFhYg>; rel=\"prev\"",
+                None,
+            ),
+        ] {
+            assert_eq!(next_cursor(link).as_deref(), want, "{name}");
+        }
+    }
+}
