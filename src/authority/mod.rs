@@ -39,8 +39,8 @@ pub use audit::{checkpoint_destinations, send_checkpoint, write_checkpoint};
 pub use backup::{restore, RestoreReport};
 pub use bundles::{Built, BundleSummary, Decision, Submission};
 pub use certs::{
-    CaStatus, CertFilter, CertStatus, CertView, IssueOutcome, IssuedCert, OrganisationRef,
-    Ownership, IDEMPOTENCY_WINDOW,
+    CaStatus, CertFilter, CertPage, CertStatus, CertView, IssueOutcome, IssuedCert,
+    OrganisationRef, Ownership, PageStart, IDEMPOTENCY_WINDOW, SCAN_BUDGET,
 };
 pub use discovery::{next_serial, LdifOutcome, ZoneOutcome, ZoneQueue};
 pub use downloads::PublicFiles;

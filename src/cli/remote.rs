@@ -114,6 +114,39 @@ pub(super) fn call(
     })
 }
 
+/// A GET of one page of a listing: the JSON and the `Link` header (where the next page is).
+pub(super) fn call_page(url: &str, token: &str, path: &str) -> Result<(Value, Option<String>)> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("tokio runtime", e))?;
+    runtime.block_on(async {
+        let response = reqwest::Client::new()
+            .get(format!("{url}/api/v1{path}"))
+            .bearer_auth(token)
+            .header("x-anchorage-actor", cli_actor())
+            .send()
+            .await
+            .map_err(|e| {
+                Error::Store(format!("the running server at {url} did not answer: {e}"))
+            })?;
+        let status = response.status();
+        let link = response
+            .headers()
+            .get(reqwest::header::LINK)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let value: Value = response
+            .json()
+            .await
+            .map_err(|e| Error::Store(format!("unreadable answer from the server: {e}")))?;
+        if status.is_success() {
+            return Ok((value, link));
+        }
+        Err(remote_error(&value, Error::Store))
+    })
+}
+
 /// The error a running server answered with (`{code, message, reasons}`), as ours; codes
 /// with no counterpart here become `fallback`.
 pub(super) fn remote_error(value: &Value, fallback: fn(String) -> Error) -> Error {

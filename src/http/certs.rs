@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use super::{Allowed, ApiError, ApiJson, ApiPath, ApiQuery, AppState, Caller, ErrorBody, Issuers};
-use crate::authority::{CaStatus, CertFilter, CertStatus, CertView, IssuedCert};
+use crate::authority::{CaStatus, CertFilter, CertStatus, CertView, IssuedCert, PageStart};
 use crate::error::Error;
 use crate::model::{RevocationReason, Serial};
 use crate::policy::issuance::{IssueRequest, KeySource, Proofing, Subscriber};
@@ -323,9 +323,13 @@ pub struct ListQuery {
     pub expiring_within_days: Option<u32>,
     /// Only holders bound to this organisation (id).
     pub organisation: Option<String>,
-    /// Page size (default 1000, at most 10000); `X-Total-Count` gives the total.
+    /// Page size (default 1000, at most 10000).
     pub limit: Option<usize>,
-    /// Certificates to skip (for the next page, see the `Link: rel="next"` header).
+    /// The cursor: where the next page starts, as given in the `Link: rel="next"` header of
+    /// the previous page (opaque). A short page is not the end; the end is the absence of
+    /// `Link: rel="next"`.
+    pub after: Option<String>,
+    /// Deprecated (costs O(offset)): certificates to skip. Use `after`.
     pub offset: Option<usize>,
 }
 
@@ -356,7 +360,27 @@ fn parse_status(s: &str) -> Result<CertStatus, ApiError> {
     }
 }
 
-/// List the certificates the caller may see, filtered.
+/// The opaque cursor of a serial: base64url of its hex.
+pub fn cursor_of(serial: &Serial) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serial.as_str())
+}
+
+/// The serial a cursor names; a malformed cursor is a 400 naming it.
+pub fn serial_of_cursor(cursor: &str) -> Result<Serial, Error> {
+    let bad = || {
+        Error::InvalidInput(
+            "the cursor 'after' is malformed: give the value from the Link rel=\"next\" header"
+                .into(),
+        )
+    };
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cursor.trim())
+        .map_err(|_| bad())?;
+    let text = String::from_utf8(bytes).map_err(|_| bad())?;
+    Serial::parse(&text).map_err(|_| bad())
+}
+
+/// List the certificates the caller may see, filtered, one page in serial order.
 #[utoipa::path(
     get,
     path = "/api/v1/certificates",
@@ -365,8 +389,8 @@ fn parse_status(s: &str) -> Result<CertStatus, ApiError> {
     security(("bearer" = [])),
     params(ListQuery),
     responses(
-        (status = 200, description = "Matching certificates in the caller's scope, one page; headers X-Total-Count and, when more follow, Link rel=next", body = Vec<CertView>),
-        (status = 400, description = "Unknown status or malformed query", body = ErrorBody),
+        (status = 200, description = "Matching certificates in the caller's scope, one page in serial order. When more may follow, `Link: <...?after=CURSOR>; rel=\"next\"` (a short page, even an empty one, is not the end: a page stops after a bounded scan; the end is the absence of the link). `X-Total-Count` when the total is known without a scan (an admin listing everything, one organisation or one domain, or a first page that holds every match)", body = Vec<CertView>),
+        (status = 400, description = "Unknown status, malformed cursor (`after`), or malformed query", body = ErrorBody),
         (status = 401, description = "No valid bearer token", body = ErrorBody),
         (status = 403, description = "Role may not list certificates", body = ErrorBody),
     )
@@ -380,7 +404,17 @@ async fn list(
     if limit == 0 || limit > PAGE_MAX {
         return Err(Error::InvalidInput(format!("limit must be 1 to {PAGE_MAX}")).into());
     }
-    let offset = q.offset.unwrap_or(0);
+    let start = match (&q.after, q.offset) {
+        (Some(_), Some(_)) => {
+            return Err(
+                Error::InvalidInput("give the cursor 'after' or offset, not both".into()).into(),
+            )
+        }
+        (Some(cursor), None) => PageStart::After(Some(serial_of_cursor(cursor)?)),
+        (None, Some(offset)) => PageStart::Offset(offset),
+        (None, None) => PageStart::After(None),
+    };
+    let offset = q.offset;
     let filter = CertFilter {
         search: q.q.clone(),
         holder: q.holder.clone(),
@@ -391,42 +425,48 @@ async fn list(
     };
     let principal = caller.principal().clone();
     let authority = state.authority.clone();
-    let (total, page) = super::blocking(move || {
-        let views = authority.certs_for(&principal, &filter)?;
-        let total = views.len();
-        let page: Vec<CertView> = views.into_iter().skip(offset).take(limit).collect();
-        Ok((total, page))
-    })
-    .await?;
-    let mut r = Json(page).into_response();
+    let page =
+        super::blocking(move || authority.cert_page_for(&principal, &filter, start, limit)).await?;
+    let mut r = Json(&page.items).into_response();
     let h = r.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&total.to_string()) {
-        h.insert("x-total-count", v);
+    if let Some(total) = page.total {
+        if let Ok(v) = HeaderValue::from_str(&total.to_string()) {
+            h.insert("x-total-count", v);
+        }
     }
-    // Saturating: an offset near usize::MAX must not wrap into a bogus next page.
-    let next_offset = offset.saturating_add(limit);
-    if next_offset < total {
-        let mut next = format!("/api/v1/certificates?limit={limit}&offset={next_offset}");
-        for (k, v) in [
-            ("q", &q.q),
-            ("holder", &q.holder),
-            ("domain", &q.domain),
-            ("status", &q.status),
-            ("organisation", &q.organisation),
-        ] {
-            if let Some(v) = v {
-                next.push_str(&format!(
-                    "&{k}={}",
-                    percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC)
-                ));
-            }
+    let Some(next_serial) = page.next else {
+        return Ok(r);
+    };
+    let mut next = match offset {
+        // Saturating: an offset near usize::MAX must not wrap into a bogus next page.
+        Some(offset) => format!(
+            "/api/v1/certificates?limit={limit}&offset={}",
+            offset.saturating_add(limit)
+        ),
+        None => format!(
+            "/api/v1/certificates?limit={limit}&after={}",
+            cursor_of(&next_serial)
+        ),
+    };
+    for (k, v) in [
+        ("q", &q.q),
+        ("holder", &q.holder),
+        ("domain", &q.domain),
+        ("status", &q.status),
+        ("organisation", &q.organisation),
+    ] {
+        if let Some(v) = v {
+            next.push_str(&format!(
+                "&{k}={}",
+                percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC)
+            ));
         }
-        if let Some(d) = q.expiring_within_days {
-            next.push_str(&format!("&expiring_within_days={d}"));
-        }
-        if let Ok(v) = HeaderValue::from_str(&format!("<{next}>; rel=\"next\"")) {
-            h.insert(header::LINK, v);
-        }
+    }
+    if let Some(d) = q.expiring_within_days {
+        next.push_str(&format!("&expiring_within_days={d}"));
+    }
+    if let Ok(v) = HeaderValue::from_str(&format!("<{next}>; rel=\"next\"")) {
+        h.insert(header::LINK, v);
     }
     Ok(r)
 }

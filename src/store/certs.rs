@@ -8,7 +8,7 @@ use sled::Transactional;
 use time::OffsetDateTime;
 
 use super::{
-    abort, append_audit, decode, discovery, encode, next_revision, tx_error, u64_of,
+    abort, append_audit, cert_index, decode, discovery, encode, next_revision, tx_error, u64_of,
     IdempotencyRecord, Store, TxResult, RECORD_VERSION,
 };
 use crate::audit::AuditDraft;
@@ -146,6 +146,7 @@ pub(super) struct IssueTrees<'a> {
     holders: &'a TransactionalTree,
     key_holders: &'a TransactionalTree,
     idempotent: &'a TransactionalTree,
+    org_certs: &'a TransactionalTree,
 }
 
 /// What the checks of one issuance decided, before anything of it is written.
@@ -359,6 +360,7 @@ impl Store {
             &self.holders,
             &self.key_holders,
             &self.idempotency,
+            &self.org_certs,
         )
             .transaction(
                 |(
@@ -371,6 +373,7 @@ impl Store {
                     holders,
                     key_holders,
                     idempotent,
+                    org_certs,
                 )| {
                     let trees = IssueTrees {
                         certs,
@@ -382,6 +385,7 @@ impl Store {
                         holders,
                         key_holders,
                         idempotent,
+                        org_certs,
                     };
                     let mut outcomes = Vec::with_capacity(jobs.len());
                     for (job, (binding, idempotency)) in jobs.iter().zip(&encoded) {
@@ -436,6 +440,13 @@ impl Store {
             t.domain_certs.insert(
                 discovery::domain_cert_key(&stored),
                 discovery::domain_cert_value(&stored),
+            )?;
+            cert_index::index_new_cert(
+                t.org_certs,
+                t.meta,
+                &job.write.binding.organisation,
+                record.holder.domain().as_str(),
+                &record.serial,
             )?;
         }
         if let Some((key, bytes)) = idempotency {

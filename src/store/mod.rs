@@ -21,6 +21,7 @@ mod accounts;
 mod audit;
 mod backup;
 mod bundles;
+mod cert_index;
 mod certs;
 mod commit;
 mod discovery;
@@ -36,6 +37,7 @@ pub use backup::{Snapshot, TreeDump, BACKUP_FORMAT, BACKUP_VERSION};
 pub use bundles::{
     AnchorEvent, AnchorRecord, AnchorState, BundleVersion, SignerRecord, VersionAnchor,
 };
+pub use cert_index::{CertSource, CountOf};
 pub use certs::{CertRecord, CrlRecord, Inserted, IssueJob, IssueWrite, Revocation};
 pub use commit::Committed;
 pub use discovery::{EntryChange, EntryUpdate, IndexedCert, ZoneState};
@@ -65,6 +67,9 @@ pub struct Store {
     owners: sled::Tree,
     /// `dns_owner NUL serial` -> empty: every certificate published under an owner name.
     owner_certs: sled::Tree,
+    /// `organisation NUL serial bytes` -> empty: the certificates of each organisation's
+    /// holders, for scoped listings (see `cert_index`).
+    org_certs: sled::Tree,
     revocations: sled::Tree,
     crls: sled::Tree,
     tokens: sled::Tree,
@@ -201,6 +206,7 @@ impl Store {
             certs: tree("certs")?,
             owners: tree("owners")?,
             owner_certs: tree("owner_certs")?,
+            org_certs: tree("org_certs")?,
             revocations: tree("revocations")?,
             crls: tree("crls")?,
             tokens: tree("tokens")?,

@@ -122,7 +122,10 @@ impl Store {
         })
     }
 
-    /// Sets a holder's organisation (a transfer or a resolution), with its audit entry.
+    /// Sets a holder's organisation (a transfer or a resolution), with its audit entry, and
+    /// moves the holder's certificates in the organisation index in the same transaction.
+    /// A certificate issued for the holder while its serials were being read is caught by
+    /// reading them again (the move is idempotent) until nothing new appears.
     pub fn put_holder_binding(
         &self,
         binding: &HolderBinding,
@@ -130,14 +133,55 @@ impl Store {
         draft: AuditDraft,
     ) -> Result<()> {
         let bytes = encode(binding)?;
-        (&self.holders, &self.meta, &self.audit)
-            .transaction(|(holders, meta, audit)| {
-                holders.insert(binding.holder.as_bytes(), bytes.clone())?;
-                next_revision(meta)?;
-                append_audit(&self.keying, meta, audit, at, draft.clone())?;
-                Ok(())
-            })
-            .map_err(tx_error)?;
+        let domain = crate::model::Holder::parse(&binding.holder)
+            .map(|h| h.domain().to_string())
+            .map_err(|e| Error::Store(e.to_string()))?;
+        let mut serials = self.serials_of_holder(&domain, &binding.holder)?;
+        let mut first = true;
+        // The organisation the holder leaves, read inside the first transaction.
+        let mut previous: Option<String> = None;
+        loop {
+            let moved = serials.clone();
+            let old = (&self.holders, &self.meta, &self.audit, &self.org_certs)
+                .transaction(|(holders, meta, audit, org_certs)| {
+                    let old = if first {
+                        match holders.get(binding.holder.as_bytes())? {
+                            Some(b) => match decode::<HolderBinding>(&b, "holder binding") {
+                                Ok(b) => Some(b.organisation),
+                                Err(e) => return super::abort(e),
+                            },
+                            None => None,
+                        }
+                    } else {
+                        previous.clone()
+                    };
+                    for serial in &moved {
+                        super::cert_index::move_cert(
+                            org_certs,
+                            meta,
+                            old.as_deref(),
+                            &binding.organisation,
+                            serial,
+                        )?;
+                    }
+                    if first {
+                        holders.insert(binding.holder.as_bytes(), bytes.clone())?;
+                        next_revision(meta)?;
+                        append_audit(&self.keying, meta, audit, at, draft.clone())?;
+                    }
+                    Ok(old)
+                })
+                .map_err(tx_error)?;
+            if first {
+                previous = old;
+            }
+            first = false;
+            let again = self.serials_of_holder(&domain, &binding.holder)?;
+            if again.len() == serials.len() {
+                break;
+            }
+            serials = again;
+        }
         self.flush()
     }
 

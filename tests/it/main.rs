@@ -25,6 +25,7 @@ mod harness;
 mod issuance;
 mod openapi;
 mod ownership;
+mod paging;
 mod private_files;
 mod refusals;
 mod seeds;

@@ -59,7 +59,7 @@ impl Authority {
     }
 
     /// A view; `names` caches organisation names across the views of one listing.
-    fn view_with(
+    pub(super) fn view_with(
         &self,
         record: CertRecord,
         names: &mut std::collections::HashMap<String, String>,
@@ -145,7 +145,7 @@ impl Authority {
     }
 }
 
-fn matches_search(record: &CertRecord, q: &str) -> bool {
+pub(super) fn matches_search(record: &CertRecord, q: &str) -> bool {
     record.holder.to_string().contains(q)
         || record.serial.as_str().eq_ignore_ascii_case(q)
         || record.subscriber.name.to_lowercase().contains(q)

@@ -1,8 +1,8 @@
 //! Certificate operations as a principal performs them: which organisation a request's holder
 //! belongs to, whether this principal may touch it, rate limits and idempotency. Every
 //! operation checks the scope where the record is read or changed (`cert_for`, `certs_for`,
-//! the revocation transaction's guard, the issuance transaction's binding check); front ends
-//! call these and never decide scope themselves.
+//! the pages of `cert_page_for` (`pages.rs`), the revocation transaction's guard, the issuance
+//! transaction's binding check); front ends call these and never decide scope themselves.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -26,10 +26,12 @@ use crate::x509;
 mod ca;
 mod issue;
 mod lookup;
+mod pages;
 
 pub use ca::CaStatus;
 pub use issue::{IssueOutcome, IssuedCert};
 pub use lookup::{CertFilter, CertStatus, CertView};
+pub use pages::{CertPage, PageStart, SCAN_BUDGET};
 
 /// How long an idempotency key is remembered.
 pub const IDEMPOTENCY_WINDOW: Duration = Duration::hours(24);

@@ -18,7 +18,10 @@ use crate::model::{RevocationReason, Serial};
 use crate::policy::issuance::{IssueRequest, KeySource, Proofing, Subscriber};
 use crate::x509;
 
+mod listing;
 mod remote;
+
+use listing::ListWriter;
 
 #[derive(Debug, Subcommand)]
 pub enum CertCommand {
@@ -166,33 +169,9 @@ fn direct(authority: Authority, cmd: CertCommand, out: Output) -> Result<()> {
                 expiring_within_days,
                 organisation,
             };
-            let certs = authority.certs(&filter)?;
-            emit(
-                out,
-                serde_json::to_value(certs.iter().map(list_json).collect::<Vec<_>>())
-                    .unwrap_or_default(),
-                || {
-                    let mut lines = vec![format!(
-                        "{:<32}  {:<8}  {:<10}  {:<12}  {:<20}  {}",
-                        "SERIAL", "BINDING", "USAGE", "STATUS", "NOT AFTER", "HOLDER"
-                    )];
-                    for c in &certs {
-                        lines.push(format!(
-                            "{:<32}  {:<8}  {:<10}  {:<12}  {:<20}  {}",
-                            c.record.serial,
-                            c.record.holder.binding().as_str(),
-                            c.record.usage.as_str(),
-                            serde_json::to_value(c.status)
-                                .ok()
-                                .and_then(|v| v.as_str().map(String::from))
-                                .unwrap_or_default(),
-                            c.record.not_after.date().to_string(),
-                            c.record.holder
-                        ));
-                    }
-                    lines.join("\n")
-                },
-            )
+            let mut writer = ListWriter::start(std::io::stdout().lock(), out)?;
+            authority.each_cert(&filter, |view| writer.entry(&list_json(&view)))?;
+            writer.finish().map(|_| ())
         }
         CertCommand::Show { serial, pem } => {
             let serial = Serial::parse(&serial).map_err(|e| Error::InvalidInput(e.to_string()))?;

@@ -6,13 +6,14 @@
 use base64::Engine;
 use serde_json::{json, Value};
 
-use super::{write_issued, CertCommand, IssueArgs, StatusArg};
-use crate::cli::remote::call;
+use super::{write_issued, CertCommand, IssueArgs, ListWriter, StatusArg};
+use crate::cli::remote::{call, call_page};
 use crate::cli::{cli_actor, emit, read_secret_file, Output};
 use crate::error::{Error, Result};
 
-/// Largest page the API serves; the listing walks the pages.
-const PAGE: usize = 10_000;
+/// The page the listing asks for: each page is parsed whole (with its DER), so a page of
+/// 2,000 keeps the client small while a 1M listing takes 500 round trips.
+const PAGE: usize = 2_000;
 
 pub(super) fn cert_remote(url: &str, token: &str, cmd: CertCommand, out: Output) -> Result<()> {
     let (get, post) = (reqwest::Method::GET, reqwest::Method::POST);
@@ -67,45 +68,28 @@ pub(super) fn cert_remote(url: &str, token: &str, cmd: CertCommand, out: Output)
                     query.push(format!("{k}={}", enc(&v)));
                 }
             }
-            let mut rows = Vec::new();
+            // Page by page with the cursor; each entry is written as it arrives.
+            let mut writer = ListWriter::start(std::io::stdout().lock(), out)?;
+            let mut after: Option<String> = None;
             loop {
-                let path = format!(
-                    "/certificates?limit={PAGE}&offset={}&{}",
-                    rows.len(),
-                    query.join("&")
-                );
-                let page = call(url, token, get.clone(), &path, None)?;
-                let page = page.as_array().cloned().unwrap_or_default();
-                let n = page.len();
-                rows.extend(page.into_iter().map(|c| row(&c)));
-                if n < PAGE {
-                    break;
+                let mut path = format!("/certificates?limit={PAGE}");
+                if let Some(cursor) = &after {
+                    path.push_str(&format!("&after={}", enc(cursor)));
+                }
+                if !query.is_empty() {
+                    path.push('&');
+                    path.push_str(&query.join("&"));
+                }
+                let (page, link) = call_page(url, token, &path)?;
+                for c in page.as_array().into_iter().flatten() {
+                    writer.entry(&row(c))?;
+                }
+                match link.as_deref().and_then(next_cursor) {
+                    Some(cursor) => after = Some(cursor),
+                    None => break,
                 }
             }
-            let v = Value::Array(rows);
-            emit(out, v.clone(), || {
-                let mut lines = vec![format!(
-                    "{:<32}  {:<8}  {:<10}  {:<12}  {:<25}  {:<16}  {}",
-                    "SERIAL", "BINDING", "USAGE", "STATUS", "NOT AFTER", "ORGANISATION", "HOLDER"
-                )];
-                for c in v.as_array().into_iter().flatten() {
-                    let s = |k: &str| c[k].as_str().unwrap_or_default().to_string();
-                    lines.push(format!(
-                        "{:<32}  {:<8}  {:<10}  {:<12}  {:<25}  {:<16}  {}",
-                        s("serial"),
-                        s("binding"),
-                        s("usage"),
-                        s("status"),
-                        s("not_after"),
-                        c.pointer("/organisation/id")
-                            .unwrap_or(&Value::Null)
-                            .as_str()
-                            .unwrap_or("-"),
-                        s("holder")
-                    ));
-                }
-                lines.join("\n")
-            })
+            writer.finish().map(|_| ())
         }
         CertCommand::Show { serial, pem } => {
             let v = call(
@@ -151,6 +135,19 @@ fn row(c: &Value) -> Value {
         "subscriber": c.get("subscriber").unwrap_or(&Value::Null), "organisation": c.get("organisation").unwrap_or(&Value::Null),
         "registrar": c.get("registrar").unwrap_or(&Value::Null),
     })
+}
+
+/// The `after` cursor of a `Link: <...>; rel="next"` header.
+fn next_cursor(link: &str) -> Option<String> {
+    link.split(',')
+        .find(|l| l.contains("rel=\"next\""))?
+        .split(['?', '&', '>'])
+        .find_map(|part| part.strip_prefix("after="))
+        .map(|c| {
+            percent_encoding::percent_decode_str(c)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
 }
 
 fn enc(s: &str) -> String {
@@ -240,4 +237,37 @@ fn issue_remote(url: &str, token: &str, args: IssueArgs, out: Output) -> Result<
         .collect::<Result<Vec<_>>>()?;
     let password = v.get("p12_password").and_then(Value::as_str);
     write_issued(&args, &certs, &pkcs12, password, out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::next_cursor;
+
+    #[test]
+    fn the_next_cursor_comes_from_the_link_rel_next() {
+        for (name, link, want) in [
+            (
+                "ok/cursor",
+                "</api/v1/certificates?limit=2000&after=MDFhYg&status=valid>; rel=\"next\"",
+                Some("MDFhYg"),
+            ),
+            (
+                "ok/cursor-last",
+                "</api/v1/certificates?limit=2&after=MDFhYg>; rel=\"next\"",
+                Some("MDFhYg"),
+            ),
+            (
+                "fail/offset-link",
+                "</api/v1/certificates?limit=2&offset=4>; rel=\"next\"",
+                None,
+            ),
+            (
+                "fail/not-next",
+                "</api/v1/certificates?after=MDFhYg>; rel=\"prev\"",
+                None,
+            ),
+        ] {
+            assert_eq!(next_cursor(link).as_deref(), want, "{name}");
+        }
+    }
 }

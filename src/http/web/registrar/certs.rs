@@ -9,7 +9,7 @@ use axum::Form;
 use serde::Deserialize;
 
 use super::{domains_of, scoped, ISSUERS};
-use crate::authority::{CertFilter, CertStatus, CertView};
+use crate::authority::{CertFilter, CertStatus, CertView, PageStart};
 use crate::error::Error;
 use crate::http::web::{render, see_other, Nav, Notice, WebError, WebPath, WebQuery, WebSession};
 use crate::http::AppState;
@@ -26,8 +26,9 @@ pub struct ListQuery {
     status: String,
     #[serde(default)]
     expiring: String,
+    /// The cursor of the next page (from the "Next" link).
     #[serde(default)]
-    page: usize,
+    after: String,
 }
 
 #[derive(askama::Template)]
@@ -37,9 +38,10 @@ struct CertsPage {
     q: ListQuery,
     domains: Vec<String>,
     rows: Vec<CertView>,
-    total: usize,
-    page: usize,
-    pages: usize,
+    /// Known without a scan only for some listings (see `Authority::cert_page_for`).
+    total: Option<u64>,
+    /// The "Next" link's cursor, when more may follow.
+    next: Option<String>,
     query_base: String,
 }
 
@@ -90,10 +92,21 @@ pub(super) async fn list(
     let principal = session.principal();
     let authority = state.authority.clone();
     let list_as = principal.clone();
-    let rows = tokio::task::spawn_blocking(move || authority.certs_for(&list_as, &filter))
-        .await
-        .map_err(|e| Error::Generation(format!("listing task failed: {e}")))??;
-    let (rows, paging) = crate::http::web::paginate(rows, q.page, crate::http::web::PAGE_SIZE);
+    let after = if q.after.trim().is_empty() {
+        None
+    } else {
+        Some(crate::http::certs::serial_of_cursor(&q.after)?)
+    };
+    let page = tokio::task::spawn_blocking(move || {
+        authority.cert_page_for(
+            &list_as,
+            &filter,
+            PageStart::After(after),
+            crate::http::web::PAGE_SIZE,
+        )
+    })
+    .await
+    .map_err(|e| Error::Generation(format!("listing task failed: {e}")))??;
     let domains = domains_of(&state, &principal);
     let query_base = format!(
         "q={}&domain={}&status={}&expiring={}",
@@ -106,10 +119,9 @@ pub(super) async fn list(
         nav: session.nav("/registrar/certs"),
         q,
         domains,
-        rows,
-        total: paging.total,
-        page: paging.page,
-        pages: paging.pages,
+        rows: page.items,
+        total: page.total,
+        next: page.next.as_ref().map(crate::http::certs::cursor_of),
         query_base,
     };
     Ok(render(&page_view, true))
