@@ -7,7 +7,7 @@ use sled::Transactional;
 use time::OffsetDateTime;
 
 use super::{
-    abort, append_audit, decode, discovery, encode, next_revision, tx_error, u64_of,
+    abort, append_audit, decode, discovery, encode, next_revision, tx_error, u64_of, zone_index,
     IdempotencyRecord, Store, RECORD_VERSION,
 };
 use crate::audit::AuditDraft;
@@ -224,6 +224,9 @@ impl Store {
             &self.holders,
             &self.key_holders,
             &self.idempotency,
+            &self.zone_buckets,
+            &self.time_index,
+            &self.zone_changes,
         )
             .transaction(
                 |(
@@ -236,6 +239,9 @@ impl Store {
                     holders,
                     key_holders,
                     idempotent,
+                    zone_buckets,
+                    time_index,
+                    zone_changes,
                 )| {
                     if let Some((key, _)) = &idempotency {
                         if let Some(first) = idempotent.get(key)? {
@@ -313,6 +319,19 @@ impl Store {
                             discovery::domain_cert_key(&stored),
                             discovery::domain_cert_value(&stored),
                         )?;
+                        let index = zone_index::index_entries(&stored);
+                        zone_buckets.insert(index.bucket.0, &index.bucket.1[..])?;
+                        for (key, value) in index.times {
+                            time_index.insert(key, value)?;
+                        }
+                        zone_changes.insert(
+                            zone_index::change_key(
+                                stored.holder.domain().as_str(),
+                                revision,
+                                &stored.serial,
+                            ),
+                            holder.as_bytes(),
+                        )?;
                     }
                     if let Some((key, bytes)) = &idempotency {
                         idempotent.insert(key.as_slice(), bytes.as_slice())?;
@@ -372,8 +391,10 @@ impl Store {
             &self.meta,
             &self.audit,
             &self.holders,
+            &self.zone_changes,
         )
-            .transaction(|(certs, revocations, meta, audit, holders)| {
+            .transaction(|(certs, revocations, meta, audit, holders, zone_changes)| {
+                let mut changed = None;
                 if !ca_cert {
                     let Some(bytes) = certs.get(&key)? else {
                         return abort(not_found());
@@ -392,6 +413,7 @@ impl Store {
                     if !visible(&record, binding.as_ref()) {
                         return abort(not_found());
                     }
+                    changed = Some(record);
                 }
                 if revocations.get(&key)?.is_some() {
                     return abort(Error::Conflict(format!(
@@ -411,6 +433,16 @@ impl Store {
                     Err(e) => return abort(e),
                 };
                 revocations.insert(key.clone(), bytes)?;
+                if let Some(record) = &changed {
+                    zone_changes.insert(
+                        zone_index::change_key(
+                            record.holder.domain().as_str(),
+                            stored.revision,
+                            &record.serial,
+                        ),
+                        record.holder.to_string().as_bytes(),
+                    )?;
+                }
                 append_audit(
                     &self.keying,
                     meta,

@@ -108,6 +108,29 @@ fn domain_prefix(domain: &str) -> Vec<u8> {
     key
 }
 
+/// (domain, holder, serial, notBefore, notAfter) of a domain index entry, without its DER.
+pub(super) type IndexValidity = (String, String, String, OffsetDateTime, OffsetDateTime);
+
+pub(super) fn parse_index_validity(key: &[u8], value: &[u8]) -> Result<IndexValidity> {
+    let bad = || Error::Store("a domain index entry is malformed".into());
+    let mut parts = key.splitn(3, |b| *b == 0);
+    let mut text = || {
+        parts
+            .next()
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+            .ok_or_else(bad)
+    };
+    let (domain, holder, serial) = (text()?, text()?, text()?);
+    let time = |range: std::ops::Range<usize>| -> Result<OffsetDateTime> {
+        let bytes: [u8; 8] = value
+            .get(range)
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(bad)?;
+        OffsetDateTime::from_unix_timestamp(i64::from_be_bytes(bytes)).map_err(|_| bad())
+    };
+    Ok((domain, holder, serial, time(0..8)?, time(8..16)?))
+}
+
 fn parse_index(key: &[u8], value: &[u8]) -> Result<IndexedCert> {
     let bad = || Error::Store("a domain index entry is malformed".into());
     let mut parts = key.split(|b| *b == 0);

@@ -4,7 +4,9 @@
 //! certificate, flags holders whose certificates disagree (admins resolve them with
 //! `anchorage holder transfer`; `anchorage org check` lists them), indexes every certified key,
 //! and rewrites user and token scopes from names to organisation ids. Each step is idempotent
-//! and the schema number is written last, so a crash half-way re-runs it.
+//! and the schema number is written last, so a crash half-way re-runs it. Schema 3 adds the
+//! zone indexes (`zone_index`: holder buckets and the validity time index), built from the
+//! domain index by [`Store::build_zone_indexes`].
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -19,7 +21,7 @@ use crate::model::organisations::{self, HolderBinding, OrganisationRecord};
 use crate::model::Holder;
 
 /// The schema this build writes.
-pub const SCHEMA: u64 = 2;
+pub const SCHEMA: u64 = 3;
 const SCHEMA_KEY: &[u8] = b"schema";
 /// The organisation that holders without any organisation name are bound to until resolved.
 pub const UNASSIGNED: &str = "unassigned";
@@ -36,6 +38,8 @@ pub struct MigrationReport {
     pub unresolved: usize,
     pub keys: usize,
     pub scopes_rewritten: usize,
+    /// Certificates added to the zone indexes (schema 3).
+    pub zone_indexed: usize,
 }
 
 impl Store {
@@ -61,7 +65,19 @@ impl Store {
             self.flush()?;
             return Ok(None);
         }
-        let report = self.migrate_to_2(from, now, &spki_sha256)?;
+        let mut report = if from < 2 {
+            self.migrate_to_2(from, now, &spki_sha256)?
+        } else {
+            MigrationReport {
+                from,
+                to: SCHEMA,
+                ..MigrationReport::default()
+            }
+        };
+        if from < 3 {
+            report.zone_indexed = self.build_zone_indexes()?;
+            self.flush()?;
+        }
         self.audit(
             now,
             AuditDraft::new(
