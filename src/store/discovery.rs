@@ -45,6 +45,24 @@ pub struct ZoneState {
     pub serial: u32,
     /// SHA-256 (hex) of everything the zone's content depends on, the serial excepted.
     pub digest: String,
+    /// Identity of the domain's publication settings when written (empty before schema 3):
+    /// another value means the zone is rebuilt whole.
+    #[serde(default)]
+    pub settings: String,
+    /// CERT records in the zone.
+    #[serde(default)]
+    pub records: usize,
+    /// A sharded zone's shard files, in order; empty for a zone written as one file.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shards: Vec<ShardState>,
+}
+
+/// What one shard file of a sharded zone holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardState {
+    pub records: usize,
+    /// Digest (hex) of the shard's (holder, serial) list.
+    pub digest: String,
 }
 
 /// How a directory entry changed at one revision.

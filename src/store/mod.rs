@@ -36,7 +36,7 @@ pub use bundles::{
     AnchorEvent, AnchorRecord, AnchorState, BundleVersion, SignerRecord, VersionAnchor,
 };
 pub use certs::{CertRecord, CrlRecord, Inserted, IssueWrite, Revocation};
-pub use discovery::{EntryChange, EntryUpdate, IndexedCert, ZoneState};
+pub use discovery::{EntryChange, EntryUpdate, IndexedCert, ShardState, ZoneState};
 pub use external::{AnchorFinding, ExternalAnchor, ExternalAttempt, ExternalState, GoodCopy};
 pub use handle::{Healing, StoreFault, StoreHandle, MIN_FREE_BYTES};
 pub use migrate::{MigrationReport, SCHEMA};
