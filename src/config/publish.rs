@@ -39,7 +39,8 @@ pub struct PublishConfig {
     /// Run after a zone file changed; `{domain}` and `{file}` are substituted. No shell.
     pub reload_command: Vec<String>,
     pub reload_timeout_secs: u64,
-    /// How often `serve` republishes, which removes certificates that expired.
+    /// How often `serve` sweeps the zones: certificates that expired or became valid since
+    /// the last sweep leave or enter their zone (found by the time index, not a scan).
     pub sweep_interval_secs: u64,
     /// In `serve`, zone rewrites after issuance or revocation wait at least this long, so a
     /// burst of changes in one domain is written once (longer when the last rewrite was slow:
