@@ -345,4 +345,106 @@ mod tests {
         }
         assert_ne!(holder_bucket("a@d.example"), holder_bucket("b@d.example"));
     }
+
+    /// The schema 3 step indexes certificates stored before the indexes existed, and running
+    /// it again changes nothing.
+    #[test]
+    fn indexes_are_built_from_the_domain_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let t = |s: i64| OffsetDateTime::from_unix_timestamp(s).unwrap();
+        for (holder, serial, nb, na) in [
+            ("a@d.example", "0a", 1_000, 5_000),
+            ("b@d.example", "0b", 2_000, 6_000),
+            ("d.example", "0c", 1_500, 9_000),
+        ] {
+            let mut key = b"d.example\0".to_vec();
+            key.extend_from_slice(holder.as_bytes());
+            key.push(0);
+            key.extend_from_slice(serial.as_bytes());
+            let mut value = validity(t(nb), t(na)).to_vec();
+            value.extend_from_slice(b"DER");
+            store.domain_certs.insert(key, value).unwrap();
+        }
+        for _ in 0..2 {
+            assert_eq!(store.build_zone_indexes().unwrap(), 3);
+            let all: Vec<BucketEntry> = store
+                .bucket_entries("d.example", 0, BUCKETS)
+                .collect::<Result<_>>()
+                .unwrap();
+            assert_eq!(all.len(), 3);
+            let mut buckets: Vec<u16> = all.iter().map(|e| holder_bucket(&e.holder)).collect();
+            let sorted = {
+                let mut b = buckets.clone();
+                b.sort();
+                b
+            };
+            assert_eq!(buckets, sorted, "bucket order");
+            buckets.dedup();
+            assert_eq!(store.bucket_entries("other.example", 0, BUCKETS).count(), 0);
+            // Two shards hold every entry between them, each entry once.
+            let halves = store
+                .bucket_entries("d.example", 0, shard_start(1, 2))
+                .count()
+                + store
+                    .bucket_entries("d.example", shard_start(1, 2), BUCKETS)
+                    .count();
+            assert_eq!(halves, 3);
+        }
+        let a = store
+            .bucket_entries("d.example", 0, BUCKETS)
+            .map(|e| e.unwrap())
+            .find(|e| e.holder == "a@d.example")
+            .unwrap();
+        assert_eq!((a.not_before, a.not_after), (t(1_000), t(5_000)));
+        assert_eq!(
+            store
+                .indexed_der("d.example", "a@d.example", &a.serial)
+                .unwrap(),
+            b"DER"
+        );
+        // (1_500, 5_000]: b becomes valid at 2_000, a expires at 5_000; nothing else.
+        let changes: Vec<(String, String)> = store
+            .validity_changes(1_500, 5_000)
+            .collect::<Result<_>>()
+            .unwrap();
+        assert_eq!(
+            changes,
+            vec![
+                ("d.example".to_string(), "b@d.example".to_string()),
+                ("d.example".to_string(), "a@d.example".to_string()),
+            ]
+        );
+        assert_eq!(store.validity_changes(9_000, 20_000).count(), 0);
+
+        // Pending changes are read and forgotten up to a revision, per domain.
+        let serial = Serial::parse("0a").unwrap();
+        for (domain, revision, holder) in [
+            ("d.example", 3, "a@d.example"),
+            ("d.example", 5, "b@d.example"),
+            ("e.example", 4, "x@e.example"),
+        ] {
+            store
+                .zone_changes
+                .insert(change_key(domain, revision, &serial), holder)
+                .unwrap();
+        }
+        assert_eq!(
+            store.pending_zone_changes("d.example", 4, 10).unwrap(),
+            vec!["a@d.example"]
+        );
+        store.clear_zone_changes("d.example", 4).unwrap();
+        assert_eq!(
+            store
+                .pending_zone_changes("d.example", u64::MAX, 10)
+                .unwrap(),
+            vec!["b@d.example"]
+        );
+        assert_eq!(
+            store
+                .pending_zone_changes("e.example", u64::MAX, 10)
+                .unwrap(),
+            vec!["x@e.example"]
+        );
+    }
 }

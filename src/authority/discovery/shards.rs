@@ -352,9 +352,25 @@ impl Authority {
 
     /// The whole-zone path of [`Authority::publish_changes`] (the publish lock held).
     fn publish_whole(&self, settings: DomainSettings, now: OffsetDateTime) -> Result<ZoneOutcome> {
-        let revoked = Revoked::Set(self.store()?.revoked_serial_keys()?);
+        let revoked = self.revoked_for(&settings)?;
         let job = self.write_zone(settings, None, now, &revoked, true)?;
         Ok(self.finish_zone(job))
+    }
+}
+
+impl Authority {
+    /// How a whole-zone run tells revoked certificates: a lookup each for a zone known to be
+    /// small, the revoked set read once otherwise.
+    pub(super) fn revoked_for(&self, settings: &DomainSettings) -> Result<Revoked> {
+        let store = self.store()?;
+        let small = store
+            .zone_state(settings.domain.as_str())?
+            .is_some_and(|s| s.records <= settings.shard_above && s.shards.is_empty());
+        Ok(if small {
+            Revoked::Lookup
+        } else {
+            Revoked::Set(store.revoked_serial_keys()?)
+        })
     }
 }
 

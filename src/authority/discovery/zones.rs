@@ -101,7 +101,7 @@ impl Authority {
             .publish_lock
             .lock()
             .map_err(|_| Error::Publish("a previous publication panicked".into()))?;
-        let revoked = Revoked::Set(self.store()?.revoked_serial_keys()?);
+        let revoked = self.revoked_for(&settings)?;
         let job = self.write_zone(settings, out, self.now(), &revoked, true)?;
         if out.is_some() {
             return Ok(job.outcome);
