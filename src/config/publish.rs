@@ -39,12 +39,19 @@ pub struct PublishConfig {
     /// Run after a zone file changed; `{domain}` and `{file}` are substituted. No shell.
     pub reload_command: Vec<String>,
     pub reload_timeout_secs: u64,
-    /// How often `serve` republishes, which removes certificates that expired.
+    /// How often `serve` sweeps the zones: certificates that expired or became valid since
+    /// the last sweep leave or enter their zone (found by the time index, not a scan).
     pub sweep_interval_secs: u64,
     /// In `serve`, zone rewrites after issuance or revocation wait at least this long, so a
     /// burst of changes in one domain is written once (longer when the last rewrite was slow:
     /// four times its duration, at most 60 s).
     pub coalesce_millis: u64,
+    /// A zone with more CERT records than this is written as shard files that its zone file
+    /// `$INCLUDE`s, so a change rewrites one shard instead of the whole zone; smaller zones
+    /// stay one file.
+    pub shard_above: usize,
+    /// How many shard files a sharded zone has (2..=4096); an owner's records stay in one.
+    pub shards: u32,
     /// SOA and NS records for `mode = "zone"`.
     pub soa: SoaConfig,
     pub ldap: LdapConfig,
@@ -122,7 +129,13 @@ pub struct DomainSettings {
     pub reload_timeout_secs: u64,
     pub soa: SoaConfig,
     pub ldap_srv: Vec<SrvRecord>,
+    /// `publish.shard_above` and `publish.shards` (see [`PublishConfig`]).
+    pub shard_above: usize,
+    pub shards: u32,
 }
+
+/// The most shard files a zone may have (`publish.shards`).
+pub const MAX_SHARDS: u32 = 4096;
 
 impl DomainSettings {
     /// The zone file of this domain in its output directory.
@@ -145,6 +158,8 @@ impl Default for PublishConfig {
             reload_timeout_secs: 30,
             sweep_interval_secs: 300,
             coalesce_millis: 200,
+            shard_above: 10_000,
+            shards: 256,
             soa: SoaConfig::default(),
             ldap: LdapConfig::default(),
             domains: BTreeMap::new(),
@@ -203,6 +218,8 @@ impl PublishConfig {
             reload_timeout_secs: over.reload_timeout_secs.unwrap_or(self.reload_timeout_secs),
             soa: over.soa.unwrap_or_else(|| self.soa.clone()),
             ldap_srv: over.ldap_srv,
+            shard_above: self.shard_above,
+            shards: self.shards.clamp(2, MAX_SHARDS),
         }
     }
 
@@ -240,6 +257,12 @@ impl PublishConfig {
         check_soa("publish.soa", &self.soa, &mut out);
         if self.sweep_interval_secs == 0 {
             out.push("publish.sweep_interval_secs must be at least 1".into());
+        }
+        if !(2..=MAX_SHARDS).contains(&self.shards) {
+            out.push(format!(
+                "publish.shards = {} is outside 2..{MAX_SHARDS}",
+                self.shards
+            ));
         }
         if let Err(why) = parse_file_mode(&self.file_mode) {
             out.push(why.to_string());

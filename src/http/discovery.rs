@@ -152,12 +152,13 @@ fn set_headers(headers: &mut HeaderMap, outcome: &LdifOutcome) {
     );
 }
 
-/// Republishes every zone at start and then every `publish.sweep_interval_secs`, and the
-/// zones of domains changed by issuance or revocation shortly after the change (changes
-/// within `publish.coalesce_millis` share one rewrite). Rewriting a zone reads all of its
-/// certificates, so under a sustained burst in a large domain the wait grows with the last
-/// rewrite's duration (see [`coalesce_wait`]): publication then takes a bounded share of a
-/// core instead of starving issuance.
+/// Sweeps the zones at start and then every `publish.sweep_interval_secs` (see
+/// `Authority::sweep_zones`: only what expired, became valid or was not yet published), and
+/// republishes the zones of domains changed by issuance or revocation shortly after the change
+/// (changes within `publish.coalesce_millis` share one rewrite). Rewriting a small zone reads
+/// all of its certificates (a sharded one only the touched shards), so under a sustained burst
+/// the wait grows with the last rewrite's duration (see [`coalesce_wait`]): publication then
+/// takes a bounded share of a core instead of starving issuance.
 pub fn spawn_sweeper(state: &AppState) -> tokio::task::JoinHandle<()> {
     let authority = state.authority.clone();
     let dirty = authority.queue_zone_publication();

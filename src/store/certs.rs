@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 
 use super::{
     abort, append_audit, cert_index, decode, discovery, encode, next_revision, tx_error, u64_of,
-    IdempotencyRecord, Store, TxResult, RECORD_VERSION,
+    zone_index, IdempotencyRecord, Store, TxResult, RECORD_VERSION,
 };
 use crate::audit::AuditDraft;
 use crate::error::{Error, Result};
@@ -147,6 +147,9 @@ pub(super) struct IssueTrees<'a> {
     key_holders: &'a TransactionalTree,
     idempotent: &'a TransactionalTree,
     org_certs: &'a TransactionalTree,
+    zone_buckets: &'a TransactionalTree,
+    time_index: &'a TransactionalTree,
+    zone_changes: &'a TransactionalTree,
 }
 
 /// What the checks of one issuance decided, before anything of it is written.
@@ -361,6 +364,9 @@ impl Store {
             &self.key_holders,
             &self.idempotency,
             &self.org_certs,
+            &self.zone_buckets,
+            &self.time_index,
+            &self.zone_changes,
         )
             .transaction(
                 |(
@@ -374,6 +380,9 @@ impl Store {
                     key_holders,
                     idempotent,
                     org_certs,
+                    zone_buckets,
+                    time_index,
+                    zone_changes,
                 )| {
                     let trees = IssueTrees {
                         certs,
@@ -386,6 +395,9 @@ impl Store {
                         key_holders,
                         idempotent,
                         org_certs,
+                        zone_buckets,
+                        time_index,
+                        zone_changes,
                     };
                     let mut outcomes = Vec::with_capacity(jobs.len());
                     for (job, (binding, idempotency)) in jobs.iter().zip(&encoded) {
@@ -448,6 +460,15 @@ impl Store {
                 record.holder.domain().as_str(),
                 &record.serial,
             )?;
+            let index = zone_index::index_entries(&stored);
+            t.zone_buckets.insert(index.bucket.0, &index.bucket.1[..])?;
+            for (key, value) in index.times {
+                t.time_index.insert(key, value)?;
+            }
+            t.zone_changes.insert(
+                zone_index::change_key(stored.holder.domain().as_str(), revision, &stored.serial),
+                stored.holder.to_string().as_bytes(),
+            )?;
         }
         if let Some((key, bytes)) = idempotency {
             t.idempotent.insert(*key, bytes.as_slice())?;
@@ -498,8 +519,10 @@ impl Store {
             &self.meta,
             &self.audit,
             &self.holders,
+            &self.zone_changes,
         )
-            .transaction(|(certs, revocations, meta, audit, holders)| {
+            .transaction(|(certs, revocations, meta, audit, holders, zone_changes)| {
+                let mut changed = None;
                 if !ca_cert {
                     let Some(bytes) = certs.get(&key)? else {
                         return abort(not_found());
@@ -518,6 +541,7 @@ impl Store {
                     if !visible(&record, binding.as_ref()) {
                         return abort(not_found());
                     }
+                    changed = Some(record);
                 }
                 if revocations.get(&key)?.is_some() {
                     return abort(Error::Conflict(format!(
@@ -537,6 +561,16 @@ impl Store {
                     Err(e) => return abort(e),
                 };
                 revocations.insert(key.clone(), bytes)?;
+                if let Some(record) = &changed {
+                    zone_changes.insert(
+                        zone_index::change_key(
+                            record.holder.domain().as_str(),
+                            stored.revision,
+                            &record.serial,
+                        ),
+                        record.holder.to_string().as_bytes(),
+                    )?;
+                }
                 append_audit(
                     &self.keying,
                     meta,

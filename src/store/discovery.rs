@@ -45,6 +45,24 @@ pub struct ZoneState {
     pub serial: u32,
     /// SHA-256 (hex) of everything the zone's content depends on, the serial excepted.
     pub digest: String,
+    /// Identity of the domain's publication settings when written (empty before schema 3):
+    /// another value means the zone is rebuilt whole.
+    #[serde(default)]
+    pub settings: String,
+    /// CERT records in the zone.
+    #[serde(default)]
+    pub records: usize,
+    /// A sharded zone's shard files, in order; empty for a zone written as one file.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shards: Vec<ShardState>,
+}
+
+/// What one shard file of a sharded zone holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardState {
+    pub records: usize,
+    /// Digest (hex) of the shard's (holder, serial) list.
+    pub digest: String,
 }
 
 /// How a directory entry changed at one revision.
@@ -106,6 +124,29 @@ fn domain_prefix(domain: &str) -> Vec<u8> {
     let mut key = domain.as_bytes().to_vec();
     key.push(0);
     key
+}
+
+/// (domain, holder, serial, notBefore, notAfter) of a domain index entry, without its DER.
+pub(super) type IndexValidity = (String, String, String, OffsetDateTime, OffsetDateTime);
+
+pub(super) fn parse_index_validity(key: &[u8], value: &[u8]) -> Result<IndexValidity> {
+    let bad = || Error::Store("a domain index entry is malformed".into());
+    let mut parts = key.splitn(3, |b| *b == 0);
+    let mut text = || {
+        parts
+            .next()
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+            .ok_or_else(bad)
+    };
+    let (domain, holder, serial) = (text()?, text()?, text()?);
+    let time = |range: std::ops::Range<usize>| -> Result<OffsetDateTime> {
+        let bytes: [u8; 8] = value
+            .get(range)
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(bad)?;
+        OffsetDateTime::from_unix_timestamp(i64::from_be_bytes(bytes)).map_err(|_| bad())
+    };
+    Ok((domain, holder, serial, time(0..8)?, time(8..16)?))
 }
 
 fn parse_index(key: &[u8], value: &[u8]) -> Result<IndexedCert> {

@@ -6,7 +6,9 @@
 //! and rewrites user and token scopes from names to organisation ids. Each step is idempotent
 //! and the schema number is written last, so a crash half-way re-runs it. Schema 3 adds the
 //! organisation index and certificate counters that make listings pages (`cert_index`); its
-//! step, `build_cert_index`, rebuilds both from the certificates and bindings.
+//! step, `build_cert_index`, rebuilds both from the certificates and bindings. Schema 4 adds
+//! the zone indexes (`zone_index`: holder buckets and the validity time index), built from
+//! the domain index by [`Store::build_zone_indexes`].
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -21,7 +23,7 @@ use crate::model::organisations::{self, HolderBinding, OrganisationRecord};
 use crate::model::Holder;
 
 /// The schema this build writes.
-pub const SCHEMA: u64 = 3;
+pub const SCHEMA: u64 = 4;
 const SCHEMA_KEY: &[u8] = b"schema";
 /// The organisation that holders without any organisation name are bound to until resolved.
 pub const UNASSIGNED: &str = "unassigned";
@@ -40,6 +42,8 @@ pub struct MigrationReport {
     pub scopes_rewritten: usize,
     /// Certificates entered in the organisation index (schema 3).
     pub indexed: u64,
+    /// Certificates added to the zone indexes (schema 4).
+    pub zone_indexed: usize,
 }
 
 impl Store {
@@ -75,7 +79,14 @@ impl Store {
             }
         };
         // Schema 3: the organisation index and certificate counters (`cert_index`).
-        report.indexed = self.build_cert_index()?;
+        if from < 3 {
+            report.indexed = self.build_cert_index()?;
+        }
+        // Schema 4: the zone indexes (`zone_index`).
+        if from < 4 {
+            report.zone_indexed = self.build_zone_indexes()?;
+            self.flush()?;
+        }
         self.audit(
             now,
             AuditDraft::new(

@@ -30,6 +30,7 @@ mod handle;
 mod migrate;
 mod organisations;
 mod sync;
+mod zone_index;
 
 pub use accounts::TokenRecord;
 pub use audit::AuditKeying;
@@ -40,11 +41,12 @@ pub use bundles::{
 pub use cert_index::{CertSource, CountOf};
 pub use certs::{CertRecord, CrlRecord, Inserted, IssueJob, IssueWrite, Revocation};
 pub use commit::Committed;
-pub use discovery::{EntryChange, EntryUpdate, IndexedCert, ZoneState};
+pub use discovery::{EntryChange, EntryUpdate, IndexedCert, ShardState, ZoneState};
 pub use external::{AnchorFinding, ExternalAnchor, ExternalAttempt, ExternalState, GoodCopy};
 pub use handle::{Healing, StoreFault, StoreHandle, MIN_FREE_BYTES};
 pub use migrate::{MigrationReport, SCHEMA};
 pub use organisations::{idempotency_key, IdempotencyRecord};
+pub use zone_index::{holder_bucket, shard_of_bucket, shard_start, BucketEntry, BUCKETS};
 
 use crate::error::{Error, Result};
 use crate::model::ca::CaRecord;
@@ -84,6 +86,12 @@ pub struct Store {
     domain_certs: sled::Tree,
     /// Zone serials and digests, the directory view and its change log.
     discovery: sled::Tree,
+    /// `domain NUL bucket holder NUL serial` -> validity: one shard of a zone by range.
+    zone_buckets: sled::Tree,
+    /// `be_u64(time) NUL kind NUL serial` -> `domain NUL holder`: expiries and starts in order.
+    time_index: sled::Tree,
+    /// `domain NUL be_u64(revision) serial` -> holder: changes not yet in the zone.
+    zone_changes: sled::Tree,
     /// External bundle source name -> its refresh state.
     externals: sled::Tree,
     /// Organisation id -> organisation record.
@@ -217,6 +225,9 @@ impl Store {
             sessions: tree("sessions")?,
             domain_certs: tree("domain_certs")?,
             discovery: tree("discovery")?,
+            zone_buckets: tree("zone_buckets")?,
+            time_index: tree("time_index")?,
+            zone_changes: tree("zone_changes")?,
             externals: tree("externals")?,
             organisations: tree("organisations")?,
             holders: tree("holders")?,

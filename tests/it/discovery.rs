@@ -1585,3 +1585,223 @@ fn publish_ldif_goes_through_the_running_server() {
     }
     assert_eq!(served["certificates"], 2, "{served}");
 }
+
+// ---- sharded zones ------------------------------------------------------------------------
+
+/// Issues a certificate with a server-generated key for `address` in library use (which
+/// publishes the zone before returning); returns (serial, DER).
+fn issue_generated(authority: &Authority, address: &str) -> (String, Vec<u8>) {
+    let issued = authority
+        .issue(
+            &IssueRequest {
+                address: Some(address.into()),
+                domain: None,
+                usage: "dual".into(),
+                profile: None,
+                category: None,
+                key: KeySource::Generate,
+                subscriber: Subscriber {
+                    name: "Shard Test".into(),
+                    organization: None,
+                },
+                organisation: None,
+                registrar: "test".into(),
+                proofing: Proofing {
+                    method: "in-person".into(),
+                    level_of_assurance: None,
+                    evidence_reference: "test".into(),
+                },
+            },
+            None,
+        )
+        .unwrap();
+    let cert = &issued.certs[0];
+    (
+        cert.serial.to_string(),
+        pem::parse(&cert.pem).unwrap().into_contents(),
+    )
+}
+
+/// Every file of a zone: the zone file and its shard files, by name.
+fn zone_files(zone_file: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    out.insert("zone".to_string(), read(zone_file));
+    let dir = PathBuf::from(format!("{}.d", zone_file.display()));
+    if let Ok(entries) = std::fs::read_dir(&dir) {
+        for e in entries {
+            let path = e.unwrap().path();
+            out.insert(
+                path.file_name().unwrap().to_string_lossy().into_owned(),
+                read(&path),
+            );
+        }
+    }
+    out
+}
+
+/// A zone above `publish.shard_above` is written as shard files the zone file `$INCLUDE`s
+/// (BIND, NSD and Knot load it); a revocation rewrites only its shard and the zone file; the
+/// incremental result is byte for byte what a full rebuild writes; downloads and `--out` get
+/// the zone as one file; below the threshold the zone is one file again.
+#[test]
+fn sharded_zones_change_incrementally_and_match_a_full_rebuild() {
+    let dir = tempfile::tempdir().unwrap();
+    let start = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
+    let clock = Arc::new(TestClock(Mutex::new(start)));
+    let mut config = Config {
+        data_dir: dir.path().join("data"),
+        managed_domains: vec![HealthDomain::parse(DOMAIN).unwrap()],
+        ..Config::default()
+    };
+    config.publish.mode = anchorage::config::ZoneMode::Zone;
+    config.publish.ttl = 300;
+    config.publish.shard_above = 3;
+    config.publish.shards = 4;
+    let authority = Authority::open(config, clock.clone()).unwrap();
+    authority
+        .init(
+            InitOptions::default(),
+            &Passphrase::new("discovery test passphrase (not a secret)".into()).unwrap(),
+            "test",
+        )
+        .unwrap();
+    let domain = HealthDomain::parse(DOMAIN).unwrap();
+    let zone_file = authority
+        .config()
+        .publish
+        .for_domain(&domain, &authority.config().data_dir)
+        .file();
+    let shard_dir = PathBuf::from(format!("{}.d", zone_file.display()));
+    let mut issued = Vec::new();
+    for name in ["ann", "bob", "cy", "dee", "eve", "fay", "gus", "hal"] {
+        issued.push(issue_generated(&authority, &format!("{name}@{DOMAIN}")));
+        if issued.len() == 3 {
+            assert!(
+                zone_file.exists() && !shard_dir.exists(),
+                "3 records: one file"
+            );
+        }
+    }
+    let text = String::from_utf8(read(&zone_file)).unwrap();
+    let includes: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("$INCLUDE "))
+        .collect();
+    assert_eq!(includes.len(), 4, "{text}");
+    assert!(includes.iter().all(|l| Path::new(&l[9..]).is_absolute()));
+    assert!(!text.contains(" IN CERT "), "records are in the shards");
+    let files = zone_files(&zone_file);
+    assert_eq!(files.len(), 5, "{:?}", files.keys());
+    let records = |files: &std::collections::BTreeMap<String, Vec<u8>>| {
+        files
+            .values()
+            .map(|f| {
+                String::from_utf8_lossy(f)
+                    .lines()
+                    .filter(|l| l.contains(" IN CERT PKIX "))
+                    .count()
+            })
+            .sum::<usize>()
+    };
+    assert_eq!(records(&files), 8);
+    named_checkzone(DOMAIN, &zone_file);
+    let serial = authority
+        .danger_store()
+        .unwrap()
+        .zone_state(DOMAIN)
+        .unwrap()
+        .unwrap()
+        .serial;
+
+    // A revocation: its shard and the zone file (the serial) change, no other shard.
+    let (revoked_serial, revoked_der) = issued[2].clone();
+    authority
+        .revoke(
+            &anchorage::model::Serial::parse(&revoked_serial).unwrap(),
+            anchorage::model::RevocationReason::KeyCompromise,
+            "test",
+        )
+        .unwrap();
+    let after = zone_files(&zone_file);
+    let changed: Vec<&String> = after
+        .iter()
+        .filter(|(k, v)| files.get(*k) != Some(v))
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(changed.len(), 2, "the zone file and one shard: {changed:?}");
+    assert!(changed.contains(&&"zone".to_string()));
+    assert_eq!(records(&after), 7);
+    let b64 = |der: &[u8]| base64::engine::general_purpose::STANDARD.encode(der);
+    assert!(!after
+        .values()
+        .any(|f| String::from_utf8_lossy(f).contains(&b64(&revoked_der))));
+    let state = authority
+        .danger_store()
+        .unwrap()
+        .zone_state(DOMAIN)
+        .unwrap()
+        .unwrap();
+    assert!(state.serial > serial);
+    assert_eq!(state.records, 7);
+
+    // A full rebuild (every file gone) writes exactly the same bytes.
+    std::fs::remove_dir_all(&shard_dir).unwrap();
+    std::fs::remove_file(&zone_file).unwrap();
+    let full = authority.publish_zones(Some(&domain), None).unwrap();
+    assert!(full[0].written && !full[0].changed);
+    assert_eq!(zone_files(&zone_file), after, "full rebuild == incremental");
+
+    // Knot loads the zone through its $INCLUDEs and serves the records.
+    let knot = Knot::start(&dir.path().join("knot"), DOMAIN, &zone_file);
+    assert_eq!(soa_serial(&knot), u64::from(state.serial));
+    let (_, served) = dig_cert_answers(&knot.dig(&["+tcp", "CERT", &format!("ann.{DOMAIN}.")]));
+    assert_eq!(ders_of(&served), set(&[issued[0].1.clone()]));
+    let (_, gone) = dig_cert_answers(&knot.dig(&["+tcp", "CERT", &format!("cy.{DOMAIN}.")]));
+    assert!(gone.is_empty(), "the revoked certificate is served");
+
+    // The download and `--out` are the zone as one file, the same bytes.
+    let (_, download) = authority.zone_text(&domain).unwrap();
+    let download = String::from_utf8(download).unwrap();
+    assert!(!download.contains("$INCLUDE"));
+    assert_eq!(
+        download
+            .lines()
+            .filter(|l| l.contains(" IN CERT PKIX "))
+            .count(),
+        7
+    );
+    let copy = dir.path().join("copy.zone");
+    authority.publish_zones(Some(&domain), Some(&copy)).unwrap();
+    assert_eq!(read(&copy), download.as_bytes());
+    named_checkzone(DOMAIN, &copy);
+
+    // An issuance through the incremental path, then its full rebuild: identical again.
+    issue_generated(&authority, &format!("ivy@{DOMAIN}"));
+    let incremental = zone_files(&zone_file);
+    assert_eq!(records(&incremental), 8);
+    std::fs::remove_dir_all(&shard_dir).unwrap();
+    authority.publish_zones(Some(&domain), None).unwrap();
+    assert_eq!(zone_files(&zone_file), incremental);
+    named_checkzone(DOMAIN, &zone_file);
+
+    // Past every notAfter, the sweep (driven by the time index) empties the zone, which is
+    // one file again.
+    assert!(
+        !authority.sweep_zones().is_empty(),
+        "the first sweep checks every zone"
+    );
+    assert!(
+        authority.sweep_zones().is_empty(),
+        "an idle sweep does nothing"
+    );
+    *clock.0.lock().unwrap() = start + ::time::Duration::days(4 * 365);
+    let swept = authority.sweep_zones();
+    assert_eq!(swept.len(), 1);
+    assert!(swept[0].written && swept[0].changed);
+    assert_eq!(swept[0].records, 0);
+    assert!(!shard_dir.exists(), "the shard directory is gone");
+    assert!(!String::from_utf8(read(&zone_file))
+        .unwrap()
+        .contains("$INCLUDE"));
+    named_checkzone(DOMAIN, &zone_file);
+}

@@ -14,6 +14,7 @@ use crate::store::{IndexedCert, Store};
 
 mod directory;
 mod queue;
+mod shards;
 mod zones;
 
 pub use directory::LdifOutcome;

@@ -69,7 +69,7 @@ impl Authority {
     }
 
     fn publish_now(&self, domain: &HealthDomain) -> Option<ZoneOutcome> {
-        match self.publish_zone(domain, None) {
+        match self.publish_changes(domain, &std::collections::BTreeSet::new()) {
             Ok(outcome) => {
                 log_outcome(&outcome);
                 Some(outcome)

@@ -3,6 +3,7 @@
 //! steps: plan from the store, write atomically, then reload. Split from the directory (LDIF)
 //! export because the two share only the publishable-certificate walk in `discovery`.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -11,7 +12,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use super::{sha256, Revoked};
+use super::{sha256, shards, Revoked};
 use crate::authority::Authority;
 use crate::config::DomainSettings;
 use crate::discovery::{self, dns, writer, ReloadOutcome};
@@ -38,11 +39,10 @@ pub struct ZoneOutcome {
 /// What the last complete zone sweep covered.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct SweepMark {
-    /// Store revision read before the sweep (a change during it makes the next one run).
-    revision: u64,
+    /// The publication settings it applied (others: every zone is checked whole).
     settings: String,
-    /// Unix time of the next expiry or start of validity among the indexed certificates.
-    next_change: Option<i64>,
+    /// Unix time up to which expiries and starts of validity are in the zones.
+    swept_until: i64,
 }
 
 /// The content identity of one zone: its record count and the digest of its settings and
@@ -56,14 +56,16 @@ struct ZonePlan {
 const ZONE_WRITERS: usize = 6;
 
 /// A written (or unchanged) zone, with the state to persist once the file is durable.
-struct ZoneJob {
-    outcome: ZoneOutcome,
-    state: Option<ZoneState>,
-    settings: DomainSettings,
+pub(super) struct ZoneJob {
+    pub(super) outcome: ZoneOutcome,
+    pub(super) state: Option<ZoneState>,
+    pub(super) settings: DomainSettings,
+    /// Store revision read before planning: the pending changes up to it are in the file.
+    pub(super) upto: u64,
 }
 
 impl Authority {
-    fn domain_settings(&self, domain: &HealthDomain) -> Result<DomainSettings> {
+    pub(super) fn domain_settings(&self, domain: &HealthDomain) -> Result<DomainSettings> {
         if !self.config.managed_domains.contains(domain) {
             return Err(Error::NotFound(format!(
                 "'{domain}' is not a health domain managed by this CA"
@@ -99,15 +101,27 @@ impl Authority {
             .publish_lock
             .lock()
             .map_err(|_| Error::Publish("a previous publication panicked".into()))?;
-        let job = self.write_zone(settings, out, self.now(), &Revoked::Lookup, true)?;
+        let revoked = self.revoked_for(&settings)?;
+        let job = self.write_zone(settings, out, self.now(), &revoked, true)?;
         if out.is_some() {
             return Ok(job.outcome);
         }
-        if let Some(state) = &job.state {
-            self.store()?
-                .put_zone_states(&[(job.outcome.domain.clone(), state.clone())])?;
+        Ok(self.finish_zone(job))
+    }
+
+    /// Persists a written zone's state, forgets the changes it shows, runs the reload. A
+    /// failure to record is logged: the next publication writes the zone again.
+    pub(super) fn finish_zone(&self, job: ZoneJob) -> ZoneOutcome {
+        let recorded = self.store().and_then(|store| {
+            if let Some(state) = &job.state {
+                store.put_zone_states(&[(job.outcome.domain.clone(), state.clone())])?;
+            }
+            store.clear_zone_changes(&job.outcome.domain, job.upto)
+        });
+        if let Err(e) = recorded {
+            tracing::warn!(domain = job.outcome.domain.as_str(), error = %e, "recording the zone state failed");
         }
-        Ok(self.reload_zone(job))
+        self.reload_zone(job)
     }
 
     /// Every managed domain's zone, written by several threads (the cost is mostly waiting
@@ -167,6 +181,12 @@ impl Authority {
             .filter_map(|j| Some((j.outcome.domain.clone(), j.state.clone()?)))
             .collect();
         self.store()?.put_zone_states(&states)?;
+        for (_, job) in &jobs {
+            if let Ok(job) = job {
+                self.store()?
+                    .clear_zone_changes(&job.outcome.domain, job.upto)?;
+            }
+        }
         Ok(jobs
             .into_iter()
             .map(|(_, job)| job.map(|j| self.reload_zone(j)))
@@ -175,7 +195,7 @@ impl Authority {
 
     /// Plans one zone, picks its serial and writes the file when needed; persisting the new
     /// state and reloading are the caller's (after the file is durable).
-    fn write_zone(
+    pub(super) fn write_zone(
         &self,
         settings: DomainSettings,
         out: Option<&Path>,
@@ -184,8 +204,13 @@ impl Authority {
         sync_dir: bool,
     ) -> Result<ZoneJob> {
         let domain = settings.domain.as_str();
-        let plan = self.zone_plan(&settings, now, revoked)?;
+        let upto = self.store()?.revision()?;
         let last = self.store()?.zone_state(domain)?;
+        let shards = self.shard_plans(&settings, 0..settings.shards, now, revoked)?;
+        if shards.iter().map(|s| s.records).sum::<usize>() > settings.shard_above {
+            return self.write_sharded(settings, out, now, revoked, sync_dir, last, shards, upto);
+        }
+        let plan = self.zone_plan(&settings, now, revoked)?;
         let changed = last.as_ref().is_none_or(|s| s.digest != plan.digest);
         let serial = match &last {
             Some(s) if !changed => s.serial,
@@ -205,20 +230,28 @@ impl Authority {
             },
             state: None,
             settings,
+            upto,
         };
+        let was_sharded = last.as_ref().is_some_and(|s| !s.shards.is_empty());
         // The configured file is left alone when its content is current; a copy (`--out`)
         // is always written.
-        if !changed && out.is_none() && path.exists() {
+        if !changed && !was_sharded && out.is_none() && path.exists() {
             return Ok(job);
         }
         writer::write_atomic_with(&path, self.config.publish.file_mode_bits(), sync_dir, |w| {
             self.render_zone(w, &job.settings, serial, now, revoked)
         })?;
         job.outcome.written = true;
-        if changed {
+        if out.is_none() {
+            shards::remove_shard_dir(&path);
+        }
+        if changed || was_sharded {
             job.state = Some(ZoneState {
                 serial,
                 digest: plan.digest,
+                settings: shards::settings_id(&job.settings),
+                records: plan.records,
+                shards: Vec::new(),
             });
         }
         Ok(job)
@@ -240,97 +273,115 @@ impl Authority {
     pub fn zone_text(&self, domain: &HealthDomain) -> Result<(ZoneOutcome, Vec<u8>)> {
         let outcome = self.publish_zone(domain, None)?;
         let bytes = std::fs::read(&outcome.path).map_err(|e| Error::io(&outcome.path, e))?;
+        // A sharded zone is sent as one file: the reader cannot follow this host's paths.
+        let sharded = self
+            .store()?
+            .zone_state(domain.as_str())?
+            .is_some_and(|s| !s.shards.is_empty());
+        let bytes = if sharded {
+            shards::flatten_includes(&bytes)?
+        } else {
+            bytes
+        };
         Ok((outcome, bytes))
     }
 
-    /// The scheduled sweep: republishes every zone whose content changed, which drops
-    /// certificates that expired since the last run.
+    /// The scheduled sweep (and the one at start): brings every zone up to date without
+    /// reading the store whole. It republishes the domains with unpublished changes (store
+    /// `zone_changes`: a change whose publication failed, a crash, a bulk import), a missing
+    /// zone file, or certificates that expired or became valid since the last sweep (the
+    /// time index, from its watermark); a sharded zone rewrites only the touched shards. Only
+    /// the first sweep, or one after the publication settings changed, checks every zone
+    /// whole. (sled keeps what a full scan touched resident, ~1.5 KB per certificate, so an
+    /// idle service must not scan.)
     pub fn sweep_zones(&self) -> Vec<ZoneOutcome> {
         let now = self.now();
-        let (mark, needed) = match self.sweep_needed(now) {
-            Ok(x) => x,
-            Err(e) => {
-                tracing::error!(error = %e, code = e.code(), "checking the zone sweep failed");
-                return Vec::new();
-            }
-        };
-        if !needed {
-            tracing::debug!("zone sweep skipped: nothing changed or expired since the last one");
-            return Vec::new();
-        }
-        let results = match self.publish_all_zones() {
-            Ok(results) => results,
+        match self.sweep_at(now) {
+            Ok(out) => out,
             Err(e) => {
                 tracing::error!(error = %e, code = e.code(), "the zone sweep failed");
-                return Vec::new();
-            }
-        };
-        let mut out = Vec::new();
-        for result in results {
-            match result {
-                Ok(outcome) => {
-                    log_outcome(&outcome);
-                    out.push(outcome);
-                }
-                Err(e) => tracing::error!(
-                    error = %e, code = e.code(),
-                    "writing a zone file failed; the previous file is unchanged"
-                ),
+                Vec::new()
             }
         }
-        if out.len() == self.config.managed_domains.len() {
-            if let Err(e) = self.record_sweep(mark, now) {
-                tracing::warn!(error = %e, "recording the zone sweep failed");
-            }
-        }
-        out
     }
 
-    /// Whether a full sweep has anything to do: it scans every certificate, and sled keeps
-    /// what a scan touched resident (~1.5 KB per certificate), so an idle service must not
-    /// scan for nothing. A sweep is needed when the store or the publication settings changed
-    /// since the last complete one, a zone file is missing, or a certificate has since
-    /// expired or become valid.
-    fn sweep_needed(&self, now: OffsetDateTime) -> Result<(SweepMark, bool)> {
-        let current = SweepMark {
-            revision: self.store()?.revision()?,
-            settings: self.publication_digest()?,
-            next_change: None,
-        };
+    fn sweep_at(&self, now: OffsetDateTime) -> Result<Vec<ZoneOutcome>> {
+        let settings = self.publication_digest()?;
         let last: Option<SweepMark> = self
             .store()?
             .sweep_mark()?
             .and_then(|b| serde_json::from_slice(&b).ok());
-        let files_present = self.config.managed_domains.iter().all(|d| {
-            self.domain_settings(d)
-                .map(|s| s.file().exists())
-                .unwrap_or(false)
-        });
-        let unchanged = last.as_ref().is_some_and(|m| {
-            m.revision == current.revision
-                && m.settings == current.settings
-                && m.next_change.is_none_or(|t| now.unix_timestamp() < t)
-        });
-        Ok((current, !(unchanged && files_present)))
-    }
-
-    /// Records a complete sweep with the next instant a certificate expires or becomes valid.
-    fn record_sweep(&self, mut mark: SweepMark, now: OffsetDateTime) -> Result<()> {
-        let mut next: Option<OffsetDateTime> = None;
-        for domain in &self.config.managed_domains {
-            for cert in self.store()?.domain_certs(domain.as_str()) {
-                let cert = cert?;
-                for t in [cert.not_before, cert.not_after] {
-                    if t > now && next.is_none_or(|n| t < n) {
-                        next = Some(t);
+        let mark = SweepMark {
+            settings,
+            swept_until: now.unix_timestamp(),
+        };
+        let mut out = Vec::new();
+        let mut complete = true;
+        match last.filter(|m| m.settings == mark.settings) {
+            None => {
+                for result in self.publish_all_zones()? {
+                    match result {
+                        Ok(outcome) => {
+                            log_outcome(&outcome);
+                            out.push(outcome);
+                        }
+                        Err(e) => {
+                            complete = false;
+                            tracing::error!(
+                                error = %e, code = e.code(),
+                                "writing a zone file failed; the previous file is unchanged"
+                            );
+                        }
+                    }
+                }
+            }
+            Some(last) => {
+                let mut touched: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+                if last.swept_until < mark.swept_until {
+                    for change in self
+                        .store()?
+                        .validity_changes(last.swept_until, mark.swept_until)
+                    {
+                        let (domain, holder) = change?;
+                        touched.entry(domain).or_default().insert(holder);
+                    }
+                }
+                let store = self.store()?;
+                for domain in &self.config.managed_domains {
+                    let holders = touched.remove(domain.as_str()).unwrap_or_default();
+                    let pending = !store
+                        .pending_zone_changes(domain.as_str(), u64::MAX, 1)?
+                        .is_empty();
+                    let missing = !self.domain_settings(domain)?.file().exists();
+                    if holders.is_empty() && !pending && !missing {
+                        continue;
+                    }
+                    match self.publish_changes(domain, &holders) {
+                        Ok(outcome) => {
+                            log_outcome(&outcome);
+                            out.push(outcome);
+                        }
+                        Err(e) => {
+                            complete = false;
+                            tracing::error!(
+                                domain = domain.as_str(), error = %e, code = e.code(),
+                                "writing the zone file failed; the previous file is unchanged"
+                            );
+                        }
                     }
                 }
             }
         }
-        mark.next_change = next.map(OffsetDateTime::unix_timestamp);
-        let bytes = serde_json::to_vec(&mark)
-            .map_err(|e| Error::Store(format!("encoding the sweep mark: {e}")))?;
-        self.store()?.put_sweep_mark(&bytes)
+        // An incomplete sweep keeps the old watermark, so the next one retries.
+        if complete {
+            let bytes = serde_json::to_vec(&mark)
+                .map_err(|e| Error::Store(format!("encoding the sweep mark: {e}")))?;
+            self.store()?.put_sweep_mark(&bytes)?;
+        }
+        if out.is_empty() {
+            tracing::debug!("zone sweep: nothing changed or expired since the last one");
+        }
+        Ok(out)
     }
 
     /// SHA-256 of everything that shapes the zone files besides the certificates.
