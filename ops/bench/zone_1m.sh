@@ -126,7 +126,8 @@ done
 echo "zone file $(stat -c %s "$ZONE") bytes; shards: $(ls "$ZONE.d" 2>/dev/null | wc -l) files, $(du -sb "$ZONE.d" 2>/dev/null | cut -f1) bytes"
 
 echo "==== 3. one change's zone update ($ROUNDS revocations, $ROUNDS issuances; load $(cut -d' ' -f1-3 /proc/loadavg))"
-OUT=$(RUST_LOG=warn cargo bench --quiet --bench zone_change -- --data-dir "$DATA" --rounds "$ROUNDS" | tee /dev/stderr)
+OUT=$(RUST_LOG=warn cargo bench --quiet --bench zone_change -- --data-dir "$DATA" --rounds "$ROUNDS")
+echo "$OUT"
 SPARE=$(echo "$OUT" | sed -n 's/^spare serials: //p')
 
 echo "==== 4. anchorage cert revoke at the console (load $(cut -d' ' -f1-3 /proc/loadavg))"
