@@ -45,15 +45,18 @@ pub enum AnchorCommand {
         #[arg(long)]
         state: Option<String>,
     },
-    /// Approve a pending anchor (and publish its bundle).
+    /// Approve pending anchors (and publish each affected bundle once). Several ids are one
+    /// batch: all approved or, when one is refused, none.
     Approve {
-        id: u64,
+        #[arg(required = true, value_name = "ID")]
+        ids: Vec<u64>,
         #[arg(long, default_value = "")]
         note: String,
     },
-    /// Reject an anchor with a reason.
+    /// Reject anchors with a reason. Several ids are one batch: all rejected or none.
     Reject {
-        id: u64,
+        #[arg(required = true, value_name = "ID")]
+        ids: Vec<u64>,
         #[arg(long)]
         reason: String,
     },
@@ -82,6 +85,13 @@ pub enum BundleCommand {
 fn decided(decision: crate::authority::Decision) -> Value {
     let published = decision.published.as_ref().map(Published::from);
     json!({"anchor": AnchorJson::from(&decision.anchor), "published": published})
+}
+
+/// A batch decision as the API answers it: every anchor, and the versions it published.
+fn batch_decided(decision: &crate::authority::BatchDecision) -> Value {
+    let anchors: Vec<AnchorJson> = decision.anchors.iter().map(AnchorJson::from).collect();
+    let published: Vec<Published> = decision.published.iter().map(Published::from).collect();
+    json!({"anchors": anchors, "published": published})
 }
 
 fn read(path: &Path) -> Result<Vec<u8>> {
@@ -184,12 +194,14 @@ pub fn anchor(config: Config, cmd: AnchorCommand, out: Output) -> Result<()> {
                 None,
             )?
         }
-        (Target::Direct(a), AnchorCommand::Approve { id, note }) => {
-            decided(a.approve_anchor(id, &cli_actor(), &note)?)
-        }
-        (Target::Direct(a), AnchorCommand::Reject { id, reason }) => {
-            decided(a.reject_anchor(id, &reason, &cli_actor())?)
-        }
+        (Target::Direct(a), AnchorCommand::Approve { ids, note }) => match ids.as_slice() {
+            [id] => decided(a.approve_anchor(*id, &cli_actor(), &note)?),
+            _ => batch_decided(&a.approve_anchors(&ids, &cli_actor(), &note)?),
+        },
+        (Target::Direct(a), AnchorCommand::Reject { ids, reason }) => match ids.as_slice() {
+            [id] => decided(a.reject_anchor(*id, &reason, &cli_actor())?),
+            _ => batch_decided(&a.reject_anchors(&ids, &reason, &cli_actor())?),
+        },
         (Target::Direct(a), AnchorCommand::Retire { id, note }) => {
             decided(a.retire_anchor(id, &cli_actor(), &note)?)
         }
@@ -198,12 +210,17 @@ pub fn anchor(config: Config, cmd: AnchorCommand, out: Output) -> Result<()> {
         }
         (Target::Server { url, token }, cmd) => {
             let (path, body) = match cmd {
-                AnchorCommand::Approve { id, note } => {
-                    (format!("/anchors/{id}/approve"), json!({"note": note}))
-                }
-                AnchorCommand::Reject { id, reason } => {
-                    (format!("/anchors/{id}/reject"), json!({"reason": reason}))
-                }
+                AnchorCommand::Approve { ids, note } => match ids.as_slice() {
+                    [id] => (format!("/anchors/{id}/approve"), json!({"note": note})),
+                    _ => ("/anchors/approve".into(), json!({"ids": ids, "note": note})),
+                },
+                AnchorCommand::Reject { ids, reason } => match ids.as_slice() {
+                    [id] => (format!("/anchors/{id}/reject"), json!({"reason": reason})),
+                    _ => (
+                        "/anchors/reject".into(),
+                        json!({"ids": ids, "reason": reason}),
+                    ),
+                },
                 AnchorCommand::Retire { id, note } => {
                     (format!("/anchors/{id}/retire"), json!({"note": note}))
                 }
@@ -244,7 +261,12 @@ fn anchor_text(v: &Value) -> String {
             .unwrap_or_default(),
         _ => vec![line(v.get("anchor").unwrap_or(&Value::Null))],
     };
-    if let Some(p) = v.get("published").filter(|p| !p.is_null()) {
+    let published = match v.get("published") {
+        Some(Value::Array(list)) => list.iter().collect(),
+        Some(p) if !p.is_null() => vec![p],
+        _ => Vec::new(),
+    };
+    for p in published {
         lines.push(format!(
             "published {} version {} ({} anchors, SHA-256 {})",
             p.get("bundle").and_then(Value::as_str).unwrap_or(""),

@@ -67,6 +67,9 @@ pub struct Store {
     tokens: sled::Tree,
     audit: sled::Tree,
     anchors: sled::Tree,
+    /// `f bundle NUL fingerprint NUL id` and `s bundle NUL SHA-256(subject) NUL id` -> empty:
+    /// the anchors admission compares a new one with (see `bundles`).
+    anchor_index: sled::Tree,
     bundle_versions: sled::Tree,
     users: sled::Tree,
     /// Browser sessions; written on sign-in and activity, not flushed (a lost session only
@@ -201,6 +204,7 @@ impl Store {
             tokens: tree("tokens")?,
             audit: tree("audit")?,
             anchors: tree("anchors")?,
+            anchor_index: tree("anchor_index")?,
             bundle_versions: tree("bundle_versions")?,
             users: tree("users")?,
             sessions: tree("sessions")?,
@@ -215,6 +219,7 @@ impl Store {
             db,
         };
         store.backfill_domain_index()?;
+        store.backfill_anchor_index()?;
         Ok(store)
     }
 
