@@ -117,65 +117,6 @@ impl AnchorRecord {
     }
 }
 
-/// An anchor as listed in a published version.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct VersionAnchor {
-    pub id: u64,
-    pub fingerprint: Fingerprint,
-    pub subject: String,
-    #[serde(with = "time::serde::rfc3339")]
-    pub not_after: OffsetDateTime,
-    pub organization: String,
-}
-
-/// One published version of a bundle.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct BundleVersion {
-    pub record_version: u32,
-    pub bundle: String,
-    pub version: u64,
-    #[serde(with = "time::serde::rfc3339")]
-    pub published_at: OffsetDateTime,
-    /// SHA-256 of the .p7b, hex.
-    pub sha256: String,
-    pub anchors: Vec<VersionAnchor>,
-    pub added: Vec<VersionAnchor>,
-    pub removed: Vec<VersionAnchor>,
-    #[serde(with = "crate::model::base64_bytes")]
-    pub p7b: Vec<u8>,
-    #[serde(default, with = "optional_bytes")]
-    pub p7m: Option<Vec<u8>>,
-}
-
-mod optional_bytes {
-    use base64::Engine;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(bytes: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
-        match bytes {
-            Some(b) => s.serialize_some(&base64::engine::general_purpose::STANDARD.encode(b)),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
-        Option::<String>::deserialize(d)?
-            .map(|t| {
-                base64::engine::general_purpose::STANDARD
-                    .decode(t)
-                    .map_err(serde::de::Error::custom)
-            })
-            .transpose()
-    }
-}
-
-pub(super) fn version_key(bundle: &str, version: u64) -> Vec<u8> {
-    let mut key = bundle.as_bytes().to_vec();
-    key.push(0);
-    key.extend_from_slice(&version.to_be_bytes());
-    key
-}
-
 /// `kind bundle NUL value NUL`: the index entries of one fingerprint or subject in a bundle.
 fn index_prefix(kind: u8, bundle: &str, value: &[u8]) -> Vec<u8> {
     let mut key = vec![kind];
@@ -203,12 +144,6 @@ fn id_of_index_key(key: &[u8]) -> Option<u64> {
 /// The subject as an index value: its SHA-256 (subjects are long and may hold NUL bytes).
 fn subject_digest(subject_raw: &[u8]) -> String {
     Fingerprint::of(subject_raw).0
-}
-
-fn version_prefix(bundle: &str) -> Vec<u8> {
-    let mut key = bundle.as_bytes().to_vec();
-    key.push(0);
-    key
 }
 
 impl Store {
@@ -416,90 +351,6 @@ impl Store {
             .map_err(tx_error)?;
         self.flush()?;
         Ok(stored)
-    }
-
-    /// Publishes a version: stores it and marks the anchors it contains as published (and
-    /// nothing else), with one audit entry, atomically.
-    pub fn publish_bundle_version(&self, version: &BundleVersion, draft: AuditDraft) -> Result<()> {
-        let bytes = encode(version)?;
-        let key = version_key(&version.bundle, version.version);
-        let ids: Vec<u64> = version.anchors.iter().map(|a| a.id).collect();
-        (
-            &self.bundle_versions,
-            &self.anchors,
-            &self.meta,
-            &self.audit,
-        )
-            .transaction(|(versions, anchors, meta, audit)| {
-                if versions.get(&key)?.is_some() {
-                    return abort(Error::Conflict(format!(
-                        "version {} of bundle '{}' exists already",
-                        version.version, version.bundle
-                    )));
-                }
-                versions.insert(key.clone(), bytes.clone())?;
-                let revision = next_revision(meta)?;
-                for id in &ids {
-                    let Some(b) = anchors.get(id.to_be_bytes())? else {
-                        continue;
-                    };
-                    let mut record: AnchorRecord = match decode(&b, "anchor") {
-                        Ok(r) => r,
-                        Err(e) => return abort(e),
-                    };
-                    if record.state == AnchorState::Approved {
-                        record.state = AnchorState::Published;
-                        record.revision = revision;
-                        record.history.push(AnchorEvent {
-                            at: version.published_at,
-                            actor: draft.actor.clone(),
-                            action: "published".into(),
-                            note: format!("in version {}", version.version),
-                        });
-                        match encode(&record) {
-                            Ok(b) => anchors.insert(&id.to_be_bytes(), b)?,
-                            Err(e) => return abort(e),
-                        };
-                    }
-                }
-                append_audit(
-                    &self.keying,
-                    meta,
-                    audit,
-                    version.published_at,
-                    draft.clone(),
-                )?;
-                Ok(())
-            })
-            .map_err(tx_error)?;
-        self.flush()
-    }
-
-    pub fn bundle_version(&self, bundle: &str, version: u64) -> Result<Option<BundleVersion>> {
-        self.bundle_versions
-            .get(version_key(bundle, version))?
-            .map(|b| decode(&b, "bundle version"))
-            .transpose()
-    }
-
-    pub fn latest_bundle_version(&self, bundle: &str) -> Result<Option<BundleVersion>> {
-        match self
-            .bundle_versions
-            .scan_prefix(version_prefix(bundle))
-            .next_back()
-        {
-            Some(item) => Ok(Some(decode(&item?.1, "bundle version")?)),
-            None => Ok(None),
-        }
-    }
-
-    /// Every version of a bundle, oldest first.
-    pub fn bundle_versions(&self, bundle: &str) -> Result<Vec<BundleVersion>> {
-        self.bundle_versions
-            .scan_prefix(version_prefix(bundle))
-            .values()
-            .map(|v| decode(&v?, "bundle version"))
-            .collect()
     }
 }
 

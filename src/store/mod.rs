@@ -19,6 +19,7 @@ use sled::transaction::{
 mod accounts;
 mod audit;
 mod backup;
+mod bundle_versions;
 mod bundles;
 mod certs;
 mod discovery;
@@ -31,9 +32,8 @@ mod sync;
 pub use accounts::TokenRecord;
 pub use audit::AuditKeying;
 pub use backup::{Snapshot, TreeDump, BACKUP_FORMAT, BACKUP_VERSION};
-pub use bundles::{
-    AnchorEvent, AnchorRecord, AnchorState, BundleVersion, SignerRecord, VersionAnchor,
-};
+pub use bundle_versions::{BundleVersion, VersionAnchor};
+pub use bundles::{AnchorEvent, AnchorRecord, AnchorState, SignerRecord};
 pub use certs::{CertRecord, CrlRecord, Inserted, IssueWrite, Revocation};
 pub use discovery::{EntryChange, EntryUpdate, IndexedCert, ZoneState};
 pub use external::{AnchorFinding, ExternalAnchor, ExternalAttempt, ExternalState, GoodCopy};
@@ -71,6 +71,9 @@ pub struct Store {
     /// the anchors admission compares a new one with (see `bundles`).
     anchor_index: sled::Tree,
     bundle_versions: sled::Tree,
+    /// SHA-256 of an anchor certificate -> its DER: what published versions frame (see
+    /// `bundle_versions`).
+    bundle_certs: sled::Tree,
     users: sled::Tree,
     /// Browser sessions; written on sign-in and activity, not flushed (a lost session only
     /// means signing in again).
@@ -206,6 +209,7 @@ impl Store {
             anchors: tree("anchors")?,
             anchor_index: tree("anchor_index")?,
             bundle_versions: tree("bundle_versions")?,
+            bundle_certs: tree("bundle_certs")?,
             users: tree("users")?,
             sessions: tree("sessions")?,
             domain_certs: tree("domain_certs")?,

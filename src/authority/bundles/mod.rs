@@ -372,6 +372,22 @@ impl Authority {
         self.store()?.bundle_versions(name)
     }
 
+    /// Every version of a bundle without its files, oldest first (the changelog).
+    pub fn bundle_changelog(&self, name: &str) -> Result<Vec<BundleVersion>> {
+        self.store()?.bundle_changelog(name)
+    }
+
+    /// Applies `[bundles]` retention to a bundle after a publish: the files of versions
+    /// outside the newest `keep_versions` and older than `keep_days` are pruned (audited as
+    /// `bundle.prune`); their changelog entries stay.
+    fn prune_versions(&self, name: &str, actor: &str) -> Result<Vec<u64>> {
+        let retention = &self.config.bundles;
+        let now = self.now();
+        let cutoff = now - time::Duration::days(i64::from(retention.keep_days));
+        self.store()?
+            .prune_bundle_versions(name, retention.keep_versions, cutoff, now, actor)
+    }
+
     /// One published version of a bundle.
     pub fn bundle_version(&self, name: &str, version: u64) -> Result<Option<BundleVersion>> {
         self.store()?.bundle_version(name, version)
@@ -482,9 +498,11 @@ impl Authority {
             removed,
             p7b,
             p7m,
+            pruned_at: None,
         };
         self.store()?.publish_bundle_version(
             &version,
+            &ders,
             AuditDraft::new(
                 actor,
                 "bundle.publish",
@@ -492,6 +510,7 @@ impl Authority {
                 json!({"version": version.version, "sha256": version.sha256, "anchors": version.anchors.len(), "added": version.added.len(), "removed": version.removed.len()}),
             ),
         )?;
+        self.prune_versions(name, actor)?;
         self.published();
         Ok(Some(version))
     }

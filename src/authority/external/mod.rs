@@ -529,6 +529,7 @@ impl Authority {
             removed,
             p7b,
             p7m,
+            pruned_at: None,
         }))
     }
 
