@@ -18,10 +18,13 @@ use crate::error::{Error, Result};
 #[derive(Debug, Subcommand)]
 pub enum AnchorCommand {
     /// Submit a trust anchor (PEM, DER, .cer/.crt, or a .p7b/.p7m holding several) to a bundle.
+    /// Several files are several submissions, in order (each all or nothing); the first
+    /// refused file stops the command, the files before it stay submitted.
     Submit {
         #[arg(long)]
         bundle: String,
-        file: PathBuf,
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
         /// A sample end-entity certificate issued under the anchor (repeatable).
         #[arg(long = "sample")]
         samples: Vec<PathBuf>,
@@ -94,6 +97,72 @@ fn batch_decided(decision: &crate::authority::BatchDecision) -> Value {
     json!({"anchors": anchors, "published": published})
 }
 
+/// One submission, on the store or through the server; answers `{id, ids, anchors}`.
+fn submit(t: &Target, submission: &Submission) -> Result<Value> {
+    match t {
+        Target::Direct(a) => {
+            let records = a.submit_anchor(submission, &cli_actor())?;
+            let ids: Vec<u64> = records.iter().map(|r| r.id).collect();
+            let anchors: Vec<AnchorJson> = records.iter().map(AnchorJson::from).collect();
+            Ok(json!({"id": ids.first(), "ids": ids, "anchors": anchors}))
+        }
+        Target::Server { url, token } => {
+            use base64::Engine;
+            let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+            call(
+                url,
+                token,
+                reqwest::Method::POST,
+                &format!("/bundles/{}/anchors", submission.bundle),
+                Some(json!({
+                    "file": b64(&submission.file),
+                    "samples": submission.samples.iter().map(|s| b64(s)).collect::<Vec<_>>(),
+                    "organization": submission.organization,
+                    "contact": submission.contact,
+                    "rollover": submission.rollover,
+                })),
+            )
+        }
+    }
+}
+
+fn list(v: &Value, key: &str) -> Vec<Value> {
+    v.get(key)
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// A refused file of a several-file submission: its name, and what was submitted before it.
+fn in_file(e: Error, file: &Path, files: usize, done: &[Value]) -> Error {
+    if files < 2 {
+        return e;
+    }
+    let before = match done.len() {
+        0 => "nothing was submitted".to_string(),
+        _ => format!(
+            "the files before it were submitted (anchors {})",
+            done.iter()
+                .map(|v| format!("#{v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    let name = |m: String| format!("{}: {m} ({before})", file.display());
+    match e {
+        Error::Denied(mut denial) => {
+            for r in &mut denial.reasons {
+                r.message = name(std::mem::take(&mut r.message));
+            }
+            Error::Denied(denial)
+        }
+        Error::InvalidInput(m) => Error::InvalidInput(name(m)),
+        Error::Conflict(m) => Error::Conflict(name(m)),
+        Error::NotFound(m) => Error::NotFound(name(m)),
+        other => other,
+    }
+}
+
 fn read(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| Error::io(path, e))
 }
@@ -122,51 +191,36 @@ pub fn anchor(config: Config, cmd: AnchorCommand, out: Output) -> Result<()> {
             t,
             AnchorCommand::Submit {
                 bundle,
-                file,
+                files,
                 samples,
                 organization,
                 contact,
                 rollover,
             },
         ) => {
-            let bytes = read(&file)?;
             let samples = samples
                 .iter()
                 .map(|p| read(p))
                 .collect::<Result<Vec<_>>>()?;
-            let submission = Submission {
-                organization: organization.unwrap_or_else(|| default_organization(&bytes)),
-                contact: contact.unwrap_or_else(cli_actor),
-                bundle,
-                file: bytes,
-                samples,
-                rollover,
-            };
-            match t {
-                Target::Direct(a) => {
-                    let records = a.submit_anchor(&submission, &cli_actor())?;
-                    let ids: Vec<u64> = records.iter().map(|r| r.id).collect();
-                    let anchors: Vec<AnchorJson> = records.iter().map(AnchorJson::from).collect();
-                    json!({"id": ids.first(), "ids": ids, "anchors": anchors})
-                }
-                Target::Server { url, token } => {
-                    use base64::Engine;
-                    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
-                    call(
-                        &url,
-                        &token,
-                        reqwest::Method::POST,
-                        &format!("/bundles/{}/anchors", submission.bundle),
-                        Some(json!({
-                            "file": b64(&submission.file),
-                            "samples": submission.samples.iter().map(|s| b64(s)).collect::<Vec<_>>(),
-                            "organization": submission.organization,
-                            "contact": submission.contact,
-                            "rollover": submission.rollover,
-                        })),
-                    )?
-                }
+            let (mut ids, mut anchors) = (Vec::new(), Vec::new());
+            for file in &files {
+                let bytes = read(file)?;
+                let submission = Submission {
+                    organization: organization
+                        .clone()
+                        .unwrap_or_else(|| default_organization(&bytes)),
+                    contact: contact.clone().unwrap_or_else(cli_actor),
+                    bundle: bundle.clone(),
+                    file: bytes,
+                    samples: samples.clone(),
+                    rollover,
+                };
+                let submitted =
+                    submit(&t, &submission).map_err(|e| in_file(e, file, files.len(), &ids))?;
+                ids.extend(list(&submitted, "ids"));
+                anchors.extend(list(&submitted, "anchors"));
             }
+            json!({"id": ids.first(), "ids": ids, "anchors": anchors})
         }
         (Target::Direct(a), AnchorCommand::List { bundle, state }) => {
             let list: Vec<AnchorJson> = a

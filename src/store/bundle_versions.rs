@@ -411,3 +411,104 @@ impl Store {
         Ok(numbers)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn anchor(der: &[u8], id: u64) -> VersionAnchor {
+        VersionAnchor {
+            id,
+            fingerprint: Fingerprint::of(der),
+            subject: format!("CN=anchor {id}"),
+            not_after: OffsetDateTime::UNIX_EPOCH,
+            organization: "test".into(),
+        }
+    }
+
+    fn version(number: u64, certs: &[Vec<u8>], at: OffsetDateTime) -> BundleVersion {
+        let p7b = crate::bundle::build_p7b(certs);
+        let mut p7m = b"signed-head".to_vec();
+        p7m.extend_from_slice(&p7b);
+        p7m.extend_from_slice(b"signature-tail");
+        BundleVersion {
+            record_version: 1,
+            bundle: "b".into(),
+            version: number,
+            published_at: at,
+            sha256: Fingerprint::of(&p7b).0,
+            anchors: certs.iter().zip(1..).map(|(d, i)| anchor(d, i)).collect(),
+            added: Vec::new(),
+            removed: Vec::new(),
+            p7b,
+            p7m: Some(p7m),
+            pruned_at: None,
+        }
+    }
+
+    fn certs(n: u8) -> Vec<Vec<u8>> {
+        let mut out: Vec<Vec<u8>> = (1..=n).map(|i| vec![0x30, 0x03, i, i, i]).collect();
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn versions_are_stored_framed_and_read_back_byte_for_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let t = OffsetDateTime::UNIX_EPOCH + time::Duration::days(1000);
+        let draft = || AuditDraft::new("test", "bundle.publish", "b", serde_json::json!({}));
+        let (one, two) = (version(1, &certs(2), t), version(2, &certs(3), t));
+        let stored = framed(&two, &certs(3));
+        let frame = stored.frame.as_ref().unwrap();
+        assert!(frame.p7b.is_some() && frame.p7m.is_some());
+        assert!(stored.version.p7b.is_empty() && stored.version.p7m.is_none());
+        // A list that is not the version's anchors stores the files whole.
+        assert!(framed(&two, &certs(2)).frame.unwrap().p7b.is_none());
+
+        store
+            .publish_bundle_version(&one, &certs(2), draft())
+            .unwrap();
+        store
+            .publish_bundle_version(&two, &certs(3), draft())
+            .unwrap();
+        for v in [&one, &two] {
+            let back = store.bundle_version("b", v.version).unwrap().unwrap();
+            assert_eq!(
+                (back.p7b.clone(), back.p7m.clone()),
+                (v.p7b.clone(), v.p7m.clone())
+            );
+        }
+        // Each anchor's DER once, whatever the number of versions holding it.
+        assert_eq!(store.bundle_certs.len(), 3);
+        let changelog = store.bundle_changelog("b").unwrap();
+        assert!(changelog
+            .iter()
+            .all(|v| v.p7b.is_empty() && v.p7m.is_none()));
+
+        // Retention: keep 1, cutoff after both: version 1 pruned, the current never.
+        let later = t + time::Duration::days(10);
+        let pruned = store
+            .prune_bundle_versions("b", 1, later, later, "test")
+            .unwrap();
+        assert_eq!(pruned, [1]);
+        let gone = store.bundle_version("b", 1).unwrap().unwrap();
+        assert_eq!(gone.pruned_at, Some(later));
+        assert!(gone.p7b.is_empty() && gone.p7m.is_none());
+        assert_eq!(gone.anchors, one.anchors);
+        assert_eq!(store.bundle_version("b", 2).unwrap().unwrap().p7b, two.p7b);
+        // Nothing more to prune; a cutoff before the publication keeps everything.
+        assert!(store
+            .prune_bundle_versions("b", 1, later, later, "test")
+            .unwrap()
+            .is_empty());
+        let early = t - time::Duration::days(1);
+        store
+            .publish_bundle_version(&version(3, &certs(1), t), &certs(1), draft())
+            .unwrap();
+        assert!(store
+            .prune_bundle_versions("b", 1, early, later, "test")
+            .unwrap()
+            .is_empty());
+    }
+}

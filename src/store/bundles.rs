@@ -160,13 +160,20 @@ impl Store {
             &record.bundle,
             subject_digest(&record.subject_raw).as_bytes(),
         );
+        // Read before the transaction (a sled transaction cannot scan, and a plain read of a
+        // tree it holds would wait for it); the candidates are re-read inside it.
+        let candidates: Vec<u64> = self
+            .anchor_index
+            .scan_prefix(&by_fingerprint)
+            .keys()
+            .map(|k| k.map(|k| id_of_index_key(&k)))
+            .collect::<std::result::Result<Vec<_>, _>>()?
+            .into_iter()
+            .flatten()
+            .collect();
         let stored = (&self.anchors, &self.anchor_index, &self.meta, &self.audit)
             .transaction(|(anchors, index, meta, audit)| {
-                // The fingerprint index lists every anchor of the bundle with this certificate.
-                for candidate in self.anchor_index.scan_prefix(&by_fingerprint).keys() {
-                    let Some(id) = id_of_index_key(&candidate?) else {
-                        continue;
-                    };
+                for id in &candidates {
                     let Some(bytes) = anchors.get(id.to_be_bytes())? else {
                         continue;
                     };

@@ -380,7 +380,7 @@ impl Authority {
     /// Applies `[bundles]` retention to a bundle after a publish: the files of versions
     /// outside the newest `keep_versions` and older than `keep_days` are pruned (audited as
     /// `bundle.prune`); their changelog entries stay.
-    fn prune_versions(&self, name: &str, actor: &str) -> Result<Vec<u64>> {
+    pub(in crate::authority) fn prune_versions(&self, name: &str, actor: &str) -> Result<Vec<u64>> {
         let retention = &self.config.bundles;
         let now = self.now();
         let cutoff = now - time::Duration::days(i64::from(retention.keep_days));
