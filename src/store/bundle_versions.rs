@@ -352,7 +352,7 @@ impl Store {
     }
 
     /// Prunes the files of the versions of `bundle` that are outside the newest
-    /// `keep_versions` AND published before `cutoff`, keeping their records (the changelog);
+    /// `keep_versions` AND published at or before `cutoff`, keeping their records (the changelog);
     /// never the current version. One audit entry names the versions pruned; returns them.
     pub fn prune_bundle_versions(
         &self,
@@ -377,7 +377,7 @@ impl Store {
                 continue;
             };
             let dates: VersionDates = decode(&bytes, "bundle version")?;
-            if dates.pruned_at.is_some() || dates.published_at >= cutoff {
+            if dates.pruned_at.is_some() || dates.published_at > cutoff {
                 continue;
             }
             let mut version = Self::changelog_entry(&bytes)?;
