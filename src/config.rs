@@ -11,7 +11,10 @@ use crate::error::{Error, Result};
 use crate::model::HealthDomain;
 use crate::model::{IssuingKeyAlgorithm, RootKeyAlgorithm};
 
+mod bundles;
 mod publish;
+
+pub use bundles::BundlesConfig;
 
 pub use publish::{
     check_base_dn, hostmaster_name, BaseDnError, DomainPublish, DomainSettings, FileModeError,
@@ -57,6 +60,8 @@ pub struct Config {
     pub bundles_dir: PathBuf,
     /// HTTPS listener for trust bundles; plain HTTP only when absent.
     pub tls: Option<TlsConfig>,
+    /// Retention of published bundle versions.
+    pub bundles: BundlesConfig,
     pub ca: CaConfig,
     pub crl: CrlConfig,
     pub api: ApiConfig,
@@ -269,6 +274,7 @@ impl Default for Config {
             managed_domains: Vec::new(),
             bundles_dir: PathBuf::from("bundles"),
             tls: None,
+            bundles: BundlesConfig::default(),
             ca: CaConfig::default(),
             crl: CrlConfig::default(),
             api: ApiConfig::default(),
@@ -488,6 +494,7 @@ impl Config {
         }
         out.extend(self.publish.problems(&self.managed_domains));
         out.extend(self.audit.problems());
+        out.extend(self.bundles.problems());
         out
     }
 

@@ -16,6 +16,9 @@ pub enum Error {
     InvalidInput(String),
     #[error("not found: {0}")]
     NotFound(String),
+    /// It existed and was removed for good (a bundle version pruned by retention).
+    #[error("gone: {0}")]
+    Gone(String),
     #[error("conflict: {0}")]
     Conflict(String),
     #[error("configuration error: {0}")]
@@ -101,6 +104,7 @@ impl Error {
             Error::Denied(_) => "request_denied",
             Error::InvalidInput(_) => "invalid_input",
             Error::NotFound(_) => "not_found",
+            Error::Gone(_) => "gone",
             Error::Conflict(_) => "conflict",
             Error::Config(_) => "config_invalid",
             Error::Profile { .. } => "profile_invalid",

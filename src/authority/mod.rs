@@ -37,7 +37,7 @@ pub use crate::store::{
 pub use accounts::{audit_page, token_principal, NewUser, SignedIn};
 pub use audit::{checkpoint_destinations, send_checkpoint, write_checkpoint};
 pub use backup::{restore, RestoreReport};
-pub use bundles::{Built, BundleSummary, Decision, Submission};
+pub use bundles::{BatchDecision, Built, BundleSummary, Decision, Submission, MAX_BATCH};
 pub use certs::{
     CaStatus, CertFilter, CertPage, CertStatus, CertView, IssueOutcome, IssuedCert,
     OrganisationRef, Ownership, PageStart, IDEMPOTENCY_WINDOW, SCAN_BUDGET,

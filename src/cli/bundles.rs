@@ -18,10 +18,13 @@ use crate::error::{Error, Result};
 #[derive(Debug, Subcommand)]
 pub enum AnchorCommand {
     /// Submit a trust anchor (PEM, DER, .cer/.crt, or a .p7b/.p7m holding several) to a bundle.
+    /// Several files are several submissions, in order (each all or nothing); the first
+    /// refused file stops the command, the files before it stay submitted.
     Submit {
         #[arg(long)]
         bundle: String,
-        file: PathBuf,
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
         /// A sample end-entity certificate issued under the anchor (repeatable).
         #[arg(long = "sample")]
         samples: Vec<PathBuf>,
@@ -45,15 +48,18 @@ pub enum AnchorCommand {
         #[arg(long)]
         state: Option<String>,
     },
-    /// Approve a pending anchor (and publish its bundle).
+    /// Approve pending anchors (and publish each affected bundle once). Several ids are one
+    /// batch: all approved or, when one is refused, none.
     Approve {
-        id: u64,
+        #[arg(required = true, value_name = "ID")]
+        ids: Vec<u64>,
         #[arg(long, default_value = "")]
         note: String,
     },
-    /// Reject an anchor with a reason.
+    /// Reject anchors with a reason. Several ids are one batch: all rejected or none.
     Reject {
-        id: u64,
+        #[arg(required = true, value_name = "ID")]
+        ids: Vec<u64>,
         #[arg(long)]
         reason: String,
     },
@@ -84,6 +90,79 @@ fn decided(decision: crate::authority::Decision) -> Value {
     json!({"anchor": AnchorJson::from(&decision.anchor), "published": published})
 }
 
+/// A batch decision as the API answers it: every anchor, and the versions it published.
+fn batch_decided(decision: &crate::authority::BatchDecision) -> Value {
+    let anchors: Vec<AnchorJson> = decision.anchors.iter().map(AnchorJson::from).collect();
+    let published: Vec<Published> = decision.published.iter().map(Published::from).collect();
+    json!({"anchors": anchors, "published": published})
+}
+
+/// One submission, on the store or through the server; answers `{id, ids, anchors}`.
+fn submit(t: &Target, submission: &Submission) -> Result<Value> {
+    match t {
+        Target::Direct(a) => {
+            let records = a.submit_anchor(submission, &cli_actor())?;
+            let ids: Vec<u64> = records.iter().map(|r| r.id).collect();
+            let anchors: Vec<AnchorJson> = records.iter().map(AnchorJson::from).collect();
+            Ok(json!({"id": ids.first(), "ids": ids, "anchors": anchors}))
+        }
+        Target::Server { url, token } => {
+            use base64::Engine;
+            let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+            call(
+                url,
+                token,
+                reqwest::Method::POST,
+                &format!("/bundles/{}/anchors", submission.bundle),
+                Some(json!({
+                    "file": b64(&submission.file),
+                    "samples": submission.samples.iter().map(|s| b64(s)).collect::<Vec<_>>(),
+                    "organization": submission.organization,
+                    "contact": submission.contact,
+                    "rollover": submission.rollover,
+                })),
+            )
+        }
+    }
+}
+
+fn list(v: &Value, key: &str) -> Vec<Value> {
+    v.get(key)
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// A refused file of a several-file submission: its name, and what was submitted before it.
+fn in_file(e: Error, file: &Path, files: usize, done: &[Value]) -> Error {
+    if files < 2 {
+        return e;
+    }
+    let before = match done.len() {
+        0 => "nothing was submitted".to_string(),
+        _ => format!(
+            "the files before it were submitted (anchors {})",
+            done.iter()
+                .map(|v| format!("#{v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    let name = |m: String| format!("{}: {m} ({before})", file.display());
+    match e {
+        Error::Denied(mut denial) => {
+            for r in &mut denial.reasons {
+                r.message = name(std::mem::take(&mut r.message));
+            }
+            Error::Denied(denial)
+        }
+        Error::InvalidInput(m) => Error::InvalidInput(name(m)),
+        Error::Conflict(m) => Error::Conflict(name(m)),
+        Error::NotFound(m) => Error::NotFound(name(m)),
+        other => other,
+    }
+}
+
 fn read(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| Error::io(path, e))
 }
@@ -112,51 +191,36 @@ pub fn anchor(config: Config, cmd: AnchorCommand, out: Output) -> Result<()> {
             t,
             AnchorCommand::Submit {
                 bundle,
-                file,
+                files,
                 samples,
                 organization,
                 contact,
                 rollover,
             },
         ) => {
-            let bytes = read(&file)?;
             let samples = samples
                 .iter()
                 .map(|p| read(p))
                 .collect::<Result<Vec<_>>>()?;
-            let submission = Submission {
-                organization: organization.unwrap_or_else(|| default_organization(&bytes)),
-                contact: contact.unwrap_or_else(cli_actor),
-                bundle,
-                file: bytes,
-                samples,
-                rollover,
-            };
-            match t {
-                Target::Direct(a) => {
-                    let records = a.submit_anchor(&submission, &cli_actor())?;
-                    let ids: Vec<u64> = records.iter().map(|r| r.id).collect();
-                    let anchors: Vec<AnchorJson> = records.iter().map(AnchorJson::from).collect();
-                    json!({"id": ids.first(), "ids": ids, "anchors": anchors})
-                }
-                Target::Server { url, token } => {
-                    use base64::Engine;
-                    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
-                    call(
-                        &url,
-                        &token,
-                        reqwest::Method::POST,
-                        &format!("/bundles/{}/anchors", submission.bundle),
-                        Some(json!({
-                            "file": b64(&submission.file),
-                            "samples": submission.samples.iter().map(|s| b64(s)).collect::<Vec<_>>(),
-                            "organization": submission.organization,
-                            "contact": submission.contact,
-                            "rollover": submission.rollover,
-                        })),
-                    )?
-                }
+            let (mut ids, mut anchors) = (Vec::new(), Vec::new());
+            for file in &files {
+                let bytes = read(file)?;
+                let submission = Submission {
+                    organization: organization
+                        .clone()
+                        .unwrap_or_else(|| default_organization(&bytes)),
+                    contact: contact.clone().unwrap_or_else(cli_actor),
+                    bundle: bundle.clone(),
+                    file: bytes,
+                    samples: samples.clone(),
+                    rollover,
+                };
+                let submitted =
+                    submit(&t, &submission).map_err(|e| in_file(e, file, files.len(), &ids))?;
+                ids.extend(list(&submitted, "ids"));
+                anchors.extend(list(&submitted, "anchors"));
             }
+            json!({"id": ids.first(), "ids": ids, "anchors": anchors})
         }
         (Target::Direct(a), AnchorCommand::List { bundle, state }) => {
             let list: Vec<AnchorJson> = a
@@ -184,12 +248,14 @@ pub fn anchor(config: Config, cmd: AnchorCommand, out: Output) -> Result<()> {
                 None,
             )?
         }
-        (Target::Direct(a), AnchorCommand::Approve { id, note }) => {
-            decided(a.approve_anchor(id, &cli_actor(), &note)?)
-        }
-        (Target::Direct(a), AnchorCommand::Reject { id, reason }) => {
-            decided(a.reject_anchor(id, &reason, &cli_actor())?)
-        }
+        (Target::Direct(a), AnchorCommand::Approve { ids, note }) => match ids.as_slice() {
+            [id] => decided(a.approve_anchor(*id, &cli_actor(), &note)?),
+            _ => batch_decided(&a.approve_anchors(&ids, &cli_actor(), &note)?),
+        },
+        (Target::Direct(a), AnchorCommand::Reject { ids, reason }) => match ids.as_slice() {
+            [id] => decided(a.reject_anchor(*id, &reason, &cli_actor())?),
+            _ => batch_decided(&a.reject_anchors(&ids, &reason, &cli_actor())?),
+        },
         (Target::Direct(a), AnchorCommand::Retire { id, note }) => {
             decided(a.retire_anchor(id, &cli_actor(), &note)?)
         }
@@ -198,12 +264,17 @@ pub fn anchor(config: Config, cmd: AnchorCommand, out: Output) -> Result<()> {
         }
         (Target::Server { url, token }, cmd) => {
             let (path, body) = match cmd {
-                AnchorCommand::Approve { id, note } => {
-                    (format!("/anchors/{id}/approve"), json!({"note": note}))
-                }
-                AnchorCommand::Reject { id, reason } => {
-                    (format!("/anchors/{id}/reject"), json!({"reason": reason}))
-                }
+                AnchorCommand::Approve { ids, note } => match ids.as_slice() {
+                    [id] => (format!("/anchors/{id}/approve"), json!({"note": note})),
+                    _ => ("/anchors/approve".into(), json!({"ids": ids, "note": note})),
+                },
+                AnchorCommand::Reject { ids, reason } => match ids.as_slice() {
+                    [id] => (format!("/anchors/{id}/reject"), json!({"reason": reason})),
+                    _ => (
+                        "/anchors/reject".into(),
+                        json!({"ids": ids, "reason": reason}),
+                    ),
+                },
                 AnchorCommand::Retire { id, note } => {
                     (format!("/anchors/{id}/retire"), json!({"note": note}))
                 }
@@ -244,7 +315,12 @@ fn anchor_text(v: &Value) -> String {
             .unwrap_or_default(),
         _ => vec![line(v.get("anchor").unwrap_or(&Value::Null))],
     };
-    if let Some(p) = v.get("published").filter(|p| !p.is_null()) {
+    let published = match v.get("published") {
+        Some(Value::Array(list)) => list.iter().collect(),
+        Some(p) if !p.is_null() => vec![p],
+        _ => Vec::new(),
+    };
+    for p in published {
         lines.push(format!(
             "published {} version {} ({} anchors, SHA-256 {})",
             p.get("bundle").and_then(Value::as_str).unwrap_or(""),

@@ -325,6 +325,7 @@ impl ApiError {
             Error::Denied(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Error::InvalidInput(_) => StatusCode::BAD_REQUEST,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
+            Error::Gone(_) => StatusCode::GONE,
             Error::Conflict(_)
             | Error::IssuingCaRevoked(_)
             | Error::HolderOwnedElsewhere(_)

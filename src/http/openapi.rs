@@ -51,6 +51,8 @@ scoped to one role). Errors share one JSON body, `{code, message, reasons}`: `co
         bundles::show,
         bundles::approve,
         bundles::reject,
+        bundles::approve_batch,
+        bundles::reject_batch,
         bundles::retire,
         bundles::promote,
         accounts::list_users,

@@ -1,5 +1,12 @@
 //! Trust-bundle records: member anchors with their review state and history, and every
-//! published version of every bundle (kept forever so older versions stay downloadable).
+//! published version of every bundle (see `bundle_versions` for how versions are stored and
+//! pruned).
+//!
+//! Admission compares a new anchor only with the anchors of its bundle that share its
+//! fingerprint or its subject, so the `anchor_index` tree answers exactly that
+//! (`f bundle NUL fingerprint NUL id` and `s bundle NUL SHA-256(subject) NUL id`, written in the
+//! anchor's own transaction): a submission costs the same with 10 anchors as with 10,000
+//! (before the index, each one decoded every stored anchor: 28.9 s per 750 at 6,000 pending).
 
 use serde::{Deserialize, Serialize};
 use sled::Transactional;
@@ -11,6 +18,8 @@ use crate::error::{Error, Result};
 use crate::model::Fingerprint;
 
 const ANCHOR_ID: &[u8] = b"anchor_id";
+/// Set in `meta` once `anchor_index` covers every anchor (built at open for older stores).
+const ANCHOR_INDEX_BUILT: &[u8] = b"anchor_index_built";
 
 /// Review state of a submitted anchor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
@@ -108,69 +117,33 @@ impl AnchorRecord {
     }
 }
 
-/// An anchor as listed in a published version.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct VersionAnchor {
-    pub id: u64,
-    pub fingerprint: Fingerprint,
-    pub subject: String,
-    #[serde(with = "time::serde::rfc3339")]
-    pub not_after: OffsetDateTime,
-    pub organization: String,
-}
-
-/// One published version of a bundle.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct BundleVersion {
-    pub record_version: u32,
-    pub bundle: String,
-    pub version: u64,
-    #[serde(with = "time::serde::rfc3339")]
-    pub published_at: OffsetDateTime,
-    /// SHA-256 of the .p7b, hex.
-    pub sha256: String,
-    pub anchors: Vec<VersionAnchor>,
-    pub added: Vec<VersionAnchor>,
-    pub removed: Vec<VersionAnchor>,
-    #[serde(with = "crate::model::base64_bytes")]
-    pub p7b: Vec<u8>,
-    #[serde(default, with = "optional_bytes")]
-    pub p7m: Option<Vec<u8>>,
-}
-
-mod optional_bytes {
-    use base64::Engine;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(bytes: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
-        match bytes {
-            Some(b) => s.serialize_some(&base64::engine::general_purpose::STANDARD.encode(b)),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
-        Option::<String>::deserialize(d)?
-            .map(|t| {
-                base64::engine::general_purpose::STANDARD
-                    .decode(t)
-                    .map_err(serde::de::Error::custom)
-            })
-            .transpose()
-    }
-}
-
-pub(super) fn version_key(bundle: &str, version: u64) -> Vec<u8> {
-    let mut key = bundle.as_bytes().to_vec();
+/// `kind bundle NUL value NUL`: the index entries of one fingerprint or subject in a bundle.
+fn index_prefix(kind: u8, bundle: &str, value: &[u8]) -> Vec<u8> {
+    let mut key = vec![kind];
+    key.extend_from_slice(bundle.as_bytes());
     key.push(0);
-    key.extend_from_slice(&version.to_be_bytes());
+    key.extend_from_slice(value);
+    key.push(0);
+    key
+}
+
+fn index_key(prefix: &[u8], id: u64) -> Vec<u8> {
+    let mut key = prefix.to_vec();
+    key.extend_from_slice(&id.to_be_bytes());
     key
 }
 
-fn version_prefix(bundle: &str) -> Vec<u8> {
-    let mut key = bundle.as_bytes().to_vec();
-    key.push(0);
-    key
+fn id_of_index_key(key: &[u8]) -> Option<u64> {
+    let tail = key
+        .len()
+        .checked_sub(8)
+        .and_then(|start| key.get(start..))?;
+    <[u8; 8]>::try_from(tail).ok().map(u64::from_be_bytes)
+}
+
+/// The subject as an index value: its SHA-256 (subjects are long and may hold NUL bytes).
+fn subject_digest(subject_raw: &[u8]) -> String {
+    Fingerprint::of(subject_raw).0
 }
 
 impl Store {
@@ -181,21 +154,43 @@ impl Store {
         at: OffsetDateTime,
         draft: AuditDraft,
     ) -> Result<AnchorRecord> {
-        let live_duplicate = self
-            .anchors_of(&record.bundle)?
+        let by_fingerprint = index_prefix(b'f', &record.bundle, record.fingerprint.0.as_bytes());
+        let by_subject = index_prefix(
+            b's',
+            &record.bundle,
+            subject_digest(&record.subject_raw).as_bytes(),
+        );
+        // Read before the transaction (a sled transaction cannot scan, and a plain read of a
+        // tree it holds would wait for it); the candidates are re-read inside it.
+        let candidates: Vec<u64> = self
+            .anchor_index
+            .scan_prefix(&by_fingerprint)
+            .keys()
+            .map(|k| k.map(|k| id_of_index_key(&k)))
+            .collect::<std::result::Result<Vec<_>, _>>()?
             .into_iter()
-            .find(|a| a.state.is_live() && a.fingerprint == record.fingerprint);
-        if let Some(dup) = live_duplicate {
-            return Err(Error::Conflict(format!(
-                "anchor {} is already in bundle '{}' as #{} ({})",
-                record.fingerprint,
-                record.bundle,
-                dup.id,
-                dup.state.as_str()
-            )));
-        }
-        let stored = (&self.anchors, &self.meta, &self.audit)
-            .transaction(|(anchors, meta, audit)| {
+            .flatten()
+            .collect();
+        let stored = (&self.anchors, &self.anchor_index, &self.meta, &self.audit)
+            .transaction(|(anchors, index, meta, audit)| {
+                for id in &candidates {
+                    let Some(bytes) = anchors.get(id.to_be_bytes())? else {
+                        continue;
+                    };
+                    let dup: AnchorRecord = match decode(&bytes, "anchor") {
+                        Ok(r) => r,
+                        Err(e) => return abort(e),
+                    };
+                    if dup.state.is_live() && dup.fingerprint == record.fingerprint {
+                        return abort(Error::Conflict(format!(
+                            "anchor {} is already in bundle '{}' as #{} ({})",
+                            record.fingerprint,
+                            record.bundle,
+                            dup.id,
+                            dup.state.as_str()
+                        )));
+                    }
+                }
                 let id = u64_of(meta.get(ANCHOR_ID)?) + 1;
                 meta.insert(ANCHOR_ID, &id.to_be_bytes())?;
                 let mut stored = record.clone();
@@ -206,6 +201,8 @@ impl Store {
                     Err(e) => return abort(e),
                 };
                 anchors.insert(&id.to_be_bytes(), bytes)?;
+                index.insert(index_key(&by_fingerprint, id), &[])?;
+                index.insert(index_key(&by_subject, id), &[])?;
                 let mut draft = draft.clone();
                 draft.target = format!("anchor {id}");
                 append_audit(&self.keying, meta, audit, at, draft)?;
@@ -214,6 +211,55 @@ impl Store {
             .map_err(tx_error)?;
         self.flush()?;
         Ok(stored)
+    }
+
+    /// The anchors of `bundle` with this fingerprint or this subject (DER), in any state: all
+    /// that admission needs to compare a new anchor with, read through `anchor_index`.
+    pub fn anchors_like(
+        &self,
+        bundle: &str,
+        fingerprint: &Fingerprint,
+        subject_raw: &[u8],
+    ) -> Result<Vec<AnchorRecord>> {
+        let prefixes = [
+            index_prefix(b'f', bundle, fingerprint.0.as_bytes()),
+            index_prefix(b's', bundle, subject_digest(subject_raw).as_bytes()),
+        ];
+        let mut ids = std::collections::BTreeSet::new();
+        for prefix in &prefixes {
+            for key in self.anchor_index.scan_prefix(prefix).keys() {
+                ids.extend(id_of_index_key(&key?));
+            }
+        }
+        let mut out = Vec::new();
+        for id in ids {
+            if let Some(record) = self.anchor(id)? {
+                if record.bundle == bundle
+                    && (record.fingerprint == *fingerprint || record.subject_raw == subject_raw)
+                {
+                    out.push(record);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Builds `anchor_index` for a store written before it existed (once, at open).
+    pub(super) fn backfill_anchor_index(&self) -> Result<()> {
+        if self.meta.get(ANCHOR_INDEX_BUILT)?.is_some() {
+            return Ok(());
+        }
+        for record in self.anchors()? {
+            let prefix = index_prefix(b'f', &record.bundle, record.fingerprint.0.as_bytes());
+            self.anchor_index
+                .insert(index_key(&prefix, record.id), &[])?;
+            let digest = subject_digest(&record.subject_raw);
+            let prefix = index_prefix(b's', &record.bundle, digest.as_bytes());
+            self.anchor_index
+                .insert(index_key(&prefix, record.id), &[])?;
+        }
+        self.meta.insert(ANCHOR_INDEX_BUILT, &[1])?;
+        self.flush()
     }
 
     pub fn anchor(&self, id: u64) -> Result<Option<AnchorRecord>> {
@@ -275,88 +321,43 @@ impl Store {
         Ok(stored)
     }
 
-    /// Publishes a version: stores it and marks the anchors it contains as published (and
-    /// nothing else), with one audit entry, atomically.
-    pub fn publish_bundle_version(&self, version: &BundleVersion, draft: AuditDraft) -> Result<()> {
-        let bytes = encode(version)?;
-        let key = version_key(&version.bundle, version.version);
-        let ids: Vec<u64> = version.anchors.iter().map(|a| a.id).collect();
-        (
-            &self.bundle_versions,
-            &self.anchors,
-            &self.meta,
-            &self.audit,
-        )
-            .transaction(|(versions, anchors, meta, audit)| {
-                if versions.get(&key)?.is_some() {
-                    return abort(Error::Conflict(format!(
-                        "version {} of bundle '{}' exists already",
-                        version.version, version.bundle
-                    )));
-                }
-                versions.insert(key.clone(), bytes.clone())?;
-                let revision = next_revision(meta)?;
-                for id in &ids {
-                    let Some(b) = anchors.get(id.to_be_bytes())? else {
-                        continue;
+    /// Changes several anchors in one transaction, each with its own audit entry: all of them
+    /// or none (the first refusal aborts the batch, naming its anchor).
+    pub fn update_anchors(
+        &self,
+        batch: &[(u64, AuditDraft)],
+        at: OffsetDateTime,
+        change: impl Fn(&mut AnchorRecord) -> Result<()>,
+    ) -> Result<Vec<AnchorRecord>> {
+        let stored = (&self.anchors, &self.meta, &self.audit)
+            .transaction(|(anchors, meta, audit)| {
+                let mut out = Vec::with_capacity(batch.len());
+                for (id, draft) in batch {
+                    let key = id.to_be_bytes();
+                    let Some(bytes) = anchors.get(key)? else {
+                        return abort(Error::NotFound(format!("no anchor #{id}")));
                     };
-                    let mut record: AnchorRecord = match decode(&b, "anchor") {
+                    let mut record: AnchorRecord = match decode(&bytes, "anchor") {
                         Ok(r) => r,
                         Err(e) => return abort(e),
                     };
-                    if record.state == AnchorState::Approved {
-                        record.state = AnchorState::Published;
-                        record.revision = revision;
-                        record.history.push(AnchorEvent {
-                            at: version.published_at,
-                            actor: draft.actor.clone(),
-                            action: "published".into(),
-                            note: format!("in version {}", version.version),
-                        });
-                        match encode(&record) {
-                            Ok(b) => anchors.insert(&id.to_be_bytes(), b)?,
-                            Err(e) => return abort(e),
-                        };
+                    if let Err(e) = change(&mut record) {
+                        return abort(e);
                     }
+                    record.revision = next_revision(meta)?;
+                    let bytes = match encode(&record) {
+                        Ok(b) => b,
+                        Err(e) => return abort(e),
+                    };
+                    anchors.insert(&key, bytes)?;
+                    append_audit(&self.keying, meta, audit, at, draft.clone())?;
+                    out.push(record);
                 }
-                append_audit(
-                    &self.keying,
-                    meta,
-                    audit,
-                    version.published_at,
-                    draft.clone(),
-                )?;
-                Ok(())
+                Ok(out)
             })
             .map_err(tx_error)?;
-        self.flush()
-    }
-
-    pub fn bundle_version(&self, bundle: &str, version: u64) -> Result<Option<BundleVersion>> {
-        self.bundle_versions
-            .get(version_key(bundle, version))?
-            .map(|b| decode(&b, "bundle version"))
-            .transpose()
-    }
-
-    pub fn latest_bundle_version(&self, bundle: &str) -> Result<Option<BundleVersion>> {
-        match self
-            .bundle_versions
-            .scan_prefix(version_prefix(bundle))
-            .next_back()
-        {
-            Some(item) => Ok(Some(decode(&item?.1, "bundle version")?)),
-            None => Ok(None),
-        }
-    }
-
-    /// Every version of a bundle, oldest first.
-    pub fn bundle_versions(&self, bundle: &str) -> Result<Vec<BundleVersion>> {
-        self.bundle_versions
-            .scan_prefix(version_prefix(bundle))
-            .values()
-            .map(|v| decode(&v?, "bundle version"))
-            .collect()
+        self.flush()?;
+        Ok(stored)
     }
 }
 

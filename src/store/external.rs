@@ -129,7 +129,7 @@ impl Store {
     ) -> Result<()> {
         let state_bytes = encode(state)?;
         let version_bytes = encode(version)?;
-        let key = super::bundles::version_key(&version.bundle, version.version);
+        let key = super::bundle_versions::version_key(&version.bundle, version.version);
         (
             &self.externals,
             &self.bundle_versions,

@@ -20,6 +20,7 @@ use sled::transaction::{
 mod accounts;
 mod audit;
 mod backup;
+mod bundle_versions;
 mod bundles;
 mod cert_index;
 mod certs;
@@ -35,9 +36,8 @@ mod zone_index;
 pub use accounts::TokenRecord;
 pub use audit::AuditKeying;
 pub use backup::{Snapshot, TreeDump, BACKUP_FORMAT, BACKUP_VERSION};
-pub use bundles::{
-    AnchorEvent, AnchorRecord, AnchorState, BundleVersion, SignerRecord, VersionAnchor,
-};
+pub use bundle_versions::{BundleVersion, VersionAnchor};
+pub use bundles::{AnchorEvent, AnchorRecord, AnchorState, SignerRecord};
 pub use cert_index::{CertSource, CountOf};
 pub use certs::{CertRecord, CrlRecord, Inserted, IssueJob, IssueWrite, Revocation};
 pub use commit::Committed;
@@ -77,7 +77,13 @@ pub struct Store {
     tokens: sled::Tree,
     audit: sled::Tree,
     anchors: sled::Tree,
+    /// `f bundle NUL fingerprint NUL id` and `s bundle NUL SHA-256(subject) NUL id` -> empty:
+    /// the anchors admission compares a new one with (see `bundles`).
+    anchor_index: sled::Tree,
     bundle_versions: sled::Tree,
+    /// SHA-256 of an anchor certificate -> its DER: what published versions frame (see
+    /// `bundle_versions`).
+    bundle_certs: sled::Tree,
     users: sled::Tree,
     /// Browser sessions; written on sign-in and activity, not flushed (a lost session only
     /// means signing in again).
@@ -220,7 +226,9 @@ impl Store {
             tokens: tree("tokens")?,
             audit: tree("audit")?,
             anchors: tree("anchors")?,
+            anchor_index: tree("anchor_index")?,
             bundle_versions: tree("bundle_versions")?,
+            bundle_certs: tree("bundle_certs")?,
             users: tree("users")?,
             sessions: tree("sessions")?,
             domain_certs: tree("domain_certs")?,
@@ -238,6 +246,7 @@ impl Store {
             db,
         };
         store.backfill_domain_index()?;
+        store.backfill_anchor_index()?;
         Ok(store)
     }
 

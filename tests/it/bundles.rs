@@ -223,7 +223,7 @@ fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 /// A member anchor's SHA-256 fingerprint, as anchorage lists it.
-fn fp(member: &str) -> String {
+pub(crate) fn fp(member: &str) -> String {
     sha256_hex(&anchor_der(member))
 }
 
@@ -343,7 +343,7 @@ fn fingerprints_of(list: &Value) -> BTreeSet<String> {
 }
 
 /// The certificates `openssl pkcs7 -inform DER -print_certs` prints, as DER, in its order.
-fn openssl_print_certs(p7b: &Path) -> Vec<Vec<u8>> {
+pub(crate) fn openssl_print_certs(p7b: &Path) -> Vec<Vec<u8>> {
     let out = run(
         "openssl",
         &[

@@ -6,6 +6,7 @@
 
 mod accounts;
 mod admission;
+mod anchor_batches;
 mod api;
 mod audit;
 mod audit_anchor;

@@ -16,9 +16,11 @@ use crate::store::{
     AnchorEvent, AnchorRecord, AnchorState, BundleVersion, VersionAnchor, RECORD_VERSION,
 };
 
+mod batch;
 mod seeds;
 mod signer;
 
+pub use batch::{BatchDecision, MAX_BATCH};
 pub use signer::BundleSigner;
 
 /// What a member sends with an anchor.
@@ -65,24 +67,42 @@ pub struct Built {
 }
 
 impl Authority {
-    fn existing_in(&self, bundle: &str, except: Option<u64>) -> Result<Vec<ExistingAnchor>> {
-        Ok(self
-            .store()?
-            .anchors_of(bundle)?
-            .into_iter()
-            .filter(|a| a.state.is_live() && Some(a.id) != except)
-            .map(|a| {
-                ExistingAnchor::of_certificate(Some(a.id), &a.der).unwrap_or_else(|| {
-                    ExistingAnchor {
-                        id: Some(a.id),
-                        fingerprint: a.fingerprint,
-                        subject_raw: a.subject_raw,
-                        key_id: hex::decode(&a.key_id).ok(),
-                        spki: None,
-                    }
-                })
-            })
-            .collect())
+    /// The live anchors of `bundle` (except `except`) that admission must compare `ders`
+    /// with: those sharing a fingerprint or a subject with one of them, read through the
+    /// store's index, so the cost does not grow with the bundle.
+    fn existing_like(
+        &self,
+        bundle: &str,
+        ders: &[&[u8]],
+        except: Option<u64>,
+    ) -> Result<Vec<ExistingAnchor>> {
+        let mut seen = std::collections::BTreeSet::new();
+        let mut out = Vec::new();
+        for der in ders {
+            let Some(probe) = ExistingAnchor::of_certificate(None, der) else {
+                continue;
+            };
+            let like =
+                self.store()?
+                    .anchors_like(bundle, &probe.fingerprint, &probe.subject_raw)?;
+            for a in like {
+                if !a.state.is_live() || Some(a.id) == except || !seen.insert(a.id) {
+                    continue;
+                }
+                out.push(
+                    ExistingAnchor::of_certificate(Some(a.id), &a.der).unwrap_or_else(|| {
+                        ExistingAnchor {
+                            id: Some(a.id),
+                            fingerprint: a.fingerprint,
+                            subject_raw: a.subject_raw,
+                            key_id: hex::decode(&a.key_id).ok(),
+                            spki: None,
+                        }
+                    }),
+                );
+            }
+        }
+        Ok(out)
     }
 
     /// Classifies the upload, runs the admission policy on every anchor in it and stores them
@@ -112,7 +132,8 @@ impl Authority {
             ));
         }
         let now = self.now();
-        let mut existing = self.existing_in(&submission.bundle, None)?;
+        let uploaded: Vec<&[u8]> = anchors.iter().map(Vec::as_slice).collect();
+        let mut existing = self.existing_like(&submission.bundle, &uploaded, None)?;
         let mut reasons = Vec::new();
         let mut admitted = Vec::new();
         for (i, der) in anchors.iter().enumerate() {
@@ -244,6 +265,18 @@ impl Authority {
 
     fn approve_pending(&self, id: u64, actor: &str, note: &str) -> Result<AnchorRecord> {
         let record = self.anchor(id)?;
+        self.check_approvable(&record)?;
+        self.transition(id, actor, "anchor.approve", "approved", note, |r| {
+            expect_state(r, &[AnchorState::Pending])?;
+            r.state = AnchorState::Approved;
+            Ok(())
+        })
+    }
+
+    /// Whether a pending anchor may be approved now: admission re-run against the bundle as
+    /// it is.
+    fn check_approvable(&self, record: &AnchorRecord) -> Result<()> {
+        let id = record.id;
         if record.state != AnchorState::Pending {
             return Err(Error::Conflict(format!(
                 "anchor #{id} is {}, only pending anchors can be approved",
@@ -252,28 +285,25 @@ impl Authority {
         }
         let rules = self.rules();
         let policy = rules.admission_policy(&record.bundle)?;
-        let samples = samples_of(&record);
-        // A declared rollover and the anchors it replaces do not refuse each other.
+        let samples = samples_of(record);
+        // A declared rollover and the anchors it replaces do not refuse each other (they share
+        // the subject, so the index finds them).
         let paired: Vec<u64> = self
             .store()?
-            .anchors_of(&record.bundle)?
+            .anchors_like(&record.bundle, &record.fingerprint, &record.subject_raw)?
             .iter()
             .filter(|a| a.rollover_of.contains(&id))
             .map(|a| a.id)
             .chain(record.rollover_of.iter().copied())
             .collect();
         let existing: Vec<ExistingAnchor> = self
-            .existing_in(&record.bundle, Some(id))?
+            .existing_like(&record.bundle, &[record.der.as_slice()], Some(id))?
             .into_iter()
             .filter(|e| e.id.is_none_or(|i| !paired.contains(&i)))
             .collect();
         admission::admit(&record.der, &samples, &existing, policy, self.now(), false)
             .map_err(Error::Denied)?;
-        self.transition(id, actor, "anchor.approve", "approved", note, |r| {
-            expect_state(r, &[AnchorState::Pending])?;
-            r.state = AnchorState::Approved;
-            Ok(())
-        })
+        Ok(())
     }
 
     fn promote_copy(&self, id: u64, to: &str, actor: &str) -> Result<AnchorRecord> {
@@ -298,7 +328,7 @@ impl Authority {
             )));
         }
         let policy = rules.admission_policy(to)?;
-        let existing = self.existing_in(to, None)?;
+        let existing = self.existing_like(to, &[source.der.as_slice()], None)?;
         // A rollover in the test bundle is one in the target too, of the target's anchors.
         let facts = admission::admit(
             &source.der,
@@ -340,6 +370,22 @@ impl Authority {
     /// Every published version of a bundle, oldest first.
     pub fn bundle_versions(&self, name: &str) -> Result<Vec<BundleVersion>> {
         self.store()?.bundle_versions(name)
+    }
+
+    /// Every version of a bundle without its files, oldest first (the changelog).
+    pub fn bundle_changelog(&self, name: &str) -> Result<Vec<BundleVersion>> {
+        self.store()?.bundle_changelog(name)
+    }
+
+    /// Applies `[bundles]` retention to a bundle after a publish: the files of versions
+    /// outside the newest `keep_versions` and older than `keep_days` are pruned (audited as
+    /// `bundle.prune`); their changelog entries stay.
+    pub(in crate::authority) fn prune_versions(&self, name: &str, actor: &str) -> Result<Vec<u64>> {
+        let retention = &self.config.bundles;
+        let now = self.now();
+        let cutoff = now - time::Duration::days(i64::from(retention.keep_days));
+        self.store()?
+            .prune_bundle_versions(name, retention.keep_versions, cutoff, now, actor)
     }
 
     /// One published version of a bundle.
@@ -452,9 +498,11 @@ impl Authority {
             removed,
             p7b,
             p7m,
+            pruned_at: None,
         };
         self.store()?.publish_bundle_version(
             &version,
+            &ders,
             AuditDraft::new(
                 actor,
                 "bundle.publish",
@@ -462,6 +510,7 @@ impl Authority {
                 json!({"version": version.version, "sha256": version.sha256, "anchors": version.anchors.len(), "added": version.added.len(), "removed": version.removed.len()}),
             ),
         )?;
+        self.prune_versions(name, actor)?;
         self.published();
         Ok(Some(version))
     }

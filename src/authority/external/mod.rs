@@ -271,6 +271,7 @@ impl Authority {
                                 json!({"version": v.version, "sha256": v.sha256, "anchors": v.anchors.len(), "added": v.added.len(), "removed": v.removed.len()}),
                             ),
                         )?;
+                        self.prune_versions(&v.bundle, actor)?;
                         self.published();
                         report.published_version = Some(v.version);
                     }
@@ -529,6 +530,7 @@ impl Authority {
             removed,
             p7b,
             p7m,
+            pruned_at: None,
         }))
     }
 

@@ -31,9 +31,14 @@ pub(in crate::http) fn prepare(authority: &Authority) -> Result<HashMap<String, 
     let mut served = BTreeMap::new();
     let mut table = HashMap::new();
     for name in authority.inventory().bundles.keys() {
-        let versions = authority.bundle_versions(name)?;
-        if let Some(latest) = versions.last() {
-            let bundle = served_bundle(authority, latest, &versions);
+        // The changelog without files, and the files of the current version only: a bundle's
+        // old versions stay on disk (or are pruned), not in memory.
+        let versions = authority.bundle_changelog(name)?;
+        if let Some(last) = versions.last() {
+            let Some(latest) = authority.bundle_version(name, last.version)? else {
+                continue;
+            };
+            let bundle = served_bundle(authority, &latest, &versions);
             for (ext, file) in &bundle.files {
                 let path = match *ext {
                     "changes.json" | "changes.atom" => format!("/bundles/{name}/{ext}"),
@@ -107,6 +112,7 @@ fn served_bundle(authority: &Authority, v: &BundleVersion, all: &[BundleVersion]
             "added": v.added.iter().map(|a| json!({"subject": a.subject, "fingerprint": a.fingerprint})).collect::<Vec<_>>(),
             "removed": v.removed.iter().map(|a| json!({"subject": a.subject, "fingerprint": a.fingerprint})).collect::<Vec<_>>(),
             "p7b": format!("{base}/bundles/{name}/v/{}.p7b", v.version),
+            "pruned_at": v.pruned_at.map(rfc3339),
         }))
         .collect();
     files.insert(
@@ -303,6 +309,15 @@ async fn older(
         .await
         .map_err(|e| Error::Store(e.to_string()))??
         .ok_or_else(|| not_found(&file))?;
+    if let Some(pruned) = version.pruned_at {
+        return Err(ApiError(Error::Gone(format!(
+            "version {} of bundle '{}' was pruned on {} by the retention policy ([bundles] keep_versions, keep_days); its changelog entry stays in changes.json and changes.atom, and the current version is /bundles/{}.p7b",
+            version.version,
+            version.bundle,
+            rfc3339(pruned),
+            version.bundle
+        ))));
+    }
     let at = system_time(version.published_at);
     let body = match ext {
         "p7b" => version.p7b,

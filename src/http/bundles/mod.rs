@@ -11,7 +11,11 @@ use axum::{Json, Router};
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 
+mod batch;
 pub mod files;
+
+pub(in crate::http) use batch::{__path_approve_batch, __path_reject_batch};
+pub(in crate::http) use batch::{approve_batch, reject_batch};
 
 use super::{
     blocking, Admins, Allowed, ApiError, ApiJson, ApiPath, ApiQuery, AppState, Caller, ErrorBody,
@@ -38,6 +42,14 @@ pub fn routes() -> Router<AppState> {
         .route("/bundles/{name}/build", post(build))
         .route("/anchors", get(list_anchors))
         .route("/anchors/{id}", get(show))
+        .route(
+            "/anchors/approve",
+            post(approve_batch).layer(DefaultBodyLimit::max(batch::BATCH_BODY_LIMIT)),
+        )
+        .route(
+            "/anchors/reject",
+            post(reject_batch).layer(DefaultBodyLimit::max(batch::BATCH_BODY_LIMIT)),
+        )
         .route("/anchors/{id}/approve", post(approve))
         .route("/anchors/{id}/reject", post(reject))
         .route("/anchors/{id}/retire", post(retire))

@@ -159,7 +159,7 @@ pub(super) async fn bundles(
     let (bundles, sources) = blocking(move || {
         let mut out = Vec::new();
         for s in authority.bundle_summaries()? {
-            let mut versions = authority.bundle_versions(&s.name)?;
+            let mut versions = authority.bundle_changelog(&s.name)?;
             versions.reverse();
             versions.truncate(10);
             out.push((s, versions));
