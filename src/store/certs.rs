@@ -228,6 +228,11 @@ fn check_issue(
     Ok(Checked::Write { bind_holder })
 }
 
+/// Meta key of the newest revocation revision of one CA.
+fn revoked_revision_key(ca: CaRole) -> String {
+    format!("revoked_revision/{}", ca.as_str())
+}
+
 /// Key of the owner-to-certificate index: `dns_owner NUL serial`.
 fn owner_cert_key(dns_owner: &str, serial: &Serial) -> Vec<u8> {
     let mut key = owner_prefix(dns_owner);
@@ -561,6 +566,11 @@ impl Store {
                     Err(e) => return abort(e),
                 };
                 revocations.insert(key.clone(), bytes)?;
+                // Revisions only grow, so this revocation is the CA's newest.
+                meta.insert(
+                    revoked_revision_key(revocation.ca).as_bytes(),
+                    &stored.revision.to_be_bytes(),
+                )?;
                 if let Some(record) = &changed {
                     zone_changes.insert(
                         zone_index::change_key(
@@ -603,14 +613,26 @@ impl Store {
         Ok(out)
     }
 
-    /// Newest revision of any revocation of `ca` (0 when none).
+    /// Newest revision of any revocation of `ca` (0 when none). Kept in the meta tree by
+    /// `revoke`, so deciding whether a CRL is stale reads one key, not every revocation; a
+    /// store written before that key existed is scanned once and the key filled in.
     pub fn latest_revocation_revision(&self, ca: CaRole) -> Result<u64> {
-        Ok(self
+        let key = revoked_revision_key(ca);
+        if let Some(bytes) = self.meta.get(key.as_bytes())? {
+            return Ok(u64_of(Some(bytes)));
+        }
+        let newest = self
             .revocations(ca)?
             .iter()
             .map(|r| r.revision)
             .max()
-            .unwrap_or(0))
+            .unwrap_or(0);
+        // Never lower what a revocation stored meanwhile.
+        let kept = self.meta.update_and_fetch(key.as_bytes(), |old| {
+            let kept = u64_of(old.map(sled::IVec::from)).max(newest);
+            Some(kept.to_be_bytes().to_vec())
+        })?;
+        Ok(u64_of(kept))
     }
 
     // ---- CRLs --------------------------------------------------------------------------

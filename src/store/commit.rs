@@ -215,7 +215,7 @@ mod tests {
 
     fn job(n: u8, holder: &str, organisation: &str) -> IssueJob {
         let holder = Holder::parse(holder).unwrap();
-        let at = OffsetDateTime::now_utc();
+        let at = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
         let der = vec![0x30, n];
         IssueJob {
             records: vec![CertRecord {
