@@ -124,7 +124,7 @@ echo "==== store"
 import json, sys
 for b in json.load(sys.stdin):
     if b["name"] == "'"$BUNDLE"'": print("bundle:", b["name"], "version", b["version"], "anchors", b["anchors"])'
-"${A[@]}" backup "$WORK/backup" >/dev/null
+"${A[@]}" backup --out "$WORK/backup" >/dev/null
 python3 - "$WORK/backup" <<'PY'
 import base64, json, sys
 raw = open(sys.argv[1], "rb").read()
