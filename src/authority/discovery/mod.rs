@@ -13,13 +13,14 @@ use crate::model::Serial;
 use crate::store::{IndexedCert, Store};
 
 mod directory;
+mod published;
 mod queue;
 mod shards;
 mod zones;
 
 pub use directory::LdifOutcome;
+pub use published::{next_serial, ZoneOutcome};
 pub use queue::ZoneQueue;
-pub use zones::{next_serial, ZoneOutcome};
 
 /// How to tell revoked certificates: one lookup each (a single zone), or a set read once
 /// (full runs over every certificate).

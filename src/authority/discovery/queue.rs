@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 
-use super::zones::{log_outcome, ZoneOutcome};
+use super::published::ZoneOutcome;
+use super::zones::log_outcome;
 use crate::authority::Authority;
 use crate::model::HealthDomain;
 

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use time::OffsetDateTime;
 
-use super::zones::{next_serial, ZoneJob, ZoneOutcome};
+use super::published::{next_serial, ZoneJob, ZoneOutcome};
 use super::{sha256, Revoked};
 use crate::authority::Authority;
 use crate::config::DomainSettings;

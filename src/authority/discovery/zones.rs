@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use super::published::{next_serial, ZoneJob, ZoneOutcome};
 use super::{sha256, shards, Revoked};
 use crate::authority::Authority;
 use crate::config::DomainSettings;
@@ -19,22 +19,6 @@ use crate::discovery::{self, dns, writer, ReloadOutcome};
 use crate::error::{Error, Result};
 use crate::model::HealthDomain;
 use crate::store::ZoneState;
-
-/// What publishing one zone did.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct ZoneOutcome {
-    pub domain: String,
-    #[schema(value_type = String)]
-    pub path: PathBuf,
-    pub mode: String,
-    pub serial: u32,
-    pub records: usize,
-    /// The content differs from the last published one (the serial moved).
-    pub changed: bool,
-    /// The file was (re)written.
-    pub written: bool,
-    pub reload: ReloadOutcome,
-}
 
 /// What the last complete zone sweep covered.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -54,15 +38,6 @@ struct ZonePlan {
 
 /// Threads writing zone files in a full run: fsync waits, not CPU, bound it.
 const ZONE_WRITERS: usize = 6;
-
-/// A written (or unchanged) zone, with the state to persist once the file is durable.
-pub(super) struct ZoneJob {
-    pub(super) outcome: ZoneOutcome,
-    pub(super) state: Option<ZoneState>,
-    pub(super) settings: DomainSettings,
-    /// Store revision read before planning: the pending changes up to it are in the file.
-    pub(super) upto: u64,
-}
 
 impl Authority {
     pub(super) fn domain_settings(&self, domain: &HealthDomain) -> Result<DomainSettings> {
@@ -459,41 +434,6 @@ pub(super) fn log_outcome(outcome: &ZoneOutcome) {
             domain = outcome.domain.as_str(),
             path = %outcome.path.display(),
             "zone written but the reload command failed: {message}"
-        );
-    }
-}
-
-/// The next SOA serial: date-based (YYYYMMDDnn) while that grows, else last + 1, so it never
-/// goes back and allows any number of changes a day.
-pub fn next_serial(last: Option<u32>, now: OffsetDateTime) -> u32 {
-    let date = u32::try_from(now.year()).unwrap_or(0) * 1_000_000
-        + u32::from(u8::from(now.month())) * 10_000
-        + u32::from(now.day()) * 100;
-    match last {
-        Some(last) => date.max(last.wrapping_add(1)),
-        None => date,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use time::macros::datetime;
-
-    #[test]
-    fn serials_only_grow() {
-        let day = datetime!(2026-11-21 08:00 UTC);
-        assert_eq!(next_serial(None, day), 2026112100);
-        assert_eq!(next_serial(Some(2026112100), day), 2026112101);
-        assert_eq!(next_serial(Some(2026112199), day), 2026112200);
-        assert_eq!(
-            next_serial(Some(2026112105), datetime!(2026-11-22 00:00 UTC)),
-            2026112200
-        );
-        assert_eq!(
-            next_serial(Some(2026112300), datetime!(2026-11-22 00:00 UTC)),
-            2026112301,
-            "a clock set back never lowers the serial"
         );
     }
 }
