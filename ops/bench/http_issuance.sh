@@ -10,13 +10,16 @@
 #   DURATION=20 PORT=18080 KEEP=1 ops/bench/http_issuance.sh
 #   PERF=1 ops/bench/http_issuance.sh          # also profile the server with perf
 #   CONNECTIONS=16 ops/bench/http_issuance.sh  # the 16-client target (default 2 clients)
+#   BIN=/tmp/anchorage-variant ops/bench/http_issuance.sh   # a binary built elsewhere (no build)
 #
 # Steps: release build; a temporary data dir with a generated CA (`anchorage init`); a
 # registrar token; `anchorage serve`; wrk with 2 threads x 1 connection POSTing
 # /api/v1/certificates (one RSA-2048 CSR from openssl) for DURATION seconds, counting status
 # codes in Lua; then `openssl speed -multi 2 -seconds 5 rsa2048`; then the ratio and a
 # PASS/FAIL line. wrk, the server and openssl share the machine's cores, as they would in
-# any single-host measurement: the load average before and after is printed.
+# any single-host measurement: the load average before and after is printed. The script also
+# measures the fdatasync latency of the data directory's disk and prints the closed-loop floor:
+# with C clients each request needs at least one signature and one fdatasync in turn.
 #
 # ADDRESS_MODE=unique (default) makes the address bench-<thread>-<n>@direct.example.com: one
 # holder per certificate, as a registrar's traffic is. ADDRESS_MODE=fixed sends the same body
@@ -55,9 +58,12 @@ echo "load:    $(uptime)"
 echo "mode:    ADDRESS_MODE=$ADDRESS_MODE, $CONNECTIONS connections, ${DURATION}s"
 
 echo "==== build (release)"
-cargo build --release --bin anchorage --quiet
-TARGET_DIR=$(cargo metadata --format-version 1 --no-deps | jq -r .target_directory)
-BIN="$TARGET_DIR/release/anchorage"
+if [[ -z "${BIN:-}" ]]; then
+  cargo build --release --bin anchorage --quiet
+  TARGET_DIR=$(cargo metadata --format-version 1 --no-deps | jq -r .target_directory)
+  BIN="$TARGET_DIR/release/anchorage"
+fi
+echo "binary:  $BIN"
 
 WORK=$(mktemp -d /tmp/anchorage-http-bench.XXXXXX)
 DATA="$WORK/data"
@@ -206,6 +212,29 @@ speed after
 sign_before=$(cat "$WORK/speed.before"); sign_after=$(cat "$WORK/speed.after")
 sign_rate=$(awk -v a="$sign_before" -v b="$sign_after" 'BEGIN {printf "%.1f", (a + b) / 2}')
 
+# The floor of a closed-loop client: each request needs at least one RSA signature and one
+# write + fdatasync on the store's disk, one after the other. Measured here on the data
+# directory's file system (300 x a 4 KiB pwrite + fdatasync into a preallocated file, median).
+fsync_us=$(python3 - "$WORK" <<'PY'
+import os, statistics, sys, time
+path = os.path.join(sys.argv[1], "fsync-probe")
+fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+os.ftruncate(fd, 4 << 20)
+buf, times = os.urandom(4096), []
+for i in range(300):
+    t = time.perf_counter()
+    os.pwrite(fd, buf, (i * 4096) % (4 << 20))
+    os.fdatasync(fd)
+    times.append(time.perf_counter() - t)
+os.close(fd); os.unlink(path)
+print(f"{statistics.median(times) * 1e6:.0f}")
+PY
+)
+# Per-core signature time from openssl's two-process rate; with C clients a client's
+# request takes at least sign + fsync, so C clients reach at most C / (sign + fsync) per
+# second, and never more than the signing rate itself.
+ceiling=$(awk -v s="$sign_rate" -v f="$fsync_us" -v c="$CONNECTIONS" 'BEGIN {
+  t = 2 / s; r = c / (t + f / 1e6); if (r > s) r = s; printf "%.2f", r / s }')
 ratio=$(awk -v r="$rate" -v s="$sign_rate" 'BEGIN {printf "%.3f", r / s}')
 verdict="(diagnostic: the targets are for 2 and 16 clients)"
 [[ -z "$TARGET_RATIO" ]] || verdict=$(awk -v x="$ratio" -v t="$TARGET_RATIO" 'BEGIN {print (x >= t) ? "PASS" : "FAIL"}')
@@ -218,6 +247,8 @@ echo "server peak RSS:       $server_rss"
 echo "server CPU:            $server_cpu_us us per certificate (user+system, all threads)"
 echo "wrk CPU:               $wrk_cpu_us us per certificate"
 echo "machine busy:          $machine_busy% of $(nproc) cores during wrk (every process, not only ours)"
+echo "fdatasync (4 KiB):     $fsync_us us median on the data directory's disk"
+echo "closed-loop floor:     $ceiling x openssl at most with $CONNECTIONS clients (sign + fdatasync per request, nothing else)"
 echo "ratio:                 $ratio (target >= ${TARGET_RATIO:-none})"
 [[ "$other" == 0 ]] || verdict=FAIL
 echo "$verdict: HTTP issuance $rate/s = $ratio x openssl's $sign_rate sign/s ($CONNECTIONS clients, ADDRESS_MODE=$ADDRESS_MODE, non-201: $other)"
