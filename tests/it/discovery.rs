@@ -1682,16 +1682,27 @@ fn sharded_zones_change_incrementally_and_match_a_full_rebuild() {
             );
         }
     }
+    // The zone file includes the shard index, which includes the 4 shards; absolute paths.
     let text = String::from_utf8(read(&zone_file)).unwrap();
-    let includes: Vec<&str> = text
-        .lines()
-        .filter(|l| l.starts_with("$INCLUDE "))
-        .collect();
-    assert_eq!(includes.len(), 4, "{text}");
-    assert!(includes.iter().all(|l| Path::new(&l[9..]).is_absolute()));
+    let includes = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter_map(|l| l.strip_prefix("$INCLUDE "))
+            .map(String::from)
+            .collect()
+    };
+    let index = includes(&text);
+    assert_eq!(
+        index,
+        [format!("{}/index.zone", shard_dir.display())],
+        "{text}"
+    );
+    let index_text = String::from_utf8(read(Path::new(&index[0]))).unwrap();
+    let shard_paths = includes(&index_text);
+    assert_eq!(shard_paths.len(), 4, "{index_text}");
+    assert!(shard_paths.iter().all(|p| Path::new(p).is_absolute()));
     assert!(!text.contains(" IN CERT "), "records are in the shards");
     let files = zone_files(&zone_file);
-    assert_eq!(files.len(), 5, "{:?}", files.keys());
+    assert_eq!(files.len(), 6, "{:?}", files.keys());
     let records = |files: &std::collections::BTreeMap<String, Vec<u8>>| {
         files
             .values()
@@ -1805,3 +1816,4 @@ fn sharded_zones_change_incrementally_and_match_a_full_rebuild() {
         .contains("$INCLUDE"));
     named_checkzone(DOMAIN, &zone_file);
 }
+
