@@ -18,7 +18,7 @@ pub use bundles::BundlesConfig;
 
 pub use publish::{
     check_base_dn, hostmaster_name, BaseDnError, DomainPublish, DomainSettings, FileModeError,
-    HostmasterError, LdapConfig, PublishConfig, SoaConfig, SrvRecord, ZoneMode,
+    HostmasterError, LdapConfig, PublishConfig, SoaConfig, SrvRecord, ZoneMode, MAX_SHARDS,
 };
 
 /// The file `init` writes inside the data directory and later commands read.

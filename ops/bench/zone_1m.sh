@@ -5,13 +5,15 @@
 # start after a large import does not pin hundreds of MB.
 #
 #   ops/bench/zone_1m.sh                          # 1,000,000 certificates (~8 min of fill)
-#   COUNT=200000 SHARDS=52 ops/bench/zone_1m.sh   # smaller store, same shard size as 1M / 256
+#   COUNT=100000 SHARDS=410 ops/bench/zone_1m.sh  # smaller store, the 1M shard size (~244)
 #   DATA=/tmp/zone-1m ops/bench/zone_1m.sh        # re-use a filled store (no init, no fill)
 #   ROUNDS=9 FULL_RUNS=3 KEEP=1 ...               # rounds of each measurement; keep the dir
+#   FIRST_START=1 DATA=...                        # a store filled apart: measure its first start
 #
 # Steps: release build; `anchorage init` with one managed domain, `[publish]` mode = "zone"
-# and shards = SHARDS; fill it with COUNT real certificates, all in that domain
-# (ops/bench/fill_store.rs, which writes them with their indexes and publishes nothing);
+# and shards = SHARDS (0: chosen from the zone size, 4096 at 1M); fill it with COUNT real
+# certificates, all in that domain (ops/bench/fill_store.rs, which writes them with their
+# indexes and publishes nothing);
 # then, in this order:
 #  1. first start after the fill: spawn `anchorage serve`, time to the port accepting, VmRSS
 #     after IDLE s, then wait for the first sweep's "published zone" log line (it finds the
@@ -28,7 +30,7 @@ set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 COUNT=${COUNT:-1000000}
-SHARDS=${SHARDS:-256}
+SHARDS=${SHARDS:-0}
 ROUNDS=${ROUNDS:-7}
 FULL_RUNS=${FULL_RUNS:-2}
 IDLE=${IDLE:-2}
@@ -43,11 +45,23 @@ echo "cpu:     $(lscpu | sed -n 's/^Model name: *//p' | head -1)"
 echo "commit:  ${BENCH_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet HEAD 2>/dev/null || echo ' (+ uncommitted changes)')}"
 echo "load:    $(uptime)"
 
-echo "==== build (release)"
-cargo build --release --bin anchorage --quiet
-cargo bench --no-run --quiet --bench fill_store --bench zone_change 2>/dev/null
-TARGET_DIR=$(cargo metadata --format-version 1 --no-deps | jq -r .target_directory)
-BIN="$TARGET_DIR/release/anchorage"
+# BIN=path/anchorage BENCH_DIR=target/release/deps: built binaries, no build (the bench
+# executables are found there by name).
+if [[ -z "${BIN:-}" ]]; then
+  echo "==== build (release)"
+  cargo build --release --bin anchorage --quiet
+  cargo bench --no-run --quiet --bench fill_store --bench zone_change 2>/dev/null
+  TARGET_DIR=$(cargo metadata --format-version 1 --no-deps | jq -r .target_directory)
+  BIN="$TARGET_DIR/release/anchorage"
+fi
+# A bench executable: the newest built one under BENCH_DIR, else through cargo.
+bench() {
+  local name=$1
+  shift
+  local exe
+  exe=$(ls -t "${BENCH_DIR:-/nonexistent}/$name"-* 2>/dev/null | grep -v '\.d$' | head -1 || true)
+  if [[ -n "$exe" ]]; then "$exe" "$@"; else cargo bench --quiet --bench "$name" -- "$@"; fi
+}
 
 FRESH=0
 if [[ -z "${DATA:-}" ]]; then
@@ -64,7 +78,7 @@ if [[ ! -d "$DATA/store" ]]; then
   grep -q '^mode = "zone"$' "$DATA/anchorage.toml" && grep -q "^shards = $SHARDS\$" "$DATA/anchorage.toml" ||
     { echo "could not set [publish] mode and shards in $DATA/anchorage.toml" >&2; exit 1; }
   t0=$(date +%s.%N)
-  RUST_LOG=warn cargo bench --quiet --bench fill_store -- --data-dir "$DATA" --count "$COUNT"
+  RUST_LOG=warn bench fill_store --data-dir "$DATA" --count "$COUNT"
   echo "fill: $(echo "$(date +%s.%N) - $t0" | bc) s"
   FRESH=1
 else
@@ -73,7 +87,7 @@ fi
 echo "store: $(du -sh "$DATA/store" | cut -f1) on disk; load $(cut -d' ' -f1-3 /proc/loadavg)"
 ZONE="$DATA/published/dns/$DOMAIN.zone"
 
-if [[ "$FRESH" == 1 ]]; then
+if [[ "$FRESH" == 1 || "${FIRST_START:-0}" == 1 ]]; then
   echo "==== 1. first start after the fill (load $(cut -d' ' -f1-3 /proc/loadavg))"
   python3 - "$BIN" "$DATA" "$IDLE" <<'PY'
 import os, signal, socket, subprocess, sys, time, threading
@@ -126,7 +140,7 @@ done
 echo "zone file $(stat -c %s "$ZONE") bytes; shards: $(ls "$ZONE.d" 2>/dev/null | wc -l) files, $(du -sb "$ZONE.d" 2>/dev/null | cut -f1) bytes"
 
 echo "==== 3. one change's zone update ($ROUNDS revocations, $ROUNDS issuances; load $(cut -d' ' -f1-3 /proc/loadavg))"
-OUT=$(RUST_LOG=warn cargo bench --quiet --bench zone_change -- --data-dir "$DATA" --rounds "$ROUNDS")
+OUT=$(RUST_LOG=warn bench zone_change --data-dir "$DATA" --rounds "$ROUNDS")
 echo "$OUT"
 SPARE=$(echo "$OUT" | sed -n 's/^spare serials: //p')
 

@@ -51,6 +51,8 @@ pub struct PublishConfig {
     /// stay one file.
     pub shard_above: usize,
     /// How many shard files a sharded zone has (2..=4096); an owner's records stay in one.
+    /// 0 (the default): chosen from the zone's size, a power of two giving ~256 records
+    /// (~400 KB) per shard, so a change rewrites and syncs a small file at any size.
     pub shards: u32,
     /// SOA and NS records for `mode = "zone"`.
     pub soa: SoaConfig,
@@ -129,7 +131,8 @@ pub struct DomainSettings {
     pub reload_timeout_secs: u64,
     pub soa: SoaConfig,
     pub ldap_srv: Vec<SrvRecord>,
-    /// `publish.shard_above` and `publish.shards` (see [`PublishConfig`]).
+    /// `publish.shard_above` and `publish.shards` (see [`PublishConfig`]); `shards` 0: chosen
+    /// from the zone's size.
     pub shard_above: usize,
     pub shards: u32,
 }
@@ -159,7 +162,7 @@ impl Default for PublishConfig {
             sweep_interval_secs: 300,
             coalesce_millis: 200,
             shard_above: 10_000,
-            shards: 256,
+            shards: 0,
             soa: SoaConfig::default(),
             ldap: LdapConfig::default(),
             domains: BTreeMap::new(),
@@ -219,7 +222,10 @@ impl PublishConfig {
             soa: over.soa.unwrap_or_else(|| self.soa.clone()),
             ldap_srv: over.ldap_srv,
             shard_above: self.shard_above,
-            shards: self.shards.clamp(2, MAX_SHARDS),
+            shards: match self.shards {
+                0 => 0,
+                n => n.clamp(2, MAX_SHARDS),
+            },
         }
     }
 
@@ -258,9 +264,9 @@ impl PublishConfig {
         if self.sweep_interval_secs == 0 {
             out.push("publish.sweep_interval_secs must be at least 1".into());
         }
-        if !(2..=MAX_SHARDS).contains(&self.shards) {
+        if self.shards != 0 && !(2..=MAX_SHARDS).contains(&self.shards) {
             out.push(format!(
-                "publish.shards = {} is outside 2..{MAX_SHARDS}",
+                "publish.shards = {} is outside 2..{MAX_SHARDS} (0: chosen from the zone's size)",
                 self.shards
             ));
         }

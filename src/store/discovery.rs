@@ -14,6 +14,10 @@ const LDAP_REVISION: &[u8] = b"ldap/revision";
 const LDAP_ENTRY: &str = "ldap/entry/";
 const LDAP_LOG: &[u8] = b"ldap/log/";
 const ZONE: &str = "zone/";
+/// A sharded zone's shard states: `zone-shard/<domain> NUL be_u32(shard)` -> be_u64(records)
+/// digest. Apart from the zone's record, so a change rewrites the one shard state it touched
+/// instead of a record of 4,096 (~230 KB of JSON, past sled's blob threshold).
+const ZONE_SHARD: &str = "zone-shard/";
 /// What the last complete zone sweep covered.
 const SWEEP_MARK: &[u8] = b"sweep/mark";
 /// Directory updates per sled batch.
@@ -55,6 +59,60 @@ pub struct ZoneState {
     /// A sharded zone's shard files, in order; empty for a zone written as one file.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub shards: Vec<ShardState>,
+}
+
+/// How a zone state is stored: its shard states are separate keys (`ZONE_SHARD`); `shards`
+/// is read from records written before that.
+#[derive(Serialize, Deserialize)]
+struct StoredZone {
+    serial: u32,
+    digest: String,
+    #[serde(default)]
+    settings: String,
+    #[serde(default)]
+    records: usize,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    shards: Vec<ShardState>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    shard_count: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+fn shard_prefix(domain: &str) -> Vec<u8> {
+    let mut key = format!("{ZONE_SHARD}{domain}").into_bytes();
+    key.push(0);
+    key
+}
+
+fn shard_key(domain: &str, shard: usize) -> Vec<u8> {
+    let mut key = shard_prefix(domain);
+    key.extend_from_slice(&u32::try_from(shard).unwrap_or(u32::MAX).to_be_bytes());
+    key
+}
+
+fn shard_value(state: &ShardState) -> Vec<u8> {
+    let mut value = u64::try_from(state.records)
+        .unwrap_or(u64::MAX)
+        .to_be_bytes()
+        .to_vec();
+    value.extend_from_slice(state.digest.as_bytes());
+    value
+}
+
+fn parse_shard_value(value: &[u8]) -> Result<ShardState> {
+    let records = value
+        .get(..8)
+        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+        .map(u64::from_be_bytes)
+        .and_then(|n| usize::try_from(n).ok())
+        .ok_or_else(|| Error::Store("a zone shard state is malformed".into()))?;
+    Ok(ShardState {
+        records,
+        digest: String::from_utf8_lossy(value.get(8..).unwrap_or_default()).into_owned(),
+    })
 }
 
 /// What one shard file of a sharded zone holds.
@@ -238,21 +296,85 @@ impl Store {
         })
     }
 
+    /// The last written state of a zone. A sharded zone whose shard states are not all there
+    /// comes back with fewer shards than it had, which no layout matches: it is rebuilt.
     pub fn zone_state(&self, domain: &str) -> Result<Option<ZoneState>> {
-        self.discovery
-            .get(format!("{ZONE}{domain}"))?
-            .map(|b| decode(&b, "zone state"))
-            .transpose()
+        let Some(bytes) = self.discovery.get(format!("{ZONE}{domain}"))? else {
+            return Ok(None);
+        };
+        let stored: StoredZone = decode(&bytes, "zone state")?;
+        let mut shards = stored.shards;
+        if stored.shard_count > 0 {
+            shards = self.zone_shards(domain)?;
+            shards.truncate(stored.shard_count);
+        }
+        Ok(Some(ZoneState {
+            serial: stored.serial,
+            digest: stored.digest,
+            settings: stored.settings,
+            records: stored.records,
+            shards,
+        }))
     }
 
-    /// Records the last written state of zones, durably, in one batch.
+    /// The stored shard states of a zone, in shard order, up to the first gap.
+    fn zone_shards(&self, domain: &str) -> Result<Vec<ShardState>> {
+        let prefix = shard_prefix(domain);
+        let mut out = Vec::new();
+        for item in self.discovery.scan_prefix(&prefix) {
+            let (key, value) = item?;
+            if key.get(prefix.len()..)
+                != Some(&u32::try_from(out.len()).unwrap_or(u32::MAX).to_be_bytes()[..])
+            {
+                break;
+            }
+            out.push(parse_shard_value(&value)?);
+        }
+        Ok(out)
+    }
+
+    /// Records the last written state of zones, durably, in one batch: a sharded zone's
+    /// shard states that differ from the stored ones, and its record.
     pub fn put_zone_states(&self, states: &[(String, ZoneState)]) -> Result<()> {
         if states.is_empty() {
             return Ok(());
         }
         let mut batch = sled::Batch::default();
         for (domain, state) in states {
-            batch.insert(format!("{ZONE}{domain}").as_bytes(), encode(state)?);
+            let stored_shards: Vec<(usize, ShardState)> = self
+                .discovery
+                .scan_prefix(shard_prefix(domain))
+                .map(|item| {
+                    let (key, value) = item?;
+                    let index = key
+                        .get(key.len().saturating_sub(4)..)
+                        .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                        .map_or(usize::MAX, |b| u32::from_be_bytes(b) as usize);
+                    Ok((index, parse_shard_value(&value)?))
+                })
+                .collect::<Result<_>>()?;
+            for (index, _) in &stored_shards {
+                if *index >= state.shards.len() {
+                    batch.remove(shard_key(domain, *index));
+                }
+            }
+            for (index, shard) in state.shards.iter().enumerate() {
+                let same = stored_shards
+                    .get(index)
+                    .is_some_and(|(i, old)| *i == index && old == shard);
+                if !same {
+                    batch.insert(shard_key(domain, index), shard_value(shard));
+                }
+            }
+            let stored = StoredZone {
+                serial: state.serial,
+                digest: state.digest.clone(),
+                settings: state.settings.clone(),
+                records: state.records,
+                shards: Vec::new(),
+                shard_count: state.shards.len(),
+            };
+            batch.insert(format!("{ZONE}{domain}").as_bytes(), encode(&stored)?);
         }
         self.discovery.apply_batch(batch)?;
         self.flush()
@@ -342,5 +464,66 @@ impl Store {
             out.entry(key).or_insert(change);
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shard(records: usize, digest: &str) -> ShardState {
+        ShardState {
+            records,
+            digest: digest.into(),
+        }
+    }
+
+    /// A sharded zone's shard states live in their own keys and come back whole; a smaller
+    /// layout drops the extra ones; a zone written as one file has none; a missing shard
+    /// state shortens what is read, so no layout matches it.
+    #[test]
+    fn zone_states_keep_their_shards_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut state = ZoneState {
+            serial: 7,
+            digest: "d".into(),
+            settings: "s".into(),
+            records: 6,
+            shards: vec![shard(1, "a"), shard(2, "b"), shard(3, "c")],
+        };
+        store
+            .put_zone_states(&[("d.example".into(), state.clone())])
+            .unwrap();
+        assert_eq!(store.zone_state("d.example").unwrap(), Some(state.clone()));
+        let main = store.discovery.get("zone/d.example").unwrap().unwrap();
+        assert!(
+            !String::from_utf8_lossy(&main).contains("\"a\""),
+            "not inline"
+        );
+
+        state.shards[1] = shard(1, "b2");
+        state.shards.pop();
+        store
+            .put_zone_states(&[("d.example".into(), state.clone())])
+            .unwrap();
+        assert_eq!(store.zone_state("d.example").unwrap(), Some(state.clone()));
+        assert_eq!(store.zone_shards("d.example").unwrap().len(), 2);
+        assert_eq!(store.zone_state("e.example").unwrap(), None);
+
+        store.discovery.remove(shard_key("d.example", 0)).unwrap();
+        assert!(store
+            .zone_state("d.example")
+            .unwrap()
+            .unwrap()
+            .shards
+            .is_empty());
+
+        state.shards.clear();
+        store
+            .put_zone_states(&[("d.example".into(), state.clone())])
+            .unwrap();
+        assert_eq!(store.zone_state("d.example").unwrap(), Some(state));
+        assert!(store.zone_shards("d.example").unwrap().is_empty());
     }
 }

@@ -31,6 +31,7 @@ mod handle;
 mod migrate;
 mod organisations;
 mod sync;
+mod view_changes;
 mod zone_index;
 
 pub use accounts::TokenRecord;
@@ -46,6 +47,7 @@ pub use external::{AnchorFinding, ExternalAnchor, ExternalAttempt, ExternalState
 pub use handle::{Healing, StoreFault, StoreHandle, MIN_FREE_BYTES};
 pub use migrate::{MigrationReport, SCHEMA};
 pub use organisations::{idempotency_key, IdempotencyRecord};
+pub use view_changes::PendingHolder;
 pub use zone_index::{holder_bucket, shard_of_bucket, shard_start, BucketEntry, BUCKETS};
 
 use crate::error::{Error, Result};

@@ -262,21 +262,32 @@ impl Store {
             .collect()
     }
 
-    /// Forgets the changes of `domain` up to revision `upto`, once its zone shows them.
+    /// Forgets the changes of `domain` up to revision `upto`, once its zone shows them (the
+    /// directory view notes their holders first, when there is one: `view_changes`).
     pub fn clear_zone_changes(&self, domain: &str, upto: u64) -> Result<()> {
         let (lo, hi) = change_range(domain, upto);
+        let revision_at = domain.len() + 1;
         loop {
-            let keys: Vec<sled::IVec> = self
+            let items: Vec<(sled::IVec, sled::IVec)> = self
                 .zone_changes
                 .range(lo.clone()..hi.clone())
-                .keys()
                 .take(BUILD_CHUNK)
                 .collect::<std::result::Result<_, _>>()?;
-            if keys.is_empty() {
+            if items.is_empty() {
                 return Ok(());
             }
+            self.note_view_changes(
+                domain,
+                items.iter().map(|(k, v)| {
+                    let revision = k
+                        .get(revision_at..revision_at + 8)
+                        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                        .map_or(0, u64::from_be_bytes);
+                    (revision, &v[..])
+                }),
+            )?;
             let mut batch = sled::Batch::default();
-            for k in keys {
+            for (k, _) in items {
                 batch.remove(k);
             }
             self.zone_changes.apply_batch(batch)?;

@@ -1682,16 +1682,27 @@ fn sharded_zones_change_incrementally_and_match_a_full_rebuild() {
             );
         }
     }
+    // The zone file includes the shard index, which includes the 4 shards; absolute paths.
     let text = String::from_utf8(read(&zone_file)).unwrap();
-    let includes: Vec<&str> = text
-        .lines()
-        .filter(|l| l.starts_with("$INCLUDE "))
-        .collect();
-    assert_eq!(includes.len(), 4, "{text}");
-    assert!(includes.iter().all(|l| Path::new(&l[9..]).is_absolute()));
+    let includes = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter_map(|l| l.strip_prefix("$INCLUDE "))
+            .map(String::from)
+            .collect()
+    };
+    let index = includes(&text);
+    assert_eq!(
+        index,
+        [format!("{}/index.zone", shard_dir.display())],
+        "{text}"
+    );
+    let index_text = String::from_utf8(read(Path::new(&index[0]))).unwrap();
+    let shard_paths = includes(&index_text);
+    assert_eq!(shard_paths.len(), 4, "{index_text}");
+    assert!(shard_paths.iter().all(|p| Path::new(p).is_absolute()));
     assert!(!text.contains(" IN CERT "), "records are in the shards");
     let files = zone_files(&zone_file);
-    assert_eq!(files.len(), 5, "{:?}", files.keys());
+    assert_eq!(files.len(), 6, "{:?}", files.keys());
     let records = |files: &std::collections::BTreeMap<String, Vec<u8>>| {
         files
             .values()
@@ -1804,4 +1815,157 @@ fn sharded_zones_change_incrementally_and_match_a_full_rebuild() {
         .unwrap()
         .contains("$INCLUDE"));
     named_checkzone(DOMAIN, &zone_file);
+}
+
+// ---- incremental LDIF change files ---------------------------------------------------------
+
+/// Every entry slapd holds under the base DN, each as its sorted lines, in order: two
+/// servers with the same content give the same dump whatever order they were loaded in.
+fn directory_dump(slapd: &Slapd) -> Vec<Vec<String>> {
+    let out = slapd.search(BASE_DN, &["(objectClass=*)", "*"]);
+    out.assert_success("ldapsearch of the whole directory");
+    let mut entries: Vec<Vec<String>> = out
+        .stdout
+        .split("\n\n")
+        .filter(|e| !e.trim().is_empty())
+        .map(|e| {
+            let mut lines: Vec<String> = e.lines().map(String::from).collect();
+            lines.sort();
+            lines
+        })
+        .collect();
+    entries.sort();
+    entries
+}
+
+fn ldapmodify(slapd: &Slapd, file: &Path) {
+    run(
+        "ldapmodify",
+        &[
+            "-x",
+            "-H",
+            &slapd.url,
+            "-D",
+            ROOT_DN,
+            "-w",
+            ROOT_PW,
+            "-f",
+            file.to_str().unwrap(),
+        ],
+    )
+    .assert_success(&format!("ldapmodify -f {}", file.display()));
+}
+
+/// The directory view behind `publish ldif --since` is kept from the changes alone
+/// (issuances and revocations, whether their zone was published or is still queued, and
+/// expiries from the time index), not from a walk of every certificate; what it records is
+/// what a full walk records: a full export afterwards finds nothing new (same revision) and
+/// the change file cut again is byte for byte the same. slapd loaded with the old export and
+/// given the change file holds exactly what slapd loaded with the new full export holds.
+#[test]
+fn ldif_change_files_are_incremental_and_match_a_full_export() {
+    let dir = tempfile::tempdir().unwrap();
+    let start = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
+    let clock = Arc::new(TestClock(Mutex::new(start)));
+    let config = Config {
+        data_dir: dir.path().join("data"),
+        managed_domains: vec![HealthDomain::parse(DOMAIN).unwrap()],
+        ..Config::default()
+    };
+    let authority = Authority::open(config, clock.clone()).unwrap();
+    authority
+        .init(
+            InitOptions::default(),
+            &Passphrase::new("discovery test passphrase (not a secret)".into()).unwrap(),
+            "test",
+        )
+        .unwrap();
+    let mut issued = Vec::new();
+    for name in ["ann", "bob", "cy"] {
+        issued.push(issue_generated(&authority, &format!("{name}@{DOMAIN}")));
+    }
+    let first_file = dir.path().join("first.ldif");
+    let first = authority.publish_ldif(Some(&first_file)).unwrap();
+    assert_eq!(first.certificates, 3);
+
+    // Changes: a new holder (add), a second certificate for ann (modify), bob revoked
+    // (delete): their zone is published at once, which notes them for the view.
+    issue_generated(&authority, &format!("dee@{DOMAIN}"));
+    issue_generated(&authority, &format!("ann@{DOMAIN}"));
+    let serial = |i: usize| anchorage::model::Serial::parse(&issued[i].0).unwrap();
+    authority
+        .revoke(
+            &serial(1),
+            anchorage::model::RevocationReason::KeyCompromise,
+            "test",
+        )
+        .unwrap();
+    let store = authority.danger_store().unwrap();
+    assert_eq!(store.pending_view_holders(usize::MAX).unwrap().len(), 3);
+    // Then one whose zone publication is still queued (its change is pending in the store).
+    authority.queue_zone_publication();
+    issue_generated(&authority, &format!("eve@{DOMAIN}"));
+
+    let changes_file = dir.path().join("changes.ldif");
+    let changes = authority
+        .publish_ldif_changes(first.revision, Some(&changes_file))
+        .unwrap();
+    assert!(changes.revision > first.revision);
+    assert_eq!(
+        changes.entries, 4,
+        "dee and eve added, ann modified, bob deleted"
+    );
+    let text = String::from_utf8(read(&changes_file)).unwrap();
+    for (kind, n) in [("add", 2), ("modify", 1), ("delete", 1)] {
+        assert_eq!(
+            text.matches(&format!("changetype: {kind}\n")).count(),
+            n,
+            "{kind}: {text}"
+        );
+    }
+    assert!(
+        store.pending_view_holders(usize::MAX).unwrap().is_empty(),
+        "what the view shows is forgotten"
+    );
+
+    // A full export walks every certificate: it finds nothing the incremental sync missed.
+    let full_file = dir.path().join("full.ldif");
+    let full = authority.publish_ldif(Some(&full_file)).unwrap();
+    assert_eq!(
+        full.revision, changes.revision,
+        "the full walk changed the view"
+    );
+    assert_eq!(full.certificates, 5);
+    let again_file = dir.path().join("again.ldif");
+    authority
+        .publish_ldif_changes(first.revision, Some(&again_file))
+        .unwrap();
+    assert_eq!(
+        read(&again_file),
+        read(&changes_file),
+        "the same change file"
+    );
+
+    let incremental = Slapd::start(&dir.path().join("slapd-a"), Some(&first_file));
+    ldapmodify(&incremental, &changes_file);
+    let whole = Slapd::start(&dir.path().join("slapd-b"), Some(&full_file));
+    let dump = directory_dump(&whole);
+    assert_eq!(dump.len(), 2 + 4, "base, container and 4 holders: {dump:?}");
+    assert_eq!(directory_dump(&incremental), dump);
+
+    // Past every notAfter: the time index tells the view every holder left, without a walk.
+    authority.publish_queued_zones();
+    *clock.0.lock().unwrap() = start + ::time::Duration::days(4 * 365);
+    let expired_file = dir.path().join("expired.ldif");
+    let expired = authority
+        .publish_ldif_changes(full.revision, Some(&expired_file))
+        .unwrap();
+    assert_eq!(expired.entries, 4, "4 deletes");
+    ldapmodify(&incremental, &expired_file);
+    assert_eq!(directory_dump(&incremental).len(), 2, "base and container");
+    let after = authority
+        .publish_ldif(Some(&dir.path().join("after.ldif")))
+        .unwrap();
+    assert_eq!(after.revision, expired.revision);
+    assert_eq!(after.certificates, 0);
 }

@@ -1,6 +1,7 @@
 //! The directory (LDAP) view of discovery: the full LDIF export and the change file taking
 //! a directory from one revision to the next, both streamed holder by holder, with the
-//! directory view in the store recording what each export showed. Split from zones because
+//! directory view in the store recording what each export showed (kept current from the
+//! changes alone between full exports: `view`). Split from zones because
 //! it keeps its own state (entry digests and revisions) and its own lock.
 
 use std::collections::{BTreeMap, HashSet};
@@ -58,21 +59,21 @@ impl LdifSink<'_> {
 }
 
 /// One holder of the directory with its publishable certificates.
-struct Holder {
+pub(super) struct Holder {
     domain: String,
     mail: String,
-    serials: Vec<Serial>,
+    pub(super) serials: Vec<Serial>,
     ders: Vec<Vec<u8>>,
 }
 
 /// Key of an entry in the directory view: `domain NUL` for a container, `domain NUL holder`
 /// for a holder, so containers sort before their holders.
-fn entry_key(domain: &str, holder: Option<&str>) -> String {
+pub(super) fn entry_key(domain: &str, holder: Option<&str>) -> String {
     format!("{domain}\0{}", holder.unwrap_or(""))
 }
 
 /// The recorded state of a holder entry: a digest of its serials (containers: constant).
-fn entry_state(serials: &[Serial]) -> Vec<u8> {
+pub(super) fn entry_state(serials: &[Serial]) -> Vec<u8> {
     let mut text = String::from("v1");
     for s in serials {
         text.push(' ');
@@ -86,7 +87,7 @@ fn entry_state(serials: &[Serial]) -> Vec<u8> {
 
 /// Collects what changed in the directory view while the directory is streamed.
 #[derive(Default)]
-struct ViewSync {
+pub(super) struct ViewSync {
     updates: Vec<EntryUpdate>,
     seen: HashSet<String>,
 }
@@ -126,6 +127,7 @@ impl Authority {
         let path = sink.path_or(|| self.config.publish.ldif_file(&self.config.data_dir));
         let base = self.config.publish.ldap.base_dn.as_str();
         let now = self.now();
+        let upto = self.begin_full_view_walk(now)?;
         let mut sync = ViewSync::default();
         let (mut entries, mut certificates) = (1, 0);
         let mut failure = None;
@@ -157,6 +159,7 @@ impl Authority {
         })
         .map_err(|e| failure.take().unwrap_or(e))?;
         let revision = self.apply_view_sync(sync)?;
+        self.end_full_view_walk(now, upto)?;
         Ok(LdifOutcome {
             path,
             revision,
@@ -172,9 +175,7 @@ impl Authority {
             .lock()
             .map_err(|_| Error::Publish("a previous publication panicked".into()))?;
         let now = self.now();
-        let mut sync = ViewSync::default();
-        self.walk_directory(now, &mut sync, |_, _| Ok(()))?;
-        let revision = self.apply_view_sync(sync)?;
+        let revision = self.sync_view(now)?;
         if since > revision {
             // Worded for both the CLI flag and the HTTP query parameter of the same name.
             return Err(Error::InvalidInput(format!(
@@ -271,7 +272,7 @@ impl Authority {
     }
 
     /// One holder's publishable certificates.
-    fn holder(&self, domain: &str, mail: &str, now: OffsetDateTime) -> Result<Holder> {
+    pub(super) fn holder(&self, domain: &str, mail: &str, now: OffsetDateTime) -> Result<Holder> {
         let mut holder = Holder {
             domain: domain.to_string(),
             mail: mail.to_string(),
@@ -290,7 +291,7 @@ impl Authority {
 
     /// Visits every directory entry in order: per managed domain its container, then each
     /// holder with at least one publishable certificate; notes view changes on the way.
-    fn walk_directory(
+    pub(super) fn walk_directory(
         &self,
         now: OffsetDateTime,
         sync: &mut ViewSync,
@@ -359,7 +360,7 @@ impl Authority {
 
     /// Records the noted changes, plus deletes for entries no longer seen, under a new
     /// directory revision (the current one when nothing changed).
-    fn apply_view_sync(&self, mut sync: ViewSync) -> Result<u64> {
+    pub(super) fn apply_view_sync(&self, mut sync: ViewSync) -> Result<u64> {
         for key in self.store()?.ldap_entry_keys() {
             let key = key?;
             if !sync.seen.contains(&key) {

@@ -1,7 +1,8 @@
 //! Discovery publication use cases: the DNS zones (`zones`), the LDAP directory export
-//! (`directory`) and the batching of zone rewrites after changes (`queue`). What they share
-//! lives here: which certificates are publishable (valid now, not revoked). Files are
-//! streamed to disk certificate by certificate; only the small plan is in memory.
+//! (`directory`, its view kept current from changes by `view`) and the batching of zone
+//! rewrites after changes (`queue`). What they share lives here: which certificates are
+//! publishable (valid now, not revoked). Files are streamed to disk certificate by
+//! certificate; only the small plan is in memory.
 
 use std::collections::HashSet;
 
@@ -16,6 +17,7 @@ mod directory;
 mod published;
 mod queue;
 mod shards;
+mod view;
 mod zones;
 
 pub use directory::LdifOutcome;

@@ -1,14 +1,18 @@
 //! Sharded zones, so that a change in a domain of a million certificates reaches DNS in
 //! milliseconds (a 1.5 GB zone file cannot be rewritten per change). A zone with more than
-//! `publish.shard_above` CERT records is written as `publish.shards` shard files under
-//! `<zone file>.d/`, which the zone file `$INCLUDE`s by absolute path: BIND reads a relative
-//! `$INCLUDE` from its working directory, not the including file's, so only an absolute path
-//! names the same file for every server. A record's shard is a range of its holder's hash
-//! bucket (store `zone_index`): every record of an owner name is in one shard, and one shard
-//! is read by one range scan. A change rewrites its shard and the small zone file (new SOA
-//! serial); the zone digest is built from the per-shard digests kept in the zone state, so
-//! nothing walks the whole domain. A full rebuild writes the same bytes: both render a shard
-//! from the same ordered range.
+//! `publish.shard_above` CERT records is written as shard files under `<zone file>.d/`: the
+//! zone file (SOA, NS, SRV) `$INCLUDE`s `<zone file>.d/index.zone`, which `$INCLUDE`s each
+//! shard, all by absolute path (BIND reads a relative `$INCLUDE` from its working directory,
+//! not the including file's, so only an absolute path names the same file for every server).
+//! The index changes only with the layout, so a change rewrites one shard and a ~500-byte zone
+//! file (new SOA serial) whatever the shard count. The count is `publish.shards`, or (0, the
+//! default) a power of two giving ~256 records (~400 KB) per shard: a change costs the rewrite
+//! and fsync of one shard, which must stay small at a million records (syncing a 6 MB shard
+//! took ~110 ms alone on the benchmark machine). A record's shard is a range of its holder's
+//! hash bucket (store `zone_index`): every record of an owner name is in one shard, and one
+//! shard is read by one range scan. The zone digest is built from the per-shard digests kept
+//! in the zone state, so nothing walks the whole domain. A full rebuild writes the same bytes:
+//! both render a shard from the same ordered range.
 
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -19,7 +23,7 @@ use time::OffsetDateTime;
 use super::published::{next_serial, ZoneJob, ZoneOutcome};
 use super::{sha256, Revoked};
 use crate::authority::Authority;
-use crate::config::DomainSettings;
+use crate::config::{DomainSettings, MAX_SHARDS};
 use crate::discovery::{dns, writer, ReloadOutcome};
 use crate::error::{Error, Result};
 use crate::model::HealthDomain;
@@ -27,6 +31,65 @@ use crate::store::{self, ShardState, ZoneState};
 
 /// Pending changes of one domain beyond which its zone is rebuilt whole (a bulk import).
 const PENDING_LIMIT: usize = 4096;
+/// Records per shard an automatic count (`publish.shards = 0`) aims at.
+const AUTO_RECORDS: usize = 256;
+/// Fewest shards of an automatic count.
+const AUTO_MIN: u32 = 2;
+/// The file of a shard directory that `$INCLUDE`s every shard (not a hex name: no clash).
+const INDEX: &str = "index.zone";
+
+/// The shard count a zone of `records` CERT records is written with afresh: the configured
+/// one, or the smallest power of two giving at most [`AUTO_RECORDS`] per shard.
+pub(super) fn fresh_count(settings: &DomainSettings, records: usize) -> u32 {
+    if settings.shards != 0 {
+        return settings.shards;
+    }
+    let want = records.div_ceil(AUTO_RECORDS).max(1).next_power_of_two();
+    u32::try_from(want)
+        .unwrap_or(MAX_SHARDS)
+        .clamp(AUTO_MIN, MAX_SHARDS)
+}
+
+/// Whether a zone written with `count` shards keeps that layout at `records` records (another
+/// layout rewrites the zone whole): a configured count while it is configured; an automatic
+/// one until the zone grew past twice [`AUTO_RECORDS`] per shard or shrank below an eighth,
+/// so a domain growing from 10,000 to 1,000,000 records is rebuilt a few times, not per change.
+pub(super) fn keeps_count(settings: &DomainSettings, count: u32, records: usize) -> bool {
+    if settings.shards != 0 {
+        return count == settings.shards;
+    }
+    let fresh = fresh_count(settings, records);
+    fresh <= count.saturating_mul(2) && fresh.saturating_mul(8) >= count
+}
+
+/// `settings` with the shard count of one layout (the rendering reads `settings.shards`).
+pub(super) fn with_count(settings: &DomainSettings, count: u32) -> DomainSettings {
+    DomainSettings {
+        shards: count,
+        ..settings.clone()
+    }
+}
+
+/// The shard count a full run plans with first: the last layout's when it still applies,
+/// else the configured count, or the largest for an automatic one (its plans give the record
+/// count the final choice needs). The flag says the layout is the last one.
+pub(super) fn first_count(settings: &DomainSettings, last: Option<&ZoneState>) -> (u32, bool) {
+    let previous = last
+        .filter(|s| !s.shards.is_empty())
+        .and_then(|s| Some((s, u32::try_from(s.shards.len()).ok()?)))
+        .filter(|(s, n)| {
+            (settings.shards == 0 || settings.shards == *n)
+                && s.settings == settings_id(&with_count(settings, *n))
+        });
+    let small = last.is_some_and(|s| s.shards.is_empty() && s.records <= settings.shard_above);
+    match previous {
+        Some((_, n)) => (n, true),
+        None if settings.shards != 0 => (settings.shards, false),
+        // A zone that was one file is likely still small: plan cheaply, re-plan if not.
+        None if small => (AUTO_MIN, false),
+        None => (MAX_SHARDS, false),
+    }
+}
 
 /// The directory of a sharded zone's shard files: `<zone file>.d`.
 pub(super) fn shard_dir(file: &Path) -> PathBuf {
@@ -46,9 +109,10 @@ fn absolute(file: &Path) -> Result<PathBuf> {
     std::path::absolute(file).map_err(|e| Error::io(file, e))
 }
 
-/// Identity of everything in a domain's settings that shapes its files.
+/// Identity of everything in a domain's settings that shapes its files (for a sharded zone,
+/// the settings with its shard count; v3: the shard index file).
 pub(super) fn settings_id(settings: &DomainSettings) -> String {
-    hex::encode(sha256(format!("v2 {settings:?}").as_bytes()))
+    hex::encode(sha256(format!("v3 {settings:?}").as_bytes()))
 }
 
 /// The digest of a sharded zone: its settings and its shards' digests, in order.
@@ -61,21 +125,26 @@ fn sharded_digest(settings_id: &str, shards: &[ShardState]) -> String {
     hex::encode(sha256(text.as_bytes()))
 }
 
-/// Replaces each `$INCLUDE <file>` line by the file's content: the zone as one file, for a
-/// download whose reader cannot follow this host's paths.
+/// Replaces each `$INCLUDE <file>` line by the file's content (the index's own includes
+/// too): the zone as one file, for a download whose reader cannot follow this host's paths.
 pub(super) fn flatten_includes(zone: &[u8]) -> Result<Vec<u8>> {
     let mut out = Vec::with_capacity(zone.len());
-    for line in zone.split_inclusive(|b| *b == b'\n') {
+    flatten_into(zone, &mut out, 2)?;
+    Ok(out)
+}
+
+fn flatten_into(text: &[u8], out: &mut Vec<u8>, depth: u32) -> Result<()> {
+    for line in text.split_inclusive(|b| *b == b'\n') {
         match line.strip_prefix(b"$INCLUDE ") {
-            Some(path) => {
+            Some(path) if depth > 0 => {
                 let path = PathBuf::from(String::from_utf8_lossy(path).trim_end());
                 let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-                out.extend_from_slice(&bytes);
+                flatten_into(&bytes, out, depth - 1)?;
             }
-            None => out.extend_from_slice(line),
+            _ => out.extend_from_slice(line),
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 impl Authority {
@@ -160,7 +229,7 @@ impl Authority {
         Ok(())
     }
 
-    /// The zone file of a sharded zone: the header, then one `$INCLUDE` per shard.
+    /// The zone file of a sharded zone: the header, then the `$INCLUDE` of the shard index.
     fn render_sharded_main(
         w: &mut dyn Write,
         settings: &DomainSettings,
@@ -168,6 +237,16 @@ impl Authority {
         dir: &Path,
     ) -> std::io::Result<()> {
         dns::write_header(w, settings, serial)?;
+        writeln!(w, "$INCLUDE {}", dir.join(INDEX).display())
+    }
+
+    /// The shard index: one `$INCLUDE` per shard, in order, nothing else (so the zone
+    /// flattened for a download is the same bytes as `--out`).
+    fn render_index(
+        w: &mut dyn Write,
+        settings: &DomainSettings,
+        dir: &Path,
+    ) -> std::io::Result<()> {
         for shard in 0..settings.shards {
             writeln!(
                 w,
@@ -229,7 +308,7 @@ impl Authority {
                 old != plans.get(i as usize) || !shard_file(&dir, i, settings.shards).exists()
             })
             .collect();
-        if !changed && stale.is_empty() && path.exists() {
+        if !changed && stale.is_empty() && path.exists() && dir.join(INDEX).exists() {
             job.settings = settings;
             return Ok(job);
         }
@@ -241,6 +320,7 @@ impl Authority {
                 |w| self.render_shard(w, &settings, shard, now, revoked),
             )?;
         }
+        Self::write_index(&settings, &dir, mode)?;
         writer::sync_dir(&dir)?;
         writer::write_atomic_with(&path, mode, sync_dir, |w| {
             Self::render_sharded_main(w, &settings, serial, &dir)
@@ -258,6 +338,17 @@ impl Authority {
         Ok(job)
     }
 
+    /// Writes the shard index when it is missing or lists another layout.
+    fn write_index(settings: &DomainSettings, dir: &Path, mode: u32) -> Result<()> {
+        let mut want = Vec::new();
+        Self::render_index(&mut want, settings, dir).map_err(|e| Error::io(dir, e))?;
+        let path = dir.join(INDEX);
+        if std::fs::read(&path).ok().as_deref() == Some(&want[..]) {
+            return Ok(());
+        }
+        writer::write_atomic_with(&path, mode, false, |w| w.write_all(&want))
+    }
+
     /// After issuance, revocation or a validity change: republishes `domain` from its pending
     /// changes (store `zone_changes`) plus the `extra` holders. A sharded zone rewrites only
     /// the touched shards and its zone file; anything else (a small zone, changed settings,
@@ -267,7 +358,7 @@ impl Authority {
         domain: &HealthDomain,
         extra: &BTreeSet<String>,
     ) -> Result<ZoneOutcome> {
-        let settings = self.domain_settings(domain)?;
+        let configured = self.domain_settings(domain)?;
         let _guard = self
             .publish_lock
             .lock()
@@ -277,17 +368,18 @@ impl Authority {
         let upto = store.revision()?;
         let last = store.zone_state(domain.as_str())?;
         let pending = store.pending_zone_changes(domain.as_str(), upto, PENDING_LIMIT)?;
-        let file = settings.file();
+        let file = configured.file();
+        let (count, same_layout) = first_count(&configured, last.as_ref());
+        let settings = with_count(&configured, count);
         let id = settings_id(&settings);
-        let last = last.filter(|s| {
-            !s.shards.is_empty()
-                && s.settings == id
-                && s.shards.len() == settings.shards as usize
+        let last = last.filter(|_| {
+            same_layout
                 && pending.len() < PENDING_LIMIT
                 && file.exists()
+                && absolute(&file).is_ok_and(|f| shard_dir(&f).join(INDEX).exists())
         });
         let Some(last) = last else {
-            return self.publish_whole(settings, now);
+            return self.publish_whole(configured, now);
         };
         let touched: BTreeSet<u32> = pending
             .iter()
@@ -304,8 +396,8 @@ impl Authority {
             }
         }
         let records: usize = plans.iter().map(|p| p.records).sum();
-        if records <= settings.shard_above {
-            return self.publish_whole(settings, now);
+        if records <= settings.shard_above || !keeps_count(&configured, count, records) {
+            return self.publish_whole(configured, now);
         }
         let digest = sharded_digest(&id, &plans);
         let changed = digest != last.digest;
@@ -380,7 +472,10 @@ fn remove_other_shards(dir: &Path, shards: u32) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
-    let keep: BTreeSet<PathBuf> = (0..shards).map(|i| shard_file(dir, i, shards)).collect();
+    let mut keep: BTreeSet<PathBuf> = (0..shards).map(|i| shard_file(dir, i, shards)).collect();
+    if shards > 0 {
+        keep.insert(dir.join(INDEX));
+    }
     for entry in entries.flatten() {
         let path = entry.path();
         let ours = path.extension().is_some_and(|e| e == "zone");
@@ -423,5 +518,78 @@ impl ZoneJob {
             settings: settings.clone(),
             upto,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::PublishConfig;
+
+    fn settings(shards: u32) -> DomainSettings {
+        let publish = PublishConfig {
+            shards,
+            ..PublishConfig::default()
+        };
+        let domain = crate::model::HealthDomain::parse("d.example").unwrap();
+        publish.for_domain(&domain, Path::new("/data"))
+    }
+
+    fn sharded_state(settings: &DomainSettings, count: u32) -> ZoneState {
+        ZoneState {
+            serial: 1,
+            digest: String::new(),
+            settings: settings_id(&with_count(settings, count)),
+            records: 0,
+            shards: vec![
+                ShardState {
+                    records: 0,
+                    digest: String::new(),
+                };
+                count as usize
+            ],
+        }
+    }
+
+    /// `publish.shards = 0` sizes shards at ~256 records and keeps a layout until the zone
+    /// grew or shrank by a factor; a configured count is used as it is.
+    #[test]
+    fn automatic_shard_counts_follow_the_zone_size() {
+        let auto = settings(0);
+        assert_eq!(auto.shards, 0, "0 is the default and means automatic");
+        assert_eq!(fresh_count(&auto, 3), AUTO_MIN);
+        assert_eq!(fresh_count(&auto, 10_001), 64);
+        assert_eq!(fresh_count(&auto, 100_000), 512);
+        assert_eq!(fresh_count(&auto, 1_000_000), 4096);
+        assert_eq!(fresh_count(&auto, 5_000_000), MAX_SHARDS);
+        assert!(keeps_count(&auto, 64, 10_001));
+        assert!(keeps_count(&auto, 64, 32_768), "512 records a shard");
+        assert!(!keeps_count(&auto, 64, 32_769), "past twice the target");
+        assert!(keeps_count(&auto, 512, 16_385));
+        assert!(!keeps_count(&auto, 512, 8_192), "shrank below an eighth");
+        assert!(keeps_count(&auto, MAX_SHARDS, 5_000_000), "at the cap");
+
+        let fixed = settings(256);
+        assert_eq!(fresh_count(&fixed, 1_000_000), 256);
+        assert!(keeps_count(&fixed, 256, 5));
+        assert!(!keeps_count(&fixed, 512, 100_000));
+
+        // The first plan of a full run: the last layout when it still applies.
+        assert_eq!(first_count(&auto, None), (MAX_SHARDS, false));
+        assert_eq!(first_count(&fixed, None), (256, false));
+        let last = sharded_state(&auto, 512);
+        assert_eq!(first_count(&auto, Some(&last)), (512, true));
+        assert_eq!(first_count(&fixed, Some(&last)), (256, false));
+        let small = ZoneState {
+            records: 40,
+            shards: Vec::new(),
+            ..last.clone()
+        };
+        assert_eq!(first_count(&auto, Some(&small)), (AUTO_MIN, false));
+        let other = ZoneState {
+            settings: "another layout".into(),
+            ..last
+        };
+        assert_eq!(first_count(&auto, Some(&other)), (MAX_SHARDS, false));
     }
 }

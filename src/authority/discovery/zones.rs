@@ -181,9 +181,21 @@ impl Authority {
         let domain = settings.domain.as_str();
         let upto = self.store()?.revision()?;
         let last = self.store()?.zone_state(domain)?;
-        let shards = self.shard_plans(&settings, 0..settings.shards, now, revoked)?;
-        if shards.iter().map(|s| s.records).sum::<usize>() > settings.shard_above {
-            return self.write_sharded(settings, out, now, revoked, sync_dir, last, shards, upto);
+        let (first, same_layout) = shards::first_count(&settings, last.as_ref());
+        let mut sharded = shards::with_count(&settings, first);
+        let mut plans = self.shard_plans(&sharded, 0..first, now, revoked)?;
+        let records: usize = plans.iter().map(|s| s.records).sum();
+        if records > settings.shard_above {
+            let count = if same_layout && shards::keeps_count(&settings, first, records) {
+                first
+            } else {
+                shards::fresh_count(&settings, records)
+            };
+            if count != first {
+                sharded = shards::with_count(&settings, count);
+                plans = self.shard_plans(&sharded, 0..count, now, revoked)?;
+            }
+            return self.write_sharded(sharded, out, now, revoked, sync_dir, last, plans, upto);
         }
         let plan = self.zone_plan(&settings, now, revoked)?;
         let changed = last.as_ref().is_none_or(|s| s.digest != plan.digest);
