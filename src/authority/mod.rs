@@ -40,7 +40,7 @@ pub use backup::{restore, RestoreReport};
 pub use bundles::{BatchDecision, Built, BundleSummary, Decision, Submission, MAX_BATCH};
 pub use certs::{
     CaStatus, CertFilter, CertPage, CertStatus, CertView, IssueOutcome, IssuedCert,
-    OrganisationRef, Ownership, PageStart, IDEMPOTENCY_WINDOW, SCAN_BUDGET,
+    OrganisationRef, Ownership, PageEnd, PageStart, IDEMPOTENCY_WINDOW, SCAN_BUDGET,
 };
 pub use discovery::{next_serial, LdifOutcome, ZoneOutcome, ZoneQueue};
 pub use downloads::PublicFiles;

@@ -8,6 +8,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::cli_actor;
@@ -114,37 +115,63 @@ pub(super) fn call(
     })
 }
 
-/// A GET of one page of a listing: the JSON and the `Link` header (where the next page is).
-pub(super) fn call_page(url: &str, token: &str, path: &str) -> Result<(Value, Option<String>)> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::io("tokio runtime", e))?;
-    runtime.block_on(async {
-        let response = reqwest::Client::new()
-            .get(format!("{url}/api/v1{path}"))
-            .bearer_auth(token)
-            .header("x-anchorage-actor", cli_actor())
-            .send()
-            .await
-            .map_err(|e| {
+/// The pages of one listing from the running server: one runtime and one client (so one
+/// kept-alive connection) for all of them. A runtime, a client and a connection per page cost
+/// more than the page itself once a listing runs to hundreds of pages.
+pub(super) struct Pager {
+    runtime: tokio::runtime::Runtime,
+    client: reqwest::Client,
+    url: String,
+    token: String,
+}
+
+impl Pager {
+    pub(super) fn new(url: &str, token: &str) -> Result<Pager> {
+        Ok(Pager {
+            runtime: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| Error::io("tokio runtime", e))?,
+            client: reqwest::Client::new(),
+            url: url.to_string(),
+            token: token.to_string(),
+        })
+    }
+
+    /// A GET of one page: its entries (each parsed as `T`, so fields a listing does not
+    /// print are skipped, not built) and the `Link` header (where the next page is).
+    pub(super) fn page<T: DeserializeOwned>(&self, path: &str) -> Result<(Vec<T>, Option<String>)> {
+        let url = &self.url;
+        self.runtime.block_on(async {
+            let response = self
+                .client
+                .get(format!("{url}/api/v1{path}"))
+                .bearer_auth(&self.token)
+                .header("x-anchorage-actor", cli_actor())
+                .send()
+                .await
+                .map_err(|e| {
+                    Error::Store(format!("the running server at {url} did not answer: {e}"))
+                })?;
+            let status = response.status();
+            let link = response
+                .headers()
+                .get(reqwest::header::LINK)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let body = response.bytes().await.map_err(|e| {
                 Error::Store(format!("the running server at {url} did not answer: {e}"))
             })?;
-        let status = response.status();
-        let link = response
-            .headers()
-            .get(reqwest::header::LINK)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let value: Value = response
-            .json()
-            .await
-            .map_err(|e| Error::Store(format!("unreadable answer from the server: {e}")))?;
-        if status.is_success() {
-            return Ok((value, link));
-        }
-        Err(remote_error(&value, Error::Store))
-    })
+            let unreadable = |e: serde_json::Error| {
+                Error::Store(format!("unreadable answer from the server: {e}"))
+            };
+            if status.is_success() {
+                return Ok((serde_json::from_slice(&body).map_err(unreadable)?, link));
+            }
+            let value: Value = serde_json::from_slice(&body).map_err(unreadable)?;
+            Err(remote_error(&value, Error::Store))
+        })
+    }
 }
 
 /// The error a running server answered with (`{code, message, reasons}`), as ours; codes

@@ -337,6 +337,9 @@ pub struct ListQuery {
 /// be one response of hundreds of megabytes.
 const PAGE_DEFAULT: usize = 1000;
 const PAGE_MAX: usize = 10_000;
+/// About how many bytes one entry takes in a listing (most of it the DER in base64): the
+/// response buffer starts at this times the page size, so it is not regrown while filled.
+const ENTRY_BYTES: usize = 2_500;
 
 /// A certificate with its record, status and PEM.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -425,9 +428,29 @@ async fn list(
     };
     let principal = caller.principal().clone();
     let authority = state.authority.clone();
-    let page =
-        super::blocking(move || authority.cert_page_for(&principal, &filter, start, limit)).await?;
-    let mut r = Json(&page.items).into_response();
+    // Each entry is serialised as it is read and dropped: the page holds its bytes only.
+    let (body, page) = super::blocking(move || {
+        let mut body = Vec::with_capacity(ENTRY_BYTES.saturating_mul(limit.min(PAGE_DEFAULT)));
+        body.push(b'[');
+        let page = authority.cert_page_each(&principal, &filter, start, limit, |view| {
+            if body.len() > 1 {
+                body.push(b',');
+            }
+            serde_json::to_writer(&mut body, &view)
+                .map_err(|e| Error::Generation(format!("a certificate entry: {e}")))
+        })?;
+        body.push(b']');
+        Ok((body, page))
+    })
+    .await?;
+    let mut r = (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response();
     let h = r.headers_mut();
     if let Some(total) = page.total {
         if let Ok(v) = HeaderValue::from_str(&total.to_string()) {

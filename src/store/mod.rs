@@ -39,7 +39,7 @@ pub use audit::AuditKeying;
 pub use backup::{Snapshot, TreeDump, BACKUP_FORMAT, BACKUP_VERSION};
 pub use bundle_versions::{BundleVersion, VersionAnchor};
 pub use bundles::{AnchorEvent, AnchorRecord, AnchorState, SignerRecord};
-pub use cert_index::{CertSource, CountOf};
+pub use cert_index::{CertEntry, CertSource, CountOf};
 pub use certs::{CertRecord, CrlRecord, Inserted, IssueJob, IssueWrite, Revocation};
 pub use commit::Committed;
 pub use discovery::{EntryChange, EntryUpdate, IndexedCert, ShardState, ZoneState};
@@ -116,6 +116,9 @@ pub struct Store {
     keying: SharedKeying,
     /// Issuances waiting for the next group commit (see `commit`).
     commits: std::sync::Arc<commit::GroupCommit>,
+    /// The holders whose binding is unresolved, once an unscoped listing asked (see
+    /// `cert_index::unresolved_holders`).
+    unresolved: cert_index::UnresolvedCache,
 }
 
 type TxResult<T> = std::result::Result<T, ConflictableTransactionError<Error>>;
@@ -245,6 +248,7 @@ impl Store {
             idempotency: tree("idempotency")?,
             disk: std::sync::Arc::new(sync::DiskSync::open(&path)?),
             commits: std::sync::Arc::default(),
+            unresolved: cert_index::UnresolvedCache::default(),
             db,
         };
         store.backfill_domain_index()?;

@@ -182,6 +182,9 @@ impl Store {
             }
             serials = again;
         }
+        if binding.resolved() {
+            self.forget_unresolved(&binding.holder);
+        }
         self.flush()
     }
 

@@ -32,6 +32,31 @@ pub struct CertView {
     pub revocation: Option<Revocation>,
 }
 
+/// A view from its parts, with the status at `now`.
+pub(super) fn view_of(
+    record: CertRecord,
+    revocation: Option<Revocation>,
+    organisation: Option<OrganisationRef>,
+    now: time::OffsetDateTime,
+) -> CertView {
+    let status = if revocation.is_some() {
+        CertStatus::Revoked
+    } else if now > record.not_after {
+        CertStatus::Expired
+    } else if now < record.not_before {
+        CertStatus::NotYetValid
+    } else {
+        CertStatus::Valid
+    };
+    CertView {
+        binding: record.holder.binding(),
+        organisation,
+        record,
+        status,
+        revocation,
+    }
+}
+
 /// Filters for listings.
 #[derive(Debug, Clone, Default)]
 pub struct CertFilter {
@@ -65,23 +90,8 @@ impl Authority {
         names: &mut std::collections::HashMap<String, String>,
     ) -> Result<CertView> {
         let revocation = self.store()?.revocation(&record.serial)?;
-        let now = self.now();
-        let status = if revocation.is_some() {
-            CertStatus::Revoked
-        } else if now > record.not_after {
-            CertStatus::Expired
-        } else if now < record.not_before {
-            CertStatus::NotYetValid
-        } else {
-            CertStatus::Valid
-        };
-        Ok(CertView {
-            binding: record.holder.binding(),
-            organisation: self.organisation_ref(&record.holder.to_string(), names)?,
-            record,
-            status,
-            revocation,
-        })
+        let organisation = self.organisation_ref(&record.holder.to_string(), names)?;
+        Ok(view_of(record, revocation, organisation, self.now()))
     }
 
     pub fn certs(&self, filter: &CertFilter) -> Result<Vec<CertView>> {

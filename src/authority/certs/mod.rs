@@ -31,7 +31,7 @@ mod pages;
 pub use ca::CaStatus;
 pub use issue::{IssueOutcome, IssuedCert};
 pub use lookup::{CertFilter, CertStatus, CertView};
-pub use pages::{CertPage, PageStart, SCAN_BUDGET};
+pub use pages::{CertPage, PageEnd, PageStart, SCAN_BUDGET};
 
 /// How long an idempotency key is remembered.
 pub const IDEMPOTENCY_WINDOW: Duration = Duration::hours(24);

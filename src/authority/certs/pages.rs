@@ -5,8 +5,16 @@
 //! after a bounded scan and still returns a cursor: a short page is not the end, the end is
 //! the absence of a next cursor). The console streams the same walk (`each_cert`), one entry
 //! at a time, in constant memory.
+//!
+//! What a record costs: it is read with its key in one pass over the certificate tree; its
+//! revocation comes from a walk of the revocations in the same order, and, for a caller who
+//! sees everything, its organisation from the organisation index in the same order. Reading
+//! the holder's binding instead is a random read per certificate (holders and serials are in
+//! different orders), which at 1M certificates pulled a store page per entry; a registrar's
+//! scope is still checked against the binding, read with each record.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
 use time::Duration;
 
@@ -14,9 +22,10 @@ use crate::accounts::{Limit, Principal, Role};
 use crate::authority::Authority;
 use crate::error::{Error, Result};
 use crate::model::Serial;
-use crate::store::{CertRecord, CertSource, CountOf};
+use crate::store::{CertEntry, CertRecord, CertSource, CountOf, Store};
 
-use super::lookup::{CertFilter, CertView};
+use super::lookup::{view_of, CertFilter, CertView};
+use super::OrganisationRef;
 
 /// Records one page may read before it stops and hands back a cursor: bounds the cost of a
 /// page whose filter matches little.
@@ -40,6 +49,15 @@ pub struct CertPage {
     /// How many certificates match in all, when that is known without a scan: from the
     /// store's counters (an admin listing everything, one organisation or one domain), or
     /// when this first page holds every match.
+    pub total: Option<u64>,
+}
+
+/// Where a page handed entry by entry ended (`cert_page_each`).
+#[derive(Debug, Clone)]
+pub struct PageEnd {
+    /// Where the next page starts; `None` at the end.
+    pub next: Option<Serial>,
+    /// As `CertPage::total`.
     pub total: Option<u64>,
 }
 
@@ -69,6 +87,29 @@ impl Authority {
         start: PageStart,
         limit: usize,
     ) -> Result<CertPage> {
+        let mut items = Vec::new();
+        let end = self.cert_page_each(principal, filter, start, limit, |view| {
+            items.push(view);
+            Ok(())
+        })?;
+        Ok(CertPage {
+            items,
+            next: end.next,
+            total: end.total,
+        })
+    }
+
+    /// The same page as `cert_page_for`, each entry handed to `visit` as it is read instead
+    /// of collected: the API writes each one into the response and drops it, so a page holds
+    /// its serialised bytes and one entry, not every entry as well.
+    pub fn cert_page_each(
+        &self,
+        principal: &Principal,
+        filter: &CertFilter,
+        start: PageStart,
+        limit: usize,
+        mut visit: impl FnMut(CertView) -> Result<()>,
+    ) -> Result<PageEnd> {
         if !matches!(principal.role, Role::Admin | Role::Registrar) {
             return Err(Error::Forbidden(format!(
                 "the '{}' role may not list certificates",
@@ -76,11 +117,12 @@ impl Authority {
             )));
         }
         let first_page = matches!(start, PageStart::After(None) | PageStart::Offset(0));
-        let mut items = Vec::new();
         let (after, mut skip, budget) = match start {
             PageStart::After(after) => (after, 0, Some(SCAN_BUDGET)),
             PageStart::Offset(n) => (None, n, None),
         };
+        let mut count = 0usize;
+        let mut last: Option<Serial> = None;
         // One match past the page tells whether another page follows.
         let mut extra = false;
         let stop = self.walk(Some(principal), filter, after.as_ref(), budget, |view| {
@@ -88,24 +130,26 @@ impl Authority {
                 skip -= 1;
                 return Ok(true);
             }
-            if items.len() == limit {
+            if count == limit {
                 extra = true;
                 return Ok(false);
             }
-            items.push(view);
+            count += 1;
+            last = Some(view.record.serial.clone());
+            visit(view)?;
             Ok(true)
         })?;
         let next = match stop {
             Stop::Budget(last) => Some(last),
-            Stop::Visitor if extra => items.last().map(|v| v.record.serial.clone()),
+            Stop::Visitor if extra => last,
             _ => None,
         };
         let total = match self.counted(principal, filter)? {
             Some(n) => Some(n),
-            None if first_page && next.is_none() => Some(items.len() as u64),
+            None if first_page && next.is_none() => Some(count as u64),
             None => None,
         };
-        Ok(CertPage { items, next, total })
+        Ok(PageEnd { next, total })
     }
 
     /// Every certificate matching `filter` (no scope: the console on the store), handed to
@@ -214,24 +258,48 @@ impl Authority {
         let source = self.source(principal, filter)?;
         let store = self.store()?;
         let mut names = HashMap::new();
+        // Organisations from the index for a caller who sees everything (an admin, the
+        // console): the binding decides only what is shown then. A registrar's scope is
+        // checked against each holder's binding, read with its record.
+        let mut owners = match principal {
+            Some(p) if p.role != Role::Admin => None,
+            _ => IndexedOwners::open(&store, after)?,
+        };
+        let mut revoked = match source {
+            CertSource::All => Some(store.revocations_after(after).peekable()),
+            CertSource::Organisations(_) => None,
+        };
+        let now = self.now();
         let mut last_read: Option<Serial> = None;
-        for (read, serial) in store.cert_serials_after(&source, after).enumerate() {
-            let serial = serial?;
+        for (read, entry) in store.certs_after(&source, after).enumerate() {
+            let CertEntry {
+                serial,
+                key,
+                record,
+            } = entry?;
             if budget.is_some_and(|b| read >= b) {
-                // `serial` is not read: the next page starts after the last one that was.
+                // `serial` is not counted: the next page starts after the last one that was.
                 if let Some(last) = last_read {
                     return Ok(Stop::Budget(last));
                 }
             }
-            last_read = Some(serial.clone());
+            last_read = Some(serial);
             // Deleted between the index read and now: nothing to list.
-            let Some(record) = store.cert(&serial)? else {
+            let Some(record) = record else {
                 continue;
             };
             if !prepared.matches(&record) {
                 continue;
             }
-            let view = self.view_with(record, &mut names)?;
+            let revocation = match revoked.as_mut() {
+                Some(walk) => merged(walk, &key)?,
+                None => store.revocation(&record.serial)?,
+            };
+            let organisation = match owners.as_mut() {
+                Some(o) => o.of(&key, &record, &store, &mut names)?,
+                None => self.organisation_ref(&record.holder.to_string(), &mut names)?,
+            };
+            let view = view_of(record, revocation, organisation, now);
             if filter.status.is_some_and(|s| s != view.status) {
                 continue;
             }
@@ -256,6 +324,84 @@ impl Authority {
             }
         }
         Ok(Stop::Exhausted)
+    }
+}
+
+/// The item of a serial-ordered walk whose key is `key`, advancing the walk past smaller keys.
+fn merged<T>(
+    walk: &mut std::iter::Peekable<impl Iterator<Item = Result<(Vec<u8>, T)>>>,
+    key: &[u8],
+) -> Result<Option<T>> {
+    loop {
+        match walk.peek() {
+            Some(Ok((k, _))) if k.as_slice() < key => {
+                walk.next();
+            }
+            Some(Ok((k, _))) if k.as_slice() == key => {
+                return walk.next().transpose().map(|o| o.map(|(_, t)| t));
+            }
+            Some(Err(_)) => return walk.next().transpose().map(|_| None),
+            _ => return Ok(None),
+        }
+    }
+}
+
+/// Most organisations an unscoped walk merges from the index (one index range each, opened
+/// per page); with more, each holder's binding is read instead.
+const MERGED_ORGANISATIONS: usize = 64;
+
+/// The organisations of an unscoped walk's certificates, from the organisation index in
+/// serial order (see `Store::cert_orgs_after`), with the holders whose binding is unresolved.
+struct IndexedOwners<'a> {
+    orgs: Vec<String>,
+    walk: std::iter::Peekable<Box<dyn Iterator<Item = Result<(Vec<u8>, usize)>> + 'a>>,
+    unresolved: Arc<BTreeSet<String>>,
+}
+
+impl<'a> IndexedOwners<'a> {
+    /// `None` when the store has too many organisations to merge.
+    fn open(store: &'a Store, after: Option<&Serial>) -> Result<Option<IndexedOwners<'a>>> {
+        let Some(orgs) = store.indexed_organisations(MERGED_ORGANISATIONS)? else {
+            return Ok(None);
+        };
+        let walk: Box<dyn Iterator<Item = Result<(Vec<u8>, usize)>> + 'a> =
+            Box::new(store.cert_orgs_after(&orgs, after));
+        Ok(Some(IndexedOwners {
+            unresolved: store.unresolved_holders()?,
+            walk: walk.peekable(),
+            orgs,
+        }))
+    }
+
+    /// The organisation of the certificate `key` (serial bytes; walked in order).
+    fn of(
+        &mut self,
+        key: &[u8],
+        record: &CertRecord,
+        store: &Store,
+        names: &mut HashMap<String, String>,
+    ) -> Result<Option<OrganisationRef>> {
+        let Some(i) = merged(&mut self.walk, key)? else {
+            return Ok(None);
+        };
+        let Some(id) = self.orgs.get(i) else {
+            return Ok(None);
+        };
+        let name = match names.get(id) {
+            Some(name) => name.clone(),
+            None => {
+                let name = store.organisation(id)?.map(|o| o.name).unwrap_or_default();
+                names.insert(id.clone(), name.clone());
+                name
+            }
+        };
+        let unresolved =
+            !self.unresolved.is_empty() && self.unresolved.contains(&record.holder.to_string());
+        Ok(Some(OrganisationRef {
+            id: id.clone(),
+            name,
+            unresolved,
+        }))
     }
 }
 

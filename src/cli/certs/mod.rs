@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand, ValueEnum};
+use serde::Serialize;
 use serde_json::json;
 
 use super::remote::{target, Target};
@@ -21,7 +22,7 @@ use crate::x509;
 mod listing;
 mod remote;
 
-use listing::ListWriter;
+use listing::{Columns, ListRow, ListWriter};
 
 #[derive(Debug, Subcommand)]
 pub enum CertCommand {
@@ -170,7 +171,7 @@ fn direct(authority: Authority, cmd: CertCommand, out: Output) -> Result<()> {
                 organisation,
             };
             let mut writer = ListWriter::start(std::io::stdout().lock(), out)?;
-            authority.each_cert(&filter, |view| writer.entry(&list_json(&view)))?;
+            authority.each_cert(&filter, |view| writer.entry(&LocalRow::of(&view)))?;
             writer.finish().map(|_| ())
         }
         CertCommand::Show { serial, pem } => {
@@ -202,20 +203,59 @@ fn direct(authority: Authority, cmd: CertCommand, out: Output) -> Result<()> {
     }
 }
 
-fn list_json(c: &CertView) -> serde_json::Value {
-    json!({
-        "serial": c.record.serial,
-        "holder": c.record.holder.to_string(),
-        "binding": c.record.holder.binding().as_str(),
-        "usage": c.record.usage.as_str(),
-        "status": c.status,
-        "not_before": c.record.not_before.to_string(),
-        "not_after": c.record.not_after.to_string(),
-        "fingerprint": c.record.fingerprint,
-        "subscriber": c.record.subscriber,
-        "organisation": c.organisation,
-        "registrar": c.record.registrar,
-    })
+/// A `cert list` row on the store, serialised from the view's fields (alphabetical, as the
+/// JSON object this replaced printed them; the nested objects' fields already are).
+#[derive(Serialize)]
+struct LocalRow<'a> {
+    binding: &'static str,
+    fingerprint: &'a crate::model::Fingerprint,
+    holder: String,
+    not_after: String,
+    not_before: String,
+    organisation: &'a Option<crate::authority::OrganisationRef>,
+    registrar: &'a str,
+    serial: &'a Serial,
+    status: CertStatus,
+    subscriber: &'a Subscriber,
+    usage: &'static str,
+}
+
+impl<'a> LocalRow<'a> {
+    fn of(c: &'a CertView) -> LocalRow<'a> {
+        LocalRow {
+            binding: c.record.holder.binding().as_str(),
+            fingerprint: &c.record.fingerprint,
+            holder: c.record.holder.to_string(),
+            not_after: c.record.not_after.to_string(),
+            not_before: c.record.not_before.to_string(),
+            organisation: &c.organisation,
+            registrar: &c.record.registrar,
+            serial: &c.record.serial,
+            status: c.status,
+            subscriber: &c.record.subscriber,
+            usage: c.record.usage.as_str(),
+        }
+    }
+}
+
+impl ListRow for LocalRow<'_> {
+    fn columns(&self) -> Columns {
+        Columns {
+            serial: self.serial.to_string(),
+            binding: self.binding.to_string(),
+            usage: self.usage.to_string(),
+            status: serde_json::to_value(self.status)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default(),
+            not_after: self.not_after.clone(),
+            organisation: self
+                .organisation
+                .as_ref()
+                .map_or_else(|| "-".to_string(), |o| o.id.clone()),
+            holder: self.holder.clone(),
+        }
+    }
 }
 
 fn issue(authority: &Authority, args: IssueArgs, out: Output) -> Result<()> {

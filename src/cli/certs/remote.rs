@@ -6,12 +6,12 @@
 use base64::Engine;
 use serde_json::{json, Value};
 
-use super::{write_issued, CertCommand, IssueArgs, ListWriter, StatusArg};
-use crate::cli::remote::{call, call_page};
+use super::{write_issued, CertCommand, Columns, IssueArgs, ListRow, ListWriter, StatusArg};
+use crate::cli::remote::{call, Pager};
 use crate::cli::{cli_actor, emit, read_secret_file, Output};
 use crate::error::{Error, Result};
 
-/// The page the listing asks for: each page is parsed whole (with its DER), so a page of
+/// The page the listing asks for: each page is parsed whole (its DER skipped), so a page of
 /// 2,000 keeps the client small while a 1M listing takes 500 round trips.
 const PAGE: usize = 2_000;
 
@@ -70,6 +70,7 @@ pub(super) fn cert_remote(url: &str, token: &str, cmd: CertCommand, out: Output)
             }
             // Page by page with the cursor; each entry is written as it arrives.
             let mut writer = ListWriter::start(std::io::stdout().lock(), out)?;
+            let pager = Pager::new(url, token)?;
             let mut after: Option<String> = None;
             loop {
                 let mut path = format!("/certificates?limit={PAGE}");
@@ -80,9 +81,9 @@ pub(super) fn cert_remote(url: &str, token: &str, cmd: CertCommand, out: Output)
                     path.push('&');
                     path.push_str(&query.join("&"));
                 }
-                let (page, link) = call_page(url, token, &path)?;
-                for c in page.as_array().into_iter().flatten() {
-                    writer.entry(&row(c))?;
+                let (page, link) = pager.page::<RemoteRow>(&path)?;
+                for row in &page {
+                    writer.entry(row)?;
                 }
                 match link.as_deref().and_then(next_cursor) {
                     Some(cursor) => after = Some(cursor),
@@ -126,15 +127,52 @@ pub(super) fn cert_remote(url: &str, token: &str, cmd: CertCommand, out: Output)
     }
 }
 
-/// The columns `cert list -o json` prints on the store directly.
-fn row(c: &Value) -> Value {
-    json!({
-        "serial": c.get("serial").unwrap_or(&Value::Null), "holder": c.get("holder").unwrap_or(&Value::Null), "binding": c.get("binding").unwrap_or(&Value::Null),
-        "usage": c.get("usage").unwrap_or(&Value::Null), "status": c.get("status").unwrap_or(&Value::Null), "not_before": c.get("not_before").unwrap_or(&Value::Null),
-        "not_after": c.get("not_after").unwrap_or(&Value::Null), "fingerprint": c.get("fingerprint").unwrap_or(&Value::Null),
-        "subscriber": c.get("subscriber").unwrap_or(&Value::Null), "organisation": c.get("organisation").unwrap_or(&Value::Null),
-        "registrar": c.get("registrar").unwrap_or(&Value::Null),
-    })
+/// The columns `cert list -o json` prints on the store directly, taken from an API entry as
+/// they are (alphabetical, as on the store); a missing one is null.
+#[derive(serde::Deserialize, serde::Serialize)]
+struct RemoteRow {
+    #[serde(default)]
+    binding: Value,
+    #[serde(default)]
+    fingerprint: Value,
+    #[serde(default)]
+    holder: Value,
+    #[serde(default)]
+    not_after: Value,
+    #[serde(default)]
+    not_before: Value,
+    #[serde(default)]
+    organisation: Value,
+    #[serde(default)]
+    registrar: Value,
+    #[serde(default)]
+    serial: Value,
+    #[serde(default)]
+    status: Value,
+    #[serde(default)]
+    subscriber: Value,
+    #[serde(default)]
+    usage: Value,
+}
+
+impl ListRow for RemoteRow {
+    fn columns(&self) -> Columns {
+        let s = |v: &Value| v.as_str().unwrap_or_default().to_string();
+        Columns {
+            serial: s(&self.serial),
+            binding: s(&self.binding),
+            usage: s(&self.usage),
+            status: s(&self.status),
+            not_after: s(&self.not_after),
+            organisation: self
+                .organisation
+                .get("id")
+                .and_then(Value::as_str)
+                .unwrap_or("-")
+                .to_string(),
+            holder: s(&self.holder),
+        }
+    }
 }
 
 /// The `after` cursor of a `Link: <...>; rel="next"` header.
