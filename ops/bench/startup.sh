@@ -6,6 +6,7 @@
 #   ops/bench/startup.sh                       # 100,000 certificates, 10 start-ups
 #   COUNT=0 ops/bench/startup.sh               # baseline: an empty store
 #   COUNT=100000 RUNS=20 DATA=/tmp/anc-100k ops/bench/startup.sh   # re-use a filled store
+#   BIN=/tmp/anchorage-variant ops/bench/startup.sh   # a binary built elsewhere (no build)
 #   COLD=1 ops/bench/startup.sh                # drop the page cache before each start (root)
 #   SERVE_ENV="GLIBC_TUNABLES=glibc.malloc.trim_threshold=131072" ops/bench/startup.sh
 #                                              # extra environment for `serve` (K=V ...)
@@ -36,10 +37,13 @@ echo "cpu:     $(lscpu | sed -n 's/^Model name: *//p' | head -1)"
 echo "commit:  ${BENCH_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet HEAD 2>/dev/null || echo ' (+ uncommitted changes)')}"
 echo "load:    $(uptime)"
 
-echo "==== build (release)"
-cargo build --release --bin anchorage --quiet
-TARGET_DIR=$(cargo metadata --format-version 1 --no-deps | jq -r .target_directory)
-BIN="$TARGET_DIR/release/anchorage"
+if [[ -z "${BIN:-}" ]]; then
+  echo "==== build (release)"
+  cargo build --release --bin anchorage --quiet
+  TARGET_DIR=$(cargo metadata --format-version 1 --no-deps | jq -r .target_directory)
+  BIN="$TARGET_DIR/release/anchorage"
+fi
+echo "binary:  $BIN"
 
 if [[ -z "${DATA:-}" ]]; then
   WORK=$(mktemp -d /tmp/anchorage-startup-bench.XXXXXX)

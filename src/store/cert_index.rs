@@ -125,6 +125,15 @@ pub struct CertEntry {
     pub record: Option<CertRecord>,
 }
 
+/// Meta keys `unresolved/<holder>`: the holders whose binding is unresolved (schema 5).
+const UNRESOLVED_PREFIX: &[u8] = b"unresolved/";
+
+fn unresolved_key(holder: &str) -> Vec<u8> {
+    let mut key = UNRESOLVED_PREFIX.to_vec();
+    key.extend_from_slice(holder.as_bytes());
+    key
+}
+
 /// See `Store::unresolved_holders`.
 #[derive(Debug, Default, Clone)]
 pub(super) struct UnresolvedCache(Arc<Mutex<Option<Arc<BTreeSet<String>>>>>);
@@ -307,11 +316,10 @@ impl Store {
     }
 
     /// The holders whose binding is unresolved (the migration found several organisation
-    /// names for them), for unscoped listings that take organisations from the index. One
-    /// scan of the bindings the first time (only a binding that mentions
-    /// `conflicting_names` is decoded), then kept: bindings become unresolved only in the
-    /// migration, before the store is used, and `put_holder_binding` drops the holder it
-    /// resolves (after the scan, which holds the lock, so a transfer during it is not lost).
+    /// names for them), for unscoped listings that take organisations from the index. Read
+    /// from the `unresolved/` meta keys (written by the schema 5 step, removed when a holder
+    /// is settled), then kept: bindings become unresolved only in the migration, before the
+    /// store is used, and `put_holder_binding` drops the holder it resolves.
     pub fn unresolved_holders(&self) -> Result<Arc<BTreeSet<String>>> {
         let mut cached = self
             .unresolved
@@ -321,24 +329,44 @@ impl Store {
         if let Some(set) = cached.as_ref() {
             return Ok(set.clone());
         }
-        const MARK: &[u8] = b"\"conflicting_names\"";
         let mut set = BTreeSet::new();
-        for value in self.holders.iter().values() {
-            let value = value?;
-            if value.windows(MARK.len()).any(|w| w == MARK) {
-                let binding: HolderBinding = decode(&value, "holder binding")?;
-                if !binding.resolved() {
-                    set.insert(binding.holder);
-                }
-            }
+        for key in self.meta.scan_prefix(UNRESOLVED_PREFIX).keys() {
+            let key = key?;
+            let holder = key.get(UNRESOLVED_PREFIX.len()..).unwrap_or_default();
+            set.insert(String::from_utf8_lossy(holder).into_owned());
         }
         let set = Arc::new(set);
         *cached = Some(set.clone());
         Ok(set)
     }
 
+    /// The schema 5 step: one `unresolved/<holder>` meta key per unresolved binding, so no
+    /// listing has to scan the bindings. Only a binding that mentions `conflicting_names`
+    /// is decoded. Returns how many were found.
+    pub(super) fn build_unresolved_index(&self) -> Result<usize> {
+        const MARK: &[u8] = b"\"conflicting_names\"";
+        let mut found = 0;
+        for value in self.holders.iter().values() {
+            let value = value?;
+            if value.windows(MARK.len()).any(|w| w == MARK) {
+                let binding: HolderBinding = decode(&value, "holder binding")?;
+                if !binding.resolved() {
+                    self.meta.insert(unresolved_key(&binding.holder), &[])?;
+                    found += 1;
+                }
+            }
+        }
+        *self
+            .unresolved
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = None;
+        Ok(found)
+    }
+
     /// A holder's binding was resolved: listings no longer mark it.
-    pub(super) fn forget_unresolved(&self, holder: &str) {
+    pub(super) fn forget_unresolved(&self, holder: &str) -> Result<()> {
+        self.meta.remove(unresolved_key(holder))?;
         let mut cached = self
             .unresolved
             .0
@@ -347,6 +375,7 @@ impl Store {
         if let Some(set) = cached.as_mut().filter(|s| s.contains(holder)) {
             Arc::make_mut(set).remove(holder);
         }
+        Ok(())
     }
 
     /// A counter (see the module doc).

@@ -23,7 +23,7 @@ use crate::model::organisations::{self, HolderBinding, OrganisationRecord};
 use crate::model::Holder;
 
 /// The schema this build writes.
-pub const SCHEMA: u64 = 4;
+pub const SCHEMA: u64 = 5;
 const SCHEMA_KEY: &[u8] = b"schema";
 /// The organisation that holders without any organisation name are bound to until resolved.
 pub const UNASSIGNED: &str = "unassigned";
@@ -44,6 +44,8 @@ pub struct MigrationReport {
     pub indexed: u64,
     /// Certificates added to the zone indexes (schema 4).
     pub zone_indexed: usize,
+    /// Unresolved holder bindings entered in their index (schema 5).
+    pub unresolved_indexed: usize,
 }
 
 impl Store {
@@ -86,6 +88,10 @@ impl Store {
         if from < 4 {
             report.zone_indexed = self.build_zone_indexes()?;
             self.flush()?;
+        }
+        // Schema 5: the unresolved holders as keys (`cert_index`).
+        if from < 5 {
+            report.unresolved_indexed = self.build_unresolved_index()?;
         }
         self.audit(
             now,

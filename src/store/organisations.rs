@@ -183,7 +183,7 @@ impl Store {
             serials = again;
         }
         if binding.resolved() {
-            self.forget_unresolved(&binding.holder);
+            self.forget_unresolved(&binding.holder)?;
         }
         self.flush()
     }

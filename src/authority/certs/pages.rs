@@ -350,11 +350,14 @@ fn merged<T>(
 /// per page); with more, each holder's binding is read instead.
 const MERGED_ORGANISATIONS: usize = 64;
 
+/// The organisation index in serial order: (serial key, position in `orgs`).
+type OrgWalk<'a> = std::iter::Peekable<Box<dyn Iterator<Item = Result<(Vec<u8>, usize)>> + 'a>>;
+
 /// The organisations of an unscoped walk's certificates, from the organisation index in
 /// serial order (see `Store::cert_orgs_after`), with the holders whose binding is unresolved.
 struct IndexedOwners<'a> {
     orgs: Vec<String>,
-    walk: std::iter::Peekable<Box<dyn Iterator<Item = Result<(Vec<u8>, usize)>> + 'a>>,
+    walk: OrgWalk<'a>,
     unresolved: Arc<BTreeSet<String>>,
 }
 
