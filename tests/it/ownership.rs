@@ -1326,6 +1326,40 @@ async fn a_store_of_the_previous_release_is_migrated() {
             .collect()
     };
     assert_eq!(seen(&a), [format!("alice@{DOMAIN}")]);
+    // An admin's page (organisations merged from the index) marks the unsettled holders.
+    let unresolved = |a: &Authority| -> Vec<(String, bool)> {
+        let page = a
+            .cert_page_for(
+                &anchorage::accounts::Principal::operator("test"),
+                &anchorage::authority::CertFilter::default(),
+                anchorage::authority::PageStart::After(None),
+                100,
+            )
+            .unwrap();
+        let mut marks: Vec<(String, bool)> = page
+            .items
+            .iter()
+            .map(|v| {
+                let org = v
+                    .organisation
+                    .as_ref()
+                    .expect("every holder has an organisation");
+                (v.record.holder.to_string(), org.unresolved)
+            })
+            .collect();
+        marks.sort();
+        marks.dedup();
+        marks
+    };
+    assert_eq!(
+        unresolved(&a),
+        [
+            (format!("alice@{DOMAIN}"), false),
+            (format!("bob@{DOMAIN}"), false),
+            (format!("carol@{DOMAIN}"), true),
+            (format!("dave@{DOMAIN}"), true)
+        ]
+    );
     drop(a);
     // `anchorage org check` lists the two unsettled holders.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_anchorage"))
@@ -1387,6 +1421,16 @@ async fn a_store_of_the_previous_release_is_migrated() {
         .unwrap()
         .audit_entries()
         .any(|e| e.unwrap().action == "holder.transfer"));
+    // Settled: carol is no longer marked, dave still is.
+    assert_eq!(
+        unresolved(&a),
+        [
+            (format!("alice@{DOMAIN}"), false),
+            (format!("bob@{DOMAIN}"), false),
+            (format!("carol@{DOMAIN}"), false),
+            (format!("dave@{DOMAIN}"), true)
+        ]
+    );
 }
 
 fn user_in(a: &anchorage::authority::Authority, name: &str, role: Role, scope: Scope) {
