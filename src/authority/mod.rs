@@ -112,14 +112,26 @@ impl Authority {
             .store()?
             .migrate(authority.clock.now(), |der| x509::spki_sha256(der).ok())?
         {
-            tracing::warn!(
-                organisations = report.organisations,
-                holders = report.holders,
-                unresolved = report.unresolved,
-                "store migrated to schema {}; run `anchorage org check` to settle holders whose \
-                 certificates named different organisations",
-                report.to
-            );
+            // The same holders, counted by the step that bound them and by the one indexing them.
+            let unsettled = report.unresolved.max(report.unresolved_indexed);
+            if unsettled > 0 {
+                tracing::warn!(
+                    organisations = report.organisations,
+                    holders = report.holders,
+                    unresolved = unsettled,
+                    "store migrated to schema {}; run `anchorage org check` to settle holders \
+                     whose certificates named different organisations",
+                    report.to
+                );
+            } else {
+                tracing::info!(
+                    from = report.from,
+                    organisations = report.organisations,
+                    holders = report.holders,
+                    "store migrated to schema {}",
+                    report.to
+                );
+            }
         }
         if upgrading && authority.is_initialised()? {
             authority.adopt_unclaimed_domains()?;
