@@ -96,6 +96,7 @@ pub(super) fn serve(
         let mut state = http::AppState::new(Arc::new(authority));
         let control = control_files(&config.data_dir, &base)?;
         state.control_hash = Some(Arc::from(crate::authority::token_hash(&control).as_str()));
+        let stop = shutdown_signal()?;
         println!("anchorage listening on {base}");
         println!("  data directory:   {}", config.data_dir.display());
         println!("  managed domains:  {}", config.managed_domains.iter().map(|d| d.as_str()).collect::<Vec<_>>().join(", "));
@@ -106,7 +107,7 @@ pub(super) fn serve(
         println!("  API:              {base}/api/v1/certificates  (token: anchorage token create --role registrar --domain '*')");
         println!("  health:           {base}/healthz");
         let scheduler = external::start_scheduler(&state).await?;
-        let result = http::serve(state, listener, tls, shutdown_signal())
+        let result = http::serve(state, listener, tls, stop)
             .await
             .map_err(|e| Error::io("http server", e));
         external::stop_scheduler(scheduler).await;
@@ -135,21 +136,20 @@ fn control_files(data_dir: &Path, base: &str) -> Result<Zeroizing<String>> {
     Ok(token)
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// The stop signals (SIGTERM, SIGINT), registered before the server says it listens: a
+/// SIGTERM that arrives right after that line must stop it gracefully, not kill it with the
+/// default action (tokio installs a handler when the stream is created, not when awaited).
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term =
+        signal(SignalKind::terminate()).map_err(|e| Error::io("the SIGTERM handler", e))?;
+    let mut interrupt =
+        signal(SignalKind::interrupt()).map_err(|e| Error::io("the SIGINT handler", e))?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = interrupt.recv() => {}
         }
-    };
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
-    }
-    tracing::info!("shutting down");
+        tracing::info!("shutting down");
+    })
 }
