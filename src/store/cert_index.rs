@@ -12,7 +12,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
-use std::sync::{Arc, Mutex, PoisonError};
 
 use sled::transaction::{TransactionalTree, UnabortableTransactionError};
 
@@ -134,10 +133,6 @@ fn unresolved_key(holder: &str) -> Vec<u8> {
     key
 }
 
-/// See `Store::unresolved_holders`.
-#[derive(Debug, Default, Clone)]
-pub(super) struct UnresolvedCache(Arc<Mutex<Option<Arc<BTreeSet<String>>>>>);
-
 /// How many certificates a count covers, when the counters know it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CountOf<'a> {
@@ -162,65 +157,55 @@ impl Store {
                     .map(|k| Ok(Serial::from_bytes(&k?))),
             ),
             CertSource::Organisations(orgs) => Box::new(
-                self.org_serials_after(orgs, after)
+                self.cert_orgs_after(orgs, after)
                     .map(|k| k.map(|(k, _)| Serial::from_bytes(&k))),
             ),
         }
     }
 
     /// The certificates after `after` (exclusive), in serial order, from `source`, each with
-    /// its record (`None`: deleted between the index read and the record read). Walking every
-    /// certificate reads keys and records in one pass over the certificate tree (no second
-    /// lookup per record); an organisation walk reads the index, then each record. Lazy.
+    /// its record (`None`: deleted between the index read and the record read): the keys of
+    /// the certificate tree or of the organisation index, then each record by key. (Iterating
+    /// the certificate tree's values instead kept far more of it in memory: 100 MB instead
+    /// of 45 MB for a 30,000-certificate `cert list`.) Lazy.
     pub fn certs_after<'a>(
         &'a self,
         source: &CertSource,
         after: Option<&Serial>,
     ) -> Box<dyn Iterator<Item = Result<CertEntry>> + 'a> {
-        match source {
-            // Keys, then each record by key: iterating the values of the whole tree kept
-            // far more of it in memory (100 MB instead of 45 MB for a 30,000-certificate
-            // `cert list`), and the record's page is the one the key came from.
+        let keys: Box<dyn Iterator<Item = Result<Vec<u8>>> + 'a> = match source {
             CertSource::All => Box::new(
                 self.certs
                     .range::<Vec<u8>, _>((lower_bound(after), Bound::Unbounded))
                     .keys()
-                    .map(|k| {
-                        let key = k?.to_vec();
-                        let record = self
-                            .certs
-                            .get(&key)?
-                            .map(|v| decode(&v, "certificate"))
-                            .transpose()?;
-                        Ok(CertEntry {
-                            serial: Serial::from_bytes(&key),
-                            key,
-                            record,
-                        })
-                    }),
+                    .map(|k| Ok(k?.to_vec())),
             ),
             CertSource::Organisations(orgs) => {
-                Box::new(self.org_serials_after(orgs, after).map(|k| {
-                    let (key, _) = k?;
-                    let record = self
-                        .certs
-                        .get(&key)?
-                        .map(|v| decode(&v, "certificate"))
-                        .transpose()?;
-                    Ok(CertEntry {
-                        serial: Serial::from_bytes(&key),
-                        key,
-                        record,
-                    })
-                }))
+                Box::new(self.cert_orgs_after(orgs, after).map(|k| Ok(k?.0)))
             }
-        }
+        };
+        Box::new(keys.map(|key| {
+            let key = key?;
+            let record = self
+                .certs
+                .get(&key)?
+                .map(|v| decode(&v, "certificate"))
+                .transpose()?;
+            Ok(CertEntry {
+                serial: Serial::from_bytes(&key),
+                key,
+                record,
+            })
+        }))
     }
 
     /// Serial bytes after `after` from the organisation index, each with the position in
     /// `orgs` of the organisation it is filed under: a k-way merge of the organisations'
-    /// walks (a holder has one organisation, so no serial appears twice).
-    fn org_serials_after<'a>(
+    /// walks (a holder has one organisation, so no serial appears twice). An unscoped listing
+    /// of every certificate merges this with its walk instead of reading each holder's
+    /// binding (a random read per certificate, since holders and serials are not in the same
+    /// order: the cost of a page at 1M certificates).
+    pub fn cert_orgs_after<'a>(
         &'a self,
         orgs: &[String],
         after: Option<&Serial>,
@@ -268,19 +253,6 @@ impl Store {
         })
     }
 
-    /// The organisation of each certificate after `after`, in serial order, from the index
-    /// (serial bytes, position in `orgs`): what an unscoped listing of every certificate
-    /// merges with its walk instead of reading each holder's binding (a random read per
-    /// certificate, since holders and serials are not in the same order: the cost of a page
-    /// at 1M certificates).
-    pub fn cert_orgs_after<'a>(
-        &'a self,
-        orgs: &[String],
-        after: Option<&Serial>,
-    ) -> impl Iterator<Item = Result<(Vec<u8>, usize)>> + 'a {
-        self.org_serials_after(orgs, after)
-    }
-
     /// The organisations the index files certificates under, in id order; `None` when
     /// there are more than `max`. One seek per organisation (skipping over its entries): a
     /// holder may be bound to an organisation without a record (bulk loads), so the
@@ -316,28 +288,19 @@ impl Store {
     }
 
     /// The holders whose binding is unresolved (the migration found several organisation
-    /// names for them), for unscoped listings that take organisations from the index. Read
-    /// from the `unresolved/` meta keys (written by the schema 5 step, removed when a holder
-    /// is settled), then kept: bindings become unresolved only in the migration, before the
-    /// store is used, and `put_holder_binding` drops the holder it resolves.
-    pub fn unresolved_holders(&self) -> Result<Arc<BTreeSet<String>>> {
-        let mut cached = self
-            .unresolved
-            .0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if let Some(set) = cached.as_ref() {
-            return Ok(set.clone());
-        }
-        let mut set = BTreeSet::new();
-        for key in self.meta.scan_prefix(UNRESOLVED_PREFIX).keys() {
-            let key = key?;
-            let holder = key.get(UNRESOLVED_PREFIX.len()..).unwrap_or_default();
-            set.insert(String::from_utf8_lossy(holder).into_owned());
-        }
-        let set = Arc::new(set);
-        *cached = Some(set.clone());
-        Ok(set)
+    /// names for them), for unscoped listings that take organisations from the index: the
+    /// `unresolved/` meta keys, written by the schema 5 step and removed when a holder is
+    /// settled (usually none, never more than the migration found).
+    pub fn unresolved_holders(&self) -> Result<BTreeSet<String>> {
+        self.meta
+            .scan_prefix(UNRESOLVED_PREFIX)
+            .keys()
+            .map(|key| {
+                let key = key?;
+                let holder = key.get(UNRESOLVED_PREFIX.len()..).unwrap_or_default();
+                Ok(String::from_utf8_lossy(holder).into_owned())
+            })
+            .collect()
     }
 
     /// The schema 5 step: one `unresolved/<holder>` meta key per unresolved binding, so no
@@ -356,25 +319,12 @@ impl Store {
                 }
             }
         }
-        *self
-            .unresolved
-            .0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = None;
         Ok(found)
     }
 
     /// A holder's binding was resolved: listings no longer mark it.
     pub(super) fn forget_unresolved(&self, holder: &str) -> Result<()> {
         self.meta.remove(unresolved_key(holder))?;
-        let mut cached = self
-            .unresolved
-            .0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if let Some(set) = cached.as_mut().filter(|s| s.contains(holder)) {
-            Arc::make_mut(set).remove(holder);
-        }
         Ok(())
     }
 

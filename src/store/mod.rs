@@ -116,9 +116,6 @@ pub struct Store {
     keying: SharedKeying,
     /// Issuances waiting for the next group commit (see `commit`).
     commits: std::sync::Arc<commit::GroupCommit>,
-    /// The holders whose binding is unresolved, once an unscoped listing asked (see
-    /// `cert_index::unresolved_holders`).
-    unresolved: cert_index::UnresolvedCache,
 }
 
 type TxResult<T> = std::result::Result<T, ConflictableTransactionError<Error>>;
@@ -248,7 +245,6 @@ impl Store {
             idempotency: tree("idempotency")?,
             disk: std::sync::Arc::new(sync::DiskSync::open(&path)?),
             commits: std::sync::Arc::default(),
-            unresolved: cert_index::UnresolvedCache::default(),
             db,
         };
         store.backfill_domain_index()?;

@@ -21,6 +21,18 @@ pub enum CertStatus {
     NotYetValid,
 }
 
+impl CertStatus {
+    /// The word the API, the web lists and `cert list` show (the JSON name).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CertStatus::Valid => "valid",
+            CertStatus::Revoked => "revoked",
+            CertStatus::Expired => "expired",
+            CertStatus::NotYetValid => "not_yet_valid",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct CertView {
     #[serde(flatten)]

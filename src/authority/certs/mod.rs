@@ -20,7 +20,7 @@ use crate::error::{Error, Result};
 use crate::model::{Holder, RevocationReason, Serial};
 use crate::organisations::{HolderBinding, OrganisationRecord};
 use crate::policy::issuance::{IssueRequest, KeySource};
-use crate::store::{CertRecord, IdempotencyRecord, Revocation, RECORD_VERSION};
+use crate::store::{CertRecord, IdempotencyRecord, Revocation, Store, RECORD_VERSION};
 use crate::x509;
 
 mod ca;
@@ -469,21 +469,11 @@ impl Authority {
         holder: &str,
         names: &mut HashMap<String, String>,
     ) -> Result<Option<OrganisationRef>> {
-        let Some(binding) = self.store()?.holder_binding(holder)? else {
+        let store = self.store()?;
+        let Some(binding) = store.holder_binding(holder)? else {
             return Ok(None);
         };
-        let name = match names.get(&binding.organisation) {
-            Some(name) => name.clone(),
-            None => {
-                let name = self
-                    .store()?
-                    .organisation(&binding.organisation)?
-                    .map(|o| o.name)
-                    .unwrap_or_default();
-                names.insert(binding.organisation.clone(), name.clone());
-                name
-            }
-        };
+        let name = organisation_name(&store, &binding.organisation, names)?;
         Ok(Some(OrganisationRef {
             unresolved: !binding.resolved(),
             id: binding.organisation,
@@ -552,4 +542,19 @@ impl Authority {
         self.publish_after_change(record.holder.domain());
         Ok(stored)
     }
+}
+
+/// An organisation's name for a listing, read from the store once per listing: `names`
+/// keeps the ones read, by id (empty for a binding to an organisation without a record).
+pub(super) fn organisation_name(
+    store: &Store,
+    id: &str,
+    names: &mut HashMap<String, String>,
+) -> Result<String> {
+    if let Some(name) = names.get(id) {
+        return Ok(name.clone());
+    }
+    let name = store.organisation(id)?.map(|o| o.name).unwrap_or_default();
+    names.insert(id.to_string(), name.clone());
+    Ok(name)
 }

@@ -6,7 +6,7 @@
 //! the absence of a next cursor). The console streams the same walk (`each_cert`), one entry
 //! at a time, in constant memory.
 //!
-//! What a record costs: it is read with its key in one pass over the certificate tree; its
+//! What a record costs: one read by key after the key walk (`Store::certs_after`); its
 //! revocation comes from a walk of the revocations in the same order, and, for a caller who
 //! sees everything, its organisation from the organisation index in the same order. Reading
 //! the holder's binding instead is a random read per certificate (holders and serials are in
@@ -14,7 +14,6 @@
 //! scope is still checked against the binding, read with each record.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Arc;
 
 use time::Duration;
 
@@ -25,7 +24,7 @@ use crate::model::Serial;
 use crate::store::{CertEntry, CertRecord, CertSource, CountOf, Store};
 
 use super::lookup::{view_of, CertFilter, CertView};
-use super::OrganisationRef;
+use super::{organisation_name, OrganisationRef};
 
 /// Records one page may read before it stops and hands back a cursor: bounds the cost of a
 /// page whose filter matches little.
@@ -358,7 +357,7 @@ type OrgWalk<'a> = std::iter::Peekable<Box<dyn Iterator<Item = Result<(Vec<u8>, 
 struct IndexedOwners<'a> {
     orgs: Vec<String>,
     walk: OrgWalk<'a>,
-    unresolved: Arc<BTreeSet<String>>,
+    unresolved: BTreeSet<String>,
 }
 
 impl<'a> IndexedOwners<'a> {
@@ -390,14 +389,7 @@ impl<'a> IndexedOwners<'a> {
         let Some(id) = self.orgs.get(i) else {
             return Ok(None);
         };
-        let name = match names.get(id) {
-            Some(name) => name.clone(),
-            None => {
-                let name = store.organisation(id)?.map(|o| o.name).unwrap_or_default();
-                names.insert(id.clone(), name.clone());
-                name
-            }
-        };
+        let name = organisation_name(store, id, names)?;
         let unresolved =
             !self.unresolved.is_empty() && self.unresolved.contains(&record.holder.to_string());
         Ok(Some(OrganisationRef {

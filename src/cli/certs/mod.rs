@@ -244,10 +244,7 @@ impl ListRow for LocalRow<'_> {
             serial: self.serial.to_string(),
             binding: self.binding.to_string(),
             usage: self.usage.to_string(),
-            status: serde_json::to_value(self.status)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default(),
+            status: self.status.as_str().to_string(),
             not_after: self.not_after.clone(),
             organisation: self
                 .organisation

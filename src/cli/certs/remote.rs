@@ -129,29 +129,19 @@ pub(super) fn cert_remote(url: &str, token: &str, cmd: CertCommand, out: Output)
 
 /// The columns `cert list -o json` prints on the store directly, taken from an API entry as
 /// they are (alphabetical, as on the store); a missing one is null.
-#[derive(serde::Deserialize, serde::Serialize)]
+#[derive(Default, serde::Deserialize, serde::Serialize)]
+#[serde(default)]
 struct RemoteRow {
-    #[serde(default)]
     binding: Value,
-    #[serde(default)]
     fingerprint: Value,
-    #[serde(default)]
     holder: Value,
-    #[serde(default)]
     not_after: Value,
-    #[serde(default)]
     not_before: Value,
-    #[serde(default)]
     organisation: Value,
-    #[serde(default)]
     registrar: Value,
-    #[serde(default)]
     serial: Value,
-    #[serde(default)]
     status: Value,
-    #[serde(default)]
     subscriber: Value,
-    #[serde(default)]
     usage: Value,
 }
 

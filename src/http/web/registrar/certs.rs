@@ -56,12 +56,7 @@ fn status_of(s: &str) -> Option<CertStatus> {
 }
 
 pub fn status_word(s: &CertStatus) -> &'static str {
-    match s {
-        CertStatus::Valid => "valid",
-        CertStatus::Revoked => "revoked",
-        CertStatus::Expired => "expired",
-        CertStatus::NotYetValid => "not_yet_valid",
-    }
+    s.as_str()
 }
 
 pub(super) async fn list(
