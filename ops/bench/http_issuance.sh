@@ -82,22 +82,8 @@ export ANCHORAGE_PASSPHRASE="http-bench-passphrase-$RANDOM-$RANDOM"
 export RUST_LOG=${RUST_LOG:-warn}
 
 echo "==== set-up"
-"$BIN" --data-dir "$DATA" init --managed-domain direct.example.com \
-  --public-url "http://127.0.0.1:$PORT" >/dev/null
-# The load sends one CSR for every address and one token for every request: lift the
-# one-key-per-holder rule (a copy of the profiles) and the per-token rate limits, which are
-# not what this measures.
-mkdir -p "$WORK/policies"
-for f in policies/*.toml; do
-  sed 's/^allow_key_reuse = false/allow_key_reuse = true/' "$f" >"$WORK/policies/$(basename "$f")"
-done
-{ echo "policies_dir = \"$WORK/policies\""
-  sed 's/^rate_limit_per_minute = .*/rate_limit_per_minute = 0/; s/^rate_limit_per_day = .*/rate_limit_per_day = 0/' \
-    "$DATA/anchorage.toml"; } >"$WORK/config.tmp"
-mv "$WORK/config.tmp" "$DATA/anchorage.toml"
-TOKEN=$("$BIN" --data-dir "$DATA" -o json token create --role registrar --domain '*' | jq -r .token)
-openssl req -new -newkey rsa:2048 -nodes -keyout "$WORK/bench.key" -subj "/CN=bench" \
-  -out "$WORK/bench.csr" 2>/dev/null
+# shellcheck source=ops/bench/issuance_setup.sh
+source ops/bench/issuance_setup.sh
 if [[ "$ADDRESS_MODE" == fixed ]]; then ADDRESS=bench@direct.example.com; else ADDRESS=__ADDRESS__; fi
 jq -n --arg csr "$(cat "$WORK/bench.csr")" --arg address "$ADDRESS" \
   '{address: $address, usage: "dual", csr: $csr, subscriber: {name: "Bench"},

@@ -53,19 +53,8 @@ trap cleanup EXIT
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 export ANCHORAGE_PASSPHRASE="instr-bench-passphrase-$RANDOM-$RANDOM"
 export RUST_LOG=${RUST_LOG:-warn}
-"$BIN" --data-dir "$DATA" init --managed-domain direct.example.com \
-  --public-url "http://127.0.0.1:$PORT" >/dev/null
-mkdir -p "$WORK/policies"
-for f in policies/*.toml; do
-  sed 's/^allow_key_reuse = false/allow_key_reuse = true/' "$f" >"$WORK/policies/$(basename "$f")"
-done
-{ echo "policies_dir = \"$WORK/policies\""
-  sed 's/^rate_limit_per_minute = .*/rate_limit_per_minute = 0/; s/^rate_limit_per_day = .*/rate_limit_per_day = 0/' \
-    "$DATA/anchorage.toml"; } >"$WORK/config.tmp"
-mv "$WORK/config.tmp" "$DATA/anchorage.toml"
-TOKEN=$("$BIN" --data-dir "$DATA" -o json token create --role registrar --domain '*' | jq -r .token)
-openssl req -new -newkey rsa:2048 -nodes -keyout "$WORK/bench.key" -subj "/CN=bench" \
-  -out "$WORK/bench.csr" 2>/dev/null
+# shellcheck source=ops/bench/issuance_setup.sh
+source ops/bench/issuance_setup.sh
 
 # serve re-executes itself once to set this glibc tunable (src/main.rs); set it here so
 # valgrind keeps the process it started.
